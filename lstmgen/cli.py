@@ -1,0 +1,281 @@
+"""The `lstmgen` command line: a thin click layer over build, verify, inspect and run."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from . import __version__
+from .build import BuildResult, build
+from .config import INITIALIZERS, check_keys, load_config_file
+from .errors import LstmgenError, VerificationError
+from .inspect import describe, format_text
+from .output import write_atomic
+from .run import run_model
+from .runtime import RUNTIME_CHOICES
+from .verify import VerifyReport, verify_model
+from .weights import FORMATS
+
+EXIT_CODES = "Exit status: 0 success, 1 verification failed, 2 bad input or usage, 70 internal error."
+_PATH = click.Path(path_type=Path, dir_okay=False)
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn LstmgenError into a one-paragraph message and its exit status; never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = kwargs.get("as_json", False)
+        try:
+            return func(*args, **kwargs)
+        except LstmgenError as exc:
+            if as_json:
+                payload = getattr(exc, "payload", None) or {}
+                click.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code, **payload},
+                                      indent=2))
+            click.echo(f"lstmgen: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not bad input: say so plainly
+            if os.environ.get("LSTMGEN_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"lstmgen: internal error: {type(exc).__name__}: {exc}. This is a bug in lstmgen; "
+                       "please report it (set LSTMGEN_DEBUG=1 for the traceback).", err=True)
+            sys.exit(70)
+
+    return wrapper
+
+
+def _progress(quiet: bool) -> Callable[[str], None]:
+    if quiet:
+        return lambda _msg: None
+    return lambda msg: click.echo(f"lstmgen: {msg}...", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lstmgen")
+def main() -> None:
+    """Write verified TensorFlow Lite LSTM models (one fused UNIDIRECTIONAL_SEQUENCE_LSTM op)
+    from TFLiteLSTMCell hyperparameters and weight files, without TensorFlow.
+
+    \b
+    Examples:
+      lstmgen build --num-units 64 --input-size 32 -o lstm.tflite
+      lstmgen build --config cell.toml --weights cell.npz -o lstm.tflite --json > report.json
+      lstmgen inspect lstm.tflite
+      lstmgen verify lstm.tflite --runtime tflite-runtime
+      lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10
+    """
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option("-o", "--output", type=_PATH, required=True, help="Model file to write (overwritten atomically).")
+@click.option("--config", "config_file", type=_PATH, help="TOML or JSON file with the same keys as the options "
+              "(num_units = 64, ...). Command-line options override it.")
+@click.option("--weights", type=_PATH, help="Weight file (.npz). Without it, weights come from --init.")
+@click.option("--weights-format", type=click.Choice(FORMATS), help="Layout of --weights [default: auto, from the keys].")
+@click.option("--num-units", type=int, help="Cells N (inferred from --weights).")
+@click.option("--input-size", type=int, help="Input features I (inferred from --weights).")
+@click.option("--use-peepholes/--no-use-peepholes", default=None, help="Diagonal peephole connections.")
+@click.option("--cell-clip", type=float, help="Clip the cell state to ±value; 0 or absent = no clip.")
+@click.option("--num-proj", type=int, help="Projection size P (h and output become P wide).")
+@click.option("--proj-clip", type=float, help="Clip the projected output to ±value (needs --num-proj).")
+@click.option("--forget-bias", type=float, help="Added to the forget-gate bias [default: 1.0 for tf1 and "
+              "--init (TF adds it at run time), 0.0 for tflite].")
+@click.option("--activation", help="Cell activation: tanh (default), relu, relu6, relu_n1_to_1.")
+@click.option("--init", type=click.Choice(INITIALIZERS), help="Initializer when no --weights [default: glorot_uniform].")
+@click.option("--seed", type=int, help="Seed for --init and for verification inputs [default: 0].")
+@click.option("--name", help="Tensor-name prefix [default: lstm].")
+@click.option("--dtype", type=click.Choice(["float32"]), help="Weight type [default: float32].")
+@click.option("--batch-size", type=int, help="Batch size B [default: 1].")
+@click.option("--time-steps", type=int, help="Fixed time steps T; omit for a resizable (dynamic) time axis.")
+@click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: batch-major].")
+@click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True,
+              help="Interpreter used for verification.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@_handle_errors
+def build_cmd(output: Path, config_file: Path | None, weights: Path | None, weights_format: str | None,
+              verify: bool, runtime: str, as_json: bool, quiet: bool, **cell: Any) -> None:
+    """Build a model from hyperparameters and (optionally) a weight file, then verify it.
+
+    \b
+    Examples:
+      # random (glorot_uniform) weights, dynamic time axis
+      lstmgen build --num-units 64 --input-size 32 -o lstm.tflite
+      # a TF1 LSTMCell's variables; forget_bias 1.0 is folded into the forget-gate bias
+      lstmgen build --weights cell_tf1.npz --use-peepholes --cell-clip 3 -o lstm.tflite
+      # everything from a config file, machine-readable report for CI
+      lstmgen build --config cell.toml -o lstm.tflite --json > build-report.json
+    """
+    options: dict[str, Any] = {}
+    if config_file is not None:
+        options.update(load_config_file(config_file))
+    check_keys(options, str(config_file))
+    file_weights = options.pop("weights", None)
+    file_format = options.pop("weights_format", None)
+    options.update({k: v for k, v in cell.items() if v is not None})
+    weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
+    result = build(output, options, weights_path, weights_format=weights_format or file_format or "auto",
+                   verify=verify, runtime=runtime, progress=_progress(quiet or as_json))
+    if as_json:
+        click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
+    else:
+        click.echo(_build_text(result))
+
+
+build_cmd.name = "build"
+
+
+def _build_text(r: BuildResult) -> str:
+    c = r.config
+    lines = [
+        f"wrote {r.output} ({r.file_size:,} bytes) in {sum(r.seconds.values()):.2f} s",
+        f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "
+        f"use_peepholes={c.use_peepholes} activation={c.activation} cell_clip={c.cell_clip:g} "
+        f"proj_clip={c.proj_clip:g}",
+        f"  output_size={c.output_size} state_size=(c={c.num_units}, h={c.output_size}); batch={c.batch_size} "
+        f"time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}",
+        f"  weights: {r.weights_format} ({r.weights_source})",
+        *(f"  note: {n}" for n in r.notes),
+    ]
+    lines.append(_verify_line(r.verification) if r.verification else "  not verified (--no-verify)")
+    return "\n".join(lines)
+
+
+def _verify_line(v: VerifyReport) -> str:
+    verdict = "PASS" if v.passed else "FAIL"
+    return (f"  verified with {v.runtime} {v.runtime_version} on input {v.input_shape}: max abs error "
+            f"{v.max_abs_error:.3g}, max rel error {v.max_rel_error:.3g} (tolerance {v.atol:g} + {v.rtol:g}·|ref|): "
+            f"{verdict}")
+
+
+@main.command("verify", epilog=EXIT_CODES)
+@click.argument("model", type=_PATH)
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random test input.")
+@click.option("--batch-size", type=int, help="Test batch size (resizes the model if it allows).")
+@click.option("--time-steps", type=int, help="Test time steps (dynamic-time models only).")
+@click.option("--report", type=_PATH, help="Also write the JSON report to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@_handle_errors
+def verify_cmd(model: Path, runtime: str, seed: int, batch_size: int | None, time_steps: int | None,
+               report: Path | None, as_json: bool) -> None:
+    """Run MODEL in a TFLite interpreter and compare with the NumPy reference.
+
+    Works for any float UNIDIRECTIONAL_SEQUENCE_LSTM model (also TF-converter output): the weights
+    are read back from the file.
+
+    \b
+    Examples:
+      lstmgen verify lstm.tflite
+      lstmgen verify lstm.tflite --runtime tflite-runtime --json > verify.json
+    """
+    rep = verify_model(model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps)
+    payload = {"ok": rep.passed, **rep.to_dict()}
+    if report is not None:
+        write_atomic(report, json.dumps(payload, indent=2).encode())
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(f"{model}:")
+        for check in rep.checks:
+            click.echo(f"  {check.name:<32} max abs {check.max_abs_error:.3g}  max rel {check.max_rel_error:.3g}  "
+                       f"{'ok' if check.passed else 'FAIL'}")
+        click.echo(_verify_line(rep))
+    if not rep.passed:
+        raise VerificationError(f"{model}: the interpreter disagrees with the reference "
+                                f"(max abs error {rep.max_abs_error:.3g}).")
+
+
+@main.command("inspect", epilog=EXIT_CODES)
+@click.argument("model", type=_PATH)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (keys in schemas/report.schema.json).")
+@_handle_errors
+def inspect_cmd(model: Path, as_json: bool) -> None:
+    """Show MODEL's hyperparameters, tensor slots, op version and sizes.
+
+    \b
+    Examples:
+      lstmgen inspect lstm.tflite
+      lstmgen inspect lstm.tflite --json | jq .num_units
+    """
+    info = describe(model)
+    click.echo(json.dumps({"ok": True, **info}, indent=2) if as_json else format_text(info))
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise LstmgenError(f"{what} {path} does not exist.") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise LstmgenError(f"{what} {path} is not a readable .npy array ({exc}); lstmgen never unpickles. "
+                           "Save it with numpy.save.") from None
+    if not isinstance(arr, np.ndarray):
+        raise LstmgenError(f"{what} {path} is an archive; expected a single .npy array.")
+    return arr
+
+
+def _load_state(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            state = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise LstmgenError(f"initial state {path} does not exist.") from None
+    except (ValueError, OSError, EOFError, AttributeError) as exc:
+        raise LstmgenError(f"initial state {path} is not a readable .npz ({exc}). Save it with "
+                           "numpy.savez(path, h=..., c=...).") from None
+    unknown = sorted(set(state) - {"h", "c"})
+    if unknown:
+        raise LstmgenError(f"initial state {path}: unknown key(s) {', '.join(unknown)}; expected 'h' and/or 'c'.")
+    return state
+
+
+@main.command("run", epilog=EXIT_CODES)
+@click.argument("model", type=_PATH)
+@click.option("--input", "input_path", type=_PATH, required=True, help="Input sequence .npy ([B,T,I] or [T,B,I]).")
+@click.option("--output", "output_path", type=_PATH, required=True, help="Where to write the output .npy.")
+@click.option("--initial-state", type=_PATH, help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros).")
+@click.option("--final-state", type=_PATH, help="Write the final state as .npz with 'c' and 'h'.")
+@click.option("--chunk", type=int, help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).")
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
+@_handle_errors
+def run_cmd(model: Path, input_path: Path, output_path: Path, initial_state: Path | None, final_state: Path | None,
+            chunk: int | None, runtime: str) -> None:
+    """Run MODEL on an input sequence from the zero (or a given) state.
+
+    Inputs whose batch or time size differ from the model's are resized when the model allows it.
+
+    \b
+    Examples:
+      lstmgen run lstm.tflite --input x.npy --output y.npy
+      lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
+    """
+    x = _load_npy(input_path, "input")
+    state = _load_state(initial_state) if initial_state else {}
+    y, h, c = run_model(model, x, h0=state.get("h"), c0=state.get("c"), chunk=chunk, runtime=runtime)
+    buf = io.BytesIO()
+    np.save(buf, y)
+    write_atomic(output_path, buf.getbuffer())
+    if final_state is not None:
+        sbuf = io.BytesIO()
+        np.savez(sbuf, c=c, h=h)
+        write_atomic(final_state, sbuf.getbuffer())
+    click.echo(f"wrote {output_path} {list(y.shape)}" + (f" and {final_state}" if final_state else ""), err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

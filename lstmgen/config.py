@@ -1,0 +1,166 @@
+"""The frozen cell configuration, validated at construction, and config-file loading."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .tables import ACTIVATIONS, REFUSED_ACTIVATIONS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "normal", "zeros")
+DTYPES: tuple[str, ...] = ("float32",)
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}$")
+_MAX_DIM = 1 << 20
+
+
+def _fail(field: str, value: Any, allowed: str, hint: str = "") -> ConfigError:
+    msg = f"{field} = {value!r} is not allowed: expected {allowed}."
+    return ConfigError(f"{msg} {hint}".strip())
+
+
+def _check_int(field: str, value: Any, lo: int, hi: int = _MAX_DIM) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(field, value, f"an integer from {lo} to {hi}")
+    if not lo <= value <= hi:
+        raise _fail(field, value, f"an integer from {lo} to {hi}")
+
+
+def _check_float(field: str, value: Any, lo: float, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(field, value, f"a finite number >= {lo:g}", hint)
+    if value < lo:
+        raise _fail(field, value, f"a finite number >= {lo:g}", hint)
+
+
+def _check_bool(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _fail(field, value, "true or false")
+
+
+def _check_choice(field: str, value: Any, choices: tuple[str, ...] | list[str], hint: str = "") -> None:
+    if value not in choices:
+        raise _fail(field, value, "one of " + ", ".join(choices), hint)
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything that defines one LSTM cell and the model around it.
+
+    Names follow TF1's TFLiteLSTMCell; cell_clip/proj_clip of 0 mean "no clipping".
+    forget_bias None means "the weight source's default" and is resolved before layout.
+    """
+
+    num_units: int
+    input_size: int
+    use_peepholes: bool = False
+    cell_clip: float = 0.0
+    num_proj: int | None = None
+    proj_clip: float = 0.0
+    forget_bias: float | None = None
+    activation: str = "tanh"
+    init: str = "glorot_uniform"
+    seed: int = 0
+    name: str = "lstm"
+    dtype: str = "float32"
+    batch_size: int = 1
+    time_steps: int | None = None
+    time_major: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("num_units", self.num_units, 1)
+        _check_int("input_size", self.input_size, 1)
+        _check_bool("use_peepholes", self.use_peepholes)
+        _check_float("cell_clip", self.cell_clip, 0.0, "Use 0 (or leave it out) for no clipping.")
+        if self.num_proj is not None:
+            _check_int("num_proj", self.num_proj, 1)
+        _check_float("proj_clip", self.proj_clip, 0.0, "Use 0 (or leave it out) for no clipping.")
+        if self.proj_clip > 0 and self.num_proj is None:
+            raise ConfigError(
+                f"proj_clip = {self.proj_clip!r} needs a projection: the kernel clips the projected output, "
+                "and this cell has none (num_proj is not set). Set num_proj, or drop proj_clip."
+            )
+        if self.forget_bias is not None:
+            _check_float("forget_bias", self.forget_bias, -math.inf)
+        act = self.activation.lower() if isinstance(self.activation, str) else self.activation
+        if act in REFUSED_ACTIVATIONS:
+            raise ConfigError(
+                f"activation = {self.activation!r} cannot be used: {REFUSED_ACTIVATIONS[act]}. "
+                f"Use one of: {', '.join(ACTIVATIONS)}."
+            )
+        _check_choice("activation", act, list(ACTIVATIONS))
+        object.__setattr__(self, "activation", act)
+        _check_choice("init", self.init, INITIALIZERS)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise _fail("name", self.name, "1-128 characters from A-Z a-z 0-9 _ . / - (a tensor-name prefix)")
+        _check_choice("dtype", self.dtype, DTYPES, "Quantized types come with --quantize (not yet available).")
+        _check_int("batch_size", self.batch_size, 1)
+        if self.time_steps is not None:
+            _check_int("time_steps", self.time_steps, 1)
+        _check_bool("time_major", self.time_major)
+
+    @property
+    def output_size(self) -> int:
+        """Size of h and of each output step: num_proj when projecting, else num_units."""
+        return self.num_proj if self.num_proj is not None else self.num_units
+
+    @property
+    def state_size(self) -> dict[str, int]:
+        """Sizes of the two state tensors, as TF's LSTMStateTuple(c, h)."""
+        return {"c": self.num_units, "h": self.output_size}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(CellConfig))
+# Keys a config file may hold besides the cell fields (paths relative to the file).
+FILE_ONLY_KEYS: tuple[str, ...] = ("weights", "weights_format")
+
+
+def check_keys(mapping: dict[str, Any], where: str) -> None:
+    """Refuse unknown keys, suggesting the nearest known one."""
+    known = CONFIG_KEYS + FILE_ONLY_KEYS
+    for key in mapping:
+        if key not in known:
+            close = difflib.get_close_matches(key.replace("-", "_"), known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key '{key}'.{hint} Known keys: {', '.join(known)}."
+            )
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or JSON cell config; relative 'weights' paths are resolved against its folder."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror}). Check the path.") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(raw.decode("utf-8"))
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+        raise ConfigError(f"config file {path}: not valid {kind} ({exc}). Fix the syntax.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a table of keys, found {type(data).__name__}.")
+    check_keys(data, f"config file {path}")
+    if "weights" in data:
+        if not isinstance(data["weights"], str):
+            raise _fail("weights", data["weights"], "a path string")
+        data["weights"] = str(path.parent / data["weights"])
+    return data

@@ -1,0 +1,442 @@
+"""LSTM-agnostic TFLite flatbuffer records, writer and reader (tensors, buffers, operators)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import flatbuffers
+import numpy as np
+import tflite
+
+from .errors import ModelFileError, OutputError
+from .tables import NUMPY_TO_TFLITE, TFLITE_TO_NUMPY
+
+FILE_IDENTIFIER = b"TFL3"
+SCHEMA_VERSION = 3
+DATA_ALIGNMENT = 16  # schema: Buffer.data (force_align: 16); the Python codegen ignores it, so we do it
+_MAX_FLATBUFFER = 2**31 - 1
+_GREATER_OP_CODES = 127  # PLACEHOLDER_FOR_GREATER_OP_CODES in deprecated_builtin_code
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Per-tensor or per-axis affine quantization parameters."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    quantized_dimension: int = 0
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One tensor. `data` (any strides or byte order) is copied once into the file; None = no buffer."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    data: np.ndarray | None = None
+    shape_signature: tuple[int, ...] | None = None
+    is_variable: bool = False
+    quantization: Quantization | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """A builtin-options table: schema table name and (CamelCase field, value) pairs."""
+
+    table: str
+    fields: tuple[tuple[str, Any], ...]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.fields).get(name, default)
+
+
+@dataclass(frozen=True)
+class OperatorRecord:
+    """One builtin operator; -1 in `inputs` marks an absent optional input."""
+
+    opcode: int
+    version: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    options: Options | None = None
+    intermediates: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A SignatureDef: public names of subgraph input and output tensors."""
+
+    key: str
+    inputs: tuple[tuple[str, int], ...]
+    outputs: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A single-subgraph model."""
+
+    tensors: tuple[TensorRecord, ...]
+    operators: tuple[OperatorRecord, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    subgraph_name: str = "main"
+    description: str = ""
+    signatures: tuple[Signature, ...] = ()
+    metadata: tuple[tuple[str, bytes], ...] = field(default=())
+
+    def metadata_dict(self) -> dict[str, bytes]:
+        return dict(self.metadata)
+
+
+# ----------------------------------------------------------------------------------------- writer
+
+
+def _data_vector(builder: flatbuffers.Builder, array: np.ndarray, dtype: np.dtype) -> int:
+    """Copy `array` into a 16-byte-aligned byte vector: the one copy each weight costs."""
+    le = dtype.newbyteorder("<")
+    nbytes = int(array.size) * le.itemsize
+    builder.StartVector(1, nbytes, DATA_ALIGNMENT)
+    builder.head -= nbytes
+    dest = np.frombuffer(builder.Bytes, dtype=le, count=int(array.size), offset=builder.head)
+    np.copyto(dest.reshape(array.shape), array, casting="equiv")
+    return builder.EndVector()
+
+
+def _int_vector(builder: flatbuffers.Builder, values: Sequence[int], dtype: str = "<i4") -> int:
+    return builder.CreateNumpyVector(np.asarray(values, dtype=dtype))
+
+
+def _offsets_vector(builder: flatbuffers.Builder, offsets: Sequence[int]) -> int:
+    builder.StartVector(4, len(offsets), 4)
+    for off in reversed(offsets):
+        builder.PrependUOffsetTRelative(off)
+    return builder.EndVector()
+
+
+def _options(builder: flatbuffers.Builder, options: Options) -> int:
+    # Generic over every options table: the tflite package names its builders <Table>Add<Field>.
+    getattr(tflite, f"{options.table}Start")(builder)
+    for name, value in options.fields:
+        getattr(tflite, f"{options.table}Add{name}")(builder, value)
+    return getattr(tflite, f"{options.table}End")(builder)
+
+
+def _quantization(builder: flatbuffers.Builder, q: Quantization) -> int:
+    scale = builder.CreateNumpyVector(np.asarray(q.scale, dtype="<f4"))
+    zp = builder.CreateNumpyVector(np.asarray(q.zero_point, dtype="<i8"))
+    tflite.QuantizationParametersStart(builder)
+    tflite.QuantizationParametersAddScale(builder, scale)
+    tflite.QuantizationParametersAddZeroPoint(builder, zp)
+    tflite.QuantizationParametersAddQuantizedDimension(builder, q.quantized_dimension)
+    return tflite.QuantizationParametersEnd(builder)
+
+
+def estimate_size(model: ModelRecord) -> int:
+    """Upper bound of the serialized size: constant data plus generous per-object overhead."""
+    data = sum(t.data.size * t.dtype.itemsize + 2 * DATA_ALIGNMENT for t in model.tensors if t.data is not None)
+    meta = sum(len(v) + 2 * DATA_ALIGNMENT for _, v in model.metadata)
+    names = sum(len(t.name) + 64 + 8 * len(t.shape) for t in model.tensors)
+    return data + meta + names + 64 * 1024
+
+
+def serialize(model: ModelRecord) -> memoryview:
+    """Serialize a model; the result views the builder's buffer (no final copy)."""
+    size = estimate_size(model)
+    if size > _MAX_FLATBUFFER:
+        raise OutputError(
+            f"the model would be {size / 2**30:.2f} GiB, over the 2 GiB flatbuffer limit. "
+            "Reduce num_units/input_size/num_proj (files this large need TFLite's buffer-offset mode, "
+            "which lstmgen does not write yet)."
+        )
+    # Pre-sized so the builder never grows (growing copies everything written so far).
+    b = flatbuffers.Builder(size)
+
+    # Constant data first: flatbuffers build back to front, so the weights end up at the end of
+    # the file, after all the small tables.
+    buffer_of: list[int] = []
+    data_offsets: list[int | None] = [None]  # buffer 0: the empty sentinel
+    for t in model.tensors:
+        if t.data is None:
+            buffer_of.append(0)
+            continue
+        if tuple(t.data.shape) != tuple(t.shape):
+            raise ValueError(f"tensor {t.name}: data shape {t.data.shape} != declared shape {t.shape}")
+        buffer_of.append(len(data_offsets))
+        data_offsets.append(_data_vector(b, t.data, t.dtype))
+    meta_buffer: list[int] = []
+    for _, blob in model.metadata:
+        meta_buffer.append(len(data_offsets))
+        data_offsets.append(_data_vector(b, np.frombuffer(blob, dtype=np.uint8), np.dtype(np.uint8)))
+
+    buffers = []
+    for off in data_offsets:
+        tflite.BufferStart(b)
+        if off is not None:
+            tflite.BufferAddData(b, off)
+        buffers.append(tflite.BufferEnd(b))
+
+    tensors = []
+    for t, buf in zip(model.tensors, buffer_of):
+        name = b.CreateString(t.name)
+        shape = _int_vector(b, t.shape)
+        sig = _int_vector(b, t.shape_signature) if t.shape_signature is not None else None
+        quant = _quantization(b, t.quantization) if t.quantization is not None else None
+        tflite.TensorStart(b)
+        tflite.TensorAddShape(b, shape)
+        tflite.TensorAddType(b, NUMPY_TO_TFLITE[np.dtype(t.dtype)])
+        tflite.TensorAddBuffer(b, buf)
+        tflite.TensorAddName(b, name)
+        if quant is not None:
+            tflite.TensorAddQuantization(b, quant)
+        if t.is_variable:
+            tflite.TensorAddIsVariable(b, True)
+        if sig is not None:
+            tflite.TensorAddShapeSignature(b, sig)
+        tensors.append(tflite.TensorEnd(b))
+
+    codes: list[tuple[int, int]] = sorted({(op.opcode, op.version) for op in model.operators})
+    operators = []
+    for op in model.operators:
+        inputs = _int_vector(b, op.inputs)
+        outputs = _int_vector(b, op.outputs)
+        inter = _int_vector(b, op.intermediates) if op.intermediates else None
+        opts = _options(b, op.options) if op.options is not None else None
+        tflite.OperatorStart(b)
+        tflite.OperatorAddOpcodeIndex(b, codes.index((op.opcode, op.version)))
+        tflite.OperatorAddInputs(b, inputs)
+        tflite.OperatorAddOutputs(b, outputs)
+        if opts is not None:
+            tflite.OperatorAddBuiltinOptionsType(b, getattr(tflite.BuiltinOptions, op.options.table))
+            tflite.OperatorAddBuiltinOptions(b, opts)
+        if inter is not None:
+            tflite.OperatorAddIntermediates(b, inter)
+        operators.append(tflite.OperatorEnd(b))
+
+    sg_name = b.CreateString(model.subgraph_name)
+    sg_tensors = _offsets_vector(b, tensors)
+    sg_inputs = _int_vector(b, model.inputs)
+    sg_outputs = _int_vector(b, model.outputs)
+    sg_ops = _offsets_vector(b, operators)
+    tflite.SubGraphStart(b)
+    tflite.SubGraphAddTensors(b, sg_tensors)
+    tflite.SubGraphAddInputs(b, sg_inputs)
+    tflite.SubGraphAddOutputs(b, sg_outputs)
+    tflite.SubGraphAddOperators(b, sg_ops)
+    tflite.SubGraphAddName(b, sg_name)
+    subgraph = tflite.SubGraphEnd(b)
+
+    opcodes = []
+    for code, version in codes:
+        tflite.OperatorCodeStart(b)
+        # Both fields: pre-2.3 runtimes read only the deprecated one.
+        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, _GREATER_OP_CODES))
+        tflite.OperatorCodeAddBuiltinCode(b, code)
+        tflite.OperatorCodeAddVersion(b, version)
+        opcodes.append(tflite.OperatorCodeEnd(b))
+
+    sigdefs = [_signature(b, s) for s in model.signatures]
+    metas = []
+    for (name, _), buf in zip(model.metadata, meta_buffer):
+        n = b.CreateString(name)
+        tflite.MetadataStart(b)
+        tflite.MetadataAddName(b, n)
+        tflite.MetadataAddBuffer(b, buf)
+        metas.append(tflite.MetadataEnd(b))
+
+    desc = b.CreateString(model.description)
+    v_opcodes = _offsets_vector(b, opcodes)
+    v_subgraphs = _offsets_vector(b, [subgraph])
+    v_buffers = _offsets_vector(b, buffers)
+    v_sigs = _offsets_vector(b, sigdefs) if sigdefs else None
+    v_meta = _offsets_vector(b, metas) if metas else None
+    tflite.ModelStart(b)
+    tflite.ModelAddVersion(b, SCHEMA_VERSION)
+    tflite.ModelAddOperatorCodes(b, v_opcodes)
+    tflite.ModelAddSubgraphs(b, v_subgraphs)
+    tflite.ModelAddDescription(b, desc)
+    tflite.ModelAddBuffers(b, v_buffers)
+    if v_meta is not None:
+        tflite.ModelAddMetadata(b, v_meta)
+    if v_sigs is not None:
+        tflite.ModelAddSignatureDefs(b, v_sigs)
+    b.Finish(tflite.ModelEnd(b), file_identifier=FILE_IDENTIFIER)
+    return memoryview(b.Bytes)[b.Head() :]
+
+
+def _signature(b: flatbuffers.Builder, s: Signature) -> int:
+    def maps(items: tuple[tuple[str, int], ...]) -> int:
+        offs = []
+        for name, index in items:
+            n = b.CreateString(name)
+            tflite.TensorMapStart(b)
+            tflite.TensorMapAddName(b, n)
+            tflite.TensorMapAddTensorIndex(b, index)
+            offs.append(tflite.TensorMapEnd(b))
+        return _offsets_vector(b, offs)
+
+    ins, outs, key = maps(s.inputs), maps(s.outputs), b.CreateString(s.key)
+    tflite.SignatureDefStart(b)
+    tflite.SignatureDefAddInputs(b, ins)
+    tflite.SignatureDefAddOutputs(b, outs)
+    tflite.SignatureDefAddSignatureKey(b, key)
+    tflite.SignatureDefAddSubgraphIndex(b, 0)
+    return tflite.SignatureDefEnd(b)
+
+
+# ----------------------------------------------------------------------------------------- reader
+
+
+def _options_fields(op: Any) -> Options | None:
+    type_code = op.BuiltinOptionsType()
+    if type_code == 0:
+        return None
+    names = {v: k for k, v in vars(tflite.BuiltinOptions).items() if isinstance(v, int)}
+    table = names.get(type_code)
+    if table is None:
+        return None
+    obj = getattr(tflite, table)()
+    raw = op.BuiltinOptions()
+    obj.Init(raw.Bytes, raw.Pos)
+    getters = [m for m in dir(obj) if m[0].isupper() and not m.startswith(("GetRoot", "Init", table))]
+    values = []
+    for m in sorted(getters):
+        try:
+            values.append((m, getattr(obj, m)()))
+        except TypeError:  # vector accessors need an index; no LSTM option is a vector
+            continue
+    return Options(table, tuple(values))
+
+
+def read_model(data: bytes | bytearray | memoryview, source: str = "<model>") -> ModelRecord:
+    """Parse a .tflite flatbuffer into records; constant data are read-only views, not copies."""
+    buf = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    if len(buf) < 8 or bytes(buf[4:8]) != FILE_IDENTIFIER:
+        found = bytes(buf[4:8]) if len(buf) >= 8 else f"{len(buf)} bytes"
+        raise ModelFileError(
+            f"{source}: not a TensorFlow Lite model (expected the file identifier 'TFL3' at byte 4, "
+            f"found {found!r}). Pass a .tflite file."
+        )
+    try:
+        return _read(buf, source)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # a truncated/corrupt flatbuffer fails anywhere inside the generated code
+        raise ModelFileError(
+            f"{source}: the TFLite flatbuffer is truncated or corrupt ({type(exc).__name__}: {exc}). "
+            "Rebuild or re-download the file."
+        ) from None
+
+
+def _read(buf: Any, source: str) -> ModelRecord:
+    m = tflite.Model.GetRootAs(buf, 0)
+    if m.Version() != SCHEMA_VERSION:
+        raise ModelFileError(f"{source}: schema version {m.Version()}, expected {SCHEMA_VERSION}.")
+    if m.SubgraphsLength() != 1:
+        raise ModelFileError(
+            f"{source}: has {m.SubgraphsLength()} subgraphs; lstmgen handles single-subgraph models "
+            "(a TF-converted Keras 3 LSTM is a WHILE loop over several subgraphs, not a fused LSTM)."
+        )
+    total = len(buf)
+
+    def buffer_bytes(index: int) -> np.ndarray | None:
+        if index == 0 or index >= m.BuffersLength():
+            return None
+        bb = m.Buffers(index)
+        if bb.Offset() > 1:  # buffer-offset mode: data stored after the flatbuffer
+            off, size = bb.Offset(), bb.Size()
+            if off + size > total:
+                raise ModelFileError(f"{source}: buffer {index} points past the end of the file (truncated?).")
+            return np.frombuffer(buf, dtype=np.uint8, count=size, offset=off)
+        if bb.DataIsNone() or bb.DataLength() == 0:
+            return None
+        return bb.DataAsNumpy()
+
+    sg = m.Subgraphs(0)
+    tensors = []
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        dtype = TFLITE_TO_NUMPY.get(t.Type())
+        if dtype is None:
+            raise ModelFileError(f"{source}: tensor {i} has a tensor type ({t.Type()}) lstmgen does not read.")
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        raw = buffer_bytes(t.Buffer())
+        data = None
+        if raw is not None:
+            want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if raw.size != want:
+                raise ModelFileError(
+                    f"{source}: tensor {i} ({t.Name().decode(errors='replace')}) has {raw.size} data bytes, "
+                    f"expected {want} for shape {list(shape)}."
+                )
+            data = raw.view(dtype.newbyteorder("<")).reshape(shape)
+        q = t.Quantization()
+        quant = None
+        if q is not None and q.ScaleLength():
+            quant = Quantization(
+                tuple(float(s) for s in q.ScaleAsNumpy()),
+                tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,) * q.ScaleLength(),
+                q.QuantizedDimension(),
+            )
+        sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else None
+        tensors.append(
+            TensorRecord(
+                name=(t.Name() or b"").decode("utf-8", errors="replace"),
+                shape=shape,
+                dtype=dtype,
+                data=data,
+                shape_signature=sig,
+                is_variable=bool(t.IsVariable()),
+                quantization=quant,
+            )
+        )
+
+    codes = []
+    for i in range(m.OperatorCodesLength()):
+        c = m.OperatorCodes(i)
+        codes.append((max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), c.Version()))
+    operators = []
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        code, version = codes[op.OpcodeIndex()]
+        operators.append(
+            OperatorRecord(
+                opcode=code,
+                version=version,
+                inputs=tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else (),
+                outputs=tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else (),
+                options=_options_fields(op),
+                intermediates=tuple(int(x) for x in op.IntermediatesAsNumpy()) if op.IntermediatesLength() else (),
+            )
+        )
+
+    signatures = []
+    for i in range(m.SignatureDefsLength()):
+        s = m.SignatureDefs(i)
+        signatures.append(
+            Signature(
+                key=(s.SignatureKey() or b"").decode(),
+                inputs=tuple((s.Inputs(j).Name().decode(), s.Inputs(j).TensorIndex()) for j in range(s.InputsLength())),
+                outputs=tuple(
+                    (s.Outputs(j).Name().decode(), s.Outputs(j).TensorIndex()) for j in range(s.OutputsLength())
+                ),
+            )
+        )
+    metadata = []
+    for i in range(m.MetadataLength()):
+        md = m.Metadata(i)
+        raw = buffer_bytes(md.Buffer())
+        metadata.append(((md.Name() or b"").decode(), bytes(raw) if raw is not None else b""))
+
+    return ModelRecord(
+        tensors=tuple(tensors),
+        operators=tuple(operators),
+        inputs=tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else (),
+        outputs=tuple(int(x) for x in sg.OutputsAsNumpy()) if sg.OutputsLength() else (),
+        subgraph_name=(sg.Name() or b"").decode(),
+        description=(m.Description() or b"").decode(errors="replace"),
+        signatures=tuple(signatures),
+        metadata=tuple(metadata),
+    )

@@ -1,0 +1,113 @@
+"""Float64 NumPy reference of the TFLite LSTM kernel's math; imports nothing else from lstmgen.
+
+It follows tflite-lstm-op.md §3 step by step, from the op's own parameter names, so that it
+shares no code with the layout code it checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+Array = np.ndarray
+
+
+def sigmoid(x: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
+
+
+def relu(x: Array) -> Array:
+    return np.maximum(x, 0.0)
+
+
+def relu6(x: Array) -> Array:
+    return np.clip(x, 0.0, 6.0)
+
+
+def relu_n1_to_1(x: Array) -> Array:
+    return np.clip(x, -1.0, 1.0)
+
+
+CELL_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": np.tanh,
+    "relu": relu,
+    "relu6": relu6,
+    "relu_n1_to_1": relu_n1_to_1,
+}
+LAYER_NORM_EPSILON = 1e-8  # added to the variance, as the kernel does
+
+
+def _layer_norm(v: Array) -> Array:
+    mean = v.mean(axis=-1, keepdims=True)
+    var = ((v - mean) ** 2).mean(axis=-1, keepdims=True)  # population variance over the cells
+    return (v - mean) / np.sqrt(var + LAYER_NORM_EPSILON)
+
+
+def lstm_reference(
+    x: Array,
+    params: Mapping[str, Array],
+    *,
+    activation: str = "tanh",
+    cell_clip: float = 0.0,
+    proj_clip: float = 0.0,
+    time_major: bool = False,
+    h0: Array | None = None,
+    c0: Array | None = None,
+) -> tuple[Array, Array, Array]:
+    """Run the sequence; returns (output, final h, final c) in float64.
+
+    params uses the op's input names (input_to_forget_weights [N, I], ...); absent optional
+    inputs are simply missing keys: no input_to_input_weights means CIFG, cell_to_*_weights
+    means peepholes, projection_weights means projection, *_layer_norm_coefficients means LN.
+    """
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    g = CELL_ACTIVATIONS[activation]
+    seq = np.asarray(x, dtype=np.float64)
+    if not time_major:
+        seq = seq.transpose(1, 0, 2)  # -> [T, B, I]
+    steps, batch, _ = seq.shape
+    n = p["input_to_forget_weights"].shape[0]
+    r_out = p["recurrent_to_output_weights"]
+    out_size = r_out.shape[1] if r_out.ndim == 2 else r_out.shape[0]
+    h = np.zeros((batch, out_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, out_size)
+    c = np.zeros((batch, n)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, n)
+    cifg = "input_to_input_weights" not in p
+    layer_norm = "forget_layer_norm_coefficients" in p
+
+    def recurrent(gate: str, h_prev: Array) -> Array:
+        r = p[f"recurrent_to_{gate}_weights"]
+        return h_prev * r if r.ndim == 1 else h_prev @ r.T  # rank 1: diagonal recurrence
+
+    def gate_value(gate: str, x_t: Array, h_prev: Array, c_peep: Array | None, act: Callable[[Array], Array]) -> Array:
+        pre = x_t @ p[f"input_to_{gate}_weights"].T + recurrent(gate, h_prev)
+        if c_peep is not None and f"cell_to_{gate}_weights" in p:
+            pre = pre + c_peep * p[f"cell_to_{gate}_weights"]
+        if layer_norm:
+            pre = _layer_norm(pre) * p[f"{gate}_layer_norm_coefficients"]
+        return act(pre + p[f"{gate}_gate_bias"])  # the bias comes after layer norm
+
+    outputs = []
+    for t in range(steps):
+        x_t = seq[t]
+        f = gate_value("forget", x_t, h, c, sigmoid)
+        i = 1.0 - f if cifg else gate_value("input", x_t, h, c, sigmoid)
+        z = gate_value("cell", x_t, h, None, g)  # the cell gate has no peephole
+        c = f * c + i * z
+        if cell_clip > 0:
+            c = np.clip(c, -cell_clip, cell_clip)
+        o = gate_value("output", x_t, h, c, sigmoid)  # output peephole sees the new, clipped c
+        m = o * g(c)
+        if "projection_weights" in p:
+            h = m @ p["projection_weights"].T
+            if "projection_bias" in p:
+                h = h + p["projection_bias"]
+            if proj_clip > 0:
+                h = np.clip(h, -proj_clip, proj_clip)
+        else:
+            h = m
+        outputs.append(h)
+    y = np.stack(outputs)  # [T, B, P]
+    if not time_major:
+        y = y.transpose(1, 0, 2)
+    return y, h, c

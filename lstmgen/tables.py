@@ -1,0 +1,49 @@
+"""Lookup tables shared by the config, the LSTM layout and the inspector (no logic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tflite
+
+# Activations the kernel's float path computes correctly, by lstmgen name.
+ACTIVATIONS: dict[str, int] = {
+    "tanh": tflite.ActivationFunctionType.TANH,
+    "relu": tflite.ActivationFunctionType.RELU,
+    "relu6": tflite.ActivationFunctionType.RELU6,
+    "relu_n1_to_1": tflite.ActivationFunctionType.RELU_N1_TO_1,
+}
+ACTIVATION_NAMES: dict[int, str] = {code: name for name, code in ACTIVATIONS.items()}
+
+# Activations users ask for that the fused kernel cannot honour, with the reason.
+REFUSED_ACTIVATIONS: dict[str, str] = {
+    "none": "the kernel's NONE path never writes the activated cell state and returns stale scratch "
+    "memory (silently wrong output, max error 0.45 measured)",
+    "linear": "TFLite encodes a linear activation as NONE, and the kernel's NONE path returns stale "
+    "scratch memory (silently wrong output)",
+    "sigmoid": "the fused activation field has no SIGMOID member; the gates are always sigmoid, the "
+    "cell activation must be one of the supported ones",
+    "hard_sigmoid": "the fused activation field has no HARD_SIGMOID member",
+    "sign_bit": "SIGN_BIT is not a meaningful cell activation and is untested here",
+}
+
+# numpy dtype <-> TensorType; the inverse is derived so the two can never disagree.
+NUMPY_TO_TFLITE: dict[np.dtype, int] = {
+    np.dtype(np.float32): tflite.TensorType.FLOAT32,
+    np.dtype(np.float16): tflite.TensorType.FLOAT16,
+    np.dtype(np.int32): tflite.TensorType.INT32,
+    np.dtype(np.int8): tflite.TensorType.INT8,
+    np.dtype(np.int16): tflite.TensorType.INT16,
+    np.dtype(np.uint8): tflite.TensorType.UINT8,
+    np.dtype(np.int64): tflite.TensorType.INT64,
+    np.dtype(np.bool_): tflite.TensorType.BOOL,
+}
+TFLITE_TO_NUMPY: dict[int, np.dtype] = {code: dt for dt, code in NUMPY_TO_TFLITE.items()}
+TENSOR_TYPE_NAMES: dict[int, str] = {
+    v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_") and isinstance(v, int)
+}
+BUILTIN_OPERATOR_NAMES: dict[int, str] = {
+    v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)
+}
+
+# UNIDIRECTIONAL_SEQUENCE_LSTM op version -> minimum TFLite runtime (runtime_version.cc).
+MIN_RUNTIME_VERSION: dict[int, str] = {1: "1.13.1", 2: "1.14.0", 3: "2.3.0", 4: "2.12.0"}

@@ -1,0 +1,132 @@
+"""The reader interface: per-gate weights in TFLite layout plus what the source implies."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import WeightFileError
+
+GATE_ORDERS: dict[str, tuple[str, ...]] = {
+    # Order of the four gate blocks along a framework's packed 4*N axis, in TFLite gate names.
+    "tf1": ("input", "cell", "forget", "output"),  # i, j, f, o
+    "keras": ("input", "forget", "cell", "output"),  # i, f, c, o
+    "torch": ("input", "forget", "cell", "output"),  # i, f, g, o
+    "onnx": ("input", "output", "forget", "cell"),  # i, o, f, c
+}
+
+
+def split_gates(packed: np.ndarray, order: str, axis: int = 0) -> dict[str, np.ndarray]:
+    """Split a packed [4N, ...] (axis 0) or [..., 4N] array into per-gate views, keyed by TFLite gate."""
+    gates = GATE_ORDERS[order]
+    if packed.shape[axis] % len(gates):
+        raise ValueError(f"axis {axis} of size {packed.shape[axis]} is not a multiple of {len(gates)}")
+    return dict(zip(gates, np.split(packed, len(gates), axis=axis)))
+
+
+@dataclass(frozen=True)
+class CellWeights:
+    """Weights keyed by TFLite slot name ('input_to_forget_weights', ...), each in TFLite layout.
+
+    Arrays may be non-contiguous views into the source (e.g. a transposed kernel slice): the
+    model writer copies each exactly once. `forget_bias_default` is what the source framework
+    adds to the forget gate at run time (so lstmgen must fold it), 0.0 when biases are complete.
+    """
+
+    tensors: Mapping[str, np.ndarray]
+    format: str
+    source: str
+    forget_bias_default: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    def implied(self) -> dict[str, object]:
+        """Hyperparameters the arrays imply (sizes, peepholes, projection)."""
+        t = self.tensors
+        w = t["input_to_forget_weights"]
+        out: dict[str, object] = {"num_units": int(w.shape[0]), "input_size": int(w.shape[1])}
+        out["use_peepholes"] = "cell_to_forget_weights" in t
+        out["num_proj"] = int(t["projection_weights"].shape[0]) if "projection_weights" in t else None
+        return out
+
+
+class WeightReader(Protocol):
+    """One weight format: recognises its files and reads them into CellWeights."""
+
+    name: str
+    description: str
+
+    def matches(self, keys: frozenset[str]) -> bool:
+        """Whether a set of array names looks like this format (for --weights-format auto)."""
+        ...
+
+    def read(self, arrays: Mapping[str, np.ndarray], source: str) -> CellWeights:
+        """Map the source arrays onto TFLite slots (raising WeightFileError on any mismatch)."""
+        ...
+
+
+def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
+    """Accept float32 (any byte order) as is, float64 with a note; refuse every other type and NaN/Inf."""
+    if array.dtype.kind == "f" and array.dtype.itemsize == 4:
+        pass
+    elif array.dtype.kind == "f" and array.dtype.itemsize == 8:
+        notes.append(f"{name}: converted from float64 to float32")
+        array = array.astype(np.float32)
+    else:
+        raise WeightFileError(
+            f"{source}: array '{name}' has dtype {array.dtype}, expected float32 (float64 is converted). "
+            "Save the weights as floating point; quantized weights are produced by lstmgen, not read."
+        )
+    # A float64 sum is NaN/Inf iff some element is (no overflow for float32 inputs): no bool temp.
+    if array.size and not np.isfinite(np.add.reduce(array, axis=None, dtype=np.float64)):
+        bad = np.argwhere(~np.isfinite(array))
+        where = tuple(int(i) for i in bad[0])
+        raise WeightFileError(
+            f"{source}: array '{name}' contains {len(bad)} NaN/Inf value(s), first at index {list(where)} "
+            f"({array[where]}). Weights must be finite; check the training run or the export."
+        )
+    return array
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Load every array of an .npz without ever unpickling; all failures become WeightFileError."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except FileNotFoundError:
+        raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.") from None
+    except OSError as exc:
+        raise WeightFileError(f"weights file {path} cannot be read ({exc.strerror}).") from None
+    if head != b"PK\x03\x04":
+        raise WeightFileError(
+            f"weights file {path} is not an .npz archive (expected a zip file, found {head!r} at the start). "
+            "Save the weights with numpy.savez(path, name=array, ...)."
+        )
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n[:-4] if n.endswith(".npy") else n for n in zf.namelist()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise WeightFileError(
+                f"weights file {path} holds the key(s) {', '.join(dupes)} more than once, so it is ambiguous "
+                "which array to use. Re-save it with each key once."
+            )
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except WeightFileError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise WeightFileError(
+                f"weights file {path} holds object arrays that need pickle to load; lstmgen never unpickles "
+                "files (unpickling runs arbitrary code). Save plain numeric arrays with numpy.savez."
+            ) from None
+        raise WeightFileError(f"weights file {path} is corrupt ({exc}). Re-save it with numpy.savez.") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise WeightFileError(
+            f"weights file {path} is truncated or corrupt ({exc}). Re-save it with numpy.savez."
+        ) from None
