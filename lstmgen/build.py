@@ -18,8 +18,12 @@ from .verify import VerifyReport, verify_model
 from .weights import CellWeights, load_weights
 
 # Hyperparameters a weight file can imply, with the option name used in messages.
-_IMPLIED = {"num_units": "--num-units", "input_size": "--input-size", "num_proj": "--num-proj",
-            "use_peepholes": "--use-peepholes"}
+_IMPLIED = {
+    "num_units": "--num-units",
+    "input_size": "--input-size",
+    "num_proj": "--num-proj",
+    "use_peepholes": "--use-peepholes",
+}
 
 
 def resolve(options: Mapping[str, Any], weights: CellWeights | None) -> tuple[CellConfig, CellWeights, list[str]]:
@@ -46,8 +50,12 @@ def resolve(options: Mapping[str, Any], weights: CellWeights | None) -> tuple[Ce
     opts["forget_bias"] = float(fb)
     config = CellConfig(**opts)
     if fb:
-        why = "given explicitly" if "forget_bias" in options and options["forget_bias"] is not None else (
-            f"default for {weights.format}: the framework adds it at run time")
+        if options.get("forget_bias") is not None:
+            why = "given explicitly"
+        elif weights.format.startswith("init"):
+            why = "TFLiteLSTMCell's default, used with --init"
+        else:
+            why = f"default for {weights.format}: that framework adds it at run time"
         notes.append(f"forget_bias {fb:g} folded into forget_gate_bias ({why})")
     else:
         notes.append(f"forget_bias 0 (biases taken as complete: {weights.format})")
@@ -70,8 +78,8 @@ class BuildResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "output": self.output,
-            "hyperparameters": self.config.to_dict() | {"output_size": self.config.output_size,
-                                                          "state_size": self.config.state_size},
+            "hyperparameters": self.config.to_dict()
+            | {"output_size": self.config.output_size, "state_size": self.config.state_size},
             "weights_format": self.weights_format,
             "weights_source": self.weights_source,
             "file_size": self.file_size,
@@ -105,14 +113,22 @@ def build(
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(CONFIG_FIELDS)}.")
     t0 = time.perf_counter()
+    if weights is None and weights_format != "auto":
+        raise ConfigError(
+            f"--weights-format {weights_format} was given without --weights; pass the weight file "
+            "(or drop --weights-format to use --init)."
+        )
     if isinstance(weights, (str, Path)):
         say(f"reading weights {weights}")
         weights = load_weights(weights, weights_format)
     config, cell_weights, notes = resolve(opts, weights)
     notes = [*cell_weights.notes, *notes]
     t1 = time.perf_counter()
-    provenance = {"weights_format": cell_weights.format, "weights_file": Path(cell_weights.source).name
-                  if weights is not None else cell_weights.source, "notes": notes}
+    provenance = {
+        "weights_format": cell_weights.format,
+        "weights_file": Path(cell_weights.source).name if weights is not None else cell_weights.source,
+        "notes": notes,
+    }
     record = layout(config, cell_weights.tensors, cell_weights.source, provenance)
     say("writing model")
     data = serialize(record)
@@ -135,5 +151,9 @@ def build(
 
     write_atomic(Path(output), data, check)
     t3 = time.perf_counter()
-    result.seconds = {"read": round(t1 - t0, 4), "layout_and_write": round(t2 - t1, 4), "verify_and_save": round(t3 - t2, 4)}
+    result.seconds = {
+        "read": round(t1 - t0, 4),
+        "layout_and_write": round(t2 - t1, 4),
+        "verify_and_save": round(t3 - t2, 4),
+    }
     return result

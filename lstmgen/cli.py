@@ -41,8 +41,9 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except LstmgenError as exc:
             if as_json:
                 payload = getattr(exc, "payload", None) or {}
-                click.echo(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code, **payload},
-                                      indent=2))
+                click.echo(
+                    json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code, **payload}, indent=2)
+                )
             click.echo(f"lstmgen: error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
@@ -50,8 +51,11 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # a bug, not bad input: say so plainly
             if os.environ.get("LSTMGEN_DEBUG"):
                 traceback.print_exc()
-            click.echo(f"lstmgen: internal error: {type(exc).__name__}: {exc}. This is a bug in lstmgen; "
-                       "please report it (set LSTMGEN_DEBUG=1 for the traceback).", err=True)
+            click.echo(
+                f"lstmgen: internal error: {type(exc).__name__}: {exc}. This is a bug in lstmgen; "
+                "please report it (set LSTMGEN_DEBUG=1 for the traceback).",
+                err=True,
+            )
             sys.exit(70)
 
     return wrapper
@@ -81,34 +85,61 @@ def main() -> None:
 
 @main.command(epilog=EXIT_CODES)
 @click.option("-o", "--output", type=_PATH, required=True, help="Model file to write (overwritten atomically).")
-@click.option("--config", "config_file", type=_PATH, help="TOML or JSON file with the same keys as the options "
-              "(num_units = 64, ...). Command-line options override it.")
+@click.option(
+    "--config",
+    "config_file",
+    type=_PATH,
+    help="TOML or JSON file with the same keys as the options (num_units = 64, ...). Command-line options override it.",
+)
 @click.option("--weights", type=_PATH, help="Weight file (.npz). Without it, weights come from --init.")
-@click.option("--weights-format", type=click.Choice(FORMATS), help="Layout of --weights [default: auto, from the keys].")
+@click.option(
+    "--weights-format", type=click.Choice(FORMATS), help="Layout of --weights [default: auto, from the keys]."
+)
 @click.option("--num-units", type=int, help="Cells N (inferred from --weights).")
 @click.option("--input-size", type=int, help="Input features I (inferred from --weights).")
 @click.option("--use-peepholes/--no-use-peepholes", default=None, help="Diagonal peephole connections.")
 @click.option("--cell-clip", type=float, help="Clip the cell state to ±value; 0 or absent = no clip.")
 @click.option("--num-proj", type=int, help="Projection size P (h and output become P wide).")
 @click.option("--proj-clip", type=float, help="Clip the projected output to ±value (needs --num-proj).")
-@click.option("--forget-bias", type=float, help="Added to the forget-gate bias [default: 1.0 for tf1 and "
-              "--init (TF adds it at run time), 0.0 for tflite].")
+@click.option(
+    "--forget-bias",
+    type=float,
+    help="Added to the forget-gate bias [default: 1.0 for tf1 and --init (TF adds it at run time), 0.0 for tflite].",
+)
 @click.option("--activation", help="Cell activation: tanh (default), relu, relu6, relu_n1_to_1.")
-@click.option("--init", type=click.Choice(INITIALIZERS), help="Initializer when no --weights [default: glorot_uniform].")
+@click.option(
+    "--init", type=click.Choice(INITIALIZERS), help="Initializer when no --weights [default: glorot_uniform]."
+)
 @click.option("--seed", type=int, help="Seed for --init and for verification inputs [default: 0].")
 @click.option("--name", help="Tensor-name prefix [default: lstm].")
 @click.option("--dtype", type=click.Choice(["float32"]), help="Weight type [default: float32].")
 @click.option("--batch-size", type=int, help="Batch size B [default: 1].")
 @click.option("--time-steps", type=int, help="Fixed time steps T; omit for a resizable (dynamic) time axis.")
-@click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: batch-major].")
+@click.option(
+    "--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: batch-major]."
+)
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
-@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True,
-              help="Interpreter used for verification.")
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIME_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Interpreter used for verification.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 @_handle_errors
-def build_cmd(output: Path, config_file: Path | None, weights: Path | None, weights_format: str | None,
-              verify: bool, runtime: str, as_json: bool, quiet: bool, **cell: Any) -> None:
+def build_cmd(
+    output: Path,
+    config_file: Path | None,
+    weights: Path | None,
+    weights_format: str | None,
+    verify: bool,
+    runtime: str,
+    as_json: bool,
+    quiet: bool,
+    **cell: Any,
+) -> None:
     """Build a model from hyperparameters and (optionally) a weight file, then verify it.
 
     \b
@@ -128,8 +159,15 @@ def build_cmd(output: Path, config_file: Path | None, weights: Path | None, weig
     file_format = options.pop("weights_format", None)
     options.update({k: v for k, v in cell.items() if v is not None})
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
-    result = build(output, options, weights_path, weights_format=weights_format or file_format or "auto",
-                   verify=verify, runtime=runtime, progress=_progress(quiet or as_json))
+    result = build(
+        output,
+        options,
+        weights_path,
+        weights_format=weights_format or file_format or "auto",
+        verify=verify,
+        runtime=runtime,
+        progress=_progress(quiet or as_json),
+    )
     if as_json:
         click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
     else:
@@ -157,9 +195,11 @@ def _build_text(r: BuildResult) -> str:
 
 def _verify_line(v: VerifyReport) -> str:
     verdict = "PASS" if v.passed else "FAIL"
-    return (f"  verified with {v.runtime} {v.runtime_version} on input {v.input_shape}: max abs error "
-            f"{v.max_abs_error:.3g}, max rel error {v.max_rel_error:.3g} (tolerance {v.atol:g} + {v.rtol:g}·|ref|): "
-            f"{verdict}")
+    return (
+        f"  verified with {v.runtime} {v.runtime_version} on input {v.input_shape}: max abs error "
+        f"{v.max_abs_error:.3g}, max rel error {v.max_rel_error:.3g} (tolerance {v.atol:g} + {v.rtol:g}·|ref|): "
+        f"{verdict}"
+    )
 
 
 @main.command("verify", epilog=EXIT_CODES)
@@ -171,8 +211,15 @@ def _verify_line(v: VerifyReport) -> str:
 @click.option("--report", type=_PATH, help="Also write the JSON report to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @_handle_errors
-def verify_cmd(model: Path, runtime: str, seed: int, batch_size: int | None, time_steps: int | None,
-               report: Path | None, as_json: bool) -> None:
+def verify_cmd(
+    model: Path,
+    runtime: str,
+    seed: int,
+    batch_size: int | None,
+    time_steps: int | None,
+    report: Path | None,
+    as_json: bool,
+) -> None:
     """Run MODEL in a TFLite interpreter and compare with the NumPy reference.
 
     Works for any float UNIDIRECTIONAL_SEQUENCE_LSTM model (also TF-converter output): the weights
@@ -192,12 +239,15 @@ def verify_cmd(model: Path, runtime: str, seed: int, batch_size: int | None, tim
     else:
         click.echo(f"{model}:")
         for check in rep.checks:
-            click.echo(f"  {check.name:<32} max abs {check.max_abs_error:.3g}  max rel {check.max_rel_error:.3g}  "
-                       f"{'ok' if check.passed else 'FAIL'}")
+            click.echo(
+                f"  {check.name:<32} max abs {check.max_abs_error:.3g}  max rel {check.max_rel_error:.3g}  "
+                f"{'ok' if check.passed else 'FAIL'}"
+            )
         click.echo(_verify_line(rep))
     if not rep.passed:
-        raise VerificationError(f"{model}: the interpreter disagrees with the reference "
-                                f"(max abs error {rep.max_abs_error:.3g}).")
+        raise VerificationError(
+            f"{model}: the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+        )
 
 
 @main.command("inspect", epilog=EXIT_CODES)
@@ -222,8 +272,9 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
     except FileNotFoundError:
         raise LstmgenError(f"{what} {path} does not exist.") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise LstmgenError(f"{what} {path} is not a readable .npy array ({exc}); lstmgen never unpickles. "
-                           "Save it with numpy.save.") from None
+        raise LstmgenError(
+            f"{what} {path} is not a readable .npy array ({exc}); lstmgen never unpickles. Save it with numpy.save."
+        ) from None
     if not isinstance(arr, np.ndarray):
         raise LstmgenError(f"{what} {path} is an archive; expected a single .npy array.")
     return arr
@@ -236,8 +287,9 @@ def _load_state(path: Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise LstmgenError(f"initial state {path} does not exist.") from None
     except (ValueError, OSError, EOFError, AttributeError) as exc:
-        raise LstmgenError(f"initial state {path} is not a readable .npz ({exc}). Save it with "
-                           "numpy.savez(path, h=..., c=...).") from None
+        raise LstmgenError(
+            f"initial state {path} is not a readable .npz ({exc}). Save it with numpy.savez(path, h=..., c=...)."
+        ) from None
     unknown = sorted(set(state) - {"h", "c"})
     if unknown:
         raise LstmgenError(f"initial state {path}: unknown key(s) {', '.join(unknown)}; expected 'h' and/or 'c'.")
@@ -253,8 +305,15 @@ def _load_state(path: Path) -> dict[str, np.ndarray]:
 @click.option("--chunk", type=int, help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).")
 @click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
 @_handle_errors
-def run_cmd(model: Path, input_path: Path, output_path: Path, initial_state: Path | None, final_state: Path | None,
-            chunk: int | None, runtime: str) -> None:
+def run_cmd(
+    model: Path,
+    input_path: Path,
+    output_path: Path,
+    initial_state: Path | None,
+    final_state: Path | None,
+    chunk: int | None,
+    runtime: str,
+) -> None:
     """Run MODEL on an input sequence from the zero (or a given) state.
 
     Inputs whose batch or time size differ from the model's are resized when the model allows it.

@@ -137,9 +137,7 @@ def check_keys(mapping: dict[str, Any], where: str) -> None:
         if key not in known:
             close = difflib.get_close_matches(key.replace("-", "_"), known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"{where}: unknown key '{key}'.{hint} Known keys: {', '.join(known)}."
-            )
+            raise ConfigError(f"{where}: unknown key '{key}'.{hint} Known keys: {', '.join(known)}.")
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -149,10 +147,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {path}: cannot be read ({exc.strerror}). Check the path.") from None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(raw.decode("utf-8"))
-        else:
-            data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
         raise ConfigError(f"config file {path}: not valid {kind} ({exc}). Fix the syntax.") from None

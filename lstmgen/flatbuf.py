@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +30,25 @@ class Quantization:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """Constant data generated straight into the file buffer, so no second full-size copy exists."""
+
+    shape: tuple[int, ...]
+    fill: Callable[[np.ndarray], None]  # writes every element of the (C-contiguous, aligned) view it gets
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
 class TensorRecord:
     """One tensor. `data` (any strides or byte order) is copied once into the file; None = no buffer."""
 
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
-    data: np.ndarray | None = None
+    data: np.ndarray | Deferred | None = None
     shape_signature: tuple[int, ...] | None = None
     is_variable: bool = False
     quantization: Quantization | None = None
@@ -94,14 +106,17 @@ class ModelRecord:
 # ----------------------------------------------------------------------------------------- writer
 
 
-def _data_vector(builder: flatbuffers.Builder, array: np.ndarray, dtype: np.dtype) -> int:
+def _data_vector(builder: flatbuffers.Builder, array: np.ndarray | Deferred, dtype: np.dtype) -> int:
     """Copy `array` into a 16-byte-aligned byte vector: the one copy each weight costs."""
     le = dtype.newbyteorder("<")
     nbytes = int(array.size) * le.itemsize
     builder.StartVector(1, nbytes, DATA_ALIGNMENT)
     builder.head -= nbytes
-    dest = np.frombuffer(builder.Bytes, dtype=le, count=int(array.size), offset=builder.head)
-    np.copyto(dest.reshape(array.shape), array, casting="equiv")
+    dest = np.frombuffer(builder.Bytes, dtype=le, count=int(array.size), offset=builder.head).reshape(array.shape)
+    if isinstance(array, Deferred):
+        array.fill(dest)
+    else:
+        np.copyto(dest, array, casting="equiv")
     return builder.EndVector()
 
 
@@ -151,8 +166,9 @@ def serialize(model: ModelRecord) -> memoryview:
             "Reduce num_units/input_size/num_proj (files this large need TFLite's buffer-offset mode, "
             "which lstmgen does not write yet)."
         )
-    # Pre-sized so the builder never grows (growing copies everything written so far).
-    b = flatbuffers.Builder(size)
+    # Pre-sized so the builder never grows (growing copies everything written so far). Alignment is
+    # relative to the end of the buffer, so a 64-multiple size also aligns the absolute addresses.
+    b = flatbuffers.Builder(-(-size // 64) * 64)
 
     # Constant data first: flatbuffers build back to front, so the weights end up at the end of
     # the file, after all the small tables.
@@ -179,7 +195,7 @@ def serialize(model: ModelRecord) -> memoryview:
         buffers.append(tflite.BufferEnd(b))
 
     tensors = []
-    for t, buf in zip(model.tensors, buffer_of):
+    for t, buf in zip(model.tensors, buffer_of, strict=True):
         name = b.CreateString(t.name)
         shape = _int_vector(b, t.shape)
         sig = _int_vector(b, t.shape_signature) if t.shape_signature is not None else None
@@ -239,7 +255,7 @@ def serialize(model: ModelRecord) -> memoryview:
 
     sigdefs = [_signature(b, s) for s in model.signatures]
     metas = []
-    for (name, _), buf in zip(model.metadata, meta_buffer):
+    for (name, _), buf in zip(model.metadata, meta_buffer, strict=True):
         n = b.CreateString(name)
         tflite.MetadataStart(b)
         tflite.MetadataAddName(b, n)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .lstm import LstmOp
 from .slots import Slot
-from .tables import MIN_RUNTIME_VERSION, TENSOR_TYPE_NAMES, NUMPY_TO_TFLITE
+from .tables import MIN_RUNTIME_VERSION, NUMPY_TO_TFLITE, TENSOR_TYPE_NAMES
 from .verify import read_lstm
 
 
@@ -30,12 +30,20 @@ def describe(path: str | Path) -> dict[str, Any]:
             slots.append({"slot": int(slot), "name": slot.key, "present": False})
             continue
         t = lstm.model.tensors[index]
-        slots.append({
-            "slot": int(slot), "name": slot.key, "present": True, "tensor": t.name, "tensor_index": index,
-            "shape": list(t.shape), "shape_signature": list(t.shape_signature) if t.shape_signature else None,
-            "dtype": TENSOR_TYPE_NAMES[NUMPY_TO_TFLITE[t.dtype]].lower(), "is_variable": t.is_variable,
-            "constant": t.data is not None,
-        })
+        slots.append(
+            {
+                "slot": int(slot),
+                "name": slot.key,
+                "present": True,
+                "tensor": t.name,
+                "tensor_index": index,
+                "shape": list(t.shape),
+                "shape_signature": list(t.shape_signature) if t.shape_signature else None,
+                "dtype": TENSOR_TYPE_NAMES[NUMPY_TO_TFLITE[t.dtype]].lower(),
+                "is_variable": t.is_variable,
+                "constant": t.data is not None,
+            }
+        )
     hp = lstm.metadata.get("hyperparameters", {})
     return {
         "file": str(path),
@@ -75,13 +83,16 @@ def format_text(info: dict[str, Any]) -> str:
         + (f" forget_bias(folded)={info['forget_bias_folded']:g}" if info["forget_bias_folded"] is not None else ""),
         f"  output_size={info['output_size']} state_size=(c={info['state_size']['c']}, h={info['state_size']['h']})",
         f"  shape: batch={info['batch_size'] or 'dynamic'} time={info['time_steps'] or 'dynamic'} "
-        f"{'time-major' if info['time_major'] else 'batch-major'}; signatures: {', '.join(info['signature']) or 'none'}",
+        f"{'time-major' if info['time_major'] else 'batch-major'}; "
+        f"signatures: {', '.join(info['signature']) or 'none'}",
         "  slots:",
     ]
     for s in info["slots"]:
         if s["present"]:
             kind = "variable" if s["is_variable"] else ("const" if s["constant"] else "")
-            lines.append(f"    {s['slot']:>2} {s['name']:<32} {s['dtype']:<8} {s['shape']!s:<14} {kind:<8} {s['tensor']}")
+            lines.append(
+                f"    {s['slot']:>2} {s['name']:<32} {s['dtype']:<8} {s['shape']!s:<14} {kind:<8} {s['tensor']}"
+            )
         else:
             lines.append(f"    {s['slot']:>2} {s['name']:<32} -")
     return "\n".join(lines)

@@ -57,10 +57,8 @@ def check_weights(config: CellConfig, weights: Mapping[str, np.ndarray], source:
         )
     for key, spec in wanted.items():
         if key not in weights:
-            raise WeightFileError(
-                f"{source}: missing '{key}' (shape {_symbolic(spec)}), needed because "
-                f"{'the cell uses ' + spec.feature if spec.feature not in ('core', 'input_gate') else 'every LSTM has it'}."
-            )
+            because = "every LSTM has it" if spec.feature in ("core", "input_gate") else f"the cell uses {spec.feature}"
+            raise WeightFileError(f"{source}: missing '{key}' (shape {_symbolic(spec)}), needed because {because}.")
         want = tuple(sizes[s] for s in spec.shape)
         got = tuple(weights[key].shape)
         if got != want:
@@ -92,8 +90,12 @@ def hyperparameters(config: CellConfig) -> dict[str, Any]:
     return d
 
 
-def layout(config: CellConfig, weights: Mapping[str, np.ndarray], source: str = "weights",
-           provenance: Mapping[str, Any] | None = None) -> ModelRecord:
+def layout(
+    config: CellConfig,
+    weights: Mapping[str, np.ndarray],
+    source: str = "weights",
+    provenance: Mapping[str, Any] | None = None,
+) -> ModelRecord:
     """Records for one UNIDIRECTIONAL_SEQUENCE_LSTM model. config.forget_bias is folded in here."""
     if config.forget_bias is None:
         raise ValueError("forget_bias must be resolved before layout")
@@ -108,8 +110,9 @@ def layout(config: CellConfig, weights: Mapping[str, np.ndarray], source: str = 
         return len(tensors) - 1
 
     in_shape, in_sig = _io_shape(config, config.input_size)
-    inputs[Slot.INPUT] = add(TensorRecord(f"{prefix}/input", in_shape, F32,
-                                          shape_signature=in_sig if -1 in in_sig else None))
+    inputs[Slot.INPUT] = add(
+        TensorRecord(f"{prefix}/input", in_shape, F32, shape_signature=in_sig if -1 in in_sig else None)
+    )
     for spec in WEIGHT_SLOTS:
         if spec.feature not in features:
             continue
@@ -119,26 +122,33 @@ def layout(config: CellConfig, weights: Mapping[str, np.ndarray], source: str = 
         inputs[spec.slot] = add(TensorRecord(f"{prefix}/{spec.slot.key}", tuple(data.shape), F32, data=data))
     # State tensors: variable, no buffer (a data vector, even empty, is rejected by the interpreter).
     b = config.batch_size
-    inputs[Slot.OUTPUT_STATE] = add(TensorRecord(f"{prefix}/output_state", (b, config.output_size), F32,
-                                                 is_variable=True))
-    inputs[Slot.CELL_STATE] = add(TensorRecord(f"{prefix}/cell_state", (b, config.num_units), F32,
-                                               is_variable=True))
+    inputs[Slot.OUTPUT_STATE] = add(
+        TensorRecord(f"{prefix}/output_state", (b, config.output_size), F32, is_variable=True)
+    )
+    inputs[Slot.CELL_STATE] = add(TensorRecord(f"{prefix}/cell_state", (b, config.num_units), F32, is_variable=True))
     out_shape, out_sig = _io_shape(config, config.output_size)
     output = add(TensorRecord(f"{prefix}/output", out_shape, F32, shape_signature=out_sig if -1 in out_sig else None))
 
     version = 1
-    options = Options(OPTIONS_TABLE, (
-        # Always written explicitly: a missing table parses as activation NONE (silently wrong).
-        ("FusedActivationFunction", ACTIVATIONS[config.activation]),
-        ("CellClip", float(config.cell_clip)),
-        ("ProjClip", float(config.proj_clip)),
-        ("TimeMajor", bool(config.time_major)),
-        ("AsymmetricQuantizeInputs", False),
-        ("DiagonalRecurrentTensors", False),
-    ))
+    options = Options(
+        OPTIONS_TABLE,
+        (
+            # Always written explicitly: a missing table parses as activation NONE (silently wrong).
+            ("FusedActivationFunction", ACTIVATIONS[config.activation]),
+            ("CellClip", float(config.cell_clip)),
+            ("ProjClip", float(config.proj_clip)),
+            ("TimeMajor", bool(config.time_major)),
+            ("AsymmetricQuantizeInputs", False),
+            ("DiagonalRecurrentTensors", False),
+        ),
+    )
     op = OperatorRecord(OPCODE, version, tuple(inputs), (output,), options)
-    meta = {"generator": f"lstmgen {__version__}", "op": "UNIDIRECTIONAL_SEQUENCE_LSTM",
-            "hyperparameters": hyperparameters(config), "provenance": dict(provenance or {})}
+    meta = {
+        "generator": f"lstmgen {__version__}",
+        "op": "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "hyperparameters": hyperparameters(config),
+        "provenance": dict(provenance or {}),
+    }
     return ModelRecord(
         tensors=tuple(tensors),
         operators=(op,),

@@ -10,17 +10,22 @@ from .errors import LstmgenError
 from .verify import open_lstm_session, read_lstm
 
 
-def run_model(path: str | Path, x: np.ndarray, *, h0: np.ndarray | None = None, c0: np.ndarray | None = None,
-              chunk: int | None = None, runtime: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_model(
+    path: str | Path,
+    x: np.ndarray,
+    *,
+    h0: np.ndarray | None = None,
+    c0: np.ndarray | None = None,
+    chunk: int | None = None,
+    runtime: str = "auto",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (output, final h, final c). With chunk=N the time axis is fed N steps per invoke."""
     path = Path(path)
     lstm = read_lstm(path)
     in_t = lstm.model.tensors[lstm.input_index]
     if x.ndim != 3 or x.shape[2] != lstm.input_size:
         layout = "[time, batch, input]" if lstm.time_major else "[batch, time, input]"
-        raise LstmgenError(
-            f"input has shape {list(x.shape)}, expected {layout} with input size {lstm.input_size}."
-        )
+        raise LstmgenError(f"input has shape {list(x.shape)}, expected {layout} with input size {lstm.input_size}.")
     if x.dtype.kind != "f":
         raise LstmgenError(f"input has dtype {x.dtype}, expected float32 (or float64, converted).")
     t_axis = 0 if lstm.time_major else 1
@@ -31,16 +36,18 @@ def run_model(path: str | Path, x: np.ndarray, *, h0: np.ndarray | None = None, 
     session = open_lstm_session(path, lstm, runtime)
     sig = in_t.shape_signature or in_t.shape
     outputs = []
+    fed: tuple[int, ...] = ()
     for start in range(0, steps, chunk):
         piece = np.take(x, range(start, min(start + chunk, steps)), axis=t_axis)
         if start == 0:
             session.resize(piece.shape, tuple(sig))
             session.reset(h0, c0)
-        elif piece.shape != outputs[-1].shape[:2] + (lstm.input_size,):
+        elif piece.shape != fed:
             # Only the last chunk can be shorter; resizing re-allocates and zeroes the state, so carry it.
             h, c = session.state()
             session.resize(piece.shape, tuple(sig))
             session.reset(h, c)
+        fed = piece.shape
         outputs.append(session.invoke(piece))
     h, c = session.state()
     return np.concatenate(outputs, axis=t_axis), h, c

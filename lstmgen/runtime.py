@@ -71,7 +71,7 @@ class Session:
             return
         batch_axis = 1 if self.time_major else 0
         sig = signature or current
-        for axis, (want, have, s) in enumerate(zip(shape, current, sig)):
+        for axis, (want, have, s) in enumerate(zip(shape, current, sig, strict=True)):
             if want != have and s != -1:
                 what = {batch_axis: "batch", 1 - batch_axis: "time", 2: "feature"}[axis]
                 raise ModelFileError(
@@ -92,7 +92,9 @@ class Session:
         self.interpreter.reset_all_variables()
         for idx, value in ((self.h_index, h0), (self.c_index, c0)):
             if value is not None:
-                self.interpreter.set_tensor(idx, np.ascontiguousarray(value, dtype=np.float32).reshape(self._shape(idx)))
+                self.interpreter.set_tensor(
+                    idx, np.ascontiguousarray(value, dtype=np.float32).reshape(self._shape(idx))
+                )
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One invoke on x, continuing from the current state."""
@@ -105,8 +107,9 @@ class Session:
         return (self.interpreter.get_tensor(self.h_index).copy(), self.interpreter.get_tensor(self.c_index).copy())
 
 
-def open_session(model_path: str, *, runtime: str, input_index: int, output_index: int,
-                 h_index: int, c_index: int, time_major: bool) -> Session:
+def open_session(
+    model_path: str, *, runtime: str, input_index: int, output_index: int, h_index: int, c_index: int, time_major: bool
+) -> Session:
     """Load a model file with the builtin kernels only (no default delegates), allocated and reset."""
     name = resolve_runtime(runtime)
     mod = _import(name)

@@ -38,14 +38,30 @@ def read_lstm(path: Path) -> LstmOp:
 
 def open_lstm_session(path: Path, lstm: LstmOp, runtime: str) -> Session:
     h, c = lstm.state_indices
-    return open_session(str(path), runtime=runtime, input_index=lstm.input_index,
-                        output_index=lstm.output_index, h_index=h, c_index=c, time_major=lstm.time_major)
+    return open_session(
+        str(path),
+        runtime=runtime,
+        input_index=lstm.input_index,
+        output_index=lstm.output_index,
+        h_index=h,
+        c_index=c,
+        time_major=lstm.time_major,
+    )
 
 
-def run_reference(lstm: LstmOp, x: np.ndarray, h0: np.ndarray | None = None,
-                  c0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return lstm_reference(x, lstm.weights, activation=lstm.activation, cell_clip=lstm.cell_clip,
-                          proj_clip=lstm.proj_clip, time_major=lstm.time_major, h0=h0, c0=c0)
+def run_reference(
+    lstm: LstmOp, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return lstm_reference(
+        x,
+        lstm.weights,
+        activation=lstm.activation,
+        cell_clip=lstm.cell_clip,
+        proj_clip=lstm.proj_clip,
+        time_major=lstm.time_major,
+        h0=h0,
+        c0=c0,
+    )
 
 
 @dataclass
@@ -64,8 +80,7 @@ def compare(name: str, got: np.ndarray, ref: np.ndarray, atol: float, rtol: floa
     worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.size else ()
     rel = err / np.maximum(np.abs(ref), 1e-12)
     passed = bool(np.all(err <= atol + rtol * np.abs(ref)))
-    return Comparison(name, float(err.max(initial=0.0)), float(rel.max(initial=0.0)),
-                      [int(i) for i in worst], passed)
+    return Comparison(name, float(err.max(initial=0.0)), float(rel.max(initial=0.0)), [int(i) for i in worst], passed)
 
 
 @dataclass
@@ -99,8 +114,16 @@ class VerifyReport:
         return d
 
 
-def verify_model(path: str | Path, *, runtime: str = "auto", seed: int = 0, batch_size: int | None = None,
-                 time_steps: int | None = None, atol: float = FLOAT_ATOL, rtol: float = FLOAT_RTOL) -> VerifyReport:
+def verify_model(
+    path: str | Path,
+    *,
+    runtime: str = "auto",
+    seed: int = 0,
+    batch_size: int | None = None,
+    time_steps: int | None = None,
+    atol: float = FLOAT_ATOL,
+    rtol: float = FLOAT_RTOL,
+) -> VerifyReport:
     """Run the model in the interpreter and the reference on the same seeded input; compare y, h and c.
 
     Two runs: from the zero state, and from a random initial state (which also proves that the

@@ -42,6 +42,11 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
             )
         reader = found[0]
         weights = reader.read(arrays, str(path))
-        return CellWeights(weights.tensors, weights.format, weights.source, weights.forget_bias_default,
-                           (f"format detected from keys: {reader.name}", *weights.notes))
+        return CellWeights(
+            weights.tensors,
+            weights.format,
+            weights.source,
+            weights.forget_bias_default,
+            (f"format detected from keys: {reader.name}", *weights.notes),
+        )
     return READERS[format].read(arrays, str(path))

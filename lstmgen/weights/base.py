@@ -26,7 +26,7 @@ def split_gates(packed: np.ndarray, order: str, axis: int = 0) -> dict[str, np.n
     gates = GATE_ORDERS[order]
     if packed.shape[axis] % len(gates):
         raise ValueError(f"axis {axis} of size {packed.shape[axis]} is not a multiple of {len(gates)}")
-    return dict(zip(gates, np.split(packed, len(gates), axis=axis)))
+    return dict(zip(gates, np.split(packed, len(gates), axis=axis), strict=True))
 
 
 @dataclass(frozen=True)

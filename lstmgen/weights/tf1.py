@@ -10,8 +10,11 @@ from ..errors import WeightFileError
 from .base import CellWeights, as_float32, split_gates
 
 KEYS = ("kernel", "bias", "w_i_diag", "w_f_diag", "w_o_diag", "projection/kernel")
-PEEPHOLES = {"w_i_diag": "cell_to_input_weights", "w_f_diag": "cell_to_forget_weights",
-             "w_o_diag": "cell_to_output_weights"}
+PEEPHOLES = {
+    "w_i_diag": "cell_to_input_weights",
+    "w_f_diag": "cell_to_forget_weights",
+    "w_o_diag": "cell_to_output_weights",
+}
 
 
 class Tf1Reader:
@@ -30,8 +33,9 @@ class Tf1Reader:
             )
         for k in ("kernel", "bias"):
             if k not in arrays:
-                raise WeightFileError(f"{source}: missing key '{k}' for --weights-format tf1 "
-                                      f"(found: {', '.join(sorted(arrays))}).")
+                raise WeightFileError(
+                    f"{source}: missing key '{k}' for --weights-format tf1 (found: {', '.join(sorted(arrays))})."
+                )
         diags = [k for k in PEEPHOLES if k in arrays]
         if diags and len(diags) != 3:
             raise WeightFileError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import struct
@@ -299,9 +300,9 @@ def _parse_header(buf: bytes) -> _Header:
                 elif f2 == 2:
                     min_consumer = _signed64(_want_int(f2, w2, v2, "VersionDef"))
                 elif f2 == 3 and w2 == 0:
-                    bad.append(_signed64(int(v2)))  # type: ignore[arg-type]
-                elif f2 == 3 and w2 == 2:  # packed repeated int32
-                    packed = bytes(v2)  # type: ignore[arg-type]
+                    bad.append(_signed64(_want_int(f2, w2, v2, "VersionDef")))
+                elif f2 == 3:  # packed repeated int32
+                    packed = _want_bytes(f2, w2, v2, "VersionDef")
                     pos = 0
                     while pos < len(packed):
                         v, pos = _varint(packed, pos, len(packed), "VersionDef.bad_consumers")
@@ -524,14 +525,15 @@ def _load(path: Path) -> _Bundle:
             name = key.decode("utf-8")
         except UnicodeDecodeError:
             raise _error(index_path, "UTF-8 variable names", f"the undecodable key {key!r}", _FIX_RESAVE) from None
+        by_name[name] = entry
+    for key, entry in by_key.items():  # slice entries too: a bad id must not name a bogus shard file
         if entry.shard_id < 0 or entry.shard_id >= header.num_shards:
             raise _error(
                 index_path,
                 f"shard ids below num_shards={header.num_shards}",
-                f"variable {name!r} in shard {entry.shard_id}",
+                f"entry {key!r} in shard {entry.shard_id}",
                 _FIX_RESAVE,
             )
-        by_name[name] = entry
     return _Bundle(prefix, index_path, header, by_key, dict(sorted(by_name.items())))
 
 
@@ -703,7 +705,7 @@ def _read_plain(bundle: _Bundle, entry: _Entry, name: str, shards: _Shards) -> n
             "Request only weight variables (see list_variables); string, resource and variant entries hold "
             "checkpoint bookkeeping, not weights.",
         )
-    count = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
+    count = math.prod(entry.shape)  # Python ints: no silent overflow on absurd shapes
     expected = count * stored.itemsize
     if entry.size != expected:
         raise _error(
@@ -872,7 +874,9 @@ def read_variables(path: Path, names: Iterable[str] | None = None) -> dict[str, 
         wanted = list(dict.fromkeys(names))
         missing = [n for n in wanted if n not in bundle.by_name]
         if missing:
-            hints = difflib.get_close_matches(missing[0], list(bundle.by_name), n=3)
+            # TF2 object-based keys append "/.ATTRIBUTES/VARIABLE_VALUE": suggest those before fuzzy matches.
+            hints = [n for n in bundle.by_name if n.startswith(missing[0].rstrip("/") + "/")][:3]
+            hints = hints or difflib.get_close_matches(missing[0], list(bundle.by_name), n=3)
             hint = f" Close matches: {', '.join(hints)}." if hints else ""
             raise _error(
                 bundle.index_path,

@@ -1,0 +1,91 @@
+"""CellConfig validation: every error names the field, the value and the allowed range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lstmgen import init
+from lstmgen.config import INITIALIZERS, CellConfig, load_config_file
+from lstmgen.errors import ConfigError
+
+BASE = {"num_units": 6, "input_size": 5}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expect"),
+    [
+        ("num_units", 0, "num_units = 0 is not allowed: expected an integer from 1"),
+        ("num_units", 6.5, "num_units = 6.5"),
+        ("num_units", True, "num_units = True"),
+        ("input_size", -3, "input_size = -3"),
+        ("cell_clip", -1.0, "cell_clip = -1.0 is not allowed: expected a finite number >= 0"),
+        ("cell_clip", float("nan"), "cell_clip = nan"),
+        ("proj_clip", -0.5, "proj_clip = -0.5"),
+        ("num_proj", 0, "num_proj = 0"),
+        ("activation", "none", "NONE path"),
+        ("activation", "linear", "NONE"),
+        ("activation", "sigmoid", "no SIGMOID member"),
+        ("activation", "swish", "activation = 'swish' is not allowed: expected one of tanh, relu"),
+        ("init", "he_normal", "init = 'he_normal'"),
+        ("seed", -1, "seed = -1"),
+        ("name", "has space", "name = 'has space'"),
+        ("dtype", "int8", "dtype = 'int8'"),
+        ("batch_size", 0, "batch_size = 0"),
+        ("time_steps", 0, "time_steps = 0"),
+        ("time_major", "yes", "time_major = 'yes' is not allowed: expected true or false"),
+        ("use_peepholes", 1, "use_peepholes = 1"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_invalid_values_name_field_value_and_range(field: str, value: object, expect: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CellConfig(**(BASE | {field: value}))  # type: ignore[arg-type]
+    assert expect in str(err.value)
+
+
+def test_proj_clip_needs_projection() -> None:
+    with pytest.raises(ConfigError, match="proj_clip = 0.5 needs a projection"):
+        CellConfig(**BASE, proj_clip=0.5)
+    assert CellConfig(**BASE, num_proj=3, proj_clip=0.5).output_size == 3
+
+
+def test_sizes_and_activation_case() -> None:
+    c = CellConfig(**BASE, activation="TANH")
+    assert c.activation == "tanh" and c.output_size == 6 and c.state_size == {"c": 6, "h": 6}
+    with pytest.raises(AttributeError):
+        c.num_units = 3  # type: ignore[misc]  # frozen
+
+
+def test_initializer_table_matches_the_config_choices() -> None:
+    assert tuple(init.INITIALIZERS) == INITIALIZERS
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_config_files(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"cell{suffix}"
+    if suffix == ".json":
+        path.write_text('{"num_units": 8, "use_peepholes": true, "weights": "w.npz"}')
+    else:
+        path.write_text('num_units = 8\nuse_peepholes = true\nweights = "w.npz"\n')
+    data = load_config_file(path)
+    assert data["num_units"] == 8 and data["use_peepholes"] is True
+    assert data["weights"] == str(tmp_path / "w.npz")  # relative to the config file
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("num-units = 8\n")
+    with pytest.raises(ConfigError, match="unknown key 'num-units'. Did you mean 'num_units'"):
+        load_config_file(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("num_units = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config_file(broken)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config_file(tmp_path / "missing.toml")
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a table of keys"):
+        load_config_file(listed)
