@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -595,22 +596,14 @@ FIXTURES = Path(__file__).parent / "fixtures" / "tf"
 REAL_IDS = ["ckpt_tf1_peephole_proj", "ckpt_tf1_sharded", "ckpt_tf2_keras", "ckpt_tf2_keras3", "ckpt_tflite_cell"]
 
 
-def _manifest_cases() -> dict[str, dict]:
-    return json.loads((FIXTURES / "manifest.json").read_text())["cases"]
-
-
-class _Real(dict):
-    def __missing__(self, case: str) -> dict:
-        self[case] = _manifest_cases()[case]
-        return self[case]
-
-
-REAL: dict[str, dict] = _Real()
+@functools.cache
+def manifest_entry(case: str) -> dict:
+    return json.loads((FIXTURES / "manifest.json").read_text())["cases"][case]
 
 
 def expected_weights(case: str) -> dict[str, np.ndarray]:
     """Checkpoint key -> value, from the case's .weights.npz and the manifest's key mapping."""
-    entry = REAL[case]
+    entry = manifest_entry(case)
     npz = FIXTURES / entry.get("same_weights_as", f"{case}.weights.npz")
     with np.load(npz, allow_pickle=False) as z:
         values = {k: z[k] for k in z.files}
@@ -621,7 +614,7 @@ def expected_weights(case: str) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("case", REAL_IDS)
 def test_real_listing_matches_tf_list_variables(case: str) -> None:
-    entry = REAL[case]
+    entry = manifest_entry(case)
     tf_listing = entry.get("checkpoint_variables") or entry["checkpoint_keys"]  # tf.train.list_variables output
     listing = list_variables(FIXTURES / entry["checkpoint_prefix"])
     assert list(listing) == sorted(listing)
@@ -634,7 +627,7 @@ def test_real_listing_matches_tf_list_variables(case: str) -> None:
 @pytest.mark.parametrize("case", REAL_IDS)
 def test_real_values_equal_npz_exactly(case: str) -> None:
     expected = expected_weights(case)
-    prefix = FIXTURES / REAL[case]["checkpoint_prefix"]
+    prefix = FIXTURES / manifest_entry(case)["checkpoint_prefix"]
     listing = list_variables(prefix)
     for name, arr in expected.items():
         assert listing[name] == (arr.dtype, arr.shape), name
@@ -650,7 +643,7 @@ def test_real_values_equal_npz_exactly(case: str) -> None:
 
 @pytest.mark.parametrize("case", REAL_IDS)
 def test_real_path_forms_resolve_to_the_same_prefix(case: str) -> None:
-    prefix = FIXTURES / REAL[case]["checkpoint_prefix"]
+    prefix = FIXTURES / manifest_entry(case)["checkpoint_prefix"]
     data_files = sorted(prefix.parent.glob(prefix.name + ".data-*"))
     assert data_files
     for form in (prefix, prefix.with_name(prefix.name + ".index"), data_files[0], prefix.parent):
@@ -658,7 +651,7 @@ def test_real_path_forms_resolve_to_the_same_prefix(case: str) -> None:
 
 
 def test_real_partitioned_checkpoint_hides_slice_keys() -> None:
-    entry = REAL["ckpt_tf1_sharded"]
+    entry = manifest_entry("ckpt_tf1_sharded")
     listing = list_variables(FIXTURES / entry["checkpoint_prefix"])
     assert not any("part_" in n for n in listing)
     assert any("/part_" in n for n, _ in entry["graph_partitions"])  # really partitioned in the graph
@@ -666,7 +659,7 @@ def test_real_partitioned_checkpoint_hides_slice_keys() -> None:
 
 @pytest.mark.parametrize("case", REAL_IDS)
 def test_real_checkpoint_copy_with_flipped_byte_or_truncation(tmp_path: Path, case: str) -> None:
-    src = FIXTURES / REAL[case]["checkpoint_prefix"]
+    src = FIXTURES / manifest_entry(case)["checkpoint_prefix"]
     expected = expected_weights(case)
     name = max(expected, key=lambda n: expected[n].size)
     for f in src.parent.glob(src.name + ".*"):

@@ -804,7 +804,8 @@ def _read_sliced(bundle: _Bundle, entry: _Entry, name: str, shards: _Shards) -> 
                     _FIX_RESAVE,
                 )
             index.append(slice(start, stop))
-        # TF leaves full extents as start 0 / length -1; also try start -1 as its comments suggest.
+        # TF 2.21's Saver writes explicit (start, length) for every dim; TensorSlice::AsProto omits both for a
+        # full extent, which decodes as (0, -1). EncodeTensorNameSlice's comment claims (-1, -1): try both.
         candidates = [_slice_key(entry.key, extents)]
         candidates.append(_slice_key(entry.key, tuple((-1, -1) if ln < 0 else (s, ln) for s, ln in extents)))
         part = next((bundle.by_key[k] for k in candidates if k in bundle.by_key), None)
