@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import WeightFileError
 from .base import GATE_ORDERS, CellWeights, WeightReader, split_gates
 from .base import load_npz as _load_npz
-from .tf1 import Tf1Reader
-from .tflite_npz import TfliteReader
 
-READERS: dict[str, WeightReader] = {r.name: r for r in (TfliteReader(), Tf1Reader())}
-FORMATS: tuple[str, ...] = ("auto", *READERS)
+# Format name -> "module:Class". Imported on first use, so optional dependencies (h5py, onnx,
+# torch, safetensors) are only needed by the formats that use them.
+READER_CLASSES: dict[str, str] = {
+    "tflite": "lstmgen.weights.tflite_npz:TfliteReader",
+    "tf1": "lstmgen.weights.tf1:Tf1Reader",
+}
+FORMATS: tuple[str, ...] = ("auto", *READER_CLASSES)
+_cache: dict[str, WeightReader] = {}
 
-__all__ = ["FORMATS", "GATE_ORDERS", "READERS", "CellWeights", "load_weights", "split_gates"]
+__all__ = ["FORMATS", "GATE_ORDERS", "CellWeights", "get_reader", "load_weights", "split_gates"]
+
+
+def get_reader(name: str) -> WeightReader:
+    if name not in _cache:
+        module, cls = READER_CLASSES[name].split(":")
+        _cache[name] = getattr(importlib.import_module(module), cls)()
+    return _cache[name]
+
+
+def _native_reader(path: Path) -> WeightReader | None:
+    for name in READER_CLASSES:
+        reader = get_reader(name)
+        if any(path.name.lower().endswith(s) for s in reader.suffixes) or (path.is_dir() and "/" in reader.suffixes):
+            return reader
+    return None
 
 
 def load_weights(path: str | Path, format: str = "auto", layer: str | None = None) -> CellWeights:
-    """Read a weight file into per-gate TFLite-layout arrays.
+    """Read a weight file into per-gate TFLite-layout arrays plus the hyperparameters it implies.
 
     Example:
         >>> w = load_weights("examples/weights_tf1.npz")        # doctest: +SKIP
@@ -27,26 +48,33 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
     path = Path(path)
     if format not in FORMATS:
         raise WeightFileError(f"--weights-format {format!r} is unknown; choose one of {', '.join(FORMATS)}.")
-    if layer is not None:
-        raise WeightFileError(f"--layer {layer!r}: .npz weight files hold a single cell; drop --layer.")
+    if path.suffix.lower() != ".npz" or path.is_dir():
+        reader = get_reader(format) if format != "auto" else _native_reader(path)
+        if reader is None:
+            known = sorted({s for n in READER_CLASSES for s in get_reader(n).suffixes if s != "/"} | {".npz"})
+            raise WeightFileError(
+                f"weights file {path}: cannot tell its format from the name. Known file types: "
+                f"{', '.join(known)}. Pass --weights-format."
+            )
+        if not path.exists():
+            raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.")
+        weights = reader.load(path, layer)
+        return (
+            replace(weights, notes=(f"format detected from the file type: {reader.name}", *weights.notes))
+            if format == "auto"
+            else weights
+        )
     arrays = _load_npz(path)
     keys = frozenset(arrays)
-    if format == "auto":
-        found = [r for r in READERS.values() if r.matches(keys)]
-        if len(found) != 1:
-            tried = "; ".join(f"{r.name}: {r.description}" for r in READERS.values())
-            what = "matches no known layout" if not found else "matches several layouts"
-            raise WeightFileError(
-                f"weights file {path} {what} (keys found: {', '.join(sorted(keys)) or 'none'}). "
-                f"Layouts tried: {tried}. Pass --weights-format to choose one."
-            )
-        reader = found[0]
-        weights = reader.read(arrays, str(path))
-        return CellWeights(
-            weights.tensors,
-            weights.format,
-            weights.source,
-            weights.forget_bias_default,
-            (f"format detected from keys: {reader.name}", *weights.notes),
+    if format != "auto":
+        return get_reader(format).read(arrays, str(path), layer)
+    found = [get_reader(n) for n in READER_CLASSES if get_reader(n).matches(keys)]
+    if len(found) != 1:
+        tried = "; ".join(f"{n}: {get_reader(n).description}" for n in READER_CLASSES)
+        what = "matches no known layout" if not found else "matches several layouts"
+        raise WeightFileError(
+            f"weights file {path} {what} (keys found: {', '.join(sorted(keys)) or 'none'}). "
+            f"Layouts tried: {tried}. Pass --weights-format to choose one."
         )
-    return READERS[format].read(arrays, str(path))
+    weights = found[0].read(arrays, str(path), layer)
+    return replace(weights, notes=(f"format detected from keys: {found[0].name}", *weights.notes))

@@ -43,29 +43,43 @@ class CellWeights:
     source: str
     forget_bias_default: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    # Hyperparameters the source states besides array shapes, e.g. {"activation": "relu",
+    # "time_major": True} from a .keras config or an ONNX node; cross-checked like the sizes.
+    hyperparameters: Mapping[str, object] = field(default_factory=dict)
+    layer: str | None = None  # the layer/scope/prefix the arrays came from, when the file had several
 
     def implied(self) -> dict[str, object]:
-        """Hyperparameters the arrays imply (sizes, peepholes, projection)."""
+        """Hyperparameters the source implies (sizes, peepholes, projection, and any stated ones)."""
         t = self.tensors
         w = t["input_to_forget_weights"]
         out: dict[str, object] = {"num_units": int(w.shape[0]), "input_size": int(w.shape[1])}
         out["use_peepholes"] = "cell_to_forget_weights" in t
         out["num_proj"] = int(t["projection_weights"].shape[0]) if "projection_weights" in t else None
+        out.update(self.hyperparameters)
         return out
 
 
 class WeightReader(Protocol):
-    """One weight format: recognises its files and reads them into CellWeights."""
+    """One weight format: recognises its files and reads them into CellWeights.
+
+    `.npz` files are opened once by load_weights and handed to `read` as flat arrays; other
+    file types are opened by the reader whose `suffixes` claim them, through `load`.
+    """
 
     name: str
     description: str
+    suffixes: tuple[str, ...]  # native file types this reader opens itself, e.g. (".onnx",)
 
     def matches(self, keys: frozenset[str]) -> bool:
-        """Whether a set of array names looks like this format (for --weights-format auto)."""
+        """Whether a set of .npz array names looks like this format (for --weights-format auto)."""
         ...
 
-    def read(self, arrays: Mapping[str, np.ndarray], source: str) -> CellWeights:
-        """Map the source arrays onto TFLite slots (raising WeightFileError on any mismatch)."""
+    def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
+        """Map flat arrays onto TFLite slots (raising WeightFileError on any mismatch)."""
+        ...
+
+    def load(self, path: Path, layer: str | None = None) -> CellWeights:
+        """Open a native file (one of `suffixes`) and read the selected layer."""
         ...
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +25,14 @@ class Tf1Reader:
     def matches(self, keys: frozenset[str]) -> bool:
         return "kernel" in keys and "bias" in keys and "recurrent_kernel" not in keys
 
-    def read(self, arrays: Mapping[str, np.ndarray], source: str) -> CellWeights:
+    suffixes: tuple[str, ...] = ()
+
+    def load(self, path: Path, layer: str | None = None) -> CellWeights:
+        raise WeightFileError(f"{path}: the {self.name} layout is read from .npz files only.")
+
+    def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
+        if layer is not None:
+            raise WeightFileError(f"--layer {layer!r}: a {self.name} .npz holds a single cell; drop --layer.")
         unknown = sorted(set(arrays) - set(KEYS))
         if unknown:
             raise WeightFileError(
