@@ -17,13 +17,6 @@ from .output import write_atomic
 from .verify import VerifyReport, verify_model
 from .weights import CellWeights, load_weights
 
-# Hyperparameters a weight file can imply, with the option name used in messages.
-_IMPLIED = {
-    "num_units": "--num-units",
-    "input_size": "--input-size",
-    "num_proj": "--num-proj",
-    "use_peepholes": "--use-peepholes",
-}
 
 
 def resolve(options: Mapping[str, Any], weights: CellWeights | None) -> tuple[CellConfig, CellWeights, list[str]]:
@@ -35,7 +28,7 @@ def resolve(options: Mapping[str, Any], weights: CellWeights | None) -> tuple[Ce
             if key in opts and opts[key] != value and not (key == "use_peepholes" and opts[key] and value):
                 shown = "not set" if value is None else value
                 raise ConfigError(
-                    f"{_IMPLIED[key]} {opts[key]!r} disagrees with {weights.source}, whose arrays imply "
+                    f"--{key.replace("_", "-")} {opts[key]!r} disagrees with {weights.source}, which implies "
                     f"{key} = {shown}. Drop the option (it is inferred) or use matching weights."
                 )
             opts[key] = value
@@ -98,6 +91,7 @@ def build(
     weights: str | Path | CellWeights | None = None,
     *,
     weights_format: str = "auto",
+    layer: str | None = None,
     verify: bool = True,
     runtime: str = "auto",
     progress: Callable[[str], None] | None = None,
@@ -120,7 +114,7 @@ def build(
         )
     if isinstance(weights, (str, Path)):
         say(f"reading weights {weights}")
-        weights = load_weights(weights, weights_format)
+        weights = load_weights(weights, weights_format, layer)
     config, cell_weights, notes = resolve(opts, weights)
     notes = [*cell_weights.notes, *notes]
     t1 = time.perf_counter()

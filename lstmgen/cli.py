@@ -95,6 +95,7 @@ def main() -> None:
 @click.option(
     "--weights-format", type=click.Choice(FORMATS), help="Layout of --weights [default: auto, from the keys]."
 )
+@click.option("--layer", help="Which layer/scope/key prefix to read when the weight file holds several.")
 @click.option("--num-units", type=int, help="Cells N (inferred from --weights).")
 @click.option("--input-size", type=int, help="Input features I (inferred from --weights).")
 @click.option("--use-peepholes/--no-use-peepholes", default=None, help="Diagonal peephole connections.")
@@ -134,6 +135,7 @@ def build_cmd(
     config_file: Path | None,
     weights: Path | None,
     weights_format: str | None,
+    layer: str | None,
     verify: bool,
     runtime: str,
     as_json: bool,
@@ -164,6 +166,7 @@ def build_cmd(
         options,
         weights_path,
         weights_format=weights_format or file_format or "auto",
+        layer=layer,
         verify=verify,
         runtime=runtime,
         progress=_progress(quiet or as_json),
