@@ -18,7 +18,6 @@ from .verify import VerifyReport, verify_model
 from .weights import CellWeights, load_weights
 
 
-
 def resolve(options: Mapping[str, Any], weights: CellWeights | None) -> tuple[CellConfig, CellWeights, list[str]]:
     """Merge explicit options with what the weights imply; conflicts are errors, not guesses."""
     opts = {k: v for k, v in options.items() if v is not None}
@@ -28,7 +27,7 @@ def resolve(options: Mapping[str, Any], weights: CellWeights | None) -> tuple[Ce
             if key in opts and opts[key] != value and not (key == "use_peepholes" and opts[key] and value):
                 shown = "not set" if value is None else value
                 raise ConfigError(
-                    f"--{key.replace("_", "-")} {opts[key]!r} disagrees with {weights.source}, which implies "
+                    f"--{key.replace('_', '-')} {opts[key]!r} disagrees with {weights.source}, which implies "
                     f"{key} = {shown}. Drop the option (it is inferred) or use matching weights."
                 )
             opts[key] = value
