@@ -17,6 +17,7 @@ help:
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) torch==2.13.0  # first, so nothing pulls a newer (CUDA) torch
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[test]'
 	touch $@
 
