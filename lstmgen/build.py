@@ -139,7 +139,8 @@ def build(
             raise VerificationError(
                 f"verification failed: max abs error {report.max_abs_error:.3g} exceeds the tolerance "
                 f"(atol {report.atol:g} + rtol {report.rtol:g}·|ref|) on {report.runtime} {report.runtime_version}; "
-                f"no model was written. Please report this with the command line used."
+                f"no model was written. Please report this with the command line used.",
+                payload={"verification": report.to_dict()},
             )
 
     write_atomic(Path(output), data, check)

@@ -20,7 +20,7 @@ from .build import BuildResult, build
 from .config import INITIALIZERS, check_keys, load_config_file
 from .errors import LstmgenError, VerificationError
 from .inspect import describe, format_text
-from .output import write_atomic
+from .output import check_target, write_atomic
 from .run import run_model
 from .runtime import RUNTIME_CHOICES
 from .verify import VerifyReport, verify_model
@@ -67,7 +67,7 @@ def _progress(quiet: bool) -> Callable[[str], None]:
     return lambda msg: click.echo(f"lstmgen: {msg}...", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="lstmgen")
 def main() -> None:
     """Write verified TensorFlow Lite LSTM models (one fused UNIDIRECTIONAL_SEQUENCE_LSTM op)
@@ -208,9 +208,11 @@ def _verify_line(v: VerifyReport) -> str:
 @main.command("verify", epilog=EXIT_CODES)
 @click.argument("model", type=_PATH)
 @click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random test input.")
-@click.option("--batch-size", type=int, help="Test batch size (resizes the model if it allows).")
-@click.option("--time-steps", type=int, help="Test time steps (dynamic-time models only).")
+@click.option(
+    "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random test input."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), help="Test batch size (resizes the model if it allows).")
+@click.option("--time-steps", type=click.IntRange(min=1), help="Test time steps (dynamic-time models only).")
 @click.option("--report", type=_PATH, help="Also write the JSON report to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @_handle_errors
@@ -248,9 +250,13 @@ def verify_cmd(
             )
         click.echo(_verify_line(rep))
     if not rep.passed:
-        raise VerificationError(
-            f"{model}: the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+        # The report (ok: false) is the JSON document; the error goes to stderr only.
+        click.echo(
+            f"lstmgen: error: {model}: the interpreter disagrees with the reference "
+            f"(max abs error {rep.max_abs_error:.3g}).",
+            err=True,
         )
+        sys.exit(VerificationError.exit_code)
 
 
 @main.command("inspect", epilog=EXIT_CODES)
@@ -285,7 +291,13 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise LstmgenError(
+                f"initial state {path} is a single array; expected an .npz with 'h' and/or 'c' "
+                "(numpy.savez(path, h=..., c=...))."
+            )
+        with loaded as npz:
             state = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise LstmgenError(f"initial state {path} does not exist.") from None
@@ -305,7 +317,11 @@ def _load_state(path: Path) -> dict[str, np.ndarray]:
 @click.option("--output", "output_path", type=_PATH, required=True, help="Where to write the output .npy.")
 @click.option("--initial-state", type=_PATH, help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros).")
 @click.option("--final-state", type=_PATH, help="Write the final state as .npz with 'c' and 'h'.")
-@click.option("--chunk", type=int, help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).")
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
+)
 @click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
 @_handle_errors
 def run_cmd(
@@ -328,7 +344,19 @@ def run_cmd(
     """
     x = _load_npy(input_path, "input")
     state = _load_state(initial_state) if initial_state else {}
-    y, h, c = run_model(model, x, h0=state.get("h"), c0=state.get("c"), chunk=chunk, runtime=runtime)
+    for target in (output_path, final_state):
+        if target is not None:
+            check_target(target)  # before running, so one bad path cannot leave the other file behind
+    y, h, c = run_model(
+        model,
+        x,
+        h0=state.get("h"),
+        c0=state.get("c"),
+        chunk=chunk,
+        runtime=runtime,
+        input_label=f"input {input_path}",
+        state_label=f"initial state {initial_state}",
+    )
     buf = io.BytesIO()
     np.save(buf, y)
     write_atomic(output_path, buf.getbuffer())

@@ -33,3 +33,7 @@ class VerificationError(LstmgenError):
     """The interpreter's output disagrees with the NumPy reference (exit status 1)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, payload: dict | None = None) -> None:
+        super().__init__(message)
+        self.payload = payload or {}  # merged into the --json error document (e.g. the report)

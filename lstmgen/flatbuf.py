@@ -358,8 +358,10 @@ def _read(buf: Any, source: str) -> ModelRecord:
     total = len(buf)
 
     def buffer_bytes(index: int) -> np.ndarray | None:
-        if index == 0 or index >= m.BuffersLength():
+        if index == 0:
             return None
+        if index >= m.BuffersLength():
+            raise ModelFileError(f"{source}: refers to buffer {index}, but the file has {m.BuffersLength()} (corrupt).")
         bb = m.Buffers(index)
         if bb.Offset() > 1:  # buffer-offset mode: data stored after the flatbuffer
             off, size = bb.Offset(), bb.Size()
@@ -446,7 +448,7 @@ def _read(buf: Any, source: str) -> ModelRecord:
         raw = buffer_bytes(md.Buffer())
         metadata.append(((md.Name() or b"").decode(), bytes(raw) if raw is not None else b""))
 
-    return ModelRecord(
+    record = ModelRecord(
         tensors=tuple(tensors),
         operators=tuple(operators),
         inputs=tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else (),
@@ -456,3 +458,20 @@ def _read(buf: Any, source: str) -> ModelRecord:
         signatures=tuple(signatures),
         metadata=tuple(metadata),
     )
+    _check_indices(record, source)
+    return record
+
+
+def _check_indices(model: ModelRecord, source: str) -> None:
+    """Every tensor index in the graph must exist; a corrupt index would otherwise fail much later."""
+    n = len(model.tensors)
+    refs: list[tuple[str, int]] = [("subgraph input", i) for i in model.inputs]
+    refs += [("subgraph output", i) for i in model.outputs]
+    for k, op in enumerate(model.operators):
+        refs += [(f"operator {k} input", i) for i in op.inputs if i != -1]
+        refs += [(f"operator {k} output", i) for i in (*op.outputs, *op.intermediates)]
+    for sig in model.signatures:
+        refs += [(f"signature {sig.key}", i) for _, i in (*sig.inputs, *sig.outputs)]
+    for what, index in refs:
+        if not 0 <= index < n:
+            raise ModelFileError(f"{source}: {what} refers to tensor {index}, but the model has {n} tensors (corrupt).")

@@ -10,13 +10,21 @@ from pathlib import Path
 from .errors import OutputError
 
 
-@contextlib.contextmanager
-def _temp_beside(target: Path) -> Iterator[Path]:
+def check_target(target: Path) -> Path:
+    """Fail early, with a clear message, if `target` cannot be an output file; returns its folder."""
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"output directory {parent} does not exist. Create it first (mkdir -p {parent}).")
     if target.is_dir():
         raise OutputError(f"output path {target} is a directory; pass a file name such as {target}/model.tflite.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory {parent} is not writable. Choose another -o path or fix permissions.")
+    return parent
+
+
+@contextlib.contextmanager
+def _temp_beside(target: Path) -> Iterator[Path]:
+    parent = check_target(target)
     tmp = parent / f".{target.name}.{os.getpid()}.tmp"
     try:
         yield tmp

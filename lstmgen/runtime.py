@@ -64,7 +64,7 @@ class Session:
                 return tuple(int(s) for s in d["shape"])
         raise KeyError(index)
 
-    def resize(self, shape: tuple[int, ...], signature: tuple[int, ...] | None) -> None:
+    def resize(self, shape: tuple[int, ...], signature: tuple[int, ...] | None, label: str = "input") -> None:
         """Resize input (and the states, when the batch changes); dims fixed in the model must match."""
         current = self._shape(self.input_index)
         if tuple(shape) == current:
@@ -75,7 +75,7 @@ class Session:
             if want != have and s != -1:
                 what = {batch_axis: "batch", 1 - batch_axis: "time", 2: "feature"}[axis]
                 raise ModelFileError(
-                    f"input has {what} size {want} but the model fixes it to {have} (input shape "
+                    f"{label} has {what} size {want} but the model fixes it to {have} (input shape "
                     f"{list(current)}). Rebuild the model{' without --time-steps' if what == 'time' else ''} "
                     f"or pass input of shape {list(current)}."
                 )

@@ -15,6 +15,8 @@ from .base import load_npz as _load_npz
 READER_CLASSES: dict[str, str] = {
     "tflite": "lstmgen.weights.tflite_npz:TfliteReader",
     "tf1": "lstmgen.weights.tf1:Tf1Reader",
+    "onnx": "lstmgen.weights.onnx_lstm:OnnxReader",
+    "tf-checkpoint": "lstmgen.weights.tf_checkpoint:TfCheckpointReader",
 }
 FORMATS: tuple[str, ...] = ("auto", *READER_CLASSES)
 _cache: dict[str, WeightReader] = {}
@@ -30,9 +32,14 @@ def get_reader(name: str) -> WeightReader:
 
 
 def _native_reader(path: Path) -> WeightReader | None:
-    for name in READER_CLASSES:
-        reader = get_reader(name)
-        if any(path.name.lower().endswith(s) for s in reader.suffixes) or (path.is_dir() and "/" in reader.suffixes):
+    """The reader for a non-.npz path: by suffix, else by the reader's own `claims(path)` test."""
+    readers = [get_reader(name) for name in READER_CLASSES]
+    for reader in readers:
+        if any(path.name.lower().endswith(s) for s in reader.suffixes):
+            return reader
+    for reader in readers:
+        claims = getattr(reader, "claims", None)
+        if claims is not None and claims(path):
             return reader
     return None
 
@@ -49,6 +56,8 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
     if format not in FORMATS:
         raise WeightFileError(f"--weights-format {format!r} is unknown; choose one of {', '.join(FORMATS)}.")
     if path.suffix.lower() != ".npz" or path.is_dir():
+        if not path.exists() and not Path(f"{path}.index").exists():
+            raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.")
         reader = get_reader(format) if format != "auto" else _native_reader(path)
         if reader is None:
             known = sorted({s for n in READER_CLASSES for s in get_reader(n).suffixes if s != "/"} | {".npz"})
@@ -56,8 +65,6 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
                 f"weights file {path}: cannot tell its format from the name. Known file types: "
                 f"{', '.join(known)}. Pass --weights-format."
             )
-        if not path.exists():
-            raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.")
         weights = reader.load(path, layer)
         return (
             replace(weights, notes=(f"format detected from the file type: {reader.name}", *weights.notes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,16 @@ class CellWeights:
     def implied(self) -> dict[str, object]:
         """Hyperparameters the source implies (sizes, peepholes, projection, and any stated ones)."""
         t = self.tensors
-        w = t["input_to_forget_weights"]
-        out: dict[str, object] = {"num_units": int(w.shape[0]), "input_size": int(w.shape[1])}
+
+        def common(prefix: str, axis: int) -> int:
+            # The most common size over the four gates, so a single odd array is the one blamed
+            # by the shape check (not the gate that happened to be read first).
+            dims = [t[k].shape[axis] for k in t if k.startswith(prefix) and len(t[k].shape) == 2]
+            if not dims:
+                raise WeightFileError(f"{self.source}: no 2-D '{prefix}*_weights' array found; expected [N, ...].")
+            return int(Counter(dims).most_common(1)[0][0])
+
+        out: dict[str, object] = {"num_units": common("input_to_", 0), "input_size": common("input_to_", 1)}
         out["use_peepholes"] = "cell_to_forget_weights" in t
         out["num_proj"] = int(t["projection_weights"].shape[0]) if "projection_weights" in t else None
         out.update(self.hyperparameters)
@@ -85,6 +94,10 @@ class WeightReader(Protocol):
 
 def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
     """Accept float32 (any byte order) as is, float64 with a note; refuse every other type and NaN/Inf."""
+    if array.size == 0:
+        raise WeightFileError(
+            f"{source}: array '{name}' is empty (shape {list(array.shape)}). Every weight needs at least one element."
+        )
     if array.dtype.kind == "f" and array.dtype.itemsize == 4:
         pass
     elif array.dtype.kind == "f" and array.dtype.itemsize == 8:
@@ -115,6 +128,8 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.") from None
     except OSError as exc:
         raise WeightFileError(f"weights file {path} cannot be read ({exc.strerror}).") from None
+    if head == b"PK\x05\x06":  # a zip with no members: np.savez(path) with no arrays
+        raise WeightFileError(f"weights file {path} is an empty .npz (it holds no arrays). Save the weights into it.")
     if head != b"PK\x03\x04":
         raise WeightFileError(
             f"weights file {path} is not an .npz archive (expected a zip file, found {head!r} at the start). "
