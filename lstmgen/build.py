@@ -62,6 +62,7 @@ class BuildResult:
     config: CellConfig
     weights_format: str
     weights_source: str
+    weights_layer: str | None
     file_size: int
     notes: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
@@ -74,6 +75,7 @@ class BuildResult:
             | {"output_size": self.config.output_size, "state_size": self.config.state_size},
             "weights_format": self.weights_format,
             "weights_source": self.weights_source,
+            "weights_layer": self.weights_layer,
             "file_size": self.file_size,
             "notes": self.notes,
             "seconds": self.seconds,
@@ -126,7 +128,9 @@ def build(
     say("writing model")
     data = serialize(record)
     t2 = time.perf_counter()
-    result = BuildResult(str(output), config, cell_weights.format, cell_weights.source, len(data), notes)
+    result = BuildResult(
+        str(output), config, cell_weights.format, cell_weights.source, cell_weights.layer, len(data), notes
+    )
 
     def check(tmp: Path) -> None:
         if not verify:

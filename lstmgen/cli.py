@@ -91,7 +91,12 @@ def main() -> None:
     type=_PATH,
     help="TOML or JSON file with the same keys as the options (num_units = 64, ...). Command-line options override it.",
 )
-@click.option("--weights", type=_PATH, help="Weight file (.npz). Without it, weights come from --init.")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="Weight file: .npz, .h5/.keras, .pt/.pth/.safetensors, "
+    ".onnx, or a TF checkpoint (prefix, .index or directory). Without it, weights come from --init.",
+)
 @click.option(
     "--weights-format", type=click.Choice(FORMATS), help="Layout of --weights [default: auto, from the keys]."
 )
@@ -189,7 +194,8 @@ def _build_text(r: BuildResult) -> str:
         f"proj_clip={c.proj_clip:g}",
         f"  output_size={c.output_size} state_size=(c={c.num_units}, h={c.output_size}); batch={c.batch_size} "
         f"time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}",
-        f"  weights: {r.weights_format} ({r.weights_source})",
+        f"  weights: {r.weights_format} ({r.weights_source})"
+        + (f", layer {r.weights_layer}" if r.weights_layer else ""),
         *(f"  note: {n}" for n in r.notes),
     ]
     lines.append(_verify_line(r.verification) if r.verification else "  not verified (--no-verify)")

@@ -15,6 +15,8 @@ from .base import load_npz as _load_npz
 READER_CLASSES: dict[str, str] = {
     "tflite": "lstmgen.weights.tflite_npz:TfliteReader",
     "tf1": "lstmgen.weights.tf1:Tf1Reader",
+    "torch": "lstmgen.weights.torch_sd:TorchReader",
+    "keras": "lstmgen.weights.keras:KerasReader",
     "onnx": "lstmgen.weights.onnx_lstm:OnnxReader",
     "tf-checkpoint": "lstmgen.weights.tf_checkpoint:TfCheckpointReader",
 }

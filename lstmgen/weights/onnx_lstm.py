@@ -144,7 +144,11 @@ class _Graph:
                 continue
             if value in self.inputs and producer is None:
                 return None
-            how = f"computed at run time by a '{producer.op_type}' node" if producer is not None else "not defined"
+            how = (
+                f"computed at run time by the {producer.op_type} node '{producer.name or producer.output[0]}'"
+                if producer is not None
+                else "not defined"
+            )
             raise WeightFileError(
                 f"weights file {self.path}: LSTM node '{node}' input {what} ('{seen}') is {how}, so its values "
                 "cannot be read from the file (expected an initializer or a Constant node). Export with constant "
@@ -206,7 +210,9 @@ class OnnxReader:
             notes = ["W holds two directions: building the forward one (direction 0)"]
         else:
             notes = ["W holds one direction, taken as forward (an .npz does not record the ONNX direction)"]
-        return _to_cell(self.name, source, full, 0, dirs, {}, notes, None)
+        # ONNX's default layout 0 is time-major, but an .npz does not say: keep lstmgen's default, and say so.
+        notes.append("an .npz does not record the ONNX layout: pass --time-major for [T,B,I] input (layout=0)")
+        return _to_cell(self.name, source, full, 0, dirs, {}, notes, "forward" if dirs == 2 else None)
 
     # --- .onnx --------------------------------------------------------------------------------
 

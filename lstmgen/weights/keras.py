@@ -1,0 +1,634 @@
+"""Reader for Keras LSTM weights: .weights.h5, full-model .h5, .keras archives and kernel/recurrent_kernel .npz."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import WeightFileError
+from ..tables import REFUSED_ACTIVATIONS
+from .base import CellWeights, as_float32, split_gates
+
+ROLES = ("kernel", "recurrent_kernel", "bias")
+# Keras activation name -> lstmgen name (same function in the fused kernel's float path).
+ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "relu6": "relu6", "hard_tanh": "relu_n1_to_1"}
+# Layer classes whose cell is Keras' LSTMCell math (gates i, f, c, o; sigmoid gates; no peepholes).
+LSTM_CLASSES = ("LSTM", "LSTMV1", "LSTMV2")
+# A cell's own name segment in variable paths: 'lstm_cell', 'lstm_cell_1', 'cell'.
+_CELL_SEGMENT = re.compile(r"^(lstm_)?cell(_\d+)?$")
+PLANNED = "reversed, last-step, stateful and bidirectional models are planned (topologies issue)"
+NO_CLIP_NOTE = (
+    "cell_clip 0: Keras LSTMs have no cell clip (TF's converter writes cell_clip=10 into the models it "
+    "converts from Keras; lstmgen keeps the Keras math)"
+)
+
+
+@dataclass
+class _Cell:
+    """One LSTM cell found in a file, before its arrays are read."""
+
+    name: str  # canonical name: the Keras layer path without model name and cell, e.g. 'bidirectional/forward_layer'
+    where: str  # where the arrays live, for messages
+    arrays: dict[str, Any]  # role -> ndarray or h5py.Dataset (read only once selected)
+    aliases: set[str] = field(default_factory=set)  # other names --layer accepts (raw paths, Keras layer names)
+    config_missing: bool = False  # the file has a model config, but no LSTM entry of this name
+    config: dict[str, Any] | None = None  # the layer's Keras config (LSTM, or RNN merged with its LSTMCell)
+    direction: str | None = None  # 'forward' / 'backward' inside a Bidirectional wrapper
+
+
+def _natural_key(name: str) -> list[tuple[int, str]]:
+    """lstm, lstm_1, ..., lstm_10, forward before backward: Keras' own order when the file records none."""
+    key: list[tuple[int, str]] = []
+    for seg in name.split("/"):
+        seg = {"forward_layer": "\0", "backward_layer": "\1"}.get(seg, seg)
+        key.extend((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", seg) if p)
+        key.append((-2, ""))  # segment boundary sorts first, so 'lstm' precedes 'lstm/x' and 'lstm_1'
+    return key
+
+
+def _decode(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _shape(array: Any) -> list[int]:
+    return [int(d) for d in array.shape]
+
+
+def _bidirectional_names(paths: list[list[str]]) -> list[list[str]]:
+    """Name the halves of a Bidirectional 'forward_layer'/'backward_layer' (its Keras 3 attribute names).
+
+    Variable paths call them forward_<layer>/backward_<layer>; renaming only when both halves are
+    present under one parent keeps an ordinary layer that happens to be called 'forward_x' as it is.
+    """
+    out = [list(p) for p in paths]
+    keys = {tuple(p) for p in paths}
+    for p in out:
+        if len(p) >= 2 and p[-1].startswith(("forward_", "backward_")):
+            stem = p[-1].split("_", 1)[1]
+            if (*p[:-1], f"forward_{stem}") in keys and (*p[:-1], f"backward_{stem}") in keys:
+                p[-1] = "forward_layer" if p[-1].startswith("forward_") else "backward_layer"
+    return out
+
+
+# ----------------------------------------------------------------------------------------- .npz
+
+
+def _is_lstm_recurrent(array: Any) -> bool:
+    """recurrent_kernel [N, 4N]: tells an LSTM from a GRU ([N, 3N]) or SimpleRNN ([N, N]) in a many-layer file."""
+    shape = tuple(array.shape)
+    return len(shape) == 2 and shape[0] > 0 and shape[1] == 4 * shape[0]
+
+
+def _npz_cells(arrays: Mapping[str, np.ndarray], by_shape: bool = True) -> tuple[list[_Cell], list[str]]:
+    """Group keys '<prefix>/kernel', '<prefix>/recurrent_kernel', '<prefix>/bias' (':0' allowed) into cells.
+
+    Prefixed groups whose recurrent_kernel is not [N, 4N] belong to other recurrent layers and are
+    left out (with by_shape); a bare-key group is always the cell, so its shape errors get reported.
+    """
+    groups: dict[str, dict[str, str]] = {}
+    for key in arrays:
+        bare = key[:-2] if key.endswith(":0") else key
+        prefix, _, leaf = bare.rpartition("/")
+        if leaf in ROLES:
+            groups.setdefault(prefix, {})[leaf] = key
+    prefixes = [
+        p
+        for p, roles in groups.items()
+        if "recurrent_kernel" in roles
+        and (not by_shape or not p or _is_lstm_recurrent(arrays[roles["recurrent_kernel"]]))
+    ]
+    used = {k for p in prefixes for k in groups[p].values()}
+    others = sorted(k for k in arrays if k not in used)
+    paths = []
+    for p in prefixes:
+        segs = [s for s in p.split("/") if s]
+        if segs and _CELL_SEGMENT.match(segs[-1]):
+            segs = segs[:-1]
+        paths.append(segs)
+    raw_paths, paths = paths, _bidirectional_names(paths)
+    # Drop the leading segments every cell shares (the model name, 'sequential'), never the layer
+    # itself nor a Bidirectional wrapper, so Keras 3 paths give the same names as its .weights.h5.
+    keep = [len(s) - (2 if s and s[-1] in ("forward_layer", "backward_layer") else 1) for s in paths]
+    common = 0
+    while paths and all(common < k for k in keep) and len({s[common] for s in paths}) == 1:
+        common += 1
+    cells = []
+    for p, segs, raw in zip(prefixes, paths, raw_paths, strict=True):
+        name = "/".join(segs[common:])
+        aliases = {p, "/".join(segs), "/".join(raw), "/".join(raw[common:])} | ({raw[-1]} if raw else set())
+        where = f"keys {', '.join(repr(k) for k in groups[p].values())}"
+        cells.append(_Cell(name, where, {r: arrays[k] for r, k in groups[p].items()}, aliases - {name}))
+    return cells, others
+
+
+# ------------------------------------------------------------------------------------------- h5
+
+
+def _import_h5py(path: Path) -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise WeightFileError(
+            f"{path}: reading Keras .h5/.keras files needs the h5py package, which is not installed. "
+            "Install it with: pip install 'lstmgen[h5]' (or save the weights as .npz: kernel, "
+            "recurrent_kernel, bias)."
+        ) from None
+    return h5py
+
+
+def _h5_datasets(h5: Any) -> list[str]:
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if hasattr(obj, "shape"):
+            found.append(f"/{name} {_shape(obj)}")
+
+    h5.visititems(visit)
+    return found
+
+
+def _keras3_cells(h5: Any) -> list[_Cell]:
+    """Keras 3 (and tf_keras' .weights.h5) layout: <layer path>/cell/vars/{0,1,2}, indexed not named."""
+    cells = []
+    groups: list[tuple[str, Any]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if name == "vars" or name.endswith("/vars"):
+            groups.append((name, obj))
+
+    h5.visititems(visit)
+    for name, group in groups:
+        if not hasattr(group, "keys") or "0" not in group or "1" not in group:
+            continue
+        ds = {k: group[k] for k in group if hasattr(group[k], "shape")}
+        k, r = ds.get("0"), ds.get("1")
+        if k is None or r is None or len(k.shape) != 2 or set(ds) - {"0", "1", "2"} or not _is_lstm_recurrent(r):
+            continue
+        segs = name.split("/")[:-1]
+        if segs and segs[-1] == "cell":
+            segs = segs[:-1]
+        layer_vars = "/".join([*segs, "vars"])
+        canonical = "/".join(s for s in segs if s != "layers")
+        arrays = {role: ds[i] for role, i in zip(ROLES, ("0", "1", "2"), strict=True) if i in ds}
+        aliases = {name, "/".join(segs)}
+        if layer_vars in h5 and "name" in h5[layer_vars].attrs:  # the Keras layer name, e.g. forward_lstm
+            keras_name = _decode(h5[layer_vars].attrs["name"])
+            aliases |= {keras_name, "/".join([*canonical.split("/")[:-1], keras_name])}
+        cells.append(_Cell(canonical, f"/{name}/{{0,1,2}}", arrays, aliases - {canonical}))
+    return cells
+
+
+def _attr_list(group: Any, name: str) -> list[str]:
+    """A list attribute as Keras 2 writes it: whole, or split into name0, name1, ... when over 64 KB."""
+    if name in group.attrs:
+        return [_decode(v) for v in group.attrs[name]]
+    out: list[str] = []
+    i = 0
+    while f"{name}{i}" in group.attrs:
+        out.extend(_decode(v) for v in group.attrs[f"{name}{i}"])
+        i += 1
+    return out
+
+
+def _is_classic(h5: Any) -> bool:
+    root = h5.get("model_weights", h5)
+    return "layer_names" in root.attrs or "layer_names0" in root.attrs
+
+
+def _classic_cells(h5: Any) -> list[_Cell]:
+    """tf.keras 2 / Keras 2 layout: [model_weights/]<layer>/<weight name> listed in the layer's weight_names."""
+    root = h5.get("model_weights", h5)
+    found: list[tuple[list[str], str, dict[str, Any], str]] = []
+    for layer in _attr_list(root, "layer_names"):
+        if layer not in root:
+            continue
+        group = root[layer]
+        groups: dict[str, dict[str, str]] = {}
+        for wn in _attr_list(group, "weight_names"):
+            prefix, _, leaf = wn.rpartition("/")
+            leaf = leaf.split(":", 1)[0]
+            if leaf in ROLES:
+                groups.setdefault(prefix, {})[leaf] = wn
+        for prefix, roles in groups.items():
+            if "recurrent_kernel" not in roles or any(wn not in group for wn in roles.values()):
+                continue
+            if not _is_lstm_recurrent(group[roles["recurrent_kernel"]]):  # a GRU or SimpleRNN layer
+                continue
+            segs = [s for s in prefix.split("/") if s]
+            if segs and _CELL_SEGMENT.match(segs[-1]):
+                segs = segs[:-1]
+            if segs and segs[0] == layer:  # 'lstm/lstm_cell/kernel:0' in layer 'lstm'
+                segs = segs[1:]
+            arrays = {r: group[wn] for r, wn in roles.items()}
+            found.append(([layer, *segs], f"{group.name}/{prefix}/{{kernel,recurrent_kernel,bias}}:0", arrays, prefix))
+    paths = _bidirectional_names([f[0] for f in found])
+    cells = []
+    for segs, (raw, where, arrays, prefix) in zip(paths, found, strict=True):
+        name = "/".join(segs)
+        aliases = {"/".join(raw), prefix, raw[-1]} - {name}
+        cells.append(_Cell(name, where, arrays, aliases))
+    return cells
+
+
+def _h5_config(h5: Any, path: Path) -> dict[str, Any] | None:
+    """The classic full-model .h5 'model_config' attribute (tf.keras 2 model.save('x.h5'))."""
+    if "model_config" not in h5.attrs:
+        return None
+    try:
+        return json.loads(_decode(h5.attrs["model_config"]))
+    except ValueError as exc:
+        raise WeightFileError(
+            f"{path}: the 'model_config' attribute is not valid JSON ({exc}). Re-save the model with Keras."
+        ) from None
+
+
+# ----------------------------------------------------------------------------------- configs
+
+
+def _layer_configs(root: Mapping[str, Any] | None) -> dict[str, tuple[dict[str, Any], str | None, str]]:
+    """Canonical cell name -> (merged LSTM config, Bidirectional direction, Keras class), from a model config."""
+    out: dict[str, tuple[dict[str, Any], str | None, str]] = {}
+
+    def lstm_config(item: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
+        cls, cfg = item.get("class_name", ""), item.get("config") or {}
+        if cls in LSTM_CLASSES:
+            return dict(cfg), cls
+        if cls == "RNN" and isinstance(cfg.get("cell"), Mapping):
+            cell = cfg["cell"]
+            if cell.get("class_name") == "LSTMCell":  # RNN(LSTMCell(...)): cell math + the RNN's settings
+                return {**(cell.get("config") or {}), **{k: v for k, v in cfg.items() if k != "cell"}}, "RNN"
+            return {}, f"RNN({cell.get('class_name')})"
+        return {}, cls
+
+    def walk(items: Any, prefix: list[str]) -> None:
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, Mapping):
+                continue
+            cfg = item.get("config") or {}
+            name = cfg.get("name") or item.get("name")
+            if not isinstance(name, str):
+                continue
+            here = [*prefix, name]
+            if isinstance(cfg.get("layers"), list):  # a nested Sequential / Functional model
+                walk(cfg["layers"], here)
+            elif item.get("class_name") == "Bidirectional" and isinstance(cfg.get("layer"), Mapping):
+                fw = lstm_config(cfg["layer"])
+                bw_item = cfg.get("backward_layer")
+                bw = lstm_config(bw_item) if isinstance(bw_item, Mapping) else None
+                if bw is None and fw is not None:  # Keras derives the backward half, direction flipped
+                    bw = ({**fw[0], "go_backwards": not fw[0].get("go_backwards", False)}, fw[1])
+                for direction, entry in (("forward", fw), ("backward", bw)):
+                    if entry is not None:
+                        out["/".join([*here, f"{direction}_layer"])] = (entry[0], direction, entry[1])
+            else:
+                entry = lstm_config(item)
+                if entry is not None:
+                    out["/".join(here)] = (entry[0], None, entry[1])
+
+    if isinstance(root, Mapping):
+        walk((root.get("config") or {}).get("layers"), [])
+    return out
+
+
+def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None) -> list[_Cell]:
+    """Give each cell its layer config; drop cells the config says are not LSTMs (e.g. a GRU's vars)."""
+    if config is None:
+        return cells
+    configs = _layer_configs(config)
+    kept = []
+    for cell in cells:
+        entry = configs.get(cell.name)
+        if entry is None:
+            cell.config_missing = True
+            kept.append(cell)
+            continue
+        cfg, direction, cls = entry
+        if cls in (*LSTM_CLASSES, "RNN"):
+            cell.config, cell.direction = cfg, direction
+            kept.append(cell)
+    # Model order from the config, not the alphabetical order HDF5 groups come back in.
+    order = {name: i for i, name in enumerate(configs)}
+    return sorted(kept, key=lambda c: (order.get(c.name, len(order)), _natural_key(c.name)))
+
+
+# ------------------------------------------------------------------------------ config checks
+
+
+def _activation(value: Any, setting: str, cell: str, source: str) -> str:
+    name = value
+    if isinstance(value, Mapping):  # a serialized function: {"class_name": "function", "config": "tanh", ...}
+        name = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
+    name = str(name)
+    if setting == "activation" and name in ACTIVATIONS:
+        return ACTIVATIONS[name]
+    if setting == "recurrent_activation" and name == "sigmoid":
+        return name
+    if setting == "recurrent_activation":
+        raise WeightFileError(
+            f"{source}: layer '{cell}' has recurrent_activation={name!r}, but TFLite's fused LSTM always "
+            "computes its gates with the logistic sigmoid, so the model would give different outputs. "
+            "Only recurrent_activation='sigmoid' (the Keras default since 2.3) can be converted; retrain or "
+            "fine-tune the layer with it."
+        )
+    why = REFUSED_ACTIVATIONS.get(name, "the fused LSTM has no such activation")
+    raise WeightFileError(
+        f"{source}: layer '{cell}' has activation={name!r}, which TFLite's fused LSTM cannot express ({why}). "
+        f"Supported Keras activations: {', '.join(f'{k} (lstmgen {v})' for k, v in ACTIVATIONS.items())}; "
+        "retrain the layer with one of them."
+    )
+
+
+def _check_config(cell: _Cell, source: str, n: int, has_bias: bool, notes: list[str]) -> dict[str, object]:
+    """Refuse what a single forward fused LSTM cannot reproduce; return the hyperparameters the config states."""
+    cfg = cell.config
+    if cfg is None:
+        what = "the model config has no LSTM entry" if cell.config_missing else "no Keras layer config (weights only)"
+        notes.append(
+            f"{what} for '{cell.name or 'the cell'}': activation tanh, recurrent_activation sigmoid, forward "
+            "direction and return_sequences=True are assumed; the .keras file (or a full-model .h5) lets "
+            "lstmgen check them"
+        )
+        if cell.direction == "backward" or cell.name.endswith("backward_layer"):
+            notes.append(_backward_note(cell))
+        return {}
+    hyper: dict[str, object] = {
+        "activation": _activation(cfg.get("activation", "tanh"), "activation", cell.name, source)
+    }
+    _activation(cfg.get("recurrent_activation", "sigmoid"), "recurrent_activation", cell.name, source)
+    units = cfg.get("units")
+    if units is not None and units != n:
+        raise WeightFileError(
+            f"{source}: layer '{cell.name}' has units={units} in its config, but its recurrent_kernel has "
+            f"{n} rows. The file is inconsistent; re-save the model with Keras."
+        )
+    if cfg.get("use_bias", True) != has_bias:
+        found = "has a bias array" if has_bias else "has no bias array"
+        raise WeightFileError(
+            f"{source}: layer '{cell.name}' has use_bias={cfg.get('use_bias', True)} in its config but {found}. "
+            "The file is inconsistent; re-save the model with Keras."
+        )
+    backwards = bool(cfg.get("go_backwards", False))
+    if backwards and cell.direction is None:
+        raise WeightFileError(
+            f"{source}: layer '{cell.name}' has go_backwards=True: Keras runs it from the last time step to "
+            "the first and returns the outputs in that order, while the fused op reads the sequence forward, "
+            f"so building it now would silently compute something else; {PLANNED}. Until then, reverse the "
+            "input along the time axis yourself and build from the weights-only .weights.h5 (or an .npz)."
+        )
+    if backwards:
+        notes.append(_backward_note(cell))
+    if not cfg.get("return_sequences", False):
+        raise WeightFileError(
+            f"{source}: layer '{cell.name}' has return_sequences=False: Keras returns only the last step "
+            "[batch, units], while the fused op always returns the whole sequence [batch, time, units] (whose "
+            f"last step is that value), so the model would have a different output; {PLANNED}. Until then, "
+            "build from the weights-only .weights.h5 (or an .npz) and take y[:, -1]."
+        )
+    if cfg.get("stateful", False):
+        raise WeightFileError(
+            f"{source}: layer '{cell.name}' has stateful=True: Keras carries h and c from one batch to the "
+            "next with a fixed batch size, a contract lstmgen's models do not state yet (their state tensors "
+            f"do persist across invoke(), see the README); {PLANNED}. Until then, build from the weights-only "
+            ".weights.h5 (or an .npz) and manage the state with `lstmgen run --initial-state`."
+        )
+    dropouts = {k: cfg.get(k) for k in ("dropout", "recurrent_dropout") if cfg.get(k)}
+    if dropouts:
+        shown = ", ".join(f"{k}={v}" for k, v in dropouts.items())
+        notes.append(f"{shown} ignored: dropout is applied only in training")
+    if cfg.get("unroll"):
+        notes.append("unroll=True only changes how Keras runs the loop; the math is the same")
+    if cfg.get("time_major"):
+        notes.append("the Keras layer took time-major input [time, batch, input]; pass --time-major to match")
+    return hyper
+
+
+def _backward_note(cell: _Cell) -> str:
+    return (
+        f"'{cell.name}' is the backward half of a Bidirectional layer: Keras feeds it the input reversed in "
+        "time and flips its output back; this model reads the input in the order given, so feed x[:, ::-1] "
+        "and reverse y to reproduce it; whole Bidirectional models are planned (topologies issue)"
+    )
+
+
+# ------------------------------------------------------------------------------------ reader
+
+
+class KerasReader:
+    name = "keras"
+    description = (
+        "Keras LSTM weights: kernel [I,4N], recurrent_kernel [N,4N], bias [4N] (gates i,f,c,o), bare or as "
+        "'<layer path>/kernel' keys; also .weights.h5, full-model .h5 and .keras files"
+    )
+    suffixes: tuple[str, ...] = (".h5", ".keras")
+
+    def matches(self, keys: frozenset[str]) -> bool:
+        cells, _ = _npz_cells(dict.fromkeys(keys, np.empty(0)), by_shape=False)
+        return bool(cells) and all("kernel" in c.arrays for c in cells)
+
+    def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
+        cells, others = _npz_cells(arrays)
+        if not cells:
+            raise WeightFileError(
+                f"{source}: no Keras LSTM weights: expected keys kernel [input, 4*units], recurrent_kernel "
+                f"[units, 4*units] and optionally bias [4*units], bare or as '<layer>/kernel' "
+                f"(found: {', '.join(sorted(arrays)) or 'nothing'}). Save them with numpy.savez(path, "
+                "kernel=k, recurrent_kernel=r, bias=b)."
+            )
+        bare = [c for c in cells if c.name == ""]
+        if bare and others:  # a bare-key file is one cell: anything else is a typo, not another layer
+            raise WeightFileError(
+                f"{source}: unknown key(s) {', '.join(others)} for --weights-format keras. Allowed keys: "
+                f"{', '.join(ROLES)}, or '<layer>/<key>' for several layers."
+            )
+        cell = _select(cells, layer, source)
+        notes = [f"ignored {len(others)} array(s) of other layers: {', '.join(others)}"] if others else []
+        return _to_weights(cell, source, notes)
+
+    def load(self, path: Path, layer: str | None = None) -> CellWeights:
+        with _open_cells(path) as (cells, source):
+            cell = _select(cells, layer, source)
+            return _to_weights(cell, source, [])
+
+    def list_cells(self, path: Path) -> list[str]:
+        """Canonical names of every LSTM cell in the file, in model order when the file records it.
+
+        Names are Keras layer paths without the model's own name: 'lstm', 'lstm_1', nested models as
+        'encoder/lstm', the halves of a Bidirectional as 'bidirectional/forward_layer' and
+        'bidirectional/backward_layer'. An .npz with bare kernel/recurrent_kernel/bias keys holds one
+        cell named ''. Each name is accepted by `load(path, name)` / `--layer`.
+        """
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            from .base import load_npz
+
+            return [c.name for c in _npz_cells(load_npz(path))[0]]
+        with _open_cells(path) as (cells, _source):
+            return [c.name for c in cells]
+
+
+@contextmanager
+def _open_cells(path: Path) -> Iterator[tuple[list[_Cell], str]]:
+    """Open a Keras .h5/.keras file and find its LSTM cells (datasets still unread); closed on exit."""
+    h5py = _import_h5py(path)
+    config: dict[str, Any] | None = None
+    if path.name.lower().endswith(".keras"):
+        data, config = _read_keras_zip(path)
+        handle: Any = io.BytesIO(data)  # h5py reads a file object: nothing is extracted to disk
+        where = f"{path} (its model.weights.h5)"
+    else:
+        handle, where = path, str(path)
+    try:
+        h5 = h5py.File(handle, "r")
+    except OSError as exc:
+        raise WeightFileError(
+            f"{where} is not a readable HDF5 file ({exc}): it is truncated, corrupt or not HDF5. Expected "
+            "the output of Keras' model.save_weights('x.weights.h5') or model.save('x.keras' / 'x.h5'); "
+            "save it again."
+        ) from None
+    with h5:
+        if config is None:
+            config = _h5_config(h5, path)
+        classic = _is_classic(h5)
+        cells = _classic_cells(h5) if classic else _keras3_cells(h5)
+        cells = _attach_configs(cells, config)
+        if config is None and not classic:  # classic files list layers in model order; Keras 3 groups do not
+            cells.sort(key=lambda c: _natural_key(c.name))
+        if not cells:
+            found = _h5_datasets(h5)
+            shown = "; ".join(found[:12]) + ("; ..." if len(found) > 12 else "") if found else "no datasets"
+            raise WeightFileError(
+                f"{where}: no Keras LSTM weights found. Expected a layer with kernel [input, 4*units], "
+                "recurrent_kernel [units, 4*units] and bias [4*units] (Keras 3: layers/<name>/cell/vars/0,1,2; "
+                f"tf.keras 2: <name>/<name>/lstm_cell/kernel:0, ...). Found: {shown}. Check that the file "
+                "comes from a model with a keras.layers.LSTM layer."
+            )
+        yield cells, str(path)
+
+
+def _read_keras_zip(path: Path) -> tuple[bytes, dict[str, Any] | None]:
+    """config.json and model.weights.h5 from a .keras archive, read in memory."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "model.weights.h5" not in names:
+                raise WeightFileError(
+                    f"{path}: this .keras archive has no model.weights.h5 (found: {', '.join(names) or 'nothing'}). "
+                    "Expected a file written by Keras 3 model.save('x.keras'); save it again."
+                )
+            data = zf.read("model.weights.h5")
+            raw = zf.read("config.json") if "config.json" in names else None
+    except WeightFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
+        raise WeightFileError(
+            f"{path} is not a readable .keras archive ({exc}): it is truncated or corrupt. Expected the zip file "
+            "that Keras 3 model.save('x.keras') writes; save it again."
+        ) from None
+    if raw is None:
+        return data, None
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise WeightFileError(
+            f"{path}: config.json in the archive is not valid JSON ({exc}). Save the model again with Keras."
+        ) from None
+    return data, config if isinstance(config, dict) else None
+
+
+def _select(cells: list[_Cell], layer: str | None, source: str) -> _Cell:
+    names = ", ".join(repr(c.name) for c in cells)
+    if layer is None:
+        if len(cells) > 1:
+            raise WeightFileError(
+                f"{source}: holds {len(cells)} LSTM cells ({names}), so it is ambiguous which to build. "
+                "Pick one with --layer NAME (e.g. --layer " + cells[0].name + ")."
+            )
+        return cells[0]
+    want = layer.strip("/")
+    for test in (
+        lambda c: c.name == want,
+        lambda c: want in c.aliases,
+        lambda c: c.name.endswith("/" + want),  # 'lstm' for 'encoder/lstm'
+    ):
+        hits = [c for c in cells if test(c)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise WeightFileError(
+                f"{source}: --layer {layer!r} matches several LSTM cells ({', '.join(repr(c.name) for c in hits)}). "
+                "Pass the full name."
+            )
+    if len(cells) == 1 and cells[0].name == "" and want == "":
+        return cells[0]
+    raise WeightFileError(
+        f"{source}: --layer {layer!r} is not an LSTM cell in this file; its LSTM cells are: {names or 'one, unnamed'}. "
+        "Pass one of those names (or drop --layer for a single-cell file)."
+    )
+
+
+def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
+    """Read the selected cell's arrays and lay them out per gate (views of the arrays as read)."""
+    where = f"{source} [{cell.name}]" if cell.name else source
+    if "kernel" not in cell.arrays:
+        raise WeightFileError(
+            f"{where}: recurrent_kernel has no matching kernel ({cell.where}). Expected kernel [input, 4*units] "
+            "next to it; save all of the layer's weights."
+        )
+    try:
+        raw = {role: np.asarray(a[()]) if not isinstance(a, np.ndarray) else a for role, a in cell.arrays.items()}
+    except OSError as exc:  # a dataset whose bytes are cut off or damaged
+        raise WeightFileError(
+            f"{where}: the weights in {cell.where} cannot be read ({exc}): the file is truncated or corrupt. "
+            "Save it again with Keras."
+        ) from None
+    local: list[str] = []
+    kernel = as_float32("kernel", raw["kernel"], where, local)
+    recurrent = as_float32("recurrent_kernel", raw["recurrent_kernel"], where, local)
+    if recurrent.ndim != 2 or recurrent.shape[1] != 4 * recurrent.shape[0] or recurrent.shape[0] == 0:
+        raise WeightFileError(
+            f"{where}: recurrent_kernel has shape {list(recurrent.shape)}, expected [units, 4*units] (a Keras LSTM "
+            "with gates i, f, c, o). A GRU has [units, 3*units] and is not an LSTM; otherwise check the export."
+        )
+    n = recurrent.shape[0]
+    if kernel.ndim != 2 or kernel.shape[1] != 4 * n or kernel.shape[0] == 0:
+        raise WeightFileError(
+            f"{where}: kernel has shape {list(kernel.shape)} but recurrent_kernel has {list(recurrent.shape)}: "
+            f"expected kernel [input_size, {4 * n}] for {n} units. The two arrays do not belong to one LSTM "
+            "layer; check the export (or --layer)."
+        )
+    hyper = _check_config(cell, where, n, "bias" in raw, local)
+    tensors: dict[str, np.ndarray] = {}
+    # Keras computes x @ kernel + h @ recurrent_kernel; TFLite wants W [N, I] per gate: transposed views.
+    for gate, block in split_gates(kernel.T, "keras", axis=0).items():
+        tensors[f"input_to_{gate}_weights"] = block
+    for gate, block in split_gates(recurrent.T, "keras", axis=0).items():
+        tensors[f"recurrent_to_{gate}_weights"] = block
+    if "bias" in raw:
+        bias = as_float32("bias", raw["bias"], where, local)
+        if bias.shape != (4 * n,):
+            hint = " (8*units: CuDNNLSTM's two bias vectors; add the halves)" if bias.shape == (8 * n,) else ""
+            raise WeightFileError(f"{where}: bias has shape {list(bias.shape)}, expected [{4 * n}]{hint}.")
+    else:
+        bias = np.zeros(4 * n, np.float32)  # use_bias=False: the fused op needs the bias slots, as zeros
+        local.append("no bias (use_bias=False): gate biases are zero")
+    for gate, b in split_gates(bias, "keras").items():
+        tensors[f"{gate}_gate_bias"] = b
+    local.append(NO_CLIP_NOTE)
+    return CellWeights(
+        tensors,
+        "keras",
+        where,
+        forget_bias_default=0.0,  # Keras adds nothing at run time; unit_forget_bias only initialises
+        notes=(*notes, *local),
+        hyperparameters=hyper,
+        layer=cell.name or None,
+    )
