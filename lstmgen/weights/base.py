@@ -48,6 +48,10 @@ class CellWeights:
     # "time_major": True} from a .keras config or an ONNX node; cross-checked like the sizes.
     hyperparameters: Mapping[str, object] = field(default_factory=dict)
     layer: str | None = None  # the layer/scope/prefix the arrays came from, when the file had several
+    # "backward": the framework runs this cell over the time-reversed sequence (PyTorch/ONNX reverse
+    # direction, a Keras go_backwards or Bidirectional backward layer). The build decides what to do
+    # with it (bidirectional layer, --go-backwards, or an error); readers only report it.
+    direction: str = "forward"
 
     def implied(self) -> dict[str, object]:
         """Hyperparameters the source implies (sizes, peepholes, projection, and any stated ones)."""
@@ -89,6 +93,14 @@ class WeightReader(Protocol):
 
     def load(self, path: Path, layer: str | None = None) -> CellWeights:
         """Open a native file (one of `suffixes`) and read the selected layer."""
+        ...
+
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        """The file's LSTM layers in model order, each as (forward cell,) or (forward, backward).
+
+        Cell names are accepted by `load(path, layer=name)`. `layer` restricts the list to a group
+        (a PyTorch module prefix, a Keras nested model, an ONNX node); None lists the whole file.
+        """
         ...
 
 
