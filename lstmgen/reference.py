@@ -54,12 +54,17 @@ def lstm_reference(
     time_major: bool = False,
     h0: Array | None = None,
     c0: Array | None = None,
+    record: dict[str, Array] | None = None,
 ) -> tuple[Array, Array, Array]:
     """Run the sequence; returns (output, final h, final c) in float64.
 
     params uses the op's input names (input_to_forget_weights [N, I], ...); absent optional
     inputs are simply missing keys: no input_to_input_weights means CIFG, cell_to_*_weights
     means peepholes, projection_weights means projection, *_layer_norm_coefficients means LN.
+
+    If `record` is a dict, it receives every step's internals stacked over time ([T, B, ·]):
+    '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
+    the clip), 'hidden' (o * g(c), before projection) and 'output' (h) — what int8 calibration needs.
     """
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     g = CELL_ACTIVATIONS[activation]
@@ -79,10 +84,17 @@ def lstm_reference(
         r = p[f"recurrent_to_{gate}_weights"]
         return h_prev * r if r.ndim == 1 else h_prev @ r.T  # rank 1: diagonal recurrence
 
+    steps_seen: dict[str, list[Array]] = {}
+
+    def keep(name: str, value: Array) -> None:
+        if record is not None:
+            steps_seen.setdefault(name, []).append(value)
+
     def gate_value(gate: str, x_t: Array, h_prev: Array, c_peep: Array | None, act: Callable[[Array], Array]) -> Array:
         pre = x_t @ p[f"input_to_{gate}_weights"].T + recurrent(gate, h_prev)
         if c_peep is not None and f"cell_to_{gate}_weights" in p:
             pre = pre + c_peep * p[f"cell_to_{gate}_weights"]
+        keep(f"{gate}_gate_pre", pre)
         if layer_norm:
             pre = _layer_norm(pre) * p[f"{gate}_layer_norm_coefficients"]
         return act(pre + p[f"{gate}_gate_bias"])  # the bias comes after layer norm
@@ -98,6 +110,8 @@ def lstm_reference(
             c = np.clip(c, -cell_clip, cell_clip)
         o = gate_value("output", x_t, h, c, sigmoid)  # output peephole sees the new, clipped c
         m = o * g(c)
+        keep("cell_state", c)
+        keep("hidden", m)
         if "projection_weights" in p:
             h = m @ p["projection_weights"].T
             if "projection_bias" in p:
@@ -108,6 +122,9 @@ def lstm_reference(
             h = m
         outputs.append(h)
     y = np.stack(outputs)  # [T, B, P]
+    if record is not None:
+        record.update({k: np.stack(v) for k, v in steps_seen.items()})
+        record["output"] = y
     if not time_major:
         y = y.transpose(1, 0, 2)
     return y, h, c

@@ -1,0 +1,201 @@
+"""NumPy evaluation of a parsed model graph (the ops lstmgen writes), in real-valued float64.
+
+Every tensor value is the real number it stands for: quantized constants are dequantized,
+QUANTIZE rounds to its grid and DEQUANTIZE is the identity. The LSTM op is computed by
+reference.py, so the same evaluator checks float, float16, hybrid and int8 models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tflite
+
+from .errors import ModelFileError
+from .flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from .reference import lstm_reference
+from .slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
+from .tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
+
+Op = tflite.BuiltinOperator
+
+
+def real_value(t: TensorRecord) -> np.ndarray:
+    """A constant tensor's real value: (q - zero_point) * scale for quantized data, else as stored."""
+    assert t.data is not None and isinstance(t.data, np.ndarray)
+    data = t.data.astype(np.float64)
+    q = t.quantization
+    if q is None or t.dtype.kind == "f":
+        return data
+    scale = np.asarray(q.scale, np.float64)
+    zp = np.asarray(q.zero_point, np.float64)
+    if scale.size > 1:  # per-axis
+        shape = [1] * data.ndim
+        shape[q.quantized_dimension] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return (data - zp) * scale
+
+
+def quantize_real(x: np.ndarray, t: TensorRecord) -> np.ndarray:
+    """Round real values to the grid of a quantized tensor and back (what QUANTIZE then DEQUANTIZE gives)."""
+    q = t.quantization
+    if q is None or t.dtype.kind == "f":
+        return np.asarray(x, np.float64)
+    info = np.iinfo(t.dtype)
+    s, z = q.scale[0], q.zero_point[0]
+    codes = np.clip(np.round(np.asarray(x, np.float64) / s) + z, info.min, info.max)
+    return (codes - z) * s
+
+
+@dataclass
+class LstmSpec:
+    """What the reference needs to run one LSTM op: options and which inputs are present."""
+
+    op_index: int
+    activation: str
+    cell_clip: float
+    proj_clip: float
+    time_major: bool
+    weight_inputs: dict[str, int]  # slot key -> tensor index
+    h_index: int
+    c_index: int
+    num_units: int
+    output_size: int
+
+
+def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmSpec:
+    op = model.operators[op_index]
+    if len(op.inputs) not in (20, NUM_INPUTS):
+        raise ModelFileError(f"{source}: LSTM operator {op_index} has {len(op.inputs)} inputs; expected 20 or 24.")
+    opts = op.options
+    if opts is None or opts.table != "UnidirectionalSequenceLSTMOptions":
+        raise ModelFileError(
+            f"{source}: LSTM operator {op_index} has no UnidirectionalSequenceLSTMOptions table, so the kernel "
+            "runs with activation NONE, which gives silently wrong output. Rebuild the model."
+        )
+    act_code = int(opts.get("FusedActivationFunction", 0))
+    act = ACTIVATION_NAMES.get(act_code)
+    int8 = model.tensors[op.inputs[Slot.INPUT]].dtype == np.int8
+    if act is None and not int8:  # the integer kernel ignores the activation (fixed-point tanh)
+        raise ModelFileError(
+            f"{source}: LSTM operator {op_index} has activation code {act_code}, which the float kernel does not "
+            "compute correctly (NONE returns stale memory)."
+        )
+    inputs = {s.slot.key: op.inputs[s.slot] for s in WEIGHT_SLOTS if s.slot < len(op.inputs) and op.inputs[s.slot] >= 0}
+    ro = model.tensors[op.inputs[Slot.RECURRENT_TO_OUTPUT_WEIGHTS]].shape
+    return LstmSpec(
+        op_index=op_index,
+        activation=act or "tanh",
+        cell_clip=float(opts.get("CellClip", 0.0)),
+        proj_clip=float(opts.get("ProjClip", 0.0)),
+        time_major=bool(opts.get("TimeMajor", False)),
+        weight_inputs=inputs,
+        h_index=op.inputs[Slot.OUTPUT_STATE],
+        c_index=op.inputs[Slot.CELL_STATE],
+        num_units=int(model.tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0]),
+        output_size=int(ro[1] if len(ro) == 2 else ro[0]),
+    )
+
+
+@dataclass
+class Evaluation:
+    """Real values of every tensor computed, and each LSTM op's final (h, c)."""
+
+    values: dict[int, np.ndarray]
+    final_states: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+Trace = Callable[[int, dict[str, np.ndarray]], None]
+
+
+def _lstm(
+    model: ModelRecord,
+    op_index: int,
+    values: dict[int, np.ndarray],
+    states: Mapping[int, Any],
+    ev: Evaluation,
+    trace: Trace | None,
+) -> np.ndarray:
+    spec = lstm_spec(model, op_index)
+    op = model.operators[op_index]
+    x = values[op.inputs[Slot.INPUT]]
+    params = {k: values[i] for k, i in spec.weight_inputs.items()}
+    h0, c0 = states.get(op_index, (None, None))
+    record: dict[str, np.ndarray] | None = {} if trace is not None else None
+    y, h, c = lstm_reference(
+        x,
+        params,
+        activation=spec.activation,
+        cell_clip=spec.cell_clip,
+        proj_clip=spec.proj_clip,
+        time_major=spec.time_major,
+        h0=h0,
+        c0=c0,
+        record=record,
+    )
+    if trace is not None and record is not None:
+        trace(op_index, record)
+    ev.final_states[op_index] = (h, c)
+    return y
+
+
+def _strided_slice(model: ModelRecord, op: OperatorRecord, values: dict[int, np.ndarray]) -> np.ndarray:
+    x = values[op.inputs[0]]
+    begin, end, strides = (values[i].astype(np.int64) for i in op.inputs[1:4])
+    opts = op.options
+    get = (lambda k: int(opts.get(k, 0))) if opts is not None else (lambda k: 0)
+    bm, em, sm = get("BeginMask"), get("EndMask"), get("ShrinkAxisMask")
+    if get("EllipsisMask") or get("NewAxisMask"):
+        raise ModelFileError("STRIDED_SLICE with ellipsis/new-axis masks is not supported by lstmgen's checker.")
+    index: list[Any] = []
+    for axis in range(x.ndim):
+        if sm >> axis & 1:
+            index.append(int(begin[axis]))
+            continue
+        start = None if bm >> axis & 1 else int(begin[axis])
+        stop = None if em >> axis & 1 else int(end[axis])
+        index.append(slice(start, stop, int(strides[axis])))
+    return x[tuple(index)]
+
+
+def evaluate(
+    model: ModelRecord,
+    feeds: Mapping[int, np.ndarray],
+    *,
+    states: Mapping[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
+    trace: Trace | None = None,
+) -> Evaluation:
+    """Run the graph on `feeds` (tensor index -> real input). `states` maps an LSTM op index to (h0, c0)."""
+    values: dict[int, np.ndarray] = {}
+    for i, t in enumerate(model.tensors):
+        if t.data is not None:
+            values[i] = real_value(t)
+    for i, x in feeds.items():
+        values[i] = np.asarray(x, np.float64)
+    ev = Evaluation(values)
+    for k, op in enumerate(model.operators):
+        code = op.opcode
+        if code == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            out = _lstm(model, k, values, states or {}, ev, trace)
+        elif code == Op.REVERSE_V2:
+            axes = [int(a) for a in np.atleast_1d(values[op.inputs[1]])]
+            out = np.flip(values[op.inputs[0]], axis=axes)
+        elif code == Op.CONCATENATION:
+            axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
+            out = np.concatenate([values[i] for i in op.inputs], axis=axis)
+        elif code == Op.STRIDED_SLICE:
+            out = _strided_slice(model, op, values)
+        elif code == Op.DEQUANTIZE:
+            out = values[op.inputs[0]]  # already real-valued
+        elif code == Op.QUANTIZE:
+            out = quantize_real(values[op.inputs[0]], model.tensors[op.outputs[0]])
+        else:
+            name = BUILTIN_OPERATOR_NAMES.get(code, str(code))
+            raise ModelFileError(f"operator {k} is {name}, which lstmgen's checker does not evaluate.")
+        target = model.tensors[op.outputs[0]]
+        # Real values of a quantized output are on its grid: model the rounding the kernel does.
+        values[op.outputs[0]] = quantize_real(out, target) if code != Op.UNIDIRECTIONAL_SEQUENCE_LSTM else out
+    return ev
