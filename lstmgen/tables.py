@@ -47,3 +47,18 @@ BUILTIN_OPERATOR_NAMES: dict[int, str] = {
 
 # UNIDIRECTIONAL_SEQUENCE_LSTM op version -> minimum TFLite runtime (runtime_version.cc).
 MIN_RUNTIME_VERSION: dict[int, str] = {1: "1.13.1", 2: "1.14.0", 3: "2.3.0", 4: "2.12.0"}
+
+# (builtin operator, op version) -> minimum TFLite runtime (LiteRT runtime_version.cc), for every op
+# lstmgen writes. A model's min_runtime_version is the newest over its ops.
+OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
+    **{(tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, v): r for v, r in MIN_RUNTIME_VERSION.items()},
+    (tflite.BuiltinOperator.CONCATENATION, 1): "1.5.0",
+    (tflite.BuiltinOperator.STRIDED_SLICE, 1): "1.6.0",
+    (tflite.BuiltinOperator.REVERSE_V2, 1): "1.14.0",
+}
+
+
+def min_runtime(ops: list[tuple[int, int]]) -> str:
+    """The newest minimum runtime over (operator, version) pairs."""
+    versions = [OP_MIN_RUNTIME[op] for op in ops]
+    return max(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
