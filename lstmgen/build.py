@@ -9,49 +9,185 @@ from pathlib import Path
 from typing import Any
 
 from .config import CellConfig
-from .errors import ConfigError, VerificationError
+from .errors import ConfigError, VerificationError, WeightFileError
 from .flatbuf import serialize
 from .init import init_weights
-from .lstm import layout
+from .lstm import CellShape, layout, shapes_from_config
 from .output import write_atomic
 from .verify import VerifyReport, verify_model
 from .weights import CellWeights, load_weights
 
+CONFIG_FIELDS = tuple(f.name for f in fields(CellConfig))
+# Options that only a weight file can settle per layer, and what a conflict means in words.
+_CONFLICT_HINTS = {
+    "cifg": "--cifg means no input gate, but the weights have input-gate arrays (input_to_input_weights, ...)",
+    "layer_norm": "layer normalisation needs the four *_layer_norm_coefficients arrays",
+}
 
-def resolve(options: Mapping[str, Any], weights: CellWeights | None) -> tuple[CellConfig, CellWeights, list[str]]:
+
+def _implied_flags(cell: CellWeights) -> dict[str, object]:
+    implied = cell.implied()
+    implied["cifg"] = "input_to_input_weights" not in cell.tensors
+    implied["layer_norm"] = "forget_layer_norm_coefficients" in cell.tensors
+    return implied
+
+
+def _check_conflict(key: str, wanted: object, implied: object, source: str) -> None:
+    if key == "use_peepholes" and wanted and implied:
+        return
+    if wanted != implied:
+        shown = "not set" if implied is None else implied
+        hint = f" ({_CONFLICT_HINTS[key]})" if key in _CONFLICT_HINTS else ""
+        raise ConfigError(
+            f"--{key.replace('_', '-')} {wanted!r} disagrees with {source}, which implies {key} = {shown}{hint}. "
+            "Drop the option (it is inferred) or use matching weights."
+        )
+
+
+def _topology(opts: dict[str, Any], layers: list[list[CellWeights]]) -> None:
+    """Settle num_layers/bidirectional/go_backwards from the cells' count and directions."""
+    source = layers[0][0].source
+    dirs = {len(cells) for cells in layers}
+    if dirs == {2} and not opts.get("bidirectional", False):
+        raise ConfigError(
+            f"{source} holds a backward direction for every layer (bidirectional weights) but --bidirectional was "
+            "not given. Pass --bidirectional to build both directions, or pick one cell with --layer."
+        )
+    if opts.get("bidirectional") and dirs != {2}:
+        raise ConfigError(
+            f"--bidirectional needs a backward cell for every layer, but {source} has only forward cells. "
+            "Drop --bidirectional or use bidirectional weights."
+        )
+    single = layers[0][0]
+    if len(layers) == 1 and dirs == {1} and single.direction == "backward":
+        if single.hyperparameters.get("onnx_reverse"):
+            raise ConfigError(
+                f"{source}: a reverse-only ONNX LSTM returns its outputs aligned to the input positions, which needs "
+                "a second REVERSE_V2 after the op; lstmgen builds reverse directions only inside bidirectional "
+                "layers or as Keras-style --go-backwards (output in processing order). Use the forward cell or a "
+                "bidirectional node."
+            )
+        if not opts.get("go_backwards", False) and "go_backwards" not in single.hyperparameters:
+            raise ConfigError(
+                f"{source}: the selected cell is a backward direction (it runs over the reversed sequence). Pass "
+                "--go-backwards to build it alone, or --bidirectional with the whole layer."
+            )
+        opts.setdefault("go_backwards", True)
+    if "num_layers" in opts and opts["num_layers"] != len(layers):
+        raise ConfigError(f"--num-layers {opts['num_layers']} but {source} provides {len(layers)} layer(s).")
+    opts["num_layers"] = len(layers)
+    opts["bidirectional"] = dirs == {2}
+
+
+def resolve(
+    options: Mapping[str, Any], layers: list[list[CellWeights]] | None
+) -> tuple[CellConfig, list[list[CellWeights]], list[list[CellShape]], list[str]]:
     """Merge explicit options with what the weights imply; conflicts are errors, not guesses."""
     opts = {k: v for k, v in options.items() if v is not None}
     notes: list[str] = []
-    if weights is not None:
-        for key, value in weights.implied().items():
-            if key in opts and opts[key] != value and not (key == "use_peepholes" and opts[key] and value):
-                shown = "not set" if value is None else value
-                raise ConfigError(
-                    f"--{key.replace('_', '-')} {opts[key]!r} disagrees with {weights.source}, which implies "
-                    f"{key} = {shown}. Drop the option (it is inferred) or use matching weights."
-                )
+    if layers:
+        _topology(opts, layers)
+        first = layers[0][0]
+        implied = _implied_flags(first)
+        # Stated hyperparameters (activation, time_major, ...) may come from any cell; the last
+        # layer decides return_sequences (Keras return_sequences=False on the top layer).
+        for cells in layers:
+            for cell in cells:
+                for key, value in cell.hyperparameters.items():
+                    if key in CONFIG_FIELDS and key not in ("num_units", "input_size", "num_proj"):
+                        implied.setdefault(key, value)
+        last_rs = [c.hyperparameters.get("return_sequences") for c in layers[-1]]
+        if None not in last_rs:
+            implied["return_sequences"] = last_rs[0]
+        for key, value in implied.items():
+            if key not in CONFIG_FIELDS:
+                continue
+            if key in opts:
+                _check_conflict(key, opts[key], value, first.source)
             opts[key] = value
     for key in ("num_units", "input_size"):
         if key not in opts:
             raise ConfigError(f"{key} is required when no --weights are given (e.g. --num-units 64 --input-size 32).")
-    if weights is None:
-        config = CellConfig(**opts)
-        weights = init_weights(config)
-    fb_default = weights.forget_bias_default
-    fb = opts.get("forget_bias", fb_default)
-    opts["forget_bias"] = float(fb)
     config = CellConfig(**opts)
+    if layers:
+        shapes = _shapes_from_weights(config, layers)
+    else:
+        shapes = shapes_from_config(config)
+        layers = [
+            [init_weights(config, shape, (k, d)) for d, shape in enumerate(cells)] for k, cells in enumerate(shapes)
+        ]
+    fb_defaults = {c.forget_bias_default for cells in layers for c in cells}
+    fb = opts.get("forget_bias", max(fb_defaults))
+    config = CellConfig(**(opts | {"forget_bias": float(fb)}))
+    fmt = layers[0][0].format
     if fb:
         if options.get("forget_bias") is not None:
             why = "given explicitly"
-        elif weights.format.startswith("init"):
+        elif fmt.startswith("init"):
             why = "TFLiteLSTMCell's default, used with --init"
         else:
-            why = f"default for {weights.format}: that framework adds it at run time"
+            why = f"default for {fmt}: that framework adds it at run time"
         notes.append(f"forget_bias {fb:g} folded into forget_gate_bias ({why})")
     else:
-        notes.append(f"forget_bias 0 (biases taken as complete: {weights.format})")
-    return config, weights, notes
+        notes.append(f"forget_bias 0 (biases taken as complete: {fmt})")
+    return config, layers, shapes, notes
+
+
+def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) -> list[list[CellShape]]:
+    """Per-cell shapes from the arrays, checked for a consistent chain of layer sizes."""
+    shapes: list[list[CellShape]] = []
+    width = config.input_size
+    for k, cells in enumerate(layers):
+        row = []
+        for d, cell in enumerate(cells):
+            imp = _implied_flags(cell)
+            for key in ("use_peepholes", "cifg", "layer_norm"):
+                if imp[key] != getattr(config, key) and not (key == "use_peepholes" and config.use_peepholes):
+                    raise ConfigError(
+                        f"{cell.source}: layer {k}{' backward' if d else ''} has {key} = {imp[key]} but layer 0 has "
+                        f"{getattr(config, key)}; lstmgen builds every layer with the same cell variant."
+                    )
+            shape = CellShape(
+                int(imp["num_units"]),
+                int(imp["input_size"]),
+                imp["num_proj"],  # type: ignore[arg-type]
+                config.use_peepholes,
+                config.cifg,
+                config.layer_norm,
+            )
+            if shape.input_size != width:
+                raise ConfigError(
+                    f"{cell.source}: inconsistent per-layer sizes: layer {k}{' backward' if d else ''} takes inputs of "
+                    f"size {shape.input_size}, but {'the model input' if k == 0 else f'layer {k - 1} outputs'} "
+                    f"{width} features{' (both directions concatenated)' if k and config.bidirectional else ''}."
+                )
+            row.append(shape)
+        if len({(s.num_units, s.num_proj) for s in row}) > 1:
+            raise ConfigError(f"{cells[0].source}: layer {k}'s forward and backward cells differ in size.")
+        shapes.append(row)
+        width = row[0].output_size * len(row)
+    return shapes
+
+
+def load_stack(
+    path: Path, weights_format: str, layer: str | None, num_layers: int | None, bidirectional: bool
+) -> list[list[CellWeights]]:
+    """The cells to build, as layers x directions, chosen by --layer / --num-layers / --bidirectional."""
+    from .weights import list_layers, load_layers
+
+    fmt, listed = list_layers(path, weights_format, layer)
+    names = "; ".join(" + ".join(c or "(unnamed)" for c in cells) for cells in listed)
+    if num_layers is None and len(listed) > 1:
+        raise WeightFileError(
+            f"{path} holds {len(listed)} LSTM layers ({names}). Build the stack with --num-layers {len(listed)} "
+            "(or the first N layers with --num-layers N), or pick one cell with --layer NAME."
+        )
+    want = num_layers or 1
+    if want > len(listed):
+        raise WeightFileError(f"--num-layers {want}: {path} holds only {len(listed)} LSTM layer(s) ({names}).")
+    if len(listed) == 1 and len(listed[0]) == 1:  # a single cell: read just it (also a selected one)
+        return [[load_weights(path, fmt, listed[0][0] if layer is not None else None)]]
+    return load_layers(path, fmt, layer)[:want]
 
 
 @dataclass
@@ -83,13 +219,10 @@ class BuildResult:
         }
 
 
-CONFIG_FIELDS = tuple(f.name for f in fields(CellConfig))
-
-
 def build(
     output: str | Path,
     options: Mapping[str, Any] | CellConfig,
-    weights: str | Path | CellWeights | None = None,
+    weights: str | Path | CellWeights | list[list[CellWeights]] | None = None,
     *,
     weights_format: str = "auto",
     layer: str | None = None,
@@ -113,18 +246,28 @@ def build(
             f"--weights-format {weights_format} was given without --weights; pass the weight file "
             "(or drop --weights-format to use --init)."
         )
+    layers: list[list[CellWeights]] | None
     if isinstance(weights, (str, Path)):
         say(f"reading weights {weights}")
-        weights = load_weights(weights, weights_format, layer)
-    config, cell_weights, notes = resolve(opts, weights)
-    notes = [*cell_weights.notes, *notes]
+        layers = load_stack(
+            Path(weights), weights_format, layer, opts.get("num_layers"), bool(opts.get("bidirectional"))
+        )
+    elif isinstance(weights, CellWeights):
+        layers = [[weights]]
+    else:
+        layers = weights
+    config, layers, shapes, notes = resolve(opts, layers)
+    cell_weights = layers[0][0]
+    notes = [n for cells in layers for c in cells for n in c.notes] + notes
     t1 = time.perf_counter()
     provenance = {
         "weights_format": cell_weights.format,
         "weights_file": Path(cell_weights.source).name if weights is not None else cell_weights.source,
+        "layers": [[c.layer for c in cells] for cells in layers],
         "notes": notes,
     }
-    record = layout(config, cell_weights.tensors, cell_weights.source, provenance)
+    tensors = [[c.tensors for c in cells] for cells in layers]
+    record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
     say("writing model")
     data = serialize(record)
     t2 = time.perf_counter()

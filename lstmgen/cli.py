@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from .config import INITIALIZERS, check_keys, load_config_file
 from .errors import LstmgenError, VerificationError
 from .inspect import describe, format_text
 from .output import check_target, write_atomic
-from .run import run_model
+from .run import run_model_states
 from .runtime import RUNTIME_CHOICES
 from .verify import VerifyReport, verify_model
 from .weights import FORMATS
@@ -123,6 +124,25 @@ def main() -> None:
 @click.option("--time-steps", type=int, help="Fixed time steps T; omit for a resizable (dynamic) time axis.")
 @click.option(
     "--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: batch-major]."
+)
+@click.option("--dynamic-batch/--fixed-batch", default=None, help="Resizable batch axis (shape_signature -1).")
+@click.option("--num-layers", type=int, help="Stacked layers (with --weights: how many of the file's layers).")
+@click.option(
+    "--bidirectional/--no-bidirectional",
+    default=None,
+    help="Forward + backward op per layer, outputs concatenated (forward ‖ backward, as PyTorch).",
+)
+@click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate (no input-gate tensors; i = 1 - f).")
+@click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates (coefficient vectors).")
+@click.option(
+    "--return-sequences/--last-step",
+    default=None,
+    help="Output every step, or only the last (Keras return_sequences=False) [default: every step].",
+)
+@click.option(
+    "--go-backwards/--no-go-backwards",
+    default=None,
+    help="Run a single layer over the reversed sequence (Keras go_backwards: output in processing order).",
 )
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
 @click.option(
@@ -311,18 +331,43 @@ def _load_state(path: Path) -> dict[str, np.ndarray]:
         raise LstmgenError(
             f"initial state {path} is not a readable .npz ({exc}). Save it with numpy.savez(path, h=..., c=...)."
         ) from None
-    unknown = sorted(set(state) - {"h", "c"})
+    unknown = sorted(k for k in state if not STATE_KEY.match(k))
     if unknown:
-        raise LstmgenError(f"initial state {path}: unknown key(s) {', '.join(unknown)}; expected 'h' and/or 'c'.")
+        raise LstmgenError(
+            f"initial state {path}: unknown key(s) {', '.join(unknown)}; expected 'h' and/or 'c' (one LSTM op), or "
+            "h_0, c_0, h_1, ... (one pair per LSTM op, in the order inspect lists them)."
+        )
     return state
+
+
+STATE_KEY = re.compile(r"^[hc](_\d+)?$")
+
+
+def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """{'h': .., 'c': ..} or {'h_0': .., 'c_1': ..} -> [(h0, c0) per LSTM op]."""
+    if not state:
+        return []
+    index = {k: int(k[2:]) if "_" in k else 0 for k in state}
+    count = max(index.values()) + 1
+    return [
+        (
+            state.get(f"h_{k}", state.get("h") if k == 0 else None),
+            state.get(f"c_{k}", state.get("c") if k == 0 else None),
+        )
+        for k in range(count)
+    ]
 
 
 @main.command("run", epilog=EXIT_CODES)
 @click.argument("model", type=_PATH)
 @click.option("--input", "input_path", type=_PATH, required=True, help="Input sequence .npy ([B,T,I] or [T,B,I]).")
 @click.option("--output", "output_path", type=_PATH, required=True, help="Where to write the output .npy.")
-@click.option("--initial-state", type=_PATH, help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros).")
-@click.option("--final-state", type=_PATH, help="Write the final state as .npz with 'c' and 'h'.")
+@click.option(
+    "--initial-state",
+    type=_PATH,
+    help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros); for several LSTM ops h_0, c_0, h_1, ... in op order.",
+)
+@click.option("--final-state", type=_PATH, help="Write the final state as .npz: 'c' and 'h' (one op) or c_0, h_0, ...")
 @click.option(
     "--chunk",
     type=click.IntRange(min=1),
@@ -353,11 +398,10 @@ def run_cmd(
     for target in (output_path, final_state):
         if target is not None:
             check_target(target)  # before running, so one bad path cannot leave the other file behind
-    y, h, c = run_model(
+    y, finals = run_model_states(
         model,
         x,
-        h0=state.get("h"),
-        c0=state.get("c"),
+        initial=_state_list(state),
         chunk=chunk,
         runtime=runtime,
         input_label=f"input {input_path}",
@@ -368,7 +412,10 @@ def run_cmd(
     write_atomic(output_path, buf.getbuffer())
     if final_state is not None:
         sbuf = io.BytesIO()
-        np.savez(sbuf, c=c, h=h)
+        if len(finals) == 1:
+            np.savez(sbuf, c=finals[0][1], h=finals[0][0])
+        else:
+            np.savez(sbuf, **{f"{key}_{k}": v for k, (h, c) in enumerate(finals) for key, v in (("h", h), ("c", c))})
         write_atomic(final_state, sbuf.getbuffer())
     click.echo(f"wrote {output_path} {list(y.shape)}" + (f" and {final_state}" if final_state else ""), err=True)
 

@@ -77,6 +77,13 @@ class CellConfig:
     batch_size: int = 1
     time_steps: int | None = None
     time_major: bool = False
+    dynamic_batch: bool = False
+    num_layers: int = 1
+    bidirectional: bool = False
+    cifg: bool = False
+    layer_norm: bool = False
+    return_sequences: bool = True
+    go_backwards: bool = False
 
     def __post_init__(self) -> None:
         _check_int("num_units", self.num_units, 1)
@@ -105,16 +112,29 @@ class CellConfig:
         _check_int("seed", self.seed, 0, 2**32 - 1)
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise _fail("name", self.name, "1-128 characters from A-Z a-z 0-9 _ . / - (a tensor-name prefix)")
-        _check_choice("dtype", self.dtype, DTYPES, "Quantized types come with --quantize (not yet available).")
+        _check_choice("dtype", self.dtype, DTYPES, "Quantized models come from --quantize.")
         _check_int("batch_size", self.batch_size, 1)
         if self.time_steps is not None:
             _check_int("time_steps", self.time_steps, 1)
         _check_bool("time_major", self.time_major)
+        for flag in ("dynamic_batch", "bidirectional", "cifg", "layer_norm", "return_sequences", "go_backwards"):
+            _check_bool(flag, getattr(self, flag))
+        _check_int("num_layers", self.num_layers, 1, 64)
+        if self.go_backwards and (self.bidirectional or self.num_layers > 1):
+            raise ConfigError(
+                "go_backwards = true reverses a single unidirectional layer (Keras go_backwards); it cannot be "
+                f"combined with bidirectional = {self.bidirectional} / num_layers = {self.num_layers}. A bidirectional "
+                "layer already runs its backward direction over the reversed sequence."
+            )
 
     @property
     def output_size(self) -> int:
         """Size of h and of each output step: num_proj when projecting, else num_units."""
         return self.num_proj if self.num_proj is not None else self.num_units
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
 
     @property
     def state_size(self) -> dict[str, int]:

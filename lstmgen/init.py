@@ -8,6 +8,7 @@ import numpy as np
 
 from .config import CellConfig
 from .flatbuf import Deferred
+from .lstm import CellShape, slot_enabled
 from .slots import WEIGHT_SLOTS
 from .weights import CellWeights
 
@@ -57,32 +58,31 @@ INITIALIZERS: dict[str, Callable[[np.random.Generator, np.ndarray], None]] = {
 }
 
 
-def init_weights(config: CellConfig) -> CellWeights:
-    """Weights for every slot the config enables; biases start at zero (forget_bias is folded later).
+def init_weights(config: CellConfig, shape: CellShape, cell: tuple[int, int] = (0, 0)) -> CellWeights:
+    """Weights for every slot of one cell (layer, direction); biases start at zero, layer-norm
+    coefficients at one (forget_bias is folded later).
 
     Matrices are Deferred: the writer generates them straight into the model buffer, each from
-    its own seeded stream (seed, slot), so the values do not depend on the order of generation.
+    its own seeded stream (seed, layer, direction, slot), so values do not depend on generation order.
     """
-    sizes = {"N": config.num_units, "I": config.input_size, "P": config.output_size}
+    sizes = shape.sizes()
     fill = INITIALIZERS[config.init]
-    enabled = {"core", "input_gate"}
-    if config.use_peepholes:
-        enabled.add("peephole")
-    if config.num_proj is not None:
-        enabled.add("projection")
     tensors: dict[str, np.ndarray | Deferred] = {}
     for spec in WEIGHT_SLOTS:
-        if spec.feature not in enabled:
+        if not slot_enabled(spec, shape, tensors):
             continue
-        shape = tuple(sizes[s] for s in spec.shape)
+        dims = tuple(sizes[s] for s in spec.shape)
         if spec.slot.key.endswith("_bias"):
-            tensors[spec.slot.key] = np.zeros(shape, np.float32)
+            tensors[spec.slot.key] = np.zeros(dims, np.float32)
+            continue
+        if spec.feature == "layer_norm":
+            tensors[spec.slot.key] = np.ones(dims, np.float32)
             continue
 
         def generate(out: np.ndarray, slot: int = int(spec.slot)) -> None:
-            fill(np.random.default_rng([config.seed, slot]), out)
+            fill(np.random.default_rng([config.seed, *cell, slot]), out)
 
-        tensors[spec.slot.key] = Deferred(shape, generate)
+        tensors[spec.slot.key] = Deferred(dims, generate)
     return CellWeights(
         tensors, f"init:{config.init}", f"--init {config.init} --seed {config.seed}", forget_bias_default=1.0
     )

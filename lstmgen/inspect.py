@@ -1,36 +1,38 @@
-"""`inspect`: describe a fused-LSTM model file (hyperparameters, slots, version, sizes) as a dict."""
+"""`inspect`: describe a fused-LSTM model file (topology, per-cell hyperparameters, slots, versions) as a dict."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .lstm import LstmOp
+import numpy as np
+
+from .modelinfo import LstmModel, read_lstm_model
 from .slots import Slot
-from .tables import MIN_RUNTIME_VERSION, NUMPY_TO_TFLITE, TENSOR_TYPE_NAMES
-from .verify import read_lstm
+from .tables import BUILTIN_OPERATOR_NAMES, NUMPY_TO_TFLITE, TENSOR_TYPE_NAMES, min_runtime
 
 
-def _min_runtime(lstm: LstmOp) -> str | None:
-    raw = lstm.model.metadata_dict().get("min_runtime_version")
-    return raw.rstrip(b"\0").decode(errors="replace") if raw else None
+def _dtype(t: Any) -> str:
+    return TENSOR_TYPE_NAMES[NUMPY_TO_TFLITE[np.dtype(t.dtype)]].lower()
 
 
-def describe(path: str | Path) -> dict[str, Any]:
-    """Everything `inspect` shows; the keys are listed in schemas/report.schema.json."""
-    path = Path(path)
-    lstm = read_lstm(path)
-    in_t = lstm.model.tensors[lstm.input_index]
-    sig = in_t.shape_signature or in_t.shape
-    t_axis, b_axis = (0, 1) if lstm.time_major else (1, 0)
-    slots = []
+def _quant(t: Any) -> dict[str, Any] | None:
+    q = t.quantization
+    if q is None:
+        return None
+    return {"scale": list(q.scale), "zero_point": list(q.zero_point), "quantized_dimension": q.quantized_dimension}
+
+
+def _slots(lm: LstmModel, op_index: int) -> list[dict[str, Any]]:
+    op = lm.model.operators[op_index]
+    out = []
     for slot in Slot:
-        index = lstm.op.inputs[slot] if slot < len(lstm.op.inputs) else -1
+        index = op.inputs[slot] if slot < len(op.inputs) else -1
         if index < 0:
-            slots.append({"slot": int(slot), "name": slot.key, "present": False})
+            out.append({"slot": int(slot), "name": slot.key, "present": False})
             continue
-        t = lstm.model.tensors[index]
-        slots.append(
+        t = lm.model.tensors[index]
+        out.append(
             {
                 "slot": int(slot),
                 "name": slot.key,
@@ -39,60 +41,140 @@ def describe(path: str | Path) -> dict[str, Any]:
                 "tensor_index": index,
                 "shape": list(t.shape),
                 "shape_signature": list(t.shape_signature) if t.shape_signature else None,
-                "dtype": TENSOR_TYPE_NAMES[NUMPY_TO_TFLITE[t.dtype]].lower(),
+                "dtype": _dtype(t),
                 "is_variable": t.is_variable,
                 "constant": t.data is not None,
+                "quantization": _quant(t),
             }
         )
-    hp = lstm.metadata.get("hyperparameters", {})
+    return out
+
+
+def _topology(lm: LstmModel) -> dict[str, Any]:
+    """Layers and directions: from lstmgen's metadata, else inferred from the graph."""
+    hp = lm.metadata.get("hyperparameters", {})
+    ops = {BUILTIN_OPERATOR_NAMES.get(o.opcode) for o in lm.model.operators}
+    bidirectional = hp.get("bidirectional", "CONCATENATION" in ops)
+    directions = 2 if bidirectional else 1
+    return {
+        "num_layers": hp.get("num_layers", len(lm.lstms) // directions),
+        "bidirectional": bidirectional,
+        "go_backwards": hp.get("go_backwards", "REVERSE_V2" in ops and not bidirectional),
+        "return_sequences": hp.get("return_sequences", lm.output_has_time),
+        "directions": directions,
+    }
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Everything `inspect` shows; the keys are listed in schemas/report.schema.json."""
+    path = Path(path)
+    lm = read_lstm_model(path)
+    topo = _topology(lm)
+    hp = lm.metadata.get("hyperparameters", {})
+    sig = lm.input.shape_signature or lm.input.shape
+    t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
+    layers = []
+    for k, spec in enumerate(lm.lstms):
+        op = lm.model.operators[spec.op_index]
+        w = spec.weight_inputs
+        layers.append(
+            {
+                "layer": k // topo["directions"],
+                "direction": "backward" if (k % topo["directions"] or topo["go_backwards"]) else "forward",
+                "op_index": spec.op_index,
+                "op_version": op.version,
+                "num_units": spec.num_units,
+                "input_size": int(lm.model.tensors[w["input_to_output_weights"]].shape[1]),
+                "num_proj": spec.output_size if "projection_weights" in w else None,
+                "output_size": spec.output_size,
+                "use_peepholes": "cell_to_forget_weights" in w,
+                "cifg": "input_to_input_weights" not in w,
+                "layer_norm": "forget_layer_norm_coefficients" in w,
+                "cell_clip": spec.cell_clip,
+                "proj_clip": spec.proj_clip,
+                "activation": spec.activation,
+                "weights_dtype": _dtype(lm.model.tensors[w["input_to_output_weights"]]),
+                "slots": _slots(lm, spec.op_index),
+            }
+        )
+    first = layers[0]
+    raw_rt = lm.model.metadata_dict().get("min_runtime_version")
+    ops = [(o.opcode, o.version) for o in lm.model.operators]
+    try:
+        computed = min_runtime(ops)
+    except KeyError:
+        computed = None
     return {
         "file": str(path),
         "file_size": path.stat().st_size,
-        "generator": lstm.metadata.get("generator"),
+        "generator": lm.metadata.get("generator"),
         "op": "UNIDIRECTIONAL_SEQUENCE_LSTM",
-        "op_version": lstm.op.version,
-        "min_runtime_version": _min_runtime(lstm) or MIN_RUNTIME_VERSION.get(lstm.op.version),
-        "num_units": lstm.num_units,
-        "input_size": lstm.input_size,
-        "num_proj": lstm.num_proj,
-        "output_size": lstm.output_size,
-        "state_size": {"c": lstm.num_units, "h": lstm.output_size},
-        "use_peepholes": lstm.use_peepholes,
-        "cell_clip": lstm.cell_clip,
-        "proj_clip": lstm.proj_clip,
-        "activation": lstm.activation,
-        "time_major": lstm.time_major,
+        "op_version": max(layer["op_version"] for layer in layers),
+        "min_runtime_version": raw_rt.rstrip(b"\0").decode(errors="replace") if raw_rt else computed,
+        "operators": [f"{BUILTIN_OPERATOR_NAMES.get(c, c)} v{v}" for c, v in ops],
+        **{
+            k: first[k]
+            for k in (
+                "num_units",
+                "input_size",
+                "num_proj",
+                "output_size",
+                "use_peepholes",
+                "cifg",
+                "layer_norm",
+                "cell_clip",
+                "proj_clip",
+                "activation",
+            )
+        },
+        "state_size": {"c": first["num_units"], "h": first["output_size"]},
+        **{k: topo[k] for k in ("num_layers", "bidirectional", "go_backwards", "return_sequences")},
+        "time_major": lm.time_major,
         "batch_size": None if sig[b_axis] == -1 else int(sig[b_axis]),
         "time_steps": None if sig[t_axis] == -1 else int(sig[t_axis]),
+        "input": {"shape": list(lm.input.shape), "dtype": _dtype(lm.input), "quantization": _quant(lm.input)},
+        "output": {"shape": list(lm.output.shape), "dtype": _dtype(lm.output), "quantization": _quant(lm.output)},
         "forget_bias_folded": hp.get("forget_bias"),
         "name": hp.get("name"),
-        "provenance": lstm.metadata.get("provenance"),
-        "signature": [s.key for s in lstm.model.signatures],
-        "slots": slots,
+        "provenance": lm.metadata.get("provenance"),
+        "signature": [s.key for s in lm.model.signatures],
+        "layers": layers,
+        "slots": first["slots"],
     }
 
 
 def format_text(info: dict[str, Any]) -> str:
     """Human-readable form of describe()."""
+    topo = (
+        f"{info['num_layers']} layer(s)"
+        + (", bidirectional" if info["bidirectional"] else "")
+        + (", go_backwards" if info["go_backwards"] else "")
+        + ("" if info["return_sequences"] else ", last step only")
+    )
     lines = [
-        f"{info['file']}: {info['op']} v{info['op_version']} (min runtime {info['min_runtime_version']}), "
-        f"{info['file_size']:,} bytes" + (f", made by {info['generator']}" if info["generator"] else ""),
-        f"  cell: num_units={info['num_units']} input_size={info['input_size']} num_proj={info['num_proj']} "
-        f"use_peepholes={info['use_peepholes']} activation={info['activation']}",
-        f"        cell_clip={info['cell_clip']:g} proj_clip={info['proj_clip']:g}"
-        + (f" forget_bias(folded)={info['forget_bias_folded']:g}" if info["forget_bias_folded"] is not None else ""),
-        f"  output_size={info['output_size']} state_size=(c={info['state_size']['c']}, h={info['state_size']['h']})",
-        f"  shape: batch={info['batch_size'] or 'dynamic'} time={info['time_steps'] or 'dynamic'} "
+        f"{info['file']}: {topo}; {info['file_size']:,} bytes (min runtime {info['min_runtime_version']})"
+        + (f", made by {info['generator']}" if info["generator"] else ""),
+        f"  operators: {', '.join(info['operators'])}",
+        f"  input {info['input']['dtype']} {info['input']['shape']}, output {info['output']['dtype']} "
+        f"{info['output']['shape']}; batch={info['batch_size'] or 'dynamic'} time={info['time_steps'] or 'dynamic'} "
         f"{'time-major' if info['time_major'] else 'batch-major'}; "
         f"signatures: {', '.join(info['signature']) or 'none'}",
-        "  slots:",
     ]
-    for s in info["slots"]:
-        if s["present"]:
+    if info["forget_bias_folded"] is not None:
+        lines.append(f"  forget_bias (folded) = {info['forget_bias_folded']:g}")
+    for layer in info["layers"]:
+        lines.append(
+            f"  layer {layer['layer']} {layer['direction']} (op {layer['op_index']}, v{layer['op_version']}): "
+            f"num_units={layer['num_units']} input_size={layer['input_size']} num_proj={layer['num_proj']} "
+            f"peepholes={layer['use_peepholes']} cifg={layer['cifg']} layer_norm={layer['layer_norm']} "
+            f"activation={layer['activation']} cell_clip={layer['cell_clip']:g} proj_clip={layer['proj_clip']:g}; "
+            f"output_size={layer['output_size']} state_size=(c={layer['num_units']}, h={layer['output_size']})"
+        )
+        for s in layer["slots"]:
+            if not s["present"]:
+                continue
             kind = "variable" if s["is_variable"] else ("const" if s["constant"] else "")
-            lines.append(
-                f"    {s['slot']:>2} {s['name']:<32} {s['dtype']:<8} {s['shape']!s:<14} {kind:<8} {s['tensor']}"
-            )
-        else:
-            lines.append(f"    {s['slot']:>2} {s['name']:<32} -")
+            q = s["quantization"]
+            qtext = f" scale={q['scale'][0]:.4g} zp={q['zero_point'][0]}" if q else ""
+            lines.append(f"    {s['slot']:>2} {s['name']:<32} {s['dtype']:<8} {s['shape']!s:<12} {kind:<8}{qtext}")
     return "\n".join(lines)

@@ -1,10 +1,16 @@
-"""Turn a cell config + per-gate weights into flatbuffer records, and read them back from a model."""
+"""Turn a cell config + per-gate weights into flatbuffer records: one fused LSTM op per layer and direction.
+
+Topology (see README "Topologies"): layer k's output feeds layer k+1. A bidirectional layer runs a
+second op over the time-reversed input (REVERSE_V2), re-reverses its output and concatenates it
+after the forward output (PyTorch's layout). --last-step ends with a STRIDED_SLICE of the last
+time step (for a bidirectional layer: each direction's last processed step, as Keras does).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -12,52 +18,94 @@ import tflite
 
 from . import __version__
 from .config import CellConfig
-from .errors import ModelFileError, WeightFileError
-from .flatbuf import ModelRecord, OperatorRecord, Options, Signature, TensorRecord
+from .errors import WeightFileError
+from .flatbuf import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
 from .slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
-from .tables import ACTIVATION_NAMES, ACTIVATIONS, MIN_RUNTIME_VERSION
+from .tables import ACTIVATIONS, min_runtime
 
 OPCODE = tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 OPTIONS_TABLE = "UnidirectionalSequenceLSTMOptions"
 METADATA_KEY = "lstmgen"
 F32 = np.dtype(np.float32)
+I32 = np.dtype(np.int32)
+Weights = Mapping[str, "np.ndarray | Deferred"]
 
 
-def enabled_features(config: CellConfig, weights: Mapping[str, np.ndarray]) -> set[str]:
-    """The slot features this cell uses (see slots.SlotSpec)."""
-    features = {"core", "input_gate"}
-    if config.use_peepholes:
-        features.add("peephole")
-    if config.num_proj is not None:
-        features.add("projection")
-        if "projection_bias" in weights:
-            features.add("projection_bias")
-    return features
+@dataclass(frozen=True)
+class CellShape:
+    """The sizes and variant of one cell (one op): what decides which slots exist and their shapes."""
 
+    num_units: int
+    input_size: int
+    num_proj: int | None = None
+    use_peepholes: bool = False
+    cifg: bool = False
+    layer_norm: bool = False
 
-def check_weights(config: CellConfig, weights: Mapping[str, np.ndarray], source: str) -> None:
-    """Every slot the config needs is present with the right shape, and nothing else is."""
-    features = enabled_features(config, weights)
-    sizes = {"N": config.num_units, "I": config.input_size, "P": config.output_size}
-    wanted = {s.slot.key: s for s in WEIGHT_SLOTS if s.feature in features}
-    extra = sorted(set(weights) - set(wanted))
-    if extra:
-        why = {
-            "peephole": "the cell has no peepholes (use_peepholes is off)",
-            "projection": "the cell has no projection (num_proj is not set)",
-            "projection_bias": "the cell has no projection (num_proj is not set)",
-            "layer_norm": "layer normalisation is not supported yet",
+    @property
+    def output_size(self) -> int:
+        return self.num_proj if self.num_proj is not None else self.num_units
+
+    def sizes(self) -> dict[str, int]:
+        return {"N": self.num_units, "I": self.input_size, "P": self.output_size}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_units": self.num_units,
+            "input_size": self.input_size,
+            "num_proj": self.num_proj,
+            "use_peepholes": self.use_peepholes,
+            "cifg": self.cifg,
+            "layer_norm": self.layer_norm,
         }
-        spec = {s.slot.key: s for s in WEIGHT_SLOTS}
-        k = extra[0]
-        reason = why.get(spec[k].feature, "it is not an input of this cell") if k in spec else "unknown key"
-        raise WeightFileError(
-            f"{source}: holds '{k}' but {reason}. Remove it from the file or enable the feature "
-            "(--use-peepholes / --num-proj)."
-        )
+
+
+def slot_enabled(spec: SlotSpec, shape: CellShape, weights: Weights) -> bool:
+    """Whether a cell of this shape has the slot (the kernel's consistency rules, as a table lookup)."""
+    input_gate_absent = shape.cifg and spec.gate == "input"
+    enabled = {
+        "core": True,
+        "input_gate": not shape.cifg,
+        "peephole": shape.use_peepholes and not input_gate_absent,
+        "projection": shape.num_proj is not None,
+        "projection_bias": shape.num_proj is not None and spec.slot.key in weights,
+        "layer_norm": shape.layer_norm and not input_gate_absent,
+    }
+    return enabled[spec.feature]
+
+
+_WHY_ABSENT = {
+    "input_gate": "the cell is CIFG (coupled input-forget gate: no input gate), so input-gate arrays must be absent",
+    "peephole": "the cell has no peepholes (use_peepholes is off)",
+    "projection": "the cell has no projection (num_proj is not set)",
+    "projection_bias": "the cell has no projection (num_proj is not set)",
+    "layer_norm": "layer normalisation is off (pass --layer-norm)",
+}
+
+
+def check_weights(shape: CellShape, weights: Weights, source: str) -> None:
+    """Every slot the cell needs is present with the right shape, and nothing else is."""
+    specs = {s.slot.key: s for s in WEIGHT_SLOTS}
+    wanted = {k: s for k, s in specs.items() if slot_enabled(s, shape, weights)}
+    for key in sorted(set(weights) - set(wanted)):
+        reason = _WHY_ABSENT.get(specs[key].feature, "it is not an input of this cell") if key in specs else "unknown"
+        if key in specs and specs[key].feature == "peephole" and shape.cifg and specs[key].gate == "input":
+            reason = _WHY_ABSENT["input_gate"]
+        if key in specs and specs[key].gate == "input" and shape.cifg and "input_to_input_weights" not in weights:
+            raise WeightFileError(
+                f"{source}: holds '{key}' but not 'input_to_input_weights': a cell has either all input-gate arrays "
+                "(input_to_input_weights, recurrent_to_input_weights, input_gate_bias) or none (CIFG, --cifg). "
+                "Add the missing array or remove the others."
+            )
+        raise WeightFileError(f"{source}: holds '{key}' but {reason}. Remove it or change the options.")
+    sizes = shape.sizes()
     for key, spec in wanted.items():
         if key not in weights:
-            because = "every LSTM has it" if spec.feature in ("core", "input_gate") else f"the cell uses {spec.feature}"
+            because = (
+                "every LSTM has it" if spec.feature == "core" else f"the cell uses {spec.feature.replace('_', ' ')}"
+            )
+            if spec.feature == "input_gate":
+                because = "the cell has an input gate (it is not CIFG; pass --cifg if it should be)"
             raise WeightFileError(f"{source}: missing '{key}' (shape {_symbolic(spec)}), needed because {because}.")
         want = tuple(sizes[s] for s in spec.shape)
         got = tuple(weights[key].shape)
@@ -73,195 +121,207 @@ def _symbolic(spec: SlotSpec) -> str:
     return "[" + ", ".join(names[s] for s in spec.shape) + "]"
 
 
-def _io_shape(config: CellConfig, features: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Shape and shape_signature of input/output; an unknown time axis is 1 in shape, -1 in signature."""
-    t = config.time_steps if config.time_steps is not None else 1
-    t_sig = config.time_steps if config.time_steps is not None else -1
-    if config.time_major:
-        return (t, config.batch_size, features), (t_sig, config.batch_size, features)
-    return (config.batch_size, t, features), (config.batch_size, t_sig, features)
-
-
-def hyperparameters(config: CellConfig) -> dict[str, Any]:
+def hyperparameters(config: CellConfig, shapes: Sequence[Sequence[CellShape]] = ()) -> dict[str, Any]:
     """The JSON stored in the model's 'lstmgen' metadata (and printed by inspect)."""
     d = config.to_dict()
     d["output_size"] = config.output_size
     d["state_size"] = config.state_size
+    if shapes:
+        d["layers"] = [[s.to_dict() for s in layer] for layer in shapes]
     return d
+
+
+class _Graph:
+    """Collects tensors and operators in creation order (which is also execution order)."""
+
+    def __init__(self, config: CellConfig) -> None:
+        self.config = config
+        self.tensors: list[TensorRecord] = []
+        self.ops: list[OperatorRecord] = []
+        self.t_axis = 0 if config.time_major else 1
+        self._axis_const: int | None = None
+
+    def add(self, t: TensorRecord) -> int:
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def _dims(self, width: int, with_time: bool) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        c = self.config
+        t, t_sig = (c.time_steps, c.time_steps) if c.time_steps is not None else (1, -1)
+        b, b_sig = c.batch_size, (-1 if c.dynamic_batch else c.batch_size)
+        if not with_time:
+            shape, sig = (b, width), (b_sig, width)
+        elif c.time_major:
+            shape, sig = (t, b, width), (t_sig, b_sig, width)
+        else:
+            shape, sig = (b, t, width), (b_sig, t_sig, width)
+        return shape, (sig if -1 in sig else None)
+
+    def activation(self, name: str, width: int, with_time: bool = True) -> int:
+        shape, sig = self._dims(width, with_time)
+        return self.add(TensorRecord(name, shape, F32, shape_signature=sig))
+
+    def const_i32(self, name: str, values: list[int]) -> int:
+        return self.add(TensorRecord(name, (len(values),), I32, data=np.asarray(values, I32)))
+
+    def reverse(self, x: int, name: str) -> int:
+        if self._axis_const is None:
+            self._axis_const = self.const_i32(f"{self.config.name}/time_axis", [self.t_axis])
+        out = self.activation(name, self.tensors[x].shape[-1])
+        self.ops.append(
+            OperatorRecord(
+                tflite.BuiltinOperator.REVERSE_V2, 1, (x, self._axis_const), (out,), Options("ReverseV2Options", ())
+            )
+        )
+        return out
+
+    def concat(self, parts: list[int], name: str, with_time: bool = True) -> int:
+        width = sum(self.tensors[p].shape[-1] for p in parts)
+        out = self.activation(name, width, with_time)
+        axis = 2 if with_time else 1
+        self.ops.append(
+            OperatorRecord(
+                tflite.BuiltinOperator.CONCATENATION,
+                1,
+                tuple(parts),
+                (out,),
+                Options("ConcatenationOptions", (("Axis", axis),)),
+            )
+        )
+        return out
+
+    def last_step(self, x: int, name: str) -> int:
+        """Slice the last time step, dropping the time axis ([B, T, F] -> [B, F])."""
+        t = self.t_axis
+        other = sum(1 << a for a in range(3) if a != t)
+        begin = self.const_i32(f"{name}/begin", [-1 if a == t else 0 for a in range(3)])
+        end = self.const_i32(f"{name}/end", [0, 0, 0])
+        strides = self.const_i32(f"{name}/strides", [1, 1, 1])
+        out = self.activation(name, self.tensors[x].shape[-1], with_time=False)
+        opts = Options("StridedSliceOptions", (("BeginMask", other), ("EndMask", other), ("ShrinkAxisMask", 1 << t)))
+        self.ops.append(OperatorRecord(tflite.BuiltinOperator.STRIDED_SLICE, 1, (x, begin, end, strides), (out,), opts))
+        return out
+
+    def lstm(self, scope: str, shape: CellShape, weights: Weights, x: int, forget_bias: float) -> int:
+        c = self.config
+        inputs = [-1] * NUM_INPUTS
+        inputs[Slot.INPUT] = x
+        for spec in WEIGHT_SLOTS:
+            if not slot_enabled(spec, shape, weights):
+                continue
+            data = weights[spec.slot.key]
+            if spec.slot == Slot.FORGET_GATE_BIAS and forget_bias:
+                data = data + np.float32(forget_bias)  # TF adds forget_bias at run time; fold it
+            inputs[spec.slot] = self.add(TensorRecord(f"{scope}/{spec.slot.key}", tuple(data.shape), F32, data=data))
+        # State tensors: variable, no buffer (a data vector, even empty, is rejected by the interpreter).
+        inputs[Slot.OUTPUT_STATE] = self._state(f"{scope}/output_state", shape.output_size)
+        inputs[Slot.CELL_STATE] = self._state(f"{scope}/cell_state", shape.num_units)
+        out = self.activation(f"{scope}/output", shape.output_size)
+        options = Options(
+            OPTIONS_TABLE,
+            (
+                # Always written explicitly: a missing table parses as activation NONE (silently wrong).
+                ("FusedActivationFunction", ACTIVATIONS[c.activation]),
+                ("CellClip", float(c.cell_clip)),
+                ("ProjClip", float(c.proj_clip)),
+                ("TimeMajor", bool(c.time_major)),
+                ("AsymmetricQuantizeInputs", False),
+                ("DiagonalRecurrentTensors", False),
+            ),
+        )
+        self.ops.append(OperatorRecord(OPCODE, 1, tuple(inputs), (out,), options))
+        return out
+
+    def _state(self, name: str, width: int) -> int:
+        shape, sig = self._dims(width, with_time=False)
+        return self.add(TensorRecord(name, shape, F32, shape_signature=sig, is_variable=True))
+
+
+def shapes_from_config(config: CellConfig) -> list[list[CellShape]]:
+    """Cell shapes when every layer has the config's sizes (layer k > 0 takes layer k-1's output)."""
+    shapes = []
+    width = config.input_size
+    for _ in range(config.num_layers):
+        shape = CellShape(
+            config.num_units, width, config.num_proj, config.use_peepholes, config.cifg, config.layer_norm
+        )
+        shapes.append([shape] * config.directions)
+        width = shape.output_size * config.directions
+    return shapes
 
 
 def layout(
     config: CellConfig,
-    weights: Mapping[str, np.ndarray],
-    source: str = "weights",
+    layers: Sequence[Sequence[Weights]] | Weights,
+    shapes: Sequence[Sequence[CellShape]] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    source: str = "weights",
 ) -> ModelRecord:
-    """Records for one UNIDIRECTIONAL_SEQUENCE_LSTM model. config.forget_bias is folded in here."""
+    """Records for the whole model. `layers[k][d]` are the weights of layer k, direction d (0 fw, 1 bw);
+    a single mapping means one cell. Shapes default to the config's sizes.
+
+    config.forget_bias must be resolved (a number): it is folded into every forget-gate bias.
+    """
     if config.forget_bias is None:
         raise ValueError("forget_bias must be resolved before layout")
-    check_weights(config, weights, source)
-    features = enabled_features(config, weights)
+    if isinstance(layers, Mapping):
+        layers = [[layers]]
+    shapes = shapes if shapes is not None else shapes_from_config(config)
+    for cells, cell_shapes in zip(layers, shapes, strict=True):
+        for w, shape in zip(cells, cell_shapes, strict=True):
+            check_weights(shape, w, source)
+    g = _Graph(config)
     prefix = config.name
-    tensors: list[TensorRecord] = []
-    inputs = [-1] * NUM_INPUTS
-
-    def add(t: TensorRecord) -> int:
-        tensors.append(t)
-        return len(tensors) - 1
-
-    in_shape, in_sig = _io_shape(config, config.input_size)
-    inputs[Slot.INPUT] = add(
-        TensorRecord(f"{prefix}/input", in_shape, F32, shape_signature=in_sig if -1 in in_sig else None)
-    )
-    for spec in WEIGHT_SLOTS:
-        if spec.feature not in features:
-            continue
-        data = weights[spec.slot.key]
-        if spec.slot == Slot.FORGET_GATE_BIAS and config.forget_bias:
-            data = data + np.float32(config.forget_bias)  # TF adds forget_bias at run time; fold it
-        inputs[spec.slot] = add(TensorRecord(f"{prefix}/{spec.slot.key}", tuple(data.shape), F32, data=data))
-    # State tensors: variable, no buffer (a data vector, even empty, is rejected by the interpreter).
-    b = config.batch_size
-    inputs[Slot.OUTPUT_STATE] = add(
-        TensorRecord(f"{prefix}/output_state", (b, config.output_size), F32, is_variable=True)
-    )
-    inputs[Slot.CELL_STATE] = add(TensorRecord(f"{prefix}/cell_state", (b, config.num_units), F32, is_variable=True))
-    out_shape, out_sig = _io_shape(config, config.output_size)
-    output = add(TensorRecord(f"{prefix}/output", out_shape, F32, shape_signature=out_sig if -1 in out_sig else None))
-
-    version = 1
-    options = Options(
-        OPTIONS_TABLE,
-        (
-            # Always written explicitly: a missing table parses as activation NONE (silently wrong).
-            ("FusedActivationFunction", ACTIVATIONS[config.activation]),
-            ("CellClip", float(config.cell_clip)),
-            ("ProjClip", float(config.proj_clip)),
-            ("TimeMajor", bool(config.time_major)),
-            ("AsymmetricQuantizeInputs", False),
-            ("DiagonalRecurrentTensors", False),
-        ),
-    )
-    op = OperatorRecord(OPCODE, version, tuple(inputs), (output,), options)
+    x = g.activation(f"{prefix}/input", shapes[0][0].input_size)
+    cur = x
+    for k, (cells, cell_shapes) in enumerate(zip(layers, shapes, strict=True)):
+        last = k == len(layers) - 1
+        scope = f"{prefix}/layer_{k}" if len(layers) > 1 else prefix
+        outs = []
+        for d, (w, shape) in enumerate(zip(cells, cell_shapes, strict=True)):
+            cell_scope = f"{scope}/{'bw' if d else 'fw'}" if len(cells) > 1 else scope
+            cell_in = cur
+            if d == 1 or config.go_backwards:
+                cell_in = g.reverse(cur, f"{cell_scope}/reversed_input")
+            outs.append(g.lstm(cell_scope, shape, w, cell_in, float(config.forget_bias)))
+        if len(outs) == 2:
+            if last and not config.return_sequences:
+                # Each direction's last processed step: the backward op's final step saw x[0].
+                parts = [g.last_step(o, f"{scope}/{n}/last_step") for o, n in zip(outs, ("fw", "bw"), strict=True)]
+                cur = g.concat(parts, f"{scope}/concat", with_time=False)
+            else:
+                cur = g.concat([outs[0], g.reverse(outs[1], f"{scope}/bw/output_reversed")], f"{scope}/concat")
+        else:
+            cur = outs[0]
+            if last and not config.return_sequences:
+                cur = g.last_step(cur, f"{scope}/last_step")
+    g.tensors[cur] = replace(g.tensors[cur], name=f"{prefix}/output")
+    ops = [(op.opcode, op.version) for op in g.ops]
     meta = {
         "generator": f"lstmgen {__version__}",
         "op": "UNIDIRECTIONAL_SEQUENCE_LSTM",
-        "hyperparameters": hyperparameters(config),
+        "hyperparameters": hyperparameters(config, shapes),
         "provenance": dict(provenance or {}),
     }
     return ModelRecord(
-        tensors=tuple(tensors),
-        operators=(op,),
-        inputs=(inputs[Slot.INPUT],),
-        outputs=(output,),
+        tensors=tuple(g.tensors),
+        operators=tuple(g.ops),
+        inputs=(x,),
+        outputs=(cur,),
         subgraph_name="main",
         description=f"lstmgen {__version__}",
-        signatures=(Signature("serving_default", (("input", inputs[Slot.INPUT]),), (("output", output),)),),
+        signatures=(Signature("serving_default", (("input", x),), (("output", cur),)),),
         metadata=(
-            ("min_runtime_version", MIN_RUNTIME_VERSION[version].encode().ljust(16, b"\0")),
+            ("min_runtime_version", min_runtime(ops).encode().ljust(16, b"\0")),
             (METADATA_KEY, json.dumps(meta, sort_keys=True).encode()),
         ),
     )
 
 
-# --------------------------------------------------------------------------------------- read back
-
-
-@dataclass(frozen=True)
-class LstmOp:
-    """One UNIDIRECTIONAL_SEQUENCE_LSTM found in a model, with everything derived from its tensors."""
-
-    model: ModelRecord
-    op: OperatorRecord
-    weights: dict[str, np.ndarray]  # slot key -> read-only view into the file
-    activation: str
-    cell_clip: float
-    proj_clip: float
-    time_major: bool
-    num_units: int
-    input_size: int
-    output_size: int
-    num_proj: int | None
-    use_peepholes: bool
-    metadata: dict[str, Any]
-
-    def tensor(self, slot: Slot) -> TensorRecord:
-        return self.model.tensors[self.op.inputs[slot]]
-
-    @property
-    def input_index(self) -> int:
-        return self.op.inputs[Slot.INPUT]
-
-    @property
-    def output_index(self) -> int:
-        return self.op.outputs[0]
-
-    @property
-    def state_indices(self) -> tuple[int, int]:
-        """Tensor indices of (h, c)."""
-        return self.op.inputs[Slot.OUTPUT_STATE], self.op.inputs[Slot.CELL_STATE]
-
-
-def find_lstm(model: ModelRecord, source: str) -> LstmOp:
-    """The model's single float LSTM op, or a ModelFileError saying what is there instead."""
-    from .tables import BUILTIN_OPERATOR_NAMES
-
-    ops = [o for o in model.operators if o.opcode == OPCODE]
-    if len(model.operators) != 1 or len(ops) != 1:
-        names = ", ".join(BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in model.operators)
-        raise ModelFileError(
-            f"{source}: expected exactly one UNIDIRECTIONAL_SEQUENCE_LSTM operator, found [{names or 'none'}]. "
-            "lstmgen verifies single fused-LSTM models."
-        )
-    op = ops[0]
-    if len(op.inputs) not in (20, NUM_INPUTS):
-        raise ModelFileError(f"{source}: the LSTM has {len(op.inputs)} inputs; the kernel expects 20 or 24.")
-    weights: dict[str, np.ndarray] = {}
-    for spec in WEIGHT_SLOTS:
-        if spec.slot >= len(op.inputs) or op.inputs[spec.slot] < 0:
-            continue
-        t = model.tensors[op.inputs[spec.slot]]
-        if t.data is None:
-            raise ModelFileError(f"{source}: LSTM input {spec.slot.key} has no constant data.")
-        if t.dtype != F32:
-            raise ModelFileError(
-                f"{source}: LSTM input {spec.slot.key} is {t.dtype}; only float32 models can be verified "
-                "so far (quantized verification is not available yet)."
-            )
-        weights[spec.slot.key] = t.data
-    opts = op.options
-    if opts is None or opts.table != OPTIONS_TABLE:
-        raise ModelFileError(
-            f"{source}: the LSTM has no UnidirectionalSequenceLSTMOptions table, so the kernel runs with "
-            "activation NONE, which gives silently wrong output. Rebuild the model."
-        )
-    act_code = int(opts.get("FusedActivationFunction", 0))
-    if act_code not in ACTIVATION_NAMES:
-        raise ModelFileError(
-            f"{source}: the LSTM's activation code {act_code} is not one the kernel computes correctly "
-            f"(supported: {', '.join(ACTIVATIONS)})."
-        )
-    meta_raw = model.metadata_dict().get(METADATA_KEY)
+def read_metadata(model: ModelRecord) -> dict[str, Any]:
+    """The 'lstmgen' metadata JSON of a model, or {} (e.g. for TF-converter output)."""
+    raw = model.metadata_dict().get(METADATA_KEY)
     try:
-        meta = json.loads(meta_raw) if meta_raw else {}
+        return json.loads(raw) if raw else {}
     except ValueError:
-        meta = {}
-    ro = model.tensors[op.inputs[Slot.RECURRENT_TO_OUTPUT_WEIGHTS]]
-    n = int(model.tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0])
-    p = int(ro.shape[1] if len(ro.shape) == 2 else ro.shape[0])
-    has_proj = len(op.inputs) > Slot.PROJECTION_WEIGHTS and op.inputs[Slot.PROJECTION_WEIGHTS] >= 0
-    return LstmOp(
-        model=model,
-        op=op,
-        weights=weights,
-        activation=ACTIVATION_NAMES[act_code],
-        cell_clip=float(opts.get("CellClip", 0.0)),
-        proj_clip=float(opts.get("ProjClip", 0.0)),
-        time_major=bool(opts.get("TimeMajor", False)),
-        num_units=n,
-        input_size=int(model.tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[1]),
-        output_size=p,
-        num_proj=p if has_proj else None,
-        use_peepholes="cell_to_forget_weights" in weights,
-        metadata=meta,
-    )
+        return {}

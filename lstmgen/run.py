@@ -1,4 +1,4 @@
-"""`run`: feed an input sequence through a model from zero or given state, optionally in chunks."""
+"""`run`: feed an input sequence through a model from zero or given states, optionally in chunks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LstmgenError
-from .verify import open_lstm_session, read_lstm
+from .modelinfo import read_lstm_model
+from .verify import open_model_session
+
+State = tuple[np.ndarray, np.ndarray]
 
 
 def run_model(
@@ -16,53 +19,92 @@ def run_model(
     *,
     h0: np.ndarray | None = None,
     c0: np.ndarray | None = None,
+    initial: list[tuple[np.ndarray | None, np.ndarray | None]] | None = None,
     chunk: int | None = None,
     runtime: str = "auto",
     input_label: str = "input",
     state_label: str = "initial state",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns (output, final h, final c). With chunk=N the time axis is fed N steps per invoke.
+    """Returns (output, final h, final c) of the last LSTM op; see run_model_states for every op.
 
-    The labels name the input and state in error messages (the CLI passes the file names).
+    h0/c0 set the state of a single-op model; `initial` gives (h0, c0) per LSTM op in op order.
+    With chunk=N the time axis is fed N steps per invoke, carrying the states. The labels name the
+    input and state in error messages (the CLI passes the file names).
     """
+    y, finals = run_model_states(
+        path,
+        x,
+        initial=initial if initial is not None else [(h0, c0)],
+        chunk=chunk,
+        runtime=runtime,
+        input_label=input_label,
+        state_label=state_label,
+    )
+    h, c = finals[-1]
+    return y, h, c
+
+
+def run_model_states(
+    path: str | Path,
+    x: np.ndarray,
+    *,
+    initial: list[tuple[np.ndarray | None, np.ndarray | None]] | None = None,
+    chunk: int | None = None,
+    runtime: str = "auto",
+    input_label: str = "input",
+    state_label: str = "initial state",
+) -> tuple[np.ndarray, list[State]]:
+    """Like run_model, returning the final (h, c) of every LSTM op."""
     path = Path(path)
-    lstm = read_lstm(path)
-    in_t = lstm.model.tensors[lstm.input_index]
-    layout = "[time, batch, input]" if lstm.time_major else "[batch, time, input]"
-    if x.ndim != 3 or x.shape[2] != lstm.input_size:
+    lm = read_lstm_model(path)
+    layout = "[time, batch, input]" if lm.time_major else "[batch, time, input]"
+    if x.ndim != 3 or x.shape[2] != lm.input_size:
         raise LstmgenError(
-            f"{input_label} has shape {list(x.shape)}, expected {layout} with input size {lstm.input_size} for {path}."
+            f"{input_label} has shape {list(x.shape)}, expected {layout} with input size {lm.input_size} for {path}."
         )
     if x.dtype.kind != "f":
         raise LstmgenError(f"{input_label} has dtype {x.dtype}, expected float32 (or float64, converted).")
-    t_axis, b_axis = (0, 1) if lstm.time_major else (1, 0)
+    t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
     steps, batch = x.shape[t_axis], x.shape[b_axis]
     if steps == 0 or batch == 0:
         raise LstmgenError(f"{input_label} has shape {list(x.shape)}: {layout} needs at least one step and one row.")
-    for key, value, size in (("h", h0, lstm.output_size), ("c", c0, lstm.num_units)):
-        if value is not None and (value.dtype.kind != "f" or value.size != batch * size):
-            raise LstmgenError(
-                f"{state_label}: '{key}' has shape {list(value.shape)} ({value.dtype}), expected [{batch}, {size}] "
-                f"floats (batch {batch} from the input, {'output' if key == 'h' else 'cell'} size {size})."
-            )
+    initial = list(initial or [])
+    if len(initial) > len(lm.lstms):
+        raise LstmgenError(f"{state_label}: gives states for {len(initial)} LSTM ops; {path} has {len(lm.lstms)}.")
+    for k, (h0, c0) in enumerate(initial):
+        spec = lm.lstms[k]
+        for key, value, size in (("h", h0, spec.output_size), ("c", c0, spec.num_units)):
+            if value is not None and (value.dtype.kind != "f" or value.size != batch * size):
+                which = f" of LSTM op {k}" if len(lm.lstms) > 1 else ""
+                raise LstmgenError(
+                    f"{state_label}: '{key}'{which} has shape {list(value.shape)} ({value.dtype}), expected "
+                    f"[{batch}, {size}] floats (batch {batch} from the input, {'output' if key == 'h' else 'cell'} "
+                    f"size {size})."
+                )
     chunk = steps if chunk is None else chunk
     if chunk < 1:
         raise LstmgenError(f"chunk {chunk}: expected a number of time steps >= 1.")
-    session = open_lstm_session(path, lstm, runtime)
-    sig = in_t.shape_signature or in_t.shape
+    if chunk < steps and lm.has_reverse:
+        raise LstmgenError(
+            f"--chunk {chunk}: {path} has a backward direction (bidirectional or go_backwards), which needs the "
+            "whole sequence in one invoke: its first step is the sequence's last. Run it without --chunk."
+        )
+    session = open_model_session(lm, runtime)
+    sig = tuple(lm.input.shape_signature or lm.input.shape)
     outputs = []
     fed: tuple[int, ...] = ()
     for start in range(0, steps, chunk):
         piece = np.take(x, range(start, min(start + chunk, steps)), axis=t_axis)
         if start == 0:
-            session.resize(piece.shape, tuple(sig), label=input_label)
-            session.reset(h0, c0)
+            session.resize(piece.shape, sig, label=input_label)
+            session.reset(dict(enumerate(initial)))
         elif piece.shape != fed:
-            # Only the last chunk can be shorter; resizing re-allocates and zeroes the state, so carry it.
-            h, c = session.state()
-            session.resize(piece.shape, tuple(sig), label=input_label)
-            session.reset(h, c)
+            # Only the last chunk can be shorter; resizing re-allocates and zeroes the states, so carry them.
+            carried = session.state()
+            session.resize(piece.shape, sig, label=input_label)
+            session.reset(dict(enumerate(carried)))
         fed = piece.shape
         outputs.append(session.invoke(piece))
-    h, c = session.state()
-    return np.concatenate(outputs, axis=t_axis), h, c
+    # A last-step model outputs [B, F] per invoke: the final chunk's output is the sequence's last step.
+    y = np.concatenate(outputs, axis=t_axis) if lm.output_has_time else outputs[-1]
+    return y.astype(np.float32), session.state()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -12,18 +12,17 @@ import numpy as np
 
 from .errors import ModelFileError, RuntimeNotAvailable
 
-# runtime name -> (interpreter module, distribution whose version we report)
-RUNTIMES: dict[str, tuple[str, str]] = {
-    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
-    "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
-    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
+# runtime name -> (interpreter module, distributions whose version we report)
+RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "litert": ("ai_edge_litert.interpreter", ("ai-edge-litert",)),
+    "tflite-runtime": ("tflite_runtime.interpreter", ("tflite-runtime",)),
+    "tensorflow": ("tensorflow.lite.python.interpreter", ("tensorflow", "tensorflow-cpu")),
 }
 RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
 
 
 def _import(name: str) -> Any:
-    module, _ = RUNTIMES[name]
-    return importlib.import_module(module)
+    return importlib.import_module(RUNTIMES[name][0])
 
 
 def resolve_runtime(name: str = "auto") -> str:
@@ -45,27 +44,59 @@ def resolve_runtime(name: str = "auto") -> str:
     )
 
 
+def _version(name: str, module: Any) -> str:
+    for dist in RUNTIMES[name][1]:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def to_tensor(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Real values -> what the interpreter tensor holds (quantized with its scale/zero point if integer)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return np.ascontiguousarray(value, dtype=dtype)
+    scale, zp = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(value, np.float64) / scale) + zp, info.min, info.max).astype(dtype)
+
+
+def from_tensor(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Interpreter tensor -> real values (dequantized if integer)."""
+    if np.dtype(detail["dtype"]).kind == "f":
+        return value.copy()
+    scale, zp = detail["quantization"]
+    return (value.astype(np.float64) - zp) * scale
+
+
 @dataclass
 class Session:
-    """A loaded model: run sequences from zero or given state, read the final state."""
+    """A loaded model: run sequences from zero or given states, read the final states (real values)."""
 
     runtime: str
     version: str
     interpreter: Any
     input_index: int
     output_index: int
-    h_index: int
-    c_index: int
+    states: list[tuple[int, int]]  # (h, c) tensor indices per LSTM op
     time_major: bool
+    _details: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def detail(self, index: int) -> dict[str, Any]:
+        if not self._details:
+            self._details = {d["index"]: d for d in self.interpreter.get_tensor_details()}
+        return self._details[index]
 
     def _shape(self, index: int) -> tuple[int, ...]:
-        for d in self.interpreter.get_tensor_details():
-            if d["index"] == index:
-                return tuple(int(s) for s in d["shape"])
-        raise KeyError(index)
+        return tuple(int(s) for s in self.detail(index)["shape"])
 
     def resize(self, shape: tuple[int, ...], signature: tuple[int, ...] | None, label: str = "input") -> None:
-        """Resize input (and the states, when the batch changes); dims fixed in the model must match."""
+        """Resize input (and the states, when the batch changes); dims fixed in the model must match.
+
+        Resizing re-allocates, which zeroes the states: call reset() afterwards.
+        """
         current = self._shape(self.input_index)
         if tuple(shape) == current:
             return
@@ -74,41 +105,50 @@ class Session:
         for axis, (want, have, s) in enumerate(zip(shape, current, sig, strict=True)):
             if want != have and s != -1:
                 what = {batch_axis: "batch", 1 - batch_axis: "time", 2: "feature"}[axis]
+                hint = {"time": " without --time-steps", "batch": " with --dynamic-batch"}.get(what, "")
                 raise ModelFileError(
                     f"{label} has {what} size {want} but the model fixes it to {have} (input shape "
-                    f"{list(current)}). Rebuild the model{' without --time-steps' if what == 'time' else ''} "
-                    f"or pass input of shape {list(current)}."
+                    f"{list(current)}). Rebuild the model{hint} or pass input of shape {list(current)}."
                 )
         interp = self.interpreter
         interp.resize_tensor_input(self.input_index, list(shape))
         if shape[batch_axis] != current[batch_axis]:
-            # The kernel checks NumElements(state) == batch * size, so states must follow the batch.
-            for idx in (self.h_index, self.c_index):
-                interp.resize_tensor_input(idx, [shape[batch_axis], self._shape(idx)[-1]])
+            # The kernel checks NumElements(state) == batch * size, so every state follows the batch.
+            for pair in self.states:
+                for idx in pair:
+                    interp.resize_tensor_input(idx, [shape[batch_axis], self._shape(idx)[-1]])
         interp.allocate_tensors()
+        self._details = {}
 
-    def reset(self, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> None:
-        """Zero the state (allocate_tensors alone does not), then load a given initial state."""
+    def reset(self, initial: dict[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None) -> None:
+        """Zero every state (allocate_tensors alone does not), then load the given (h0, c0) per LSTM op."""
         self.interpreter.reset_all_variables()
-        for idx, value in ((self.h_index, h0), (self.c_index, c0)):
-            if value is not None:
-                self.interpreter.set_tensor(
-                    idx, np.ascontiguousarray(value, dtype=np.float32).reshape(self._shape(idx))
-                )
+        for k, (h0, c0) in (initial or {}).items():
+            for idx, value in zip(self.states[k], (h0, c0), strict=True):
+                if value is not None:
+                    detail = self.detail(idx)
+                    self.interpreter.set_tensor(idx, to_tensor(np.reshape(value, self._shape(idx)), detail))
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
-        """One invoke on x, continuing from the current state."""
-        self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(x, dtype=np.float32))
+        """One invoke on real-valued x, continuing from the current state; returns the real output."""
+        self.interpreter.set_tensor(self.input_index, to_tensor(x, self.detail(self.input_index)))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output_index).copy()
+        return from_tensor(self.interpreter.get_tensor(self.output_index), self.detail(self.output_index))
 
-    def state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Current (h, c)."""
-        return (self.interpreter.get_tensor(self.h_index).copy(), self.interpreter.get_tensor(self.c_index).copy())
+    def state(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Current (h, c) of every LSTM op, real-valued."""
+        get = self.interpreter.get_tensor
+        return [(from_tensor(get(h), self.detail(h)), from_tensor(get(c), self.detail(c))) for h, c in self.states]
 
 
 def open_session(
-    model_path: str, *, runtime: str, input_index: int, output_index: int, h_index: int, c_index: int, time_major: bool
+    model_path: str,
+    *,
+    runtime: str,
+    input_index: int,
+    output_index: int,
+    states: list[tuple[int, int]],
+    time_major: bool,
 ) -> Session:
     """Load a model file with the builtin kernels only (no default delegates), allocated and reset."""
     name = resolve_runtime(runtime)
@@ -123,9 +163,4 @@ def open_session(
         interp.reset_all_variables()
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{model_path}: the {name} interpreter refused the model: {exc}") from None
-    dist = RUNTIMES[name][1]
-    try:
-        version = metadata.version(dist)
-    except metadata.PackageNotFoundError:  # e.g. tensorflow-cpu provides the tensorflow module
-        version = getattr(mod, "__version__", "unknown")
-    return Session(name, version, interp, input_index, output_index, h_index, c_index, time_major)
+    return Session(name, _version(name, mod), interp, input_index, output_index, states, time_major)

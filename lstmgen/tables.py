@@ -48,13 +48,31 @@ BUILTIN_OPERATOR_NAMES: dict[int, str] = {
 # UNIDIRECTIONAL_SEQUENCE_LSTM op version -> minimum TFLite runtime (runtime_version.cc).
 MIN_RUNTIME_VERSION: dict[int, str] = {1: "1.13.1", 2: "1.14.0", 3: "2.3.0", 4: "2.12.0"}
 
-# (builtin operator, op version) -> minimum TFLite runtime (LiteRT runtime_version.cc), for every op
-# lstmgen writes. A model's min_runtime_version is the newest over its ops.
+# Minimum runtime per (builtin operator, version), for the ops lstmgen emits (LiteRT
+# tflite/converter/tools/versioning/runtime_version.cc at f6745779). The model's
+# min_runtime_version is the maximum over its operators.
+_OP = tflite.BuiltinOperator
 OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
-    **{(tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, v): r for v, r in MIN_RUNTIME_VERSION.items()},
-    (tflite.BuiltinOperator.CONCATENATION, 1): "1.5.0",
-    (tflite.BuiltinOperator.STRIDED_SLICE, 1): "1.6.0",
-    (tflite.BuiltinOperator.REVERSE_V2, 1): "1.14.0",
+    (_OP.UNIDIRECTIONAL_SEQUENCE_LSTM, 1): "1.13.1",
+    (_OP.UNIDIRECTIONAL_SEQUENCE_LSTM, 2): "1.14.0",
+    (_OP.UNIDIRECTIONAL_SEQUENCE_LSTM, 3): "2.3.0",
+    (_OP.UNIDIRECTIONAL_SEQUENCE_LSTM, 4): "2.12.0",
+    (_OP.DEQUANTIZE, 1): "1.13.1",
+    (_OP.DEQUANTIZE, 2): "1.14.0",  # int8 input
+    (_OP.DEQUANTIZE, 3): "1.15.0",  # float16 / int16 input
+    (_OP.QUANTIZE, 1): "1.14.0",  # float32 -> int8
+    (_OP.QUANTIZE, 2): "1.15.0",  # float32 -> int16
+    (_OP.REVERSE_V2, 1): "1.14.0",
+    (_OP.REVERSE_V2, 2): "2.2.0",  # bool
+    (_OP.REVERSE_V2, 3): "2.5.0",  # int8
+    (_OP.CONCATENATION, 1): "1.5.0",
+    (_OP.CONCATENATION, 2): "1.14.0",  # int8 (no rescaling: inputs and output must share scale/zp)
+    (_OP.CONCATENATION, 3): "2.3.0",  # int16
+    (_OP.STRIDED_SLICE, 1): "1.6.0",
+    (_OP.STRIDED_SLICE, 2): "1.14.0",  # int8
+    (_OP.STRIDED_SLICE, 3): "2.1.0",  # bool
+    (_OP.STRIDED_SLICE, 4): "2.2.0",  # more than 4 dimensions
+    (_OP.STRIDED_SLICE, 6): "2.6.0",  # ellipsis / new-axis masks
 }
 
 

@@ -8,10 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFileError
-from .flatbuf import read_model
-from .lstm import LstmOp, find_lstm
-from .reference import lstm_reference
+from .graph import evaluate, quantize_real
+from .modelinfo import LstmModel, read_lstm_model
 from .runtime import Session, open_session
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
@@ -23,44 +21,14 @@ FLOAT_RTOL = 1e-5
 DEFAULT_TIME_STEPS = 9
 
 
-def read_lstm(path: Path) -> LstmOp:
-    """Read a .tflite file and find its LSTM op (ModelFileError with a clear reason otherwise)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path} does not exist. Check the path.") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"model path {path} is a directory; pass a .tflite file.") from None
-    except OSError as exc:
-        raise ModelFileError(f"model file {path} cannot be read ({exc.strerror}).") from None
-    return find_lstm(read_model(data, str(path)), str(path))
-
-
-def open_lstm_session(path: Path, lstm: LstmOp, runtime: str) -> Session:
-    h, c = lstm.state_indices
+def open_model_session(lm: LstmModel, runtime: str) -> Session:
     return open_session(
-        str(path),
+        lm.path,
         runtime=runtime,
-        input_index=lstm.input_index,
-        output_index=lstm.output_index,
-        h_index=h,
-        c_index=c,
-        time_major=lstm.time_major,
-    )
-
-
-def run_reference(
-    lstm: LstmOp, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return lstm_reference(
-        x,
-        lstm.weights,
-        activation=lstm.activation,
-        cell_clip=lstm.cell_clip,
-        proj_clip=lstm.proj_clip,
-        time_major=lstm.time_major,
-        h0=h0,
-        c0=c0,
+        input_index=lm.input_index,
+        output_index=lm.output_index,
+        states=lm.states(),
+        time_major=lm.time_major,
     )
 
 
@@ -76,7 +44,8 @@ class Comparison:
 
 
 def compare(name: str, got: np.ndarray, ref: np.ndarray, atol: float, rtol: float) -> Comparison:
-    err = np.abs(got.astype(np.float64) - ref)
+    got = np.asarray(got, np.float64).reshape(ref.shape)
+    err = np.abs(got - ref)
     worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.size else ()
     rel = err / np.maximum(np.abs(ref), 1e-12)
     passed = bool(np.all(err <= atol + rtol * np.abs(ref)))
@@ -114,6 +83,20 @@ class VerifyReport:
         return d
 
 
+def input_shape_for(lm: LstmModel, batch_size: int | None, time_steps: int | None) -> list[int]:
+    """The input shape to verify with: the model's, with dynamic (or requested) batch/time filled in."""
+    shape = list(lm.input.shape)
+    sig = list(lm.input.shape_signature or lm.input.shape)
+    t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
+    if sig[t_axis] == -1 or time_steps is not None:
+        shape[t_axis] = time_steps or DEFAULT_TIME_STEPS
+    if batch_size is not None:
+        shape[b_axis] = batch_size
+    elif sig[b_axis] == -1:
+        shape[b_axis] += 2  # a dynamic batch is checked at a size other than the stored one: it must resize
+    return shape
+
+
 def verify_model(
     path: str | Path,
     *,
@@ -126,38 +109,32 @@ def verify_model(
 ) -> VerifyReport:
     """Run the model in the interpreter and the reference on the same seeded input; compare y, h and c.
 
-    Two runs: from the zero state, and from a random initial state (which also proves that the
-    state tensors are wired to the right slots).
+    Two runs: from the zero state, and from a random initial state per LSTM op (which also
+    proves that the state tensors are wired to the right slots).
     """
-    path = Path(path)
-    lstm = read_lstm(path)
-    session = open_lstm_session(path, lstm, runtime)
-    in_t = lstm.model.tensors[lstm.input_index]
-    shape = list(in_t.shape)
-    sig = list(in_t.shape_signature or in_t.shape)
-    t_axis, b_axis = (0, 1) if lstm.time_major else (1, 0)
-    if sig[t_axis] == -1 or time_steps is not None:
-        shape[t_axis] = time_steps or DEFAULT_TIME_STEPS
-    if batch_size is not None:
-        shape[b_axis] = batch_size
-    session.resize(tuple(shape), tuple(sig))
+    lm = read_lstm_model(path)
+    session = open_model_session(lm, runtime)
+    shape = input_shape_for(lm, batch_size, time_steps)
+    session.resize(tuple(shape), tuple(lm.input.shape_signature or lm.input.shape))
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(np.float32)
-    batch = shape[b_axis]
+    x = quantize_real(rng.standard_normal(shape), lm.input).astype(np.float32)  # same values for both sides
+    batch = shape[1 if lm.time_major else 0]
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol)
-    starts = {
-        "zero state": (None, None),
-        "random initial state": (
-            rng.uniform(-1, 1, (batch, lstm.output_size)).astype(np.float32),
-            rng.uniform(-1, 1, (batch, lstm.num_units)).astype(np.float32),
-        ),
-    }
-    for label, (h0, c0) in starts.items():
-        session.reset(h0, c0)
+    random_states = {}
+    for k, spec in enumerate(lm.lstms):
+        h_t, c_t = lm.model.tensors[spec.h_index], lm.model.tensors[spec.c_index]
+        h0 = quantize_real(rng.uniform(-1, 1, (batch, spec.output_size)), h_t).astype(np.float32)
+        c0 = quantize_real(rng.uniform(-1, 1, (batch, spec.num_units)), c_t).astype(np.float32)
+        random_states[k] = (h0, c0)
+    for label, initial in (("zero state", {}), ("random initial state", random_states)):
+        session.reset(initial)
         y = session.invoke(x)
-        h, c = session.state()
-        y_ref, h_ref, c_ref = run_reference(lstm, x, h0, c0)
-        report.checks.append(compare(f"output ({label})", y, y_ref, atol, rtol))
-        report.checks.append(compare(f"h ({label})", h.reshape(h_ref.shape), h_ref, atol, rtol))
-        report.checks.append(compare(f"c ({label})", c.reshape(c_ref.shape), c_ref, atol, rtol))
+        finals = session.state()
+        ev = evaluate(lm.model, {lm.input_index: x}, states={lm.lstms[k].op_index: v for k, v in initial.items()})
+        report.checks.append(compare(f"output ({label})", y, ev.values[lm.output_index], atol, rtol))
+        for k, (spec, (h, c)) in enumerate(zip(lm.lstms, finals, strict=True)):
+            h_ref, c_ref = ev.final_states[spec.op_index]
+            tag = f" op {k}" if len(lm.lstms) > 1 else ""
+            report.checks.append(compare(f"h{tag} ({label})", h, h_ref, atol, rtol))
+            report.checks.append(compare(f"c{tag} ({label})", c, c_ref, atol, rtol))
     return report

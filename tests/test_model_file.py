@@ -13,7 +13,8 @@ from support import random_tflite_weights
 from lstmgen.build import build
 from lstmgen.config import CellConfig
 from lstmgen.flatbuf import DATA_ALIGNMENT, read_model, serialize
-from lstmgen.lstm import find_lstm, layout
+from lstmgen.lstm import layout
+from lstmgen.modelinfo import describe_graph
 from lstmgen.slots import WEIGHT_SLOTS, Slot
 
 N, I, P, B = 6, 5, 4, 3  # noqa: E741  (the op's own size names)
@@ -31,6 +32,12 @@ def _model(peepholes: bool = True, proj: bool = True, **cfg: object) -> tuple[by
         **cfg,
     )
     return bytes(serialize(layout(config, w))), w
+
+
+def _weights(model) -> dict[str, np.ndarray]:
+    """Slot key -> constant data of the model's only LSTM op, read back through the slot table."""
+    op = model.operators[0]
+    return {s.slot.key: model.tensors[op.inputs[s.slot]].data for s in WEIGHT_SLOTS if op.inputs[s.slot] >= 0}
 
 
 def test_every_slot_and_buffer_round_trips() -> None:
@@ -101,9 +108,9 @@ def test_metadata_min_runtime_and_hyperparameters() -> None:
 def test_dynamic_time_axis_has_a_signature() -> None:
     data, _ = _model()
     model = read_model(data)
-    lstm = find_lstm(model, "m")
-    assert model.tensors[lstm.input_index].shape == (B, 1, I)
-    assert model.tensors[lstm.input_index].shape_signature == (B, -1, I)
+    lm = describe_graph(model, "m")
+    assert lm.input.shape == (B, 1, I)
+    assert lm.input.shape_signature == (B, -1, I)
     fixed = read_model(_model(time_steps=7, time_major=True)[0])
     assert fixed.tensors[0].shape == (7, B, I) and fixed.tensors[0].shape_signature is None
 
@@ -124,19 +131,19 @@ def test_writer_copies_non_contiguous_and_big_endian_data() -> None:
     w["forget_gate_bias"] = w["forget_gate_bias"].astype(">f4")
     config = CellConfig(num_units=N, input_size=I, forget_bias=0.0)
     model = read_model(bytes(serialize(layout(config, w))))
-    lstm = find_lstm(model, "m")
-    np.testing.assert_array_equal(lstm.weights["input_to_cell_weights"], w["input_to_cell_weights"])
-    np.testing.assert_array_equal(lstm.weights["forget_gate_bias"], w["forget_gate_bias"])
+    got = _weights(model)
+    np.testing.assert_array_equal(got["input_to_cell_weights"], w["input_to_cell_weights"])
+    np.testing.assert_array_equal(got["forget_gate_bias"], w["forget_gate_bias"])
 
 
 @pytest.mark.parametrize("forget_bias", [0.0, 1.0, -0.75])
 def test_forget_bias_is_folded_into_the_forget_gate_only(forget_bias: float) -> None:
     w = random_tflite_weights(N, I)
     config = CellConfig(num_units=N, input_size=I, forget_bias=forget_bias)
-    lstm = find_lstm(read_model(bytes(serialize(layout(config, w)))), "m")
-    np.testing.assert_allclose(lstm.weights["forget_gate_bias"], w["forget_gate_bias"] + forget_bias, rtol=0, atol=0)
+    got = _weights(read_model(bytes(serialize(layout(config, w)))))
+    np.testing.assert_allclose(got["forget_gate_bias"], w["forget_gate_bias"] + forget_bias, rtol=0, atol=0)
     for gate in ("input", "cell", "output"):
-        np.testing.assert_array_equal(lstm.weights[f"{gate}_gate_bias"], w[f"{gate}_gate_bias"])
+        np.testing.assert_array_equal(got[f"{gate}_gate_bias"], w[f"{gate}_gate_bias"])
 
 
 def test_read_model_rejects_non_tflite() -> None:

@@ -280,6 +280,21 @@ def test_list_cells(tmp_path: Path, weights_npz: Callable[..., Path]) -> None:
     assert list_cells(weights_npz(a1, "one.npz")) == ["forward"]
 
 
+def test_reverse_cells_load_as_backward(tmp_path: Path, weights_npz: Callable[..., Path]) -> None:
+    """Reverse directions were refused before bidirectional models: they load now, marked backward."""
+    rev = load_weights(save(simple_model(_A, direction="reverse"), tmp_path / "rev.onnx"))
+    assert (rev.layer, rev.direction, rev.hyperparameters.get("onnx_reverse")) == ("lstm_1/reverse", "backward", True)
+    bi = save(simple_model(_A2, direction="bidirectional"), tmp_path / "bi.onnx")
+    half = load_weights(bi, layer="lstm_1/reverse")
+    assert (half.direction, "onnx_reverse" in half.hyperparameters) == ("backward", False)
+    np.testing.assert_array_equal(half.tensors["recurrent_to_cell_weights"], _A2["R"][1][3 * NH :])
+    with pytest.raises(WeightFileError, match="bidirectional, so it holds two cells"):
+        load_weights(bi)
+    npz = load_weights(weights_npz(_A2, "bi.npz"), layer="reverse")
+    assert (npz.layer, npz.direction) == ("reverse", "backward")
+    np.testing.assert_array_equal(npz.tensors["input_to_output_weights"], _A2["W"][1][NH : 2 * NH])
+
+
 def test_missing_onnx_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = save(simple_model(lstm_arrays()), tmp_path / "m.onnx")
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` raise ImportError
@@ -341,7 +356,9 @@ BAD_INPUTS = [
     pytest.param(_truncated, (), ("m.onnx", "truncated or corrupt"), id="truncated"),
     pytest.param(_write(_RELU_ONLY), (), ("no LSTM node", "Relu"), id="no-lstm-node"),
     pytest.param(_write(simple_model(_A | {"R": _A["R"][:, :, :-1]})), (), ("R has shape", "[1, 24, 6]"), id="R-shape"),
-    pytest.param(_write(_TWO), (), ("2 LSTM nodes", "enc/forward", "dec/forward", "--layer"), id="two-nodes"),
+    pytest.param(
+        _write(_TWO), (), ("2 LSTM layers", "enc/forward; dec/forward", "--num-layers", "--layer"), id="two-nodes"
+    ),
     pytest.param(_write(_TWO), ("--layer", "mid"), ("'mid'", "enc/forward, dec/forward"), id="unknown-layer"),
     pytest.param(_write(simple_model(_A, clip=5.0)), (), ("clip=5", "pre-activation", "cell state"), id="clip"),
     pytest.param(
@@ -360,23 +377,15 @@ BAD_INPUTS = [
     pytest.param(_write(_H0), (), ("non-zero constant initial_h", "--initial-state"), id="initial-h"),
     pytest.param(_write(_ADD_W), (), ("input W", "Add node"), id="computed-W"),
     pytest.param(_write(_W_INPUT), (), ("input W", "graph input"), id="W-graph-input"),
-    pytest.param(_write(simple_model(_A, direction="reverse")), (), ("direction=reverse", "planned"), id="reverse"),
     pytest.param(
         _write(simple_model(_A2, direction="bidirectional")),
         (),
-        ("planned", "--layer lstm_1/forward"),
+        ("bidirectional weights", "--bidirectional", "--layer"),
         id="bidirectional",
-    ),
-    pytest.param(
-        _write(simple_model(_A2, direction="bidirectional")),
-        ("--layer", "lstm_1/reverse"),
-        ("planned",),
-        id="bidirectional-reverse",
     ),
     pytest.param(_write(simple_model(_A, hidden_size=NH + 1)), (), ("hidden_size=7",), id="hidden-size"),
     pytest.param(_missing_external, (), ("external data", "m.data"), id="missing-external-data"),
     pytest.param(_npz(_A | {"B": _A["B"][:, :-2]}), (), ("B has shape", "[1, 48]"), id="npz-B-shape"),
-    pytest.param(_npz(_A2), ("--layer", "reverse"), ("planned",), id="npz-reverse"),
     pytest.param(
         _npz(_A), ("--weights-format", "onnx", "--layer", "lstm_1"), ("'lstm_1'", "forward"), id="npz-unknown-layer"
     ),

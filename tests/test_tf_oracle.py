@@ -9,9 +9,9 @@ import pytest
 from support import TF_FIXTURES, tf_manifest
 
 from lstmgen.build import build
+from lstmgen.modelinfo import read_lstm_model
 from lstmgen.reference import lstm_reference
 from lstmgen.run import run_model
-from lstmgen.verify import read_lstm
 from lstmgen.weights import load_weights
 
 TF1_CASES = sorted(k for k in tf_manifest() if k.startswith("tf1_"))
@@ -109,7 +109,7 @@ def test_tf_converter_model_verifies(tmp_path: Path) -> None:
     path = TF_FIXTURES / "tfkeras2_float_lstm.tflite"
     if not path.exists():
         pytest.fail("fixture tfkeras2_float_lstm.tflite is missing")
-    lstm = read_lstm(path)
-    assert lstm.cell_clip == 10.0
+    lm = read_lstm_model(path)
+    assert lm.lstms[0].cell_clip == 10.0
     report = verify_model(path)
     assert report.passed, report.to_dict()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,12 +156,17 @@ def test_two_layer_lstm_one_layer_at_a_time(tmp_path: Path, index: int, fmt: str
 
 @pytest.mark.runtime
 def test_reverse_direction_matches_torch(tmp_path: Path) -> None:
-    """The _reverse cell is a forward LSTM over the time-reversed input (the next issue stacks both)."""
+    """The _reverse cell is a forward LSTM over the time-reversed input (a bidirectional layer's backward op)."""
     lstm = make_lstm(hidden=PH, proj=P, bidirectional=True, batch_first=True)
-    weights = save(lstm.state_dict(), tmp_path / "w.safetensors")
+    path = save(lstm.state_dict(), tmp_path / "w.safetensors")
     x = inputs(batch_first=True)
     y, h, c = oracle(lstm, x)
-    got = build_and_run(tmp_path, weights, x[:, ::-1].copy(), time_major=False, layer="l0_reverse")
+    weights = load_weights(path, layer="l0_reverse")
+    assert weights.direction == "backward" and weights.layer == "l0_reverse"
+    out = tmp_path / "model.tflite"
+    result = build(out, {"batch_size": B, "time_steps": T}, replace(weights, direction="forward"))
+    assert result.verification is not None and result.verification.passed
+    got = run_model(out, x[:, ::-1].copy())
     assert_close(got, (y[:, ::-1, P:], h[1], c[1]))
 
 
@@ -347,9 +353,10 @@ BAD_FILES = [
     pytest.param("w.pt", _whole_module, [], ("torch.nn.modules.rnn.LSTM", "never unpickles", "state_dict()"),
                  id="whole-module-pt"),
     pytest.param("w.pt", _torchscript, [], ("TorchScript", "state_dict()"), id="torchscript-pt"),
-    pytest.param("w.pt", _two_layers, [], ("ambiguous", "encoder.lstm.l0, encoder.lstm.l1", "--layer"),
+    pytest.param("w.pt", _two_layers, [],
+                 ("2 LSTM layers", "encoder.lstm.l0; encoder.lstm.l1", "--num-layers 2", "--layer"),
                  id="ambiguous-layers"),
-    pytest.param("w.pt", _two_layers, ["--layer", "encoder.lstm"], ("ambiguous", "encoder.lstm.l1"),
+    pytest.param("w.pt", _two_layers, ["--layer", "encoder.lstm"], ("2 LSTM layers", "encoder.lstm.l1", "--num-layers"),
                  id="ambiguous-module"),
     pytest.param("w.pt", _two_layers, ["--layer", "decoder"], ("names no LSTM cell", "encoder.lstm.l0"),
                  id="unknown-layer"),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import WeightFileError
 from .base import GATE_ORDERS, CellWeights, WeightReader, split_gates
@@ -23,7 +26,16 @@ READER_CLASSES: dict[str, str] = {
 FORMATS: tuple[str, ...] = ("auto", *READER_CLASSES)
 _cache: dict[str, WeightReader] = {}
 
-__all__ = ["FORMATS", "GATE_ORDERS", "CellWeights", "get_reader", "load_weights", "split_gates"]
+__all__ = [
+    "FORMATS",
+    "GATE_ORDERS",
+    "CellWeights",
+    "get_reader",
+    "list_layers",
+    "load_layers",
+    "load_weights",
+    "split_gates",
+]
 
 
 def get_reader(name: str) -> WeightReader:
@@ -46,14 +58,21 @@ def _native_reader(path: Path) -> WeightReader | None:
     return None
 
 
-def load_weights(path: str | Path, format: str = "auto", layer: str | None = None) -> CellWeights:
-    """Read a weight file into per-gate TFLite-layout arrays plus the hyperparameters it implies.
+@dataclass(frozen=True)
+class _Opened:
+    """A weight file with its reader chosen: .npz arrays are read once, native files by the reader."""
 
-    Example:
-        >>> w = load_weights("examples/weights_tf1.npz")        # doctest: +SKIP
-        >>> w.format, w.implied()["num_units"]                   # doctest: +SKIP
-        ('tf1', 32)
-    """
+    path: Path
+    reader: WeightReader
+    arrays: Mapping[str, np.ndarray] | None  # None: a native file, opened by reader.load / list_layers
+    note: str | None  # how the format was detected (None when --weights-format named it)
+
+    def noted(self, weights: CellWeights) -> CellWeights:
+        return replace(weights, notes=(self.note, *weights.notes)) if self.note else weights
+
+
+def _open(path: str | Path, format: str) -> _Opened:
+    """Choose the reader for a file (by --weights-format, file type or .npz keys); .npz arrays are loaded."""
     path = Path(path)
     if format not in FORMATS:
         raise WeightFileError(f"--weights-format {format!r} is unknown; choose one of {', '.join(FORMATS)}.")
@@ -67,16 +86,12 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
                 f"weights file {path}: cannot tell its format from the name. Known file types: "
                 f"{', '.join(known)}. Pass --weights-format."
             )
-        weights = reader.load(path, layer)
-        return (
-            replace(weights, notes=(f"format detected from the file type: {reader.name}", *weights.notes))
-            if format == "auto"
-            else weights
-        )
+        note = f"format detected from the file type: {reader.name}" if format == "auto" else None
+        return _Opened(path, reader, None, note)
     arrays = _load_npz(path)
-    keys = frozenset(arrays)
     if format != "auto":
-        return get_reader(format).read(arrays, str(path), layer)
+        return _Opened(path, get_reader(format), arrays, None)
+    keys = frozenset(arrays)
     found = [get_reader(n) for n in READER_CLASSES if get_reader(n).matches(keys)]
     if len(found) != 1:
         tried = "; ".join(f"{n}: {get_reader(n).description}" for n in READER_CLASSES)
@@ -85,5 +100,59 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
             f"weights file {path} {what} (keys found: {', '.join(sorted(keys)) or 'none'}). "
             f"Layouts tried: {tried}. Pass --weights-format to choose one."
         )
-    weights = found[0].read(arrays, str(path), layer)
-    return replace(weights, notes=(f"format detected from keys: {found[0].name}", *weights.notes))
+    return _Opened(path, found[0], arrays, f"format detected from keys: {found[0].name}")
+
+
+def _layers(opened: _Opened, layer: str | None) -> list[tuple[str, ...]]:
+    if opened.arrays is None:
+        return opened.reader.list_layers(opened.path, layer)
+    return opened.reader.npz_layers(opened.arrays, str(opened.path), layer)  # type: ignore[attr-defined]
+
+
+def load_weights(path: str | Path, format: str = "auto", layer: str | None = None) -> CellWeights:
+    """Read a weight file into per-gate TFLite-layout arrays plus the hyperparameters it implies.
+
+    Example:
+        >>> w = load_weights("examples/weights_tf1.npz")        # doctest: +SKIP
+        >>> w.format, w.implied()["num_units"]                   # doctest: +SKIP
+        ('tf1', 32)
+    """
+    opened = _open(path, format)
+    if opened.arrays is None:
+        return opened.noted(opened.reader.load(opened.path, layer))
+    return opened.noted(opened.reader.read(opened.arrays, str(opened.path), layer))
+
+
+def list_layers(path: str | Path, format: str = "auto", layer: str | None = None) -> tuple[str, list[tuple[str, ...]]]:
+    """The format name and the file's LSTM layers in model order, each (forward cell,) or (forward, backward).
+
+    Each cell name is accepted by `load_weights(path, format, layer=name)` (and by the reader's `load`).
+    `layer` restricts the list to one group (a PyTorch module, a Keras nested model or Bidirectional,
+    an ONNX node, a TF checkpoint scope) or names one cell. Files whose cells form several unrelated
+    groups (PyTorch modules, TF checkpoint scopes) need `layer`.
+
+    Example:
+        >>> list_layers("bilstm.pt")                             # doctest: +SKIP
+        ('torch', [('lstm.l0', 'lstm.l0_reverse'), ('lstm.l1', 'lstm.l1_reverse')])
+    """
+    opened = _open(path, format)
+    return opened.reader.name, _layers(opened, layer)
+
+
+def load_layers(path: str | Path, format: str = "auto", layer: str | None = None) -> list[list[CellWeights]]:
+    """Every cell of every layer `list_layers` gives, in the same order, reading the file once.
+
+    Backward cells come with direction="backward"; what that means per format is in their hyperparameters
+    (Keras go_backwards, ONNX onnx_reverse) or the layer they belong to (a bidirectional pair).
+    """
+    opened = _open(path, format)
+    reader, source = opened.reader, str(opened.path)
+    if opened.arrays is not None:
+        arrays = opened.arrays
+        return [[opened.noted(reader.read(arrays, source, c)) for c in names] for names in _layers(opened, layer)]
+    bulk = getattr(reader, "load_layers", None)
+    if bulk is not None:
+        layers: list[list[CellWeights]] = bulk(opened.path, layer)
+    else:
+        layers = [[reader.load(opened.path, c) for c in names] for names in reader.list_layers(opened.path, layer)]
+    return [[opened.noted(w) for w in row] for row in layers]

@@ -103,6 +103,11 @@ class WeightReader(Protocol):
         """
         ...
 
+    # Every reader also has `npz_layers(arrays, source, layer)`: list_layers for the arrays of an
+    # .npz that load_weights already opened (cell names are then accepted by `read`). Readers of
+    # native files may add `load_layers(path, layer) -> list[list[CellWeights]]`, which loads every
+    # listed cell opening the file once; lstmgen.weights.load_layers uses it when present.
+
 
 def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
     """Accept float32 (any byte order) as is, float64 with a note; refuse every other type and NaN/Inf."""
@@ -171,3 +176,16 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         raise WeightFileError(
             f"weights file {path} is truncated or corrupt ({exc}). Re-save it with numpy.savez."
         ) from None
+
+
+def npz_only(name: str, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz; any other file type is refused (these layouts exist only as .npz)."""
+    if Path(path).suffix.lower() != ".npz":
+        raise WeightFileError(f"{path}: the {name} layout is read from .npz files only.")
+    return load_npz(Path(path))
+
+
+def single_cell(name: str, layer: str | None) -> None:
+    """These files hold one cell: no --layer, or '' (the name list_layers gives it)."""
+    if layer:
+        raise WeightFileError(f"--layer {layer!r}: a {name} .npz holds a single cell; drop --layer.")

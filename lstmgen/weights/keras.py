@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import WeightFileError
 from ..tables import REFUSED_ACTIVATIONS
-from .base import CellWeights, as_float32, split_gates
+from .base import CellWeights, as_float32, load_npz, split_gates
 
 ROLES = ("kernel", "recurrent_kernel", "bias")
 # Keras activation name -> lstmgen name (same function in the fused kernel's float path).
@@ -25,7 +25,7 @@ ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "relu6": "relu6",
 LSTM_CLASSES = ("LSTM", "LSTMV1", "LSTMV2")
 # A cell's own name segment in variable paths: 'lstm_cell', 'lstm_cell_1', 'cell'.
 _CELL_SEGMENT = re.compile(r"^(lstm_)?cell(_\d+)?$")
-PLANNED = "reversed, last-step, stateful and bidirectional models are planned (topologies issue)"
+PLANNED = "stateful models are planned (topologies issue)"
 NO_CLIP_NOTE = (
     "cell_clip 0: Keras LSTMs have no cell clip (TF's converter writes cell_clip=10 into the models it "
     "converts from Keras; lstmgen keeps the Keras math)"
@@ -43,6 +43,7 @@ class _Cell:
     config_missing: bool = False  # the file has a model config, but no LSTM entry of this name
     config: dict[str, Any] | None = None  # the layer's Keras config (LSTM, or RNN merged with its LSTMCell)
     direction: str | None = None  # 'forward' / 'backward' inside a Bidirectional wrapper
+    merge_mode: str | None = None  # the Bidirectional wrapper's merge_mode, when the config states it
 
 
 def _natural_key(name: str) -> list[tuple[int, str]]:
@@ -254,9 +255,12 @@ def _h5_config(h5: Any, path: Path) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------------- configs
 
 
-def _layer_configs(root: Mapping[str, Any] | None) -> dict[str, tuple[dict[str, Any], str | None, str]]:
-    """Canonical cell name -> (merged LSTM config, Bidirectional direction, Keras class), from a model config."""
-    out: dict[str, tuple[dict[str, Any], str | None, str]] = {}
+_Entry = tuple[dict[str, Any], str | None, str, str | None]
+
+
+def _layer_configs(root: Mapping[str, Any] | None) -> dict[str, _Entry]:
+    """Canonical cell name -> (merged LSTM config, Bidirectional direction, Keras class, merge_mode)."""
+    out: dict[str, _Entry] = {}
 
     def lstm_config(item: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
         cls, cfg = item.get("class_name", ""), item.get("config") or {}
@@ -286,13 +290,14 @@ def _layer_configs(root: Mapping[str, Any] | None) -> dict[str, tuple[dict[str, 
                 bw = lstm_config(bw_item) if isinstance(bw_item, Mapping) else None
                 if bw is None and fw is not None:  # Keras derives the backward half, direction flipped
                     bw = ({**fw[0], "go_backwards": not fw[0].get("go_backwards", False)}, fw[1])
+                merge = cfg.get("merge_mode", "concat")
                 for direction, entry in (("forward", fw), ("backward", bw)):
                     if entry is not None:
-                        out["/".join([*here, f"{direction}_layer"])] = (entry[0], direction, entry[1])
+                        out["/".join([*here, f"{direction}_layer"])] = (entry[0], direction, entry[1], merge)
             else:
                 entry = lstm_config(item)
                 if entry is not None:
-                    out["/".join(here)] = (entry[0], None, entry[1])
+                    out["/".join(here)] = (entry[0], None, entry[1], None)
 
     if isinstance(root, Mapping):
         walk((root.get("config") or {}).get("layers"), [])
@@ -311,9 +316,9 @@ def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None) -> lis
             cell.config_missing = True
             kept.append(cell)
             continue
-        cfg, direction, cls = entry
+        cfg, direction, cls, merge = entry
         if cls in (*LSTM_CLASSES, "RNN"):
-            cell.config, cell.direction = cfg, direction
+            cell.config, cell.direction, cell.merge_mode = cfg, direction, merge
             kept.append(cell)
     # Model order from the config, not the alphabetical order HDF5 groups come back in.
     order = {name: i for i, name in enumerate(configs)}
@@ -357,7 +362,7 @@ def _check_config(cell: _Cell, source: str, n: int, has_bias: bool, notes: list[
             "direction and return_sequences=True are assumed; the .keras file (or a full-model .h5) lets "
             "lstmgen check them"
         )
-        if cell.direction == "backward" or cell.name.endswith("backward_layer"):
+        if _direction(cell) == "backward":
             notes.append(_backward_note(cell))
         return {}
     hyper: dict[str, object] = {
@@ -377,22 +382,32 @@ def _check_config(cell: _Cell, source: str, n: int, has_bias: bool, notes: list[
             "The file is inconsistent; re-save the model with Keras."
         )
     backwards = bool(cfg.get("go_backwards", False))
-    if backwards and cell.direction is None:
-        raise WeightFileError(
-            f"{source}: layer '{cell.name}' has go_backwards=True: Keras runs it from the last time step to "
-            "the first and returns the outputs in that order, while the fused op reads the sequence forward, "
-            f"so building it now would silently compute something else; {PLANNED}. Until then, reverse the "
-            "input along the time axis yourself and build from the weights-only .weights.h5 (or an .npz)."
+    if cell.direction is None and backwards:
+        # Keras returns the outputs in processing order: y[:, t] follows x[:, T-1-t] (and y[:, -1] == h).
+        hyper["go_backwards"] = True
+        notes.append(
+            f"'{cell.name}' has go_backwards=True: Keras runs it from the last time step to the first and "
+            "returns its outputs in that (reversed) order"
         )
-    if backwards:
+    elif cell.direction is not None and backwards != (cell.direction == "backward"):
+        raise WeightFileError(
+            f"{source}: the {cell.direction} half '{cell.name}' of a Bidirectional layer has "
+            f"go_backwards={backwards}: the wrapped LSTM itself runs backwards, so Keras' 'forward' half reads "
+            "the sequence reversed and its 'backward' half reads it in order, which a bidirectional layer of "
+            "fused ops (forward op + time-reversed op) does not compute. Rebuild the Bidirectional with "
+            "go_backwards=False on the wrapped layer."
+        )
+    elif cell.direction == "backward":
         notes.append(_backward_note(cell))
-    if not cfg.get("return_sequences", False):
-        raise WeightFileError(
-            f"{source}: layer '{cell.name}' has return_sequences=False: Keras returns only the last step "
-            "[batch, units], while the fused op always returns the whole sequence [batch, time, units] (whose "
-            f"last step is that value), so the model would have a different output; {PLANNED}. Until then, "
-            "build from the weights-only .weights.h5 (or an .npz) and take y[:, -1]."
+    if cell.merge_mode not in (None, "concat"):
+        notes.append(
+            f"the Bidirectional wrapper has merge_mode={cell.merge_mode!r}; this cell alone is exact, but whole "
+            "bidirectional layers are built with merge_mode='concat' only"
         )
+    if not cfg.get("return_sequences", False):
+        # Keras returns only the last step [batch, units], which is the last step of the whole sequence.
+        hyper["return_sequences"] = False
+        notes.append(f"'{cell.name}' has return_sequences=False: Keras returns only the last step [batch, units]")
     if cfg.get("stateful", False):
         raise WeightFileError(
             f"{source}: layer '{cell.name}' has stateful=True: Keras carries h and c from one batch to the "
@@ -414,9 +429,17 @@ def _check_config(cell: _Cell, source: str, n: int, has_bias: bool, notes: list[
 def _backward_note(cell: _Cell) -> str:
     return (
         f"'{cell.name}' is the backward half of a Bidirectional layer: Keras feeds it the input reversed in "
-        "time and flips its output back; this model reads the input in the order given, so feed x[:, ::-1] "
-        "and reverse y to reproduce it; whole Bidirectional models are planned (topologies issue)"
+        "time and flips its output back to input order (direction=backward)"
     )
+
+
+def _direction(cell: _Cell) -> str:
+    """'backward' for a Bidirectional backward half (by config, else by name) or a go_backwards LSTM."""
+    if cell.direction is not None:
+        return cell.direction
+    if cell.config is None:
+        return "backward" if cell.name.endswith("backward_layer") else "forward"
+    return "backward" if cell.config.get("go_backwards", False) else "forward"
 
 
 # ------------------------------------------------------------------------------------ reader
@@ -435,28 +458,50 @@ class KerasReader:
         return bool(cells) and all("kernel" in c.arrays for c in cells)
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
-        cells, others = _npz_cells(arrays)
-        if not cells:
-            raise WeightFileError(
-                f"{source}: no Keras LSTM weights: expected keys kernel [input, 4*units], recurrent_kernel "
-                f"[units, 4*units] and optionally bias [4*units], bare or as '<layer>/kernel' "
-                f"(found: {', '.join(sorted(arrays)) or 'nothing'}). Save them with numpy.savez(path, "
-                "kernel=k, recurrent_kernel=r, bias=b)."
-            )
-        bare = [c for c in cells if c.name == ""]
-        if bare and others:  # a bare-key file is one cell: anything else is a typo, not another layer
-            raise WeightFileError(
-                f"{source}: unknown key(s) {', '.join(others)} for --weights-format keras. Allowed keys: "
-                f"{', '.join(ROLES)}, or '<layer>/<key>' for several layers."
-            )
+        cells, others = _checked_npz_cells(arrays, source)
         cell = _select(cells, layer, source)
         notes = [f"ignored {len(others)} array(s) of other layers: {', '.join(others)}"] if others else []
         return _to_weights(cell, source, notes)
 
     def load(self, path: Path, layer: str | None = None) -> CellWeights:
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            return self.read(load_npz(path), str(path), layer)
         with _open_cells(path) as (cells, source):
             cell = _select(cells, layer, source)
             return _to_weights(cell, source, [])
+
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """list_layers for arrays already read from an .npz."""
+        cells, _ = _checked_npz_cells(arrays, source)
+        return [tuple(c.name for c in group) for group in _layers(cells, layer, source)]
+
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        """The LSTM layers in model order: ('lstm',), ('lstm_1',), a Bidirectional as one layer
+        ('bidirectional/forward_layer', 'bidirectional/backward_layer').
+
+        `layer` restricts the list to a nested model or wrapper ('encoder', 'bidirectional') or names
+        one cell (any name `load` accepts). Whether consecutive layers chain (sizes, a Functional
+        model's wiring) is not checked here.
+        """
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            return self.npz_layers(load_npz(path), str(path), layer)
+        with _open_cells(path) as (cells, source):
+            return [tuple(c.name for c in group) for group in _layers(cells, layer, source)]
+
+    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
+        """Every cell of list_layers(path, layer), opening the file once."""
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            arrays, source = load_npz(path), str(path)
+            return [
+                [self.read(arrays, source, name) for name in names] for names in self.npz_layers(arrays, source, layer)
+            ]
+        with _open_cells(path) as (cells, source):
+            return [[_to_weights(c, source, []) for c in group] for group in _layers(cells, layer, source)]
 
     def list_cells(self, path: Path) -> list[str]:
         """Canonical names of every LSTM cell in the file, in model order when the file records it.
@@ -468,8 +513,6 @@ class KerasReader:
         """
         path = Path(path)
         if path.suffix.lower() == ".npz":
-            from .base import load_npz
-
             return [c.name for c in _npz_cells(load_npz(path))[0]]
         with _open_cells(path) as (cells, _source):
             return [c.name for c in cells]
@@ -542,6 +585,58 @@ def _read_keras_zip(path: Path) -> tuple[bytes, dict[str, Any] | None]:
             f"{path}: config.json in the archive is not valid JSON ({exc}). Save the model again with Keras."
         ) from None
     return data, config if isinstance(config, dict) else None
+
+
+def _checked_npz_cells(arrays: Mapping[str, np.ndarray], source: str) -> tuple[list[_Cell], list[str]]:
+    """The .npz's cells and other keys; no cells, or stray keys beside bare ones, are errors."""
+    cells, others = _npz_cells(arrays)
+    if not cells:
+        raise WeightFileError(
+            f"{source}: no Keras LSTM weights: expected keys kernel [input, 4*units], recurrent_kernel "
+            f"[units, 4*units] and optionally bias [4*units], bare or as '<layer>/kernel' "
+            f"(found: {', '.join(sorted(arrays)) or 'nothing'}). Save them with numpy.savez(path, "
+            "kernel=k, recurrent_kernel=r, bias=b)."
+        )
+    if any(c.name == "" for c in cells) and others:  # a bare-key file is one cell: anything else is a typo
+        raise WeightFileError(
+            f"{source}: unknown key(s) {', '.join(others)} for --weights-format keras. Allowed keys: "
+            f"{', '.join(ROLES)}, or '<layer>/<key>' for several layers."
+        )
+    return cells, others
+
+
+def _layers(cells: list[_Cell], layer: str | None, source: str) -> list[tuple[_Cell, ...]]:
+    """Cells grouped into layers in model order: a Bidirectional's two halves (forward first) are one."""
+    if layer is not None:
+        want = layer.strip("/")
+        inside = [c for c in cells if c.name == want or c.name.startswith(f"{want}/")]
+        cells = inside or [_select(cells, layer, source)]
+    groups: list[list[_Cell]] = []
+    wrappers: dict[str, list[_Cell]] = {}
+    for cell in cells:
+        parent, _, leaf = cell.name.rpartition("/")
+        if leaf not in ("forward_layer", "backward_layer"):
+            groups.append([cell])
+        elif parent in wrappers:
+            wrappers[parent].append(cell)
+        else:
+            wrappers[parent] = [cell]
+            groups.append(wrappers[parent])
+    out = []
+    for group in groups:
+        group.sort(key=lambda c: c.name.endswith("backward_layer"))
+        merge = group[0].merge_mode
+        if len(group) == 2 and merge not in (None, "concat"):
+            parent = group[0].name.rpartition("/")[0]
+            raise WeightFileError(
+                f"{source}: the Bidirectional layer '{parent}' has merge_mode={merge!r}; lstmgen builds a "
+                "bidirectional layer as its two fused ops with the outputs concatenated along the features "
+                "(merge_mode='concat'), and has no op to sum, multiply or average them (or to return two "
+                "outputs, merge_mode=None). Re-train with merge_mode='concat', or build one half alone with "
+                f"--layer {group[0].name}."
+            )
+        out.append(tuple(group))
+    return out
 
 
 def _select(cells: list[_Cell], layer: str | None, source: str) -> _Cell:
@@ -631,4 +726,5 @@ def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
         notes=(*notes, *local),
         hyperparameters=hyper,
         layer=cell.name or None,
+        direction=_direction(cell),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,6 @@ PEEPHOLE_SLOTS = ("cell_to_input_weights", "cell_to_output_weights", "cell_to_fo
 # (f, g, h) activation triples the TFLite kernel can express: sigmoid gates, one activation for g and h.
 ACTIVATION_TRIPLES = {("sigmoid", "tanh", "tanh"): "tanh", ("sigmoid", "relu", "relu"): "relu"}
 _INSTALL = "pip install 'lstmgen[onnx]'"
-_PLANNED = (
-    "lstmgen builds forward cells only for now; reverse and bidirectional models (a time-reversed op or "
-    "BIDIRECTIONAL_SEQUENCE_LSTM) are planned (topologies issue)"
-)
 
 
 @dataclass
@@ -183,36 +179,26 @@ class OnnxReader:
     # --- .npz ---------------------------------------------------------------------------------
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
-        unknown = sorted(set(arrays) - set(KEYS))
-        if unknown:
-            raise WeightFileError(
-                f"{source}: unknown key(s) {', '.join(unknown)} for --weights-format onnx. Allowed keys: "
-                "W [dirs,4H,I], R [dirs,4H,H], B [dirs,8H], P [dirs,3H] (the ONNX LSTM inputs)."
-            )
-        for k in ("W", "R"):
-            if k not in arrays:
-                raise WeightFileError(
-                    f"{source}: missing key '{k}' for --weights-format onnx (found: {', '.join(sorted(arrays))}). "
-                    "Save the ONNX LSTM's W and R (and optionally B, P) with numpy.savez."
-                )
-        # The leading num_directions axis is optional in an .npz: W [4H, I] is one direction.
-        full = {k: v[None] for k, v in arrays.items()} if arrays["W"].ndim == 2 else dict(arrays)
-        dirs = full["W"].shape[0] if full["W"].ndim == 3 else 1
-        cells = ["forward", "reverse"] if dirs == 2 else ["forward"]
-        if layer == "reverse" and dirs == 2:
-            raise WeightFileError(f"--layer reverse: {_PLANNED}. Pick --layer forward, or drop --layer.")
-        if layer not in (None, "forward"):
-            raise WeightFileError(
-                f"--layer {layer!r}: {source} holds the cell(s) {', '.join(cells)} (W's num_directions axis has "
-                f"size {dirs}). Pass one of them, or drop --layer."
-            )
+        full, dirs = _npz_directions(arrays, source)
+        half = _npz_half(dirs, layer, source)
+        d = int(half == "reverse")  # a one-direction .npz is always 'forward'
         if dirs == 2:
-            notes = ["W holds two directions: building the forward one (direction 0)"]
+            notes = [f"W holds two directions (a bidirectional node): reading the {half} one (direction {d})"]
         else:
             notes = ["W holds one direction, taken as forward (an .npz does not record the ONNX direction)"]
         # ONNX's default layout 0 is time-major, but an .npz does not say: keep lstmgen's default, and say so.
         notes.append("an .npz does not record the ONNX layout: pass --time-major for [T,B,I] input (layout=0)")
-        return _to_cell(self.name, source, full, 0, dirs, {}, notes, "forward" if dirs == 2 else None)
+        cell = _to_cell(self.name, source, full, d, dirs, {}, notes, half if dirs == 2 else None)
+        return replace(cell, direction="backward") if d else cell
+
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """list_layers for arrays already read from an .npz: [('forward', 'reverse')] or [('forward',)]."""
+        _, dirs = _npz_directions(arrays, source)
+        if layer is None:
+            return [("forward", "reverse")] if dirs == 2 else [("forward",)]
+        return [(_npz_half(dirs, layer, source),)]
 
     # --- .onnx --------------------------------------------------------------------------------
 
@@ -225,111 +211,190 @@ class OnnxReader:
         onnx = _import_onnx()
         return [c for _, n in _lstm_nodes(onnx, _load_model(path), path) for c in n.cells]
 
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        """One layer per LSTM node, in graph (topological) order: ('<node>/forward',), ('<node>/reverse',)
+        or ('<node>/forward', '<node>/reverse') for a bidirectional node.
+
+        `layer` names one node (its layer) or one cell ('<node>/reverse').
+        """
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            return self.npz_layers(load_npz(path), str(path), layer)
+        onnx = _import_onnx()
+        return _node_layers(_lstm_nodes(onnx, _load_model(path), path), layer, path)
+
     def load(self, path: Path, layer: str | None = None) -> CellWeights:
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            return self.read(load_npz(path), str(path), layer)
         onnx = _import_onnx()
         model = _load_model(path)
         nodes = _lstm_nodes(onnx, model, path)
-        cells = [c for _, n in nodes for c in n.cells]
-        if layer is None:
-            if len(nodes) > 1:
-                names = ", ".join(f"'{n.name}' ({n.direction})" for _, n in nodes)
-                raise WeightFileError(
-                    f"weights file {path} has {len(nodes)} LSTM nodes ({names}); expected one, or --layer to pick "
-                    f"one. Pass --layer with one of: {', '.join(cells)}."
-                )
-            proto, node = nodes[0]
-            half = None
-        else:
-            base, _, half = layer.rpartition("/")
-            if half not in ("forward", "reverse"):
-                base, half = layer, None
-            found = [(p, n) for p, n in nodes if n.name == base]
-            if not found or (half is not None and f"{base}/{half}" not in cells):
-                raise WeightFileError(
-                    f"--layer {layer!r} is not a cell of {path}. Its cells are: {', '.join(cells)} "
-                    "(LSTM node name / direction); the name alone picks a forward-only node."
-                )
-            proto, node = found[0]
-        if half is None:
-            if node.direction != "forward":
-                hint = (
-                    f" For the forward half alone pass --layer {node.name}/forward."
-                    if node.direction == "bidirectional"
-                    else ""
-                )
-                raise WeightFileError(
-                    f"weights file {path}: LSTM node '{node.name}' has direction={node.direction}; {_PLANNED}.{hint}"
-                )
-            half = "forward"
-        if half == "reverse":
-            raise WeightFileError(f"--layer {layer}: {_PLANNED}.")
-        _check_attributes(path, node)
-        d = 0  # forward is direction 0 of both forward and bidirectional nodes
-        act = _activation(path, node, d)
-        layout = node.attrs.get("layout", 0)
+        proto, node, half = _pick(nodes, layer, path)
+        return _read_node(_Graph(onnx, model, path), proto, node, half)
+
+    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
+        """Every cell of list_layers(path, layer), parsing the model once."""
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            arrays, source = load_npz(path), str(path)
+            return [[self.read(arrays, source, c) for c in names] for names in self.npz_layers(arrays, source, layer)]
+        onnx = _import_onnx()
+        model = _load_model(path)
+        nodes = _lstm_nodes(onnx, model, path)
         graph = _Graph(onnx, model, path)
-        names = list(proto.input) + [""] * (8 - len(proto.input))
-        slots = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
-        for what, value in zip(slots, names, strict=False):
-            if what == "X" or not value:
-                continue
-            if what == "sequence_lens":
-                raise WeightFileError(
-                    f"weights file {path}: LSTM node '{node.name}' has a sequence_lens input ('{value}'). ONNX "
-                    "stops each batch row at its own length; the TFLite op always runs every time step of every "
-                    "row, so padded rows would give different outputs and final states. Remove sequence_lens "
-                    "from the node (feed equal-length sequences), then build."
-                )
-            array = graph.constant(node.name, what, value, node.notes)
-            if array is None:
-                if what in ("initial_h", "initial_c"):
-                    node.notes.append(
-                        f"{what} is a graph input fed at run time; the TFLite model starts from zeros unless "
-                        "you pass lstmgen run --initial-state"
-                    )
-                    continue
-                raise WeightFileError(
-                    f"weights file {path}: LSTM node '{node.name}' input {what} ('{value}') is a graph input, "
-                    "fed at run time, so its values are not in the file (expected an initializer). Export "
-                    "with the weights stored as initializers (the default of torch.onnx.export), or save W, R, "
-                    "B, P to an .npz."
-                )
-            node.arrays[what] = array
-        for what in ("W", "R"):
-            if what not in node.arrays:
-                raise WeightFileError(
-                    f"weights file {path}: LSTM node '{node.name}' has no {what} input (expected W and R, both "
-                    "required by the ONNX LSTM). The model is invalid; export it again."
-                )
-        for what in ("initial_h", "initial_c"):
-            state = node.arrays.pop(what, None)
-            if state is not None and state.ndim == 3:
-                # [dirs, B, H] (layout 0) or [B, dirs, H] (layout 1): only this direction's state matters.
-                state = np.take(state, d, axis=0 if layout == 0 else 1)
-            if state is not None and np.any(state):
-                raise WeightFileError(
-                    f"weights file {path}: LSTM node '{node.name}' has a non-zero constant {what} (max |value| "
-                    f"{float(np.abs(state).max()):.3g}). A TFLite model's state starts at zero; pass the state "
-                    f"with lstmgen run --initial-state (keys h, c) instead, or zero the initializer."
-                )
-        dirs = 2 if node.direction == "bidirectional" else 1
-        hyper: dict[str, object] = {"time_major": layout == 0, "activation": act}
-        notes = [
-            *node.notes,
-            f"ONNX node '{node.name}' ({half}), layout={layout}: "
-            f"{'time-major [T,B,I]' if layout == 0 else 'batch-major [B,T,I]'} input",
+        return [
+            [_read_node(graph, *_pick(nodes, cell, path)) for cell in names]
+            for names in _node_layers(nodes, layer, path)
         ]
-        return _to_cell(
-            self.name,
-            str(path),
-            node.arrays,
-            d,
-            dirs,
-            hyper,
-            notes,
-            f"{node.name}/{half}",
-            node.attrs.get("hidden_size"),
+
+
+def _npz_directions(arrays: Mapping[str, np.ndarray], source: str) -> tuple[dict[str, np.ndarray], int]:
+    """The arrays with a leading num_directions axis, and its size; unknown or missing keys are errors."""
+    unknown = sorted(set(arrays) - set(KEYS))
+    if unknown:
+        raise WeightFileError(
+            f"{source}: unknown key(s) {', '.join(unknown)} for --weights-format onnx. Allowed keys: "
+            "W [dirs,4H,I], R [dirs,4H,H], B [dirs,8H], P [dirs,3H] (the ONNX LSTM inputs)."
         )
+    for k in ("W", "R"):
+        if k not in arrays:
+            raise WeightFileError(
+                f"{source}: missing key '{k}' for --weights-format onnx (found: {', '.join(sorted(arrays))}). "
+                "Save the ONNX LSTM's W and R (and optionally B, P) with numpy.savez."
+            )
+    # The leading num_directions axis is optional in an .npz: W [4H, I] is one direction.
+    full = {k: v[None] for k, v in arrays.items()} if arrays["W"].ndim == 2 else dict(arrays)
+    return full, full["W"].shape[0] if full["W"].ndim == 3 else 1
+
+
+def _npz_half(dirs: int, layer: str | None, source: str) -> str:
+    cells = ["forward", "reverse"] if dirs == 2 else ["forward"]
+    if layer not in (None, *cells):
+        raise WeightFileError(
+            f"--layer {layer!r}: {source} holds the cell(s) {', '.join(cells)} (W's num_directions axis has "
+            f"size {dirs}). Pass one of them, or drop --layer."
+        )
+    return layer or "forward"
+
+
+def _node_layers(nodes: list[tuple[Any, _Node]], layer: str | None, path: Path) -> list[tuple[str, ...]]:
+    """Each node's cells as one layer; `layer` picks a node (all its cells) or a single cell."""
+    if layer is None:
+        return [tuple(n.cells) for _, n in nodes]
+    found = [tuple(n.cells) for _, n in nodes if n.name == layer]
+    if found:
+        return found
+    if any(layer in n.cells for _, n in nodes):
+        return [(layer,)]
+    cells = [c for _, n in nodes for c in n.cells]
+    raise WeightFileError(
+        f"--layer {layer!r} is not an LSTM node or cell of {path}. Its nodes are: "
+        f"{', '.join(n.name for _, n in nodes)}; its cells: {', '.join(cells)}."
+    )
+
+
+def _pick(nodes: list[tuple[Any, _Node]], layer: str | None, path: Path) -> tuple[Any, _Node, str]:
+    """The node and half ('forward' / 'reverse') `layer` names; a node name alone needs a one-cell node."""
+    cells = [c for _, n in nodes for c in n.cells]
+    if layer is None:
+        if len(nodes) > 1:
+            names = ", ".join(f"'{n.name}' ({n.direction})" for _, n in nodes)
+            raise WeightFileError(
+                f"weights file {path} has {len(nodes)} LSTM nodes ({names}); expected one, or --layer to pick "
+                f"one. Pass --layer with one of: {', '.join(cells)}."
+            )
+        proto, node = nodes[0]
+        half = None
+    else:
+        base, _, half = layer.rpartition("/")
+        if half not in ("forward", "reverse"):
+            base, half = layer, None
+        found = [(p, n) for p, n in nodes if n.name == base]
+        if not found or (half is not None and f"{base}/{half}" not in cells):
+            raise WeightFileError(
+                f"--layer {layer!r} is not a cell of {path}. Its cells are: {', '.join(cells)} "
+                "(LSTM node name / direction); the name alone picks a single-direction node."
+            )
+        proto, node = found[0]
+    if half is None:
+        if node.direction == "bidirectional":
+            raise WeightFileError(
+                f"weights file {path}: LSTM node '{node.name}' is bidirectional, so it holds two cells; pass "
+                f"--layer {node.name}/forward or --layer {node.name}/reverse for one of them."
+            )
+        half = node.direction
+    return proto, node, half
+
+
+def _read_node(graph: _Graph, proto: Any, node: _Node, half: str) -> CellWeights:
+    """One direction of an LSTM node: its constant inputs checked and laid out in TFLite order."""
+    path = graph.path
+    _check_attributes(path, node)
+    d = 1 if half == "reverse" and node.direction == "bidirectional" else 0  # reverse is direction 1 of a pair
+    act = _activation(path, node, d)
+    layout = node.attrs.get("layout", 0)
+    arrays: dict[str, np.ndarray] = {}
+    node_notes = list(node.notes)
+    names = list(proto.input) + [""] * (8 - len(proto.input))
+    slots = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
+    for what, value in zip(slots, names, strict=False):
+        if what == "X" or not value:
+            continue
+        if what == "sequence_lens":
+            raise WeightFileError(
+                f"weights file {path}: LSTM node '{node.name}' has a sequence_lens input ('{value}'). ONNX "
+                "stops each batch row at its own length; the TFLite op always runs every time step of every "
+                "row, so padded rows would give different outputs and final states. Remove sequence_lens "
+                "from the node (feed equal-length sequences), then build."
+            )
+        array = graph.constant(node.name, what, value, node_notes)
+        if array is None:
+            if what in ("initial_h", "initial_c"):
+                node_notes.append(
+                    f"{what} is a graph input fed at run time; the TFLite model starts from zeros unless "
+                    "you pass lstmgen run --initial-state"
+                )
+                continue
+            raise WeightFileError(
+                f"weights file {path}: LSTM node '{node.name}' input {what} ('{value}') is a graph input, "
+                "fed at run time, so its values are not in the file (expected an initializer). Export "
+                "with the weights stored as initializers (the default of torch.onnx.export), or save W, R, "
+                "B, P to an .npz."
+            )
+        arrays[what] = array
+    for what in ("W", "R"):
+        if what not in arrays:
+            raise WeightFileError(
+                f"weights file {path}: LSTM node '{node.name}' has no {what} input (expected W and R, both "
+                "required by the ONNX LSTM). The model is invalid; export it again."
+            )
+    for what in ("initial_h", "initial_c"):
+        state = arrays.pop(what, None)
+        if state is not None and state.ndim == 3:
+            # [dirs, B, H] (layout 0) or [B, dirs, H] (layout 1): only this direction's state matters.
+            state = np.take(state, d, axis=0 if layout == 0 else 1)
+        if state is not None and np.any(state):
+            raise WeightFileError(
+                f"weights file {path}: LSTM node '{node.name}' has a non-zero constant {what} (max |value| "
+                f"{float(np.abs(state).max()):.3g}). A TFLite model's state starts at zero; pass the state "
+                f"with lstmgen run --initial-state (keys h, c) instead, or zero the initializer."
+            )
+    dirs = 2 if node.direction == "bidirectional" else 1
+    hyper: dict[str, object] = {"time_major": layout == 0, "activation": act}
+    if node.direction == "reverse":
+        # A reverse-only node's Y is aligned to input positions (Y[t] follows x[t..T-1]), unlike Keras'
+        # go_backwards (processing order). A bidirectional node's reverse half is aligned the same way.
+        hyper["onnx_reverse"] = True
+    notes = [
+        *node_notes,
+        f"ONNX node '{node.name}' ({half}), layout={layout}: "
+        f"{'time-major [T,B,I]' if layout == 0 else 'batch-major [B,T,I]'} input",
+    ]
+    cell = _to_cell(
+        "onnx", str(path), arrays, d, dirs, hyper, notes, f"{node.name}/{half}", node.attrs.get("hidden_size")
+    )
+    return replace(cell, direction="backward") if half == "reverse" else cell
 
 
 def _check_attributes(path: Path, node: _Node) -> None:

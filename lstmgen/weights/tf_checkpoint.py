@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,65 @@ def _cells(variables: Mapping[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[st
     return found
 
 
+# Per-layer scopes of a stack: TF1 MultiRNNCell / stack_bidirectional_* ('cell_<k>') and a TF2
+# object checkpoint of a Keras model ('layer_with_weights-<k>', numbered in model order).
+_STACK = re.compile(r"^(?:cell_|layer_with_weights-)(\d+)$")
+# The two directions of one bidirectional layer: bidirectional_dynamic_rnn, Keras' Bidirectional.
+_SIDES = {"fw": "bw", "forward_layer": "backward_layer"}
+
+
+def _layer_of(scope: str) -> tuple[str, int, str, str]:
+    """(group, index in the group, direction, key shared by the two directions of one layer).
+
+    'rnn/multi_rnn_cell/cell_1/lstm_cell' is layer 1 of the group 'rnn/multi_rnn_cell'; the 'fw'/'bw'
+    scopes of bidirectional_dynamic_rnn ('bidirectional_rnn/bw/lstm_cell') are the two directions of one
+    layer of the group 'bidirectional_rnn'. A 'fw'/'bw' above a 'cell_<k>' (a MultiRNNCell per
+    direction) gives two separate stacks, the 'bw' one of backward cells, not bidirectional layers.
+    """
+    segs = scope.split("/")
+    backward_names = {bw: fw for fw, bw in _SIDES.items()}
+    stack = max((i for i, s in enumerate(segs) if _STACK.match(s)), default=-1)
+    side = max((i for i, s in enumerate(segs) if s in _SIDES or s in backward_names), default=-1)
+    direction = "backward" if side >= 0 and segs[side] in backward_names else "forward"
+    # One layer of a bidirectional RNN: both directions share the forward scope as their key.
+    paired = side > stack
+    key = "/".join(backward_names.get(s, s) if i == side else s for i, s in enumerate(segs)) if paired else scope
+    if stack >= 0:
+        m = _STACK.match(segs[stack])
+        assert m is not None
+        return "/".join(segs[:stack]), int(m[1]), direction, key
+    return ("/".join(segs[:side]) if side >= 0 else scope), 0, direction, key
+
+
+def _groups(cells: Mapping[str, str]) -> dict[str, list[tuple[str, ...]]]:
+    """Group -> its layers in order, each (forward scope,) or (forward, backward) scopes."""
+    pairs: dict[str, dict[str, str]] = {}
+    where: dict[str, tuple[str, int]] = {}
+    for scope in cells:
+        group, index, direction, key = _layer_of(scope)
+        pairs.setdefault(key, {})[direction] = scope
+        where[key] = (group, index)
+    out: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+    for key, halves in pairs.items():
+        group, index = where[key]
+        out.setdefault(group, []).append((index, tuple(halves[d] for d in ("forward", "backward") if d in halves)))
+    return {g: [layer for _, layer in sorted(rows)] for g, rows in sorted(out.items())}
+
+
+def _found(path: Path, variables: Mapping[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, str]:
+    """_cells, or an error listing the variables when there is no LSTM cell."""
+    cells = _cells(variables)
+    if not cells:
+        names = list(variables)
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise WeightFileError(
+            f"{path}: no LSTM cell variables found (looked for <scope>/kernel + <scope>/bias of a TF1 "
+            f"LSTMCell, <scope>/input_to_forget_w of a TFLiteLSTMCell, or a Keras cell's kernel and "
+            f"recurrent_kernel). Variables in the checkpoint: {shown}."
+        )
+    return cells
+
+
 class TfCheckpointReader:
     name = "tf-checkpoint"
     description = "TF checkpoint (.index + .data shards): TF1 LSTMCell, TFLiteLSTMCell or Keras LSTM variables"
@@ -72,20 +132,59 @@ class TfCheckpointReader:
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         raise WeightFileError(f"{source}: the tf-checkpoint format is read from checkpoint files, not .npz.")
 
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        return [(self.read(arrays, source, layer).layer or "",)]  # read refuses: a checkpoint is never an .npz
+
     def list_cells(self, path: Path) -> list[str]:
         return sorted(_cells(tfbundle.list_variables(path)))
+
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        """Layers of one group of cells: a single cell [('rnn/lstm_cell',)], a MultiRNNCell stack
+        [('rnn/multi_rnn_cell/cell_0/lstm_cell',), ('…/cell_1/lstm_cell',)] or a bidirectional_dynamic_rnn
+        [('bidirectional_rnn/fw/lstm_cell', 'bidirectional_rnn/bw/lstm_cell')].
+
+        `layer` names a group ('rnn/multi_rnn_cell') or one cell scope; several groups need it.
+        """
+        variables = tfbundle.list_variables(path)
+        return self._layers(path, _found(path, variables), layer)
+
+    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
+        """Every cell of list_layers(path, layer), reading the checkpoint's index once."""
+        variables = tfbundle.list_variables(path)
+        cells = _found(path, variables)
+        return [
+            [self._read(path, list(variables), cells, s) for s in names] for names in self._layers(path, cells, layer)
+        ]
+
+    @staticmethod
+    def _layers(path: Path, cells: dict[str, str], layer: str | None) -> list[tuple[str, ...]]:
+        groups = _groups(cells)
+        if layer is None:
+            if len(groups) == 1:
+                return next(iter(groups.values()))
+            shown = "; ".join(
+                f"{g or '(top level)'}: {', '.join(s for lay in ls for s in lay)}" for g, ls in groups.items()
+            )
+            raise WeightFileError(
+                f"{path}: holds {len(groups)} unrelated groups of LSTM cells ({shown}), so it is ambiguous "
+                f"which to build. Pick one with --layer GROUP (one of: {', '.join(groups)}) or --layer SCOPE."
+            )
+        want = layer.strip("/")
+        if want in groups:
+            return groups[want]
+        if want in cells:
+            return [(want,)]
+        raise WeightFileError(
+            f"{path}: --layer {layer!r} is neither a group of LSTM cells nor a cell scope here; the groups are: "
+            f"{', '.join(groups)}; the cells are: {', '.join(cells)}."
+        )
 
     def load(self, path: Path, layer: str | None = None) -> CellWeights:
         variables = tfbundle.list_variables(path)
         names = list(variables)
-        cells = _cells(variables)
-        if not cells:
-            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-            raise WeightFileError(
-                f"{path}: no LSTM cell variables found (looked for <scope>/kernel + <scope>/bias of a TF1 "
-                f"LSTMCell, <scope>/input_to_forget_w of a TFLiteLSTMCell, or a Keras cell's kernel and "
-                f"recurrent_kernel). Variables in the checkpoint: {shown}."
-            )
+        cells = _found(path, variables)
         if layer is None:
             if len(cells) > 1:
                 raise WeightFileError(
@@ -98,6 +197,9 @@ class TfCheckpointReader:
                 raise WeightFileError(
                     f"{path}: --layer {layer!r} is not an LSTM cell scope here; the cells are: {', '.join(cells)}."
                 )
+        return self._read(path, names, cells, scope)
+
+    def _read(self, path: Path, names: list[str], cells: Mapping[str, str], scope: str) -> CellWeights:
         kind = cells[scope]
         source = f"{path} [{scope}]"
         if kind == "keras":
@@ -116,7 +218,10 @@ class TfCheckpointReader:
         else:
             arrays = {k: self._tf1_variable(path, names, f"{scope}/{k}") for k in _TF1_CELL}
             weights = Tf1Reader().read({k: v for k, v in arrays.items() if v is not None}, source)
-        return replace(weights, format=self.name, layer=scope, notes=(f"cell kind: {kind}", *weights.notes))
+        direction = _layer_of(scope)[2]  # a bidirectional_dynamic_rnn's 'bw' cell reads the sequence reversed
+        return replace(
+            weights, format=self.name, layer=scope, notes=(f"cell kind: {kind}", *weights.notes), direction=direction
+        )
 
     @staticmethod
     def _tf1_variable(path: Path, names: list[str], name: str) -> np.ndarray | None:

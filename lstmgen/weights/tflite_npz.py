@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import WeightFileError
 from ..slots import WEIGHT_SLOT_BY_KEY
-from .base import CellWeights, as_float32
+from .base import CellWeights, as_float32, npz_only, single_cell
 
 REQUIRED = tuple(k for k, s in WEIGHT_SLOT_BY_KEY.items() if s.feature == "core")
 
@@ -24,11 +24,20 @@ class TfliteReader:
     suffixes: tuple[str, ...] = ()
 
     def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        raise WeightFileError(f"{path}: the {self.name} layout is read from .npz files only.")
+        return self.read(npz_only(self.name, path), str(path), layer)
+
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        """One layer of one cell, named '' (which `load` accepts, as it does no name)."""
+        return self.npz_layers(npz_only(self.name, path), str(path), layer)
+
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        single_cell(self.name, layer)
+        return [("",)]
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
-        if layer is not None:
-            raise WeightFileError(f"--layer {layer!r}: a {self.name} .npz holds a single cell; drop --layer.")
+        single_cell(self.name, layer)
         unknown = sorted(set(arrays) - set(WEIGHT_SLOT_BY_KEY))
         if unknown:
             raise WeightFileError(

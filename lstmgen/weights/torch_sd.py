@@ -217,6 +217,8 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
         notes=tuple(notes),
         hyperparameters={"activation": "tanh"},  # nn.LSTM has no other activation
         layer=cell.name,
+        # l<k>_reverse runs over the time-reversed input; nn.LSTM re-aligns its output to input positions.
+        direction="backward" if cell.reverse else "forward",
     )
 
 
@@ -409,6 +411,57 @@ def _tensor_to_numpy(value: Any, key: str, path: Path, notes: list[str], torch: 
         ) from None
 
 
+def _modules(cells: dict[str, _Cell]) -> dict[str, list[_Cell]]:
+    """Module path -> its cells, modules sorted by name (as _cells orders them)."""
+    out: dict[str, list[_Cell]] = {}
+    for cell in cells.values():
+        out.setdefault(cell.module, []).append(cell)
+    return out
+
+
+def _layers_of(cells: list[_Cell], source: str) -> list[tuple[str, ...]]:
+    """One module's cells as nn.LSTM layers: (l<k>,) or (l<k>, l<k>_reverse), in layer order."""
+    by_index: dict[int, dict[bool, _Cell]] = {}
+    for cell in cells:
+        by_index.setdefault(cell.index, {})[cell.reverse] = cell
+    layers = []
+    for index in sorted(by_index):
+        pair = by_index[index]
+        if False not in pair:
+            raise WeightFileError(
+                f"{source}: {pair[True].name} has no forward partner "
+                f"{_cell_name(pair[True].module, index, False)}; an nn.LSTM layer always has its forward "
+                f"direction. Re-save the complete state_dict(): {_SAVE_STATE_DICT}."
+            )
+        layers.append(tuple(pair[r].name for r in (False, True) if r in pair))
+    return layers
+
+
+def _select_layers(cells: dict[str, _Cell], layer: str | None, sd: _StateDict) -> list[tuple[str, ...]]:
+    """The layers of the file's only nn.LSTM module, of the module `layer` names, or the one cell it names."""
+    if not cells:
+        raise _no_lstm(sd.source, sd.keys)
+    modules = _modules(cells)
+    shown = ", ".join(f"'{m}' ({len(c)} cells)" if m else f"the top level ({len(c)} cells)" for m, c in modules.items())
+    if layer is None:
+        if len(modules) == 1:
+            return _layers_of(next(iter(modules.values())), sd.source)
+        raise WeightFileError(
+            f"{sd.source} holds {len(modules)} nn.LSTM modules ({shown}), so it is ambiguous which to build. "
+            "Pass --layer <module> with one of the module paths (or one cell name: " + ", ".join(cells) + ")."
+        )
+    want = layer.strip().rstrip(".")
+    found = [m for m in modules if m == want] or [m for m in modules if m.endswith(f".{want}")]
+    if len(found) == 1:
+        return _layers_of(modules[found[0]], sd.source)
+    if len(found) > 1:
+        raise WeightFileError(
+            f"{sd.source}: --layer {layer!r} matches {len(found)} nn.LSTM modules ({', '.join(found)}), so it is "
+            "ambiguous which to build. Pass one full module path."
+        )
+    return [(_select(cells, layer, sd).name,)]  # one cell by name; its errors list every cell
+
+
 def list_cells(path: str | Path) -> list[str]:
     """Name every LSTM cell in a state_dict file: '<module>.l<k>' plus '_reverse' for the backward direction.
 
@@ -447,6 +500,35 @@ class TorchReader:
     def load(self, path: Path, layer: str | None = None) -> CellWeights:
         sd = _open_state_dict(Path(path))
         return _read_cell(_select(_cells(sd.keys), layer, sd), sd)
+
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """list_layers for arrays already read from an .npz."""
+        sd = _StateDict(source, list(arrays), arrays.__getitem__)
+        return _select_layers(_cells(sd.keys), layer, sd)
+
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        """One module's nn.LSTM layers: [('lstm.l0', 'lstm.l0_reverse'), ('lstm.l1', 'lstm.l1_reverse')].
+
+        `layer` names the module (its full path or a dot-boundary suffix: 'encoder.lstm', 'lstm'); a
+        file with several modules needs it. A cell name ('lstm.l1') gives just that cell: [('lstm.l1',)].
+        """
+        sd = _open_state_dict(Path(path))
+        return _select_layers(_cells(sd.keys), layer, sd)
+
+    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
+        """Every cell of list_layers(path, layer), opening the file once."""
+        sd = _open_state_dict(Path(path))
+        cells, file_notes = _cells(sd.keys), list(sd.notes)
+        out = []
+        for names in _select_layers(cells, layer, sd):
+            row = []
+            for name in names:
+                sd.notes[:] = file_notes  # each cell gets the file's notes plus its own, in place for the loaders
+                row.append(_read_cell(cells[name], sd))
+            out.append(row)
+        return out
 
     def list_cells(self, path: str | Path) -> list[str]:
         return list_cells(path)

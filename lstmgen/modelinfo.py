@@ -1,0 +1,119 @@
+"""Read side: a parsed .tflite model's LSTM ops, its input/output and what topology they form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tflite
+
+from .errors import ModelFileError
+from .flatbuf import ModelRecord, TensorRecord, read_model
+from .graph import LstmSpec, lstm_spec
+from .lstm import read_metadata
+from .tables import BUILTIN_OPERATOR_NAMES
+
+Op = tflite.BuiltinOperator
+# Operators lstmgen can verify and run (graph.py evaluates exactly these).
+SUPPORTED_OPS = {
+    Op.UNIDIRECTIONAL_SEQUENCE_LSTM,
+    Op.REVERSE_V2,
+    Op.CONCATENATION,
+    Op.STRIDED_SLICE,
+    Op.QUANTIZE,
+    Op.DEQUANTIZE,
+}
+
+
+@dataclass(frozen=True)
+class LstmModel:
+    """A model lstmgen understands: one input, one output, and one or more fused LSTM ops."""
+
+    path: str
+    model: ModelRecord
+    lstms: tuple[LstmSpec, ...]
+    metadata: dict[str, Any]
+
+    @property
+    def input_index(self) -> int:
+        return self.model.inputs[0]
+
+    @property
+    def output_index(self) -> int:
+        return self.model.outputs[0]
+
+    @property
+    def input(self) -> TensorRecord:
+        return self.model.tensors[self.input_index]
+
+    @property
+    def output(self) -> TensorRecord:
+        return self.model.tensors[self.output_index]
+
+    @property
+    def time_major(self) -> bool:
+        return self.lstms[0].time_major
+
+    @property
+    def input_size(self) -> int:
+        return int(self.input.shape[-1])
+
+    @property
+    def has_reverse(self) -> bool:
+        """A backward direction (bidirectional or go_backwards) needs the whole sequence at once."""
+        return any(op.opcode == Op.REVERSE_V2 for op in self.model.operators)
+
+    @property
+    def output_has_time(self) -> bool:
+        return len(self.output.shape) == 3
+
+    def states(self) -> list[tuple[int, int]]:
+        """(h, c) tensor indices of every LSTM op, in op order."""
+        return [(s.h_index, s.c_index) for s in self.lstms]
+
+    def is_float(self) -> bool:
+        return all(self.model.tensors[i].dtype == np.float32 for s in self.lstms for i in s.weight_inputs.values())
+
+
+def read_lstm_model(path: str | Path) -> LstmModel:
+    """Read a .tflite file and check it is a graph lstmgen can verify and run."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path} does not exist. Check the path.") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"model path {path} is a directory; pass a .tflite file.") from None
+    except OSError as exc:
+        raise ModelFileError(f"model file {path} cannot be read ({exc.strerror}).") from None
+    return describe_graph(read_model(data, str(path)), str(path))
+
+
+def describe_graph(model: ModelRecord, source: str) -> LstmModel:
+    names = [BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in model.operators]
+    lstm_ops = [k for k, o in enumerate(model.operators) if o.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
+    unsupported = sorted({n for n, o in zip(names, model.operators, strict=True) if o.opcode not in SUPPORTED_OPS})
+    if not lstm_ops or unsupported:
+        found = ", ".join(names) or "none"
+        raise ModelFileError(
+            f"{source}: expected fused UNIDIRECTIONAL_SEQUENCE_LSTM ops (with REVERSE_V2, CONCATENATION, "
+            f"STRIDED_SLICE, QUANTIZE or DEQUANTIZE around them); found [{found}]"
+            + (f", of which lstmgen cannot check {', '.join(unsupported)}" if unsupported and lstm_ops else "")
+            + ". (A TF-converted Keras 3 LSTM is a WHILE loop, not a fused LSTM.)"
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelFileError(
+            f"{source}: has {len(model.inputs)} inputs and {len(model.outputs)} outputs; lstmgen handles one of each."
+        )
+    lstms = tuple(lstm_spec(model, k, source) for k in lstm_ops)
+    for spec in lstms:
+        for key, index in spec.weight_inputs.items():
+            t = model.tensors[index]
+            produced = any(index in o.outputs for o in model.operators)
+            if t.data is None and not produced:
+                raise ModelFileError(f"{source}: LSTM input {key} ({t.name}) has no constant data.")
+    if len(model.tensors[model.inputs[0]].shape) != 3:
+        raise ModelFileError(f"{source}: the model input must be rank 3 ([batch, time, features] or time-major).")
+    return LstmModel(source, model, lstms, read_metadata(model))

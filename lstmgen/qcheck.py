@@ -1,0 +1,312 @@
+"""Per-mode tolerances for quantized models (derived by propagating the kernel's rounding) and error reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tflite
+
+from .flatbuf import ModelRecord, TensorRecord
+from .graph import _strided_slice, evaluate, lstm_spec, quantize_real, real_value
+from .reference import lstm_reference
+from .slots import Slot
+
+Op = tflite.BuiltinOperator
+FLOAT_ATOL = 1e-5  # same as float verification: float32 arithmetic vs the float64 reference
+FLOAT_RTOL = 1e-5
+RUNS = 8  # Monte-Carlo trajectories per derivation
+SAFETY = 2.0  # multiplies the largest simulated deviation (the kernel's error is one more draw of it)
+MIN_INT8_LSB = 1  # the output is rounded to its grid and ties may break either way: never below 1 step
+
+
+def model_mode(model: ModelRecord) -> str:
+    """The quantization mode recorded by lstmgen.quantize, else inferred from the LSTM tensor types."""
+    raw = model.metadata_dict().get("lstmgen")
+    if raw:
+        try:
+            mode = json.loads(raw).get("quantization", {}).get("mode")
+            if mode:
+                return str(mode)
+        except ValueError:
+            pass
+    for op in model.operators:
+        if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            if model.tensors[op.inputs[Slot.INPUT]].dtype == np.int8:
+                return "int8"
+            if model.tensors[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].dtype == np.int8:
+                return "dynamic-int8"
+    if any(op.opcode == Op.DEQUANTIZE and model.tensors[op.inputs[0]].dtype == np.float16 for op in model.operators):
+        return "float16"
+    return "none"
+
+
+def output_scale(model: ModelRecord, index: int) -> float | None:
+    """The int8 grid step of a graph output (looking through a trailing DEQUANTIZE)."""
+    t = model.tensors[index]
+    if t.dtype == np.int8 and t.quantization is not None:
+        return float(t.quantization.scale[0])
+    for op in model.operators:
+        if op.opcode == Op.DEQUANTIZE and op.outputs[0] == index:
+            src = model.tensors[op.inputs[0]]
+            if src.dtype == np.int8 and src.quantization is not None:
+                return float(src.quantization.scale[0])
+    return None
+
+
+def _int8_params(model: ModelRecord, index: int) -> tuple[float, int]:
+    t = model.tensors[index]
+    if t.dtype != np.int8:
+        t = next(model.tensors[op.inputs[0]] for op in model.operators
+                 if op.opcode == Op.DEQUANTIZE and op.outputs[0] == index)
+    return float(t.quantization.scale[0]), int(t.quantization.zero_point[0])
+
+
+def to_real(t: TensorRecord, value: np.ndarray) -> np.ndarray:
+    """Interpreter value -> real value (dequantize int8 codes)."""
+    if t.dtype == np.int8 and t.quantization is not None:
+        return (value.astype(np.float64) - t.quantization.zero_point[0]) * t.quantization.scale[0]
+    return np.asarray(value, np.float64)
+
+
+def to_codes(t: TensorRecord, x: np.ndarray) -> np.ndarray:
+    """Real input -> what to feed the interpreter (int8 codes for an int8 input)."""
+    if t.dtype == np.int8 and t.quantization is not None:
+        s, z = t.quantization.scale[0], t.quantization.zero_point[0]
+        return np.clip(np.round(np.asarray(x, np.float64) / s) + z, -128, 127).astype(np.int8)
+    return np.asarray(x, t.dtype)
+
+
+def _time_major(model: ModelRecord) -> bool:
+    for op in model.operators:
+        if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM and op.options is not None:
+            return bool(op.options.get("TimeMajor", False))
+    return False
+
+
+def _per_step(err: np.ndarray, time_axis: int | None) -> np.ndarray:
+    """max over everything but the time axis -> [T] (a single step for outputs without a time axis)."""
+    if time_axis is None or err.ndim != 3:
+        return np.array([float(np.max(err, initial=0.0))])
+    return np.max(np.moveaxis(err, time_axis, 0).reshape(err.shape[time_axis], -1), axis=1, initial=0.0)
+
+
+# ------------------------------------------------------------------------------- noise propagation
+
+
+def _row_step(v: np.ndarray, asymmetric: bool) -> np.ndarray:
+    """The hybrid kernel's per-row on-the-fly int8 step for a [rows, k] float operand."""
+    if asymmetric:
+        span = np.maximum(v.max(axis=-1, keepdims=True), 0) - np.minimum(v.min(axis=-1, keepdims=True), 0)
+        return span / 255.0
+    return np.abs(v).max(axis=-1, keepdims=True) / 127.0
+
+
+def _noisy_lstm(
+    model: ModelRecord, k: int, values: dict[int, np.ndarray], mode: str, rng: np.random.Generator
+) -> np.ndarray:
+    """One LSTM op, step by step, with the kernel's rounding injected as uniform noise of its step size."""
+    spec = lstm_spec(model, k)
+    op = model.operators[k]
+    params = {key: values[i] for key, i in spec.weight_inputs.items()}
+    asym = bool(op.options.get("AsymmetricQuantizeInputs", False)) if op.options is not None else False
+    x = values[op.inputs[Slot.INPUT]]
+    x = x if spec.time_major else x.transpose(1, 0, 2)  # [T, B, I]
+    steps, batch = x.shape[0], x.shape[1]
+    h = np.zeros((batch, spec.output_size))
+    c = np.zeros((batch, spec.num_units))
+    proj = params.get("projection_weights")
+    if mode == "int8":
+        s_out = float(model.tensors[op.outputs[0]].quantization.scale[0])
+        s_c = float(model.tensors[spec.c_index].quantization.scale[0])
+        s_m = float(model.tensors[op.intermediates[4]].quantization.scale[0]) if proj is not None else 0.0
+
+    def u(step: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
+        return (rng.random(shape) - 0.5) * step
+
+    outs = []
+    for t in range(steps):
+        x_t = x[t]
+        h_in = h
+        if mode == "dynamic-int8":  # x_t and h_{t-1} are quantized per batch row before each matmul
+            x_t = x_t + u(_row_step(x_t, asym), x_t.shape)
+            h_in = h + u(_row_step(h, asym), h.shape)
+        rec: dict[str, np.ndarray] = {}
+        y, h, c = lstm_reference(
+            x_t[None], params, activation=spec.activation, cell_clip=spec.cell_clip, proj_clip=spec.proj_clip,
+            time_major=True, h0=h_in, c0=c, record=rec,
+        )
+        y = y[0]
+        if proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) before the projection
+            m = rec["hidden"][0]
+            step = _row_step(m, asym) if mode == "dynamic-int8" else s_m
+            y = y + u(step, m.shape) @ proj.T
+        if mode == "int8":  # h (= output) is int8 on the output grid, c is int16 on 2^-k
+            y = y + u(s_out, y.shape)
+            c = c + u(s_c, c.shape)
+        h = y
+        outs.append(y)
+    out = np.stack(outs)
+    return out if spec.time_major else out.transpose(1, 0, 2)
+
+
+def _noisy_evaluate(model: ModelRecord, feeds: Mapping[int, np.ndarray], mode: str, seed: int) -> dict[int, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    values = {i: real_value(t) for i, t in enumerate(model.tensors) if t.data is not None}
+    values.update({i: np.asarray(x, np.float64) for i, x in feeds.items()})
+    for k, op in enumerate(model.operators):
+        if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng)
+            continue
+        if op.opcode == Op.REVERSE_V2:
+            out = np.flip(values[op.inputs[0]], axis=[int(a) for a in np.atleast_1d(values[op.inputs[1]])])
+        elif op.opcode == Op.CONCATENATION:
+            out = np.concatenate([values[i] for i in op.inputs], axis=int(op.options.get("Axis", 0)))
+        elif op.opcode == Op.STRIDED_SLICE:
+            out = _strided_slice(model, op, values)
+        elif op.opcode in (Op.DEQUANTIZE, Op.QUANTIZE):  # real-valued; the rounding is applied below
+            out = values[op.inputs[0]]
+        else:
+            raise ValueError(f"operator {k} ({op.opcode}) is not evaluated by qcheck")
+        values[op.outputs[0]] = quantize_real(out, model.tensors[op.outputs[0]])
+    return values
+
+
+@dataclass
+class Tolerance:
+    """Allowed |interpreter - reference| per time step for one output."""
+
+    per_step: np.ndarray  # [T]
+    method: str
+    lsb: float | None = None  # int8: the output grid step
+    n_lsb: int | None = None  # int8: tolerance in output steps (max over time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"per_step": [float(v) for v in self.per_step], "method": self.method, "lsb": self.lsb,
+                "n_lsb": self.n_lsb}
+
+
+def derive_tolerance(
+    model: ModelRecord,
+    feeds: Mapping[int, np.ndarray],
+    reference: Mapping[int, np.ndarray],
+    *,
+    mode: str | None = None,
+    runs: int = RUNS,
+    seed: int = 0,
+    safety: float = SAFETY,
+) -> dict[int, Tolerance]:
+    """Tolerance per graph output for `model` on real-valued `feeds` against `reference` (graph.evaluate).
+
+    float16 / none: the kernel computes in float32 on exactly the dequantized weights, so the float
+    bound applies (1e-5 + 1e-5 |ref|). dynamic-int8 and int8: the reference (dequantized parameters,
+    real arithmetic) lacks the kernel's rounding of activations — hybrid: x_t, h_{t-1} (and m before
+    a projection) per batch row to int8; int8: h (= output) to its grid, c to 2^-k, m to intermediate
+    4. Those roundings are injected as uniform noise of one step into `runs` re-evaluations; the
+    tolerance is `safety` x the largest deviation seen up to each step (a running max, so it never
+    shrinks over time), plus the float bound; int8 rounds up to whole output steps, at least 1.
+    """
+    mode = mode or model_mode(model)
+    time_axis = 0 if _time_major(model) else 1
+    floor = {i: FLOAT_ATOL + FLOAT_RTOL * _per_step(np.abs(reference[i]), time_axis) for i in model.outputs}
+    if mode in ("none", "float16"):
+        return {i: Tolerance(floor[i], "float32 arithmetic on the dequantized weights: 1e-5 + 1e-5|ref|")
+                for i in model.outputs}
+    dev = {i: np.zeros_like(floor[i]) for i in model.outputs}
+    for r in range(runs):
+        noisy = _noisy_evaluate(model, feeds, mode, seed + r)
+        for i in model.outputs:
+            dev[i] = np.maximum(dev[i], _per_step(np.abs(noisy[i] - reference[i]), time_axis))
+    result = {}
+    for i in model.outputs:
+        tol = floor[i] + safety * np.maximum.accumulate(dev[i])
+        what = ("hybrid: per-row int8 rounding of x, h (and m)" if mode == "dynamic-int8"
+                else "int8: rounding of h/output, c (2^-k) and m")
+        method = f"{what} propagated through the reference, {runs} runs, x{safety:g} + float bound"
+        s = output_scale(model, i)
+        if mode == "int8" and s:
+            n = np.maximum(np.ceil(tol / s), MIN_INT8_LSB)
+            result[i] = Tolerance(n * s, method + f", whole output steps (>= {MIN_INT8_LSB})", s, int(n.max()))
+        else:
+            result[i] = Tolerance(tol, method)
+    return result
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def error_report(
+    model: ModelRecord,
+    actual: Mapping[int, np.ndarray],
+    reference: Mapping[int, np.ndarray],
+    tolerance: Mapping[int, Tolerance],
+    *,
+    mode: str | None = None,
+) -> dict[str, Any]:
+    """Per output: max abs error, worst time step, max error per step, fitted slope, tolerance, ok (JSON-ready)."""
+    time_axis = 0 if _time_major(model) else 1
+    outputs = []
+    for i in model.outputs:
+        err = np.abs(np.asarray(actual[i], np.float64) - np.asarray(reference[i], np.float64))
+        steps = _per_step(err, time_axis)
+        tol = tolerance[i]
+        slope = float(np.polyfit(np.arange(steps.size), steps, 1)[0]) if steps.size > 1 else 0.0
+        s = tol.lsb
+        saturated = 0.0
+        if s:  # reference values the int8 output cannot represent: inputs beyond the calibrated range
+            q = _int8_params(model, i)
+            lo_r, hi_r = (-128 - q[1]) * q[0], (127 - q[1]) * q[0]
+            ref = np.asarray(reference[i])
+            saturated = float(np.mean((ref < lo_r - q[0] / 2) | (ref > hi_r + q[0] / 2)))
+        outputs.append({
+            "index": int(i),
+            "name": model.tensors[i].name,
+            "max_abs_error": float(err.max(initial=0.0)),
+            "mean_abs_error": float(err.mean()) if err.size else 0.0,
+            "worst_step": int(np.argmax(steps)),
+            "max_error_per_step": [float(v) for v in steps],
+            "error_slope_per_step": slope,  # least-squares slope of the per-step max: growth over time
+            "max_error_lsb": float(err.max(initial=0.0) / s) if s else None,
+            "tolerance": tol.to_dict(),
+            "saturated_fraction": saturated,  # > 0: input outside the calibrated range (recalibrate)
+            "ok": bool(np.all(steps <= tol.per_step)),
+        })
+    return {"mode": mode or model_mode(model), "ok": all(o["ok"] for o in outputs), "outputs": outputs}
+
+
+def check(model: ModelRecord, feeds: Mapping[int, np.ndarray], actual: Mapping[int, np.ndarray],
+          *, mode: str | None = None, runs: int = RUNS, seed: int = 0) -> dict[str, Any]:
+    """Reference (graph.evaluate on the quantized record, real-valued feeds) + tolerance + report."""
+    ref = evaluate(model, feeds).values
+    reference = {i: ref[i] for i in model.outputs}
+    tol = derive_tolerance(model, feeds, reference, mode=mode, runs=runs, seed=seed)
+    return error_report(model, actual, reference, tol, mode=mode)
+
+
+def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
+    """Per-step max error vs tolerance for every output (needs matplotlib: pip install matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # an optional extra; say how to get it
+        from .errors import ConfigError
+
+        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
+    outs = report["outputs"]
+    fig, axes = plt.subplots(len(outs), 1, figsize=(7, 3 * len(outs)), squeeze=False)
+    for ax, o in zip(axes[:, 0], outs, strict=True):
+        ax.plot(o["max_error_per_step"], label="max |tflite - reference|")
+        ax.plot(o["tolerance"]["per_step"], "--", label="tolerance")
+        ax.set_title(f"{o['name']} ({report['mode']})")
+        ax.set_xlabel("time step")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(str(path))
+    plt.close(fig)
+

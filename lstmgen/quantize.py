@@ -1,0 +1,453 @@
+"""Record-to-record quantization of float LSTM graphs: float16, dynamic-int8 (hybrid) and full int8."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import tflite
+
+from .calibrate import CalibrationStats
+from .errors import ConfigError
+from .flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
+from .slots import GATES, NUM_INPUTS, Slot
+from .tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME
+
+Op = tflite.BuiltinOperator
+MODES: tuple[str, ...] = ("none", "float16", "dynamic-int8", "int8")
+IO_TYPES: tuple[str, ...] = ("int8", "float32")
+F32, F16, I8, I16, I32 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32))
+_DATA_OPS = (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE)
+# Slots holding matmul weights (int8 in hybrid and int8 modes).
+MATMUL_SLOTS: tuple[Slot, ...] = (*(Slot(k) for k in range(1, 9)), Slot.PROJECTION_WEIGHTS)
+PEEPHOLE_SLOTS: tuple[Slot, ...] = tuple(Slot(9 + k) for k in range(3))
+BIAS_SLOTS: tuple[Slot, ...] = tuple(Slot(12 + k) for k in range(4))
+LN_SLOTS: tuple[Slot, ...] = tuple(Slot(20 + k) for k in range(4))
+# The integer tanh of the cell state handles 15 - k integer bits, only 0..6 of them: 2^-15 <= s_c <= 2^-9.
+CELL_K_MIN, CELL_K_MAX = 9, 15
+Q3_12 = 2.0**-12  # the kernel's fixed gate pre-activation scale without layer norm
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _check_mode(mode: str, asymmetric_inputs: bool, io_type: str) -> None:
+    if mode not in MODES:
+        close = difflib.get_close_matches(str(mode), MODES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"--quantize {mode!r} is not a quantization mode: expected one of {', '.join(MODES)}.{hint}")
+    if io_type not in IO_TYPES:
+        raise ConfigError(f"--io-type {io_type!r} is not allowed: expected one of {', '.join(IO_TYPES)}.")
+    if asymmetric_inputs and mode != "dynamic-int8":
+        raise ConfigError(
+            f"--asymmetric-inputs only applies to --quantize dynamic-int8 (hybrid), not {mode}: it selects how the "
+            "hybrid kernel quantizes its float inputs on the fly."
+        )
+
+
+def symmetric_scale(x: np.ndarray, qmax: int) -> float:
+    """max|x| / qmax; an all-zero tensor gets scale 1 (a zero scale is invalid in the kernel)."""
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    return m / qmax if m > 0 else 1.0
+
+
+def quantize_symmetric(x: np.ndarray, dtype: np.dtype, scale: float | None = None) -> tuple[np.ndarray, float]:
+    info = np.iinfo(dtype)
+    s = symmetric_scale(x, info.max) if scale is None else scale
+    s = float(np.float32(s))  # the file stores float32 scales; round with exactly that scale
+    q = np.clip(np.round(np.asarray(x, np.float64) / s), info.min, info.max).astype(dtype)
+    return q, s
+
+
+def affine_params(lo: float, hi: float, symmetric: bool = False) -> tuple[float, int]:
+    """int8 (scale, zero point) covering [lo, hi] (widened to include 0, as the kernels need)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if symmetric:
+        m = max(-lo, hi)
+        return (float(np.float32(m / 127.0)) if m > 0 else 1.0 / 127.0), 0
+    if hi - lo <= 0:
+        return 1.0 / 255.0, 0
+    scale = float(np.float32((hi - lo) / 255.0))
+    zp = int(np.clip(round(-128 - lo / scale), -128, 127))
+    return scale, zp
+
+
+def cell_scale_exponent(cell_abs_max: float, cell_clip: float, op_index: int) -> int:
+    """k with cell-state scale 2^-k: the smallest power-of-two bound >= max|c|, over 32768 (converter rule)."""
+    bound = cell_abs_max if cell_clip <= 0 else min(cell_abs_max, cell_clip)
+    if bound <= 0:
+        return CELL_K_MAX
+    k = 15 - math.ceil(math.log2(bound))
+    if k < CELL_K_MIN:
+        raise ConfigError(
+            f"int8: LSTM operator {op_index}'s cell state reaches |c| = {bound:.4g} on the calibration data, but the "
+            f"int16 cell state of the integer kernel can hold at most |c| < {2.0 ** (15 - CELL_K_MIN):g} (scale "
+            f"2^-{CELL_K_MIN}; the kernel's fixed-point tanh silently returns garbage beyond it). Set --cell-clip "
+            f"to at most {2.0 ** (15 - CELL_K_MIN):g} (e.g. --cell-clip 8, which gives scale 2^-12, what TF's "
+            "converter ends up with for Keras LSTMs), or use --quantize dynamic-int8 / float16."
+        )
+    return min(k, CELL_K_MAX)
+
+
+def _parse_version(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split("."))
+
+
+def op_version(model: ModelRecord, op: OperatorRecord) -> int:
+    """The op version TFLite's op_version.cc assigns, for the operators lstmgen writes."""
+    t_in = model.tensors[op.inputs[0]].dtype if op.inputs and op.inputs[0] >= 0 else F32
+    if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+        opts = op.options
+        if opts is not None and opts.get("DiagonalRecurrentTensors", False):
+            return 4
+        weights = model.tensors[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].dtype
+        out = model.tensors[op.outputs[0]].dtype
+        if t_in == F32 and weights == I8 and out == F32:
+            return 3 if opts is not None and opts.get("AsymmetricQuantizeInputs", False) else 2
+        return 1
+    if op.opcode == Op.DEQUANTIZE:
+        return 3 if t_in in (F16, I16) else 2 if t_in == I8 else 1
+    if op.opcode == Op.QUANTIZE:
+        return 2 if model.tensors[op.outputs[0]].dtype == I16 else 1
+    if op.opcode == Op.REVERSE_V2:
+        return 3 if t_in == I8 else 1
+    if op.opcode == Op.CONCATENATION:
+        return 3 if t_in == I16 else 2 if t_in == I8 else 1
+    if op.opcode == Op.STRIDED_SLICE:
+        opts = op.options
+        if opts is not None and (opts.get("EllipsisMask", 0) or opts.get("NewAxisMask", 0)):
+            return 6
+        if len(model.tensors[op.inputs[0]].shape) > 4:
+            return 4
+        return 2 if t_in == I8 else 1
+    return op.version
+
+
+def min_runtime_version(model: ModelRecord) -> str:
+    """Max over the operators of their minimum runtime (runtime_version.cc semantics)."""
+    best = "1.5.0"
+    for op in model.operators:
+        v = OP_MIN_RUNTIME.get((op.opcode, op.version))
+        if v is None:
+            name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
+            raise ConfigError(f"no minimum runtime is known for {name} version {op.version}.")
+        if _parse_version(v) > _parse_version(best):
+            best = v
+    return best
+
+
+def finalize(model: ModelRecord, quant_meta: dict[str, Any] | None = None) -> ModelRecord:
+    """Recompute op versions and min_runtime_version; record the quantization in the lstmgen metadata."""
+    ops = tuple(replace(op, version=op_version(model, op)) for op in model.operators)
+    model = replace(model, operators=ops)
+    meta: list[tuple[str, bytes]] = []
+    seen_runtime = False
+    for key, blob in model.metadata:
+        if key == "min_runtime_version":
+            blob, seen_runtime = min_runtime_version(model).encode().ljust(16, b"\0"), True
+        elif key == "lstmgen" and quant_meta is not None:
+            try:
+                doc = json.loads(blob)
+                doc["quantization"] = quant_meta
+                blob = json.dumps(doc, sort_keys=True).encode()
+            except ValueError:
+                pass
+        meta.append((key, blob))
+    if not seen_runtime:
+        meta.insert(0, ("min_runtime_version", min_runtime_version(model).encode().ljust(16, b"\0")))
+    return replace(model, metadata=tuple(meta))
+
+
+def _lstm_ops(model: ModelRecord) -> list[int]:
+    for k, op in enumerate(model.operators):
+        if op.opcode not in (Op.UNIDIRECTIONAL_SEQUENCE_LSTM, *_DATA_OPS):
+            name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
+            raise ConfigError(
+                f"operator {k} is {name}; lstmgen quantizes graphs of UNIDIRECTIONAL_SEQUENCE_LSTM, REVERSE_V2, "
+                "CONCATENATION and STRIDED_SLICE only (is the model already quantized?)."
+            )
+    ks = [k for k, op in enumerate(model.operators) if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
+    if not ks:
+        raise ConfigError("the model has no UNIDIRECTIONAL_SEQUENCE_LSTM operator to quantize.")
+    owners: dict[int, int] = {}
+    for k in ks:
+        op = model.operators[k]
+        for slot in range(1, len(op.inputs)):
+            i = op.inputs[slot]
+            if i < 0 or slot in (Slot.OUTPUT_STATE, Slot.CELL_STATE):
+                continue
+            t = model.tensors[i]
+            if t.data is None or t.dtype != F32:
+                raise ConfigError(
+                    f"LSTM operator {k}: input {Slot(slot).key} ({t.name}) is {t.dtype}"
+                    f"{' without data' if t.data is None else ''}; quantization starts from a float32 model."
+                )
+            if owners.setdefault(i, k) != k:  # scales depend on the op (bias = s_x * s_W), so no sharing
+                raise ConfigError(f"tensor {t.name} is shared by LSTM operators {owners[i]} and {k}; not supported.")
+        if len(op.inputs) != NUM_INPUTS and len(op.inputs) != 20:
+            raise ConfigError(f"LSTM operator {k} has {len(op.inputs)} inputs; expected 20 or 24.")
+    return ks
+
+
+def _present(op: OperatorRecord, slot: Slot) -> bool:
+    return slot < len(op.inputs) and op.inputs[slot] >= 0
+
+
+# ------------------------------------------------------------------------------------------ float16
+
+
+def _float16(model: ModelRecord) -> ModelRecord:
+    """Every constant LSTM input -> float16 + a DEQUANTIZE op (the LSTM kernel has no fp16 path)."""
+    tensors = list(model.tensors)
+    pre: list[OperatorRecord] = []
+    ops = list(model.operators)
+    for k in _lstm_ops(model):
+        op = ops[k]
+        inputs = list(op.inputs)
+        for slot in range(1, len(inputs)):
+            i = inputs[slot]
+            if i < 0 or slot in (Slot.OUTPUT_STATE, Slot.CELL_STATE):
+                continue
+            t = tensors[i]
+            data = np.asarray(t.data, np.float32)
+            if np.abs(data).max(initial=0.0) > np.finfo(np.float16).max:
+                raise ConfigError(
+                    f"float16: {t.name} has values up to {np.abs(data).max():.4g}, beyond the float16 range "
+                    "(65504); they would become inf. Use --quantize dynamic-int8 or none."
+                )
+            # The original index keeps the (now float16) constant; the op reads a new float32 tensor.
+            tensors[i] = replace(t, dtype=F16, data=data.astype(np.float16), quantization=None)
+            tensors.append(TensorRecord(f"{t.name}/dequantize", t.shape, F32))
+            pre.append(OperatorRecord(Op.DEQUANTIZE, 3, (i,), (len(tensors) - 1,)))
+            inputs[slot] = len(tensors) - 1
+        ops[k] = replace(op, inputs=tuple(inputs))
+    out = replace(model, tensors=tuple(tensors), operators=tuple(pre + ops))
+    return finalize(out, {"mode": "float16"})
+
+
+# ------------------------------------------------------------------------------------ dynamic-int8
+
+
+def _hybrid(model: ModelRecord, asymmetric_inputs: bool) -> ModelRecord:
+    """Weights, peepholes, projection -> int8 symmetric PER-TENSOR (per-channel is silently wrong)."""
+    tensors = list(model.tensors)
+    ops = list(model.operators)
+    for k in _lstm_ops(model):
+        op = ops[k]
+        for slot in (*MATMUL_SLOTS, *PEEPHOLE_SLOTS):
+            if _present(op, slot):
+                i = op.inputs[slot]
+                q, s = quantize_symmetric(np.asarray(tensors[i].data), I8)
+                tensors[i] = replace(tensors[i], dtype=I8, data=q, quantization=Quantization((s,), (0,)))
+        fields = tuple((n, asymmetric_inputs if n == "AsymmetricQuantizeInputs" else v) for n, v in op.options.fields)
+        if not any(n == "AsymmetricQuantizeInputs" for n, _ in fields):
+            fields += (("AsymmetricQuantizeInputs", asymmetric_inputs),)
+        ops[k] = replace(op, options=Options(op.options.table, fields))
+    out = replace(model, tensors=tuple(tensors), operators=tuple(ops))
+    return finalize(out, {"mode": "dynamic-int8", "asymmetric_inputs": asymmetric_inputs})
+
+
+# ------------------------------------------------------------------------------------------- int8
+
+
+class _Classes:
+    """Union-find over activation tensors that must share (scale, zero point)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, i: int) -> int:
+        self.parent.setdefault(i, i)
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRecord:
+    lstm_ks = _lstm_ops(model)
+    missing = [k for k in lstm_ks if k not in stats.lstm]
+    if missing:
+        raise ConfigError(
+            f"the calibration statistics have no ranges for LSTM operator(s) {missing}; calibrate this model "
+            "(lstmgen.calibrate.calibrate) and pass the result."
+        )
+    tensors = list(model.tensors)
+    ops = list(model.operators)
+
+    # 1. Activation tensors and the classes that must share quantization parameters: REVERSE_V2 and
+    #    STRIDED_SLICE copy raw int8 bytes (in == out), int8 CONCATENATION refuses to rescale
+    #    (concatenation.cc checks every input's scale/zp equals the output's).
+    classes = _Classes()
+    activations = [i for i in model.inputs] + [o for op in ops for o in op.outputs]
+    for i in activations:
+        classes.find(i)
+    symmetric_roots: set[int] = set()
+    for op in ops:
+        if op.opcode in (Op.REVERSE_V2, Op.STRIDED_SLICE):
+            classes.union(op.inputs[0], op.outputs[0])
+        elif op.opcode == Op.CONCATENATION:
+            for i in op.inputs:
+                classes.union(i, op.outputs[0])
+    for k in lstm_ks:
+        op = ops[k]
+        has_proj = _present(op, Slot.PROJECTION_WEIGHTS)
+        if has_proj and float(op.options.get("ProjClip", 0.0)) > 0:
+            symmetric_roots.add(op.outputs[0])  # resolved to roots below
+        if has_proj and any(_present(op, s) for s in PEEPHOLE_SLOTS):
+            n = tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0]
+            p = tensors[op.inputs[Slot.PROJECTION_WEIGHTS]].shape[0]
+            if n != p:
+                raise ConfigError(
+                    f"int8: LSTM operator {k} has peepholes and a projection (num_units {n}, num_proj {p}). The "
+                    "integer kernel applies the int16 peephole product with length num_proj instead of num_units "
+                    "(and strides the batch rows by num_proj), so its output would silently disagree with the "
+                    "LSTM's math. Use --quantize dynamic-int8 or float16 for this cell, or drop the peepholes."
+                )
+    symmetric_roots = {classes.find(i) for i in symmetric_roots}
+    lo: dict[int, float] = {}
+    hi: dict[int, float] = {}
+    for i in activations:
+        if i not in stats.tensors:
+            raise ConfigError(f"the calibration statistics have no range for tensor {i} ({tensors[i].name}).")
+        r = classes.find(i)
+        lo[r] = min(lo.get(r, 0.0), stats.tensors[i][0])
+        hi[r] = max(hi.get(r, 0.0), stats.tensors[i][1])
+    params = {r: affine_params(lo[r], hi[r], r in symmetric_roots) for r in lo}
+
+    def qparams(i: int) -> Quantization:
+        s, z = params[classes.find(i)]
+        return Quantization((s,), (z,))
+
+    for i in activations:
+        tensors[i] = replace(tensors[i], dtype=I8, quantization=qparams(i))
+
+    # 2. Each LSTM: weights, biases at the kernel's scales, states, the 5 intermediates.
+    lstm_meta = {}
+    for k in lstm_ks:
+        op = ops[k]
+        ranges = stats.lstm[k]
+        inputs = list(op.inputs)
+        s_x = qparams(inputs[Slot.INPUT]).scale[0]
+        q_out = qparams(op.outputs[0])
+        layer_norm = _present(op, Slot.FORGET_LAYER_NORM_COEFFICIENTS)
+        has_proj = _present(op, Slot.PROJECTION_WEIGHTS)
+
+        def put(slot: Slot, q: np.ndarray, s: float, inputs: list[int] = inputs) -> None:
+            i = inputs[slot]
+            tensors[i] = replace(tensors[i], dtype=q.dtype, data=q, quantization=Quantization((s,), (0,)))
+
+        w_scale: dict[Slot, float] = {}
+        for slot in MATMUL_SLOTS:
+            if _present(op, slot):
+                q, w_scale[slot] = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), I8)
+                put(slot, q, w_scale[slot])
+        for slot in (*PEEPHOLE_SLOTS, *LN_SLOTS):
+            if _present(op, slot):
+                q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), I16)
+                put(slot, q, s)
+        for g, slot in zip(GATES, BIAS_SLOTS, strict=True):
+            if not _present(op, slot):
+                continue
+            if layer_norm:  # the integer layer norm adds the bias in a 2^-10 * s_LN domain
+                s_b = tensors[inputs[Slot(20 + GATES.index(g))]].quantization.scale[0] * 2.0**-10
+            else:  # the bias seeds the input matmul accumulator: s_x * s_W(input_to_gate)
+                s_b = s_x * w_scale[Slot(1 + GATES.index(g))]
+            q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), I32, s_b)
+            put(slot, q, s)
+        # Intermediate 4 (hidden m = o*g(c)): without projection the kernel writes it straight into
+        # the output state, so it must equal the output's params. With projection its zero point must
+        # be 0: the kernel stores m with zp = -hidden_zp (b/246629213), mirroring the saturation range.
+        if has_proj:
+            m_abs = max(-ranges.hidden[0], ranges.hidden[1])
+            s_m, _ = affine_params(-m_abs, m_abs, symmetric=True)
+            hidden_q = Quantization((s_m,), (0,))
+            if _present(op, Slot.PROJECTION_BIAS):
+                q, s = quantize_symmetric(
+                    np.asarray(tensors[inputs[Slot.PROJECTION_BIAS]].data), I32, w_scale[Slot.PROJECTION_WEIGHTS] * s_m
+                )
+                put(Slot.PROJECTION_BIAS, q, s)
+        else:
+            hidden_q = q_out
+        cell_clip = float(op.options.get("CellClip", 0.0))
+        kc = cell_scale_exponent(ranges.cell_abs_max, cell_clip, k)
+        h, c = inputs[Slot.OUTPUT_STATE], inputs[Slot.CELL_STATE]
+        tensors[h] = replace(tensors[h], dtype=I8, quantization=q_out)  # must equal the output's params
+        tensors[c] = replace(tensors[c], dtype=I16, quantization=Quantization((2.0**-kc,), (0,)))
+        base = tensors[op.outputs[0]].name.rsplit("/", 1)[0]
+        inter = []
+        for g in GATES:
+            # With LN the matmul result is rescaled to this calibrated int16 scale before layer norm;
+            # without LN the kernel ignores it (fixed Q3.12), written so the file says what is used.
+            s_g = symmetric_scale(np.array([ranges.gate_pre_abs_max.get(g, 0.0)]), 32767) if layer_norm else Q3_12
+            tensors.append(TensorRecord(f"{base}/input_to_{g}_intermediate", (0,), I16,
+                                        quantization=Quantization((float(np.float32(s_g)),), (0,))))
+            inter.append(len(tensors) - 1)
+        tensors.append(TensorRecord(f"{base}/effective_hidden_scale_intermediate", (0,), I8, quantization=hidden_q))
+        inter.append(len(tensors) - 1)
+        ops[k] = replace(op, inputs=tuple(inputs), intermediates=tuple(inter))
+        lstm_meta[str(k)] = {"cell_state_scale_exponent": -kc, "layer_norm": layer_norm, "projection": has_proj}
+
+    # 3. float32 I/O: QUANTIZE in front, DEQUANTIZE behind, so callers keep feeding floats.
+    pre: list[OperatorRecord] = []
+    post: list[OperatorRecord] = []
+    if io_type == "float32":
+        for i in model.inputs:
+            t = tensors[i]
+            tensors.append(replace(t, name=f"{t.name}/int8", shape_signature=t.shape_signature))
+            j = len(tensors) - 1
+            tensors[i] = replace(t, dtype=F32, quantization=None)
+            ops = [replace(o, inputs=tuple(j if x == i else x for x in o.inputs)) for o in ops]
+            pre.append(OperatorRecord(Op.QUANTIZE, 1, (i,), (j,)))
+        for i in model.outputs:
+            t = tensors[i]
+            tensors.append(replace(t, name=f"{t.name}/int8"))
+            j = len(tensors) - 1
+            tensors[i] = replace(t, dtype=F32, quantization=None)
+            # Producer and any in-graph consumers move to the int8 twin; only DEQUANTIZE writes the float.
+            ops = [replace(o, outputs=tuple(j if x == i else x for x in o.outputs),
+                           inputs=tuple(j if x == i else x for x in o.inputs)) for o in ops]
+            post.append(OperatorRecord(Op.DEQUANTIZE, 2, (j,), (i,)))
+    out = replace(model, tensors=tuple(tensors), operators=tuple(pre + ops + post))
+    meta = {
+        "mode": "int8",
+        "io_type": io_type,
+        "calibration": {"source": stats.source, "smoke_test": stats.smoke_test, "num_samples": stats.num_samples},
+        "lstm": lstm_meta,
+    }
+    return finalize(out, meta)
+
+
+# -------------------------------------------------------------------------------------------- API
+
+
+def quantize(
+    model: ModelRecord,
+    mode: str,
+    *,
+    calibration: CalibrationStats | None = None,
+    asymmetric_inputs: bool = False,
+    io_type: str = "int8",
+) -> ModelRecord:
+    """Quantize every LSTM op of a float graph (plus its REVERSE_V2/CONCATENATION/STRIDED_SLICE tensors in int8)."""
+    _check_mode(mode, asymmetric_inputs, io_type)
+    if mode == "none":
+        return model
+    if mode == "float16":
+        return _float16(model)
+    if mode == "dynamic-int8":
+        return _hybrid(model, asymmetric_inputs)
+    if calibration is None:
+        raise ConfigError(
+            "--quantize int8 needs activation ranges: pass --calibration-data X.npy with representative inputs of "
+            "shape [n, *input shape] (tens to hundreds of samples), or --calibration random for a smoke test "
+            "(the model is then labelled as calibrated on random data)."
+        )
+    return _int8(model, calibration, io_type)
