@@ -8,12 +8,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .calibrate import CalibrationStats, calibrate, random_calibration
 from .config import CellConfig
 from .errors import ConfigError, VerificationError, WeightFileError
-from .flatbuf import serialize
+from .flatbuf import ModelRecord, materialize, serialize
 from .init import init_weights
 from .lstm import CellShape, layout, shapes_from_config
 from .output import write_atomic
+from .quantize import quantize
+from .targets import check_target
 from .verify import VerifyReport, verify_model
 from .weights import CellWeights, load_weights
 
@@ -169,6 +174,39 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
     return shapes
 
 
+def _calibrate(
+    record: ModelRecord, config: CellConfig, data: str | Path | None, calibration: str
+) -> tuple[CalibrationStats, np.ndarray | None]:
+    """int8 ranges from --calibration-data (representative inputs) or, labelled, from random inputs."""
+    if calibration not in ("data", "random"):
+        raise ConfigError(
+            f"--calibration {calibration!r} is unknown; choose 'data' (with --calibration-data) or "
+            "'random' (a smoke test)."
+        )
+    if calibration == "random":
+        if data is not None:
+            raise ConfigError("--calibration random and --calibration-data exclude each other; pick one.")
+        return random_calibration(record, 16, config.seed), None
+    if data is None:
+        raise ConfigError(
+            "--quantize int8 needs activation ranges: pass --calibration-data X.npy with representative inputs of "
+            "shape [n, *input shape] (tens to hundreds of samples), or --calibration random for a smoke test "
+            "(the model is then labelled as calibrated on random data)."
+        )
+    try:
+        samples = np.load(data, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"calibration data {data} does not exist.") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ConfigError(
+            f"calibration data {data} is not a readable .npy array ({exc}); lstmgen never unpickles. "
+            "Save it with numpy.save."
+        ) from None
+    if not isinstance(samples, np.ndarray):
+        raise ConfigError(f"calibration data {data} is an .npz archive; expected one .npy array [n, *input shape].")
+    return calibrate(record, samples, source=str(data)), samples
+
+
 def load_stack(
     path: Path, weights_format: str, layer: str | None, num_layers: int | None, bidirectional: bool
 ) -> list[list[CellWeights]]:
@@ -226,6 +264,8 @@ def build(
     *,
     weights_format: str = "auto",
     layer: str | None = None,
+    calibration_data: str | Path | None = None,
+    calibration: str = "data",
     verify: bool = True,
     runtime: str = "auto",
     progress: Callable[[str], None] | None = None,
@@ -268,6 +308,34 @@ def build(
     }
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    samples = None
+    if config.quantize != "none":
+        say(f"quantizing ({config.quantize})")
+        record = materialize(record)
+        stats = None
+        if config.quantize == "int8":
+            stats, samples = _calibrate(record, config, calibration_data, calibration)
+            notes.append(
+                f"int8 calibration: {stats.source}, {stats.num_samples} sample(s)"
+                + (" — SMOKE TEST: random inputs, not representative data" if stats.smoke_test else "")
+            )
+        record = quantize(
+            record,
+            config.quantize,
+            calibration=stats,
+            asymmetric_inputs=config.asymmetric_inputs,
+            io_type=config.io_type,
+        )
+    elif calibration_data is not None or calibration != "data":
+        raise ConfigError("--calibration-data / --calibration apply to --quantize int8 only; drop them or add it.")
+    if config.target != "tflite":
+        problems = check_target(record, config.target)
+        if problems:
+            raise ConfigError(
+                f"--target {config.target}: TensorFlow Lite Micro cannot run this model: "
+                + "; ".join(problems)
+                + ". Nothing was written. Build without those features, or for --target tflite."
+            )
     say("writing model")
     data = serialize(record)
     t2 = time.perf_counter()
@@ -279,13 +347,14 @@ def build(
         if not verify:
             return
         say("verifying against the NumPy reference")
-        report = verify_model(tmp, runtime=runtime, seed=config.seed)
+        x = samples[0] if samples is not None else None  # int8: verify on representative data
+        report = verify_model(tmp, runtime=runtime, seed=config.seed, x=x, micro=config.target == "micro")
         report.model = str(output)
         result.verification = report
         if not report.passed:
             raise VerificationError(
                 f"verification failed: max abs error {report.max_abs_error:.3g} exceeds the tolerance "
-                f"(atol {report.atol:g} + rtol {report.rtol:g}·|ref|) on {report.runtime} {report.runtime_version}; "
+                f"({report.tolerance_text()}) on {report.runtime} {report.runtime_version}; "
                 f"no model was written. Please report this with the command line used.",
                 payload={"verification": report.to_dict()},
             )

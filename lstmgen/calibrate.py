@@ -150,12 +150,16 @@ def calibrate(model: ModelRecord, samples: np.ndarray, *, source: str = "data") 
     return CalibrationStats({i: (lo[i], hi[i]) for i in lo}, ranges, int(arr.shape[0]), source, source != "data")
 
 
+RANDOM_TIME_STEPS = 32  # a dynamic time axis is calibrated over this many steps (states grow with time)
+
+
 def random_calibration(model: ModelRecord, n: int = 8, seed: int = 0) -> CalibrationStats:
     """SMOKE TEST ONLY: calibrate on standard-normal inputs; the stats carry smoke_test=True and say so."""
     if n < 1:
         raise ConfigError(f"random calibration needs n >= 1 samples, got {n}.")
     t = model.tensors[_single_input(model)]
-    shape = tuple(d if d > 0 else 1 for d in t.shape)
+    sig = t.shape_signature or t.shape
+    shape = tuple(RANDOM_TIME_STEPS if s == -1 else d for d, s in zip(t.shape, sig, strict=True))
     samples = np.random.default_rng(seed).standard_normal((n, *shape))
     stats = calibrate(model, samples, source=RANDOM_SOURCE)
     return CalibrationStats(stats.tensors, stats.lstm, stats.num_samples, RANDOM_SOURCE, True,

@@ -18,12 +18,15 @@ import numpy as np
 
 from . import __version__
 from .build import BuildResult, build
-from .config import INITIALIZERS, check_keys, load_config_file
+from .config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from .errors import LstmgenError, VerificationError
+from .flatbuf import read_model
 from .inspect import describe, format_text
 from .output import check_target, write_atomic
+from .qcheck import plot_error
 from .run import run_model_states
 from .runtime import RUNTIME_CHOICES
+from .targets import find_problems
 from .verify import VerifyReport, verify_model
 from .weights import FORMATS
 
@@ -144,6 +147,33 @@ def main() -> None:
     default=None,
     help="Run a single layer over the reversed sequence (Keras go_backwards: output in processing order).",
 )
+@click.option(
+    "--quantize",
+    type=click.Choice(QUANTIZE_MODES),
+    help="none (default), float16, dynamic-int8 (hybrid) or int8 (full integer, needs calibration).",
+)
+@click.option(
+    "--asymmetric-inputs/--symmetric-inputs",
+    default=None,
+    help="dynamic-int8: quantize inputs asymmetrically on the fly (op version 3).",
+)
+@click.option(
+    "--io-type",
+    type=click.Choice(IO_TYPES),
+    help="int8: model input/output type [default: int8; "
+    "float32 adds QUANTIZE/DEQUANTIZE so callers keep feeding floats].",
+)
+@click.option("--calibration-data", type=_PATH, help="int8: .npy of representative inputs [n, *input shape].")
+@click.option(
+    "--calibration",
+    type=click.Choice(["data", "random"]),
+    help="int8: 'random' calibrates on random inputs (a labelled smoke test, not for deployment).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    help="tflite (default) or micro: refuse what TensorFlow Lite Micro cannot run, and verify in TFLM too.",
+)
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
 @click.option(
     "--runtime",
@@ -161,6 +191,8 @@ def build_cmd(
     weights: Path | None,
     weights_format: str | None,
     layer: str | None,
+    calibration_data: Path | None,
+    calibration: str | None,
     verify: bool,
     runtime: str,
     as_json: bool,
@@ -184,6 +216,9 @@ def build_cmd(
     check_keys(options, str(config_file))
     file_weights = options.pop("weights", None)
     file_format = options.pop("weights_format", None)
+    file_layer = options.pop("layer", None)
+    file_calib = options.pop("calibration_data", None)
+    file_calibration = options.pop("calibration", None)
     options.update({k: v for k, v in cell.items() if v is not None})
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
     result = build(
@@ -191,7 +226,9 @@ def build_cmd(
         options,
         weights_path,
         weights_format=weights_format or file_format or "auto",
-        layer=layer,
+        layer=layer or file_layer,
+        calibration_data=calibration_data or file_calib,
+        calibration=calibration or file_calibration or "data",
         verify=verify,
         runtime=runtime,
         progress=_progress(quiet or as_json),
@@ -226,8 +263,9 @@ def _verify_line(v: VerifyReport) -> str:
     verdict = "PASS" if v.passed else "FAIL"
     return (
         f"  verified with {v.runtime} {v.runtime_version} on input {v.input_shape}: max abs error "
-        f"{v.max_abs_error:.3g}, max rel error {v.max_rel_error:.3g} (tolerance {v.atol:g} + {v.rtol:g}·|ref|): "
-        f"{verdict}"
+        f"{v.max_abs_error:.3g}, max rel error {v.max_rel_error:.3g} (tolerance {v.tolerance_text()})"
+        + (f", also in {', '.join(v.runtimes)}" if v.runtimes else "")
+        + f": {verdict}"
     )
 
 
@@ -239,7 +277,15 @@ def _verify_line(v: VerifyReport) -> str:
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Test batch size (resizes the model if it allows).")
 @click.option("--time-steps", type=click.IntRange(min=1), help="Test time steps (dynamic-time models only).")
+@click.option("--micro", is_flag=True, help="Also run the model in TensorFlow Lite Micro (pip install tflite-micro).")
+@click.option(
+    "--input",
+    "input_path",
+    type=_PATH,
+    help="Test input .npy instead of seeded random data (e.g. one calibration sample for int8 models).",
+)
 @click.option("--report", type=_PATH, help="Also write the JSON report to this file.")
+@click.option("--plot", type=_PATH, help="Quantized models: draw error vs time step to this PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @_handle_errors
 def verify_cmd(
@@ -248,20 +294,39 @@ def verify_cmd(
     seed: int,
     batch_size: int | None,
     time_steps: int | None,
+    micro: bool,
+    input_path: Path | None,
     report: Path | None,
+    plot: Path | None,
     as_json: bool,
 ) -> None:
     """Run MODEL in a TFLite interpreter and compare with the NumPy reference.
 
-    Works for any float UNIDIRECTIONAL_SEQUENCE_LSTM model (also TF-converter output): the weights
-    are read back from the file.
+    Works for any model of fused UNIDIRECTIONAL_SEQUENCE_LSTM ops (also TF-converter output), float or
+    quantized: the weights are read back from the file. Quantized models are judged against a
+    tolerance derived per time step from the kernel's rounding (see the README).
 
     \b
     Examples:
       lstmgen verify lstm.tflite
       lstmgen verify lstm.tflite --runtime tflite-runtime --json > verify.json
+      lstmgen verify lstm_int8.tflite --input calib.npy --report r.json --plot error.png
+      lstmgen verify lstm_micro.tflite --micro
     """
-    rep = verify_model(model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps)
+    x = None
+    if input_path is not None:
+        x = _load_npy(input_path, "input")
+        if x.ndim == 4:  # a calibration set [n, *input shape]: verify on its first sample
+            x = x[0]
+    if plot is not None:
+        check_target(plot)
+    rep = verify_model(
+        model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps, x=x, micro=micro
+    )
+    if plot is not None:
+        if not rep.quantization:
+            raise LstmgenError(f"--plot draws quantization error over time; {model} is a float model.")
+        plot_error(rep.quantization[0], plot)
     payload = {"ok": rep.passed, **rep.to_dict()}
     if report is not None:
         write_atomic(report, json.dumps(payload, indent=2).encode())
@@ -288,17 +353,36 @@ def verify_cmd(
 @main.command("inspect", epilog=EXIT_CODES)
 @click.argument("model", type=_PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (keys in schemas/report.schema.json).")
+@click.option(
+    "--check",
+    "check",
+    type=click.Choice(TARGETS),
+    help="Also tell whether the model would run on this target (exit 1 if not).",
+)
 @_handle_errors
-def inspect_cmd(model: Path, as_json: bool) -> None:
-    """Show MODEL's hyperparameters, tensor slots, op version and sizes.
+def inspect_cmd(model: Path, as_json: bool, check: str | None) -> None:
+    """Show MODEL's layers, hyperparameters, tensor slots (types, scales, zero points), op versions and sizes.
 
     \b
     Examples:
       lstmgen inspect lstm.tflite
       lstmgen inspect lstm.tflite --json | jq .num_units
+      lstmgen inspect lstm.tflite --check micro
     """
     info = describe(model)
-    click.echo(json.dumps({"ok": True, **info}, indent=2) if as_json else format_text(info))
+    problems = None
+    if check is not None:
+        problems = [p.to_dict() for p in find_problems(read_model(model.read_bytes(), str(model)), check)]
+        info["target_check"] = {"target": check, "ok": not problems, "problems": problems}
+    if as_json:
+        click.echo(json.dumps({"ok": True, **info}, indent=2))
+    else:
+        click.echo(format_text(info))
+        if problems is not None:
+            verdict = "runs" if not problems else "does NOT run"
+            click.echo(f"  target {check}: {verdict} there" + "".join(f"\n    - {p['message']}" for p in problems))
+    if problems:
+        sys.exit(1)
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:

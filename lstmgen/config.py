@@ -20,6 +20,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "normal", "zeros")
+QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "dynamic-int8", "int8")
+IO_TYPES: tuple[str, ...] = ("int8", "float32")
+TARGETS: tuple[str, ...] = ("tflite", "micro")
 DTYPES: tuple[str, ...] = ("float32",)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}$")
 _MAX_DIM = 1 << 20
@@ -84,6 +87,10 @@ class CellConfig:
     layer_norm: bool = False
     return_sequences: bool = True
     go_backwards: bool = False
+    quantize: str = "none"
+    asymmetric_inputs: bool = False
+    io_type: str = "int8"
+    target: str = "tflite"
 
     def __post_init__(self) -> None:
         _check_int("num_units", self.num_units, 1)
@@ -120,6 +127,15 @@ class CellConfig:
         for flag in ("dynamic_batch", "bidirectional", "cifg", "layer_norm", "return_sequences", "go_backwards"):
             _check_bool(flag, getattr(self, flag))
         _check_int("num_layers", self.num_layers, 1, 64)
+        _check_choice("quantize", self.quantize, QUANTIZE_MODES)
+        _check_bool("asymmetric_inputs", self.asymmetric_inputs)
+        if self.asymmetric_inputs and self.quantize != "dynamic-int8":
+            raise ConfigError(
+                f"asymmetric_inputs = true only applies to quantize = 'dynamic-int8' (hybrid), not {self.quantize!r}: "
+                "it selects how the hybrid kernel quantizes float inputs on the fly."
+            )
+        _check_choice("io_type", self.io_type, IO_TYPES)
+        _check_choice("target", self.target, TARGETS)
         if self.go_backwards and (self.bidirectional or self.num_layers > 1):
             raise ConfigError(
                 "go_backwards = true reverses a single unidirectional layer (Keras go_backwards); it cannot be "
@@ -147,7 +163,7 @@ class CellConfig:
 
 CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(CellConfig))
 # Keys a config file may hold besides the cell fields (paths relative to the file).
-FILE_ONLY_KEYS: tuple[str, ...] = ("weights", "weights_format")
+FILE_ONLY_KEYS: tuple[str, ...] = ("weights", "weights_format", "layer", "calibration_data", "calibration")
 
 
 def check_keys(mapping: dict[str, Any], where: str) -> None:
@@ -175,8 +191,9 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a table of keys, found {type(data).__name__}.")
     check_keys(data, f"config file {path}")
-    if "weights" in data:
-        if not isinstance(data["weights"], str):
-            raise _fail("weights", data["weights"], "a path string")
-        data["weights"] = str(path.parent / data["weights"])
+    for key in ("weights", "calibration_data"):
+        if key in data:
+            if not isinstance(data[key], str):
+                raise _fail(key, data[key], "a path string")
+            data[key] = str(path.parent / data[key])
     return data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import flatbuffers
@@ -475,3 +475,16 @@ def _check_indices(model: ModelRecord, source: str) -> None:
     for what, index in refs:
         if not 0 <= index < n:
             raise ModelFileError(f"{source}: {what} refers to tensor {index}, but the model has {n} tensors (corrupt).")
+
+
+def materialize(model: ModelRecord) -> ModelRecord:
+    """Replace Deferred data by arrays (for transforms that read the weights, e.g. quantization)."""
+
+    def real(t: TensorRecord) -> TensorRecord:
+        if not isinstance(t.data, Deferred):
+            return t
+        out = np.empty(t.data.shape, np.dtype(t.dtype).newbyteorder("="))
+        t.data.fill(out)
+        return replace(t, data=out)
+
+    return replace(model, tensors=tuple(real(t) for t in model.tensors))

@@ -50,6 +50,16 @@ def quantize_real(x: np.ndarray, t: TensorRecord) -> np.ndarray:
     return (codes - z) * s
 
 
+def _int_range(t: TensorRecord) -> tuple[float, float] | None:
+    """Real range an integer tensor can hold (its saturation bounds); None for float tensors."""
+    q = t.quantization
+    if q is None or t.dtype.kind != "i":
+        return None
+    info = np.iinfo(t.dtype)
+    s, z = q.scale[0], q.zero_point[0]
+    return (info.min - z) * s, (info.max - z) * s
+
+
 @dataclass
 class LstmSpec:
     """What the reference needs to run one LSTM op: options and which inputs are present."""
@@ -125,6 +135,7 @@ def _lstm(
     params = {k: values[i] for k, i in spec.weight_inputs.items()}
     h0, c0 = states.get(op_index, (None, None))
     record: dict[str, np.ndarray] | None = {} if trace is not None else None
+    h_range, c_range = _int_range(model.tensors[spec.h_index]), _int_range(model.tensors[spec.c_index])
     y, h, c = lstm_reference(
         x,
         params,
@@ -135,6 +146,8 @@ def _lstm(
         h0=h0,
         c0=c0,
         record=record,
+        h_bounds=h_range,
+        c_bound=c_range[1] if c_range is not None else None,
     )
     if trace is not None and record is not None:
         trace(op_index, record)

@@ -257,11 +257,11 @@ def error_report(
         slope = float(np.polyfit(np.arange(steps.size), steps, 1)[0]) if steps.size > 1 else 0.0
         s = tol.lsb
         saturated = 0.0
-        if s:  # reference values the int8 output cannot represent: inputs beyond the calibrated range
+        if s:  # outputs pinned at the int8 limits: the input went beyond the calibrated range
             q = _int8_params(model, i)
             lo_r, hi_r = (-128 - q[1]) * q[0], (127 - q[1]) * q[0]
             ref = np.asarray(reference[i])
-            saturated = float(np.mean((ref < lo_r - q[0] / 2) | (ref > hi_r + q[0] / 2)))
+            saturated = float(np.mean((ref <= lo_r + q[0] / 2) | (ref >= hi_r - q[0] / 2)))
         outputs.append({
             "index": int(i),
             "name": model.tensors[i].name,

@@ -12,14 +12,14 @@ import numpy as np
 import tflite
 
 from .calibrate import CalibrationStats
+from .config import IO_TYPES
+from .config import QUANTIZE_MODES as MODES
 from .errors import ConfigError
 from .flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from .slots import GATES, NUM_INPUTS, Slot
 from .tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME
 
 Op = tflite.BuiltinOperator
-MODES: tuple[str, ...] = ("none", "float16", "dynamic-int8", "int8")
-IO_TYPES: tuple[str, ...] = ("int8", "float32")
 F32, F16, I8, I16, I32 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32))
 _DATA_OPS = (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE)
 # Slots holding matmul weights (int8 in hybrid and int8 modes).

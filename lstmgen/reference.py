@@ -55,12 +55,17 @@ def lstm_reference(
     h0: Array | None = None,
     c0: Array | None = None,
     record: dict[str, Array] | None = None,
+    h_bounds: tuple[float, float] | None = None,
+    c_bound: float | None = None,
 ) -> tuple[Array, Array, Array]:
     """Run the sequence; returns (output, final h, final c) in float64.
 
     params uses the op's input names (input_to_forget_weights [N, I], ...); absent optional
     inputs are simply missing keys: no input_to_input_weights means CIFG, cell_to_*_weights
     means peepholes, projection_weights means projection, *_layer_norm_coefficients means LN.
+
+    h_bounds/c_bound model an integer kernel's state saturation (h stored in int8, c in int16): the
+    state is clamped to what its type can hold each step, as the kernel's saturating stores do.
 
     If `record` is a dict, it receives every step's internals stacked over time ([T, B, ·]):
     '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
@@ -108,6 +113,8 @@ def lstm_reference(
         c = f * c + i * z
         if cell_clip > 0:
             c = np.clip(c, -cell_clip, cell_clip)
+        if c_bound is not None:
+            c = np.clip(c, -c_bound, c_bound)
         o = gate_value("output", x_t, h, c, sigmoid)  # output peephole sees the new, clipped c
         m = o * g(c)
         keep("cell_state", c)
@@ -120,6 +127,8 @@ def lstm_reference(
                 h = np.clip(h, -proj_clip, proj_clip)
         else:
             h = m
+        if h_bounds is not None:
+            h = np.clip(h, *h_bounds)
         outputs.append(h)
     y = np.stack(outputs)  # [T, B, P]
     if record is not None:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import tflite
 
+from .config import TARGETS
 from .errors import ConfigError
 from .flatbuf import ModelRecord, OperatorRecord, TensorRecord
 from .slots import NUM_INPUTS, Slot
 from .tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
 
-TARGETS: tuple[str, ...] = ("tflite", "micro")
 TARGET_NAMES: dict[str, str] = {"tflite": "TensorFlow Lite", "micro": "TensorFlow Lite Micro (TFLM)"}
 
 LSTM = tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tflite
 
 from .graph import evaluate, quantize_real
 from .modelinfo import LstmModel, read_lstm_model
+from .qcheck import check as qcheck_report
+from .qcheck import model_mode
 from .runtime import Session, open_session
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
@@ -63,7 +66,10 @@ class VerifyReport:
     seed: int
     atol: float
     rtol: float
+    mode: str = "none"
     checks: list[Comparison] = field(default_factory=list)
+    runtimes: list[str] = field(default_factory=list)  # extra runtimes checked (TFLite Micro)
+    quantization: list[dict[str, Any]] = field(default_factory=list)  # qcheck reports, per runtime
 
     @property
     def passed(self) -> bool:
@@ -76,6 +82,11 @@ class VerifyReport:
     @property
     def max_rel_error(self) -> float:
         return max((c.max_rel_error for c in self.checks), default=0.0)
+
+    def tolerance_text(self) -> str:
+        if self.mode == "none":
+            return f"{self.atol:g} + {self.rtol:g}·|ref|"
+        return f"{self.mode}: derived per time step, up to {self.atol:.3g}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -97,6 +108,29 @@ def input_shape_for(lm: LstmModel, batch_size: int | None, time_steps: int | Non
     return shape
 
 
+def _input_grid(lm: LstmModel) -> Any:
+    """The tensor whose quantization the input goes through: the input itself, or a leading QUANTIZE's output."""
+    if lm.input.quantization is not None and lm.input.dtype.kind == "i":
+        return lm.input
+    for op in lm.model.operators:
+        if op.inputs and op.inputs[0] == lm.input_index and op.opcode == tflite.BuiltinOperator.QUANTIZE:
+            return lm.model.tensors[op.outputs[0]]
+    return None
+
+
+def draw_input(lm: LstmModel, shape: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Seeded test input. For an int8 input: normal over the calibrated range (the input grid spans it,
+    about ±3 sigma of the calibration data), so the test stays where int8 was calibrated to work."""
+    grid = _input_grid(lm)
+    if grid is None:
+        return rng.standard_normal(shape).astype(np.float32)
+    info = np.iinfo(grid.dtype)
+    s, z = grid.quantization.scale[0], grid.quantization.zero_point[0]
+    lo, hi = (info.min - z) * s, (info.max - z) * s
+    x = rng.normal((lo + hi) / 2, (hi - lo) / 6, shape)
+    return quantize_real(x, grid).astype(np.float32)  # both sides see exactly the values on the grid
+
+
 def verify_model(
     path: str | Path,
     *,
@@ -106,35 +140,70 @@ def verify_model(
     time_steps: int | None = None,
     atol: float = FLOAT_ATOL,
     rtol: float = FLOAT_RTOL,
+    x: np.ndarray | None = None,
+    micro: bool = False,
 ) -> VerifyReport:
-    """Run the model in the interpreter and the reference on the same seeded input; compare y, h and c.
+    """Run the model in the interpreter and the reference on the same seeded input and compare.
 
-    Two runs: from the zero state, and from a random initial state per LSTM op (which also
-    proves that the state tensors are wired to the right slots).
+    Float models: output, h and c from the zero state and from a random initial state per LSTM op
+    (which also proves that the state tensors are wired to the right slots), within atol + rtol|ref|.
+    Quantized models: the output within the tolerance qcheck derives for the mode (see README), with
+    per-time-step errors. micro=True also runs the model in TensorFlow Lite Micro.
     """
     lm = read_lstm_model(path)
+    mode = model_mode(lm.model)
     session = open_model_session(lm, runtime)
-    shape = input_shape_for(lm, batch_size, time_steps)
+    shape = list(x.shape) if x is not None else input_shape_for(lm, batch_size, time_steps)
     session.resize(tuple(shape), tuple(lm.input.shape_signature or lm.input.shape))
     rng = np.random.default_rng(seed)
-    x = quantize_real(rng.standard_normal(shape), lm.input).astype(np.float32)  # same values for both sides
+    x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)
+    report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
+    sessions: list[Any] = [session]
+    if micro:
+        from .micro_runtime import open_micro_session
+
+        sessions.append(open_micro_session(path))
+        report.runtimes.append(f"{sessions[1].runtime} {sessions[1].version}")
+    if mode != "none":
+        for sess in sessions:
+            sess.reset()
+            y = sess.invoke(x)
+            q = qcheck_report(lm.model, {lm.input_index: x}, {lm.output_index: y}, mode=mode, seed=seed)
+            out = q["outputs"][0]
+            tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""
+            report.quantization.append(q)
+            report.checks.append(
+                Comparison(
+                    f"output ({mode}){tag}",
+                    out["max_abs_error"],
+                    out["max_abs_error"] / max(float(np.abs(y).max(initial=0.0)), 1e-12),
+                    [out["worst_step"]],
+                    out["ok"],
+                )
+            )
+        report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
+        report.rtol = 0.0
+        return report
     batch = shape[1 if lm.time_major else 0]
-    report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol)
     random_states = {}
     for k, spec in enumerate(lm.lstms):
-        h_t, c_t = lm.model.tensors[spec.h_index], lm.model.tensors[spec.c_index]
-        h0 = quantize_real(rng.uniform(-1, 1, (batch, spec.output_size)), h_t).astype(np.float32)
-        c0 = quantize_real(rng.uniform(-1, 1, (batch, spec.num_units)), c_t).astype(np.float32)
+        h0 = rng.uniform(-1, 1, (batch, spec.output_size)).astype(np.float32)
+        c0 = rng.uniform(-1, 1, (batch, spec.num_units)).astype(np.float32)
         random_states[k] = (h0, c0)
-    for label, initial in (("zero state", {}), ("random initial state", random_states)):
-        session.reset(initial)
-        y = session.invoke(x)
-        finals = session.state()
-        ev = evaluate(lm.model, {lm.input_index: x}, states={lm.lstms[k].op_index: v for k, v in initial.items()})
-        report.checks.append(compare(f"output ({label})", y, ev.values[lm.output_index], atol, rtol))
-        for k, (spec, (h, c)) in enumerate(zip(lm.lstms, finals, strict=True)):
-            h_ref, c_ref = ev.final_states[spec.op_index]
-            tag = f" op {k}" if len(lm.lstms) > 1 else ""
-            report.checks.append(compare(f"h{tag} ({label})", h, h_ref, atol, rtol))
-            report.checks.append(compare(f"c{tag} ({label})", c, c_ref, atol, rtol))
+    starts = [("zero state", {}), ("random initial state", random_states)]
+    for sess in sessions:
+        tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""
+        for label, initial in starts:
+            if initial and sess is not session:
+                continue  # TFLM cannot write state tensors from Python
+            sess.reset(initial)
+            y = sess.invoke(x)
+            finals = sess.state()
+            ev = evaluate(lm.model, {lm.input_index: x}, states={lm.lstms[k].op_index: v for k, v in initial.items()})
+            report.checks.append(compare(f"output ({label}){tag}", y, ev.values[lm.output_index], atol, rtol))
+            for k, (spec, (h, c)) in enumerate(zip(lm.lstms, finals, strict=True)):
+                h_ref, c_ref = ev.final_states[spec.op_index]
+                op_tag = f" op {k}" if len(lm.lstms) > 1 else ""
+                report.checks.append(compare(f"h{op_tag} ({label}){tag}", h, h_ref, atol, rtol))
+                report.checks.append(compare(f"c{op_tag} ({label}){tag}", c, c_ref, atol, rtol))
     return report

@@ -289,12 +289,14 @@ def test_time_major_int8(tmp_path: Path) -> None:
     q = quantize(rec, "int8", calibration=calibrate(rec, calib))
     report = check(q, real_feed(q, x), run_interpreter(q, x, tmp_path))
     assert report["ok"] and len(report["outputs"][0]["max_error_per_step"]) == T
-    assert report["outputs"][0]["saturated_fraction"] == 0.0
+    in_range = report["outputs"][0]["saturated_fraction"]  # x is a calibration sample: at most its extremes
+    assert in_range < 0.02
     # Calibrated without x, this x drives the output past the int8 range (0.807 > 0.718): the kernel
-    # saturates, the real-valued reference does not. The report says so instead of just failing.
+    # saturates h/output (and c) at their type's limits, and so does the reference (graph.py clamps
+    # integer states each step), so the model still verifies; the report shows the saturation.
     q = quantize(rec, "int8", calibration=calibrate(rec, calib[1:]))
     report = check(q, real_feed(q, x), run_interpreter(q, x, tmp_path))
-    assert not report["ok"] and report["outputs"][0]["saturated_fraction"] > 0
+    assert report["ok"] and report["outputs"][0]["saturated_fraction"] > in_range
 
 
 def test_tf_converter_cross_check(tmp_path: Path) -> None:
