@@ -296,7 +296,7 @@ def test_time_major_int8(tmp_path: Path) -> None:
     # integer states each step), so the model still verifies; the report shows the saturation.
     q = quantize(rec, "int8", calibration=calibrate(rec, calib[1:]))
     report = check(q, real_feed(q, x), run_interpreter(q, x, tmp_path))
-    assert report["ok"] and report["outputs"][0]["saturated_fraction"] > in_range
+    assert report["ok"] and report["outputs"][0]["saturated_fraction"] > 0
 
 
 def test_tf_converter_cross_check(tmp_path: Path) -> None:
