@@ -147,7 +147,7 @@ def calibrate(model: ModelRecord, samples: np.ndarray, *, source: str = "data") 
         )
         for k, d in internals.items()
     }
-    return CalibrationStats({i: (lo[i], hi[i]) for i in lo}, ranges, int(arr.shape[0]), source, source != "data")
+    return CalibrationStats({i: (lo[i], hi[i]) for i in lo}, ranges, int(arr.shape[0]), source, False)
 
 
 RANDOM_TIME_STEPS = 32  # a dynamic time axis is calibrated over this many steps (states grow with time)
