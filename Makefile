@@ -24,7 +24,7 @@ $(BIN)/.installed: pyproject.toml
 $(TFL_BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(TFL_VENV)
 	$(TFL_BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(TFL_BIN)/pip install $(PIP_FLAGS) 'numpy<2' flatbuffers tflite click pytest 'tflite-runtime==2.14.0'
+	$(TFL_BIN)/pip install $(PIP_FLAGS) 'numpy<2' flatbuffers tflite click pytest h5py matplotlib jsonschema 'tflite-runtime==2.14.0'
 	$(TFL_BIN)/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
