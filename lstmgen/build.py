@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import load_npy
 from .calibrate import CalibrationStats, calibrate, random_calibration
 from .config import CellConfig
-from .errors import ConfigError, VerificationError, WeightFileError
+from .errors import ConfigError, LstmgenError, VerificationError, WeightFileError
 from .flatbuf import ModelRecord, materialize, serialize
 from .init import init_weights
 from .lstm import CellShape, layout, shapes_from_config
@@ -194,16 +195,9 @@ def _calibrate(
             "(the model is then labelled as calibrated on random data)."
         )
     try:
-        samples = np.load(data, allow_pickle=False)
-    except FileNotFoundError:
-        raise ConfigError(f"calibration data {data} does not exist.") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise ConfigError(
-            f"calibration data {data} is not a readable .npy array ({exc}); lstmgen never unpickles. "
-            "Save it with numpy.save."
-        ) from None
-    if not isinstance(samples, np.ndarray):
-        raise ConfigError(f"calibration data {data} is an .npz archive; expected one .npy array [n, *input shape].")
+        samples = load_npy(Path(data), "calibration data")
+    except LstmgenError as exc:
+        raise ConfigError(str(exc)) from None
     return calibrate(record, samples, source=str(data)), samples
 
 

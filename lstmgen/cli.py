@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .arrays import load_npy, load_npz
 from .build import BuildResult, build
 from .config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from .errors import LstmgenError, VerificationError
@@ -315,7 +316,7 @@ def verify_cmd(
     """
     x = None
     if input_path is not None:
-        x = _load_npy(input_path, "input")
+        x = load_npy(input_path, "input")
         if x.ndim == 4:  # a calibration set [n, *input shape]: verify on its first sample
             x = x[0]
     if plot is not None:
@@ -385,36 +386,8 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None) -> None:
         sys.exit(1)
 
 
-def _load_npy(path: Path, what: str) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise LstmgenError(f"{what} {path} does not exist.") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise LstmgenError(
-            f"{what} {path} is not a readable .npy array ({exc}); lstmgen never unpickles. Save it with numpy.save."
-        ) from None
-    if not isinstance(arr, np.ndarray):
-        raise LstmgenError(f"{what} {path} is an archive; expected a single .npy array.")
-    return arr
-
-
 def _load_state(path: Path) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise LstmgenError(
-                f"initial state {path} is a single array; expected an .npz with 'h' and/or 'c' "
-                "(numpy.savez(path, h=..., c=...))."
-            )
-        with loaded as npz:
-            state = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise LstmgenError(f"initial state {path} does not exist.") from None
-    except (ValueError, OSError, EOFError, AttributeError) as exc:
-        raise LstmgenError(
-            f"initial state {path} is not a readable .npz ({exc}). Save it with numpy.savez(path, h=..., c=...)."
-        ) from None
+    state = load_npz(path, "initial state")
     unknown = sorted(k for k in state if not STATE_KEY.match(k))
     if unknown:
         raise LstmgenError(
@@ -477,7 +450,7 @@ def run_cmd(
       lstmgen run lstm.tflite --input x.npy --output y.npy
       lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
     """
-    x = _load_npy(input_path, "input")
+    x = load_npy(input_path, "input")
     state = _load_state(initial_state) if initial_state else {}
     for target in (output_path, final_state):
         if target is not None:

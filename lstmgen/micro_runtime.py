@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from .flatbuf import ModelRecord, TensorRecord, read_model
+from .runtime import decode, encode
 from .slots import Slot
 from .targets import LSTM, check_target
 
@@ -82,22 +83,19 @@ def _capture_stderr() -> Iterator[list[str]]:
             lines.extend(tmp.read().decode(errors="replace").splitlines())
 
 
-def _to_tensor(value: np.ndarray, t: TensorRecord) -> np.ndarray:
-    """Real values -> the tensor's type (quantized with its scale/zero point when integer)."""
-    if t.dtype.kind == "f":
-        return np.ascontiguousarray(value, dtype=t.dtype)
-    if t.quantization is None:
+def _params(t: TensorRecord) -> tuple[float, int]:
+    if t.dtype.kind != "f" and t.quantization is None:
         raise ModelFileError(f"tensor '{t.name}' is {t.dtype} without quantization parameters.")
-    info = np.iinfo(t.dtype)
-    q = np.round(np.asarray(value, np.float64) / t.quantization.scale[0]) + t.quantization.zero_point[0]
-    return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(t.dtype))
+    q = t.quantization
+    return (q.scale[0], q.zero_point[0]) if q is not None else (1.0, 0)
+
+
+def _to_tensor(value: np.ndarray, t: TensorRecord) -> np.ndarray:
+    return encode(value, t.dtype, *_params(t))
 
 
 def _from_tensor(value: np.ndarray, t: TensorRecord) -> np.ndarray:
-    """The tensor's values -> real values (dequantized when integer)."""
-    if t.dtype.kind == "f" or t.quantization is None:
-        return np.array(value)
-    return (value.astype(np.float64) - t.quantization.zero_point[0]) * t.quantization.scale[0]
+    return decode(value, *_params(t))
 
 
 @dataclass

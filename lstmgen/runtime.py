@@ -53,22 +53,31 @@ def _version(name: str, module: Any) -> str:
     return str(getattr(module, "__version__", "unknown"))
 
 
-def to_tensor(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Real values -> what the interpreter tensor holds (quantized with its scale/zero point if integer)."""
-    dtype = np.dtype(detail["dtype"])
+def encode(value: np.ndarray, dtype: np.dtype, scale: float = 1.0, zero_point: int = 0) -> np.ndarray:
+    """Real values -> a tensor's storage type (quantized with scale/zero point, saturating, if integer)."""
+    dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return np.ascontiguousarray(value, dtype=dtype)
-    scale, zp = detail["quantization"]
     info = np.iinfo(dtype)
-    return np.clip(np.round(np.asarray(value, np.float64) / scale) + zp, info.min, info.max).astype(dtype)
+    codes = np.clip(np.round(np.asarray(value, np.float64) / scale) + zero_point, info.min, info.max)
+    return np.ascontiguousarray(codes.astype(dtype))
+
+
+def decode(value: np.ndarray, scale: float = 1.0, zero_point: int = 0) -> np.ndarray:
+    """A tensor's stored values -> real values (dequantized if integer)."""
+    if value.dtype.kind == "f":
+        return np.array(value)
+    return (value.astype(np.float64) - zero_point) * scale
+
+
+def to_tensor(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Real values -> what an interpreter tensor holds (its get_tensor_details() entry)."""
+    return encode(value, detail["dtype"], *detail["quantization"])
 
 
 def from_tensor(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Interpreter tensor -> real values (dequantized if integer)."""
-    if np.dtype(detail["dtype"]).kind == "f":
-        return value.copy()
-    scale, zp = detail["quantization"]
-    return (value.astype(np.float64) - zp) * scale
+    """Interpreter tensor -> real values."""
+    return decode(value, *detail["quantization"])
 
 
 @dataclass

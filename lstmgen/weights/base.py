@@ -189,3 +189,26 @@ def single_cell(name: str, layer: str | None) -> None:
     """These files hold one cell: no --layer, or '' (the name list_layers gives it)."""
     if layer:
         raise WeightFileError(f"--layer {layer!r}: a {name} .npz holds a single cell; drop --layer.")
+
+
+class SingleCellNpzReader:
+    """Shared plumbing of the layouts that exist only as an .npz holding one cell (tflite, tf1)."""
+
+    name = ""
+    suffixes: tuple[str, ...] = ()
+
+    def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
+        raise NotImplementedError  # each layout maps its own keys
+
+    def load(self, path: Path, layer: str | None = None) -> CellWeights:
+        return self.read(npz_only(self.name, path), str(path), layer)
+
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        """One layer of one cell, named '' (which `load` accepts, as it does no name)."""
+        return self.npz_layers(npz_only(self.name, path), str(path), layer)
+
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        single_cell(self.name, layer)
+        return [("",)]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import WeightFileError
-from .base import CellWeights, as_float32, npz_only, single_cell, split_gates
+from .base import CellWeights, SingleCellNpzReader, as_float32, single_cell, split_gates
 
 KEYS = ("kernel", "bias", "w_i_diag", "w_f_diag", "w_o_diag", "projection/kernel")
 PEEPHOLES = {
@@ -18,27 +17,12 @@ PEEPHOLES = {
 }
 
 
-class Tf1Reader:
+class Tf1Reader(SingleCellNpzReader):
     name = "tf1"
     description = "TF1 LSTMCell variables: kernel [I+P,4N] (gates i,j,f,o), bias [4N], w_*_diag, projection/kernel"
 
     def matches(self, keys: frozenset[str]) -> bool:
         return "kernel" in keys and "bias" in keys and "recurrent_kernel" not in keys
-
-    suffixes: tuple[str, ...] = ()
-
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        return self.read(npz_only(self.name, path), str(path), layer)
-
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
-        """One layer of one cell, named '' (which `load` accepts, as it does no name)."""
-        return self.npz_layers(npz_only(self.name, path), str(path), layer)
-
-    def npz_layers(
-        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
-    ) -> list[tuple[str, ...]]:
-        single_cell(self.name, layer)
-        return [("",)]
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         single_cell(self.name, layer)

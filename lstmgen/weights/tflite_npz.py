@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import WeightFileError
 from ..slots import WEIGHT_SLOT_BY_KEY
-from .base import CellWeights, as_float32, npz_only, single_cell
+from .base import CellWeights, SingleCellNpzReader, as_float32, single_cell
 
 REQUIRED = tuple(k for k, s in WEIGHT_SLOT_BY_KEY.items() if s.feature == "core")
 
 
-class TfliteReader:
+class TfliteReader(SingleCellNpzReader):
     name = "tflite"
     description = "arrays keyed by the op's input names: input_to_forget_weights [N,I], ... (biases complete)"
 
     def matches(self, keys: frozenset[str]) -> bool:
         return "input_to_forget_weights" in keys
-
-    suffixes: tuple[str, ...] = ()
-
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        return self.read(npz_only(self.name, path), str(path), layer)
-
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
-        """One layer of one cell, named '' (which `load` accepts, as it does no name)."""
-        return self.npz_layers(npz_only(self.name, path), str(path), layer)
-
-    def npz_layers(
-        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
-    ) -> list[tuple[str, ...]]:
-        single_cell(self.name, layer)
-        return [("",)]
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         single_cell(self.name, layer)
