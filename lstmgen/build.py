@@ -35,6 +35,7 @@ def _implied_flags(cell: CellWeights) -> dict[str, object]:
     implied = cell.implied()
     implied["cifg"] = "input_to_input_weights" not in cell.tensors
     implied["layer_norm"] = "forget_layer_norm_coefficients" in cell.tensors
+    implied["diagonal_recurrent"] = len(cell.tensors["recurrent_to_forget_weights"].shape) == 1
     return implied
 
 
@@ -147,7 +148,7 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
         row = []
         for d, cell in enumerate(cells):
             imp = _implied_flags(cell)
-            for key in ("use_peepholes", "cifg", "layer_norm"):
+            for key in ("use_peepholes", "cifg", "layer_norm", "diagonal_recurrent"):
                 if imp[key] != getattr(config, key) and not (key == "use_peepholes" and config.use_peepholes):
                     raise ConfigError(
                         f"{cell.source}: layer {k}{' backward' if d else ''} has {key} = {imp[key]} but layer 0 has "
@@ -160,6 +161,7 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
                 config.use_peepholes,
                 config.cifg,
                 config.layer_norm,
+                config.diagonal_recurrent,
             )
             if shape.input_size != width:
                 raise ConfigError(
@@ -303,6 +305,11 @@ def build(
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
     samples = None
+    if config.quantize != "none" and config.diagonal_recurrent:
+        raise ConfigError(
+            f"--quantize {config.quantize} with diagonal recurrent weights: the quantized kernels' diagonal path "
+            "is untested by lstmgen, so it is refused rather than risk a silently wrong model. Build it in float32."
+        )
     if config.quantize != "none":
         say(f"quantizing ({config.quantize})")
         record = materialize(record)

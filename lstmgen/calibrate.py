@@ -139,8 +139,9 @@ def calibrate(model: ModelRecord, samples: np.ndarray, *, source: str = "data") 
                     note(o, ev.values[o])
     ranges = {
         k: LstmRanges(
-            gate_pre_abs_max={g: d[f"{g}_gate_pre"][0] for g in ("input", "forget", "cell", "output")
-                              if f"{g}_gate_pre" in d},
+            gate_pre_abs_max={
+                g: d[f"{g}_gate_pre"][0] for g in ("input", "forget", "cell", "output") if f"{g}_gate_pre" in d
+            },
             cell_abs_max=d["cell_state"][0],
             hidden=(d["hidden"][0], d["hidden"][1]),
             output=(d["output"][0], d["output"][1]),
@@ -162,5 +163,11 @@ def random_calibration(model: ModelRecord, n: int = 8, seed: int = 0) -> Calibra
     shape = tuple(RANDOM_TIME_STEPS if s == -1 else d for d, s in zip(t.shape, sig, strict=True))
     samples = np.random.default_rng(seed).standard_normal((n, *shape))
     stats = calibrate(model, samples, source=RANDOM_SOURCE)
-    return CalibrationStats(stats.tensors, stats.lstm, stats.num_samples, RANDOM_SOURCE, True,
-                            ("ranges come from random inputs; accuracy on real data is unknown",))
+    return CalibrationStats(
+        stats.tensors,
+        stats.lstm,
+        stats.num_samples,
+        RANDOM_SOURCE,
+        True,
+        ("ranges come from random inputs; accuracy on real data is unknown",),
+    )

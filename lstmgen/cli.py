@@ -137,6 +137,11 @@ def main() -> None:
     help="Forward + backward op per layer, outputs concatenated (forward ‖ backward, as PyTorch).",
 )
 @click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate (no input-gate tensors; i = 1 - f).")
+@click.option(
+    "--diagonal-recurrent/--full-recurrent",
+    default=None,
+    help="Rank-1 recurrent weights, r * h (IndyLSTM, op version 4, runtime >= 2.12).",
+)
 @click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates (coefficient vectors).")
 @click.option(
     "--return-sequences/--last-step",

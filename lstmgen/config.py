@@ -87,6 +87,7 @@ class CellConfig:
     layer_norm: bool = False
     return_sequences: bool = True
     go_backwards: bool = False
+    diagonal_recurrent: bool = False
     quantize: str = "none"
     asymmetric_inputs: bool = False
     io_type: str = "int8"
@@ -124,9 +125,23 @@ class CellConfig:
         if self.time_steps is not None:
             _check_int("time_steps", self.time_steps, 1)
         _check_bool("time_major", self.time_major)
-        for flag in ("dynamic_batch", "bidirectional", "cifg", "layer_norm", "return_sequences", "go_backwards"):
+        flags = (
+            "dynamic_batch",
+            "bidirectional",
+            "cifg",
+            "layer_norm",
+            "return_sequences",
+            "go_backwards",
+            "diagonal_recurrent",
+        )
+        for flag in flags:
             _check_bool(flag, getattr(self, flag))
         _check_int("num_layers", self.num_layers, 1, 64)
+        if self.diagonal_recurrent and self.num_proj is not None:
+            raise ConfigError(
+                f"diagonal_recurrent = true with num_proj = {self.num_proj}: diagonal recurrent weights multiply h "
+                "elementwise into the num_units cells, so h must have num_units elements; drop the projection."
+            )
         _check_choice("quantize", self.quantize, QUANTIZE_MODES)
         _check_bool("asymmetric_inputs", self.asymmetric_inputs)
         if self.asymmetric_inputs and self.quantize != "dynamic-int8":

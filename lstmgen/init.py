@@ -65,13 +65,12 @@ def init_weights(config: CellConfig, shape: CellShape, cell: tuple[int, int] = (
     Matrices are Deferred: the writer generates them straight into the model buffer, each from
     its own seeded stream (seed, layer, direction, slot), so values do not depend on generation order.
     """
-    sizes = shape.sizes()
     fill = INITIALIZERS[config.init]
     tensors: dict[str, np.ndarray | Deferred] = {}
     for spec in WEIGHT_SLOTS:
         if not slot_enabled(spec, shape, tensors):
             continue
-        dims = tuple(sizes[s] for s in spec.shape)
+        dims = shape.slot_shape(spec)
         if spec.slot.key.endswith("_bias"):
             tensors[spec.slot.key] = np.zeros(dims, np.float32)
             continue

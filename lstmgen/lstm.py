@@ -41,6 +41,7 @@ class CellShape:
     use_peepholes: bool = False
     cifg: bool = False
     layer_norm: bool = False
+    diagonal: bool = False  # rank-1 recurrent weights: R h becomes r * h (IndyLSTM, op version 4)
 
     @property
     def output_size(self) -> int:
@@ -48,6 +49,13 @@ class CellShape:
 
     def sizes(self) -> dict[str, int]:
         return {"N": self.num_units, "I": self.input_size, "P": self.output_size}
+
+    def slot_shape(self, spec: SlotSpec) -> tuple[int, ...]:
+        """The slot's shape for this cell (the table's symbols, or [N] for diagonal recurrent weights)."""
+        if self.diagonal and spec.slot.key.startswith("recurrent_to_"):
+            return (self.num_units,)
+        sizes = self.sizes()
+        return tuple(sizes[s] for s in spec.shape)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +65,7 @@ class CellShape:
             "use_peepholes": self.use_peepholes,
             "cifg": self.cifg,
             "layer_norm": self.layer_norm,
+            "diagonal": self.diagonal,
         }
 
 
@@ -107,7 +116,7 @@ def check_weights(shape: CellShape, weights: Weights, source: str) -> None:
             if spec.feature == "input_gate":
                 because = "the cell has an input gate (it is not CIFG; pass --cifg if it should be)"
             raise WeightFileError(f"{source}: missing '{key}' (shape {_symbolic(spec)}), needed because {because}.")
-        want = tuple(sizes[s] for s in spec.shape)
+        want = shape.slot_shape(spec)
         got = tuple(weights[key].shape)
         if got != want:
             raise WeightFileError(
@@ -226,10 +235,11 @@ class _Graph:
                 ("ProjClip", float(c.proj_clip)),
                 ("TimeMajor", bool(c.time_major)),
                 ("AsymmetricQuantizeInputs", False),
-                ("DiagonalRecurrentTensors", False),
+                ("DiagonalRecurrentTensors", bool(shape.diagonal)),
             ),
         )
-        self.ops.append(OperatorRecord(OPCODE, 1, tuple(inputs), (out,), options))
+        version = 4 if shape.diagonal else 1  # op_version.cc: v4 = diagonal recurrent tensors
+        self.ops.append(OperatorRecord(OPCODE, version, tuple(inputs), (out,), options))
         return out
 
     def _state(self, name: str, width: int) -> int:
@@ -243,7 +253,13 @@ def shapes_from_config(config: CellConfig) -> list[list[CellShape]]:
     width = config.input_size
     for _ in range(config.num_layers):
         shape = CellShape(
-            config.num_units, width, config.num_proj, config.use_peepholes, config.cifg, config.layer_norm
+            config.num_units,
+            width,
+            config.num_proj,
+            config.use_peepholes,
+            config.cifg,
+            config.layer_norm,
+            config.diagonal_recurrent,
         )
         shapes.append([shape] * config.directions)
         width = shape.output_size * config.directions

@@ -61,8 +61,11 @@ def output_scale(model: ModelRecord, index: int) -> float | None:
 def _int8_params(model: ModelRecord, index: int) -> tuple[float, int]:
     t = model.tensors[index]
     if t.dtype != np.int8:
-        t = next(model.tensors[op.inputs[0]] for op in model.operators
-                 if op.opcode == Op.DEQUANTIZE and op.outputs[0] == index)
+        t = next(
+            model.tensors[op.inputs[0]]
+            for op in model.operators
+            if op.opcode == Op.DEQUANTIZE and op.outputs[0] == index
+        )
     return float(t.quantization.scale[0]), int(t.quantization.zero_point[0])
 
 
@@ -137,8 +140,15 @@ def _noisy_lstm(
             h_in = h + u(_row_step(h, asym), h.shape)
         rec: dict[str, np.ndarray] = {}
         y, h, c = lstm_reference(
-            x_t[None], params, activation=spec.activation, cell_clip=spec.cell_clip, proj_clip=spec.proj_clip,
-            time_major=True, h0=h_in, c0=c, record=rec,
+            x_t[None],
+            params,
+            activation=spec.activation,
+            cell_clip=spec.cell_clip,
+            proj_clip=spec.proj_clip,
+            time_major=True,
+            h0=h_in,
+            c0=c,
+            record=rec,
         )
         y = y[0]
         if proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) before the projection
@@ -186,8 +196,12 @@ class Tolerance:
     n_lsb: int | None = None  # int8: tolerance in output steps (max over time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"per_step": [float(v) for v in self.per_step], "method": self.method, "lsb": self.lsb,
-                "n_lsb": self.n_lsb}
+        return {
+            "per_step": [float(v) for v in self.per_step],
+            "method": self.method,
+            "lsb": self.lsb,
+            "n_lsb": self.n_lsb,
+        }
 
 
 def derive_tolerance(
@@ -214,8 +228,10 @@ def derive_tolerance(
     time_axis = 0 if _time_major(model) else 1
     floor = {i: FLOAT_ATOL + FLOAT_RTOL * _per_step(np.abs(reference[i]), time_axis) for i in model.outputs}
     if mode in ("none", "float16"):
-        return {i: Tolerance(floor[i], "float32 arithmetic on the dequantized weights: 1e-5 + 1e-5|ref|")
-                for i in model.outputs}
+        return {
+            i: Tolerance(floor[i], "float32 arithmetic on the dequantized weights: 1e-5 + 1e-5|ref|")
+            for i in model.outputs
+        }
     dev = {i: np.zeros_like(floor[i]) for i in model.outputs}
     for r in range(runs):
         noisy = _noisy_evaluate(model, feeds, mode, seed + r)
@@ -224,8 +240,11 @@ def derive_tolerance(
     result = {}
     for i in model.outputs:
         tol = floor[i] + safety * np.maximum.accumulate(dev[i])
-        what = ("hybrid: per-row int8 rounding of x, h (and m)" if mode == "dynamic-int8"
-                else "int8: rounding of h/output, c (2^-k) and m")
+        what = (
+            "hybrid: per-row int8 rounding of x, h (and m)"
+            if mode == "dynamic-int8"
+            else "int8: rounding of h/output, c (2^-k) and m"
+        )
         method = f"{what} propagated through the reference, {runs} runs, x{safety:g} + float bound"
         s = output_scale(model, i)
         if mode == "int8" and s:
@@ -262,24 +281,33 @@ def error_report(
             lo_r, hi_r = (-128 - q[1]) * q[0], (127 - q[1]) * q[0]
             ref = np.asarray(reference[i])
             saturated = float(np.mean((ref <= lo_r + q[0] / 2) | (ref >= hi_r - q[0] / 2)))
-        outputs.append({
-            "index": int(i),
-            "name": model.tensors[i].name,
-            "max_abs_error": float(err.max(initial=0.0)),
-            "mean_abs_error": float(err.mean()) if err.size else 0.0,
-            "worst_step": int(np.argmax(steps)),
-            "max_error_per_step": [float(v) for v in steps],
-            "error_slope_per_step": slope,  # least-squares slope of the per-step max: growth over time
-            "max_error_lsb": float(err.max(initial=0.0) / s) if s else None,
-            "tolerance": tol.to_dict(),
-            "saturated_fraction": saturated,  # > 0: input outside the calibrated range (recalibrate)
-            "ok": bool(np.all(steps <= tol.per_step)),
-        })
+        outputs.append(
+            {
+                "index": int(i),
+                "name": model.tensors[i].name,
+                "max_abs_error": float(err.max(initial=0.0)),
+                "mean_abs_error": float(err.mean()) if err.size else 0.0,
+                "worst_step": int(np.argmax(steps)),
+                "max_error_per_step": [float(v) for v in steps],
+                "error_slope_per_step": slope,  # least-squares slope of the per-step max: growth over time
+                "max_error_lsb": float(err.max(initial=0.0) / s) if s else None,
+                "tolerance": tol.to_dict(),
+                "saturated_fraction": saturated,  # > 0: input outside the calibrated range (recalibrate)
+                "ok": bool(np.all(steps <= tol.per_step)),
+            }
+        )
     return {"mode": mode or model_mode(model), "ok": all(o["ok"] for o in outputs), "outputs": outputs}
 
 
-def check(model: ModelRecord, feeds: Mapping[int, np.ndarray], actual: Mapping[int, np.ndarray],
-          *, mode: str | None = None, runs: int = RUNS, seed: int = 0) -> dict[str, Any]:
+def check(
+    model: ModelRecord,
+    feeds: Mapping[int, np.ndarray],
+    actual: Mapping[int, np.ndarray],
+    *,
+    mode: str | None = None,
+    runs: int = RUNS,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Reference (graph.evaluate on the quantized record, real-valued feeds) + tolerance + report."""
     ref = evaluate(model, feeds).values
     reference = {i: ref[i] for i in model.outputs}
@@ -309,4 +337,3 @@ def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(str(path))
     plt.close(fig)
-

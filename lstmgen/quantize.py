@@ -387,8 +387,14 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
             # With LN the matmul result is rescaled to this calibrated int16 scale before layer norm;
             # without LN the kernel ignores it (fixed Q3.12), written so the file says what is used.
             s_g = symmetric_scale(np.array([ranges.gate_pre_abs_max.get(g, 0.0)]), 32767) if layer_norm else Q3_12
-            tensors.append(TensorRecord(f"{base}/input_to_{g}_intermediate", (0,), I16,
-                                        quantization=Quantization((float(np.float32(s_g)),), (0,))))
+            tensors.append(
+                TensorRecord(
+                    f"{base}/input_to_{g}_intermediate",
+                    (0,),
+                    I16,
+                    quantization=Quantization((float(np.float32(s_g)),), (0,)),
+                )
+            )
             inter.append(len(tensors) - 1)
         tensors.append(TensorRecord(f"{base}/effective_hidden_scale_intermediate", (0,), I8, quantization=hidden_q))
         inter.append(len(tensors) - 1)
@@ -412,8 +418,14 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
             j = len(tensors) - 1
             tensors[i] = replace(t, dtype=F32, quantization=None)
             # Producer and any in-graph consumers move to the int8 twin; only DEQUANTIZE writes the float.
-            ops = [replace(o, outputs=tuple(j if x == i else x for x in o.outputs),
-                           inputs=tuple(j if x == i else x for x in o.inputs)) for o in ops]
+            ops = [
+                replace(
+                    o,
+                    outputs=tuple(j if x == i else x for x in o.outputs),
+                    inputs=tuple(j if x == i else x for x in o.inputs),
+                )
+                for o in ops
+            ]
             post.append(OperatorRecord(Op.DEQUANTIZE, 2, (j,), (i,)))
     out = replace(model, tensors=tuple(tensors), operators=tuple(pre + ops + post))
     meta = {

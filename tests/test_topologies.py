@@ -215,3 +215,18 @@ def test_cli_lists_layers_and_suggests_num_layers(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["inspect", str(out), "--json"])
     assert '"num_layers": 2' in r.stdout
+
+
+@pytest.mark.runtime
+def test_diagonal_recurrent_weights_from_a_file(tmp_path: Path, weights_npz) -> None:
+    """Rank-1 recurrent weights (IndyLSTM): inferred from the arrays, op version 4, r * h in the reference."""
+    w = random_tflite_weights(H, I, seed=6)
+    for g in ("input", "forget", "cell", "output"):
+        w[f"recurrent_to_{g}_weights"] = w[f"recurrent_to_{g}_weights"][:, 0].copy()
+    out = tmp_path / "indy.tflite"
+    result = build(out, {"batch_size": B}, weights_npz(w))
+    assert result.config.diagonal_recurrent and result.verification is not None and result.verification.passed
+    info = describe(out)
+    assert info["op_version"] == 4 and info["min_runtime_version"] == "2.12.0"
+    with pytest.raises(ConfigError, match="disagrees"):
+        build(tmp_path / "x.tflite", {"diagonal_recurrent": False}, weights_npz(w, "w2.npz"))
