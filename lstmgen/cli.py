@@ -115,7 +115,8 @@ def main() -> None:
 @click.option(
     "--forget-bias",
     type=float,
-    help="Added to the forget-gate bias [default: 1.0 for tf1 and --init (TF adds it at run time), 0.0 for tflite].",
+    help="Added to the forget-gate bias [default: 1.0 for tf1 weights, TF1 LSTMCell checkpoints and --init (TF adds "
+    "it at run time); 0.0 for tflite, Keras, PyTorch, ONNX and TFLiteLSTMCell weights].",
 )
 @click.option("--activation", help="Cell activation: tanh (default), relu, relu6, relu_n1_to_1.")
 @click.option(
@@ -215,6 +216,11 @@ def build_cmd(
       lstmgen build --weights cell_tf1.npz --use-peepholes --cell-clip 3 -o lstm.tflite
       # everything from a config file, machine-readable report for CI
       lstmgen build --config cell.toml -o lstm.tflite --json > build-report.json
+      # a 2-layer bidirectional PyTorch LSTM (state_dict), batch-first input
+      lstmgen build --weights enc.pt --layer encoder.lstm --num-layers 2 --bidirectional -o enc.tflite
+      # full-integer int8 for a microcontroller, calibrated on representative inputs
+      lstmgen build --weights model.keras --time-steps 50 --quantize int8 \\
+          --calibration-data calib.npy --target micro -o mcu.tflite
     """
     options: dict[str, Any] = {}
     if config_file is not None:
