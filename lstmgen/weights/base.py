@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -191,14 +192,15 @@ def single_cell(name: str, layer: str | None) -> None:
         raise WeightFileError(f"--layer {layer!r}: a {name} .npz holds a single cell; drop --layer.")
 
 
-class SingleCellNpzReader:
+class SingleCellNpzReader(ABC):
     """Shared plumbing of the layouts that exist only as an .npz holding one cell (tflite, tf1)."""
 
     name = ""
     suffixes: tuple[str, ...] = ()
 
+    @abstractmethod
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
-        raise NotImplementedError  # each layout maps its own keys
+        """Map this layout's keys onto TFLite slots."""
 
     def load(self, path: Path, layer: str | None = None) -> CellWeights:
         return self.read(npz_only(self.name, path), str(path), layer)
