@@ -21,8 +21,8 @@ from .arrays import load_npy, load_npz
 from .build import BuildResult, build
 from .config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from .errors import LstmgenError, VerificationError
-from .flatbuf import read_model
 from .inspect import describe, format_text
+from .modelinfo import read_lstm_model
 from .output import check_target, write_atomic
 from .qcheck import plot_error
 from .run import run_model_states
@@ -381,10 +381,11 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None) -> None:
       lstmgen inspect lstm.tflite --json | jq .num_units
       lstmgen inspect lstm.tflite --check micro
     """
-    info = describe(model)
+    lm = read_lstm_model(model)
+    info = describe(model, lm)
     problems = None
     if check is not None:
-        problems = [p.to_dict() for p in find_problems(read_model(model.read_bytes(), str(model)), check)]
+        problems = [p.to_dict() for p in find_problems(lm.model, check)]
         info["target_check"] = {"target": check, "ok": not problems, "problems": problems}
     if as_json:
         click.echo(json.dumps({"ok": True, **info}, indent=2))

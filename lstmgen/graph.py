@@ -74,6 +74,18 @@ class LstmSpec:
     c_index: int
     num_units: int
     output_size: int
+    h_bounds: tuple[float, float] | None = None  # integer kernels saturate h and c at their types' limits
+    c_bound: float | None = None
+
+    def reference_options(self) -> dict[str, Any]:
+        """The lstm_reference keyword arguments this op's options and state types imply."""
+        return {
+            "activation": self.activation,
+            "cell_clip": self.cell_clip,
+            "proj_clip": self.proj_clip,
+            "h_bounds": self.h_bounds,
+            "c_bound": self.c_bound,
+        }
 
 
 def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmSpec:
@@ -107,6 +119,8 @@ def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmS
         c_index=op.inputs[Slot.CELL_STATE],
         num_units=int(model.tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0]),
         output_size=int(ro[1] if len(ro) == 2 else ro[0]),
+        h_bounds=_int_range(model.tensors[op.inputs[Slot.OUTPUT_STATE]]),
+        c_bound=c_range[1] if (c_range := _int_range(model.tensors[op.inputs[Slot.CELL_STATE]])) else None,
     )
 
 
@@ -135,19 +149,8 @@ def _lstm(
     params = {k: values[i] for k, i in spec.weight_inputs.items()}
     h0, c0 = states.get(op_index, (None, None))
     record: dict[str, np.ndarray] | None = {} if trace is not None else None
-    h_range, c_range = _int_range(model.tensors[spec.h_index]), _int_range(model.tensors[spec.c_index])
     y, h, c = lstm_reference(
-        x,
-        params,
-        activation=spec.activation,
-        cell_clip=spec.cell_clip,
-        proj_clip=spec.proj_clip,
-        time_major=spec.time_major,
-        h0=h0,
-        c0=c0,
-        record=record,
-        h_bounds=h_range,
-        c_bound=c_range[1] if c_range is not None else None,
+        x, params, time_major=spec.time_major, h0=h0, c0=c0, record=record, **spec.reference_options()
     )
     if trace is not None and record is not None:
         trace(op_index, record)

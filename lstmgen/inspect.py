@@ -65,10 +65,13 @@ def _topology(lm: LstmModel) -> dict[str, Any]:
     }
 
 
-def describe(path: str | Path) -> dict[str, Any]:
-    """Everything `inspect` shows; the keys are listed in schemas/report.schema.json."""
+def describe(path: str | Path, lm: LstmModel | None = None) -> dict[str, Any]:
+    """Everything `inspect` shows; the keys are listed in schemas/report.schema.json.
+
+    Pass `lm` when the model is already parsed (the file is then not read again).
+    """
     path = Path(path)
-    lm = read_lstm_model(path)
+    lm = lm or read_lstm_model(path)
     topo = _topology(lm)
     hp = lm.metadata.get("hyperparameters", {})
     sig = lm.input.shape_signature or lm.input.shape

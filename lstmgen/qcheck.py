@@ -140,15 +140,7 @@ def _noisy_lstm(
             h_in = h + u(_row_step(h, asym), h.shape)
         rec: dict[str, np.ndarray] = {}
         y, h, c = lstm_reference(
-            x_t[None],
-            params,
-            activation=spec.activation,
-            cell_clip=spec.cell_clip,
-            proj_clip=spec.proj_clip,
-            time_major=True,
-            h0=h_in,
-            c0=c,
-            record=rec,
+            x_t[None], params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options()
         )
         y = y[0]
         if proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) before the projection

@@ -17,7 +17,7 @@ from .config import QUANTIZE_MODES as MODES
 from .errors import ConfigError
 from .flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from .slots import GATES, NUM_INPUTS, Slot
-from .tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME
+from .tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
 
 Op = tflite.BuiltinOperator
 F32, F16, I8, I16, I32 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32))
@@ -93,10 +93,6 @@ def cell_scale_exponent(cell_abs_max: float, cell_clip: float, op_index: int) ->
     return min(k, CELL_K_MAX)
 
 
-def _parse_version(v: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in v.split("."))
-
-
 def op_version(model: ModelRecord, op: OperatorRecord) -> int:
     """The op version TFLite's op_version.cc assigns, for the operators lstmgen writes."""
     t_in = model.tensors[op.inputs[0]].dtype if op.inputs and op.inputs[0] >= 0 else F32
@@ -129,15 +125,11 @@ def op_version(model: ModelRecord, op: OperatorRecord) -> int:
 
 def min_runtime_version(model: ModelRecord) -> str:
     """Max over the operators of their minimum runtime (runtime_version.cc semantics)."""
-    best = "1.5.0"
     for op in model.operators:
-        v = OP_MIN_RUNTIME.get((op.opcode, op.version))
-        if v is None:
+        if (op.opcode, op.version) not in OP_MIN_RUNTIME:
             name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
             raise ConfigError(f"no minimum runtime is known for {name} version {op.version}.")
-        if _parse_version(v) > _parse_version(best):
-            best = v
-    return best
+    return min_runtime([(op.opcode, op.version) for op in model.operators])
 
 
 def finalize(model: ModelRecord, quant_meta: dict[str, Any] | None = None) -> ModelRecord:
