@@ -57,6 +57,7 @@ def lstm_reference(
     record: dict[str, Array] | None = None,
     h_bounds: tuple[float, float] | None = None,
     c_bound: float | None = None,
+    gate_bounds: Mapping[str, float] | None = None,
 ) -> tuple[Array, Array, Array]:
     """Run the sequence; returns (output, final h, final c) in float64.
 
@@ -65,7 +66,9 @@ def lstm_reference(
     means peepholes, projection_weights means projection, *_layer_norm_coefficients means LN.
 
     h_bounds/c_bound model an integer kernel's state saturation (h stored in int8, c in int16): the
-    state is clamped to what its type can hold each step, as the kernel's saturating stores do.
+    state is clamped to what its type can hold each step, as the kernel's saturating stores do;
+    gate_bounds (gate -> bound) likewise clamps each gate's pre-activation, which the integer kernel
+    holds in int16 (±8 in Q3.12 without layer norm, the intermediate's range with it).
 
     If `record` is a dict, it receives every step's internals stacked over time ([T, B, ·]):
     '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
@@ -100,6 +103,8 @@ def lstm_reference(
         if c_peep is not None and f"cell_to_{gate}_weights" in p:
             pre = pre + c_peep * p[f"cell_to_{gate}_weights"]
         keep(f"{gate}_gate_pre", pre)
+        if gate_bounds is not None:
+            pre = np.clip(pre, -gate_bounds[gate], gate_bounds[gate])
         if layer_norm:
             pre = _layer_norm(pre) * p[f"{gate}_layer_norm_coefficients"]
         return act(pre + p[f"{gate}_gate_bias"])  # the bias comes after layer norm
