@@ -9,11 +9,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from lstmgen.calibrate import random_calibration
 from lstmgen.config import CellConfig
-from lstmgen.flatbuf import ModelRecord, serialize
-from lstmgen.lstm import layout
-from lstmgen.quantize import quantize
+from lstmgen.layout import layout
+from lstmgen.quant.calibrate import random_calibration
+from lstmgen.quant.quantize import quantize
+from lstmgen.tflite.flatbuf import ModelRecord, serialize
 
 MODES = ("none", "float16", "dynamic-int8", "dynamic-int8+asym", "int8")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LstmgenError
+from lstmgen.errors import LstmgenError
 
 
 def load_npy(path: Path, what: str) -> np.ndarray:

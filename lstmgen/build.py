@@ -10,18 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import load_npy
-from .calibrate import CalibrationStats, calibrate, random_calibration
-from .config import CellConfig
-from .errors import ConfigError, LstmgenError, VerificationError, WeightFileError
-from .flatbuf import ModelRecord, materialize, serialize
-from .init import init_weights
-from .lstm import CellShape, layout, shapes_from_config
-from .output import write_atomic
-from .quantize import quantize
-from .targets import check_target
-from .verify import VerifyReport, verify_model
-from .weights import CellWeights, load_weights
+from lstmgen.arrays import load_npy
+from lstmgen.check.verify import VerifyReport, verify_model
+from lstmgen.config import CellConfig
+from lstmgen.errors import ConfigError, LstmgenError, VerificationError, WeightFileError
+from lstmgen.init import init_weights
+from lstmgen.layout import CellShape, layout, shapes_from_config
+from lstmgen.output import write_atomic
+from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibration
+from lstmgen.quant.quantize import quantize
+from lstmgen.targets.rules import check_target
+from lstmgen.tflite.flatbuf import ModelRecord, materialize, serialize
+from lstmgen.weights import CellWeights, load_weights
 
 CONFIG_FIELDS = tuple(f.name for f in fields(CellConfig))
 # Options that only a weight file can settle per layer, and what a conflict means in words.
@@ -207,7 +207,7 @@ def load_stack(
     path: Path, weights_format: str, layer: str | None, num_layers: int | None, bidirectional: bool
 ) -> list[list[CellWeights]]:
     """The cells to build, as layers x directions, chosen by --layer / --num-layers / --bidirectional."""
-    from .weights import list_layers, load_layers
+    from lstmgen.weights import list_layers, load_layers
 
     fmt, listed = list_layers(path, weights_format, layer)
     names = "; ".join(" + ".join(c or "(unnamed)" for c in cells) for cells in listed)

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .tables import ACTIVATIONS, REFUSED_ACTIVATIONS
+from lstmgen.errors import ConfigError
+from lstmgen.tflite.tables import ACTIVATIONS, REFUSED_ACTIVATIONS
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .config import CellConfig
-from .flatbuf import Deferred
-from .lstm import CellShape, slot_enabled
-from .slots import WEIGHT_SLOTS
-from .weights import CellWeights
+from lstmgen.config import CellConfig
+from lstmgen.layout import CellShape, slot_enabled
+from lstmgen.tflite.flatbuf import Deferred
+from lstmgen.tflite.slots import WEIGHT_SLOTS
+from lstmgen.weights import CellWeights
 
 
 def _glorot_uniform(rng: np.random.Generator, out: np.ndarray) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import tflite
 
-from .errors import ModelFileError
-from .flatbuf import ModelRecord, TensorRecord, read_model
-from .graph import LstmSpec, lstm_spec
-from .lstm import read_metadata
-from .tables import BUILTIN_OPERATOR_NAMES
+from lstmgen.check.graph import LstmSpec, lstm_spec
+from lstmgen.errors import ModelFileError
+from lstmgen.layout import read_metadata
+from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
 Op = tflite.BuiltinOperator
 # Operators lstmgen can verify and run (graph.py evaluates exactly these).

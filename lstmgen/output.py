@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import OutputError
+from lstmgen.errors import OutputError
 
 
 def check_target(target: Path) -> Path:

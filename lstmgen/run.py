@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LstmgenError
-from .modelinfo import read_lstm_model
-from .verify import open_model_session
+from lstmgen.check.verify import open_model_session
+from lstmgen.errors import LstmgenError
+from lstmgen.modelinfo import read_lstm_model
 
 State = tuple[np.ndarray, np.ndarray]
 

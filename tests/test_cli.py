@@ -5,7 +5,7 @@ file or option, what was expected and what was found; exit status 2 (1 for a fai
 never a Python traceback; never a partial or leftover output file (no `.*.tmp` either), and an
 existing output file is left untouched by a failed build but replaced by a successful one.
 
-Most tests go through click's CliRunner (in-process, fast); a few run `python -m lstmgen.cli` as a
+Most tests go through click's CliRunner (in-process, fast); a few run `python -m lstmgen.cli.main` as a
 real subprocess. Tests that need a TFLite interpreter carry @pytest.mark.runtime.
 """
 
@@ -28,9 +28,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import lstmgen.build
-import lstmgen.cli
-import lstmgen.verify
-from lstmgen.cli import main
+import lstmgen.check.verify
+import lstmgen.cli.main
+from lstmgen.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_UNITS, INPUT_SIZE, NUM_PROJ = 6, 5, 4  # all different, so a swapped dimension cannot go unnoticed
@@ -141,7 +141,7 @@ def subprocess_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("LSTMGEN_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "lstmgen.cli", *(str(a) for a in args)],
+        [sys.executable, "-m", "lstmgen.cli.main", *(str(a) for a in args)],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -578,7 +578,7 @@ def test_output_directory_not_writable(tmp_path: Path, weights_file: Path) -> No
 def _fail_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make build's verification demand exact equality with the float64 reference: it must fail."""
     monkeypatch.setattr(
-        lstmgen.build, "verify_model", functools.partial(lstmgen.verify.verify_model, atol=0.0, rtol=0.0)
+        lstmgen.build, "verify_model", functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
     )
 
 
@@ -744,7 +744,8 @@ def test_build_accepts_float64_with_a_note(tmp_path: Path) -> None:
 
 @pytest.mark.runtime
 def test_verify_failure_exits_1(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lstmgen.cli, "verify_model", functools.partial(lstmgen.verify.verify_model, atol=0.0, rtol=0.0))
+    strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
+    monkeypatch.setattr(lstmgen.cli.main, "verify_model", strict)
     result = invoke("verify", models["dynamic"])
     assert_user_error(result, "dynamic.tflite", code=1)
     assert "FAIL" in result.stdout
@@ -752,7 +753,8 @@ def test_verify_failure_exits_1(models: dict[str, Path], monkeypatch: pytest.Mon
 
 @pytest.mark.runtime
 def test_verify_failure_json_is_one_document(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lstmgen.cli, "verify_model", functools.partial(lstmgen.verify.verify_model, atol=0.0, rtol=0.0))
+    strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
+    monkeypatch.setattr(lstmgen.cli.main, "verify_model", strict)
     result = invoke("verify", models["dynamic"], "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -919,7 +921,7 @@ def _corrupt_tensor_index(src: Path, dst: Path) -> None:
     """A model whose LSTM op points at tensor 999 (a corrupt file): written with lstmgen's own records."""
     import dataclasses
 
-    from lstmgen.flatbuf import read_model, serialize
+    from lstmgen.tflite.flatbuf import read_model, serialize
 
     model = read_model(src.read_bytes())
     op = model.operators[0]

@@ -10,7 +10,7 @@ import pytest
 from support import ROOT
 
 from lstmgen.build import build
-from lstmgen.cli import main  # noqa: F401  (the console entry point imports)
+from lstmgen.cli.main import main  # noqa: F401  (the console entry point imports)
 
 
 @pytest.mark.runtime

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from support import TF_FIXTURES, tf_manifest
 
 from lstmgen.build import build
-from lstmgen.cli import main
+from lstmgen.cli.main import main
 from lstmgen.errors import ConfigError, WeightFileError
 from lstmgen.run import run_model
 from lstmgen.weights import get_reader, load_weights

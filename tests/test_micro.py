@@ -13,12 +13,20 @@ import tflite
 from support import TF_FIXTURES
 
 from lstmgen.build import build
+from lstmgen.check.graph import evaluate
 from lstmgen.errors import ConfigError, LstmgenError, ModelFileError, RuntimeNotAvailable
-from lstmgen.flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord, read_model, serialize
-from lstmgen.graph import evaluate
 from lstmgen.run import run_model, run_model_states
-from lstmgen.slots import Slot
-from lstmgen.targets import MICRO_BUILTIN_OPS, MICRO_RULES, TARGETS, check_target, find_problems
+from lstmgen.targets.rules import MICRO_BUILTIN_OPS, MICRO_RULES, TARGETS, check_target, find_problems
+from lstmgen.tflite.flatbuf import (
+    ModelRecord,
+    OperatorRecord,
+    Options,
+    Quantization,
+    TensorRecord,
+    read_model,
+    serialize,
+)
+from lstmgen.tflite.slots import Slot
 
 HAVE_TFLM = importlib.util.find_spec("tflite_micro") is not None
 needs_tflm = pytest.mark.skipif(
@@ -236,7 +244,7 @@ TOPOLOGIES = {
 @needs_tflm
 @pytest.mark.parametrize("topology", list(TOPOLOGIES))
 def test_float_models_match_tflite_and_reference(tmp_path: Path, topology: str) -> None:
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     path = _build(tmp_path, **TOPOLOGIES[topology])
     m = read_model(path.read_bytes())
@@ -264,7 +272,7 @@ def test_float_models_match_tflite_and_reference(tmp_path: Path, topology: str) 
 
 @needs_tflm
 def test_state_persists_across_invokes_and_reset_zeroes_it(tmp_path: Path) -> None:
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     path = _build(tmp_path)
     x = np.random.default_rng(2).standard_normal((3, 14, 5)).astype(np.float32)
@@ -282,7 +290,7 @@ def test_state_persists_across_invokes_and_reset_zeroes_it(tmp_path: Path) -> No
 
 @needs_tflm
 def test_session_refuses_what_tflm_cannot_do(tmp_path: Path) -> None:
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     s = open_micro_session(_build(tmp_path))
     with pytest.raises(ModelFileError, match=r"only with its stored input shape \[3, 7, 5\]"):
@@ -297,7 +305,7 @@ def test_session_refuses_what_tflm_cannot_do(tmp_path: Path) -> None:
 @needs_tflm
 @pytest.mark.parametrize("variant", list(REFUSED_BY_TFLM))
 def test_tflm_itself_refuses_the_flagged_variants(tmp_path: Path, variant: str) -> None:
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     edit, _, message = REFUSED_BY_TFLM[variant]
     path = _save(edit(_record(_build(tmp_path))), tmp_path / f"{variant}.tflite")
@@ -309,7 +317,7 @@ def test_tflm_itself_refuses_the_flagged_variants(tmp_path: Path, variant: str) 
 @needs_tflm
 @pytest.mark.parametrize("options", [{"use_peepholes": True}, {"num_proj": 4}])
 def test_tflm_itself_refuses_peepholes_and_projection(tmp_path: Path, options: dict[str, Any]) -> None:
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     with pytest.raises(ModelFileError, match=r"lstm_eval.cc:\d+ internal_tensors_\[i\] == nullptr"):
         open_micro_session(_build(tmp_path, **options), check=False)
@@ -318,7 +326,7 @@ def test_tflm_itself_refuses_peepholes_and_projection(tmp_path: Path, options: d
 @needs_tflm
 def test_silently_wrong_variants_run_in_tflm(tmp_path: Path) -> None:
     """Why hybrid and non-tanh activations are rules: TFLM loads them and returns wrong numbers."""
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     x = np.random.default_rng(3).standard_normal((3, 7, 5)).astype(np.float32)
     plain = _build(tmp_path)
@@ -337,7 +345,7 @@ def test_silently_wrong_variants_run_in_tflm(tmp_path: Path) -> None:
 
 @needs_tflm
 def test_dynamic_time_runs_only_with_the_placeholder_size(tmp_path: Path) -> None:
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     s = open_micro_session(_build(tmp_path, time_steps=None), check=False)
     assert s.input_shape == (3, 1, 5)
@@ -365,7 +373,7 @@ def _int8_litert(path: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @needs_tflm
 def test_converter_int8_model_matches_litert_within_one_lsb(tmp_path: Path) -> None:
-    from lstmgen.micro_runtime import open_micro_session
+    from lstmgen.runtimes.micro import open_micro_session
 
     io = np.load(TF_FIXTURES / "tfint8_lstm.io.npz")
     x = io["x_int8"]
@@ -474,7 +482,7 @@ def test_graph_ops_run_in_tflm_as_in_litert(tmp_path: Path, case: str) -> None:
 def test_missing_tflite_micro_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    from lstmgen import micro_runtime
+    from lstmgen.runtimes import micro as micro_runtime
 
     real = importlib.import_module
 

@@ -12,10 +12,10 @@ from support import random_tflite_weights
 
 from lstmgen.build import build
 from lstmgen.config import CellConfig
-from lstmgen.flatbuf import DATA_ALIGNMENT, read_model, serialize
-from lstmgen.lstm import layout
+from lstmgen.layout import layout
 from lstmgen.modelinfo import describe_graph
-from lstmgen.slots import WEIGHT_SLOTS, Slot
+from lstmgen.tflite.flatbuf import DATA_ALIGNMENT, read_model, serialize
+from lstmgen.tflite.slots import WEIGHT_SLOTS, Slot
 
 N, I, P, B = 6, 5, 4, 3  # noqa: E741  (the op's own size names)
 

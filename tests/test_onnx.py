@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from lstmgen.build import build  # noqa: E402
-from lstmgen.cli import main  # noqa: E402
+from lstmgen.cli.main import main  # noqa: E402
 from lstmgen.errors import WeightFileError  # noqa: E402
 from lstmgen.run import run_model  # noqa: E402
 from lstmgen.weights import load_weights  # noqa: E402

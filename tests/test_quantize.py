@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import tflite
 
-from lstmgen.calibrate import calibrate, random_calibration
+from lstmgen.check.graph import evaluate
+from lstmgen.check.tolerance import check, to_codes, to_real
 from lstmgen.config import CellConfig
 from lstmgen.errors import ConfigError
-from lstmgen.flatbuf import ModelRecord, OperatorRecord, Options, Signature, TensorRecord, read_model, serialize
-from lstmgen.graph import evaluate
-from lstmgen.lstm import layout
-from lstmgen.qcheck import check, to_codes, to_real
-from lstmgen.quantize import quantize
-from lstmgen.slots import Slot
+from lstmgen.layout import layout
+from lstmgen.quant.calibrate import calibrate, random_calibration
+from lstmgen.quant.quantize import quantize
+from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Signature, TensorRecord, read_model, serialize
+from lstmgen.tflite.slots import Slot
 from tests.support import TF_FIXTURES, random_tflite_weights
 
 ai_edge_litert = pytest.importorskip("ai_edge_litert.interpreter")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lstmgen.cli import main
+from lstmgen.cli.main import main
 
 N, I, B, T = 8, 5, 3, 7  # noqa: E741
 BASE = ["build", "--num-units", str(N), "--input-size", str(I), "--batch-size", str(B), "-q"]

@@ -10,7 +10,7 @@ import tomllib
 from click.testing import CliRunner
 from support import ROOT
 
-from lstmgen.cli import main
+from lstmgen.cli.main import main
 from lstmgen.config import CONFIG_KEYS, FILE_ONLY_KEYS
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from support import TF_FIXTURES, tf_manifest
 
 from lstmgen.build import build
-from lstmgen.cli import main
+from lstmgen.cli.main import main
 from lstmgen.errors import WeightFileError
 from lstmgen.run import run_model
 from lstmgen.weights import get_reader, load_weights

@@ -9,8 +9,8 @@ import pytest
 from support import TF_FIXTURES, tf_manifest
 
 from lstmgen.build import build
+from lstmgen.check.reference import lstm_reference
 from lstmgen.modelinfo import read_lstm_model
-from lstmgen.reference import lstm_reference
 from lstmgen.run import run_model
 from lstmgen.weights import load_weights
 
@@ -104,7 +104,7 @@ def test_wrong_forget_bias_is_caught(tmp_path: Path) -> None:
 @pytest.mark.runtime
 def test_tf_converter_model_verifies(tmp_path: Path) -> None:
     """`verify` reads weights back from a model made by TF's own converter (cell_clip 10)."""
-    from lstmgen.verify import verify_model
+    from lstmgen.check.verify import verify_model
 
     path = TF_FIXTURES / "tfkeras2_float_lstm.tflite"
     if not path.exists():

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from support import TF_FIXTURES, random_tflite_weights, tf_manifest
 
 from lstmgen.build import build
-from lstmgen.cli import main
+from lstmgen.check.verify import verify_model
+from lstmgen.cli.main import main
+from lstmgen.describe import describe
 from lstmgen.errors import ConfigError, LstmgenError, WeightFileError
-from lstmgen.inspect import describe
 from lstmgen.run import run_model, run_model_states
-from lstmgen.verify import verify_model
 
 B, T, I, H = 3, 7, 5, 6  # noqa: E741  (batch != time != input != units)
 

@@ -21,7 +21,7 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from torch import nn  # noqa: E402
 
 from lstmgen.build import build  # noqa: E402
-from lstmgen.cli import main  # noqa: E402
+from lstmgen.cli.main import main  # noqa: E402
 from lstmgen.errors import WeightFileError  # noqa: E402
 from lstmgen.run import run_model  # noqa: E402
 from lstmgen.weights import load_weights  # noqa: E402
@@ -423,7 +423,7 @@ def test_torch_is_not_imported_for_npz_or_safetensors(tmp_path: Path) -> None:
     lstm = make_lstm()
     npz, st = save(lstm.state_dict(), tmp_path / "w.npz"), save(lstm.state_dict(), tmp_path / "w.safetensors")
     code = (
-        "import sys, lstmgen.cli\n"
+        "import sys, lstmgen.cli.main\n"
         "from lstmgen.weights import load_weights\n"
         "from lstmgen.weights.torch_sd import list_cells\n"
         f"assert load_weights({str(npz)!r}).format == 'torch'\n"

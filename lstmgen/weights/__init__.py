@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightFileError
-from .base import GATE_ORDERS, CellWeights, WeightReader, split_gates
-from .base import load_npz as _load_npz
+from lstmgen.errors import WeightFileError
+from lstmgen.weights.base import GATE_ORDERS, CellWeights, WeightReader, split_gates
+from lstmgen.weights.base import load_npz as _load_npz
 
 # Format name -> "module:Class". Imported on first use, so optional dependencies (h5py, onnx,
 # torch, safetensors) are only needed by the formats that use them.

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import WeightFileError
+from lstmgen.errors import WeightFileError
 
 GATE_ORDERS: dict[str, tuple[str, ...]] = {
     # Order of the four gate blocks along a framework's packed 4*N axis, in TFLite gate names.

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WeightFileError
-from ..tables import REFUSED_ACTIVATIONS
-from .base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.errors import WeightFileError
+from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
+from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
 
 ROLES = ("kernel", "recurrent_kernel", "bias")
 # Keras activation name -> lstmgen name (same function in the fused kernel's float path).

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WeightFileError
-from .base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.errors import WeightFileError
+from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
 
 KEYS = ("W", "R", "B", "P")
 DIRECTIONS = ("forward", "reverse", "bidirectional")

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import WeightFileError
-from .base import CellWeights, SingleCellNpzReader, as_float32, single_cell, split_gates
+from lstmgen.errors import WeightFileError
+from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, single_cell, split_gates
 
 KEYS = ("kernel", "bias", "w_i_diag", "w_f_diag", "w_o_diag", "projection/kernel")
 PEEPHOLES = {

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightFileError
-from . import tfbundle
-from .base import CellWeights
-from .tf1 import Tf1Reader
-from .tflite_npz import TfliteReader
+from lstmgen.errors import WeightFileError
+from lstmgen.weights import tfbundle
+from lstmgen.weights.base import CellWeights
+from lstmgen.weights.tf1 import Tf1Reader
+from lstmgen.weights.tflite_npz import TfliteReader
 
 _KERAS_ATTR = "/.ATTRIBUTES/VARIABLE_VALUE"  # TF2 object-based checkpoint key suffix
 # TFLiteLSTMCell's variable names (rnn_cell.py) -> the op's input names. It stores everything
@@ -207,7 +207,7 @@ class TfCheckpointReader:
             keys = {k: v + _KERAS_ATTR if f"{v}{_KERAS_ATTR}" in names else v for k, v in keys.items()}
             keys = {k: v for k, v in keys.items() if v in names}
             arrays = tfbundle.read_variables(path, keys.values())
-            from . import get_reader  # the Keras layout lives in the keras reader
+            from lstmgen.weights import get_reader  # the Keras layout lives in the keras reader
 
             weights = get_reader("keras").read({k: arrays[v] for k, v in keys.items()}, source)
         elif kind == "tflite-cell":

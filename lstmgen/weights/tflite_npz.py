@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import WeightFileError
-from ..slots import WEIGHT_SLOT_BY_KEY
-from .base import CellWeights, SingleCellNpzReader, as_float32, single_cell
+from lstmgen.errors import WeightFileError
+from lstmgen.tflite.slots import WEIGHT_SLOT_BY_KEY
+from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, single_cell
 
 REQUIRED = tuple(k for k, s in WEIGHT_SLOT_BY_KEY.items() if s.feature == "core")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WeightFileError
-from .base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.errors import WeightFileError
+from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
 
 # This module is deliberately not called torch.py: a sibling named like the real package is a trap
 # for anyone running a script from this directory. torch and safetensors are imported lazily.

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import tflite
 
-from .errors import ModelFileError
-from .flatbuf import ModelRecord, OperatorRecord, TensorRecord
-from .reference import lstm_reference
-from .slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
-from .tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
+from lstmgen.check.reference import lstm_reference
+from lstmgen.errors import ModelFileError
+from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
+from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
 
 Op = tflite.BuiltinOperator
 

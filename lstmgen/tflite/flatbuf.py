@@ -10,8 +10,8 @@ import flatbuffers
 import numpy as np
 import tflite
 
-from .errors import ModelFileError, OutputError
-from .tables import NUMPY_TO_TFLITE, TFLITE_TO_NUMPY
+from lstmgen.errors import ModelFileError, OutputError
+from lstmgen.tflite.tables import NUMPY_TO_TFLITE, TFLITE_TO_NUMPY
 
 FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3

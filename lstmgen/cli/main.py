@@ -16,20 +16,20 @@ from typing import Any
 import click
 import numpy as np
 
-from . import __version__
-from .arrays import load_npy, load_npz
-from .build import BuildResult, build
-from .config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
-from .errors import LstmgenError, VerificationError
-from .inspect import describe, format_text
-from .modelinfo import read_lstm_model
-from .output import check_target, write_atomic
-from .qcheck import plot_error
-from .run import run_model_states
-from .runtime import RUNTIME_CHOICES
-from .targets import find_problems
-from .verify import VerifyReport, verify_model
-from .weights import FORMATS
+from lstmgen import __version__
+from lstmgen.arrays import load_npy, load_npz
+from lstmgen.build import BuildResult, build
+from lstmgen.check.tolerance import plot_error
+from lstmgen.check.verify import VerifyReport, verify_model
+from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
+from lstmgen.describe import describe, format_text
+from lstmgen.errors import LstmgenError, VerificationError
+from lstmgen.modelinfo import read_lstm_model
+from lstmgen.output import check_target, write_atomic
+from lstmgen.run import run_model_states
+from lstmgen.runtimes.interpreter import RUNTIME_CHOICES
+from lstmgen.targets.rules import find_problems
+from lstmgen.weights import FORMATS
 
 EXIT_CODES = "Exit status: 0 success, 1 verification failed, 2 bad input or usage, 70 internal error."
 _PATH = click.Path(path_type=Path, dir_okay=False)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .modelinfo import LstmModel, read_lstm_model
-from .slots import Slot
-from .tables import BUILTIN_OPERATOR_NAMES, NUMPY_TO_TFLITE, TENSOR_TYPE_NAMES, min_runtime
+from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.tflite.slots import Slot
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, NUMPY_TO_TFLITE, TENSOR_TYPE_NAMES, min_runtime
 
 
 def _dtype(t: Any) -> str:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import tflite
 
-from .config import TARGETS
-from .errors import ConfigError
-from .flatbuf import ModelRecord, OperatorRecord, TensorRecord
-from .slots import NUM_INPUTS, Slot
-from .tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
+from lstmgen.config import TARGETS
+from lstmgen.errors import ConfigError
+from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.slots import NUM_INPUTS, Slot
+from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
 
 TARGET_NAMES: dict[str, str] = {"tflite": "TensorFlow Lite", "micro": "TensorFlow Lite Micro (TFLM)"}
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import tflite
 
-from . import __version__
-from .config import CellConfig
-from .errors import WeightFileError
-from .flatbuf import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
-from .slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
-from .tables import ACTIVATIONS, min_runtime
+from lstmgen import __version__
+from lstmgen.config import CellConfig
+from lstmgen.errors import WeightFileError
+from lstmgen.tflite.flatbuf import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
+from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
+from lstmgen.tflite.tables import ACTIVATIONS, min_runtime
 
 OPCODE = tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 OPTIONS_TABLE = "UnidirectionalSequenceLSTMOptions"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFileError, RuntimeNotAvailable
+from lstmgen.errors import ModelFileError, RuntimeNotAvailable
 
 # runtime name -> (interpreter module, distributions whose version we report)
 RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import tflite
 
-from .flatbuf import ModelRecord, TensorRecord
-from .graph import _strided_slice, evaluate, lstm_spec, quantize_real, real_value
-from .reference import lstm_reference
-from .slots import Slot
+from lstmgen.check.graph import _strided_slice, evaluate, lstm_spec, quantize_real, real_value
+from lstmgen.check.reference import lstm_reference
+from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord
+from lstmgen.tflite.slots import Slot
 
 Op = tflite.BuiltinOperator
 FLOAT_ATOL = 1e-5  # same as float verification: float32 arithmetic vs the float64 reference
@@ -25,7 +25,7 @@ MIN_INT8_LSB = 1  # the output is rounded to its grid and ties may break either 
 
 
 def model_mode(model: ModelRecord) -> str:
-    """The quantization mode recorded by lstmgen.quantize, else inferred from the LSTM tensor types."""
+    """The quantization mode recorded by lstmgen.quant.quantize, else inferred from the LSTM tensor types."""
     raw = model.metadata_dict().get("lstmgen")
     if raw:
         try:
@@ -315,7 +315,7 @@ def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:  # an optional extra; say how to get it
-        from .errors import ConfigError
+        from lstmgen.errors import ConfigError
 
         raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
     outs = report["outputs"]

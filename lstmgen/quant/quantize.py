@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import tflite
 
-from .calibrate import CalibrationStats
-from .config import IO_TYPES
-from .config import QUANTIZE_MODES as MODES
-from .errors import ConfigError
-from .flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
-from .slots import GATES, NUM_INPUTS, Slot
-from .tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
+from lstmgen.config import IO_TYPES
+from lstmgen.config import QUANTIZE_MODES as MODES
+from lstmgen.errors import ConfigError
+from lstmgen.quant.calibrate import CalibrationStats
+from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
+from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
 
 Op = tflite.BuiltinOperator
 F32, F16, I8, I16, I32 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32))
@@ -269,7 +269,7 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
     if missing:
         raise ConfigError(
             f"the calibration statistics have no ranges for LSTM operator(s) {missing}; calibrate this model "
-            "(lstmgen.calibrate.calibrate) and pass the result."
+            "(lstmgen.quant.calibrate.calibrate) and pass the result."
         )
     tensors = list(model.tensors)
     ops = list(model.operators)

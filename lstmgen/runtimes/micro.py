@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LstmgenError, ModelFileError, RuntimeNotAvailable
-from .flatbuf import ModelRecord, TensorRecord, read_model
-from .runtime import decode, encode
-from .slots import Slot
-from .targets import LSTM, check_target
+from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
+from lstmgen.runtimes.interpreter import decode, encode
+from lstmgen.targets.rules import LSTM, check_target
+from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
+from lstmgen.tflite.slots import Slot
 
 RUNTIME_NAME = "tflite-micro"
 _MODULE = "tflite_micro"

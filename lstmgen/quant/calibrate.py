@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import tflite
 
-from .errors import ConfigError
-from .flatbuf import ModelRecord
-from .graph import evaluate
+from lstmgen.check.graph import evaluate
+from lstmgen.errors import ConfigError
+from lstmgen.tflite.flatbuf import ModelRecord
 
 Op = tflite.BuiltinOperator
 RANDOM_SOURCE = "random (SMOKE TEST ONLY: standard-normal inputs, not representative of real data)"

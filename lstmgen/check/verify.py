@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import tflite
 
-from .graph import evaluate, quantize_real
-from .modelinfo import LstmModel, read_lstm_model
-from .qcheck import check as qcheck_report
-from .qcheck import model_mode
-from .runtime import Session, open_session
+from lstmgen.check.graph import evaluate, quantize_real
+from lstmgen.check.tolerance import check as qcheck_report
+from lstmgen.check.tolerance import model_mode
+from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.runtimes.interpreter import Session, open_session
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
 # I + P to float32 (relative error ~ sqrt(I+P) * 6e-8) and the recurrence carries it forward.
@@ -160,7 +160,7 @@ def verify_model(
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
     sessions: list[Any] = [session]
     if micro:
-        from .micro_runtime import open_micro_session
+        from lstmgen.runtimes.micro import open_micro_session
 
         sessions.append(open_micro_session(path))
         report.runtimes.append(f"{sessions[1].runtime} {sessions[1].version}")

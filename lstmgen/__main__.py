@@ -1,0 +1,5 @@
+"""`python -m lstmgen`: the command line."""
+
+from lstmgen.cli.main import main
+
+main(prog_name="lstmgen")

@@ -1,0 +1,1 @@
+"""Checking: the NumPy references, graph evaluation, verification and tolerances."""

@@ -1,0 +1,1 @@
+"""The `lstmgen` command line (click)."""

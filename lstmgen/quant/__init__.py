@@ -1,0 +1,1 @@
+"""Quantization: the quantizer and calibration."""

@@ -1,0 +1,1 @@
+"""Adapters over the TFLite interpreters (LiteRT, tflite-runtime, TFLite Micro)."""

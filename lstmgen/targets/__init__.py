@@ -1,0 +1,1 @@
+"""Deployment targets: what each runtime or device can run."""
