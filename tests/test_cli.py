@@ -5,7 +5,7 @@ file or option, what was expected and what was found; exit status 2 (1 for a fai
 never a Python traceback; never a partial or leftover output file (no `.*.tmp` either), and an
 existing output file is left untouched by a failed build but replaced by a successful one.
 
-Most tests go through click's CliRunner (in-process, fast); a few run `python -m lstmgen.cli.main` as a
+Most tests go through click's CliRunner (in-process, fast); a few run `python -m lstmgen` as a
 real subprocess. Tests that need a TFLite interpreter carry @pytest.mark.runtime.
 """
 
@@ -29,6 +29,7 @@ from click.testing import CliRunner, Result
 
 import lstmgen.build
 import lstmgen.check.verify
+import lstmgen.cli.cmd_verify
 import lstmgen.cli.main
 from lstmgen.cli.main import main
 
@@ -141,7 +142,7 @@ def subprocess_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("LSTMGEN_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-m", "lstmgen.cli.main", *(str(a) for a in args)],
+        [sys.executable, "-m", "lstmgen", *(str(a) for a in args)],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -745,7 +746,7 @@ def test_build_accepts_float64_with_a_note(tmp_path: Path) -> None:
 @pytest.mark.runtime
 def test_verify_failure_exits_1(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
-    monkeypatch.setattr(lstmgen.cli.main, "verify_model", strict)
+    monkeypatch.setattr(lstmgen.cli.cmd_verify, "verify_model", strict)
     result = invoke("verify", models["dynamic"])
     assert_user_error(result, "dynamic.tflite", code=1)
     assert "FAIL" in result.stdout
@@ -754,7 +755,7 @@ def test_verify_failure_exits_1(models: dict[str, Path], monkeypatch: pytest.Mon
 @pytest.mark.runtime
 def test_verify_failure_json_is_one_document(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
-    monkeypatch.setattr(lstmgen.cli.main, "verify_model", strict)
+    monkeypatch.setattr(lstmgen.cli.cmd_verify, "verify_model", strict)
     result = invoke("verify", models["dynamic"], "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)

@@ -1,0 +1,202 @@
+"""`lstmgen build`: write (and verify) a model from a config and weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lstmgen.build import BuildResult, build
+from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, verify_line
+from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
+from lstmgen.runtimes.interpreter import RUNTIME_CHOICES
+from lstmgen.weights import FORMATS
+
+
+@click.command("build", epilog=EXIT_CODES)
+@click.option("-o", "--output", type=PATH, required=True, help="Model file to write (overwritten atomically).")
+@click.option(
+    "--config",
+    "config_file",
+    type=PATH,
+    help="TOML or JSON file with the same keys as the options (num_units = 64, ...). Command-line options override it.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="Weight file: .npz, .h5/.keras, .pt/.pth/.safetensors, "
+    ".onnx, or a TF checkpoint (prefix, .index or directory). Without it, weights come from --init.",
+)
+@click.option(
+    "--weights-format", type=click.Choice(FORMATS), help="Layout of --weights [default: auto, from the keys]."
+)
+@click.option("--layer", help="Which layer/scope/key prefix to read when the weight file holds several.")
+@click.option("--num-units", type=int, help="Cells N (inferred from --weights).")
+@click.option("--input-size", type=int, help="Input features I (inferred from --weights).")
+@click.option("--use-peepholes/--no-use-peepholes", default=None, help="Diagonal peephole connections.")
+@click.option("--cell-clip", type=float, help="Clip the cell state to ±value; 0 or absent = no clip.")
+@click.option("--num-proj", type=int, help="Projection size P (h and output become P wide).")
+@click.option("--proj-clip", type=float, help="Clip the projected output to ±value (needs --num-proj).")
+@click.option(
+    "--forget-bias",
+    type=float,
+    help="Added to the forget-gate bias [default: 1.0 for tf1 weights, TF1 LSTMCell checkpoints and --init (TF adds "
+    "it at run time); 0.0 for tflite, Keras, PyTorch, ONNX and TFLiteLSTMCell weights].",
+)
+@click.option("--activation", help="Cell activation: tanh (default), relu, relu6, relu_n1_to_1.")
+@click.option(
+    "--init", type=click.Choice(INITIALIZERS), help="Initializer when no --weights [default: glorot_uniform]."
+)
+@click.option("--seed", type=int, help="Seed for --init and for verification inputs [default: 0].")
+@click.option("--name", help="Tensor-name prefix [default: lstm].")
+@click.option("--dtype", type=click.Choice(["float32"]), help="Weight type [default: float32].")
+@click.option("--batch-size", type=int, help="Batch size B [default: 1].")
+@click.option("--time-steps", type=int, help="Fixed time steps T; omit for a resizable (dynamic) time axis.")
+@click.option(
+    "--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: batch-major]."
+)
+@click.option("--dynamic-batch/--fixed-batch", default=None, help="Resizable batch axis (shape_signature -1).")
+@click.option("--num-layers", type=int, help="Stacked layers (with --weights: how many of the file's layers).")
+@click.option(
+    "--bidirectional/--no-bidirectional",
+    default=None,
+    help="Forward + backward op per layer, outputs concatenated (forward ‖ backward, as PyTorch).",
+)
+@click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate (no input-gate tensors; i = 1 - f).")
+@click.option(
+    "--diagonal-recurrent/--full-recurrent",
+    default=None,
+    help="Rank-1 recurrent weights, r * h (IndyLSTM, op version 4, runtime >= 2.12).",
+)
+@click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates (coefficient vectors).")
+@click.option(
+    "--return-sequences/--last-step",
+    default=None,
+    help="Output every step, or only the last (Keras return_sequences=False) [default: every step].",
+)
+@click.option(
+    "--go-backwards/--no-go-backwards",
+    default=None,
+    help="Run a single layer over the reversed sequence (Keras go_backwards: output in processing order).",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(QUANTIZE_MODES),
+    help="none (default), float16, dynamic-int8 (hybrid) or int8 (full integer, needs calibration).",
+)
+@click.option(
+    "--asymmetric-inputs/--symmetric-inputs",
+    default=None,
+    help="dynamic-int8: quantize inputs asymmetrically on the fly (op version 3).",
+)
+@click.option(
+    "--io-type",
+    type=click.Choice(IO_TYPES),
+    help="int8: model input/output type [default: int8; "
+    "float32 adds QUANTIZE/DEQUANTIZE so callers keep feeding floats].",
+)
+@click.option("--calibration-data", type=PATH, help="int8: .npy of representative inputs [n, *input shape].")
+@click.option(
+    "--calibration",
+    type=click.Choice(["data", "random"]),
+    help="int8: 'random' calibrates on random inputs (a labelled smoke test, not for deployment).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    help="tflite (default) or micro: refuse what TensorFlow Lite Micro cannot run, and verify in TFLM too.",
+)
+@click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIME_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Interpreter used for verification.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@handle_errors
+def build_cmd(
+    output: Path,
+    config_file: Path | None,
+    weights: Path | None,
+    weights_format: str | None,
+    layer: str | None,
+    calibration_data: Path | None,
+    calibration: str | None,
+    verify: bool,
+    runtime: str,
+    as_json: bool,
+    quiet: bool,
+    **cell: Any,
+) -> None:
+    """Build a model from hyperparameters and (optionally) a weight file, then verify it.
+
+    \b
+    Examples:
+      # random (glorot_uniform) weights, dynamic time axis
+      lstmgen build --num-units 64 --input-size 32 -o lstm.tflite
+      # a TF1 LSTMCell's variables; forget_bias 1.0 is folded into the forget-gate bias
+      lstmgen build --weights cell_tf1.npz --use-peepholes --cell-clip 3 -o lstm.tflite
+      # everything from a config file, machine-readable report for CI
+      lstmgen build --config cell.toml -o lstm.tflite --json > build-report.json
+      # a 2-layer bidirectional PyTorch LSTM (state_dict), batch-first input
+      lstmgen build --weights enc.pt --layer encoder.lstm --num-layers 2 --bidirectional -o enc.tflite
+      # full-integer int8 for a microcontroller, calibrated on representative inputs
+      lstmgen build --weights model.keras --time-steps 50 --quantize int8 \\
+          --calibration-data calib.npy --target micro -o mcu.tflite
+    """
+    options: dict[str, Any] = {}
+    if config_file is not None:
+        options.update(load_config_file(config_file))
+    check_keys(options, str(config_file))
+    file_weights = options.pop("weights", None)
+    file_format = options.pop("weights_format", None)
+    file_layer = options.pop("layer", None)
+    file_calib = options.pop("calibration_data", None)
+    file_calibration = options.pop("calibration", None)
+    options.update({k: v for k, v in cell.items() if v is not None})
+    weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
+    result = build(
+        output,
+        options,
+        weights_path,
+        weights_format=weights_format or file_format or "auto",
+        layer=layer or file_layer,
+        calibration_data=calibration_data or file_calib,
+        calibration=calibration or file_calibration or "data",
+        verify=verify,
+        runtime=runtime,
+        progress=progress(quiet or as_json),
+    )
+    if as_json:
+        click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
+    else:
+        click.echo(_build_text(result))
+
+
+
+
+
+def _build_text(r: BuildResult) -> str:
+    c = r.config
+    lines = [
+        f"wrote {r.output} ({r.file_size:,} bytes) in {sum(r.seconds.values()):.2f} s",
+        f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "
+        f"use_peepholes={c.use_peepholes} activation={c.activation} cell_clip={c.cell_clip:g} "
+        f"proj_clip={c.proj_clip:g}",
+        f"  output_size={c.output_size} state_size=(c={c.num_units}, h={c.output_size}); batch={c.batch_size} "
+        f"time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}",
+        f"  weights: {r.weights_format} ({r.weights_source})"
+        + (f", layer {r.weights_layer}" if r.weights_layer else ""),
+        *(f"  note: {n}" for n in r.notes),
+    ]
+    lines.append(verify_line(r.verification) if r.verification else "  not verified (--no-verify)")
+    return "\n".join(lines)
+
+
+
+command = build_cmd

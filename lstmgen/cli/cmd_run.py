@@ -1,0 +1,110 @@
+"""`lstmgen run`: feed an input sequence through a model."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import click
+import numpy as np
+
+from lstmgen.arrays import load_npy, load_npz
+from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors
+from lstmgen.errors import LstmgenError
+from lstmgen.output import check_target, write_atomic
+from lstmgen.run import run_model_states
+from lstmgen.runtimes.interpreter import RUNTIME_CHOICES
+
+
+def _load_state(path: Path) -> dict[str, np.ndarray]:
+    state = load_npz(path, "initial state")
+    unknown = sorted(k for k in state if not STATE_KEY.match(k))
+    if unknown:
+        raise LstmgenError(
+            f"initial state {path}: unknown key(s) {', '.join(unknown)}; expected 'h' and/or 'c' (one LSTM op), or "
+            "h_0, c_0, h_1, ... (one pair per LSTM op, in the order inspect lists them)."
+        )
+    return state
+
+
+STATE_KEY = re.compile(r"^[hc](_\d+)?$")
+
+
+def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """{'h': .., 'c': ..} or {'h_0': .., 'c_1': ..} -> [(h0, c0) per LSTM op]."""
+    if not state:
+        return []
+    index = {k: int(k[2:]) if "_" in k else 0 for k in state}
+    count = max(index.values()) + 1
+    return [
+        (
+            state.get(f"h_{k}", state.get("h") if k == 0 else None),
+            state.get(f"c_{k}", state.get("c") if k == 0 else None),
+        )
+        for k in range(count)
+    ]
+
+
+@click.command("run", epilog=EXIT_CODES)
+@click.argument("model", type=PATH)
+@click.option("--input", "input_path", type=PATH, required=True, help="Input sequence .npy ([B,T,I] or [T,B,I]).")
+@click.option("--output", "output_path", type=PATH, required=True, help="Where to write the output .npy.")
+@click.option(
+    "--initial-state",
+    type=PATH,
+    help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros); for several LSTM ops h_0, c_0, h_1, ... in op order.",
+)
+@click.option("--final-state", type=PATH, help="Write the final state as .npz: 'c' and 'h' (one op) or c_0, h_0, ...")
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
+)
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
+@handle_errors
+def run_cmd(
+    model: Path,
+    input_path: Path,
+    output_path: Path,
+    initial_state: Path | None,
+    final_state: Path | None,
+    chunk: int | None,
+    runtime: str,
+) -> None:
+    """Run MODEL on an input sequence from the zero (or a given) state.
+
+    Inputs whose batch or time size differ from the model's are resized when the model allows it.
+
+    \b
+    Examples:
+      lstmgen run lstm.tflite --input x.npy --output y.npy
+      lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
+    """
+    x = load_npy(input_path, "input")
+    state = _load_state(initial_state) if initial_state else {}
+    for target in (output_path, final_state):
+        if target is not None:
+            check_target(target)  # before running, so one bad path cannot leave the other file behind
+    y, finals = run_model_states(
+        model,
+        x,
+        initial=_state_list(state),
+        chunk=chunk,
+        runtime=runtime,
+        input_label=f"input {input_path}",
+        state_label=f"initial state {initial_state}",
+    )
+    buf = io.BytesIO()
+    np.save(buf, y)
+    write_atomic(output_path, buf.getbuffer())
+    if final_state is not None:
+        sbuf = io.BytesIO()
+        if len(finals) == 1:
+            np.savez(sbuf, c=finals[0][1], h=finals[0][0])
+        else:
+            np.savez(sbuf, **{f"{key}_{k}": v for k, (h, c) in enumerate(finals) for key, v in (("h", h), ("c", c))})
+        write_atomic(final_state, sbuf.getbuffer())
+
+
+command = run_cmd
