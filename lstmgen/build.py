@@ -12,7 +12,7 @@ import numpy as np
 
 from lstmgen.arrays import load_npy
 from lstmgen.check.verify import VerifyReport, verify_model
-from lstmgen.config import CellConfig
+from lstmgen.config import INTEGER_MODES, CellConfig
 from lstmgen.errors import ConfigError, LstmgenError, VerificationError, WeightFileError
 from lstmgen.init import init_weights
 from lstmgen.layout import CellShape, layout, shapes_from_config
@@ -180,7 +180,7 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
 def _calibrate(
     record: ModelRecord, config: CellConfig, data: str | Path | None, calibration: str
 ) -> tuple[CalibrationStats, np.ndarray | None]:
-    """int8 ranges from --calibration-data (representative inputs) or, labelled, from random inputs."""
+    """Integer-mode ranges from --calibration-data (representative inputs) or, labelled, from random inputs."""
     if calibration not in ("data", "random"):
         raise ConfigError(
             f"--calibration {calibration!r} is unknown; choose 'data' (with --calibration-data) or "
@@ -192,9 +192,9 @@ def _calibrate(
         return random_calibration(record, 16, config.seed), None
     if data is None:
         raise ConfigError(
-            "--quantize int8 needs activation ranges: pass --calibration-data X.npy with representative inputs of "
-            "shape [n, *input shape] (tens to hundreds of samples), or --calibration random for a smoke test "
-            "(the model is then labelled as calibrated on random data)."
+            f"--quantize {config.quantize} needs activation ranges: pass --calibration-data X.npy with "
+            "representative inputs of shape [n, *input shape] (tens to hundreds of samples), or --calibration "
+            "random for a smoke test (the model is then labelled as calibrated on random data)."
         )
     try:
         samples = load_npy(Path(data), "calibration data")
@@ -314,10 +314,10 @@ def build(
         say(f"quantizing ({config.quantize})")
         record = materialize(record)
         stats = None
-        if config.quantize == "int8":
+        if config.quantize in INTEGER_MODES:
             stats, samples = _calibrate(record, config, calibration_data, calibration)
             notes.append(
-                f"int8 calibration: {stats.source}, {stats.num_samples} sample(s)"
+                f"{config.quantize} calibration: {stats.source}, {stats.num_samples} sample(s)"
                 + (" — SMOKE TEST: random inputs, not representative data" if stats.smoke_test else "")
             )
         record = quantize(
@@ -328,7 +328,9 @@ def build(
             io_type=config.io_type,
         )
     elif calibration_data is not None or calibration != "data":
-        raise ConfigError("--calibration-data / --calibration apply to --quantize int8 only; drop them or add it.")
+        raise ConfigError(
+            "--calibration-data / --calibration apply to --quantize int8 / int16x8 only; drop them or add one."
+        )
     if config.target != "tflite":
         problems = check_target(record, config.target)
         if problems:

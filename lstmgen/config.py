@@ -20,8 +20,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "normal", "zeros")
-QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "dynamic-int8", "int8")
-IO_TYPES: tuple[str, ...] = ("int8", "float32")
+QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "dynamic-int8", "int8", "int16x8")
+# Full-integer modes (calibrated): mode -> activation type. int16x8 = int16 activations, int8 weights.
+INTEGER_MODES: dict[str, str] = {"int8": "int8", "int16x8": "int16"}
+IO_TYPES: tuple[str, ...] = ("int8", "int16", "float32")
 TARGETS: tuple[str, ...] = ("tflite", "micro")
 DTYPES: tuple[str, ...] = ("float32",)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}$")
@@ -150,6 +152,13 @@ class CellConfig:
                 "it selects how the hybrid kernel quantizes float inputs on the fly."
             )
         _check_choice("io_type", self.io_type, IO_TYPES)
+        if self.quantize == "int16x8" and self.io_type == "int8":
+            object.__setattr__(self, "io_type", "int16")  # the default io_type means "the activation type"
+        if self.io_type == "int16" and self.quantize != "int16x8":
+            raise ConfigError(
+                f"io_type = 'int16' only applies to quantize = 'int16x8' (int16 activations), not {self.quantize!r}. "
+                "Use io_type 'int8' or 'float32'."
+            )
         _check_choice("target", self.target, TARGETS)
         if self.go_backwards and (self.bidirectional or self.num_layers > 1):
             raise ConfigError(

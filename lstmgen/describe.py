@@ -154,8 +154,9 @@ def format_text(info: dict[str, Any]) -> str:
         + (", go_backwards" if info["go_backwards"] else "")
         + ("" if info["return_sequences"] else ", last step only")
     )
+    runtime = info["min_runtime_version"] or "none: no TFLite release, TFLite Micro only"
     lines = [
-        f"{info['file']}: {topo}; {info['file_size']:,} bytes (min runtime {info['min_runtime_version']})"
+        f"{info['file']}: {topo}; {info['file_size']:,} bytes (min runtime {runtime})"
         + (f", made by {info['generator']}" if info["generator"] else ""),
         f"  operators: {', '.join(info['operators'])}",
         f"  input {info['input']['dtype']} {info['input']['shape']}, output {info['output']['dtype']} "

@@ -102,8 +102,8 @@ def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmS
         )
     act_code = int(opts.get("FusedActivationFunction", 0))
     act = ACTIVATION_NAMES.get(act_code)
-    int8 = model.tensors[op.inputs[Slot.INPUT]].dtype == np.int8
-    if act is None and not int8:  # the integer kernel ignores the activation (fixed-point tanh)
+    integer = model.tensors[op.inputs[Slot.INPUT]].dtype in (np.int8, np.int16)  # int8 or int16x8 kernel
+    if act is None and not integer:  # the integer kernel ignores the activation (fixed-point tanh)
         raise ModelFileError(
             f"{source}: LSTM operator {op_index} has activation code {act_code}, which the float kernel does not "
             "compute correctly (NONE returns stale memory)."
@@ -111,7 +111,7 @@ def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmS
     inputs = {s.slot.key: op.inputs[s.slot] for s in WEIGHT_SLOTS if s.slot < len(op.inputs) and op.inputs[s.slot] >= 0}
     ro = model.tensors[op.inputs[Slot.RECURRENT_TO_OUTPUT_WEIGHTS]].shape
     gate_bounds = None
-    if int8:
+    if integer:
         # Gate pre-activations live in int16: Q3.12 (±32767/4096) without layer norm, else the scale
         # of intermediates 0-3 (input, forget, cell, output).
         layer_norm = "forget_layer_norm_coefficients" in inputs

@@ -22,6 +22,9 @@ FLOAT_RTOL = 1e-5
 RUNS = 8  # Monte-Carlo trajectories per derivation
 SAFETY = 2.0  # multiplies the largest simulated deviation (the kernel's error is one more draw of it)
 MIN_INT8_LSB = 1  # the output is rounded to its grid and ties may break either way: never below 1 step
+INTEGER = (np.dtype(np.int8), np.dtype(np.int16))  # activation types of the full-integer modes
+INTEGER_MODES = ("int8", "int16x8")
+Q3_12 = 2.0**-12  # the integer kernels hold gate pre-activations in int16 at this fixed scale (no layer norm)
 
 
 def model_mode(model: ModelRecord) -> str:
@@ -38,6 +41,8 @@ def model_mode(model: ModelRecord) -> str:
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             if model.tensors[op.inputs[Slot.INPUT]].dtype == np.int8:
                 return "int8"
+            if model.tensors[op.inputs[Slot.INPUT]].dtype == np.int16:
+                return "int16x8"
             if model.tensors[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].dtype == np.int8:
                 return "dynamic-int8"
     if any(op.opcode == Op.DEQUANTIZE and model.tensors[op.inputs[0]].dtype == np.float16 for op in model.operators):
@@ -46,41 +51,42 @@ def model_mode(model: ModelRecord) -> str:
 
 
 def output_scale(model: ModelRecord, index: int) -> float | None:
-    """The int8 grid step of a graph output (looking through a trailing DEQUANTIZE)."""
+    """The integer grid step of a graph output (looking through a trailing DEQUANTIZE)."""
     t = model.tensors[index]
-    if t.dtype == np.int8 and t.quantization is not None:
+    if t.dtype in INTEGER and t.quantization is not None:
         return float(t.quantization.scale[0])
     for op in model.operators:
         if op.opcode == Op.DEQUANTIZE and op.outputs[0] == index:
             src = model.tensors[op.inputs[0]]
-            if src.dtype == np.int8 and src.quantization is not None:
+            if src.dtype in INTEGER and src.quantization is not None:
                 return float(src.quantization.scale[0])
     return None
 
 
-def _int8_params(model: ModelRecord, index: int) -> tuple[float, int]:
+def _int_params(model: ModelRecord, index: int) -> tuple[float, int, np.dtype]:
     t = model.tensors[index]
-    if t.dtype != np.int8:
+    if t.dtype not in INTEGER:
         t = next(
             model.tensors[op.inputs[0]]
             for op in model.operators
             if op.opcode == Op.DEQUANTIZE and op.outputs[0] == index
         )
-    return float(t.quantization.scale[0]), int(t.quantization.zero_point[0])
+    return float(t.quantization.scale[0]), int(t.quantization.zero_point[0]), t.dtype
 
 
 def to_real(t: TensorRecord, value: np.ndarray) -> np.ndarray:
-    """Interpreter value -> real value (dequantize int8 codes)."""
-    if t.dtype == np.int8 and t.quantization is not None:
+    """Interpreter value -> real value (dequantize integer codes)."""
+    if t.dtype in INTEGER and t.quantization is not None:
         return (value.astype(np.float64) - t.quantization.zero_point[0]) * t.quantization.scale[0]
     return np.asarray(value, np.float64)
 
 
 def to_codes(t: TensorRecord, x: np.ndarray) -> np.ndarray:
-    """Real input -> what to feed the interpreter (int8 codes for an int8 input)."""
-    if t.dtype == np.int8 and t.quantization is not None:
+    """Real input -> what to feed the interpreter (integer codes for an int8/int16 input)."""
+    if t.dtype in INTEGER and t.quantization is not None:
         s, z = t.quantization.scale[0], t.quantization.zero_point[0]
-        return np.clip(np.round(np.asarray(x, np.float64) / s) + z, -128, 127).astype(np.int8)
+        info = np.iinfo(t.dtype)
+        return np.clip(np.round(np.asarray(x, np.float64) / s) + z, info.min, info.max).astype(t.dtype)
     return np.asarray(x, t.dtype)
 
 
@@ -123,7 +129,8 @@ def _noisy_lstm(
     h = np.zeros((batch, spec.output_size))
     c = np.zeros((batch, spec.num_units))
     proj = params.get("projection_weights")
-    if mode == "int8":
+    integer = mode in INTEGER_MODES
+    if integer:
         s_out = float(model.tensors[op.outputs[0]].quantization.scale[0])
         s_c = float(model.tensors[spec.c_index].quantization.scale[0])
         s_m = float(model.tensors[op.intermediates[4]].quantization.scale[0]) if proj is not None else 0.0
@@ -139,15 +146,22 @@ def _noisy_lstm(
             x_t = x_t + u(_row_step(x_t, asym), x_t.shape)
             h_in = h + u(_row_step(h, asym), h.shape)
         rec: dict[str, np.ndarray] = {}
+        step_params = params
+        if mode == "int16x8":  # the Q3.12 rounding of each gate's pre-activation, here the dominant one
+            step_params = dict(params)
+            for g in ("input", "forget", "cell", "output"):
+                key = f"{g}_gate_bias"
+                if key in params:
+                    step_params[key] = params[key] + u(Q3_12, (batch, spec.num_units))
         y, h, c = lstm_reference(
-            x_t[None], params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options()
+            x_t[None], step_params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options()
         )
         y = y[0]
         if proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) before the projection
             m = rec["hidden"][0]
             step = _row_step(m, asym) if mode == "dynamic-int8" else s_m
             y = y + u(step, m.shape) @ proj.T
-        if mode == "int8":  # h (= output) is int8 on the output grid, c is int16 on 2^-k
+        if integer:  # h (= output) is on the output grid (int8 or int16), c is int16 on 2^-k
             y = y + u(s_out, y.shape)
             c = c + u(s_c, c.shape)
         h = y
@@ -232,14 +246,14 @@ def derive_tolerance(
     result = {}
     for i in model.outputs:
         tol = floor[i] + safety * np.maximum.accumulate(dev[i])
-        what = (
-            "hybrid: per-row int8 rounding of x, h (and m)"
-            if mode == "dynamic-int8"
-            else "int8: rounding of h/output, c (2^-k) and m"
-        )
+        what = {
+            "dynamic-int8": "hybrid: per-row int8 rounding of x, h (and m)",
+            "int8": "int8: rounding of h/output, c (2^-k) and m",
+            "int16x8": "int16x8: rounding of the Q3.12 gate pre-activations, h/output (int16) and c (2^-k)",
+        }[mode]
         method = f"{what} propagated through the reference, {runs} runs, x{safety:g} + float bound"
         s = output_scale(model, i)
-        if mode == "int8" and s:
+        if mode in INTEGER_MODES and s:
             n = np.maximum(np.ceil(tol / s), MIN_INT8_LSB)
             result[i] = Tolerance(n * s, method + f", whole output steps (>= {MIN_INT8_LSB})", s, int(n.max()))
         else:
@@ -268,9 +282,10 @@ def error_report(
         slope = float(np.polyfit(np.arange(steps.size), steps, 1)[0]) if steps.size > 1 else 0.0
         s = tol.lsb
         saturated = 0.0
-        if s:  # outputs pinned at the int8 limits: the input went beyond the calibrated range
-            q = _int8_params(model, i)
-            lo_r, hi_r = (-128 - q[1]) * q[0], (127 - q[1]) * q[0]
+        if s:  # outputs pinned at the integer limits: the input went beyond the calibrated range
+            q = _int_params(model, i)
+            info = np.iinfo(q[2])
+            lo_r, hi_r = (info.min - q[1]) * q[0], (info.max - q[1]) * q[0]
             ref = np.asarray(reference[i])
             saturated = float(np.mean((ref <= lo_r + q[0] / 2) | (ref >= hi_r - q[0] / 2)))
         outputs.append(

@@ -12,8 +12,9 @@ import tflite
 from lstmgen.check.graph import evaluate, quantize_real
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.check.tolerance import model_mode
+from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
-from lstmgen.runtimes.interpreter import Session, open_session
+from lstmgen.runtimes.interpreter import open_session
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
 # I + P to float32 (relative error ~ sqrt(I+P) * 6e-8) and the recurrence carries it forward.
@@ -24,7 +25,21 @@ FLOAT_RTOL = 1e-5
 DEFAULT_TIME_STEPS = 9
 
 
-def open_model_session(lm: LstmModel, runtime: str) -> Session:
+MICRO = "micro"  # runtime name that selects TensorFlow Lite Micro (run --runtime micro, int16x8 models)
+
+
+def open_model_session(lm: LstmModel, runtime: str) -> Any:
+    """A Session (TFLite) or MicroSession (runtime 'micro'; also 'auto' for int16x8 models, which only TFLM runs)."""
+    if runtime == MICRO or (runtime == "auto" and model_mode(lm.model) == "int16x8"):
+        from lstmgen.runtimes.micro import open_micro_session
+
+        return open_micro_session(lm.path)
+    if model_mode(lm.model) == "int16x8":
+        raise ModelFileError(
+            f"{lm.path} is an int16x8 model (int16 activations, UNIDIRECTIONAL_SEQUENCE_LSTM version 5), which "
+            f"the {runtime} interpreter cannot run: TFLite's CPU kernel has no 16x8 path and registers versions "
+            "1-4 only. Use --runtime micro (TensorFlow Lite Micro, pip install tflite-micro)."
+        )
     return open_session(
         lm.path,
         runtime=runtime,
@@ -159,7 +174,7 @@ def verify_model(
     x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
     sessions: list[Any] = [session]
-    if micro:
+    if micro and session.runtime != "tflite-micro":
         from lstmgen.runtimes.micro import open_micro_session
 
         sessions.append(open_micro_session(path))
@@ -194,7 +209,7 @@ def verify_model(
     for sess in sessions:
         tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""
         for label, initial in starts:
-            if initial and sess is not session:
+            if initial and sess.runtime == "tflite-micro":
                 continue  # TFLM cannot write state tensors from Python
             sess.reset(initial)
             y = sess.invoke(x)

@@ -11,7 +11,7 @@ import click
 from lstmgen.build import BuildResult, build
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, verify_line
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
-from lstmgen.runtimes.interpreter import RUNTIME_CHOICES
+from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 from lstmgen.weights import FORMATS
 
 
@@ -111,7 +111,7 @@ from lstmgen.weights import FORMATS
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
 @click.option(
     "--runtime",
-    type=click.Choice(RUNTIME_CHOICES),
+    type=click.Choice(CLI_RUNTIME_CHOICES),
     default="auto",
     show_default=True,
     help="Interpreter used for verification.",

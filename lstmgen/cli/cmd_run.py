@@ -14,7 +14,7 @@ from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, write_atomic
 from lstmgen.run import run_model_states
-from lstmgen.runtimes.interpreter import RUNTIME_CHOICES
+from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:
@@ -61,7 +61,7 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     type=click.IntRange(min=1),
     help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
 )
-@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
+@click.option("--runtime", type=click.Choice(CLI_RUNTIME_CHOICES), default="auto", show_default=True)
 @handle_errors
 def run_cmd(
     model: Path,

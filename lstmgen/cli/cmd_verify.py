@@ -14,12 +14,12 @@ from lstmgen.check.verify import verify_model
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, verify_line
 from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.output import check_target, write_atomic
-from lstmgen.runtimes.interpreter import RUNTIME_CHOICES
+from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 
 
 @click.command("verify", epilog=EXIT_CODES)
 @click.argument("model", type=PATH)
-@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True)
+@click.option("--runtime", type=click.Choice(CLI_RUNTIME_CHOICES), default="auto", show_default=True)
 @click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random test input."
 )

@@ -1,11 +1,11 @@
-"""Record-to-record quantization of float LSTM graphs: float16, dynamic-int8 (hybrid) and full int8."""
+"""Record-to-record quantization of float LSTM graphs: float16, dynamic-int8 (hybrid), int8 and int16x8."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
 
 Op = tflite.BuiltinOperator
-F32, F16, I8, I16, I32 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32))
+F32, F16, I8, I16, I32, I64 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32, np.int64))
 _DATA_OPS = (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE)
 # Slots holding matmul weights (int8 in hybrid and int8 modes).
 MATMUL_SLOTS: tuple[Slot, ...] = (*(Slot(k) for k in range(1, 9)), Slot.PROJECTION_WEIGHTS)
@@ -30,6 +30,28 @@ LN_SLOTS: tuple[Slot, ...] = tuple(Slot(20 + k) for k in range(4))
 # The integer tanh of the cell state handles 15 - k integer bits, only 0..6 of them: 2^-15 <= s_c <= 2^-9.
 CELL_K_MIN, CELL_K_MAX = 9, 15
 Q3_12 = 2.0**-12  # the kernel's fixed gate pre-activation scale without layer norm
+
+
+@dataclass(frozen=True)
+class IntegerMode:
+    """What differs between the full-integer modes (TFLM kernels/unidirectional_sequence_lstm.cc Eval)."""
+
+    activation: np.dtype  # input, output, h state and every activation tensor around the LSTMs
+    bias: np.dtype  # gate biases: the accumulator type of the kernel's fully connected
+    symmetric: bool  # int16 activations are symmetric (zero point 0), the 16x8 convention
+
+
+INTEGER_MODES: dict[str, IntegerMode] = {
+    "int8": IntegerMode(I8, I32, False),  # 8x8->16: int16 cell, 32-bit bias
+    "int16x8": IntegerMode(I16, I64, True),  # 16x8->16: int16 cell, 64-bit bias
+}
+# Cell variants the 16x8 kernel (TFLM's, the only one that exists) does not implement: quantizing them
+# would give a file no interpreter can run or check.
+_NOT_16X8: tuple[tuple[str, tuple[Slot, ...]], ...] = (
+    ("peepholes", PEEPHOLE_SLOTS),
+    ("projection", (Slot.PROJECTION_WEIGHTS,)),
+    ("layer norm", LN_SLOTS),
+)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -63,12 +85,13 @@ def quantize_symmetric(x: np.ndarray, dtype: np.dtype, scale: float | None = Non
     return q, s
 
 
-def affine_params(lo: float, hi: float, symmetric: bool = False) -> tuple[float, int]:
-    """int8 (scale, zero point) covering [lo, hi] (widened to include 0, as the kernels need)."""
+def affine_params(lo: float, hi: float, symmetric: bool = False, dtype: np.dtype = I8) -> tuple[float, int]:
+    """(scale, zero point) of `dtype` covering [lo, hi] (widened to include 0, as the kernels need)."""
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if symmetric:
+    if symmetric or dtype != I8:
+        qmax = float(np.iinfo(dtype).max)
         m = max(-lo, hi)
-        return (float(np.float32(m / 127.0)) if m > 0 else 1.0 / 127.0), 0
+        return (float(np.float32(m / qmax)) if m > 0 else 1.0 / qmax), 0
     if hi - lo <= 0:
         return 1.0 / 255.0, 0
     scale = float(np.float32((hi - lo) / 255.0))
@@ -84,7 +107,8 @@ def cell_scale_exponent(cell_abs_max: float, cell_clip: float, op_index: int) ->
     k = 15 - math.ceil(math.log2(bound))
     if k < CELL_K_MIN:
         raise ConfigError(
-            f"int8: LSTM operator {op_index}'s cell state reaches |c| = {bound:.4g} on the calibration data, but the "
+            f"integer quantization: LSTM operator {op_index}'s cell state reaches |c| = {bound:.4g} on the "
+            "calibration data, but the "
             f"int16 cell state of the integer kernel can hold at most |c| < {2.0 ** (15 - CELL_K_MIN):g} (scale "
             f"2^-{CELL_K_MIN}; the kernel's fixed-point tanh silently returns garbage beyond it). Set --cell-clip "
             f"to at most {2.0 ** (15 - CELL_K_MIN):g} (e.g. --cell-clip 8, which gives scale 2^-12, what TF's "
@@ -102,6 +126,8 @@ def op_version(model: ModelRecord, op: OperatorRecord) -> int:
             return 4
         weights = model.tensors[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].dtype
         out = model.tensors[op.outputs[0]].dtype
+        if t_in == I16 and weights == I8 and out == I16:
+            return 5  # op_version.cc: int16 activations, int8 weights
         if t_in == F32 and weights == I8 and out == F32:
             return 3 if opts is not None and opts.get("AsymmetricQuantizeInputs", False) else 2
         return 1
@@ -123,8 +149,15 @@ def op_version(model: ModelRecord, op: OperatorRecord) -> int:
     return op.version
 
 
+# runtime_version.cc has no entry for these (no TFLite release registers them; TFLM does not check
+# versions): the converter then leaves the 16-byte placeholder empty, and so does lstmgen.
+NO_TFLITE_RUNTIME: frozenset[tuple[int, int]] = frozenset({(Op.UNIDIRECTIONAL_SEQUENCE_LSTM, 5)})
+
+
 def min_runtime_version(model: ModelRecord) -> str:
-    """Max over the operators of their minimum runtime (runtime_version.cc semantics)."""
+    """Max over the operators of their minimum runtime (runtime_version.cc semantics); "" if none runs it."""
+    if any((op.opcode, op.version) in NO_TFLITE_RUNTIME for op in model.operators):
+        return ""
     for op in model.operators:
         if (op.opcode, op.version) not in OP_MIN_RUNTIME:
             name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
@@ -243,7 +276,7 @@ def _hybrid(model: ModelRecord, asymmetric_inputs: bool) -> ModelRecord:
     return finalize(out, {"mode": "dynamic-int8", "asymmetric_inputs": asymmetric_inputs})
 
 
-# ------------------------------------------------------------------------------------------- int8
+# -------------------------------------------------------------------------------- int8 and int16x8
 
 
 class _Classes:
@@ -263,8 +296,29 @@ class _Classes:
         self.parent[self.find(a)] = self.find(b)
 
 
-def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRecord:
+def _check_16x8(model: ModelRecord, lstm_ks: list[int]) -> None:
+    for k in lstm_ks:
+        op = model.operators[k]
+        used = [name for name, slots in _NOT_16X8 if any(_present(op, s) for s in slots)]
+        if not _present(op, Slot.INPUT_TO_INPUT_WEIGHTS):
+            used.insert(0, "CIFG (no input gate)")
+        if used:
+            raise ConfigError(
+                f"int16x8: LSTM operator {k} uses {', '.join(used)}. The only 16x8 LSTM kernel is TensorFlow Lite "
+                "Micro's, which runs the standard cell only (LstmTensors::ValidateTensorStatus in "
+                "tensorflow/lite/micro/kernels/lstm_eval.cc), and TFLite's CPU kernel has no 16x8 path at all, so "
+                "no interpreter could run or check the file. Build the standard cell, or use --quantize int8 / "
+                "dynamic-int8 for this variant."
+            )
+
+
+def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: str) -> ModelRecord:
+    """Full-integer quantization (int8 or int16x8): activations, weights, biases, states, intermediates."""
+    spec = INTEGER_MODES[mode]
+    act = spec.activation
     lstm_ks = _lstm_ops(model)
+    if mode == "int16x8":
+        _check_16x8(model, lstm_ks)
     missing = [k for k in lstm_ks if k not in stats.lstm]
     if missing:
         raise ConfigError(
@@ -312,14 +366,14 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
         r = classes.find(i)
         lo[r] = min(lo.get(r, 0.0), stats.tensors[i][0])
         hi[r] = max(hi.get(r, 0.0), stats.tensors[i][1])
-    params = {r: affine_params(lo[r], hi[r], r in symmetric_roots) for r in lo}
+    params = {r: affine_params(lo[r], hi[r], spec.symmetric or r in symmetric_roots, act) for r in lo}
 
     def qparams(i: int) -> Quantization:
         s, z = params[classes.find(i)]
         return Quantization((s,), (z,))
 
     for i in activations:
-        tensors[i] = replace(tensors[i], dtype=I8, quantization=qparams(i))
+        tensors[i] = replace(tensors[i], dtype=act, quantization=qparams(i))
 
     # 2. Each LSTM: weights, biases at the kernel's scales, states, the 5 intermediates.
     lstm_meta = {}
@@ -352,7 +406,7 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
                 s_b = tensors[inputs[Slot(20 + GATES.index(g))]].quantization.scale[0] * 2.0**-10
             else:  # the bias seeds the input matmul accumulator: s_x * s_W(input_to_gate)
                 s_b = s_x * w_scale[Slot(1 + GATES.index(g))]
-            q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), I32, s_b)
+            q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), spec.bias, s_b)
             put(slot, q, s)
         # Intermediate 4 (hidden m = o*g(c)): without projection the kernel writes it straight into
         # the output state, so it must equal the output's params. With projection its zero point must
@@ -371,7 +425,7 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
         cell_clip = float(op.options.get("CellClip", 0.0))
         kc = cell_scale_exponent(ranges.cell_abs_max, cell_clip, k)
         h, c = inputs[Slot.OUTPUT_STATE], inputs[Slot.CELL_STATE]
-        tensors[h] = replace(tensors[h], dtype=I8, quantization=q_out)  # must equal the output's params
+        tensors[h] = replace(tensors[h], dtype=act, quantization=q_out)  # must equal the output's params
         tensors[c] = replace(tensors[c], dtype=I16, quantization=Quantization((2.0**-kc,), (0,)))
         base = tensors[op.outputs[0]].name.rsplit("/", 1)[0]
         inter = []
@@ -388,7 +442,9 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
                 )
             )
             inter.append(len(tensors) - 1)
-        tensors.append(TensorRecord(f"{base}/effective_hidden_scale_intermediate", (0,), I8, quantization=hidden_q))
+        tensors.append(
+            TensorRecord(f"{base}/effective_hidden_scale_intermediate", (0,), act, quantization=hidden_q)
+        )
         inter.append(len(tensors) - 1)
         ops[k] = replace(op, inputs=tuple(inputs), intermediates=tuple(inter))
         lstm_meta[str(k)] = {"cell_state_scale_exponent": -kc, "layer_norm": layer_norm, "projection": has_proj}
@@ -399,14 +455,14 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
     if io_type == "float32":
         for i in model.inputs:
             t = tensors[i]
-            tensors.append(replace(t, name=f"{t.name}/int8", shape_signature=t.shape_signature))
+            tensors.append(replace(t, name=f"{t.name}/{act.name}", shape_signature=t.shape_signature))
             j = len(tensors) - 1
             tensors[i] = replace(t, dtype=F32, quantization=None)
             ops = [replace(o, inputs=tuple(j if x == i else x for x in o.inputs)) for o in ops]
             pre.append(OperatorRecord(Op.QUANTIZE, 1, (i,), (j,)))
         for i in model.outputs:
             t = tensors[i]
-            tensors.append(replace(t, name=f"{t.name}/int8"))
+            tensors.append(replace(t, name=f"{t.name}/{act.name}"))
             j = len(tensors) - 1
             tensors[i] = replace(t, dtype=F32, quantization=None)
             # Producer and any in-graph consumers move to the int8 twin; only DEQUANTIZE writes the float.
@@ -418,10 +474,10 @@ def _int8(model: ModelRecord, stats: CalibrationStats, io_type: str) -> ModelRec
                 )
                 for o in ops
             ]
-            post.append(OperatorRecord(Op.DEQUANTIZE, 2, (j,), (i,)))
+            post.append(OperatorRecord(Op.DEQUANTIZE, 2, (j,), (i,)))  # versions are recomputed by finalize
     out = replace(model, tensors=tuple(tensors), operators=tuple(pre + ops + post))
     meta = {
-        "mode": "int8",
+        "mode": mode,
         "io_type": io_type,
         "calibration": {"source": stats.source, "smoke_test": stats.smoke_test, "num_samples": stats.num_samples},
         "lstm": lstm_meta,
@@ -438,9 +494,11 @@ def quantize(
     *,
     calibration: CalibrationStats | None = None,
     asymmetric_inputs: bool = False,
-    io_type: str = "int8",
+    io_type: str | None = None,
 ) -> ModelRecord:
-    """Quantize every LSTM op of a float graph (plus its REVERSE_V2/CONCATENATION/STRIDED_SLICE tensors in int8)."""
+    """Quantize every LSTM op of a float graph (plus its REVERSE_V2/CONCATENATION/STRIDED_SLICE tensors when
+    fully integer). io_type None = the activation type (int8 for int8, int16 for int16x8)."""
+    io_type = io_type or ("int16" if mode == "int16x8" else "int8")
     _check_mode(mode, asymmetric_inputs, io_type)
     if mode == "none":
         return model
@@ -450,8 +508,13 @@ def quantize(
         return _hybrid(model, asymmetric_inputs)
     if calibration is None:
         raise ConfigError(
-            "--quantize int8 needs activation ranges: pass --calibration-data X.npy with representative inputs of "
+            f"--quantize {mode} needs activation ranges: pass --calibration-data X.npy with representative inputs of "
             "shape [n, *input shape] (tens to hundreds of samples), or --calibration random for a smoke test "
             "(the model is then labelled as calibrated on random data)."
         )
-    return _int8(model, calibration, io_type)
+    if (io_type == "int16" and mode != "int16x8") or (mode == "int16x8" and io_type == "int8"):
+        raise ConfigError(
+            f"--io-type {io_type} does not fit --quantize {mode}: the integer I/O type is the activation type "
+            "(int8 for int8, int16 for int16x8); float32 works with both."
+        )
+    return _integer(model, calibration, io_type, mode)

@@ -19,6 +19,8 @@ RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "tensorflow": ("tensorflow.lite.python.interpreter", ("tensorflow", "tensorflow-cpu")),
 }
 RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
+# What --runtime accepts: the TFLite interpreters plus "micro", TensorFlow Lite Micro (runtimes/micro.py).
+CLI_RUNTIME_CHOICES: tuple[str, ...] = (*RUNTIME_CHOICES, "micro")
 
 
 def _import(name: str) -> Any:
