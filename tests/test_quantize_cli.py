@@ -101,7 +101,7 @@ def test_int8_with_calibration_data_and_float_io(tmp_path: Path, calib: Path) ->
         pytest.param(["--quantize", "int8"], "needs activation ranges", id="int8-no-calibration"),
         pytest.param(["--quantize", "int4"], "'int4' is not one of", id="unknown-mode"),
         pytest.param(["--asymmetric-inputs"], "asymmetric_inputs = true only applies", id="asym-without-hybrid"),
-        pytest.param(["--calibration", "random"], "apply to --quantize int8 / int16x8 only", id="calibration-without-int8"),
+        pytest.param(["--calibration", "random"], "int8 / int16x8 only", id="calibration-without-int8"),
         pytest.param(["--target", "micro", "--use-peepholes"], "peephole", id="micro-peepholes"),
         pytest.param(["--target", "micro", "--num-proj", "4"], "projection", id="micro-projection"),
         pytest.param(["--target", "micro", "--cifg"], "CIFG", id="micro-cifg"),
