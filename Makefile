@@ -35,6 +35,7 @@ demo: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check lstmgen tests benchmarks examples
+	$(BIN)/mypy
 
 test-main: $(BIN)/.installed
 	$(BIN)/python -m pytest

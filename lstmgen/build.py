@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -155,8 +155,8 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
                         f"{getattr(config, key)}; lstmgen builds every layer with the same cell variant."
                     )
             shape = CellShape(
-                int(imp["num_units"]),
-                int(imp["input_size"]),
+                int(cast(int, imp["num_units"])),
+                int(cast(int, imp["input_size"])),
                 imp["num_proj"],  # type: ignore[arg-type]
                 config.use_peepholes,
                 config.cifg,

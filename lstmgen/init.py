@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -82,6 +83,7 @@ def init_weights(config: CellConfig, shape: CellShape, cell: tuple[int, int] = (
             fill(np.random.default_rng([config.seed, *cell, slot]), out)
 
         tensors[spec.slot.key] = Deferred(dims, generate)
-    return CellWeights(
-        tensors, f"init:{config.init}", f"--init {config.init} --seed {config.seed}", forget_bias_default=1.0
-    )
+    # A Deferred stands in for an array: resolve() reads only its shape, layout copies it into the file.
+    arrays = cast(dict[str, np.ndarray], tensors)
+    source = f"--init {config.init} --seed {config.seed}"
+    return CellWeights(arrays, f"init:{config.init}", source, forget_bias_default=1.0)

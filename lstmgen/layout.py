@@ -21,11 +21,10 @@ from lstmgen.config import CellConfig
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.flatbuf import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
-from lstmgen.tflite.tables import ACTIVATIONS, min_runtime
+from lstmgen.tflite.tables import ACTIVATIONS, METADATA_KEY, min_runtime
 
 OPCODE = tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 OPTIONS_TABLE = "UnidirectionalSequenceLSTMOptions"
-METADATA_KEY = "lstmgen"
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
 Weights = Mapping[str, "np.ndarray | Deferred"]
@@ -156,6 +155,8 @@ class _Graph:
 
     def _dims(self, width: int, with_time: bool) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         c = self.config
+        shape: tuple[int, ...]
+        sig: tuple[int, ...]
         t, t_sig = (c.time_steps, c.time_steps) if c.time_steps is not None else (1, -1)
         b, b_sig = c.batch_size, (-1 if c.dynamic_batch else c.batch_size)
         if not with_time:
@@ -332,12 +333,3 @@ def layout(
             (METADATA_KEY, json.dumps(meta, sort_keys=True).encode()),
         ),
     )
-
-
-def read_metadata(model: ModelRecord) -> dict[str, Any]:
-    """The 'lstmgen' metadata JSON of a model, or {} (e.g. for TF-converter output)."""
-    raw = model.metadata_dict().get(METADATA_KEY)
-    try:
-        return json.loads(raw) if raw else {}
-    except ValueError:
-        return {}

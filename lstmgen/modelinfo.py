@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,8 @@ import tflite
 
 from lstmgen.check.graph import LstmSpec, lstm_spec
 from lstmgen.errors import ModelFileError
-from lstmgen.layout import read_metadata
 from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
-from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, METADATA_KEY
 
 Op = tflite.BuiltinOperator
 # Operators lstmgen can verify and run (graph.py evaluates exactly these).
@@ -117,3 +117,12 @@ def describe_graph(model: ModelRecord, source: str) -> LstmModel:
     if len(model.tensors[model.inputs[0]].shape) != 3:
         raise ModelFileError(f"{source}: the model input must be rank 3 ([batch, time, features] or time-major).")
     return LstmModel(source, model, lstms, read_metadata(model))
+
+
+def read_metadata(model: ModelRecord) -> dict[str, Any]:
+    """The 'lstmgen' metadata JSON of a model, or {} (e.g. for TF-converter output)."""
+    raw = model.metadata_dict().get(METADATA_KEY)
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}

@@ -210,7 +210,7 @@ def evaluate(
         if code == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             out = _lstm(model, k, values, states or {}, ev, trace)
         elif code == Op.REVERSE_V2:
-            axes = [int(a) for a in np.atleast_1d(values[op.inputs[1]])]
+            axes = tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]]))
             out = np.flip(values[op.inputs[0]], axis=axes)
         elif code == Op.CONCATENATION:
             axis = int(op.options.get("Axis", 0)) if op.options is not None else 0

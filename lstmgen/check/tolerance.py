@@ -13,7 +13,8 @@ import tflite
 
 from lstmgen.check.graph import _strided_slice, evaluate, lstm_spec, quantize_real, real_value
 from lstmgen.check.reference import lstm_reference
-from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord
+from lstmgen.errors import ModelFileError
+from lstmgen.tflite.flatbuf import ModelRecord, Quantization, TensorRecord
 from lstmgen.tflite.slots import Slot
 
 Op = tflite.BuiltinOperator
@@ -63,6 +64,12 @@ def output_scale(model: ModelRecord, index: int) -> float | None:
     return None
 
 
+def _quantization(t: TensorRecord) -> Quantization:
+    if t.quantization is None:
+        raise ModelFileError(f"tensor {t.name} of an integer model has no quantization parameters.")
+    return t.quantization
+
+
 def _int_params(model: ModelRecord, index: int) -> tuple[float, int, np.dtype]:
     t = model.tensors[index]
     if t.dtype not in INTEGER:
@@ -71,7 +78,8 @@ def _int_params(model: ModelRecord, index: int) -> tuple[float, int, np.dtype]:
             for op in model.operators
             if op.opcode == Op.DEQUANTIZE and op.outputs[0] == index
         )
-    return float(t.quantization.scale[0]), int(t.quantization.zero_point[0]), t.dtype
+    q = _quantization(t)
+    return float(q.scale[0]), int(q.zero_point[0]), t.dtype
 
 
 def to_real(t: TensorRecord, value: np.ndarray) -> np.ndarray:
@@ -131,9 +139,9 @@ def _noisy_lstm(
     proj = params.get("projection_weights")
     integer = mode in INTEGER_MODES
     if integer:
-        s_out = float(model.tensors[op.outputs[0]].quantization.scale[0])
-        s_c = float(model.tensors[spec.c_index].quantization.scale[0])
-        s_m = float(model.tensors[op.intermediates[4]].quantization.scale[0]) if proj is not None else 0.0
+        s_out = float(_quantization(model.tensors[op.outputs[0]]).scale[0])
+        s_c = float(_quantization(model.tensors[spec.c_index]).scale[0])
+        s_m = float(_quantization(model.tensors[op.intermediates[4]]).scale[0]) if proj is not None else 0.0
 
     def u(step: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
         return (rng.random(shape) - 0.5) * step
@@ -179,9 +187,10 @@ def _noisy_evaluate(model: ModelRecord, feeds: Mapping[int, np.ndarray], mode: s
             values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng)
             continue
         if op.opcode == Op.REVERSE_V2:
-            out = np.flip(values[op.inputs[0]], axis=[int(a) for a in np.atleast_1d(values[op.inputs[1]])])
+            out = np.flip(values[op.inputs[0]], axis=tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]])))
         elif op.opcode == Op.CONCATENATION:
-            out = np.concatenate([values[i] for i in op.inputs], axis=int(op.options.get("Axis", 0)))
+            axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
+            out = np.concatenate([values[i] for i in op.inputs], axis=axis)
         elif op.opcode == Op.STRIDED_SLICE:
             out = _strided_slice(model, op, values)
         elif op.opcode in (Op.DEQUANTIZE, Op.QUANTIZE):  # real-valued; the rounding is applied below

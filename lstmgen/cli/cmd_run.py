@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -103,7 +104,10 @@ def run_cmd(
         if len(finals) == 1:
             np.savez(sbuf, c=finals[0][1], h=finals[0][0])
         else:
-            np.savez(sbuf, **{f"{key}_{k}": v for k, (h, c) in enumerate(finals) for key, v in (("h", h), ("c", c))})
+            arrays: dict[str, Any] = {}
+            for k, (h, c) in enumerate(finals):
+                arrays |= {f"h_{k}": h, f"c_{k}": c}
+            np.savez(sbuf, **arrays)
         write_atomic(final_state, sbuf.getbuffer())
 
 

@@ -222,6 +222,18 @@ def _present(op: OperatorRecord, slot: Slot) -> bool:
     return slot < len(op.inputs) and op.inputs[slot] >= 0
 
 
+def _options(op: OperatorRecord) -> Options:
+    if op.options is None:  # layout always writes the LSTM options table
+        raise ValueError(f"operator {op.opcode} has no options table")
+    return op.options
+
+
+def _scale(t: TensorRecord) -> float:
+    if t.quantization is None:
+        raise ValueError(f"tensor {t.name} is not quantized yet")
+    return t.quantization.scale[0]
+
+
 # ------------------------------------------------------------------------------------------ float16
 
 
@@ -268,10 +280,11 @@ def _hybrid(model: ModelRecord, asymmetric_inputs: bool) -> ModelRecord:
                 i = op.inputs[slot]
                 q, s = quantize_symmetric(np.asarray(tensors[i].data), I8)
                 tensors[i] = replace(tensors[i], dtype=I8, data=q, quantization=Quantization((s,), (0,)))
-        fields = tuple((n, asymmetric_inputs if n == "AsymmetricQuantizeInputs" else v) for n, v in op.options.fields)
+        options = _options(op)
+        fields = tuple((n, asymmetric_inputs if n == "AsymmetricQuantizeInputs" else v) for n, v in options.fields)
         if not any(n == "AsymmetricQuantizeInputs" for n, _ in fields):
             fields += (("AsymmetricQuantizeInputs", asymmetric_inputs),)
-        ops[k] = replace(op, options=Options(op.options.table, fields))
+        ops[k] = replace(op, options=Options(options.table, fields))
     out = replace(model, tensors=tuple(tensors), operators=tuple(ops))
     return finalize(out, {"mode": "dynamic-int8", "asymmetric_inputs": asymmetric_inputs})
 
@@ -345,7 +358,7 @@ def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: st
     for k in lstm_ks:
         op = ops[k]
         has_proj = _present(op, Slot.PROJECTION_WEIGHTS)
-        if has_proj and float(op.options.get("ProjClip", 0.0)) > 0:
+        if has_proj and float(_options(op).get("ProjClip", 0.0)) > 0:
             symmetric_roots.add(op.outputs[0])  # resolved to roots below
         if has_proj and any(_present(op, s) for s in PEEPHOLE_SLOTS):
             n = tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0]
@@ -403,7 +416,7 @@ def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: st
             if not _present(op, slot):
                 continue
             if layer_norm:  # the integer layer norm adds the bias in a 2^-10 * s_LN domain
-                s_b = tensors[inputs[Slot(20 + GATES.index(g))]].quantization.scale[0] * 2.0**-10
+                s_b = _scale(tensors[inputs[Slot(20 + GATES.index(g))]]) * 2.0**-10
             else:  # the bias seeds the input matmul accumulator: s_x * s_W(input_to_gate)
                 s_b = s_x * w_scale[Slot(1 + GATES.index(g))]
             q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), spec.bias, s_b)
@@ -422,7 +435,7 @@ def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: st
                 put(Slot.PROJECTION_BIAS, q, s)
         else:
             hidden_q = q_out
-        cell_clip = float(op.options.get("CellClip", 0.0))
+        cell_clip = float(_options(op).get("CellClip", 0.0))
         kc = cell_scale_exponent(ranges.cell_abs_max, cell_clip, k)
         h, c = inputs[Slot.OUTPUT_STATE], inputs[Slot.CELL_STATE]
         tensors[h] = replace(tensors[h], dtype=act, quantization=q_out)  # must equal the output's params

@@ -224,7 +224,7 @@ def serialize(model: ModelRecord) -> memoryview:
         tflite.OperatorAddOpcodeIndex(b, codes.index((op.opcode, op.version)))
         tflite.OperatorAddInputs(b, inputs)
         tflite.OperatorAddOutputs(b, outputs)
-        if opts is not None:
+        if op.options is not None:
             tflite.OperatorAddBuiltinOptionsType(b, getattr(tflite.BuiltinOptions, op.options.table))
             tflite.OperatorAddBuiltinOptions(b, opts)
         if inter is not None:

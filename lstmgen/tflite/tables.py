@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import tflite
 
+# Name of the metadata entry holding lstmgen's JSON (hyperparameters, provenance) in the files it writes.
+METADATA_KEY = "lstmgen"
+
 # Activations the kernel's float path computes correctly, by lstmgen name.
 ACTIVATIONS: dict[str, int] = {
     "tanh": tflite.ActivationFunctionType.TANH,

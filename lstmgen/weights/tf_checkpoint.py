@@ -216,8 +216,8 @@ class TfCheckpointReader:
             weights = TfliteReader().read({_TFLITE_CELL[k]: arrays[v] for k, v in keys.items()}, source)
             weights = replace(weights, notes=(*weights.notes, "TFLiteLSTMCell: forget bias already in its variable"))
         else:
-            arrays = {k: self._tf1_variable(path, names, f"{scope}/{k}") for k in _TF1_CELL}
-            weights = Tf1Reader().read({k: v for k, v in arrays.items() if v is not None}, source)
+            found = {k: self._tf1_variable(path, names, f"{scope}/{k}") for k in _TF1_CELL}
+            weights = Tf1Reader().read({k: v for k, v in found.items() if v is not None}, source)
         direction = _layer_of(scope)[2]  # a bidirectional_dynamic_rnn's 'bw' cell reads the sequence reversed
         return replace(
             weights, format=self.name, layer=scope, notes=(f"cell kind: {kind}", *weights.notes), direction=direction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import io
 import math
 import os
 import re
@@ -10,7 +11,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Literal
 
 import numpy as np
 
@@ -670,9 +671,9 @@ class _Shards:
 
     def __init__(self, bundle: _Bundle) -> None:
         self._bundle = bundle
-        self._files: dict[int, tuple[BinaryIO, int]] = {}
+        self._files: dict[int, tuple[io.BufferedReader, int]] = {}
 
-    def get(self, shard_id: int) -> tuple[Path, BinaryIO, int]:
+    def get(self, shard_id: int) -> tuple[Path, io.BufferedReader, int]:
         path = self._bundle.shard_path(shard_id)
         if shard_id not in self._files:
             try:
@@ -740,7 +741,7 @@ def _read_plain(bundle: _Bundle, entry: _Entry, name: str, shards: _Shards) -> n
                 f"{actual:#010x}; the data file is corrupt or belongs to another checkpoint",
                 _FIX_RESAVE,
             )
-    order = ">" if bundle.header.big_endian else "<"
+    order: Literal[">", "<"] = ">" if bundle.header.big_endian else "<"
     arr = np.frombuffer(buf, dtype=stored.newbyteorder(order)).reshape(entry.shape)
     if bundle.header.big_endian and stored.itemsize > 1:
         arr = arr.astype(stored.newbyteorder("<"))
