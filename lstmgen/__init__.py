@@ -1,5 +1,74 @@
-"""lstmgen: write verified TFLite UNIDIRECTIONAL_SEQUENCE_LSTM models from hyperparameters and weights."""
+"""lstmgen: write verified TFLite UNIDIRECTIONAL_SEQUENCE_LSTM models from hyperparameters and weights.
+
+The public API is a lazy facade: `import lstmgen` loads nothing else; each name below imports its module
+on first use (so `lstmgen --help` and scripts that need one function stay fast).
+
+Example:
+    >>> import lstmgen                                                       # doctest: +SKIP
+    >>> lstmgen.build("lstm.tflite", {"num_units": 64, "input_size": 32})   # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# Public name -> "module:attribute", or a module for a whole namespace.
+_EXPORTS: dict[str, str] = {
+    "build": "lstmgen.build:build",
+    "verify": "lstmgen.check.verify:verify_model",
+    "describe": "lstmgen.describe:describe",
+    "run": "lstmgen.run:run_model",
+    "load_weights": "lstmgen.weights:load_weights",
+    "CellConfig": "lstmgen.config:CellConfig",
+    "errors": "lstmgen.errors",
+}
+__all__ = ["CellConfig", "build", "describe", "errors", "load_weights", "run", "verify"]
+
+if TYPE_CHECKING:
+    from lstmgen import errors
+    from lstmgen.build import build
+    from lstmgen.check.verify import verify_model as verify
+    from lstmgen.config import CellConfig
+    from lstmgen.describe import describe
+    from lstmgen.run import run_model as run
+    from lstmgen.weights import load_weights
+
+
+def _resolve(name: str) -> Any:
+    module, _, attribute = _EXPORTS[name].partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lstmgen' has no attribute {name!r}")
+    value = _resolve(name)
+    setattr(sys.modules[__name__], name, value)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """Keeps the facade's functions bound when a same-named submodule (lstmgen.build, .run, .describe) loads.
+
+    Importing a submodule binds it as an attribute of its package, which would replace `lstmgen.build` the
+    function by `lstmgen.build` the module. Code that needs the module imports from it (`from lstmgen.build
+    import BuildResult`) or takes it from sys.modules / importlib.import_module.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name, "").startswith(f"{value.__name__}:"):
+            value = getattr(value, _EXPORTS[name].partition(":")[2])
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

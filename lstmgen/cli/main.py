@@ -9,12 +9,19 @@ import click
 from lstmgen import __version__
 from lstmgen.cli.common import EXIT_CODES
 
-# Command name -> module (each exposes `command`), in the order --help lists them.
-COMMANDS = {
-    "build": "lstmgen.cli.cmd_build",
-    "verify": "lstmgen.cli.cmd_verify",
-    "inspect": "lstmgen.cli.cmd_inspect",
-    "run": "lstmgen.cli.cmd_run",
+# Command name -> (module exposing `command`, the one-line help `lstmgen --help` shows), in --help order.
+# The help text lives here so that listing the commands imports none of them (a test keeps it in sync).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": (
+        "lstmgen.cli.cmd_build",
+        "Build a model from hyperparameters and (optionally) a weight file, then verify it.",
+    ),
+    "verify": ("lstmgen.cli.cmd_verify", "Run MODEL in a TFLite interpreter and compare with the NumPy reference."),
+    "inspect": (
+        "lstmgen.cli.cmd_inspect",
+        "Show MODEL's layers, hyperparameters, tensor slots (types, scales, zero points), op versions and sizes.",
+    ),
+    "run": ("lstmgen.cli.cmd_run", "Run MODEL on an input sequence from the zero (or a given) state."),
 }
 
 
@@ -25,11 +32,15 @@ class LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMANDS.get(cmd_name)
-        if module is None:
+        if cmd_name not in COMMANDS:
             return None
-        command: click.Command = importlib.import_module(module).command
+        command: click.Command = importlib.import_module(COMMANDS[cmd_name][0]).command
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table, without importing the commands."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
 
 @click.group(

@@ -1,0 +1,91 @@
+"""The lazy public API (lstmgen.build, ...) and a start-up that loads only what a command needs."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import lstmgen
+from lstmgen.cli.main import COMMANDS
+
+# Loaded by `lstmgen --help` / `--version` neither directly nor through a dependency.
+HEAVY = ("lstmgen.quant", "lstmgen.check", "lstmgen.tflite", "lstmgen.weights", "lstmgen.build", "numpy", "tflite")
+
+PROBE = """
+import json, sys
+from lstmgen.cli.main import main
+try:
+    main(sys.argv[1:], prog_name="lstmgen")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _modules_after(*argv: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True).stdout
+    return list(json.loads(out.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["-h"]])
+def test_group_help_and_version_load_nothing_heavy(argv: list[str]) -> None:
+    loaded = _modules_after(*argv)
+    heavy = [m for m in loaded if m.startswith(HEAVY)]
+    assert not heavy, f"lstmgen {' '.join(argv)} imported {heavy}"
+    assert not [m for m in loaded if m.startswith("lstmgen.cli.cmd_")], "listing commands must not import them"
+
+
+def test_import_lstmgen_loads_nothing_else() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, sys, lstmgen; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [m for m in json.loads(out) if m.startswith("lstmgen.")] == []
+
+
+def test_a_command_loads_on_use() -> None:
+    assert "lstmgen.cli.cmd_inspect" in _modules_after("inspect", "--help")
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_table_help_matches_the_command(name: str) -> None:
+    module, short = COMMANDS[name]
+    command = importlib.import_module(module).command
+    assert command.name == name
+    assert short == command.get_short_help_str(limit=1000), f"update COMMANDS[{name!r}] in cli/main.py"
+
+
+def test_facade_exports() -> None:
+    assert sorted(lstmgen.__all__) == ["CellConfig", "build", "describe", "errors", "load_weights", "run", "verify"]
+    for name in lstmgen.__all__:
+        assert getattr(lstmgen, name) is not None
+    assert callable(lstmgen.build) and callable(lstmgen.run) and callable(lstmgen.describe)
+    assert isinstance(lstmgen.errors, types.ModuleType)
+    assert lstmgen.verify.__name__ == "verify_model"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        lstmgen.nope  # noqa: B018
+
+
+def test_facade_survives_its_submodules_loading() -> None:
+    """lstmgen.build stays the function after `import lstmgen.build` binds the submodule to the package."""
+    script = (
+        "import lstmgen.build, lstmgen.run, lstmgen.describe, lstmgen\n"
+        "assert callable(lstmgen.build) and callable(lstmgen.run) and callable(lstmgen.describe)\n"
+        "from lstmgen.build import BuildResult\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_facade_builds(tmp_path: Path) -> None:
+    out = tmp_path / "m.tflite"
+    result = lstmgen.build(out, lstmgen.CellConfig(num_units=4, input_size=3), verify=False)
+    assert result.file_size == out.stat().st_size
+    assert lstmgen.describe(out)["num_units"] == 4
