@@ -19,7 +19,7 @@ from lstmgen.layout import CellShape, layout, shapes_from_config
 from lstmgen.output import write_atomic
 from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibration
 from lstmgen.quant.quantize import quantize
-from lstmgen.targets.rules import check_target
+from lstmgen.targets.rules import TARGET_NAMES, check_target
 from lstmgen.tflite.flatbuf import ModelRecord, materialize, serialize
 from lstmgen.weights import CellWeights, load_weights
 
@@ -237,6 +237,7 @@ class BuildResult:
     notes: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
     verification: VerifyReport | None = None
+    vela: dict[str, Any] | None = None  # --target ethos-u with vela installed: its NPU/CPU counts, SRAM, cycles
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -250,6 +251,7 @@ class BuildResult:
             "notes": self.notes,
             "seconds": self.seconds,
             "verification": self.verification.to_dict() if self.verification else None,
+            "vela": self.vela,
         }
 
 
@@ -265,6 +267,7 @@ def build(
     verify: bool = True,
     runtime: str = "auto",
     progress: Callable[[str], None] | None = None,
+    accelerator: str | None = None,
 ) -> BuildResult:
     """Build, write and (by default) verify one model; raises LstmgenError subclasses on bad input.
 
@@ -335,8 +338,8 @@ def build(
         problems = check_target(record, config.target)
         if problems:
             raise ConfigError(
-                f"--target {config.target}: TensorFlow Lite Micro cannot run this model: "
-                + "; ".join(problems)
+                f"--target {config.target}: {TARGET_NAMES[config.target]} cannot run this model: "
+                + "; ".join(problems).rstrip(".")
                 + ". Nothing was written. Build without those features, or for --target tflite."
             )
     say("writing model")
@@ -351,7 +354,8 @@ def build(
             return
         say("verifying against the NumPy reference")
         x = samples[0] if samples is not None else None  # int8: verify on representative data
-        report = verify_model(tmp, runtime=runtime, seed=config.seed, x=x, micro=config.target == "micro")
+        micro = config.target in ("micro", "ethos-u")  # Ethos-U firmware runs the model in TFLM
+        report = verify_model(tmp, runtime=runtime, seed=config.seed, x=x, micro=micro)
         report.model = str(output)
         result.verification = report
         if not report.passed:
@@ -362,7 +366,30 @@ def build(
                 payload={"verification": report.to_dict()},
             )
 
-    write_atomic(Path(output), data, check)
+    def npu(tmp: Path) -> None:
+        if config.target != "ethos-u":
+            return
+        from lstmgen.targets.ethos_u import DEFAULT_ACCELERATOR, run_vela, vela_installed
+
+        if not vela_installed():
+            notes.append("ethos-u: vela is not installed (pip install 'lstmgen[ethos-u]'); only lstmgen's rules ran")
+            return
+        say("compiling with vela")
+        vela = run_vela(tmp, accelerator or DEFAULT_ACCELERATOR)
+        result.vela = vela.to_dict()
+        if not vela.ok:
+            raise VerificationError(
+                f"--target ethos-u: vela {vela.vela_version} put {vela.cpu_operators} operator(s) on the CPU "
+                f"({vela.npu_operators} on the NPU) although lstmgen's rules passed; no model was written. "
+                "Please report this with the command line used.",
+                payload={"vela": vela.to_dict()},
+            )
+
+    def check_all(tmp: Path) -> None:
+        check(tmp)
+        npu(tmp)
+
+    write_atomic(Path(output), data, check_all)
     t3 = time.perf_counter()
     result.seconds = {
         "read": round(t1 - t0, 4),

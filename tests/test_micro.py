@@ -112,7 +112,7 @@ def test_rule_table_is_well_formed() -> None:
     assert names >= MICRO_BUILTIN_OPS
     assert "BIDIRECTIONAL_SEQUENCE_LSTM" not in MICRO_BUILTIN_OPS
     assert {"UNIDIRECTIONAL_SEQUENCE_LSTM", "REVERSE_V2", "STRIDED_SLICE", "CONCATENATION"} <= MICRO_BUILTIN_OPS
-    assert TARGETS == ("tflite", "micro")
+    assert TARGETS == ("tflite", "micro", "ethos-u")
 
 
 def test_plain_model_passes_every_target(tmp_path: Path) -> None:

@@ -84,7 +84,8 @@ from lstmgen.weights import FORMATS
 @click.option(
     "--quantize",
     type=click.Choice(QUANTIZE_MODES),
-    help="none (default), float16, dynamic-int8 (hybrid) or int8 (full integer, needs calibration).",
+    help="none (default), float16, dynamic-int8 (hybrid), int8 (full integer, needs calibration) or int16x8 "
+    "(int16 activations, int8 weights, needs calibration; runs in TFLite Micro and on Ethos-U, not in TFLite).",
 )
 @click.option(
     "--asymmetric-inputs/--symmetric-inputs",
@@ -94,10 +95,12 @@ from lstmgen.weights import FORMATS
 @click.option(
     "--io-type",
     type=click.Choice(IO_TYPES),
-    help="int8: model input/output type [default: int8; "
+    help="int8/int16x8: model input/output type [default: the activation type, int8 or int16; "
     "float32 adds QUANTIZE/DEQUANTIZE so callers keep feeding floats].",
 )
-@click.option("--calibration-data", type=PATH, help="int8: .npy of representative inputs [n, *input shape].")
+@click.option(
+    "--calibration-data", type=PATH, help="int8/int16x8: .npy of representative inputs [n, *input shape]."
+)
 @click.option(
     "--calibration",
     type=click.Choice(["data", "random"]),
@@ -106,7 +109,12 @@ from lstmgen.weights import FORMATS
 @click.option(
     "--target",
     type=click.Choice(TARGETS),
-    help="tflite (default) or micro: refuse what TensorFlow Lite Micro cannot run, and verify in TFLM too.",
+    help="tflite (default); micro: refuse what TensorFlow Lite Micro cannot run, and verify in TFLM too; ethos-u: "
+    "refuse what vela would leave on the CPU, then compile with vela when installed (exit 1 on any CPU operator).",
+)
+@click.option(
+    "--accelerator-config",
+    help="ethos-u: vela's --accelerator-config [default: ethos-u55-128].",
 )
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
 @click.option(
@@ -129,6 +137,7 @@ def build_cmd(
     calibration: str | None,
     verify: bool,
     runtime: str,
+    accelerator_config: str | None,
     as_json: bool,
     quiet: bool,
     **cell: Any,
@@ -148,6 +157,9 @@ def build_cmd(
       # full-integer int8 for a microcontroller, calibrated on representative inputs
       lstmgen build --weights model.keras --time-steps 50 --quantize int8 \\
           --calibration-data calib.npy --target micro -o mcu.tflite
+      # 16-bit activations (verified in TFLite Micro), for an Ethos-U NPU, checked by vela
+      lstmgen build --weights model.keras --time-steps 50 --quantize int16x8 \\
+          --calibration-data calib.npy --target ethos-u -o npu.tflite
     """
     options: dict[str, Any] = {}
     if config_file is not None:
@@ -171,6 +183,7 @@ def build_cmd(
         verify=verify,
         runtime=runtime,
         progress=progress(quiet or as_json),
+        accelerator=accelerator_config,
     )
     if as_json:
         click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
@@ -195,6 +208,10 @@ def _build_text(r: BuildResult) -> str:
         *(f"  note: {n}" for n in r.notes),
     ]
     lines.append(verify_line(r.verification) if r.verification else "  not verified (--no-verify)")
+    if r.vela is not None:
+        from lstmgen.targets.ethos_u import VelaReport
+
+        lines.append(VelaReport(**{k: v for k, v in r.vela.items() if k != "ok"}).line())
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,10 +23,12 @@ from lstmgen.targets.rules import find_problems
     "--check",
     "check",
     type=click.Choice(TARGETS),
-    help="Also tell whether the model would run on this target (exit 1 if not).",
+    help="Also tell whether the model would run on this target (exit 1 if not); ethos-u also runs vela when "
+    "installed.",
 )
+@click.option("--accelerator-config", help="--check ethos-u: vela's --accelerator-config [default: ethos-u55-128].")
 @handle_errors
-def inspect_cmd(model: Path, as_json: bool, check: str | None) -> None:
+def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_config: str | None) -> None:
     """Show MODEL's layers, hyperparameters, tensor slots (types, scales, zero points), op versions and sizes.
 
     \b
@@ -33,23 +36,50 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None) -> None:
       lstmgen inspect lstm.tflite
       lstmgen inspect lstm.tflite --json | jq .num_units
       lstmgen inspect lstm.tflite --check micro
+      lstmgen inspect npu.tflite --check ethos-u
     """
     lm = read_lstm_model(model)
     info = describe(model, lm)
     problems = None
+    vela = None
     if check is not None:
         problems = [p.to_dict() for p in find_problems(lm.model, check)]
         info["target_check"] = {"target": check, "ok": not problems, "problems": problems}
+        vela = _vela(model, check, accelerator_config) if not problems else None
+        if vela is not None:
+            info["target_check"]["vela"] = vela.to_dict()
+            if not vela.ok:
+                problems = [
+                    {
+                        "target": check,
+                        "feature": "operator vela runs on the CPU",
+                        "where": [f"{vela.cpu_operators} CPU operator(s), {vela.npu_operators} NPU operator(s)"],
+                        "message": f"vela {vela.vela_version} put {vela.cpu_operators} operator(s) on the CPU.",
+                    }
+                ]
+                info["target_check"].update(ok=False, problems=problems)
     if as_json:
         click.echo(json.dumps({"ok": True, **info}, indent=2))
     else:
         click.echo(format_text(info))
         if problems is not None:
             verdict = "runs" if not problems else "does NOT run"
-            click.echo(f"  target {check}: {verdict} there" + "".join(f"\n    - {p['message']}" for p in problems))
+            reasons = "".join(f"\n    - {p['feature']}: {p['message']}" for p in problems)
+            click.echo(f"  target {check}: {verdict} there{reasons}")
+            if vela is not None:
+                click.echo(vela.line())
     if problems:
         sys.exit(1)
 
+
+
+def _vela(model: Path, target: str, accelerator: str | None) -> Any:
+    """vela's report for --check ethos-u when vela is installed, else None."""
+    if target != "ethos-u":
+        return None
+    from lstmgen.targets.ethos_u import DEFAULT_ACCELERATOR, run_vela, vela_installed
+
+    return run_vela(model, accelerator or DEFAULT_ACCELERATOR) if vela_installed() else None
 
 
 command = inspect_cmd

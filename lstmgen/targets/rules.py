@@ -1,4 +1,4 @@
-"""Deployment-target checks: what a model uses that a runtime (TFLite, TFLite Micro) cannot run."""
+"""Deployment-target checks: what a model uses that a runtime (TFLite, TFLite Micro, Ethos-U) cannot run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.slots import NUM_INPUTS, Slot
 from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
 
-TARGET_NAMES: dict[str, str] = {"tflite": "TensorFlow Lite", "micro": "TensorFlow Lite Micro (TFLM)"}
+TARGET_NAMES: dict[str, str] = {
+    "tflite": "TensorFlow Lite",
+    "micro": "TensorFlow Lite Micro (TFLM)",
+    "ethos-u": "Arm Ethos-U (vela)",
+}
 
 LSTM = tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 TANH = tflite.ActivationFunctionType.TANH
@@ -442,12 +446,21 @@ MICRO_RULES: tuple[Rule, ...] = (
 RULES: dict[str, tuple[Rule, ...]] = {"tflite": (), "micro": MICRO_RULES}
 
 
-def find_problems(model: ModelRecord, target: str) -> list[Problem]:
-    """Every rule of `target` the model breaks, in table order."""
+def rules_for(target: str) -> tuple[Rule, ...]:
+    """The rule table of a target (ethos-u's lives in targets/ethos_u.py, which builds on these helpers)."""
+    if target == "ethos-u":
+        from lstmgen.targets.ethos_u import ETHOS_U_RULES
+
+        return ETHOS_U_RULES
     if target not in RULES:
         raise ConfigError(f"target {target!r} is unknown; choose one of {', '.join(TARGETS)}.")
+    return RULES[target]
+
+
+def find_problems(model: ModelRecord, target: str) -> list[Problem]:
+    """Every rule of `target` the model breaks, in table order."""
     problems = []
-    for rule in RULES[target]:
+    for rule in rules_for(target):
         where = rule.check(model)
         if where:
             problems.append(Problem(target, rule.feature, tuple(where), rule.message))
