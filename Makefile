@@ -1,52 +1,92 @@
 # lstmgen: `make demo` and `make test` do all set-up themselves (Python 3.10+ and pip are enough).
+#   make demo    lean .venv (the package and its default dependencies only), then build/verify/inspect the example
+#   make test    ruff + the whole suite in .venv-test (with the framework oracles), then the runtime tests again
+#                under tflite-runtime 2.14 where a wheel exists for this Python
+#   make bench   benchmarks/ (whole processes: wall time and peak memory)
+#   make lint    ruff only
+# Other Pythons: PYTHON=python3.12 make test (use a fresh checkout or `make clean` when switching).
 PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-# Second environment: the runtime tests again under tflite-runtime 2.14 (it needs numpy < 2).
+PIP_FLAGS := --disable-pip-version-check -q
+
+# The user's environment: what `pip install lstmgen` gives (numpy, flatbuffers, tflite, click, ai-edge-litert).
+VENV := .venv
+BIN  := $(VENV)/bin
+# The test environment: the package + every oracle (torch, onnxruntime, h5py, tflite-micro, ...) + ruff/pytest.
+TEST_VENV := .venv-test
+TEST_BIN  := $(TEST_VENV)/bin
+# The runtime tests again under tflite-runtime 2.14 (numpy < 2); its wheels exist for CPython 3.9-3.11 only.
 TFL_VENV := .venv-tflite-runtime
 TFL_BIN  := $(TFL_VENV)/bin
-PIP_FLAGS := --disable-pip-version-check -q
+TFL_PIN  := tflite-runtime==2.14.0
 
 .PHONY: demo test test-main test-tflite-runtime lint bench clean help
 
 help:
-	@echo "make demo   build, verify and inspect the example model (examples/)"
-	@echo "make test   lint + the whole test suite (also under tflite-runtime 2.14)"
+	@echo "make demo   lean .venv with lstmgen, then build, verify and inspect the example model (examples/)"
+	@echo "make test   ruff + the whole test suite in .venv-test (also the runtime tests under tflite-runtime 2.14)"
 	@echo "make bench  run the benchmarks in benchmarks/"
+	@echo "make lint   ruff only"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) torch==2.13.0  # first, so nothing pulls a newer (CUDA) torch
-	$(BIN)/pip install $(PIP_FLAGS) -e '.[test]'
+	$(BIN)/pip install $(PIP_FLAGS) -e .
 	touch $@
 
+$(TEST_BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(TEST_BIN)/pip install $(PIP_FLAGS) torch==2.13.0  # first, so nothing pulls a newer (CUDA) torch
+	$(TEST_BIN)/pip install $(PIP_FLAGS) -e '.[test]'
+	touch $@
+
+# Writes .skipped (with the reason) instead of failing where tflite-runtime has no wheel for this Python/platform.
 $(TFL_BIN)/.installed: pyproject.toml
+	rm -f $(TFL_VENV)/.skipped
 	$(PYTHON) -m venv $(TFL_VENV)
 	$(TFL_BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(TFL_BIN)/pip install $(PIP_FLAGS) 'numpy<2' flatbuffers tflite click pytest h5py matplotlib jsonschema 'tflite-runtime==2.14.0'
-	$(TFL_BIN)/pip install $(PIP_FLAGS) --no-deps -e .
+	@if $(TFL_BIN)/pip download $(PIP_FLAGS) --no-deps --only-binary=:all: -d $(TFL_VENV)/wheel '$(TFL_PIN)' \
+	      >$(TFL_VENV)/pip-download.log 2>&1; then \
+	  $(TFL_BIN)/pip install $(PIP_FLAGS) 'numpy<2' flatbuffers tflite click pytest h5py matplotlib jsonschema \
+	    '$(TFL_PIN)' && $(TFL_BIN)/pip install $(PIP_FLAGS) --no-deps -e . ; \
+	else \
+	  echo "no $(TFL_PIN) wheel for $$($(TFL_BIN)/python -c 'import platform; print("CPython", platform.python_version(), platform.machine())')" \
+	    "(the last tflite-runtime release has wheels for CPython 3.9-3.11 on Linux)" > $(TFL_VENV)/.skipped; \
+	fi
 	touch $@
 
 demo: $(BIN)/.installed
 	@mkdir -p build
 	$(BIN)/lstmgen build --config examples/cell.toml -o build/demo.tflite
+	$(BIN)/lstmgen verify build/demo.tflite
 	$(BIN)/lstmgen inspect build/demo.tflite
+	@echo
+	@echo "lstmgen is installed in $(VENV) ($$(du -sh $(VENV) | cut -f1)). Use it with:"
+	@echo "  . $(VENV)/bin/activate && lstmgen --help"
+	@echo "or without activating:  $(BIN)/lstmgen build --help"
 
-lint: $(BIN)/.installed
-	$(BIN)/ruff check lstmgen tests benchmarks examples
-	$(BIN)/mypy
+lint: $(TEST_BIN)/.installed
+	$(TEST_BIN)/ruff check lstmgen tests benchmarks examples docs
+	$(TEST_BIN)/mypy
 
-test-main: $(BIN)/.installed
-	$(BIN)/python -m pytest
+test-main: $(TEST_BIN)/.installed
+	$(TEST_BIN)/python -m pytest
 
 test-tflite-runtime: $(TFL_BIN)/.installed
-	LSTMGEN_RUNTIME=tflite-runtime $(TFL_BIN)/python -m pytest -m runtime -p no:cacheprovider
+	@if [ -f $(TFL_VENV)/.skipped ]; then \
+	  echo "SKIPPED: the runtime tests under tflite-runtime: $$(cat $(TFL_VENV)/.skipped)"; \
+	else \
+	  LSTMGEN_RUNTIME=tflite-runtime $(TFL_BIN)/python -m pytest -m runtime -p no:cacheprovider; \
+	fi
 
 test: lint test-main test-tflite-runtime
 
-bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/bench_build.py
+# Writes build/bench/*.json, then rewrites the marked numbers in README.md and docs/measurements.md.
+bench: $(TEST_BIN)/.installed
+	@mkdir -p build/bench
+	$(TEST_BIN)/python benchmarks/bench_build.py --json > build/bench/build.json
+	$(TEST_BIN)/python benchmarks/bench_quant.py --json > build/bench/quant.json
+	$(TEST_BIN)/python docs/update_numbers.py build/bench
 
 clean:
-	rm -rf $(VENV) $(TFL_VENV) build .pytest_cache
+	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) build .pytest_cache

@@ -89,8 +89,14 @@ def run_model_states(
             f"--chunk {chunk}: {path} has a backward direction (bidirectional or go_backwards), which needs the "
             "whole sequence in one invoke: its first step is the sequence's last. Run it without --chunk."
         )
-    session = open_model_session(lm, runtime)
     sig = tuple(lm.input.shape_signature or lm.input.shape)
+    if chunk < steps and sig[t_axis] != -1:
+        raise LstmgenError(
+            f"--chunk {chunk}: {path} fixes its time axis to {sig[t_axis]} steps (built with --time-steps), so every "
+            f"invoke takes exactly {sig[t_axis]} steps and cannot take chunks of {chunk}. Run it without --chunk, or "
+            "rebuild the model without --time-steps (a dynamic time axis) to stream it in chunks."
+        )
+    session = open_model_session(lm, runtime)
     outputs = []
     fed: tuple[int, ...] = ()
     for start in range(0, steps, chunk):

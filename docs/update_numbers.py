@@ -1,0 +1,79 @@
+"""Rewrite the measured numbers in README.md and docs/measurements.md from `make bench`'s JSON output.
+
+Usage: python docs/update_numbers.py BENCH_DIR (holding build.json from benchmarks/bench_build.py --json and
+quant.json from benchmarks/bench_quant.py --json). Each `<!-- bench:NAME -->...<!-- /bench:NAME -->` region is
+replaced; a region whose numbers are missing is left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = (ROOT / "README.md", ROOT / "docs" / "measurements.md")
+MODE_NAMES = {"none": "float32", "dynamic-int8+sym": "dynamic-int8 `--symmetric-inputs`"}
+
+
+def headline(b: dict[str, Any]) -> str:
+    return (
+        f"A {b['model_mb']} MB model ({b['num_units']} units, input {b['input_size']}) builds in "
+        f"{b['best_wall_s']:.2g} s with `--init` and `--no-verify`, at {b['traced_peak_x_model']}x its size in peak traced memory"
+    )
+
+
+def build_table(b: dict[str, Any]) -> str:
+    return "\n".join([
+        f"`benchmarks/bench_build.py`: {b['num_units']} units, input {b['input_size']}, float32, no verification, "
+        f"{b['cpus']}-core machine, Python {b['python']}:",
+        "",
+        "| model | wall time (best) | median | peak traced memory | peak RSS growth |",
+        "|---|---|---|---|---|",
+        f"| {b['model_mb']} MB (`--init glorot_uniform`) | {b['best_wall_s']} s | {b['median_wall_s']} s | "
+        f"{b['traced_peak_mb']} MB = {b['traced_peak_x_model']}x the model | {b['rss_growth_mb']} MB |",
+    ])
+
+
+def quant_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| units | mode | size | vs float | invoke | vs float |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['units']} | {MODE_NAMES.get(r['mode'], r['mode'])} | {r['bytes'] / 1e6:.2f} MB | "
+            f"{r['size_ratio']:.3f}x | {r['invoke_ms']:.3g} ms | {r['speed_ratio']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+REGIONS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "headline": ("build.json", headline),
+    "build": ("build.json", build_table),
+    "quant": ("quant.json", quant_table),
+}
+
+
+def main(bench_dir: Path) -> None:
+    for path in FILES:
+        text = path.read_text(encoding="utf-8")
+        for name, (source, render) in REGIONS.items():
+            src = bench_dir / source
+            if not src.is_file():
+                continue
+            body = render(json.loads(src.read_text()))
+            inline = not body.count("\n")
+            sep = "" if inline else "\n"
+            text = re.sub(
+                rf"(<!-- bench:{name} -->).*?(<!-- /bench:{name} -->)",
+                lambda m, body=body, sep=sep: f"{m[1]}{sep}{body}{sep}{m[2]}",
+                text,
+                flags=re.S,
+            )
+        path.write_text(text, encoding="utf-8")
+        print(f"updated {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "build/bench"))
