@@ -22,7 +22,8 @@ MODE_NAMES = {"none": "float32", "dynamic-int8+sym": "dynamic-int8 `--symmetric-
 def headline(b: dict[str, Any]) -> str:
     return (
         f"A {b['model_mb']} MB model ({b['num_units']} units, input {b['input_size']}) builds in "
-        f"{b['best_wall_s']:.2g} s with `--init` and `--no-verify`, at {b['traced_peak_x_model']}x its size in peak traced memory"
+        f"{b['best_wall_s']:.2g} s with `--init` and `--no-verify`, at {b['traced_peak_x_model']}x its size "
+        "in peak traced memory"
     )
 
 
