@@ -90,11 +90,13 @@ def run_model_states(
             "whole sequence in one invoke: its first step is the sequence's last. Run it without --chunk."
         )
     sig = tuple(lm.input.shape_signature or lm.input.shape)
-    if chunk < steps and sig[t_axis] != -1:
+    fixed = sig[t_axis]
+    if chunk < steps and fixed != -1 and (chunk != fixed or steps % fixed):
         raise LstmgenError(
-            f"--chunk {chunk}: {path} fixes its time axis to {sig[t_axis]} steps (built with --time-steps), so every "
-            f"invoke takes exactly {sig[t_axis]} steps and cannot take chunks of {chunk}. Run it without --chunk, or "
-            "rebuild the model without --time-steps (a dynamic time axis) to stream it in chunks."
+            f"--chunk {chunk}: {path} fixes its time axis to {fixed} steps (built with --time-steps), so every "
+            f"invoke takes exactly {fixed} steps: use --chunk {fixed} with an input whose time size ({steps} here) is "
+            f"a multiple of {fixed}, or rebuild the model without --time-steps (a dynamic time axis) to stream it in "
+            "chunks of any size."
         )
     session = open_model_session(lm, runtime)
     outputs = []
