@@ -31,6 +31,19 @@ _CONFLICT_HINTS = {
 }
 
 
+def _layout_note(time_major: bool, source: str) -> str:
+    chosen, other = ("time-major [T,B,I]", "batch-major [B,T,I]")[:: 1 if time_major else -1]
+    return (
+        f"input layout {chosen} as requested, although {source} was {other}; the weights are the same "
+        "either way (only the order of the input and output axes differs)"
+    )
+
+
+# Settings that describe how the source model was fed, not its weights: an explicit option wins over
+# what the file implies (with a note), since the user decides the layout of the model they build.
+USER_CHOICES: dict[str, Callable[[bool, str], str]] = {"time_major": _layout_note}
+
+
 def _implied_flags(cell: CellWeights) -> dict[str, object]:
     implied = cell.implied()
     implied["cifg"] = "input_to_input_weights" not in cell.tensors
@@ -67,17 +80,17 @@ def _topology(opts: dict[str, Any], layers: list[list[CellWeights]]) -> None:
         )
     single = layers[0][0]
     if len(layers) == 1 and dirs == {1} and single.direction == "backward":
-        if single.hyperparameters.get("onnx_reverse"):
+        if "go_backwards" not in single.hyperparameters:
+            # PyTorch _reverse, ONNX reverse, TF1 'bw', a Keras Bidirectional's backward half: the framework
+            # re-aligns the outputs to input positions (y[t] follows x[t..T-1]); --go-backwards keeps
+            # processing order (Keras go_backwards), so building it alone would shift every output in time.
             raise ConfigError(
-                f"{source}: a reverse-only ONNX LSTM returns its outputs aligned to the input positions, which needs "
-                "a second REVERSE_V2 after the op; lstmgen builds reverse directions only inside bidirectional "
-                "layers or as Keras-style --go-backwards (output in processing order). Use the forward cell or a "
-                "bidirectional node."
-            )
-        if not opts.get("go_backwards", False) and "go_backwards" not in single.hyperparameters:
-            raise ConfigError(
-                f"{source}: the selected cell is a backward direction (it runs over the reversed sequence). Pass "
-                "--go-backwards to build it alone, or --bidirectional with the whole layer."
+                f"{source}: the selected cell ({single.layer or 'the only cell'}) is the backward direction of a "
+                "bidirectional layer: its framework runs it over the reversed sequence and returns the outputs "
+                "aligned to the input positions (y[t] depends on x[t..T-1]). lstmgen builds such a cell only inside "
+                "its bidirectional layer; alone, --go-backwards would return the outputs in processing order "
+                "(Keras go_backwards), shifted in time against the framework's. Build the whole layer with "
+                "--bidirectional (drop --layer, or name the layer), or pick the forward cell."
             )
         opts.setdefault("go_backwards", True)
     if "num_layers" in opts and opts["num_layers"] != len(layers):
@@ -108,6 +121,10 @@ def resolve(
             implied["return_sequences"] = last_rs[0]
         for key, value in implied.items():
             if key not in CONFIG_FIELDS:
+                continue
+            if key in USER_CHOICES and key in opts:
+                if opts[key] != value:
+                    notes.append(USER_CHOICES[key](bool(opts[key]), first.source))
                 continue
             if key in opts:
                 _check_conflict(key, opts[key], value, first.source)

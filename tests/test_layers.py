@@ -443,9 +443,10 @@ def test_onnx_layers_in_graph_order(tmp_path: Path) -> None:
         [("back/reverse", "backward")],
     ]
     hyper = [[dict(w.hyperparameters) for w in row] for row in loaded]
-    plain = {"time_major": True, "activation": "tanh"}
+    plain = {"activation": "tanh"}
+    # Only the node fed by the graph input states the model's layout (layout=0: time-major).
     # Only a reverse-only node says its (input-aligned) output differs from Keras' go_backwards.
-    assert hyper == [[plain], [plain, plain], [plain | {"onnx_reverse": True}]]
+    assert hyper == [[plain | {"time_major": True}], [plain, plain], [plain | {"onnx_reverse": True}]]
     np.testing.assert_array_equal(loaded[1][1].tensors["input_to_input_weights"], a2["W"][1][:NH])
     assert list_layers(path, layer="LSTM_1")[1] == [("LSTM_1/forward", "LSTM_1/reverse")]
     assert list_layers(path, layer="LSTM_1/reverse")[1] == [("LSTM_1/reverse",)]

@@ -339,7 +339,8 @@ _TWO = make_model(
 )
 _RELU_ONLY = make_model([helper.make_node("Relu", ["X"], ["Y"])], {})
 _ADD_W = make_model(
-    [helper.make_node("Add", ["W0", "W0"], ["W"]), lstm_node(inputs=["X", "W", "R", "B"])],
+    # W depends on data fed at run time (a constant W0 + W0 would be folded, and read).
+    [helper.make_node("Add", ["W0", "X"], ["W"]), lstm_node(inputs=["X", "W", "R", "B"])],
     {"W0": _A["W"], "R": _A["R"], "B": _A["B"]},
 )
 _W_INPUT = make_model([lstm_node(inputs=["X", "W", "R", "B"])], {"R": _A["R"], "B": _A["B"]}, inputs=("X", "W"))
@@ -375,7 +376,7 @@ BAD_INPUTS = [
     ),
     pytest.param(_write(_SEQ_LENS), (), ("sequence_lens", "every time step"), id="sequence-lens"),
     pytest.param(_write(_H0), (), ("non-zero constant initial_h", "--initial-state"), id="initial-h"),
-    pytest.param(_write(_ADD_W), (), ("input W", "Add node"), id="computed-W"),
+    pytest.param(_write(_ADD_W), (), ("input W", "'X' is a graph input fed at run time"), id="computed-W"),
     pytest.param(_write(_W_INPUT), (), ("input W", "graph input"), id="W-graph-input"),
     pytest.param(
         _write(simple_model(_A2, direction="bidirectional")),

@@ -44,6 +44,11 @@ class _Cell:
     config: dict[str, Any] | None = None  # the layer's Keras config (LSTM, or RNN merged with its LSTMCell)
     direction: str | None = None  # 'forward' / 'backward' inside a Bidirectional wrapper
     merge_mode: str | None = None  # the Bidirectional wrapper's merge_mode, when the config states it
+    path: str = ""  # where the file keeps it ('lstm_1' in Keras 3: by class and position), for model order
+
+    @property
+    def order(self) -> list[tuple[int, str]]:
+        return _natural_key(self.path or self.name)
 
 
 def _natural_key(name: str) -> list[tuple[int, str]]:
@@ -178,14 +183,34 @@ def _keras3_cells(h5: Any) -> list[_Cell]:
         if segs and segs[-1] == "cell":
             segs = segs[:-1]
         layer_vars = "/".join([*segs, "vars"])
-        canonical = "/".join(s for s in segs if s != "layers")
+        by_path = "/".join(s for s in segs if s != "layers")
+        # Keras 3 keys groups by class and position ('lstm', 'lstm_1'); each group's vars record the
+        # layer's Keras name ('encoder', or 'lstm_2' in a session that made models before): name by that.
+        canonical = "/".join(_keras3_names(h5, segs))
         arrays = {role: ds[i] for role, i in zip(ROLES, ("0", "1", "2"), strict=True) if i in ds}
-        aliases = {name, "/".join(segs)}
+        aliases = {name, "/".join(segs), by_path}
         if layer_vars in h5 and "name" in h5[layer_vars].attrs:  # the Keras layer name, e.g. forward_lstm
             keras_name = _decode(h5[layer_vars].attrs["name"])
             aliases |= {keras_name, "/".join([*canonical.split("/")[:-1], keras_name])}
-        cells.append(_Cell(canonical, f"/{name}/{{0,1,2}}", arrays, aliases - {canonical}))
+        cell = _Cell(canonical, f"/{name}/{{0,1,2}}", arrays, aliases - {canonical}, path=by_path)
+        cells.append(cell)
     return cells
+
+
+def _keras3_names(h5: Any, segs: list[str]) -> list[str]:
+    """Each layer segment of a Keras 3 weights path by its Keras name (its vars' 'name' attribute);
+    a Bidirectional's forward_layer/backward_layer keep their attribute names."""
+    out, here = [], []
+    for seg in segs:
+        here.append(seg)
+        if seg == "layers":
+            continue
+        vars_path = "/".join([*here, "vars"])
+        if seg not in ("forward_layer", "backward_layer") and vars_path in h5 and "name" in h5[vars_path].attrs:
+            out.append(_decode(h5[vars_path].attrs["name"]))
+        else:
+            out.append(seg)
+    return out
 
 
 def _attr_list(group: Any, name: str) -> list[str]:
@@ -304,13 +329,52 @@ def _layer_configs(root: Mapping[str, Any] | None) -> dict[str, _Entry]:
     return out
 
 
-def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None) -> list[_Cell]:
+def _maskers(item: Any) -> list[str]:
+    """Layers of a model config that attach a mask: Masking, or an Embedding with mask_zero=True."""
+    found: list[str] = []
+    if isinstance(item, Mapping):
+        cls, cfg = item.get("class_name"), item.get("config")
+        if isinstance(cfg, Mapping) and (cls == "Masking" or (cls == "Embedding" and cfg.get("mask_zero"))):
+            found.append(f"{cls} '{cfg.get('name', '?')}'")
+        for value in item.values():
+            found.extend(_maskers(value))
+    elif isinstance(item, list):
+        for value in item:
+            found.extend(_maskers(value))
+    return found
+
+
+def _by_position(cells: list[_Cell], configs: Mapping[str, _Entry]) -> dict[str, str]:
+    """Cell name -> config name for cells whose names the config lacks, paired in model order when the
+    unmatched LSTM cells and unmatched top-level LSTM configs are equally many (older files name groups by
+    class and position, not by the Keras name)."""
+    loose = sorted((c for c in cells if c.name not in configs), key=lambda c: c.order)
+    used = {c.name for c in cells}
+    free = [n for n, e in configs.items() if n not in used and e[1] is None and "/" not in n]
+    if not loose or len(loose) != len(free) or any("/" in c.name for c in loose):
+        return {}
+    return {c.name: n for c, n in zip(loose, free, strict=True)}
+
+
+def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None, source: str = "") -> list[_Cell]:
     """Give each cell its layer config; drop cells the config says are not LSTMs (e.g. a GRU's vars)."""
     if config is None:
         return cells
+    masks = _maskers(config)
+    if masks:
+        raise WeightFileError(
+            f"{source}: the model has a mask ({', '.join(masks)}): Keras skips the masked (padded) time steps, "
+            "holding h and c, while TFLite's fused LSTM runs every step, so the model would give different "
+            "outputs and states wherever a mask applies. Build from the weights alone (save_weights to a "
+            ".weights.h5, or pass the LSTM's arrays in an .npz) and feed unpadded sequences, or remove the mask."
+        )
     configs = _layer_configs(config)
+    renamed = _by_position(cells, configs)
     kept = []
     for cell in cells:
+        if cell.name in renamed:
+            cell.aliases.add(cell.name)
+            cell.name = renamed[cell.name]
         entry = configs.get(cell.name)
         if entry is None:
             cell.config_missing = True
@@ -322,7 +386,7 @@ def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None) -> lis
             kept.append(cell)
     # Model order from the config, not the alphabetical order HDF5 groups come back in.
     order = {name: i for i, name in enumerate(configs)}
-    return sorted(kept, key=lambda c: (order.get(c.name, len(order)), _natural_key(c.name)))
+    return sorted(kept, key=lambda c: (order.get(c.name, len(order)), c.order))
 
 
 # ------------------------------------------------------------------------------ config checks
@@ -421,8 +485,10 @@ def _check_config(cell: _Cell, source: str, n: int, has_bias: bool, notes: list[
         notes.append(f"{shown} ignored: dropout is applied only in training")
     if cfg.get("unroll"):
         notes.append("unroll=True only changes how Keras runs the loop; the math is the same")
+    # tf.keras 2 states time_major; the model is built the same way by default (--batch-major overrides).
     if cfg.get("time_major"):
-        notes.append("the Keras layer took time-major input [time, batch, input]; pass --time-major to match")
+        hyper["time_major"] = True
+        notes.append("the Keras layer took time-major input [time, batch, input]: the model is built time-major")
     return hyper
 
 
@@ -542,9 +608,9 @@ def _open_cells(path: Path) -> Iterator[tuple[list[_Cell], str]]:
             config = _h5_config(h5, path)
         classic = _is_classic(h5)
         cells = _classic_cells(h5) if classic else _keras3_cells(h5)
-        cells = _attach_configs(cells, config)
+        cells = _attach_configs(cells, config, str(path))
         if config is None and not classic:  # classic files list layers in model order; Keras 3 groups do not
-            cells.sort(key=lambda c: _natural_key(c.name))
+            cells.sort(key=lambda c: c.order)
         if not cells:
             found = _h5_datasets(h5)
             shown = "; ".join(found[:12]) + ("; ..." if len(found) > 12 else "") if found else "no datasets"

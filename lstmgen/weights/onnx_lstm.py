@@ -11,6 +11,7 @@ import numpy as np
 
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.weights.onnx_fold import ZEROS, Folder, Unfoldable
 
 KEYS = ("W", "R", "B", "P")
 DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -117,41 +118,40 @@ class _Graph:
         self.inits = {t.name: t for t in model.graph.initializer}
         self.producers = {out: n for n in model.graph.node for out in n.output if out}
         self.inputs = {i.name for i in model.graph.input}
+        self.what = ("", "")
+        self.folder = Folder(onnx, model, lambda t: self._tensor(*self.what, t))
 
     def constant(self, node: str, what: str, value: str, notes: list[str]) -> np.ndarray | None:
-        """The array behind one LSTM input; None when it is a graph input fed at run time."""
-        onnx, seen = self.onnx, value
-        for _ in range(16):  # follow Identity chains (some exporters wrap initializers in one)
-            if value in self.inits:
-                if value in self.inputs:
-                    # IR < 4 lists initializers as inputs too: the initializer is the default value.
-                    notes.append(f"{what} '{value}' is also a graph input; using its initializer (the default)")
-                return self._tensor(node, what, self.inits[value])
-            producer = self.producers.get(value)
-            if producer is not None and producer.op_type == "Constant":
-                attrs = {a.name: a for a in producer.attribute}
-                if "value" in attrs:
-                    return self._tensor(node, what, attrs["value"].t)
-                for key in ("value_floats", "value_float"):
-                    if key in attrs:
-                        return np.asarray(onnx.helper.get_attribute_value(attrs[key]), np.float32)
-            if producer is not None and producer.op_type == "Identity" and producer.input:
-                value = producer.input[0]
-                continue
-            if value in self.inputs and producer is None:
-                return None
-            how = (
-                f"computed at run time by the {producer.op_type} node '{producer.name or producer.output[0]}'"
-                if producer is not None
-                else "not defined"
-            )
+        """The array behind one LSTM input; None when it is fed at run time (or zeros of a run-time shape)."""
+        if value in self.inits and value in self.inputs:
+            # IR < 4 lists initializers as inputs too: the initializer is the default value.
+            notes.append(f"{what} '{value}' is also a graph input; using its initializer (the default)")
+        if value in self.inputs and value not in self.inits:
+            return None
+        self.what = (node, what)
+        try:
+            array = self.folder.value(value)
+        except Unfoldable as exc:
             raise WeightFileError(
-                f"weights file {self.path}: LSTM node '{node}' input {what} ('{seen}') is {how}, so its values "
-                "cannot be read from the file (expected an initializer or a Constant node). Export with constant "
-                "folding (torch.onnx.export(..., do_constant_folding=True), or onnxsim), or save W, R, B, P to "
-                "an .npz."
-            )
-        raise WeightFileError(f"weights file {self.path}: input {what} of LSTM node '{node}' is an Identity loop.")
+                f"weights file {self.path}: LSTM node '{node}' input {what} ('{value}') cannot be read from the "
+                f"file: {exc}, so its values are only known at run time (expected an initializer, a Constant "
+                "node or a constant subgraph). Export with constant folding (torch.onnx.export(..., "
+                "do_constant_folding=True), or onnxsim), or save W, R, B, P to an .npz."
+            ) from None
+        if array is ZEROS:
+            if what not in ("initial_h", "initial_c"):
+                raise WeightFileError(
+                    f"weights file {self.path}: LSTM node '{node}' input {what} ('{value}') is zeros whose shape "
+                    "depends on the run-time input, which no weight array can be. The model is unusual; export "
+                    "it with constant folding, or save W, R, B, P to an .npz."
+                )
+            notes.append(f"{what} is zeros whatever the batch size (the exporter's zero initial state)")
+            return np.zeros(0, np.float32)
+        if value not in self.inits and self.producers.get(value) is not None:
+            op = self.producers[value].op_type
+            if op not in ("Constant", "Identity"):
+                notes.append(f"{what} folded from a constant subgraph (ending in {op})")
+        return np.asarray(array)
 
     def _tensor(self, node: str, what: str, tensor: Any) -> np.ndarray:
         helper = self.onnx.external_data_helper
@@ -381,20 +381,47 @@ def _read_node(graph: _Graph, proto: Any, node: _Node, half: str) -> CellWeights
                 f"with lstmgen run --initial-state (keys h, c) instead, or zero the initializer."
             )
     dirs = 2 if node.direction == "bidirectional" else 1
-    hyper: dict[str, object] = {"time_major": layout == 0, "activation": act}
+    hyper: dict[str, object] = {"activation": act}
+    model_layout = _model_layout(graph, proto.input[0] if proto.input else "", layout)
+    if model_layout is not None:
+        hyper["time_major"] = model_layout
     if node.direction == "reverse":
         # A reverse-only node's Y is aligned to input positions (Y[t] follows x[t..T-1]), unlike Keras'
         # go_backwards (processing order). A bidirectional node's reverse half is aligned the same way.
         hyper["onnx_reverse"] = True
-    notes = [
-        *node_notes,
-        f"ONNX node '{node.name}' ({half}), layout={layout}: "
-        f"{'time-major [T,B,I]' if layout == 0 else 'batch-major [B,T,I]'} input",
-    ]
+    node_layout = "time-major [T,B,I]" if layout == 0 else "batch-major [B,T,I]"
+    if model_layout is None:
+        how = "its input comes from another node, so it does not set the model's layout"
+    elif model_layout == (layout == 0):
+        how = "fed straight from the graph input"
+    else:
+        how = f"behind a Transpose of the graph input, which is {'time' if model_layout else 'batch'}-major"
+    notes = [*node_notes, f"ONNX node '{node.name}' ({half}), layout={layout}: {node_layout} ({how})"]
     cell = _to_cell(
         "onnx", str(path), arrays, d, dirs, hyper, notes, f"{node.name}/{half}", node.attrs.get("hidden_size")
     )
     return replace(cell, direction="backward") if half == "reverse" else cell
+
+
+def _model_layout(graph: _Graph, x: str, layout: int) -> bool | None:
+    """Whether the model input is time-major: the node's layout, flipped by a Transpose [1,0,2] in front
+    (what torch.onnx.export writes for batch_first=True); None when X is not fed from a graph input."""
+    flipped = False
+    for _ in range(16):
+        if x in graph.inputs and x not in graph.inits:
+            return (layout == 0) != flipped
+        producer = graph.producers.get(x)
+        if producer is None or not producer.input:
+            return None
+        if producer.op_type == "Transpose":
+            perm = [a.ints for a in producer.attribute if a.name == "perm"]
+            if not perm or list(perm[0]) != [1, 0, 2]:
+                return None
+            flipped = not flipped
+        elif producer.op_type not in ("Identity", "Cast"):
+            return None
+        x = producer.input[0]
+    return None
 
 
 def _check_attributes(path: Path, node: _Node) -> None:

@@ -1,13 +1,19 @@
-"""Reader for a TF1 LSTMCell's variables: kernel [I+P, 4N] (i, j, f, o), bias, diagonals, projection."""
+"""Reader for a TF1 LSTMCell's variables: kernel [I+P, 4N] (i, j, f, o), bias, diagonals, projection.
+
+Keys are bare ('kernel') or as TF names them ('rnn/lstm_cell/kernel:0', from {v.name: v.eval()}).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, single_cell, split_gates
+from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, npz_only, single_cell, split_gates
+from lstmgen.weights.tf_scopes import layer_of, lstm_scopes, select_layers
 
 KEYS = ("kernel", "bias", "w_i_diag", "w_f_diag", "w_o_diag", "projection/kernel")
 PEEPHOLES = {
@@ -17,15 +23,85 @@ PEEPHOLES = {
 }
 
 
+def _bare(key: str) -> str:
+    """A TF variable name without its output index: 'rnn/lstm_cell/kernel:0' -> 'rnn/lstm_cell/kernel'."""
+    return key[:-2] if key.endswith(":0") else key
+
+
+def _scoped(arrays: Mapping[str, np.ndarray]) -> dict[str, str] | None:
+    """Bare name -> key when the keys are scoped TF names; None for a flat (bare-key) file."""
+    names = {_bare(k): k for k in arrays}
+    return names if any("/" in n and n not in KEYS for n in names) else None
+
+
+def _scopes(names: Mapping[str, str], arrays: Mapping[str, np.ndarray], source: str) -> dict[str, str]:
+    """Scope -> 'tf1' for every TF1 LSTMCell among scoped names; an error when there is none."""
+    cells = {
+        s: kind
+        for s, kind in lstm_scopes({n: (arrays[k].dtype, arrays[k].shape) for n, k in names.items()}).items()
+        if kind == "tf1"
+    }
+    # A Dense head's kernel [N, 4k] + bias [4k] looks like a cell by shape; TF names cells '*lstm_cell*'/'cell'.
+    named = {s: k for s, k in cells.items() if "cell" in s.rpartition("/")[2].lower()}
+    cells = named or cells
+    if not cells:
+        raise WeightFileError(
+            f"{source}: no TF1 LSTMCell variables found for --weights-format tf1: expected '<scope>/kernel' "
+            "[input+output, 4*units] and "
+            f"'<scope>/bias' [4*units] (e.g. 'rnn/lstm_cell/kernel:0'), or bare kernel and bias keys "
+            f"(found: {', '.join(sorted(arrays)) or 'nothing'})."
+        )
+    return cells
+
+
 class Tf1Reader(SingleCellNpzReader):
     name = "tf1"
-    description = "TF1 LSTMCell variables: kernel [I+P,4N] (gates i,j,f,o), bias [4N], w_*_diag, projection/kernel"
+    description = (
+        "TF1 LSTMCell variables: kernel [I+P,4N] (gates i,j,f,o), bias [4N], w_*_diag, projection/kernel, "
+        "bare or as TF names them ('rnn/lstm_cell/kernel:0')"
+    )
 
     def matches(self, keys: frozenset[str]) -> bool:
-        return "kernel" in keys and "bias" in keys and "recurrent_kernel" not in keys
+        bare = {_bare(k) for k in keys}
+        if any(k.endswith("recurrent_kernel") for k in bare):
+            return False  # a Keras layer
+        return {"kernel", "bias"} <= bare or any(
+            k.endswith("/kernel") and f"{k[:-6]}bias" in bare and not k.endswith("projection/kernel") for k in bare
+        )
+
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """[('',)] for bare keys; else the scopes' layers ('rnn/multi_rnn_cell/cell_0/lstm_cell', ...)."""
+        names = _scoped(arrays)
+        if names is None:
+            single_cell(self.name, layer)
+            return [("",)]
+        return select_layers(source, _scopes(names, arrays, source), layer)
+
+    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+        return self.npz_layers(npz_only(self.name, path), str(path), layer)
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
-        single_cell(self.name, layer)
+        names = _scoped(arrays)
+        if names is None:
+            single_cell(self.name, layer)
+            return self._read_flat({_bare(k): v for k, v in arrays.items()}, source)
+        cells = _scopes(names, arrays, source)
+        listed = [s for row in select_layers(source, cells, layer) for s in row]
+        if len(listed) != 1:
+            raise WeightFileError(
+                f"{source}: --layer {layer!r} holds {len(listed)} LSTM cells ({', '.join(listed)}); pick one "
+                "of them with --layer SCOPE, or build them all with --num-layers / --bidirectional."
+            )
+        scope = listed[0]
+        mine = {leaf: arrays[names[f"{scope}/{leaf}"]] for leaf in KEYS if f"{scope}/{leaf}" in names}
+        weights = self._read_flat(mine, f"{source} [{scope}]")
+        others = len(arrays) - len(mine)
+        notes = [f"variables of scope '{scope}'" + (f"; ignored {others} other variable(s)" if others else "")]
+        return replace(weights, layer=scope, direction=layer_of(scope)[2], notes=(*notes, *weights.notes))
+
+    def _read_flat(self, arrays: Mapping[str, np.ndarray], source: str) -> CellWeights:
         unknown = sorted(set(arrays) - set(KEYS))
         if unknown:
             raise WeightFileError(

@@ -1,0 +1,172 @@
+"""Files as users hold them (tests/fixtures/real, made by make_real.py with the frameworks themselves):
+each builds a model that matches the framework's own outputs within 1e-5, or is refused with exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lstmgen.build import build
+from lstmgen.cli.main import main
+from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.run import run_model_states
+from lstmgen.weights import list_layers, load_weights
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+ATOL = 1e-5
+ONNX = ("l1_uni_bf", "l2_uni_tm", "l1_bi_bf", "l2_bi_bf")
+
+
+def _io(case: str) -> dict[str, np.ndarray]:
+    with np.load(REAL / f"{case}.io.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def _build_run(
+    tmp_path: Path, weights: Path, options: dict[str, Any], x: np.ndarray, **kw: Any
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    out = tmp_path / "m.tflite"
+    result = build(out, {"batch_size": 2, **options}, weights, **kw)
+    assert result.verification is not None and result.verification.passed
+    y, finals = run_model_states(out, x)
+    return y, finals, result.notes
+
+
+def _close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    err = float(np.abs(got - want).max())
+    assert err <= ATOL, f"{what}: max abs error {err:.3g} > {ATOL}"
+
+
+# --- ONNX from torch.onnx.export, both exporters --------------------------------------------------
+
+
+@pytest.mark.parametrize("topology", ONNX)
+@pytest.mark.parametrize("exporter", ["ts", "dynamo"])
+def test_torch_onnx_export_matches_torch(tmp_path: Path, exporter: str, topology: str) -> None:
+    pytest.importorskip("onnx")
+    case = f"onnx_{exporter}_{topology}"
+    io = _io(case)
+    layers, bidir = int(topology[1]), "_bi_" in topology
+    options = {"num_layers": layers, "bidirectional": bidir}
+    y, finals, notes = _build_run(tmp_path, REAL / f"{case}.onnx", options, io["x"])
+    _close(y, io["y"], "y")  # the model's layout is the graph input's (batch_first -> batch-major)
+    # torch's h_n/c_n: [layers * directions, B, H], in the order of lstmgen's ops.
+    _close(np.stack([h for h, _ in finals]), io["h"], "h_n")
+    _close(np.stack([c for _, c in finals]), io["c"], "c_n")
+    if exporter == "ts":
+        assert any("zeros whatever the batch size" in n for n in notes), notes
+
+
+def test_user_layout_wins_over_the_onnx_graph(tmp_path: Path) -> None:
+    """A batch_first export built time-major: the user's layout, with a note; same numbers."""
+    pytest.importorskip("onnx")
+    io = _io("onnx_dynamo_l1_uni_bf")
+    x = np.ascontiguousarray(io["x"].transpose(1, 0, 2))
+    y, _, notes = _build_run(tmp_path, REAL / "onnx_dynamo_l1_uni_bf.onnx", {"time_major": True}, x)
+    _close(y, io["y"].transpose(1, 0, 2), "y")
+    assert any("time-major [T,B,I] as requested" in n for n in notes), notes
+
+
+# --- Keras -------------------------------------------------------------------------------------------
+
+KERAS = [
+    pytest.param("k3_stacked_head", "k3_stacked_head.keras", {"num_layers": 2}, id="keras3-.keras-lstm_1-lstm_2-head"),
+    pytest.param(
+        "k3_stacked_head",
+        "k3_stacked_head.weights.h5",
+        {"num_layers": 2, "return_sequences": False},
+        id="keras3-.weights.h5-stated-last-step",
+    ),
+    pytest.param("k3_encoder", "k3_encoder.keras", {}, id="keras3-encoder-relu-go_backwards-no-bias"),
+    pytest.param("tk2_stacked_head", "tk2_stacked_head.h5", {"num_layers": 2}, id="tfkeras2-full-h5"),
+    pytest.param(
+        "tk2_stacked_head",
+        "tk2_stacked_head.weights.h5",
+        {"num_layers": 2, "return_sequences": False},
+        id="tfkeras2-.weights.h5",
+    ),
+    pytest.param("tk2_time_major", "tk2_time_major.h5", {}, id="tfkeras2-time_major"),
+]
+
+
+@pytest.mark.parametrize(("case", "file", "options"), KERAS)
+def test_keras_files_match_keras(tmp_path: Path, case: str, file: str, options: dict[str, Any]) -> None:
+    pytest.importorskip("h5py")
+    io = _io(case)
+    y, _, _ = _build_run(tmp_path, REAL / file, options, io["x"])
+    _close(y, io["y"], "y")
+
+
+def test_keras_names_are_the_layers_keras_names() -> None:
+    pytest.importorskip("h5py")
+    assert list_layers(REAL / "k3_stacked_head.keras") == ("keras", [("lstm_1",), ("lstm_2",)])
+    assert list_layers(REAL / "k3_stacked_head.weights.h5") == ("keras", [("lstm_1",), ("lstm_2",)])
+    assert list_layers(REAL / "tk2_stacked_head.h5")[1] == [("lstm_1",), ("lstm_2",)]
+    w = load_weights(REAL / "k3_stacked_head.keras", layer="lstm_2")
+    assert w.layer == "lstm_2" and w.implied()["num_units"] == 3 and w.hyperparameters["return_sequences"] is False
+    w = load_weights(REAL / "k3_encoder.keras", layer="encoder")
+    assert w.hyperparameters["activation"] == "relu" and w.hyperparameters["go_backwards"] is True
+
+
+@pytest.mark.parametrize(
+    ("file", "words"),
+    [
+        ("k3_masking.keras", ("mask", "Masking 'masking'", "every step", ".weights.h5")),
+        ("k3_hard_sigmoid.keras", ("recurrent_activation='hard_sigmoid'", "logistic sigmoid")),
+    ],
+)
+def test_keras_refusals(tmp_path: Path, file: str, words: tuple[str, ...]) -> None:
+    pytest.importorskip("h5py")
+    result = CliRunner().invoke(main, ["build", "--weights", str(REAL / file), "-o", str(tmp_path / "m.tflite")])
+    assert result.exit_code == 2, result.output
+    for word in words:
+        assert word in result.output, result.output
+    assert not (tmp_path / "m.tflite").exists()
+
+
+# --- TF1 variables dumped as {v.name: v.eval()} -------------------------------------------------------
+
+TF1 = [
+    pytest.param("tf1_dump_single", {}, id="single-with-dense-head"),
+    pytest.param("tf1_dump_stacked", {"num_layers": 2}, id="multi_rnn_cell"),
+    pytest.param("tf1_dump_bidir", {"bidirectional": True}, id="bidirectional_dynamic_rnn"),
+]
+
+
+@pytest.mark.parametrize(("case", "options"), TF1)
+def test_tf1_dumps_match_tf(tmp_path: Path, case: str, options: dict[str, Any]) -> None:
+    io = _io(case)
+    y, _, _ = _build_run(tmp_path, REAL / f"{case}.npz", options, io["x"])
+    _close(y, io["y"], "y")
+
+
+def test_tf1_scopes_and_layer() -> None:
+    path = REAL / "tf1_dump_stacked.npz"
+    cells = [("rnn/multi_rnn_cell/cell_0/lstm_cell",), ("rnn/multi_rnn_cell/cell_1/lstm_cell",)]
+    assert list_layers(path) == ("tf1", cells)
+    w = load_weights(path, layer="rnn/multi_rnn_cell/cell_1/lstm_cell")
+    assert w.layer == "rnn/multi_rnn_cell/cell_1/lstm_cell" and w.implied()["num_units"] == 3
+    assert w.forget_bias_default == 1.0
+    single = load_weights(REAL / "tf1_dump_single.npz")  # one cell scope, auto-picked; the dense head is ignored
+    assert single.layer == "rnn/lstm_cell" and any("ignored 2 other" in n for n in single.notes)
+    with pytest.raises(LstmgenError, match="cell_9"):
+        load_weights(path, layer="rnn/multi_rnn_cell/cell_9/lstm_cell")
+
+
+# --- PyTorch reverse-only cells -------------------------------------------------------------------
+
+
+def test_torch_reverse_cell_alone_is_refused(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    sd = {k: v.numpy() for k, v in torch.nn.LSTM(3, 4, bidirectional=True).state_dict().items()}
+    path = tmp_path / "bi.npz"
+    np.savez(path, **sd)
+    for extra in ({}, {"go_backwards": True}):
+        with pytest.raises(ConfigError, match="aligned to the input positions.*--bidirectional"):
+            build(tmp_path / "m.tflite", {"batch_size": 1, **extra}, path, layer="l0_reverse", verify=False)
+    assert not (tmp_path / "m.tflite").exists()
