@@ -21,7 +21,8 @@ from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibrat
 from lstmgen.quant.quantize import quantize
 from lstmgen.targets.rules import TARGET_NAMES, check_target
 from lstmgen.tflite.flatbuf import ModelRecord, materialize, serialize
-from lstmgen.weights import CellWeights, load_weights
+from lstmgen.weights import CellWeights, WeightSource
+from lstmgen.weights import open as open_weights
 
 CONFIG_FIELDS = tuple(f.name for f in fields(CellConfig))
 # Options that only a weight file can settle per layer, and what a conflict means in words.
@@ -220,13 +221,10 @@ def _calibrate(
     return calibrate(record, samples, source=str(data)), samples
 
 
-def load_stack(
-    path: Path, weights_format: str, layer: str | None, num_layers: int | None, bidirectional: bool
-) -> list[list[CellWeights]]:
-    """The cells to build, as layers x directions, chosen by --layer / --num-layers / --bidirectional."""
-    from lstmgen.weights import list_layers, load_layers
-
-    fmt, listed = list_layers(path, weights_format, layer)
+def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) -> list[list[CellWeights]]:
+    """The cells to build, as layers x directions, chosen by --layer / --num-layers."""
+    path = source.path
+    listed = source.cells(layer)
     names = "; ".join(" + ".join(c or "(unnamed)" for c in cells) for cells in listed)
     if num_layers is None and len(listed) > 1:
         raise WeightFileError(
@@ -237,8 +235,8 @@ def load_stack(
     if want > len(listed):
         raise WeightFileError(f"--num-layers {want}: {path} holds only {len(listed)} LSTM layer(s) ({names}).")
     if len(listed) == 1 and len(listed[0]) == 1:  # a single cell: read just it (also a selected one)
-        return [[load_weights(path, fmt, listed[0][0] if layer is not None else None)]]
-    return load_layers(path, fmt, layer)[:want]
+        return [[source.load(listed[0][0] if layer is not None else None)]]
+    return source.load_layers(layer)[:want]
 
 
 @dataclass
@@ -305,9 +303,8 @@ def build(
     layers: list[list[CellWeights]] | None
     if isinstance(weights, (str, Path)):
         say(f"reading weights {weights}")
-        layers = load_stack(
-            Path(weights), weights_format, layer, opts.get("num_layers"), bool(opts.get("bidirectional"))
-        )
+        source = open_weights(weights, weights_format)
+        layers = load_stack(source, layer, opts.get("num_layers"))
     elif isinstance(weights, CellWeights):
         layers = [[weights]]
     else:

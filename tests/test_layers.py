@@ -185,7 +185,7 @@ def test_torch_load_layers_reads_the_file_once(tmp_path: Path, fmt: str, monkeyp
 
     path = save_sd(make_lstm(3, P, True).state_dict(), tmp_path / f"w.{fmt}")
     calls: list[str] = []
-    for module, name in ((torch_sd, "_open_state_dict"), (weights, "_load_npz"), (torch_sd, "load_npz")):
+    for module, name in ((torch_sd, "_open_state_dict"), (weights, "NpzArrays"), (torch_sd, "load_npz")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _real=real, _n=name: calls.append(_n) or _real(*a))
     assert sum(len(row) for row in load_layers(path)) == 6

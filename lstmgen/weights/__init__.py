@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import GATE_ORDERS, CellWeights, WeightReader, split_gates
-from lstmgen.weights.base import load_npz as _load_npz
+from lstmgen.weights.npz import NpzArrays
 
 # Format name -> "module:Class". Imported on first use, so optional dependencies (h5py, onnx,
 # torch, safetensors) are only needed by the formats that use them.
@@ -30,10 +27,12 @@ __all__ = [
     "FORMATS",
     "GATE_ORDERS",
     "CellWeights",
+    "WeightSource",
     "get_reader",
     "list_layers",
     "load_layers",
     "load_weights",
+    "open",
     "split_gates",
 ]
 
@@ -52,27 +51,85 @@ def _native_reader(path: Path) -> WeightReader | None:
         if any(path.name.lower().endswith(s) for s in reader.suffixes):
             return reader
     for reader in readers:
-        claims = getattr(reader, "claims", None)
-        if claims is not None and claims(path):
+        if reader.claims(path):
             return reader
     return None
 
 
-@dataclass(frozen=True)
-class _Opened:
-    """A weight file with its reader chosen: .npz arrays are read once, native files by the reader."""
+class WeightSource:
+    """One weight file, opened once, with its reader chosen: `.cells()` lists its LSTM cells, `.load()` reads one.
 
-    path: Path
-    reader: WeightReader
-    arrays: Mapping[str, np.ndarray] | None  # None: a native file, opened by reader.load / list_layers
-    note: str | None  # how the format was detected (None when --weights-format named it)
+    An .npz is opened lazily (its zip directory and array headers at open, each array memory-mapped when a
+    reader uses it, see NpzArrays); `release()` then drops the file pages read so far, so a caller that has
+    copied the weights out holds no second copy. Other file types are opened by their reader.
 
-    def noted(self, weights: CellWeights) -> CellWeights:
+    Example:
+        >>> with open("bilstm.pt") as src:                          # doctest: +SKIP
+        ...     src.format, src.cells()
+        ('torch', [('lstm.l0', 'lstm.l0_reverse'), ('lstm.l1', 'lstm.l1_reverse')])
+        ...     cell = src.load("lstm.l0")
+    """
+
+    def __init__(self, path: Path, reader: WeightReader, arrays: NpzArrays | None, note: str | None) -> None:
+        self.path = path
+        self.reader = reader
+        self.arrays = arrays  # None: a native file, opened by the reader
+        self.note = note  # how the format was detected (None when --weights-format named it)
+
+    @property
+    def format(self) -> str:
+        return self.reader.name
+
+    def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
+        """The file's LSTM layers in model order, each (forward cell,) or (forward, backward).
+
+        `layer` restricts the list to one group (a PyTorch module, a Keras nested model or Bidirectional,
+        an ONNX node, a TF checkpoint scope) or names one cell. Files whose cells form several unrelated
+        groups (PyTorch modules, TF checkpoint scopes) need it. Each name is accepted by `load`.
+        """
+        if self.arrays is None:
+            return self.reader.list_layers(self.path, layer)
+        return self.reader.npz_layers(self.arrays, str(self.path), layer)
+
+    def load(self, cell: str | None = None) -> CellWeights:
+        """One cell's weights in TFLite layout (None: the file's only cell, or its first per the reader)."""
+        if self.arrays is None:
+            return self._noted(self.reader.load(self.path, cell))
+        return self._noted(self.reader.read(self.arrays, str(self.path), cell))
+
+    def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        """Every cell of every layer `cells(layer)` gives, in the same order.
+
+        Backward cells come with direction="backward"; what that means per format is in their hyperparameters
+        (Keras go_backwards, ONNX onnx_reverse) or the layer they belong to (a bidirectional pair).
+        """
+        if self.arrays is None:
+            layers = self.reader.load_layers(self.path, layer)
+        else:
+            layers = [[self.reader.read(self.arrays, str(self.path), c) for c in row] for row in self.cells(layer)]
+        return [[self._noted(w) for w in row] for row in layers]
+
+    def release(self) -> None:
+        """Drop the pages of a memory-mapped .npz read so far (arrays stay valid, read again on use)."""
+        if self.arrays is not None:
+            self.arrays.release()
+
+    def close(self) -> None:
+        if self.arrays is not None:
+            self.arrays.close()
+
+    def __enter__(self) -> WeightSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _noted(self, weights: CellWeights) -> CellWeights:
         return replace(weights, notes=(self.note, *weights.notes)) if self.note else weights
 
 
-def _open(path: str | Path, format: str) -> _Opened:
-    """Choose the reader for a file (by --weights-format, file type or .npz keys); .npz arrays are loaded."""
+def open(path: str | Path, format: str = "auto") -> WeightSource:
+    """Open a weight file, choosing its reader by `format`, the file type or (.npz) the array names."""
     path = Path(path)
     if format not in FORMATS:
         raise WeightFileError(f"--weights-format {format!r} is unknown; choose one of {', '.join(FORMATS)}.")
@@ -87,10 +144,10 @@ def _open(path: str | Path, format: str) -> _Opened:
                 f"{', '.join(known)}. Pass --weights-format."
             )
         note = f"format detected from the file type: {reader.name}" if format == "auto" else None
-        return _Opened(path, reader, None, note)
-    arrays = _load_npz(path)
+        return WeightSource(path, reader, None, note)
+    arrays = NpzArrays(path)
     if format != "auto":
-        return _Opened(path, get_reader(format), arrays, None)
+        return WeightSource(path, get_reader(format), arrays, None)
     keys = frozenset(arrays)
     found = [get_reader(n) for n in READER_CLASSES if get_reader(n).matches(keys)]
     if len(found) != 1:
@@ -100,13 +157,10 @@ def _open(path: str | Path, format: str) -> _Opened:
             f"weights file {path} {what} (keys found: {', '.join(sorted(keys)) or 'none'}). "
             f"Layouts tried: {tried}. Pass --weights-format to choose one."
         )
-    return _Opened(path, found[0], arrays, f"format detected from keys: {found[0].name}")
+    return WeightSource(path, found[0], arrays, f"format detected from keys: {found[0].name}")
 
 
-def _layers(opened: _Opened, layer: str | None) -> list[tuple[str, ...]]:
-    if opened.arrays is None:
-        return opened.reader.list_layers(opened.path, layer)
-    return opened.reader.npz_layers(opened.arrays, str(opened.path), layer)  # type: ignore[attr-defined]
+# The one-call forms (each opens the file once).
 
 
 def load_weights(path: str | Path, format: str = "auto", layer: str | None = None) -> CellWeights:
@@ -117,42 +171,15 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
         >>> w.format, w.implied()["num_units"]                   # doctest: +SKIP
         ('tf1', 32)
     """
-    opened = _open(path, format)
-    if opened.arrays is None:
-        return opened.noted(opened.reader.load(opened.path, layer))
-    return opened.noted(opened.reader.read(opened.arrays, str(opened.path), layer))
+    return open(path, format).load(layer)
 
 
 def list_layers(path: str | Path, format: str = "auto", layer: str | None = None) -> tuple[str, list[tuple[str, ...]]]:
-    """The format name and the file's LSTM layers in model order, each (forward cell,) or (forward, backward).
-
-    Each cell name is accepted by `load_weights(path, format, layer=name)` (and by the reader's `load`).
-    `layer` restricts the list to one group (a PyTorch module, a Keras nested model or Bidirectional,
-    an ONNX node, a TF checkpoint scope) or names one cell. Files whose cells form several unrelated
-    groups (PyTorch modules, TF checkpoint scopes) need `layer`.
-
-    Example:
-        >>> list_layers("bilstm.pt")                             # doctest: +SKIP
-        ('torch', [('lstm.l0', 'lstm.l0_reverse'), ('lstm.l1', 'lstm.l1_reverse')])
-    """
-    opened = _open(path, format)
-    return opened.reader.name, _layers(opened, layer)
+    """The format name and `open(path, format).cells(layer)`."""
+    source = open(path, format)
+    return source.format, source.cells(layer)
 
 
 def load_layers(path: str | Path, format: str = "auto", layer: str | None = None) -> list[list[CellWeights]]:
-    """Every cell of every layer `list_layers` gives, in the same order, reading the file once.
-
-    Backward cells come with direction="backward"; what that means per format is in their hyperparameters
-    (Keras go_backwards, ONNX onnx_reverse) or the layer they belong to (a bidirectional pair).
-    """
-    opened = _open(path, format)
-    reader, source = opened.reader, str(opened.path)
-    if opened.arrays is not None:
-        arrays = opened.arrays
-        return [[opened.noted(reader.read(arrays, source, c)) for c in names] for names in _layers(opened, layer)]
-    bulk = getattr(reader, "load_layers", None)
-    if bulk is not None:
-        layers: list[list[CellWeights]] = bulk(opened.path, layer)
-    else:
-        layers = [[reader.load(opened.path, c) for c in names] for names in reader.list_layers(opened.path, layer)]
-    return [[opened.noted(w) for w in row] for row in layers]
+    """`open(path, format).load_layers(layer)`."""
+    return open(path, format).load_layers(layer)

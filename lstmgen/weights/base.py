@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -73,11 +73,13 @@ class CellWeights:
         return out
 
 
+@runtime_checkable
 class WeightReader(Protocol):
     """One weight format: recognises its files and reads them into CellWeights.
 
-    `.npz` files are opened once by load_weights and handed to `read` as flat arrays; other
-    file types are opened by the reader whose `suffixes` claim them, through `load`.
+    `.npz` files are opened once by lstmgen.weights.open and handed to `read`/`npz_layers` as a lazy
+    mapping of arrays; other file types are opened by the reader whose `suffixes` (or `claims`) take
+    them, through `list_layers`/`load`/`load_layers`.
     """
 
     name: str
@@ -104,10 +106,19 @@ class WeightReader(Protocol):
         """
         ...
 
-    # Every reader also has `npz_layers(arrays, source, layer)`: list_layers for the arrays of an
-    # .npz that load_weights already opened (cell names are then accepted by `read`). Readers of
-    # native files may add `load_layers(path, layer) -> list[list[CellWeights]]`, which loads every
-    # listed cell opening the file once; lstmgen.weights.load_layers uses it when present.
+    def npz_layers(
+        self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """list_layers for the arrays of an opened .npz (cell names are then accepted by `read`)."""
+        ...
+
+    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
+        """Every cell `list_layers(path, layer)` names, in the same order, opening the file once."""
+        ...
+
+    def claims(self, path: Path) -> bool:
+        """Whether a file whose name no reader's `suffixes` match is of this format (sniffing its header)."""
+        ...
 
 
 def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
@@ -208,6 +219,12 @@ class SingleCellNpzReader(ABC):
     def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
         """One layer of one cell, named '' (which `load` accepts, as it does no name)."""
         return self.npz_layers(npz_only(self.name, path), str(path), layer)
+
+    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
+        return [[self.load(path, layer)]]
+
+    def claims(self, path: Path) -> bool:
+        return False  # only ever an .npz, chosen by its keys
 
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None

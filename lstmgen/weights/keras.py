@@ -523,6 +523,9 @@ class KerasReader:
         cells, _ = _npz_cells(dict.fromkeys(keys, np.empty(0)), by_shape=False)
         return bool(cells) and all("kernel" in c.arrays for c in cells)
 
+    def claims(self, path: Path) -> bool:
+        return False  # recognised by its suffixes only
+
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         cells, others = _checked_npz_cells(arrays, source)
         cell = _select(cells, layer, source)

@@ -178,6 +178,9 @@ class OnnxReader:
 
     # --- .npz ---------------------------------------------------------------------------------
 
+    def claims(self, path: Path) -> bool:
+        return False  # recognised by its suffixes only
+
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         full, dirs = _npz_directions(arrays, source)
         half = _npz_half(dirs, layer, source)

@@ -1,0 +1,85 @@
+"""lstmgen.weights.open: one opened file per build, .npz arrays mapped lazily and checked (CRC, pickle, size)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstmgen.errors import WeightFileError
+from lstmgen.weights import READER_CLASSES, WeightReader, get_reader
+from lstmgen.weights import open as open_weights
+from lstmgen.weights.npz import NpzArrays
+
+UNITS, INPUTS = 4, 3
+
+
+def _tf1(path: Path) -> Path:
+    kernel = np.random.default_rng(0).standard_normal((INPUTS + UNITS, 4 * UNITS)).astype(np.float32)
+    np.savez(path, kernel=kernel, bias=np.zeros(4 * UNITS, np.float32))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(READER_CLASSES))
+def test_every_reader_implements_the_protocol(name: str) -> None:
+    assert isinstance(get_reader(name), WeightReader)
+
+
+def test_open_lists_and_loads(tmp_path: Path) -> None:
+    with open_weights(_tf1(tmp_path / "w.npz")) as src:
+        assert src.format == "tf1"
+        assert src.cells() == [("",)]
+        cell = src.load()
+    assert cell.implied()["num_units"] == UNITS
+    assert cell.notes[0] == "format detected from keys: tf1"
+
+
+def test_npz_arrays_are_views_of_one_map(tmp_path: Path) -> None:
+    path = _tf1(tmp_path / "w.npz")
+    arrays = NpzArrays(path)
+    kernel = arrays["kernel"]
+    assert arrays["kernel"] is kernel  # mapped once
+    assert not kernel.flags.writeable and not kernel.flags.owndata
+    with np.load(path) as ref:
+        np.testing.assert_array_equal(kernel, ref["kernel"])
+    arrays.release()  # pages dropped, the view still reads the file
+    with np.load(path) as ref:
+        np.testing.assert_array_equal(kernel, ref["kernel"])
+
+
+def test_compressed_and_fortran_members(tmp_path: Path) -> None:
+    a = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    np.savez_compressed(tmp_path / "c.npz", a=a)
+    np.savez(tmp_path / "f.npz", a=a)
+    for name in ("c.npz", "f.npz"):
+        np.testing.assert_array_equal(NpzArrays(tmp_path / name)["a"], a)
+
+
+def test_bad_crc_is_corrupt(tmp_path: Path) -> None:
+    path = _tf1(tmp_path / "w.npz")
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("bias.npy")
+    data[info.header_offset + 30 + len("bias.npy") + 130] ^= 0xFF  # a byte of the bias data
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightFileError, match="truncated or corrupt.*CRC"):
+        open_weights(path).load()
+
+
+def test_truncated_member_fails_at_open(tmp_path: Path) -> None:
+    path = _tf1(tmp_path / "w.npz")
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        cut = zf.getinfo("kernel.npy").header_offset + 200
+    path.write_bytes(data[:cut])
+    with pytest.raises(WeightFileError, match="truncated or corrupt"):
+        open_weights(path)
+
+
+def test_object_member_is_refused_without_unpickling(tmp_path: Path) -> None:
+    path = tmp_path / "o.npz"
+    np.savez(path, kernel=np.array([object()], dtype=object))
+    with pytest.raises(WeightFileError, match="never unpickles"):
+        open_weights(path)
