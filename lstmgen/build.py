@@ -253,6 +253,7 @@ class BuildResult:
     seconds: dict[str, float] = field(default_factory=dict)
     verification: VerifyReport | None = None
     vela: dict[str, Any] | None = None  # --target ethos-u with vela installed: its NPU/CPU counts, SRAM, cycles
+    embed: dict[str, Any] | None = None  # --embed: the firmware sources written (embed.EmbedResult)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -267,6 +268,7 @@ class BuildResult:
             "seconds": self.seconds,
             "verification": self.verification.to_dict() if self.verification else None,
             "vela": self.vela,
+            "embed": self.embed,
         }
 
 
@@ -283,6 +285,7 @@ def build(
     runtime: str = "auto",
     progress: Callable[[str], None] | None = None,
     accelerator: str | None = None,
+    embed: str | Path | None = None,
 ) -> BuildResult:
     """Build, write and (by default) verify one model; raises LstmgenError subclasses on bad input.
 
@@ -294,6 +297,10 @@ def build(
     unknown = sorted(set(opts) - set(CONFIG_FIELDS))
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(CONFIG_FIELDS)}.")
+    if embed is not None:
+        from lstmgen.embed import check_embed_target
+
+        check_embed_target(embed)
     t0 = time.perf_counter()
     if weights is None and weights_format != "auto":
         raise ConfigError(
@@ -402,6 +409,11 @@ def build(
     def check_all(tmp: Path) -> None:
         check(tmp)
         npu(tmp)
+        if embed is not None:  # from the verified bytes, before the model itself is renamed into place
+            from lstmgen.embed import embed as write_sources
+
+            say("writing firmware sources")
+            result.embed = write_sources(tmp, embed, source_name=Path(output).name).to_dict()
 
     write_atomic(Path(output), data, check_all)
     t3 = time.perf_counter()

@@ -42,12 +42,13 @@ ALLOWED: dict[str, set[str]] = {
     | {"check.reference", "check.graph", "check.tolerance", "check.source"},
     "build": BASE
     | {"tflite", "config", "arrays", "output", "layout", "init", "weights", "quant", "targets", "runtimes"}
-    | {"check.verify", "check.source"},
+    | {"check.verify", "check.source", "embed"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
+    "embed": BASE | {"tflite", "output", "runtimes"},
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check.graph", "check.tolerance", "check.verify", "build", "run", "describe"},
+    | {"check.graph", "check.tolerance", "check.verify", "build", "run", "describe", "embed"},
     "__main__": {"cli"},
 }
 

@@ -113,6 +113,12 @@ from lstmgen.weights import FORMATS
     "refuse what vela would leave on the CPU, then compile with vela when installed (exit 1 on any CPU operator).",
 )
 @click.option(
+    "--embed",
+    "embed_path",
+    type=PATH,
+    help="Also write firmware sources: DIR/NAME.cc and NAME.h (as `lstmgen embed`; needs tflite-micro).",
+)
+@click.option(
     "--accelerator-config",
     help="ethos-u: vela's --accelerator-config [default: ethos-u55-128].",
 )
@@ -138,6 +144,7 @@ def build_cmd(
     verify: bool,
     runtime: str,
     accelerator_config: str | None,
+    embed_path: Path | None,
     as_json: bool,
     quiet: bool,
     **cell: Any,
@@ -184,6 +191,7 @@ def build_cmd(
         runtime=runtime,
         progress=progress(quiet or as_json),
         accelerator=accelerator_config,
+        embed=embed_path,
     )
     if as_json:
         click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
@@ -212,6 +220,11 @@ def _build_text(r: BuildResult) -> str:
         from lstmgen.targets.ethos_u import VelaReport
 
         lines.append(VelaReport(**{k: v for k, v in r.vela.items() if k != "ok"}).line())
+    if r.embed is not None:
+        from lstmgen.cli.cmd_embed import embed_text
+        from lstmgen.embed import EmbedResult
+
+        lines.append("  " + embed_text(EmbedResult(**r.embed)).replace("\n", "\n  "))
     return "\n".join(lines)
 
 

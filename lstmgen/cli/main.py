@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show MODEL's layers, hyperparameters, tensor slots (types, scales, zero points), op versions and sizes.",
     ),
     "run": ("lstmgen.cli.cmd_run", "Run MODEL on an input sequence from the zero (or a given) state."),
+    "embed": ("lstmgen.cli.cmd_embed", "Write MODEL as firmware sources NAME.cc/NAME.h with the TFLM arena size."),
 }
 
 

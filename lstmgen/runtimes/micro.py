@@ -68,7 +68,7 @@ def arena_size(model: ModelRecord) -> int:
 
 
 @contextlib.contextmanager
-def _capture_stderr() -> Iterator[list[str]]:
+def capture_stderr() -> Iterator[list[str]]:
     """Collect what native code writes to fd 2 (TFLM's MicroPrintf), for error messages."""
     lines: list[str] = []
     with tempfile.TemporaryFile(mode="w+b") as tmp:
@@ -195,7 +195,7 @@ def open_micro_session(model_path: str | Path, *, arena: int | None = None, chec
         )
     lstms = [op for op in model.operators if op.opcode == LSTM]
     rt = tflm.runtime
-    with _capture_stderr() as log:
+    with capture_stderr() as log:
         try:
             interp = rt.Interpreter.from_bytes(
                 data,

@@ -1,0 +1,50 @@
+"""`lstmgen embed`: write NAME.cc/NAME.h holding a model for firmware (TFLite Micro)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors
+from lstmgen.embed import EmbedResult, embed
+
+
+def embed_text(r: EmbedResult) -> str:
+    return "\n".join(
+        [
+            f"wrote {r.source} and {r.header}: {r.symbol}[{r.model_bytes:,}] (alignas 16), "
+            f"{r.symbol}_arena_size = {r.arena_size:,} bytes (TFLM measured {r.arena_measured:,} + margin)",
+            f"  register: {', '.join(r.ops)}",
+        ]
+    )
+
+
+@click.command("embed", epilog=EXIT_CODES)
+@click.argument("model", type=PATH)
+@click.option("-o", "--output", type=PATH, required=True, help="C++ source to write (NAME.cc); NAME.h goes beside it.")
+@click.option("--name", "symbol", help="C++ name of the array [default: the output file's stem].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@handle_errors
+def embed_cmd(model: Path, output: Path, symbol: str | None, as_json: bool) -> None:
+    """Write MODEL as firmware sources: `alignas(16) const unsigned char SYMBOL[]`, SYMBOL_len and
+    SYMBOL_arena_size (the tensor arena TensorFlow Lite Micro used for the model, plus a stated
+    margin), with the ops to register and the input/output shapes, types and quantization in a
+    comment block of NAME.h. Needs tflite-micro (pip install 'lstmgen[micro]') to measure the arena.
+
+    \b
+    Examples:
+      lstmgen embed lstm_int8.tflite -o firmware/lstm_model.cc
+      lstmgen embed lstm_int8.tflite -o firmware/lstm_model.cc --name g_lstm_model
+      lstmgen build --config cell.toml --quantize int8 --calibration-data calib.npy \\
+          --target micro -o lstm_int8.tflite --embed firmware/lstm_model.cc
+    """
+    result = embed(model, output, name=symbol)
+    if as_json:
+        click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2))
+    else:
+        click.echo(embed_text(result))
+
+
+command = embed_cmd

@@ -1,0 +1,225 @@
+"""`embed`: firmware sources NAME.cc/NAME.h with the aligned model bytes, TFLM-measured arena size and op list."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tflite
+
+from lstmgen import __version__
+from lstmgen.errors import ConfigError, ModelFileError
+from lstmgen.output import check_target, write_atomic
+from lstmgen.runtimes.micro import capture_stderr, import_tflm
+from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
+
+Op = tflite.BuiltinOperator
+# Builtin -> the tflite::MicroMutableOpResolver method that registers it (micro_mutable_op_resolver.h).
+RESOLVER_METHODS: dict[int, str] = {
+    Op.UNIDIRECTIONAL_SEQUENCE_LSTM: "AddUnidirectionalSequenceLSTM",
+    Op.QUANTIZE: "AddQuantize",
+    Op.DEQUANTIZE: "AddDequantize",
+    Op.REVERSE_V2: "AddReverseV2",
+    Op.CONCATENATION: "AddConcatenation",
+    Op.STRIDED_SLICE: "AddStridedSlice",
+}
+ALIGNMENT = 16  # TFLM reads the flatbuffer in place; many targets need 16-byte aligned model data
+# The measured figure comes from TFLM on this (64-bit) host: its own structures are smaller with 32-bit
+# pointers, but another kernel set (e.g. CMSIS-NN's scratch buffers) or allocator can need more.
+MARGIN_FRACTION = 0.25
+MARGIN_MIN = 1024
+_MEASURE_ARENA = 64 * 1024 * 1024  # generous arena for the measurement run
+_BYTES_PER_LINE = 12
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CXX_KEYWORDS_TEXT = """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
+    char32_t class
+    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype default
+    delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline int long
+    mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
+    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template this
+    thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t while xor
+    xor_eq"""
+_CXX_KEYWORDS = frozenset(_CXX_KEYWORDS_TEXT.split())
+
+
+@dataclass
+class EmbedResult:
+    """What `embed` wrote, for the CLI summary and --json."""
+
+    source: str
+    header: str
+    symbol: str
+    model_bytes: int
+    arena_measured: int
+    arena_size: int
+    ops: list[str]
+    tflm_version: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def symbol_for(path: Path, name: str | None) -> str:
+    """The C++ identifier for the array: --name, or the output file's stem made into one."""
+    symbol = name if name is not None else re.sub(r"\W", "_", path.stem, flags=re.ASCII)
+    if name is None and symbol[:1].isdigit():
+        symbol = f"model_{symbol}"
+    if not _C_IDENT.match(symbol) or symbol in _CXX_KEYWORDS:
+        raise ConfigError(
+            f"--name {symbol!r} is not a usable C++ identifier: expected letters, digits and underscores, not "
+            "starting with a digit, and not a C++ keyword (e.g. --name g_lstm_model)."
+        )
+    return symbol
+
+
+def measure_arena(data: bytes, source: str) -> tuple[int, str]:
+    """Bytes of tensor arena TFLM allocated for the model (its RecordingMicroAllocator total), and its version."""
+    tflm = import_tflm()
+    from lstmgen.runtimes.micro import tflm_version
+
+    rt = tflm.runtime
+    with capture_stderr() as log:
+        try:
+            interp = rt.Interpreter.from_bytes(data, arena_size=_MEASURE_ARENA)
+            interp.invoke()  # kernels may request scratch only on the first invoke
+            interp.print_allocations()
+        except (RuntimeError, ValueError) as exc:
+            interp, error = None, exc
+    if interp is None:
+        detail = "; ".join(line.strip() for line in log if line.strip()) or str(error)
+        raise ModelFileError(
+            f"{source}: TensorFlow Lite Micro cannot load the model, so its arena cannot be measured: {detail}. "
+            "embed needs a model TFLM runs (check with lstmgen inspect MODEL --check micro)."
+        )
+    totals = [int(m.group(1)) for line in log if (m := re.search(r"Arena allocation total (\d+) bytes", line))]
+    if not totals:
+        raise ModelFileError(f"{source}: TFLM printed no arena total (tflite-micro {tflm_version(tflm)}).")
+    return max(totals), tflm_version(tflm)
+
+
+def _quant_text(t: TensorRecord) -> str:
+    q = t.quantization
+    if q is None or not q.scale:
+        return "not quantized"
+    return f"scale {q.scale[0]:.9g}, zero point {q.zero_point[0]} (real = scale * (q - zero_point))"
+
+
+def _tensor_line(kind: str, t: TensorRecord) -> str:
+    return f"//   {kind} '{t.name}': {t.dtype.name} {list(t.shape)}, {_quant_text(t)}"
+
+
+def _guard(header: Path) -> str:
+    return re.sub(r"\W", "_", header.name.upper(), flags=re.ASCII) + "_"
+
+
+def render(
+    data: bytes, model: ModelRecord, symbol: str, header: Path, arena: int, measured: int, source: str, tflm: str
+) -> tuple[str, str]:
+    """(NAME.h text, NAME.cc text)."""
+    codes = sorted({op.opcode for op in model.operators})
+    unknown = [BUILTIN_OPERATOR_NAMES.get(c, str(c)) for c in codes if c not in RESOLVER_METHODS]
+    if unknown:
+        raise ModelFileError(f"{source}: lstmgen does not know the TFLM resolver call for {', '.join(unknown)}.")
+    calls = [RESOLVER_METHODS[c] for c in codes]
+    digest = hashlib.sha256(data).hexdigest()
+    head = [
+        f"// Generated by lstmgen {__version__} from {Path(source).name} ({len(data)} bytes, sha256 {digest}).",
+        "// Do not edit: rebuild with `lstmgen embed` (or `lstmgen build --embed`).",
+        "//",
+        f"// Operators to register ({len(calls)}):",
+        f"//   static tflite::MicroMutableOpResolver<{len(calls)}> op_resolver;",
+        *(f"//   op_resolver.{c}();" for c in calls),
+        "//",
+        "// Tensor arena:",
+        f"//   alignas(16) static uint8_t tensor_arena[{symbol}_arena_size];",
+        f"//   {symbol}_arena_size = {arena} bytes: TFLM allocated {measured} bytes for this model",
+        f"//   (tflite-micro {tflm}, 64-bit host), plus a margin of max({MARGIN_MIN} bytes, {MARGIN_FRACTION:.0%}),",
+        "//   rounded up to 16. 32-bit targets need less for TFLM's own structures; another kernel set",
+        "//   (e.g. CMSIS-NN) may need more: check with MicroInterpreter::arena_used_bytes().",
+        "//",
+        "// Inputs and outputs:",
+        *(_tensor_line(f"input {k}", model.tensors[i]) for k, i in enumerate(model.inputs)),
+        *(_tensor_line(f"output {k}", model.tensors[i]) for k, i in enumerate(model.outputs)),
+    ]
+    if any(op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM for op in model.operators):
+        head += [
+            "//",
+            "// The LSTM state lives in variable tensors and persists across Invoke(); call",
+            "// interpreter.Reset() before each independent sequence.",
+        ]
+    guard = _guard(header)
+    h = "\n".join(
+        [
+            *head,
+            "",
+            f"#ifndef {guard}",
+            f"#define {guard}",
+            "",
+            f"constexpr unsigned int {symbol}_len = {len(data)};",
+            f"constexpr unsigned int {symbol}_arena_size = {arena};",
+            f"alignas({ALIGNMENT}) extern const unsigned char {symbol}[{symbol}_len];",
+            "",
+            f"#endif  // {guard}",
+            "",
+        ]
+    )
+    arr = np.frombuffer(data, np.uint8)
+    rows = [
+        "  " + ", ".join(f"0x{b:02x}" for b in arr[k : k + _BYTES_PER_LINE]) + ","
+        for k in range(0, arr.size, _BYTES_PER_LINE)
+    ]
+    cc = "\n".join(
+        [
+            f"// Generated by lstmgen {__version__}: the model bytes of {Path(source).name}; see {header.name}.",
+            f'#include "{header.name}"',
+            "",
+            f"alignas({ALIGNMENT}) const unsigned char {symbol}[{symbol}_len] = {{",
+            *rows,
+            "};",
+            "",
+        ]
+    )
+    return h, cc
+
+
+def arena_with_margin(measured: int) -> int:
+    size = measured + max(MARGIN_MIN, int(np.ceil(measured * MARGIN_FRACTION)))
+    return -(-size // ALIGNMENT) * ALIGNMENT
+
+
+def embed(
+    model_path: str | Path, output: str | Path, *, name: str | None = None, source_name: str | None = None
+) -> EmbedResult:
+    """Write output (NAME.cc) and NAME.h next to it for the model at model_path (named source_name in comments)."""
+    src, out = Path(model_path), Path(output)
+    check_embed_target(out)
+    header = out.with_suffix(".h")
+    symbol = symbol_for(out, name)
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"model file {src} cannot be read ({exc.strerror}).") from None
+    model = read_model(data, str(src))
+    measured, version = measure_arena(data, str(src))
+    arena = arena_with_margin(measured)
+    h, cc = render(data, model, symbol, header, arena, measured, source_name or str(src), version)
+    write_atomic(header, h.encode())
+    write_atomic(out, cc.encode())
+    ops = [RESOLVER_METHODS[c] for c in sorted({op.opcode for op in model.operators})]
+    return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version)
+
+
+def check_embed_target(output: str | Path) -> None:
+    """Refuse a bad -o/--embed path before anything is built or written."""
+    out = Path(output)
+    if out.suffix not in (".cc", ".cpp", ".cxx"):
+        raise ConfigError(f"{out}: expected a C++ source path ending in .cc (e.g. firmware/lstm_model.cc).")
+    symbol_for(out, None)
+    for target in (out, out.with_suffix(".h")):
+        check_target(target)

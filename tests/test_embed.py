@@ -1,0 +1,121 @@
+"""`lstmgen embed` / `build --embed`: firmware sources that compile warning-free and hold exactly the model bytes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lstmgen.build import build
+from lstmgen.cli.main import main
+from lstmgen.embed import arena_with_margin, embed, symbol_for
+from lstmgen.errors import ConfigError
+
+needs_tflm = pytest.mark.skipif(importlib.util.find_spec("tflite_micro") is None, reason="tflite-micro not installed")
+GXX = shutil.which("g++")
+needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ is not installed")
+CELL = {"num_units": 8, "input_size": 5, "batch_size": 1, "time_steps": 6}
+
+MAIN = """#include <cstdint>
+#include <cstdio>
+#include "{header}"
+int main(int argc, char** argv) {{
+  if (argc != 2) return 2;
+  std::FILE* f = std::fopen(argv[1], "wb");
+  if (f == nullptr) return 3;
+  std::fwrite({symbol}, 1, {symbol}_len, f);
+  std::fclose(f);
+  static unsigned char arena[{symbol}_arena_size];  // the size is a compile-time constant
+  std::printf("%u %u\\n", static_cast<unsigned>(reinterpret_cast<std::uintptr_t>({symbol}) % 16),
+              static_cast<unsigned>(sizeof(arena)));
+  return 0;
+}}
+"""
+
+
+def _compile_and_dump(tmp_path: Path, cc: Path, symbol: str) -> tuple[bytes, int, int]:
+    main_cc = tmp_path / "main.cc"
+    main_cc.write_text(MAIN.format(header=cc.with_suffix(".h").name, symbol=symbol))
+    exe = tmp_path / "dump"
+    flags = ["-std=c++17", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{cc.parent}"]
+    proc = subprocess.run([GXX, *flags, str(main_cc), str(cc), "-o", str(exe)], capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr  # warning-free
+    out = tmp_path / "back.bin"
+    run = subprocess.run([str(exe), str(out)], capture_output=True, text=True, check=True)
+    align, arena = (int(v) for v in run.stdout.split())
+    return out.read_bytes(), align, arena
+
+
+@needs_tflm
+@needs_gxx
+@pytest.mark.parametrize(
+    "options", [{"quantize": "int8"}, {"quantize": "int16x8"}, {"quantize": "int8", "io_type": "float32"}, {}]
+)
+def test_embed_compiles_and_holds_the_model(tmp_path: Path, options: dict) -> None:
+    model = tmp_path / "m.tflite"
+    build(model, CELL | options, calibration="random" if options else "data", verify=False)
+    (tmp_path / "fw").mkdir()
+    result = embed(model, tmp_path / "fw" / "lstm_model.cc", name="g_lstm")
+    data, align, arena = _compile_and_dump(tmp_path, tmp_path / "fw" / "lstm_model.cc", "g_lstm")
+    assert data == model.read_bytes() and align == 0
+    assert arena == result.arena_size == arena_with_margin(result.arena_measured) and result.arena_measured > 0
+    header = (tmp_path / "fw" / "lstm_model.h").read_text()
+    assert "op_resolver.AddUnidirectionalSequenceLSTM();" in header
+    if options.get("io_type") == "float32":
+        assert "op_resolver.AddQuantize();" in header and "op_resolver.AddDequantize();" in header
+        assert "MicroMutableOpResolver<3>" in header
+    dtype = {"int8": "int8", "int16x8": "int16"}.get(options.get("quantize", ""), "float32")
+    if "io_type" not in options:
+        assert (
+            f"input 0 'lstm/input': {dtype} [1, 6, 5]" in header
+            and f"output 0 'lstm/output': {dtype} [1, 6, 8]" in header
+        )
+
+
+@needs_tflm
+def test_arena_is_what_tflm_measures(tmp_path: Path) -> None:
+    """The stated arena grows with the model's activations (T x N), as TFLM's allocation does."""
+    sizes = []
+    for steps in (6, 60):
+        model = tmp_path / f"m{steps}.tflite"
+        build(model, CELL | {"time_steps": steps, "quantize": "int8"}, calibration="random", verify=False)
+        sizes.append(embed(model, tmp_path / f"m{steps}.cc").arena_measured)
+    assert sizes[1] - sizes[0] >= 54 * (5 + 8)  # int8 input and output grow by 54 steps
+
+
+@needs_tflm
+@needs_gxx
+def test_build_embed_and_cli(tmp_path: Path) -> None:
+    args = ["build", "--num-units", "8", "--input-size", "5", "--time-steps", "6", "--quantize", "int8"]
+    cc = tmp_path / "lstm_model.cc"
+    model = tmp_path / "m.tflite"
+    r = CliRunner().invoke(
+        main, [*args, "--calibration", "random", "--target", "micro", "-o", str(model), "--embed", str(cc), "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["embed"]["symbol"] == "lstm_model" and doc["embed"]["model_bytes"] == model.stat().st_size
+    data, align, _ = _compile_and_dump(tmp_path, cc, "lstm_model")
+    assert data == model.read_bytes() and align == 0
+    assert "from m.tflite" in cc.with_suffix(".h").read_text()  # named after the model, not the temp file
+    r = CliRunner().invoke(main, ["embed", str(model), "-o", str(tmp_path / "other.cc"), "--name", "g_model"])
+    assert r.exit_code == 0 and "g_model[" in r.stdout and "AddUnidirectionalSequenceLSTM" in r.stdout
+
+
+def test_bad_names_and_paths_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    assert symbol_for(Path("fw/lstm-model.cc"), None) == "lstm_model"
+    assert symbol_for(Path("fw/8bit.cc"), None) == "model_8bit"
+    for bad in ("int", "9lives", "a-b", ""):
+        with pytest.raises(ConfigError, match="not a usable C\\+\\+ identifier"):
+            symbol_for(Path("x.cc"), bad)
+    with pytest.raises(ConfigError, match="ending in .cc"):
+        build(tmp_path / "m.tflite", CELL, embed=tmp_path / "m.c")
+    assert not (tmp_path / "m.tflite").exists()
+    r = CliRunner().invoke(main, ["embed", str(tmp_path / "missing.tflite"), "-o", str(tmp_path / "x.cc")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert not (tmp_path / "x.cc").exists() and not (tmp_path / "x.h").exists()
