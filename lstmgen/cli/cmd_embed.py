@@ -28,10 +28,12 @@ def embed_text(r: EmbedResult) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @handle_errors
 def embed_cmd(model: Path, output: Path, symbol: str | None, as_json: bool) -> None:
-    """Write MODEL as firmware sources: `alignas(16) const unsigned char SYMBOL[]`, SYMBOL_len and
-    SYMBOL_arena_size (the tensor arena TensorFlow Lite Micro used for the model, plus a stated
-    margin), with the ops to register and the input/output shapes, types and quantization in a
-    comment block of NAME.h. Needs tflite-micro (pip install 'lstmgen[micro]') to measure the arena.
+    """Write MODEL as firmware sources NAME.cc/NAME.h with the TFLM arena size.
+
+    NAME.cc holds `alignas(16) const unsigned char SYMBOL[]`; NAME.h declares it with the constants
+    SYMBOL_len and SYMBOL_arena_size (the tensor arena TensorFlow Lite Micro used for the model, plus
+    a stated margin) and lists in a comment block the ops to register and the input/output shapes,
+    types and quantization. Needs tflite-micro (pip install 'lstmgen[micro]') to measure the arena.
 
     \b
     Examples:
