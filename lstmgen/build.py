@@ -19,6 +19,7 @@ from lstmgen.layout import CellShape, layout, shapes_from_config
 from lstmgen.output import write_atomic
 from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibration
 from lstmgen.quant.quantize import quantize
+from lstmgen.runtimes.micro import import_tflm
 from lstmgen.targets.rules import TARGET_NAMES, check_target
 from lstmgen.tflite.flatbuf import ModelRecord, materialize, serialize
 from lstmgen.weights import CellWeights, WeightSource
@@ -301,6 +302,8 @@ def build(
         from lstmgen.embed import check_embed_target
 
         check_embed_target(embed)
+    if verify and opts.get("target") in ("micro", "ethos-u"):
+        import_tflm()  # the TFLM check needs it: say so before reading, calibrating and writing anything
     t0 = time.perf_counter()
     if weights is None and weights_format != "auto":
         raise ConfigError(

@@ -53,10 +53,13 @@ def run_model_states(
     runtime: str = "auto",
     input_label: str = "input",
     state_label: str = "initial state",
+    notes: list[str] | None = None,
 ) -> tuple[np.ndarray, list[State]]:
-    """Like run_model, returning the final (h, c) of every LSTM op."""
+    """Like run_model, returning the final (h, c) of every LSTM op. Conversions made on the way are appended to
+    `notes` (float64 input, a quantized model fed floats)."""
     path = Path(path)
     lm = read_lstm_model(path)
+    notes = [] if notes is None else notes
     layout = "[time, batch, input]" if lm.time_major else "[batch, time, input]"
     if x.ndim != 3 or x.shape[2] != lm.input_size:
         raise LstmgenError(
@@ -64,6 +67,15 @@ def run_model_states(
         )
     if x.dtype.kind != "f":
         raise LstmgenError(f"{input_label} has dtype {x.dtype}, expected float32 (or float64, converted).")
+    if x.dtype != np.float32:
+        notes.append(f"{input_label} is {x.dtype}; converted to float32")
+    if lm.input.dtype.kind != "f":
+        q = lm.input.quantization
+        grid = f" (scale {q.scale[0]:.6g}, zero point {q.zero_point[0]})" if q is not None else ""
+        notes.append(
+            f"{path} takes {lm.input.dtype} input{grid}: the float input is quantized with its parameters, and the "
+            f"{lm.output.dtype} output dequantized to float32"
+        )
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
     steps, batch = x.shape[t_axis], x.shape[b_axis]
     if steps == 0 or batch == 0:

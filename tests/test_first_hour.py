@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from support import ROOT
 
 from lstmgen.build import build
+from lstmgen.cli.main import main
 from lstmgen.errors import LstmgenError
-from lstmgen.run import run_model
+from lstmgen.run import run_model, run_model_states
 
 
 @pytest.mark.runtime
@@ -21,3 +25,124 @@ def test_chunk_on_fixed_time_axis_names_the_model_not_the_input(tmp_path: Path) 
         run_model(model, x, chunk=2)
     y, _, _ = run_model(model, x, chunk=6)  # a chunk as long as the sequence is one invoke
     assert y.shape == (1, 6, 4)
+
+
+def _one_json_document(stdout: str) -> dict:
+    doc = json.loads(stdout)  # exactly one document: json.loads refuses trailing data
+    assert (isinstance(doc, dict) and {"ok", "exit_code", "error"} <= set(doc)) or doc.get("ok") is True
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "error"),
+    [
+        (["build", "--json", "--num-units", "abc", "-o", "x.tflite"], 2, "'abc' is not a valid integer"),
+        (["build", "--json", "--no-such-option"], 2, "No such option"),
+        (["build", "--json"], 2, "Missing option '-o'"),
+        (["bogus", "--json"], 2, "No such command 'bogus'"),
+        (["verify", "--json"], 2, "Missing argument 'MODEL'"),
+        (["inspect", "--json", "--check", "nowhere", "m.tflite"], 2, "Invalid value for '--check'"),
+        (["run", "--json", "m.tflite"], 2, "Missing option '--input'"),
+        (["build", "--json", "-o", "x.tflite"], 2, "num_units is required"),
+    ],
+)
+def test_json_usage_errors_print_one_document(args: list[str], code: int, error: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code
+    doc = _one_json_document(result.stdout)
+    assert doc["ok"] is False and doc["exit_code"] == code and error in doc["error"]
+    assert error in result.stderr  # the usual message still goes to stderr
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(doc, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))
+
+
+def test_json_internal_error_prints_one_document(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lstmgen.cli.cmd_build as cmd_build
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr(cmd_build, "build", broken)
+    result = CliRunner().invoke(main, ["build", "--json", "--num-units", "4", "-o", str(tmp_path / "m.tflite")])
+    assert result.exit_code == 70
+    doc = _one_json_document(result.stdout)
+    assert doc == {"ok": False, "exit_code": 70, "error": doc["error"]}
+    assert "ZeroDivisionError: injected" in doc["error"]
+    assert "bug in lstmgen" in result.stderr
+
+
+def test_json_internal_error_outside_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmgen.cli.main as cli_main
+
+    monkeypatch.setitem(cli_main.COMMANDS, "build", ("lstmgen.no_such_module", "broken"))
+    result = CliRunner().invoke(main, ["build", "--json"])
+    assert result.exit_code == 70
+    assert _one_json_document(result.stdout)["exit_code"] == 70
+
+
+def test_without_json_usage_errors_stay_click_s() -> None:
+    result = CliRunner().invoke(main, ["build", "--num-units", "abc"])
+    assert result.exit_code == 2 and result.stdout == "" and "Usage: " in result.stderr
+
+
+@pytest.mark.runtime
+def test_run_json_and_notes_for_silent_conversions(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    build(model, {"num_units": 4, "input_size": 3}, verify=False)
+    np.save(tmp_path / "x64.npy", np.zeros((1, 5, 3), np.float64))
+    args = ["run", str(model), "--input", str(tmp_path / "x64.npy"), "--output", str(tmp_path / "y.npy")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "note: input" in result.stderr and "float64; converted to float32" in result.stderr
+    assert "note:" not in CliRunner().invoke(main, [*args, "-q"]).stderr
+    doc = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout)
+    assert doc["ok"] is True and doc["output_shape"] == [1, 5, 4] and "float64" in doc["notes"][0]
+
+
+@pytest.mark.runtime
+def test_run_notes_that_an_int8_model_quantizes_float_input(tmp_path: Path) -> None:
+    model = tmp_path / "q.tflite"
+    build(model, {"num_units": 4, "input_size": 3, "time_steps": 5, "quantize": "int8"}, calibration="random")
+    notes: list[str] = []
+    run_model_states(model, np.zeros((1, 5, 3), np.float32), notes=notes)
+    assert len(notes) == 1 and "takes int8 input (scale" in notes[0] and "quantized" in notes[0]
+
+
+def test_help_epilogs_name_only_what_the_command_can_exit_with() -> None:
+    assert "verification failed" not in CliRunner().invoke(main, ["run", "--help"]).stdout
+    inspect_help = CliRunner().invoke(main, ["inspect", "--help"]).stdout
+    assert "verification failed" not in inspect_help and "would not run" in inspect_help
+    assert "1 verification failed" in CliRunner().invoke(main, ["verify", "--help"]).stdout
+
+
+def test_verify_plot_without_matplotlib_fails_before_verifying(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    import lstmgen.cli.cmd_verify as cmd_verify
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    monkeypatch.setattr(cmd_verify, "verify_model", lambda *a, **k: pytest.fail("verified before checking matplotlib"))
+    (tmp_path / "m.tflite").write_bytes(b"")
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "m.tflite"), "--plot", str(tmp_path / "e.png")])
+    assert result.exit_code == 2 and "--plot needs matplotlib" in result.stderr and "lstmgen[plot]" in result.stderr
+
+
+@pytest.mark.runtime
+def test_runtime_accepts_the_package_name(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert")
+    args = ["build", "--num-units", "4", "--input-size", "3", "-o", str(tmp_path / "m.tflite"), "--json"]
+    result = CliRunner().invoke(main, [*args, "--runtime", "ai-edge-litert"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["verification"]["runtime"] == "litert"
+
+
+def test_a_runtime_that_is_installed_but_broken_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmgen.errors import RuntimeNotAvailable
+    from lstmgen.runtimes import interpreter
+
+    def fake_import(name: str) -> None:
+        raise ImportError("numpy.core.multiarray failed to import")  # tflite-runtime 2.14 under numpy 2
+
+    monkeypatch.setattr(interpreter, "_import", fake_import)
+    with pytest.raises(RuntimeNotAvailable, match=r"tflite-runtime is installed but does not import.*numpy < 2"):
+        interpreter.resolve_runtime("tflite-runtime")

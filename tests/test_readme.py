@@ -5,10 +5,13 @@ clone would have it. A block is exempt only when an HTML comment right before it
 `<!-- readme-test: skip (reason) -->`. A `text` block marked `<!-- readme-test: output of the previous
 block ... -->` must match that block's stdout, numbers with a decimal point (timings, errors, versions)
 aside. In the CI block the `run:` lines run, except `pip install` (the test's environment has lstmgen).
+A block marked `<!-- readme-test: needs torch safetensors -->` is skipped where one of those optional
+packages cannot be imported (e.g. no CPU torch wheel for this Python).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -81,9 +84,10 @@ def _ci_commands(body: str) -> list[str]:
 def test_every_block_is_run_or_marked() -> None:
     assert len(BLOCKS) > 10
     for b in BLOCKS:
-        marked = b.marker.startswith(("skip (", "output of the previous block"))
+        marked = b.marker.startswith(("skip (", "output of the previous block", "needs "))
         assert b.lang in RUNNABLE or marked, f"README.md line {b.line}: a ```{b.lang} block neither runs nor is marked"
         assert not b.marker or marked or b.lang == "yaml", f"README.md line {b.line}: unknown marker {b.marker!r}"
+        assert b.lang in RUNNABLE or not b.marker.startswith("needs "), f"README.md line {b.line}: needs on a {b.lang}"
     assert _ci_commands(next(b.body for b in BLOCKS if b.lang == "yaml"))
 
 
@@ -91,6 +95,10 @@ def test_every_block_is_run_or_marked() -> None:
 def test_readme_block(block: Block, workdir: Path) -> None:
     if block.marker.startswith("skip ("):
         pytest.skip(f"marked in the README: {block.marker}")
+    if block.marker.startswith("needs "):
+        missing = [m for m in block.marker.split()[1:] if importlib.util.find_spec(m) is None]
+        if missing:
+            pytest.skip(f"README.md line {block.line} needs {', '.join(missing)}, not installed here")
     if block.marker.startswith("output of the previous block"):
         before = [b for b in BLOCKS if b.line < block.line and b.line in _stdout]
         assert before, "the block this output belongs to did not run"

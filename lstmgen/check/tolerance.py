@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -331,17 +332,24 @@ def check(
     return error_report(model, actual, reference, tol, mode=mode)
 
 
-def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
-    """Per-step max error vs tolerance for every output (needs matplotlib: pip install matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # an optional extra; say how to get it
+def require_plotting() -> None:
+    """Raise ConfigError, saying how to install it, when matplotlib is missing (call before any long work)."""
+    if importlib.util.find_spec("matplotlib") is None:
         from lstmgen.errors import ConfigError
 
-        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
+        raise ConfigError(
+            "--plot needs matplotlib, which is not installed: pip install 'lstmgen[plot]' (or pip install "
+            "matplotlib), or drop --plot; the report (--report, --json) has the same numbers."
+        )
+
+
+def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
+    """Per-step max error vs tolerance for every output (needs matplotlib: pip install matplotlib)."""
+    require_plotting()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     outs = report["outputs"]
     fig, axes = plt.subplots(len(outs), 1, figsize=(7, 3 * len(outs)), squeeze=False)
     for ax, o in zip(axes[:, 0], outs, strict=True):

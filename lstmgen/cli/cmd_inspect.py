@@ -9,14 +9,14 @@ from typing import Any
 
 import click
 
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors
+from lstmgen.cli.common import EXIT_CODES_CHECK, PATH, handle_errors
 from lstmgen.config import TARGETS
 from lstmgen.describe import describe, format_text
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.targets.rules import find_problems
 
 
-@click.command("inspect", epilog=EXIT_CODES)
+@click.command("inspect", epilog=EXIT_CODES_CHECK)
 @click.argument("model", type=PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (keys in schemas/report.schema.json).")
 @click.option(

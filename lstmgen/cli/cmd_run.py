@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import click
 import numpy as np
 
 from lstmgen.arrays import load_npy, load_npz
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors
+from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, write_atomic
 from lstmgen.run import run_model_states
@@ -47,7 +48,7 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     ]
 
 
-@click.command("run", epilog=EXIT_CODES)
+@click.command("run", epilog=EXIT_CODES_RUN)
 @click.argument("model", type=PATH)
 @click.option("--input", "input_path", type=PATH, required=True, help="Input sequence .npy ([B,T,I] or [T,B,I]).")
 @click.option("--output", "output_path", type=PATH, required=True, help="Where to write the output .npy.")
@@ -63,6 +64,8 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
 )
 @click.option("--runtime", type=click.Choice(CLI_RUNTIME_CHOICES), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print what was run and written as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No notes on stderr.")
 @handle_errors
 def run_cmd(
     model: Path,
@@ -72,6 +75,8 @@ def run_cmd(
     final_state: Path | None,
     chunk: int | None,
     runtime: str,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Run MODEL on an input sequence from the zero (or a given) state.
 
@@ -87,6 +92,7 @@ def run_cmd(
     for target in (output_path, final_state):
         if target is not None:
             check_target(target)  # before running, so one bad path cannot leave the other file behind
+    notes: list[str] = []
     y, finals = run_model_states(
         model,
         x,
@@ -95,6 +101,7 @@ def run_cmd(
         runtime=runtime,
         input_label=f"input {input_path}",
         state_label=f"initial state {initial_state}",
+        notes=notes,
     )
     buf = io.BytesIO()
     np.save(buf, y)
@@ -109,6 +116,20 @@ def run_cmd(
                 arrays |= {f"h_{k}": h, f"c_{k}": c}
             np.savez(sbuf, **arrays)
         write_atomic(final_state, sbuf.getbuffer())
+    if as_json:
+        summary = {
+            "ok": True,
+            "model": str(model),
+            "input": str(input_path),
+            "output": str(output_path),
+            "output_shape": list(y.shape),
+            "final_state": str(final_state) if final_state else None,
+            "notes": notes,
+        }
+        click.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        for note in notes:
+            click.echo(f"lstmgen: note: {note}", err=True)
 
 
 command = run_cmd

@@ -9,12 +9,13 @@ from pathlib import Path
 import click
 
 from lstmgen.arrays import load_npy
-from lstmgen.check.tolerance import plot_error
+from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, verify_line
 from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.output import check_target, write_atomic
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
+from lstmgen.runtimes.micro import import_tflm
 
 
 @click.command("verify", epilog=EXIT_CODES)
@@ -68,6 +69,9 @@ def verify_cmd(
             x = x[0]
     if plot is not None:
         check_target(plot)
+        require_plotting()  # before the (possibly long) verification, not after it
+    if micro:
+        import_tflm()
     rep = verify_model(
         model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps, x=x, micro=micro
     )

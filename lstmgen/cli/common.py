@@ -19,7 +19,29 @@ if TYPE_CHECKING:
     from lstmgen.check.verify import VerifyReport
 
 EXIT_CODES = "Exit status: 0 success, 1 verification failed, 2 bad input or usage, 70 internal error."
+EXIT_CODES_CHECK = "Exit status: 0 success, 1 the model would not run on the --check target, 2 bad input or usage, " \
+    "70 internal error."
+EXIT_CODES_RUN = "Exit status: 0 success, 2 bad input or usage, 70 internal error."
 PATH = click.Path(path_type=Path, dir_okay=False)
+
+
+def echo_json_error(message: str, exit_code: int, **payload: Any) -> None:
+    """The --json document of a failed run: {"ok": false, "error", "exit_code", ...} on stdout."""
+    click.echo(json.dumps({"ok": False, "error": message, "exit_code": exit_code, **payload}, indent=2))
+
+
+def internal_error(exc: BaseException, as_json: bool) -> None:
+    """Report a bug in lstmgen (exit 70): one plain line on stderr, and the JSON document with --json."""
+    if os.environ.get("LSTMGEN_DEBUG"):
+        traceback.print_exception(exc)
+    message = (
+        f"internal error: {type(exc).__name__}: {exc}. This is a bug in lstmgen; "
+        "please report it (set LSTMGEN_DEBUG=1 for the traceback)."
+    )
+    if as_json:
+        echo_json_error(message, 70)
+    click.echo(f"lstmgen: {message}", err=True)
+    sys.exit(70)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,23 +54,13 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except LstmgenError as exc:
             if as_json:
-                payload = getattr(exc, "payload", None) or {}
-                click.echo(
-                    json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code, **payload}, indent=2)
-                )
+                echo_json_error(str(exc), exc.exit_code, **(getattr(exc, "payload", None) or {}))
             click.echo(f"lstmgen: error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug, not bad input: say so plainly
-            if os.environ.get("LSTMGEN_DEBUG"):
-                traceback.print_exc()
-            click.echo(
-                f"lstmgen: internal error: {type(exc).__name__}: {exc}. This is a bug in lstmgen; "
-                "please report it (set LSTMGEN_DEBUG=1 for the traceback).",
-                err=True,
-            )
-            sys.exit(70)
+            internal_error(exc, as_json)
 
     return wrapper
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from lstmgen import __version__
-from lstmgen.cli.common import EXIT_CODES
+from lstmgen.cli.common import EXIT_CODES, echo_json_error, internal_error
 
 # Command name -> (module exposing `command`, the one-line help `lstmgen --help` shows), in --help order.
 # The help text lives here so that listing the commands imports none of them (a test keeps it in sync).
@@ -42,6 +45,27 @@ class LazyGroup(click.Group):
         """The command list from the table, without importing the commands."""
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+    def main(self, args: Sequence[str] | None = None, *posargs: Any, **kwargs: Any) -> Any:
+        """click's own handling, except that a run with --json prints one JSON document whatever happens:
+        also for usage errors (exit 2) and for bugs outside a command's own handler (exit 70)."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv or not kwargs.get("standalone_mode", True):
+            return super().main(argv, *posargs, **kwargs)
+        try:
+            kwargs["standalone_mode"] = False
+            code = super().main(argv, *posargs, **kwargs)
+        except click.ClickException as exc:  # usage: bad option, value or command, before any work
+            echo_json_error(exc.format_message(), exc.exit_code)
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            echo_json_error("interrupted", 130)
+            click.echo("Aborted!", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            internal_error(exc, as_json=True)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(

@@ -18,7 +18,9 @@ RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "tflite-runtime": ("tflite_runtime.interpreter", ("tflite-runtime",)),
     "tensorflow": ("tensorflow.lite.python.interpreter", ("tensorflow", "tensorflow-cpu")),
 }
-RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
+# Other names users type for a runtime: the package's own name.
+RUNTIME_ALIASES: dict[str, str] = {"ai-edge-litert": "litert"}
+RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES, *RUNTIME_ALIASES)
 # What --runtime accepts: the TFLite interpreters plus "micro", TensorFlow Lite Micro (runtimes/micro.py).
 CLI_RUNTIME_CHOICES: tuple[str, ...] = (*RUNTIME_CHOICES, "micro")
 
@@ -30,19 +32,24 @@ def _import(name: str) -> Any:
 def resolve_runtime(name: str = "auto") -> str:
     """The runtime to use: LSTMGEN_RUNTIME or `name`; auto takes the first installed one."""
     name = os.environ.get("LSTMGEN_RUNTIME", name) if name == "auto" else name
+    name = RUNTIME_ALIASES.get(name, name)
     if name not in RUNTIME_CHOICES:
         raise RuntimeNotAvailable(f"--runtime {name!r} is unknown; choose one of {', '.join(RUNTIME_CHOICES)}.")
     candidates = list(RUNTIMES) if name == "auto" else [name]
+    failed = ""
     for cand in candidates:
         try:
             _import(cand)
             return cand
-        except ImportError:
+        except ModuleNotFoundError:
             continue
+        except Exception as exc:  # installed but broken, e.g. tflite-runtime 2.14 (built for numpy 1) under numpy 2
+            failed = f" ({cand} is installed but does not import: {type(exc).__name__}: {exc})"
     wanted = "any TFLite interpreter" if name == "auto" else f"the '{name}' runtime"
     raise RuntimeNotAvailable(
-        f"{wanted} is not installed. Install one: pip install ai-edge-litert (default), or "
-        "pip install 'lstmgen[tflite-runtime]'; or build with --no-verify."
+        f"{wanted} is not usable{failed}. Install one: pip install ai-edge-litert (the default), or "
+        "pip install 'lstmgen[tflite-runtime]' (tflite-runtime 2.14 with numpy < 2, CPython 3.9-3.11); "
+        "or build with --no-verify."
     )
 
 
