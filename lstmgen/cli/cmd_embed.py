@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors
+from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors
 from lstmgen.embed import EmbedResult, embed
 
 
@@ -21,7 +21,7 @@ def embed_text(r: EmbedResult) -> str:
     )
 
 
-@click.command("embed", epilog=EXIT_CODES)
+@click.command("embed", epilog=EXIT_CODES_RUN)
 @click.argument("model", type=PATH)
 @click.option("-o", "--output", type=PATH, required=True, help="C++ source to write (NAME.cc); NAME.h goes beside it.")
 @click.option("--name", "symbol", help="C++ name of the array [default: the output file's stem].")
