@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import LstmgenError
 
 
 def load_npy(path: Path, what: str) -> np.ndarray:
     """One .npy array; every failure is a one-paragraph LstmgenError naming `what` and the file."""
+    guard.check_npy(path, what, LstmgenError)  # regular file, declared size within the file and the budget
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -27,7 +30,9 @@ def load_npy(path: Path, what: str) -> np.ndarray:
 
 def load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     """All arrays of an .npz (no pickled objects)."""
+    guard.regular_file(path, what)
     try:
+        guard.check_npz(path, what, LstmgenError)  # unique keys, member sizes declared within the budget
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise LstmgenError(f"{what} {path} is a single array; expected an .npz (numpy.savez(path, name=array)).")
@@ -35,5 +40,5 @@ def load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
             return {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise LstmgenError(f"{what} {path} does not exist.") from None
-    except (ValueError, OSError, EOFError, AttributeError) as exc:
+    except (ValueError, OSError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
         raise LstmgenError(f"{what} {path} is not a readable .npz ({exc}); lstmgen never unpickles.") from None

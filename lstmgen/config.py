@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lstmgen import guard
 from lstmgen.errors import ConfigError
 from lstmgen.tflite.tables import ACTIVATIONS, REFUSED_ACTIVATIONS
 
@@ -202,10 +203,7 @@ def check_keys(mapping: dict[str, Any], where: str) -> None:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML or JSON cell config; relative 'weights' paths are resolved against its folder."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror}). Check the path.") from None
+    raw = guard.read_capped(path, "config file", error=ConfigError)  # no FIFO, no /dev/zero
     try:
         text = raw.decode("utf-8")
         data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)

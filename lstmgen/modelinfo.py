@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import tflite
 
+from lstmgen import guard
 from lstmgen.check.graph import LstmSpec, lstm_spec
 from lstmgen.errors import ModelFileError
 from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
@@ -80,14 +81,7 @@ class LstmModel:
 def read_lstm_model(path: str | Path) -> LstmModel:
     """Read a .tflite file and check it is a graph lstmgen can verify and run."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path} does not exist. Check the path.") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"model path {path} is a directory; pass a .tflite file.") from None
-    except OSError as exc:
-        raise ModelFileError(f"model file {path} cannot be read ({exc.strerror}).") from None
+    data = guard.read_capped(path, "model file", guard.MODEL_SIZE_LIMIT, ModelFileError)  # no FIFO, no /dev/zero
     return describe_graph(read_model(data, str(path)), str(path))
 
 

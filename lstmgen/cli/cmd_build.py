@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from lstmgen import guard
 from lstmgen.build import BuildResult, build
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, verify_line
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
@@ -130,6 +131,11 @@ from lstmgen.weights import FORMATS
     show_default=True,
     help="Interpreter used for verification.",
 )
+@click.option(
+    "--max-weights-bytes",
+    type=click.IntRange(min=1),
+    help="Refuse weight files whose arrays declare more bytes than this, before reading them [default: 2 GiB].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 @handle_errors
@@ -145,6 +151,7 @@ def build_cmd(
     runtime: str,
     accelerator_config: str | None,
     embed_path: Path | None,
+    max_weights_bytes: int | None,
     as_json: bool,
     quiet: bool,
     **cell: Any,
@@ -179,20 +186,21 @@ def build_cmd(
     file_calibration = options.pop("calibration", None)
     options.update({k: v for k, v in cell.items() if v is not None})
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
-    result = build(
-        output,
-        options,
-        weights_path,
-        weights_format=weights_format or file_format or "auto",
-        layer=layer or file_layer,
-        calibration_data=calibration_data or file_calib,
-        calibration=calibration or file_calibration or "data",
-        verify=verify,
-        runtime=runtime,
-        progress=progress(quiet or as_json),
-        accelerator=accelerator_config,
-        embed=embed_path,
-    )
+    with guard.byte_limit(max_weights_bytes):
+        result = build(
+            output,
+            options,
+            weights_path,
+            weights_format=weights_format or file_format or "auto",
+            layer=layer or file_layer,
+            calibration_data=calibration_data or file_calib,
+            calibration=calibration or file_calibration or "data",
+            verify=verify,
+            runtime=runtime,
+            progress=progress(quiet or as_json),
+            accelerator=accelerator_config,
+            embed=embed_path,
+        )
     if as_json:
         click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
     else:

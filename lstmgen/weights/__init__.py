@@ -6,6 +6,7 @@ import importlib
 from dataclasses import replace
 from pathlib import Path
 
+from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import GATE_ORDERS, CellWeights, WeightReader, split_gates
 from lstmgen.weights.npz import NpzArrays
@@ -136,6 +137,8 @@ def open(path: str | Path, format: str = "auto") -> WeightSource:
     if path.suffix.lower() != ".npz" or path.is_dir():
         if not path.exists() and not Path(f"{path}.index").exists():
             raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.")
+        if path.exists():  # a checkpoint directory is fine; a FIFO or device is not
+            guard.regular_file(path, "weights file", dir_ok=True, error=WeightFileError)
         reader = get_reader(format) if format != "auto" else _native_reader(path)
         if reader is None:
             known = sorted({s for n in READER_CLASSES for s in get_reader(n).suffixes if s != "/"} | {".npz"})

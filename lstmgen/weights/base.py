@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import WeightFileError
 
 GATE_ORDERS: dict[str, tuple[str, ...]] = {
@@ -123,6 +124,8 @@ class WeightReader(Protocol):
 
 def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
     """Accept float32 (any byte order) as is, float64 with a note; refuse every other type and NaN/Inf."""
+    # Size from the shape, before any pass over the data: a stride-0 view can declare 1e12 elements.
+    guard.declared_bytes(array.shape, array.dtype.itemsize, f"{source}: array '{name}'")
     if array.size == 0:
         raise WeightFileError(
             f"{source}: array '{name}' is empty (shape {list(array.shape)}). Every weight needs at least one element."
@@ -150,11 +153,10 @@ def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> n
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Load every array of an .npz without ever unpickling; all failures become WeightFileError."""
+    guard.regular_file(path, "weights file", error=WeightFileError)
     try:
         with path.open("rb") as fh:
             head = fh.read(4)
-    except FileNotFoundError:
-        raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.") from None
     except OSError as exc:
         raise WeightFileError(f"weights file {path} cannot be read ({exc.strerror}).") from None
     if head == b"PK\x05\x06":  # a zip with no members: np.savez(path) with no arrays
@@ -165,14 +167,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
             "Save the weights with numpy.savez(path, name=array, ...)."
         )
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n[:-4] if n.endswith(".npy") else n for n in zf.namelist()]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise WeightFileError(
-                f"weights file {path} holds the key(s) {', '.join(dupes)} more than once, so it is ambiguous "
-                "which array to use. Re-save it with each key once."
-            )
+        guard.check_npz(path, "weights file")  # unique keys (linear), declared sizes within the budget
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except WeightFileError:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
 from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
@@ -607,6 +608,7 @@ def _open_cells(path: Path) -> Iterator[tuple[list[_Cell], str]]:
             "save it again."
         ) from None
     with h5:
+        guard.h5_contained(h5, where)  # nothing outside the file's own bytes, no bombs
         if config is None:
             config = _h5_config(h5, path)
         classic = _is_classic(h5)
@@ -636,8 +638,8 @@ def _read_keras_zip(path: Path) -> tuple[bytes, dict[str, Any] | None]:
                     f"{path}: this .keras archive has no model.weights.h5 (found: {', '.join(names) or 'nothing'}). "
                     "Expected a file written by Keras 3 model.save('x.keras'); save it again."
                 )
-            data = zf.read("model.weights.h5")
-            raw = zf.read("config.json") if "config.json" in names else None
+            data = guard.zip_member(zf, "model.weights.h5", str(path))
+            raw = guard.zip_member(zf, "config.json", str(path), guard.TEXT_LIMIT) if "config.json" in names else None
     except WeightFileError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:

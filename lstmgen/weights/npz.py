@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import WeightFileError
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra field length
@@ -49,6 +50,7 @@ class NpzArrays(Mapping[str, np.ndarray]):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        guard.regular_file(path, "weights file", error=WeightFileError)  # a FIFO would block, a device never end
         self._check_head()
         self._members: dict[str, _Member] = {}
         self._views: dict[str, np.ndarray] = {}
@@ -82,12 +84,18 @@ class NpzArrays(Mapping[str, np.ndarray]):
             )
 
     def _scan(self) -> None:
+        infos = self._zip.infolist()
+        names = (i.filename[:-4] if i.filename.endswith(".npy") else i.filename for i in infos)
+        guard.unique(names, f"weights file {self.path}")  # linear, and a bounded message
+        total = 0
         seen: dict[str, int] = {}
-        for info in self._zip.infolist():
+        for info in infos:
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             seen[name] = seen.get(name, 0) + 1
             if seen[name] == 1:
                 self._members[name] = self._member(info)
+                total += info.file_size  # declared sizes, before any member is decompressed
+                guard.check_budget(total, f"weights file {self.path} (all members)")
         dupes = sorted(n for n, count in seen.items() if count > 1)
         if dupes:
             raise WeightFileError(
@@ -105,7 +113,7 @@ class NpzArrays(Mapping[str, np.ndarray]):
             header_size = fh.tell()
         if dtype.hasobject:
             raise _pickled(self.path)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = guard.declared_bytes(shape, dtype.itemsize, f"weights file {self.path}, member {info.filename!r},")
         if header_size + nbytes != info.file_size:
             found = info.file_size - header_size
             raise ValueError(f"member {info.filename} holds {found} data bytes, expected {nbytes}")

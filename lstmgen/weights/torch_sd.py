@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
 
@@ -393,6 +394,7 @@ def _tensor_to_numpy(value: Any, key: str, path: Path, notes: list[str], torch: 
         raise WeightFileError(
             f"{path}: '{key}' is a {type(value).__name__}, expected a tensor. Save the module's state_dict()."
         )
+    guard.declared_bytes(tuple(value.shape), 4, f"{path}: tensor '{key}'")  # stride-0 views declare terabytes
     t = value.detach().cpu()
     if t.is_quantized or t.layout != torch.strided:
         raise WeightFileError(

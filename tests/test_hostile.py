@@ -1,0 +1,182 @@
+"""Hostile and broken inputs (issue 12): containment, resource limits, non-regular files.
+
+Each test builds its malicious file with tests/hostile_corpus.py (the committed corpus script) in
+the test's tmp dir and checks that lstmgen refuses it with exit 2, a short message, and no output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import hostile_corpus as corpus
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from support import random_tflite_weights
+
+from lstmgen.cli.main import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def refused(result: Result, *words: str) -> str:
+    """Exit 2, one 'lstmgen: error:' paragraph naming `words`, never a traceback."""
+    err = result.stderr if hasattr(result, "stderr") else result.output
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in err and "internal error" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    return corpus.write_secret(tmp_path)
+
+
+# ------------------------------------------------------------------------------ finding 1: leaks
+
+LEAKS = ["h5_external_storage", "h5_external_link", "h5_virtual", "h5_classic_external", "keras_external"]
+LEAK_WORDS = {
+    "h5_external_storage": "external file",
+    "h5_external_link": "external link",
+    "h5_virtual": "virtual dataset",
+    "h5_classic_external": "external file",
+    "keras_external": "external file",
+}
+
+
+@pytest.mark.parametrize("maker", LEAKS)
+def test_hdf5_never_reads_outside_the_file(tmp_path: Path, secret: Path, maker: str) -> None:
+    pytest.importorskip("h5py")
+    weights = corpus.MAKERS[maker](tmp_path, secret)
+    out = tmp_path / "leak.tflite"
+    refused(invoke("build", "--weights", weights, "-o", out, "--no-verify", "-q"), LEAK_WORDS[maker], "own bytes")
+    assert not out.exists()
+
+
+def test_onnx_external_data_stays_contained(tmp_path: Path, secret: Path) -> None:
+    """An ONNX initializer whose external data points outside the model's folder is refused."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    n, i = corpus.N, corpus.I
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[1, 4 * n, i])
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", str(secret)), ("offset", "0"), ("length", str(corpus.SECRET_FLOATS * 4))):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    r = helper.make_tensor("R", TensorProto.FLOAT, [1, 4 * n, n], np.zeros(4 * n * n, np.float32).tolist())
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=n)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [5, 1, i])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializer=[w, r],
+    )
+    path = tmp_path / "sub" / "ext.onnx"
+    path.parent.mkdir()
+    onnx.save(helper.make_model(graph), str(path))
+    out = tmp_path / "o.tflite"
+    result = invoke("build", "--weights", path, "-o", out, "--no-verify", "-q")
+    refused(result, "external data")
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- finding 4: resources
+
+
+@pytest.mark.parametrize(
+    ("maker", "words"),
+    [
+        ("h5_gzip_bomb", ("4294967296 bytes", "limit")),
+        ("keras_zip_bomb", ("uncompressed", "limit")),
+        ("npz_bomb", ("4294967296 bytes", "limit")),
+    ],
+)
+def test_bombs_are_refused_before_reading(tmp_path: Path, secret: Path, maker: str, words: tuple[str, ...]) -> None:
+    if maker.startswith(("h5", "keras")):
+        pytest.importorskip("h5py")
+    weights = corpus.MAKERS[maker](tmp_path, secret)
+    refused(invoke("build", "--weights", weights, "-o", tmp_path / "o.tflite", "--no-verify", "-q"), *words)
+
+
+def test_stride0_torch_tensor_is_refused_by_its_shape(tmp_path: Path, secret: Path) -> None:
+    pytest.importorskip("torch")
+    weights = corpus.pt_stride0(tmp_path, secret)
+    refused(invoke("build", "--weights", weights, "-o", tmp_path / "o.tflite", "--no-verify", "-q"), "declares")
+
+
+def test_max_weights_bytes_lowers_the_limit(tmp_path: Path, weights_npz) -> None:
+    weights = weights_npz(random_tflite_weights())
+    out = tmp_path / "o.tflite"
+    refused(invoke("build", "--weights", weights, "-o", out, "--no-verify", "--max-weights-bytes", 100), "limit of 100")
+    assert invoke("build", "--weights", weights, "-o", out, "--no-verify", "-q").exit_code == 0
+
+
+def test_npy_header_declaring_tib(tmp_path: Path, secret: Path, weights_npz) -> None:
+    big = corpus.npy_tib_header(tmp_path, secret)
+    model = tmp_path / "m.tflite"
+    assert invoke("build", "--weights", weights_npz(random_tflite_weights()), "-o", model, "--no-verify").exit_code == 0
+    refused(invoke("run", model, "--input", big, "--output", tmp_path / "y.npy"), "declares")
+    refused(invoke("verify", model, "--input", big), "declares")
+
+
+def test_duplicate_keys_linear_and_bounded(tmp_path: Path, secret: Path) -> None:
+    dupes = corpus.npz_many_duplicates(tmp_path, secret, count=4000)
+    err = refused(invoke("build", "--weights", dupes, "-o", tmp_path / "o.tflite", "--no-verify"), "more than once")
+    assert len(err) < 600 and "(and 1995 more)" in err
+
+
+def _fifo(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    os.mkfifo(path)
+    return path
+
+
+def _start_cli(*args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lstmgen", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifos_and_devices_are_refused_up_front(tmp_path: Path, weights_npz) -> None:
+    """A FIFO would block forever and /dev/zero never ends: both refused before opening (run as processes)."""
+    weights = weights_npz(random_tflite_weights())
+    model = tmp_path / "m.tflite"
+    assert invoke("build", "--weights", weights, "-o", model, "--no-verify").exit_code == 0
+    fifo = _fifo(tmp_path, "pipe.npz")
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 3, 5), np.float32))
+    cases = [
+        ("build", "--config", fifo, "-o", tmp_path / "o.tflite"),
+        ("build", "--weights", fifo, "-o", tmp_path / "o.tflite"),
+        ("build", "--weights", _fifo(tmp_path, "pipe.h5"), "-o", tmp_path / "o.tflite"),
+        ("build", "--weights", weights, "--calibration-data", fifo, "--quantize", "int8", "-o", tmp_path / "o.tflite"),
+        ("run", model, "--input", fifo, "--output", tmp_path / "y.npy"),
+        ("run", model, "--input", x, "--initial-state", fifo, "--output", tmp_path / "y.npy"),
+        ("inspect", fifo),
+        ("verify", fifo),
+        ("build", "--config", "/dev/zero", "-o", tmp_path / "o.tflite"),
+        ("inspect", "/dev/zero"),
+        ("verify", "/dev/zero"),
+        ("run", "/dev/zero", "--input", x, "--output", tmp_path / "y.npy"),
+    ]
+    procs = [_start_cli(*args) for args in cases]  # all at once: each would hang alone if not refused
+    for args, proc in zip(cases, procs, strict=True):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (args, err)
+        assert "not a regular file" in err and "Traceback" not in err, (args, err)
