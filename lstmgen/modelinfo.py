@@ -15,6 +15,7 @@ from lstmgen.check.graph import LstmSpec, lstm_spec
 from lstmgen.errors import ModelFileError
 from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, METADATA_KEY
+from lstmgen.tflite.validate import check_model
 
 Op = tflite.BuiltinOperator
 # Operators lstmgen can verify and run (graph.py evaluates exactly these).
@@ -86,6 +87,7 @@ def read_lstm_model(path: str | Path) -> LstmModel:
 
 
 def describe_graph(model: ModelRecord, source: str) -> LstmModel:
+    check_model(model, source)  # before anything indexes the graph or an interpreter loads it
     names = [BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in model.operators]
     lstm_ops = [k for k, o in enumerate(model.operators) if o.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
     unsupported = sorted({n for n, o in zip(names, model.operators, strict=True) if o.opcode not in SUPPORTED_OPS})

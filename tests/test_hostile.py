@@ -180,3 +180,85 @@ def test_fifos_and_devices_are_refused_up_front(tmp_path: Path, weights_npz) -> 
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, (args, err)
         assert "not a regular file" in err and "Traceback" not in err, (args, err)
+
+
+# ------------------------------------------------------------------- finding 2: interpreter crashes
+
+
+def _set_input(src: Path, dst: Path, opcode: int, slot: int, value: int = -1) -> None:
+    """Record-level mutation: one operator input index replaced (what a 4-byte corruption does)."""
+    from dataclasses import replace
+
+    from lstmgen.tflite.flatbuf import materialize, read_model, serialize
+
+    model = read_model(src.read_bytes())
+    ops = tuple(
+        replace(op, inputs=tuple(value if k == slot else i for k, i in enumerate(op.inputs)))
+        if op.opcode == opcode
+        else op
+        for op in model.operators
+    )
+    dst.write_bytes(bytes(serialize(materialize(replace(model, operators=ops)))))
+
+
+LSTM, STRIDED_SLICE = 44, 45
+
+
+@pytest.mark.parametrize(
+    ("opcode", "slot", "extra"),
+    [
+        (LSTM, 12, ()),  # input_gate_bias absent while the input gate's weights are present
+        (LSTM, 0, ()),
+        (LSTM, 18, ()),
+        (LSTM, 2, ()),
+        (STRIDED_SLICE, 0, ("--last-step",)),
+        (STRIDED_SLICE, 1, ("--last-step",)),
+        (STRIDED_SLICE, 2, ("--last-step",)),
+        (STRIDED_SLICE, 3, ("--last-step",)),
+    ],
+)
+def test_absent_required_inputs_never_reach_the_interpreter(
+    tmp_path: Path, opcode: int, slot: int, extra: tuple[str, ...]
+) -> None:
+    """These files made verify/run/verify --micro die with SIGSEGV; now every command refuses them (exit 2)."""
+    base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
+    assert invoke("build", "--num-units", 4, "--input-size", 3, *extra, "-o", base, "--no-verify").exit_code == 0
+    _set_input(base, bad, opcode, slot)
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 2, 3), np.float32))
+    for args in (
+        ("verify", bad),
+        ("verify", bad, "--micro"),
+        ("run", bad, "--input", x, "--output", tmp_path / "y.npy"),
+        ("inspect", bad),
+    ):
+        refused(invoke(*args), "corrupt or malformed")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_checker_flags_bad_quantization_and_shapes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from lstmgen.errors import ModelFileError
+    from lstmgen.tflite.flatbuf import Quantization, read_model
+    from lstmgen.tflite.validate import check_model
+
+    base = tmp_path / "base.tflite"
+    assert invoke("build", "--num-units", 4, "--input-size", 3, "-o", base, "--no-verify").exit_code == 0
+    model = read_model(base.read_bytes())
+    check_model(model, "ok")
+    w = 2  # input_to_forget_weights [4, 3]
+    cases = {
+        "zero points": Quantization((0.1, 0.2), (0,), 0),
+        "per-axis": Quantization((0.1, 0.2), (0, 0), 0),
+        "positive finite": Quantization((float("nan"),), (0,), 0),
+    }
+    for words, q in cases.items():
+        tensors = list(model.tensors)
+        tensors[w] = replace(tensors[w], quantization=q)
+        with pytest.raises(ModelFileError, match=words):
+            check_model(replace(model, tensors=tuple(tensors)), "bad")
+    tensors = list(model.tensors)
+    tensors[1] = replace(tensors[1], shape=(4, 7), data=np.zeros((4, 7), np.float32))
+    with pytest.raises(ModelFileError, match="expected \\[4, 3\\]"):
+        check_model(replace(model, tensors=tuple(tensors)), "bad")

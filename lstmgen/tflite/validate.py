@@ -1,0 +1,290 @@
+"""Model checker run before any interpreter sees a file: the interpreter is not a validator.
+
+Modelled on TFLite's own verifier (tensor indices, buffer sizes, data flow) plus what the kernels
+of the ops lstmgen handles dereference without checking (absent optional inputs, option tables,
+quantization parameters). A corrupt file is refused with every problem listed, never crashes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tflite
+
+from lstmgen.errors import ModelFileError
+from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
+
+Op = tflite.BuiltinOperator
+_MAX_TENSOR_BYTES = 2**31 - 1  # no tensor of a flatbuffer model can be larger; interpreters allocate them
+_MAX_PROBLEMS = 8
+
+
+@dataclass(frozen=True)
+class OpRule:
+    """What an operator's kernel needs: its options table, input counts, and which inputs may be -1."""
+
+    options: str  # the BuiltinOptions table the kernel parses (absent is fine: defaults are used)
+    inputs: tuple[int, ...]  # allowed input counts (empty: any count >= 1)
+    outputs: int
+    optional: frozenset[int] = frozenset()
+
+
+LSTM_OPTIONAL = frozenset(s.slot for s in WEIGHT_SLOTS if s.feature != "core")
+OP_RULES: dict[int, OpRule] = {
+    Op.UNIDIRECTIONAL_SEQUENCE_LSTM: OpRule("UnidirectionalSequenceLSTMOptions", (20, NUM_INPUTS), 1, LSTM_OPTIONAL),
+    Op.STRIDED_SLICE: OpRule("StridedSliceOptions", (4,), 1),
+    Op.REVERSE_V2: OpRule("ReverseV2Options", (2,), 1),
+    Op.CONCATENATION: OpRule("ConcatenationOptions", (), 1),
+    Op.QUANTIZE: OpRule("QuantizeOptions", (1,), 1),
+    Op.DEQUANTIZE: OpRule("DequantizeOptions", (1,), 1),
+}
+
+# LSTM slots that exist together or not at all (lstm_eval CheckInputTensorDimensions), by feature.
+_S = Slot
+LSTM_GROUPS: tuple[tuple[str, tuple[Slot, ...]], ...] = (
+    (
+        "input gate (absent together under CIFG)",
+        (_S.INPUT_TO_INPUT_WEIGHTS, _S.RECURRENT_TO_INPUT_WEIGHTS, _S.INPUT_GATE_BIAS),
+    ),
+    ("peepholes", (_S.CELL_TO_FORGET_WEIGHTS, _S.CELL_TO_OUTPUT_WEIGHTS)),
+    (
+        "layer norm",
+        (_S.FORGET_LAYER_NORM_COEFFICIENTS, _S.CELL_LAYER_NORM_COEFFICIENTS, _S.OUTPUT_LAYER_NORM_COEFFICIENTS),
+    ),
+)
+
+
+class _Problems(list[str]):
+    def add(self, text: str) -> None:
+        if len(self) <= _MAX_PROBLEMS:
+            self.append(text)
+
+
+def check_model(model: ModelRecord, source: str) -> None:
+    """Refuse a model an interpreter could crash on or misread; lists up to eight problems."""
+    problems = _Problems()
+    _tensors(model, problems)
+    _graph(model, problems)
+    if not problems:  # per-op checks index tensors, so only on a graph whose indices are sound
+        for k, op in enumerate(model.operators):
+            _operator(model, k, op, problems)
+    if problems:
+        more = " (and more)" if len(problems) > _MAX_PROBLEMS else ""
+        raise ModelFileError(
+            f"{source}: the model is corrupt or malformed, so no interpreter is given it:\n  - "
+            + "\n  - ".join(problems[:_MAX_PROBLEMS])
+            + more
+            + "\nRebuild the file (lstmgen build) or re-export it from its framework."
+        )
+
+
+def _tensors(model: ModelRecord, problems: _Problems) -> None:
+    for i, t in enumerate(model.tensors):
+        if any(d < 0 for d in t.shape):
+            problems.add(f"tensor {i} ({t.name[:40]}) has the shape {list(t.shape)}, with a negative dimension")
+            continue
+        nbytes = math.prod(t.shape) * t.dtype.itemsize
+        if nbytes > _MAX_TENSOR_BYTES:
+            problems.add(f"tensor {i} ({t.name[:40]}) declares {nbytes} bytes, over the 2 GiB a model can hold")
+        if t.shape_signature is not None and (
+            len(t.shape_signature) != len(t.shape) or any(s < -1 for s in t.shape_signature)
+        ):
+            problems.add(f"tensor {i} has shape_signature {list(t.shape_signature)} for shape {list(t.shape)}")
+        _quantization(i, t, problems)
+
+
+def _quantization(i: int, t: TensorRecord, problems: _Problems) -> None:
+    q = t.quantization
+    if q is None:
+        return
+    if len(q.zero_point) != len(q.scale):
+        problems.add(f"tensor {i} has {len(q.scale)} quantization scales but {len(q.zero_point)} zero points")
+        return
+    if not all(math.isfinite(s) and s > 0 for s in q.scale):
+        problems.add(f"tensor {i} has a quantization scale that is not a positive finite number")
+    if t.dtype.kind in "iu":
+        info = np.iinfo(t.dtype)
+        if any(not info.min <= z <= info.max for z in q.zero_point):
+            problems.add(f"tensor {i} ({t.dtype}) has a zero point outside [{info.min}, {info.max}]")
+    if len(q.scale) > 1:
+        dim = q.quantized_dimension
+        if not 0 <= dim < len(t.shape) or t.shape[dim] != len(q.scale):
+            problems.add(f"tensor {i} has {len(q.scale)} per-axis scales on dimension {dim} of shape {list(t.shape)}")
+
+
+def _graph(model: ModelRecord, problems: _Problems) -> None:
+    """TFLite verifier's data flow: every input exists before its op runs; each tensor written once."""
+    n = len(model.tensors)
+    available = {i for i, t in enumerate(model.tensors) if t.data is not None or t.is_variable}
+    for i in model.inputs:
+        if not 0 <= i < n:
+            problems.add(f"subgraph input {i} is not a tensor (the model has {n})")
+        elif model.tensors[i].data is not None:
+            problems.add(f"subgraph input {i} is a constant")
+        available.add(i)
+    written: set[int] = set()
+    for k, op in enumerate(model.operators):
+        name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
+        for i in (*op.inputs, *op.outputs, *op.intermediates):
+            if not -1 <= i < n:
+                problems.add(f"operator {k} ({name}) refers to tensor {i}; the model has {n}")
+        for i in op.inputs:
+            if 0 <= i < n and i not in available:
+                problems.add(f"operator {k} ({name}) reads tensor {i} before anything writes it")
+        for i in op.outputs:
+            if i == -1:
+                problems.add(f"operator {k} ({name}) has an absent (-1) output")
+            elif 0 <= i < n:
+                t = model.tensors[i]
+                if t.data is not None or i in written or i in model.inputs:
+                    problems.add(
+                        f"operator {k} ({name}) writes tensor {i}, which is a constant, an input or written twice"
+                    )
+                written.add(i)
+                available.add(i)
+    for i in model.outputs:
+        if not 0 <= i < n:
+            problems.add(f"subgraph output {i} is not a tensor (the model has {n})")
+        elif i not in available:
+            problems.add(f"subgraph output {i} is never written")
+
+
+def _operator(model: ModelRecord, k: int, op: OperatorRecord, problems: _Problems) -> None:
+    name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
+    rule = OP_RULES.get(op.opcode)
+    where = f"operator {k} ({name})"
+    if rule is None:  # lstmgen refuses these ops later; never let an absent input through meanwhile
+        if -1 in op.inputs:
+            problems.add(f"{where} has an absent (-1) input")
+        return
+    if (rule.inputs and len(op.inputs) not in rule.inputs) or not op.inputs:
+        problems.add(f"{where} has {len(op.inputs)} inputs; its kernel takes {' or '.join(map(str, rule.inputs))}")
+        return
+    if len(op.outputs) != rule.outputs:
+        problems.add(f"{where} has {len(op.outputs)} outputs; its kernel writes {rule.outputs}")
+        return
+    absent = [s for s, i in enumerate(op.inputs) if i == -1 and s not in rule.optional]
+    if absent:
+        problems.add(f"{where} has input(s) {absent} absent (-1); its kernel requires them")
+        return
+    table = op.options.table if op.options is not None else None
+    if table not in (None, rule.options):  # another table's fields would be read as this one's
+        problems.add(f"{where} has the options table {table}; its kernel reads {rule.options}")
+        return
+    check = _OP_CHECKS.get(op.opcode)
+    if check is not None:
+        check(model, where, op, problems)
+
+
+def _lstm(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
+    present = {s for s in Slot if s < len(op.inputs) and op.inputs[s] >= 0}
+    for what, group in LSTM_GROUPS:
+        have = [s.key for s in group if s in present]
+        if have and len(have) != len(group):
+            problems.add(f"{where}: {what} inputs must be all present or all absent; present: {', '.join(have)}")
+    cifg = Slot.INPUT_TO_INPUT_WEIGHTS not in present
+    for slot, feature in (
+        (Slot.CELL_TO_INPUT_WEIGHTS, Slot.CELL_TO_FORGET_WEIGHTS),
+        (Slot.INPUT_LAYER_NORM_COEFFICIENTS, Slot.FORGET_LAYER_NORM_COEFFICIENTS),
+    ):
+        if (slot in present) != (feature in present and not cifg):
+            problems.add(f"{where}: {slot.key} must be present exactly when {feature.key} is and the input gate is")
+    if Slot.PROJECTION_BIAS in present and Slot.PROJECTION_WEIGHTS not in present:
+        problems.add(f"{where}: projection_bias without projection_weights")
+    t = model.tensors
+    x = t[op.inputs[Slot.INPUT]]
+    if len(x.shape) != 3:
+        problems.add(f"{where}: input has rank {len(x.shape)}, expected 3")
+    w = t[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].shape
+    r = t[op.inputs[Slot.RECURRENT_TO_FORGET_WEIGHTS]].shape
+    if len(w) != 2 or len(r) not in (1, 2):
+        problems.add(
+            f"{where}: input_to_forget_weights {list(w)} / recurrent_to_forget_weights {list(r)} "
+            "are not [N, I] / [N, P]"
+        )
+        return
+    n, i = w
+    p = int(t[op.inputs[Slot.PROJECTION_WEIGHTS]].shape[0]) if Slot.PROJECTION_WEIGHTS in present else n
+    size = {"N": n, "I": i, "P": p}
+    for spec in WEIGHT_SLOTS:
+        if spec.slot not in present:
+            continue
+        tensor = t[op.inputs[spec.slot]]
+        want = tuple(size[s] for s in spec.shape)
+        diagonal = spec.slot in range(Slot.RECURRENT_TO_INPUT_WEIGHTS, Slot.CELL_TO_INPUT_WEIGHTS) and tensor.shape == (
+            n,
+        )
+        if tensor.shape != want and not diagonal:
+            problems.add(f"{where}: {spec.slot.key} has shape {list(tensor.shape)}, expected {list(want)}")
+        if tensor.data is None and not any(op.inputs[spec.slot] in o.outputs for o in model.operators):
+            problems.add(f"{where}: {spec.slot.key} has no constant data")
+    for slot, width in ((Slot.OUTPUT_STATE, p), (Slot.CELL_STATE, n)):
+        s = t[op.inputs[slot]]
+        if not s.is_variable or s.data is not None or len(s.shape) != 2 or s.shape[-1] != width:
+            problems.add(f"{where}: {slot.key} must be a variable [batch, {width}] tensor, found {list(s.shape)}")
+    # The integer kernel reads five quantized intermediates and quantized weights.
+    if x.dtype.kind == "i" and (len(op.intermediates) != 5 or any(t[j].quantization is None for j in op.intermediates)):
+        problems.add(f"{where}: an integer LSTM needs 5 quantized intermediates, found {len(op.intermediates)}")
+    for s in present:
+        tensor = t[op.inputs[s]]
+        if tensor.dtype.kind in "iu" and tensor.quantization is None:
+            problems.add(f"{where}: integer tensor {s.key} has no quantization parameters")
+
+
+def _int_vector(model: ModelRecord, index: int, length: int | None) -> np.ndarray | None:
+    t = model.tensors[index]
+    if t.data is None or t.dtype != np.int32 or len(t.shape) > 1 or (length is not None and t.data.size != length):
+        return None
+    return np.asarray(t.data).reshape(-1)
+
+
+def _strided_slice(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
+    rank = len(model.tensors[op.inputs[0]].shape)
+    if any(_int_vector(model, i, rank) is None for i in op.inputs[1:4]):
+        problems.add(f"{where}: begin, end and strides must be constant int32 vectors of length {rank}")
+        return
+    strides = _int_vector(model, op.inputs[3], rank)
+    if strides is not None and not strides.all():
+        problems.add(f"{where}: a stride is 0")
+    if op.options is not None and (op.options.get("EllipsisMask", 0) or op.options.get("NewAxisMask", 0)):
+        problems.add(f"{where}: ellipsis and new-axis masks are not supported")
+
+
+def _reverse(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
+    rank = len(model.tensors[op.inputs[0]].shape)
+    axes = _int_vector(model, op.inputs[1], None)
+    if axes is None or axes.size != 1 or not -rank <= int(axes[0]) < rank:
+        problems.add(f"{where}: the axis must be one constant int32 within the input's rank {rank}")
+
+
+def _concatenation(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
+    shapes = [model.tensors[i].shape for i in op.inputs]
+    rank = len(shapes[0])
+    axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
+    if not -rank <= axis < rank or any(len(s) != rank for s in shapes):
+        problems.add(f"{where}: axis {axis} for inputs of shapes {[list(s) for s in shapes]}")
+
+
+def _quantize(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
+    a, b = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    quantized = b if op.opcode == Op.QUANTIZE else a
+    if quantized.dtype.kind == "f":  # float16 -> float32 DEQUANTIZE: a cast, no parameters
+        pass
+    elif quantized.quantization is None or len(quantized.quantization.scale) != 1:
+        problems.add(f"{where}: the quantized side needs exactly one scale and zero point")
+    if a.shape != b.shape:
+        problems.add(f"{where}: input shape {list(a.shape)} differs from output shape {list(b.shape)}")
+
+
+_OP_CHECKS = {
+    Op.UNIDIRECTIONAL_SEQUENCE_LSTM: _lstm,
+    Op.STRIDED_SLICE: _strided_slice,
+    Op.REVERSE_V2: _reverse,
+    Op.CONCATENATION: _concatenation,
+    Op.QUANTIZE: _quantize,
+    Op.DEQUANTIZE: _quantize,
+}
