@@ -223,9 +223,9 @@ def _lstm(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problem
         if tensor.data is None and not any(op.inputs[spec.slot] in o.outputs for o in model.operators):
             problems.add(f"{where}: {spec.slot.key} has no constant data")
     for slot, width in ((Slot.OUTPUT_STATE, p), (Slot.CELL_STATE, n)):
-        s = t[op.inputs[slot]]
-        if not s.is_variable or s.data is not None or len(s.shape) != 2 or s.shape[-1] != width:
-            problems.add(f"{where}: {slot.key} must be a variable [batch, {width}] tensor, found {list(s.shape)}")
+        state = t[op.inputs[slot]]
+        if not state.is_variable or state.data is not None or len(state.shape) != 2 or state.shape[-1] != width:
+            problems.add(f"{where}: {slot.key} must be a variable [batch, {width}] tensor, found {list(state.shape)}")
     # The integer kernel reads five quantized intermediates and quantized weights.
     if x.dtype.kind == "i" and (len(op.intermediates) != 5 or any(t[j].quantization is None for j in op.intermediates)):
         problems.add(f"{where}: an integer LSTM needs 5 quantized intermediates, found {len(op.intermediates)}")
