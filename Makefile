@@ -4,6 +4,7 @@
 #                under tflite-runtime 2.14 where a wheel exists for this Python
 #   make bench   benchmarks/ (whole processes: wall time and peak memory)
 #   make lint    ruff only
+#   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs)
 # Other Pythons: PYTHON=python3.12 make test (use a fresh checkout or `make clean` when switching).
 PYTHON ?= python3
 PIP_FLAGS := --disable-pip-version-check -q
@@ -20,13 +21,14 @@ TFL_BIN  := $(TFL_VENV)/bin
 TFL_PIN  := tflite-runtime==2.14.0
 TORCH_PIN ?= torch==2.13.0+cpu
 
-.PHONY: demo test test-main test-tflite-runtime lint bench clean help
+.PHONY: demo test test-main test-tflite-runtime lint bench fuzz clean help
 
 help:
 	@echo "make demo   lean .venv with lstmgen, then build, verify and inspect the example model (examples/)"
 	@echo "make test   ruff + the whole test suite in .venv-test (also the runtime tests under tflite-runtime 2.14)"
 	@echo "make bench  run the benchmarks in benchmarks/"
 	@echo "make lint   ruff only"
+	@echo "make fuzz   10,000 mutated models: crashes, internal errors and hangs counted (all must be 0)"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +93,9 @@ bench: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python benchmarks/bench_build.py --json > build/bench/build.json
 	$(TEST_BIN)/python benchmarks/bench_quant.py --json > build/bench/quant.json
 	$(TEST_BIN)/python docs/update_numbers.py build/bench
+
+fuzz: $(TEST_BIN)/.installed
+	$(TEST_BIN)/python tests/fuzz_models.py --count $${FUZZ_COUNT:-10000} --seed $${FUZZ_SEED:-0} --jobs 2
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) build .pytest_cache

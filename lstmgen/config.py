@@ -29,6 +29,7 @@ TARGETS: tuple[str, ...] = ("tflite", "micro", "ethos-u")
 DTYPES: tuple[str, ...] = ("float32",)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}$")
 _MAX_DIM = 1 << 20
+_MAX_BIAS = 1e30  # far inside float32 (3.4e38), so bias + forget_bias stays finite
 
 
 def _fail(field: str, value: Any, allowed: str, hint: str = "") -> ConfigError:
@@ -56,7 +57,7 @@ def _check_bool(field: str, value: Any) -> None:
 
 
 def _check_choice(field: str, value: Any, choices: tuple[str, ...] | list[str], hint: str = "") -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:  # a list or table is not hashable, nor a choice
         raise _fail(field, value, "one of " + ", ".join(choices), hint)
 
 
@@ -110,9 +111,11 @@ class CellConfig:
                 "and this cell has none (num_proj is not set). Set num_proj, or drop proj_clip."
             )
         if self.forget_bias is not None:
-            _check_float("forget_bias", self.forget_bias, -math.inf)
+            _check_float("forget_bias", self.forget_bias, -_MAX_BIAS)
+            if self.forget_bias > _MAX_BIAS:  # folded into float32 biases: it must stay finite there
+                raise _fail("forget_bias", self.forget_bias, f"a number from {-_MAX_BIAS:g} to {_MAX_BIAS:g}")
         act = self.activation.lower() if isinstance(self.activation, str) else self.activation
-        if act in REFUSED_ACTIVATIONS:
+        if isinstance(act, str) and act in REFUSED_ACTIVATIONS:
             raise ConfigError(
                 f"activation = {self.activation!r} cannot be used: {REFUSED_ACTIVATIONS[act]}. "
                 f"Use one of: {', '.join(ACTIVATIONS)}."
@@ -213,6 +216,12 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a table of keys, found {type(data).__name__}.")
     check_keys(data, f"config file {path}")
+    for key, value in data.items():  # every key takes one scalar; a list or table is a typo
+        if isinstance(value, (list, dict)):
+            raise _fail(key, value, "a single value, not a list or table")
+    for key in ("weights_format", "layer", "calibration"):
+        if key in data and not isinstance(data[key], str):
+            raise _fail(key, data[key], "a string")
     for key in ("weights", "calibration_data"):
         if key in data:
             if not isinstance(data[key], str):

@@ -119,6 +119,27 @@ def read_metadata(model: ModelRecord) -> dict[str, Any]:
     """The 'lstmgen' metadata JSON of a model, or {} (e.g. for TF-converter output)."""
     raw = model.metadata_dict().get(METADATA_KEY)
     try:
-        return json.loads(raw) if raw else {}
-    except ValueError:
+        doc = json.loads(raw) if raw else {}
+    except (ValueError, RecursionError):
         return {}
+    if not isinstance(doc, dict):  # anyone can write metadata: keep only entries of the types lstmgen writes
+        return {}
+    doc = {k: v for k, v in doc.items() if isinstance(v, _METADATA_TYPES.get(k, object))}
+    hp = doc.get("hyperparameters")
+    if hp is not None:
+        doc["hyperparameters"] = {k: v for k, v in hp.items() if isinstance(v, _HYPER_TYPES.get(k, object))}
+    return doc
+
+
+_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "hyperparameters": dict,
+    "quantization": dict,
+    "provenance": dict,
+    "generator": str,
+}
+_HYPER_TYPES: dict[str, type | tuple[type, ...]] = {
+    "bidirectional": bool,
+    "go_backwards": bool,
+    "return_sequences": bool,
+    "num_layers": int,
+}

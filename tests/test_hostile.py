@@ -262,3 +262,184 @@ def test_checker_flags_bad_quantization_and_shapes(tmp_path: Path) -> None:
     tensors[1] = replace(tensors[1], shape=(4, 7), data=np.zeros((4, 7), np.float32))
     with pytest.raises(ModelFileError, match="expected \\[4, 3\\]"):
         check_model(replace(model, tensors=tuple(tensors)), "bad")
+
+
+# ---------------------------------------------------------------- finding 3: outputs never inputs
+
+
+@pytest.fixture
+def built(tmp_path: Path, weights_npz) -> tuple[Path, Path, Path]:
+    """(weights .npz, model, input .npy) of a small model."""
+    weights = weights_npz(random_tflite_weights())
+    model = tmp_path / "m.tflite"
+    assert invoke("build", "--weights", weights, "-o", model, "--no-verify").exit_code == 0
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 3, 5), np.float32))
+    return weights, model, x
+
+
+def _unchanged(*paths: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in paths}
+
+
+def test_outputs_never_overwrite_inputs(tmp_path: Path, built: tuple[Path, Path, Path]) -> None:
+    weights, model, x = built
+    config = tmp_path / "cell.toml"
+    config.write_text('num_units = 6\ninput_size = 5\nweights = "w.npz"\n')
+    link = tmp_path / "link.npz"
+    link.symlink_to(weights)
+    before = _unchanged(weights, model, x, config)
+    cases = [
+        ("build", "--weights", weights, "-o", weights),
+        ("build", "--weights", weights, "-o", link),  # through a symlink
+        ("build", "--weights", link, "-o", weights),
+        ("build", "--config", config, "-o", config),
+        ("build", "--config", config, "-o", weights),  # the config's weights
+        ("build", "--weights", weights, "--quantize", "int8", "--calibration-data", x, "-o", x),
+        ("run", model, "--input", x, "--output", model),
+        ("run", model, "--input", x, "--output", x),
+        ("run", model, "--input", x, "--output", tmp_path / "y.npy", "--final-state", tmp_path / "y.npy"),
+        ("verify", model, "--report", model),
+    ]
+    for args in cases:
+        refused(invoke(*args), "output")
+    assert _unchanged(weights, model, x, config) == before
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_output_through_symlink_keeps_mode_and_link(tmp_path: Path, built: tuple[Path, Path, Path]) -> None:
+    weights, _, _ = built
+    real = tmp_path / "real.tflite"
+    real.write_bytes(b"old")
+    real.chmod(0o600)
+    link = tmp_path / "link.tflite"
+    link.symlink_to(real)
+    assert invoke("build", "--weights", weights, "-o", link, "--no-verify").exit_code == 0
+    assert link.is_symlink() and real.read_bytes()[4:8] == b"TFL3"
+    assert real.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_output_never_replaces_a_special_file(tmp_path: Path, built: tuple[Path, Path, Path]) -> None:
+    weights, _, _ = built
+    fifo = _fifo(tmp_path, "out.tflite")
+    refused(invoke("build", "--weights", weights, "-o", fifo, "--no-verify"), "not a regular file")
+    assert fifo.is_fifo()
+
+
+def test_long_output_names_and_stale_temp_files(tmp_path: Path, built: tuple[Path, Path, Path]) -> None:
+    weights, _, _ = built
+    stale = tmp_path / ".lstmgen-4194999-deadbeef.tmp"  # a PID above any pid_max: its process is gone
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+    out = tmp_path / ("m" * 248 + ".tflite")  # 255 bytes: a temp name derived from it would overflow
+    result = invoke("build", "--weights", weights, "-o", out, "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert out.exists() and not stale.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------ finding 6: signals and leftovers
+
+_KILL_DURING_WRITE = """
+import os, signal, sys
+import lstmgen.output as out
+real_replace = os.replace
+def replace(src, dst):  # the temp file is complete: the signal arrives just before the rename
+    os.kill(os.getpid(), signal.{sig})
+    real_replace(src, dst)
+out.os.replace = replace
+from lstmgen.cli.main import main
+sys.argv = ["lstmgen", "build", "--weights", sys.argv[1], "-o", sys.argv[2], "--no-verify"]
+main()
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130), ("SIGHUP", 129)])
+def test_signals_remove_temp_files(tmp_path: Path, built: tuple[Path, Path, Path], sig: str, code: int) -> None:
+    weights, _, _ = built
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_DURING_WRITE.format(sig=sig), str(weights), str(out_dir / "m.tflite")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+# ------------------------------------------------------------- finding 5: exit 2, never 70
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ('activation = ["tanh"]', "activation"),
+        ("layer = 3", "layer = 3"),
+        ("num_units = {a = 1}", "num_units"),
+        ("forget_bias = 1e39", "forget_bias"),
+    ],
+)
+def test_config_values_of_the_wrong_type(tmp_path: Path, toml: str, words: str) -> None:
+    config = tmp_path / "cell.toml"
+    config.write_text(f"input_size = 3\n{toml}\n" + ("" if "num_units" in toml else "num_units = 4\n"))
+    refused(invoke("build", "--config", config, "-o", tmp_path / "o.tflite", "--no-verify"), words)
+
+
+def test_forget_bias_that_overflows_float32_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "o.tflite"
+    refused(invoke("build", "--num-units", 4, "--input-size", 3, "--forget-bias", "1e39", "-o", out), "forget_bias")
+
+
+@pytest.mark.parametrize("blob", [b"[1, 2]", b'{"hyperparameters": [1], "quantization": 3}', b"[" * 100_000])
+def test_foreign_metadata_of_the_wrong_type(tmp_path: Path, built: tuple[Path, Path, Path], blob: bytes) -> None:
+    from dataclasses import replace
+
+    from lstmgen.tflite.flatbuf import materialize, read_model, serialize
+
+    _, model, x = built
+    record = read_model(model.read_bytes())
+    meta = tuple((k, blob if k == "lstmgen" else v) for k, v in record.metadata)
+    bad = tmp_path / "meta.tflite"
+    bad.write_bytes(bytes(serialize(materialize(replace(record, metadata=meta)))))
+    for args in (
+        ("inspect", bad),
+        ("inspect", bad, "--json"),
+        ("run", bad, "--input", x, "--output", tmp_path / "y.npy"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code in (0, 2), (args, result.output)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        b"[]",
+        b'{"config": []}',
+        b'{"config": {"layers": [{"class_name": "LSTM", "config": []}]}}',
+        b'{"config": {"layers": [{"class_name": "LSTM", "config": {"name": "lstm", "activation": [1]}}]}}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
+def test_keras_config_of_the_wrong_types(tmp_path: Path, config: bytes) -> None:
+    h5py = pytest.importorskip("h5py")
+    import zipfile
+
+    inner = tmp_path / "model.weights.h5"
+    kernel, rec, bias = corpus._kernel_parts()
+    with h5py.File(inner, "w") as f:
+        g = f.create_group("layers/lstm/cell/vars")
+        g.create_dataset("0", data=kernel)
+        g.create_dataset("1", data=rec)
+        g.create_dataset("2", data=bias)
+    path = tmp_path / "bad.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("model.weights.h5", inner.read_bytes())
+        zf.writestr("config.json", config)
+    result = invoke("build", "--weights", path, "-o", tmp_path / "o.tflite", "--no-verify")
+    assert result.exit_code in (0, 2), result.output
+    assert "internal error" not in result.output

@@ -41,7 +41,7 @@ def model_mode(model: ModelRecord) -> str:
             mode = json.loads(raw).get("quantization", {}).get("mode")
             if mode:
                 return str(mode)
-        except ValueError:
+        except (ValueError, RecursionError, AttributeError):  # foreign or damaged metadata: read the graph
             pass
     for op in model.operators:
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:

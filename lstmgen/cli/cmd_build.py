@@ -12,6 +12,7 @@ from lstmgen import guard
 from lstmgen.build import BuildResult, build
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, verify_line
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
+from lstmgen.output import check_target
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 from lstmgen.weights import FORMATS
 
@@ -186,6 +187,8 @@ def build_cmd(
     file_calibration = options.pop("calibration", None)
     options.update({k: v for k, v in cell.items() if v is not None})
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
+    inputs = {"--weights": weights_path, "--config": config_file, "--calibration-data": calibration_data or file_calib}
+    check_target(output, inputs)  # before any work: -o may not name an input
     with guard.byte_limit(max_weights_bytes):
         result = build(
             output,

@@ -14,7 +14,7 @@ import numpy as np
 from lstmgen.arrays import load_npy, load_npz
 from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors
 from lstmgen.errors import LstmgenError
-from lstmgen.output import check_target, write_atomic
+from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.run import run_model_states
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 
@@ -89,9 +89,11 @@ def run_cmd(
     """
     x = load_npy(input_path, "input")
     state = _load_state(initial_state) if initial_state else {}
+    inputs = {"MODEL": model, "--input": input_path, "--initial-state": initial_state}
+    refuse_same({"--output": output_path, "--final-state": final_state})
     for target in (output_path, final_state):
         if target is not None:
-            check_target(target)  # before running, so one bad path cannot leave the other file behind
+            check_target(target, inputs)  # before running, so one bad path cannot leave the other file behind
     notes: list[str] = []
     y, finals = run_model_states(
         model,

@@ -13,7 +13,7 @@ from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, verify_line
 from lstmgen.errors import LstmgenError, VerificationError
-from lstmgen.output import check_target, write_atomic
+from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 from lstmgen.runtimes.micro import import_tflm
 
@@ -67,8 +67,12 @@ def verify_cmd(
         x = load_npy(input_path, "input")
         if x.ndim == 4:  # a calibration set [n, *input shape]: verify on its first sample
             x = x[0]
+    inputs = {"MODEL": model, "--input": input_path}
+    refuse_same({"--report": report, "--plot": plot})
+    for target in (report, plot):
+        if target is not None:
+            check_target(target, inputs)  # before verifying: an output may not name an input
     if plot is not None:
-        check_target(plot)
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from functools import wraps
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lstmgen.errors import LstmgenError
+from lstmgen.output import cleanup
 
 if TYPE_CHECKING:
     from lstmgen.check.verify import VerifyReport
@@ -44,20 +47,48 @@ def internal_error(exc: BaseException, as_json: bool) -> None:
     sys.exit(70)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (temp files are removed on the way) and exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                signal.signal(sig, _raise_terminated)
+
+
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn LstmgenError into a one-paragraph message and its exit status; never a traceback."""
+    """Turn LstmgenError into a one-paragraph message and its exit status; never a traceback.
+
+    Ctrl-C exits 130 and SIGTERM/SIGHUP 128 + signal, after removing the command's temp files.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         as_json = kwargs.get("as_json", False)
+        _install_signal_handlers()
         try:
             return func(*args, **kwargs)
+        except (KeyboardInterrupt, Terminated) as exc:
+            cleanup()
+            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            click.echo(f"lstmgen: interrupted ({signal.Signals(signum).name}); no output written.", err=True)
+            sys.exit(128 + signum)
         except LstmgenError as exc:
             if as_json:
                 echo_json_error(str(exc), exc.exit_code, **(getattr(exc, "payload", None) or {}))
             click.echo(f"lstmgen: error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:  # a bug, not bad input: say so plainly
             internal_error(exc, as_json)

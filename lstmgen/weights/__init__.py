@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import replace
+from functools import wraps
 from pathlib import Path
+from typing import Any, TypeVar
 
 from lstmgen import guard
-from lstmgen.errors import WeightFileError
+from lstmgen.errors import LstmgenError, WeightFileError
 from lstmgen.weights.base import GATE_ORDERS, CellWeights, WeightReader, split_gates
 from lstmgen.weights.npz import NpzArrays
 
@@ -57,6 +60,31 @@ def _native_reader(path: Path) -> WeightReader | None:
     return None
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+# What reader code raises when a file's structure is not what its format promises (a list where a
+# table belongs, a missing key, a nesting bomb): bad input, exit 2, never "internal error".
+_MALFORMED = (KeyError, IndexError, TypeError, AttributeError, RecursionError, OverflowError, ValueError, MemoryError)
+
+
+def _malformed_is_bad_input(func: _F) -> _F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        path = getattr(args[0], "path", args[0])  # a WeightSource method, or open(path)
+        try:
+            return func(*args, **kwargs)
+        except LstmgenError:
+            raise
+        except _MALFORMED as exc:
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            raise WeightFileError(
+                f"weights file {path} is malformed: its contents do not have the structure its format defines "
+                f"({detail}). Re-save it with its framework; if the framework loads it, please report this to "
+                "lstmgen."
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 class WeightSource:
     """One weight file, opened once, with its reader chosen: `.cells()` lists its LSTM cells, `.load()` reads one.
 
@@ -81,6 +109,7 @@ class WeightSource:
     def format(self) -> str:
         return self.reader.name
 
+    @_malformed_is_bad_input
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The file's LSTM layers in model order, each (forward cell,) or (forward, backward).
 
@@ -92,12 +121,14 @@ class WeightSource:
             return self.reader.list_layers(self.path, layer)
         return self.reader.npz_layers(self.arrays, str(self.path), layer)
 
+    @_malformed_is_bad_input
     def load(self, cell: str | None = None) -> CellWeights:
         """One cell's weights in TFLite layout (None: the file's only cell, or its first per the reader)."""
         if self.arrays is None:
             return self._noted(self.reader.load(self.path, cell))
         return self._noted(self.reader.read(self.arrays, str(self.path), cell))
 
+    @_malformed_is_bad_input
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
         """Every cell of every layer `cells(layer)` gives, in the same order.
 
@@ -129,6 +160,7 @@ class WeightSource:
         return replace(weights, notes=(self.note, *weights.notes)) if self.note else weights
 
 
+@_malformed_is_bad_input
 def open(path: str | Path, format: str = "auto") -> WeightSource:
     """Open a weight file, choosing its reader by `format`, the file type or (.npz) the array names."""
     path = Path(path)
