@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.arrays import load_npy
 from lstmgen.check.verify import VerifyReport, verify_model
 from lstmgen.config import INTEGER_MODES, CellConfig
@@ -21,7 +22,7 @@ from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibrat
 from lstmgen.quant.quantize import quantize
 from lstmgen.runtimes.micro import import_tflm
 from lstmgen.targets.rules import TARGET_NAMES, check_target
-from lstmgen.tflite.flatbuf import ModelRecord, materialize, serialize
+from lstmgen.tflite.flatbuf import ModelRecord, estimate_size, materialize, serialize
 from lstmgen.weights import CellWeights, WeightSource
 from lstmgen.weights import open as open_weights
 
@@ -338,6 +339,12 @@ def build(
             "is untested by lstmgen, so it is refused rather than risk a silently wrong model. Build it in float32."
         )
     if config.quantize != "none":
+        float_size = estimate_size(record)
+        if float_size > guard.MODEL_SIZE_LIMIT:  # checked before the float32 weights are allocated
+            raise ConfigError(
+                f"--quantize {config.quantize} starts from the float32 model in memory, which would be "
+                f"{float_size / 2**30:.2f} GiB, over the 2 GiB model-size limit. Reduce num_units/input_size/num_proj."
+            )
         say(f"quantizing ({config.quantize})")
         record = materialize(record)
         stats = None

@@ -443,3 +443,36 @@ def test_keras_config_of_the_wrong_types(tmp_path: Path, config: bytes) -> None:
     result = invoke("build", "--weights", path, "-o", tmp_path / "o.tflite", "--no-verify")
     assert result.exit_code in (0, 2), result.output
     assert "internal error" not in result.output
+
+
+def test_float16_size_is_checked_before_allocating(tmp_path: Path) -> None:
+    """A 4.3 GiB float model used to be materialized (6 GB peak) before any size check."""
+    out = tmp_path / "big.tflite"
+    args = ("build", "--num-units", 12000, "--input-size", 12000, "--quantize", "float16", "-o", out, "--no-verify")
+    refused(invoke(*args), "4.29 GiB", "2 GiB")
+
+
+@pytest.mark.parametrize(
+    ("dims", "data_type", "words"), [([1, 2**40, 3], 1, "declares"), ([1, 16, 3], 99, "malformed")]
+)
+def test_onnx_initializers_with_huge_dims_or_unknown_types(
+    tmp_path: Path, dims: list[int], data_type: int, words: str
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    n, i = 4, 3
+    w = TensorProto(name="W", data_type=data_type, dims=dims)
+    w.raw_data = b"\0" * (4 * 4 * n * i)
+    r = helper.make_tensor("R", TensorProto.FLOAT, [1, 4 * n, n], np.zeros(4 * n * n, np.float32).tolist())
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=n)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [5, 1, i])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializer=[w, r],
+    )
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    refused(invoke("build", "--weights", path, "-o", tmp_path / "o.tflite", "--no-verify"), words)

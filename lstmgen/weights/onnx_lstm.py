@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
 from lstmgen.weights.onnx_fold import ZEROS, Folder, Unfoldable
@@ -155,7 +156,15 @@ class _Graph:
 
     def _tensor(self, node: str, what: str, tensor: Any) -> np.ndarray:
         helper = self.onnx.external_data_helper
+        # Declared size first (dims x at least 4 bytes), and no external read longer than that.
+        need = guard.declared_bytes(tensor.dims, 4, f"weights file {self.path}: initializer '{tensor.name}'")
         if helper.uses_external_data(tensor):
+            length = {e.key: e.value for e in tensor.external_data}.get("length", "0")
+            if not length.isdigit() or int(length) > 2 * need:
+                raise WeightFileError(
+                    f"weights file {self.path}: initializer '{tensor.name}' declares {length!r} bytes of external "
+                    f"data for dims {list(tensor.dims)}; refused before reading. Re-export the model."
+                )
             try:
                 # Loaded per tensor, and only for the LSTM's inputs: the rest of a big model is never read.
                 helper.load_external_data_for_tensor(tensor, str(self.path.parent))

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import WeightFileError
 
 __all__ = ["list_variables", "read_variables", "resolve_prefix"]
@@ -474,6 +475,7 @@ class _Bundle:
 def _load(path: Path) -> _Bundle:
     prefix = resolve_prefix(path)
     index_path = prefix.with_name(prefix.name + ".index")
+    guard.regular_file(index_path, "checkpoint index", error=WeightFileError)  # no FIFO, no device
     try:
         data = index_path.read_bytes()
     except OSError as exc:
@@ -784,6 +786,8 @@ def _read_sliced(bundle: _Bundle, entry: _Entry, name: str, shards: _Shards) -> 
     public = _public_dtype(entry.dtype)
     if public == _OBJECT:
         _read_plain(bundle, entry, name, shards)  # raises the unsupported-dtype error
+    # The full shape is declared, not stored: a few slices could declare terabytes (checked before allocating).
+    guard.declared_bytes(entry.shape, public.itemsize + 1, f"{bundle.index_path}: partitioned variable {name!r}")
     full = np.zeros(entry.shape, dtype=public)
     covered = np.zeros(entry.shape, dtype=bool)
     for extents in entry.slices:
