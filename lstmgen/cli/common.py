@@ -81,6 +81,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except (KeyboardInterrupt, Terminated) as exc:
             cleanup()
             signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            if as_json:
+                echo_json_error("interrupted", 128 + signum)
             click.echo(f"lstmgen: interrupted ({signal.Signals(signum).name}); no output written.", err=True)
             sys.exit(128 + signum)
         except LstmgenError as exc:
