@@ -199,3 +199,18 @@ def test_session_reports_tflm(tmp_path: Path, calib: Path) -> None:
     _build(tmp_path / "m.tflite", calib)
     s = open_micro_session(tmp_path / "m.tflite")
     assert s.runtime == "tflite-micro"
+
+
+@needs_tflm
+@pytest.mark.parametrize(
+    "options",
+    [{"bidirectional": True}, {"num_layers": 2}, {"go_backwards": True}, {"return_sequences": False}],
+    ids=["bidirectional", "stacked", "go_backwards", "last_step"],
+)
+def test_int16x8_topologies_run_in_tflm(tmp_path: Path, options: dict) -> None:
+    """REVERSE_V2, CONCATENATION and STRIDED_SLICE carry int16 in TFLM; the graph verifies end to end."""
+    result = build(tmp_path / "m.tflite", CELL | {"quantize": "int16x8"} | options, calibration="random")
+    v = result.verification
+    assert v is not None and v.passed and v.runtime == "tflite-micro"
+    m = read_model((tmp_path / "m.tflite").read_bytes())
+    assert all(m.tensors[o].dtype == I16 for op in m.operators for o in op.outputs)
