@@ -312,10 +312,12 @@ def build(
             "(or drop --weights-format to use --init)."
         )
     layers: list[list[CellWeights]] | None
+    source: WeightSource | None = None
     if isinstance(weights, (str, Path)):
         say(f"reading weights {weights}")
         source = open_weights(weights, weights_format)
         layers = load_stack(source, layer, opts.get("num_layers"))
+        source.release()  # the readers' checks touched every array; the write reads each again, once
     elif isinstance(weights, CellWeights):
         layers = [[weights]]
     else:
@@ -374,13 +376,14 @@ def build(
                 + ". Nothing was written. Build without those features, or for --target tflite."
             )
     say("writing model")
-    data = serialize(record)
+    data = serialize(record, on_copied=source.release if source is not None else None)
     t2 = time.perf_counter()
     result = BuildResult(
         str(output), config, cell_weights.format, cell_weights.source, cell_weights.layer, len(data), notes
     )
 
     def check(tmp: Path) -> None:
+        data.release()  # on disk now: free the in-memory copy before verification needs memory
         if not verify:
             return
         say("verifying against the NumPy reference")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import mmap
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ class LstmModel:
     model: ModelRecord
     lstms: tuple[LstmSpec, ...]
     metadata: dict[str, Any]
+    mapping: mmap.mmap | None = field(default=None, repr=False, compare=False)  # the file, when read from one
+
+    def release_pages(self) -> None:
+        """Drop the mapped file's pages read so far from memory (the constants stay valid, read again on use)."""
+        if self.mapping is not None:
+            self.mapping.madvise(mmap.MADV_DONTNEED)
 
     @property
     def input_index(self) -> int:
@@ -82,8 +89,18 @@ class LstmModel:
 def read_lstm_model(path: str | Path) -> LstmModel:
     """Read a .tflite file and check it is a graph lstmgen can verify and run."""
     path = Path(path)
-    data = guard.read_capped(path, "model file", guard.MODEL_SIZE_LIMIT, ModelFileError)  # no FIFO, no /dev/zero
-    return describe_graph(read_model(data, str(path)), str(path))
+    size = guard.regular_file(path, "model file", error=ModelFileError)  # no FIFO, no /dev/zero
+    if size > guard.MODEL_SIZE_LIMIT:
+        limit = guard.MODEL_SIZE_LIMIT
+        raise ModelFileError(f"model file {path} is {size} bytes; the limit is {limit}. Pass the right file.")
+    try:
+        with path.open("rb") as fh:
+            # Mapped, not read: constants are views of the file, paged in as the checks use them.
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+    except OSError as exc:
+        raise ModelFileError(f"model file {path} cannot be read ({exc.strerror}).") from None
+    lm = describe_graph(read_model(memoryview(data) if data is not None else b"", str(path)), str(path))
+    return replace(lm, mapping=data)
 
 
 def describe_graph(model: ModelRecord, source: str) -> LstmModel:

@@ -190,18 +190,24 @@ def _strided_slice(model: ModelRecord, op: OperatorRecord, values: dict[int, np.
     return x[tuple(index)]
 
 
+def constant_values(model: ModelRecord) -> dict[int, np.ndarray]:
+    """Every constant's real value in float64, once per model (pass it to each `evaluate` of that model)."""
+    return {i: real_value(t) for i, t in enumerate(model.tensors) if t.data is not None}
+
+
 def evaluate(
     model: ModelRecord,
     feeds: Mapping[int, np.ndarray],
     *,
     states: Mapping[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
     trace: Trace | None = None,
+    constants: Mapping[int, np.ndarray] | None = None,
 ) -> Evaluation:
-    """Run the graph on `feeds` (tensor index -> real input). `states` maps an LSTM op index to (h0, c0)."""
-    values: dict[int, np.ndarray] = {}
-    for i, t in enumerate(model.tensors):
-        if t.data is not None:
-            values[i] = real_value(t)
+    """Run the graph on `feeds` (tensor index -> real input). `states` maps an LSTM op index to (h0, c0).
+
+    `constants` are the model's constant_values (widened once and shared by several evaluations).
+    """
+    values = dict(constants if constants is not None else constant_values(model))
     for i, x in feeds.items():
         values[i] = np.asarray(x, np.float64)
     ev = Evaluation(values)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import tflite
 
-from lstmgen.check.graph import evaluate, quantize_real
+from lstmgen.check.graph import constant_values, evaluate, quantize_real
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.check.tolerance import model_mode
 from lstmgen.errors import ModelFileError
@@ -206,6 +206,8 @@ def verify_model(
         c0 = rng.uniform(-1, 1, (batch, spec.num_units)).astype(np.float32)
         random_states[k] = (h0, c0)
     starts = [("zero state", {}), ("random initial state", random_states)]
+    constants = constant_values(lm.model)  # float64 once for every evaluation below
+    lm.release_pages()  # the mapped file's pages were read to widen them; the interpreter maps its own
     for sess in sessions:
         tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""
         for label, initial in starts:
@@ -214,11 +216,13 @@ def verify_model(
             sess.reset(initial)
             y = sess.invoke(x)
             finals = sess.state()
-            ev = evaluate(lm.model, {lm.input_index: x}, states={lm.lstms[k].op_index: v for k, v in initial.items()})
+            states = {lm.lstms[k].op_index: v for k, v in initial.items()}
+            ev = evaluate(lm.model, {lm.input_index: x}, states=states, constants=constants)
             report.checks.append(compare(f"output ({label}){tag}", y, ev.values[lm.output_index], atol, rtol))
             for k, (spec, (h, c)) in enumerate(zip(lm.lstms, finals, strict=True)):
                 h_ref, c_ref = ev.final_states[spec.op_index]
                 op_tag = f" op {k}" if len(lm.lstms) > 1 else ""
                 report.checks.append(compare(f"h{op_tag} ({label}){tag}", h, h_ref, atol, rtol))
                 report.checks.append(compare(f"c{op_tag} ({label}){tag}", c, c_ref, atol, rtol))
+            del ev  # one evaluation alive at a time
     return report

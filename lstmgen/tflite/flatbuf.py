@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,6 +18,7 @@ FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 DATA_ALIGNMENT = 16  # schema: Buffer.data (force_align: 16); the Python codegen ignores it, so we do it
 _MAX_FLATBUFFER = 2**31 - 1
+_CHUNK_BYTES = 4 * 2**20  # slab size of a streamed copy (see _copy_in_chunks)
 _GREATER_OP_CODES = 127  # PLACEHOLDER_FOR_GREATER_OP_CODES in deprecated_builtin_code
 
 
@@ -106,7 +108,12 @@ class ModelRecord:
 # ----------------------------------------------------------------------------------------- writer
 
 
-def _data_vector(builder: flatbuffers.Builder, array: np.ndarray | Deferred, dtype: np.dtype) -> int:
+def _data_vector(
+    builder: flatbuffers.Builder,
+    array: np.ndarray | Deferred,
+    dtype: np.dtype,
+    on_copied: Callable[[], None] | None = None,
+) -> int:
     """Copy `array` into a 16-byte-aligned byte vector: the one copy each weight costs."""
     le = dtype.newbyteorder("<")
     nbytes = int(array.size) * le.itemsize
@@ -116,8 +123,28 @@ def _data_vector(builder: flatbuffers.Builder, array: np.ndarray | Deferred, dty
     if isinstance(array, Deferred):
         array.fill(dest)
     else:
-        np.copyto(dest, array, casting="equiv")
+        _copy_in_chunks(dest, array, on_copied)
+    if on_copied is not None:
+        on_copied()
     return builder.EndVector()
+
+
+def _copy_in_chunks(dest: np.ndarray, src: np.ndarray, on_copied: Callable[[], None] | None) -> None:
+    """np.copyto, in slabs of at most _CHUNK_BYTES of the source's memory when the caller frees pages between.
+
+    Slabs run along the source's outermost axis in memory, so each reads one contiguous stretch of it
+    (a transposed view of a memory-mapped kernel then pages in a few rows at a time, not all of them).
+    """
+    if on_copied is None or src.ndim == 0 or src.size == 0:
+        np.copyto(dest, src, casting="equiv")
+        return
+    axis = int(np.argmax([abs(s) for s in src.strides]))
+    span = abs(src.strides[axis]) * src.shape[axis]
+    step = max(1, src.shape[axis] * _CHUNK_BYTES // max(span, 1))
+    for start in range(0, src.shape[axis], step):
+        index = (slice(None),) * axis + (slice(start, start + step),)
+        np.copyto(dest[index], src[index], casting="equiv")
+        on_copied()
 
 
 def _int_vector(builder: flatbuffers.Builder, values: Sequence[int], dtype: str = "<i4") -> int:
@@ -157,8 +184,13 @@ def estimate_size(model: ModelRecord) -> int:
     return data + meta + names + 64 * 1024
 
 
-def serialize(model: ModelRecord) -> memoryview:
-    """Serialize a model; the result views the builder's buffer (no final copy)."""
+def serialize(model: ModelRecord, on_copied: Callable[[], None] | None = None) -> memoryview:
+    """Serialize a model; the result views the builder's buffer (no final copy).
+
+    `on_copied()` runs after each slab of constant data is in the buffer: a caller streaming weights
+    from a memory-mapped file drops the pages read so far there, so the source is never resident whole.
+    Release the result (memoryview.release) to free the buffer while other references remain.
+    """
     size = estimate_size(model)
     if size > _MAX_FLATBUFFER:
         raise OutputError(
@@ -168,7 +200,11 @@ def serialize(model: ModelRecord) -> memoryview:
         )
     # Pre-sized so the builder never grows (growing copies everything written so far). Alignment is
     # relative to the end of the buffer, so a 64-multiple size also aligns the absolute addresses.
-    b = flatbuffers.Builder(-(-size // 64) * 64)
+    b = flatbuffers.Builder(0)
+    # An anonymous map instead of the builder's bytearray: its pages are zero-filled on first write,
+    # so the buffer costs one pass (the copy of each weight), not a memset of the whole model first.
+    b.Bytes = mmap.mmap(-1, -(-size // 64) * 64)
+    b.head = len(b.Bytes)
 
     # Constant data first: flatbuffers build back to front, so the weights end up at the end of
     # the file, after all the small tables.
@@ -181,7 +217,7 @@ def serialize(model: ModelRecord) -> memoryview:
         if tuple(t.data.shape) != tuple(t.shape):
             raise ValueError(f"tensor {t.name}: data shape {t.data.shape} != declared shape {t.shape}")
         buffer_of.append(len(data_offsets))
-        data_offsets.append(_data_vector(b, t.data, t.dtype))
+        data_offsets.append(_data_vector(b, t.data, t.dtype, on_copied))
     meta_buffer: list[int] = []
     for _, blob in model.metadata:
         meta_buffer.append(len(data_offsets))

@@ -1,0 +1,152 @@
+"""Whole-process benchmarks: wall time and peak RSS of `lstmgen` runs, checked against the issue-10 targets.
+
+Each run is a fresh process (`python -m lstmgen ...` in this interpreter's environment); its peak RSS
+comes from os.wait4's rusage for that child alone, its wall time from fork to exit. Cases:
+  big --no-verify   96 MB float model (2048 units, input 1024) from a TF1 .npz, not verified
+  big verify        the same with verification (the default)
+  small verify      the 64-unit default build (--init weights, verified)
+  --help / numpy    `lstmgen --help` against `python -c "import numpy"`
+The parent never imports numpy or holds the weights: Linux counts the RSS a child had before exec (a vfork
+shares the parent's memory) in its peak, so a large parent would inflate every figure.
+Run: `make bench` (writes benchmarks/results.json and benchmarks/results.md, which the README cites).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MB = 2**20
+
+
+def run(argv: Sequence[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one child process; fails loudly if the child fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{err.decode()}")
+    return wall, usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def measure(argv: Sequence[str], repeat: int) -> dict[str, float]:
+    runs = [run(argv) for _ in range(repeat)]
+    walls = [w for w, _ in runs]
+    return {
+        "best_wall_s": round(min(walls), 3),
+        "median_wall_s": round(statistics.median(walls), 3),
+        "peak_rss_mb": round(max(r for _, r in runs), 1),
+        "runs": repeat,
+    }
+
+
+MAKE_NPZ = """
+import sys
+import numpy as np
+path, units, inputs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+kernel = rng.uniform(-0.05, 0.05, (inputs + units, 4 * units)).astype(np.float32)
+np.savez(path, kernel=kernel, bias=np.zeros(4 * units, np.float32))
+"""
+
+
+def big_npz(path: Path, units: int, inputs: int) -> None:
+    """A TF1 LSTMCell's variables (kernel [I+N, 4N], bias [4N]), the .npz users export from TF1 (made in a child)."""
+    subprocess.run([sys.executable, "-c", MAKE_NPZ, str(path), str(units), str(inputs)], check=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--num-units", type=int, default=2048)
+    ap.add_argument("--input-size", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per case (best and median are reported)")
+    ap.add_argument("--output", type=Path, default=HERE / "results.json", help="results file (.json; .md beside it)")
+    ap.add_argument("--cases", nargs="*", help="run only these cases (no results file is written)")
+    ap.add_argument("--label", default="", help="free text stored with the results (e.g. a commit id)")
+    args = ap.parse_args()
+
+    cli = [sys.executable, "-m", "lstmgen"]
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "big.npz"
+        big_npz(weights, args.num_units, args.input_size)
+        out = Path(tmp) / "big.tflite"
+        small = Path(tmp) / "small.tflite"
+        cases = {
+            "big_no_verify": [*cli, "build", "--weights", str(weights), "-o", str(out), "--no-verify", "-q"],
+            "big_verify": [*cli, "build", "--weights", str(weights), "-o", str(out), "-q"],
+            "small_verify": [*cli, "build", "--num-units", "64", "--input-size", "32", "-o", str(small), "-q"],
+            "help": [*cli, "--help"],
+            "version": [*cli, "--version"],
+            "import_numpy": [sys.executable, "-c", "import numpy"],
+        }
+        repeats = {"big_verify": max(1, args.repeat - 1), "help": 3 * args.repeat, "version": 3 * args.repeat}
+        repeats["import_numpy"] = 3 * args.repeat
+        for name, argv in cases.items():
+            if args.cases and name not in args.cases:
+                continue
+            results[name] = measure(argv, repeats.get(name, args.repeat))
+            print(f"{name:>14}: {results[name]}", file=sys.stderr)
+        model_mb = out.stat().st_size / MB if out.exists() else 96.0
+    if args.cases:
+        return
+    model = round(model_mb, 1)
+    bnv, bv, sv, hp, npy = (results[k] for k in ("big_no_verify", "big_verify", "small_verify", "help", "import_numpy"))
+    targets = [
+        ("big --no-verify wall <= 0.5 s", bnv["best_wall_s"], 0.5),
+        ("big --no-verify peak RSS <= 1.3x model + 60 MB", bnv["peak_rss_mb"], 1.3 * model_mb + 60),
+        ("big verified peak RSS <= 4x model + 60 MB", bv["peak_rss_mb"], 4 * model_mb + 60),
+        ("--help wall <= 1.5x import numpy", hp["best_wall_s"], 1.5 * npy["best_wall_s"]),
+        ("64-unit default build wall <= 0.31 s", sv["best_wall_s"], 0.31),
+    ]
+    checks = [{"target": t, "measured": m, "limit": round(lim, 3), "met": m <= lim} for t, m, lim in targets]
+    report = {
+        "label": args.label,
+        "model_mb": model,
+        "num_units": args.num_units,
+        "input_size": args.input_size,
+        "cases": results,
+        "targets": checks,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "system": platform.platform()},
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    md = [
+        f"# Benchmark results ({report['date']}{', ' + args.label if args.label else ''})",
+        "",
+        f"Whole processes on {os.cpu_count()} CPUs, Python {platform.python_version()}; model {model} MB "
+        f"({args.num_units} units, input {args.input_size}, float32, from a TF1 .npz). "
+        "Produced by `make bench` (benchmarks/bench_process.py).",
+        "",
+        "| case | best wall (s) | median wall (s) | peak RSS (MB) | runs |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {k} | {v['best_wall_s']} | {v['median_wall_s']} | {v['peak_rss_mb']} | {v['runs']} |"
+            for k, v in results.items()
+        ),
+        "",
+        "| target | measured | limit | met |",
+        "|---|---|---|---|",
+        *(f"| {t['target']} | {t['measured']} | {t['limit']} | {'yes' if t['met'] else 'NO'} |" for t in checks),
+        "",
+    ]
+    args.output.with_suffix(".md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
