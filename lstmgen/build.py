@@ -352,15 +352,20 @@ def build(
         stats = None
         if config.quantize in INTEGER_MODES:
             stats, samples = _calibrate(record, config, calibration_data, calibration)
+            # stats.source says "SMOKE TEST" itself for random calibration
+            notes.append(f"{config.quantize} calibration: {stats.source}, {stats.num_samples} sample(s)")
+        if config.quantize == "dynamic-int8":
             notes.append(
-                f"{config.quantize} calibration: {stats.source}, {stats.num_samples} sample(s)"
-                + (" — SMOKE TEST: random inputs, not representative data" if stats.smoke_test else "")
+                "dynamic-int8 with asymmetric input quantization (as TF's converter): op version 3, needs a TFLite "
+                "runtime >= 2.3.0; --symmetric-inputs writes version 2 (>= 1.14.0), less accurate"
+                if config.asymmetric_inputs
+                else "dynamic-int8 with symmetric input quantization: op version 2 (TFLite runtime >= 1.14.0)"
             )
         record = quantize(
             record,
             config.quantize,
             calibration=stats,
-            asymmetric_inputs=config.asymmetric_inputs,
+            asymmetric_inputs=bool(config.asymmetric_inputs),
             io_type=config.io_type,
         )
     elif calibration_data is not None or calibration != "data":

@@ -93,7 +93,7 @@ class CellConfig:
     go_backwards: bool = False
     diagonal_recurrent: bool = False
     quantize: str = "none"
-    asymmetric_inputs: bool = False
+    asymmetric_inputs: bool | None = None  # None: True for dynamic-int8 (as TF's converter), else False
     io_type: str = "int8"
     target: str = "tflite"
 
@@ -149,6 +149,8 @@ class CellConfig:
                 "elementwise into the num_units cells, so h must have num_units elements; drop the projection."
             )
         _check_choice("quantize", self.quantize, QUANTIZE_MODES)
+        if self.asymmetric_inputs is None:
+            object.__setattr__(self, "asymmetric_inputs", self.quantize == "dynamic-int8")
         _check_bool("asymmetric_inputs", self.asymmetric_inputs)
         if self.asymmetric_inputs and self.quantize != "dynamic-int8":
             raise ConfigError(

@@ -101,7 +101,8 @@ def test_run_json_and_notes_for_silent_conversions(tmp_path: Path) -> None:
 @pytest.mark.runtime
 def test_run_notes_that_an_int8_model_quantizes_float_input(tmp_path: Path) -> None:
     model = tmp_path / "q.tflite"
-    build(model, {"num_units": 4, "input_size": 3, "time_steps": 5, "quantize": "int8"}, calibration="random")
+    result = build(model, {"num_units": 4, "input_size": 3, "time_steps": 5, "quantize": "int8"}, calibration="random")
+    assert " ".join(result.notes).count("SMOKE TEST") == 1
     notes: list[str] = []
     run_model_states(model, np.zeros((1, 5, 3), np.float32), notes=notes)
     assert len(notes) == 1 and "takes int8 input (scale" in notes[0] and "quantized" in notes[0]
@@ -146,3 +147,37 @@ def test_a_runtime_that_is_installed_but_broken_says_so(monkeypatch: pytest.Monk
     monkeypatch.setattr(interpreter, "_import", fake_import)
     with pytest.raises(RuntimeNotAvailable, match=r"tflite-runtime is installed but does not import.*numpy < 2"):
         interpreter.resolve_runtime("tflite-runtime")
+
+
+HYBRID = ROOT / "tests" / "fixtures" / "hybrid"  # made by TF: tests/fixtures/hybrid/make_hybrid.py
+
+
+@pytest.mark.runtime
+def test_default_hybrid_is_as_accurate_as_tf_s_own_conversion(tmp_path: Path) -> None:
+    """TF's converter quantizes hybrid LSTM inputs asymmetrically (op v3); lstmgen's default does too, and on the
+    same 64-unit Keras weights its error against the float Keras outputs is no larger than TF's model's."""
+    from lstmgen.describe import describe
+
+    io = np.load(HYBRID / "lstm64.io.npz")
+
+    def max_error(model: Path) -> float:
+        return max(float(np.abs(run_model(model, x)[0] - y).max()) for x, y in zip(io["x"], io["y"], strict=True))
+
+    tf_model = HYBRID / "tf_hybrid64.tflite"
+    assert describe(tf_model)["operators"] == ["UNIDIRECTIONAL_SEQUENCE_LSTM v3"]
+    ours = tmp_path / "hybrid.tflite"
+    result = build(ours, {"time_steps": 50, "quantize": "dynamic-int8"}, HYBRID / "lstm64.weights.npz")
+    assert describe(ours)["operators"] == ["UNIDIRECTIONAL_SEQUENCE_LSTM v3"]
+    assert result.config.asymmetric_inputs is True
+    tf_error, our_error = max_error(tf_model), max_error(ours)
+    assert 1e-3 < tf_error < 0.02  # really quantized
+    assert our_error <= tf_error * 1.001
+    sym = tmp_path / "sym.tflite"
+    sym_options = {"time_steps": 50, "quantize": "dynamic-int8", "asymmetric_inputs": False}
+    build(sym, sym_options, HYBRID / "lstm64.weights.npz")
+    assert describe(sym)["operators"] == ["UNIDIRECTIONAL_SEQUENCE_LSTM v2"]
+    sym_error = max_error(sym)
+    assert sym_error > our_error  # why asymmetric is the default
+    table = (ROOT / "docs" / "measurements.md").read_text().split("<!-- checked:hybrid -->")[1]
+    documented = [float(row.rsplit("|", 2)[1]) for row in table.splitlines()[3:6]]
+    assert documented == [float(f"{e:.3g}") for e in (tf_error, our_error, sym_error)], "docs/measurements.md is stale"

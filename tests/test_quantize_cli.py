@@ -33,7 +33,8 @@ def calib(tmp_path: Path) -> Path:
     ("args", "weights_type", "op_version", "min_runtime"),
     [
         pytest.param(["--quantize", "float16"], "float32", 1, "1.15.0", id="float16"),
-        pytest.param(["--quantize", "dynamic-int8"], "int8", 2, "1.14.0", id="hybrid"),
+        pytest.param(["--quantize", "dynamic-int8"], "int8", 3, "2.3.0", id="hybrid"),  # asymmetric by default
+        pytest.param(["--quantize", "dynamic-int8", "--symmetric-inputs"], "int8", 2, "1.14.0", id="hybrid-sym"),
         pytest.param(["--quantize", "dynamic-int8", "--asymmetric-inputs"], "int8", 3, "2.3.0", id="hybrid-asym"),
         pytest.param(["--quantize", "int8", "--calibration", "random"], "int8", 1, "1.13.1", id="int8-random"),
     ],

@@ -92,7 +92,8 @@ from lstmgen.weights import FORMATS
 @click.option(
     "--asymmetric-inputs/--symmetric-inputs",
     default=None,
-    help="dynamic-int8: quantize inputs asymmetrically on the fly (op version 3).",
+    help="dynamic-int8: how the kernel quantizes float inputs on the fly [default: asymmetric, as TF's converter: "
+    "op version 3, runtime >= 2.3.0; --symmetric-inputs: version 2, runtime >= 1.14.0, less accurate].",
 )
 @click.option(
     "--io-type",
