@@ -14,6 +14,7 @@ from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, verify
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from lstmgen.output import check_target
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
+from lstmgen.targets.ethos_u import ACCELERATORS
 from lstmgen.weights import FORMATS
 
 
@@ -123,6 +124,7 @@ from lstmgen.weights import FORMATS
 )
 @click.option(
     "--accelerator-config",
+    type=click.Choice(ACCELERATORS),
     help="ethos-u: vela's --accelerator-config [default: ethos-u55-128].",
 )
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")

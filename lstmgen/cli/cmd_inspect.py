@@ -13,6 +13,7 @@ from lstmgen.cli.common import EXIT_CODES_CHECK, PATH, handle_errors
 from lstmgen.config import TARGETS
 from lstmgen.describe import describe, format_text
 from lstmgen.modelinfo import read_lstm_model
+from lstmgen.targets.ethos_u import ACCELERATORS
 from lstmgen.targets.rules import find_problems
 
 
@@ -26,7 +27,11 @@ from lstmgen.targets.rules import find_problems
     help="Also tell whether the model would run on this target (exit 1 if not); ethos-u also runs vela when "
     "installed.",
 )
-@click.option("--accelerator-config", help="--check ethos-u: vela's --accelerator-config [default: ethos-u55-128].")
+@click.option(
+    "--accelerator-config",
+    type=click.Choice(ACCELERATORS),
+    help="--check ethos-u: vela's --accelerator-config [default: ethos-u55-128].",
+)
 @handle_errors
 def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_config: str | None) -> None:
     """Show MODEL's layers, hyperparameters, tensor slots (types, scales, zero points), op versions and sizes.
