@@ -214,3 +214,18 @@ def test_int16x8_topologies_run_in_tflm(tmp_path: Path, options: dict) -> None:
     assert v is not None and v.passed and v.runtime == "tflite-micro"
     m = read_model((tmp_path / "m.tflite").read_bytes())
     assert all(m.tensors[o].dtype == I16 for op in m.operators for o in op.outputs)
+
+
+@needs_tflm
+def test_json_outputs_validate(tmp_path: Path) -> None:
+    """build/verify/inspect --json of an int16x8 model (runtime tflite-micro, empty min runtime) fit the schema."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json").read_text())
+    out = tmp_path / "m.tflite"
+    args = ["--num-units", "4", "--input-size", "3", "--time-steps", "5", "--quantize", "int16x8", "--calibration"]
+    for cmd in (["build", *args, "random", "-o", str(out), "--json"], ["verify", str(out), "--json"]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code == 0, r.output
+        jsonschema.validate(json.loads(r.stdout), schema)
+    r = CliRunner().invoke(main, ["inspect", str(out), "--json", "--check", "micro"])
+    jsonschema.validate(json.loads(r.stdout), schema)

@@ -63,7 +63,13 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     type=click.IntRange(min=1),
     help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
 )
-@click.option("--runtime", type=click.Choice(CLI_RUNTIME_CHOICES), default="auto", show_default=True)
+@click.option(
+    "--runtime",
+    type=click.Choice(CLI_RUNTIME_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Interpreter; micro = TensorFlow Lite Micro (pip install 'lstmgen[micro]'), auto picks it for int16x8.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was run and written as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No notes on stderr.")
 @handle_errors
@@ -86,6 +92,8 @@ def run_cmd(
     Examples:
       lstmgen run lstm.tflite --input x.npy --output y.npy
       lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
+      # in TensorFlow Lite Micro (int16x8 models always run there; TFLM takes the stored input shape)
+      lstmgen run lstm_mcu.tflite --input x.npy --output y.npy --runtime micro
     """
     x = load_npy(input_path, "input")
     state = _load_state(initial_state) if initial_state else {}
