@@ -32,6 +32,22 @@ _KINDS: tuple[tuple[Any, str], ...] = (
 )
 
 
+_own: set[str] = set()  # files this process is writing (temp files of lstmgen.output), by real path
+
+
+def mark_own(path: Path | str, own: bool = True) -> None:
+    """Record (or forget) a file this process is writing: its checks ran on records lstmgen built itself."""
+    key = os.path.realpath(path)
+    if own:
+        _own.add(key)
+    else:
+        _own.discard(key)
+
+
+def is_own(path: Path | str) -> bool:
+    return os.path.realpath(path) in _own
+
+
 def max_bytes() -> int:
     """The byte budget of the current command (MODEL_SIZE_LIMIT unless --max-weights-bytes lowers it)."""
     return _limit.get()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+from lstmgen import guard
 from lstmgen.errors import OutputError
 
 # Temp files are named `.lstmgen-<pid>-<random>.tmp` (short, whatever the target's name length), so a
@@ -122,12 +123,14 @@ def _temp_beside(real: Path) -> Iterator[Path]:
     remove_stale(parent)
     tmp = parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
     _live.add(tmp)
+    guard.mark_own(tmp)  # verifying it needs no crash probe: lstmgen built every record in it
     try:
         yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         _live.discard(tmp)
+        guard.mark_own(tmp, False)
 
 
 def write_atomic(

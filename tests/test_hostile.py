@@ -476,3 +476,47 @@ def test_onnx_initializers_with_huge_dims_or_unknown_types(
     path = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(graph), str(path))
     refused(invoke("build", "--weights", path, "-o", tmp_path / "o.tflite", "--no-verify"), words)
+
+
+def test_initial_state_and_calibration_bombs(tmp_path: Path, secret: Path, built: tuple[Path, Path, Path]) -> None:
+    weights, model, x = built
+    bomb = corpus.npz_bomb(tmp_path, secret)
+    refused(invoke("run", model, "--input", x, "--initial-state", bomb, "--output", tmp_path / "y.npy"), "declares")
+    big = corpus.npy_tib_header(tmp_path, secret)
+    args = ("build", "--weights", weights, "--quantize", "int8", "--calibration-data", big, "-o", tmp_path / "q.tflite")
+    refused(invoke(*args), "declares")
+
+
+def test_checkpoint_slice_declaring_terabytes(tmp_path: Path) -> None:
+    """A partitioned variable's full shape is declared, not stored: checked before assembling it."""
+    from test_tfbundle import crc32c_bitwise, entry_proto, header_proto, masked, slice_key, write_table
+
+    from lstmgen.errors import WeightFileError
+    from lstmgen.weights.tfbundle import read_variables
+
+    part = np.zeros((2, 2), np.float32).tobytes()
+    full = entry_proto(1, (2**20, 2**20), 0, 0, 0, None, [[(0, 2), (0, 2)]])
+    part_entry = entry_proto(1, (2, 2), 0, 0, len(part), masked(crc32c_bitwise(part)))
+    prefix = tmp_path / "m"
+    items = [(b"", header_proto(1)), (b"kernel", full), (slice_key("kernel", [(0, 2), (0, 2)]), part_entry)]
+    write_table(prefix.with_name("m.index"), items)
+    prefix.with_name("m.data-00000-of-00001").write_bytes(part)
+    with pytest.raises(WeightFileError, match="declares"):
+        read_variables(prefix, ["kernel"])
+
+
+def test_interpreter_crash_is_contained_in_a_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Belt and braces: with the model checker switched off, the crash happens in the probe child (exit 2)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the probe forks on Linux only")
+    import lstmgen.modelinfo
+
+    monkeypatch.setattr(lstmgen.modelinfo, "check_model", lambda model, source: None)
+    base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
+    assert invoke("build", "--num-units", 4, "--input-size", 3, "--last-step", "-o", base, "--no-verify").exit_code == 0
+    _set_input(base, bad, STRIDED_SLICE, 2)
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 2, 3), np.float32))
+    refused(invoke("verify", bad), "crashed (SIGSEGV)")
+    refused(invoke("run", bad, "--input", x, "--output", tmp_path / "y.npy"), "crashed")
+    assert invoke("verify", base).exit_code == 0  # a sound model passes the probe

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.errors import ModelFileError, RuntimeNotAvailable
+from lstmgen.runtimes.probe import probe
 
 # runtime name -> (interpreter module, distributions whose version we report)
 RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -175,6 +176,13 @@ def open_session(
     resolver = getattr(mod, "OpResolverType", None)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+    def load_and_step() -> None:
+        child = mod.Interpreter(**kwargs)
+        child.allocate_tensors()
+        child.invoke()
+
+    probe(model_path, name, load_and_step)  # a crash on a foreign file happens in a child, not here
     try:
         interp = mod.Interpreter(**kwargs)
         interp.allocate_tensors()

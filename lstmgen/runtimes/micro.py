@@ -16,6 +16,7 @@ import numpy as np
 
 from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.runtimes.interpreter import decode, encode
+from lstmgen.runtimes.probe import probe
 from lstmgen.targets.rules import LSTM, check_target
 from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
 from lstmgen.tflite.slots import Slot
@@ -195,6 +196,12 @@ def open_micro_session(model_path: str | Path, *, arena: int | None = None, chec
         )
     lstms = [op for op in model.operators if op.opcode == LSTM]
     rt = tflm.runtime
+
+    def load_and_step() -> None:
+        child = rt.Interpreter.from_bytes(data, arena_size=arena or arena_size(model))
+        child.invoke()
+
+    probe(path, "TensorFlow Lite Micro", load_and_step)  # a crash on a foreign file happens in a child
     with capture_stderr() as log:
         try:
             interp = rt.Interpreter.from_bytes(
