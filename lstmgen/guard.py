@@ -10,11 +10,12 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from lstmgen.errors import LstmgenError, WeightFileError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The model-size limit (a flatbuffer cannot exceed 2 GiB): no input may make lstmgen hold more
 # than this in arrays it reads. `--max-weights-bytes` lowers it for one command.
@@ -150,6 +151,8 @@ def npy_header(
     fh: IO[bytes], what: str, error: type[LstmgenError] = WeightFileError
 ) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from an .npy header (the stream is left after it); object dtypes are refused."""
+    import numpy as np  # here, not at import: `lstmgen --help` loads this module without numpy
+
     fmt = np.lib.format
     try:
         version = fmt.read_magic(fh)

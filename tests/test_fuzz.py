@@ -20,7 +20,7 @@ def test_mutated_models_never_crash_or_exit_70(tmp_path: Path) -> None:
 
 
 def test_the_harness_sees_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the model checker switched off, a -1 STRIDED_SLICE input kills the interpreter: counted as a crash."""
+    """With the model checker and the crash probe off, a -1 STRIDED_SLICE input kills the interpreter: a crash."""
     from test_hostile import STRIDED_SLICE, _set_input, invoke
 
     base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
