@@ -14,6 +14,7 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
+from lstmgen.weights.raw import SourceArrays
 
 GATE_ORDERS: dict[str, tuple[str, ...]] = {
     # Order of the four gate blocks along a framework's packed 4*N axis, in TFLite gate names.
@@ -54,6 +55,7 @@ class CellWeights:
     # direction, a Keras go_backwards or Bidirectional backward layer). The build decides what to do
     # with it (bidirectional layer, --go-backwards, or an error); readers only report it.
     direction: str = "forward"
+    origin: SourceArrays | None = None  # the arrays as stored, for the source reference (check/source/)
 
     def implied(self) -> dict[str, object]:
         """Hyperparameters the source implies (sizes, peepholes, projection, and any stated ones)."""

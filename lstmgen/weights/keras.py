@@ -18,6 +18,7 @@ from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
 from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.weights.raw import SourceArrays
 
 ROLES = ("kernel", "recurrent_kernel", "bias")
 # Keras activation name -> lstmgen name (same function in the fused kernel's float path).
@@ -798,4 +799,7 @@ def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
         hyperparameters=hyper,
         layer=cell.name or None,
         direction=_direction(cell),
+        origin=SourceArrays(
+            "keras", raw, {"config": cell.config, "half": cell.direction, "merge_mode": cell.merge_mode}
+        ),
     )

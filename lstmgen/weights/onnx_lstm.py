@@ -13,6 +13,7 @@ from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
 from lstmgen.weights.onnx_fold import ZEROS, Folder, Unfoldable
+from lstmgen.weights.raw import SourceArrays
 
 KEYS = ("W", "R", "B", "P")
 DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -412,6 +413,7 @@ def _read_node(graph: _Graph, proto: Any, node: _Node, half: str) -> CellWeights
     cell = _to_cell(
         "onnx", str(path), arrays, d, dirs, hyper, notes, f"{node.name}/{half}", node.attrs.get("hidden_size")
     )
+    cell = replace(cell, origin=SourceArrays("onnx", arrays, {"direction_index": d, **node.attrs}))
     return replace(cell, direction="backward") if half == "reverse" else cell
 
 
@@ -533,7 +535,14 @@ def _to_cell(
         for slot, block in zip(PEEPHOLE_SLOTS, np.split(arrs["P"][d], 3), strict=True):
             tensors[slot] = block
     return CellWeights(
-        tensors, fmt, source, forget_bias_default=0.0, notes=tuple(notes), hyperparameters=hyper, layer=layer
+        tensors,
+        fmt,
+        source,
+        forget_bias_default=0.0,
+        notes=tuple(notes),
+        hyperparameters=hyper,
+        layer=layer,
+        origin=SourceArrays("onnx", arrays, {"direction_index": d}),
     )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, npz_only, single_cell, split_gates
+from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.tf_scopes import layer_of, lstm_scopes, select_layers
 
 KEYS = ("kernel", "bias", "w_i_diag", "w_f_diag", "w_o_diag", "projection/kernel")
@@ -159,4 +160,6 @@ class Tf1Reader(SingleCellNpzReader):
                 tensors[slot] = d
         if proj is not None:
             tensors["projection_weights"] = proj.T
-        return CellWeights(tensors, self.name, source, forget_bias_default=1.0, notes=tuple(notes))
+        return CellWeights(
+            tensors, self.name, source, forget_bias_default=1.0, notes=tuple(notes), origin=SourceArrays("tf1", arrays)
+        )

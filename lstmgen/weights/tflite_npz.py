@@ -9,6 +9,7 @@ import numpy as np
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.slots import WEIGHT_SLOT_BY_KEY
 from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, single_cell
+from lstmgen.weights.raw import SourceArrays
 
 REQUIRED = tuple(k for k, s in WEIGHT_SLOT_BY_KEY.items() if s.feature == "core")
 
@@ -36,4 +37,11 @@ class TfliteReader(SingleCellNpzReader):
             )
         notes: list[str] = []
         tensors = {k: as_float32(k, v, source, notes) for k, v in arrays.items()}
-        return CellWeights(tensors, self.name, source, forget_bias_default=0.0, notes=tuple(notes))
+        return CellWeights(
+            tensors,
+            self.name,
+            source,
+            forget_bias_default=0.0,
+            notes=tuple(notes),
+            origin=SourceArrays("tflite", arrays),
+        )

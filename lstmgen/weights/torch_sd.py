@@ -17,6 +17,7 @@ import numpy as np
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.weights.raw import SourceArrays
 
 # This module is deliberately not called torch.py: a sibling named like the real package is a trap
 # for anyone running a script from this directory. torch and safetensors are imported lazily.
@@ -151,7 +152,8 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
                 f"{src}: LSTM cell {cell.name} has {', '.join(k.values())} but no '{expected}'. An nn.LSTM layer "
                 f"always has weight_ih_l<k> and weight_hh_l<k>; re-save the complete state_dict(): {_SAVE_STATE_DICT}."
             )
-    w = {p: _float32(key, sd.get(key), src, notes) for p, key in k.items()}
+    raw = {p: sd.get(key) for p, key in k.items()}
+    w = {p: _float32(k[p], a, src, notes) for p, a in raw.items()}
     wi, wh, wr = w["weight_ih"], w["weight_hh"], w.get("weight_hr")
     if wh.ndim == 2 and wr is None and wh.shape[1] and wh.shape[0] in (wh.shape[1], 3 * wh.shape[1]):
         kind = "nn.GRU (3 gates)" if wh.shape[0] == 3 * wh.shape[1] else "nn.RNN (1 gate)"
@@ -220,6 +222,7 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
         layer=cell.name,
         # l<k>_reverse runs over the time-reversed input; nn.LSTM re-aligns its output to input positions.
         direction="backward" if cell.reverse else "forward",
+        origin=SourceArrays("torch", raw, {"reverse": cell.reverse}),
     )
 
 

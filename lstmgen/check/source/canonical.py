@@ -1,0 +1,26 @@
+"""The canonical per-gate .npz (the op's own input names): the op's equations, via check/reference.py.
+
+A TFLiteLSTMCell checkpoint stores the same per-gate arrays (forget bias included), so it lands here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lstmgen.check.reference import lstm_reference
+from lstmgen.check.source.common import Array, Cell, Stated, f64
+
+
+def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
+    params = {k: f64(v) for k, v in arrays.items()}
+    if stated.forget_bias:
+        params["forget_gate_bias"] = params["forget_gate_bias"] + stated.forget_bias
+    n = params["input_to_forget_weights"].shape[0]
+    p = params["projection_weights"].shape[0] if "projection_weights" in params else n
+    options = {"activation": stated.activation, "cell_clip": stated.cell_clip, "proj_clip": stated.proj_clip}
+
+    def step(x: Array, h: Array, c: Array) -> tuple[Array, Array]:
+        _, h_new, c_new = lstm_reference(x[None], params, time_major=True, h0=h, c0=c, **options)
+        return h_new, c_new
+
+    return Cell("tflite", n, p, step)

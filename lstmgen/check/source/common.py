@@ -1,0 +1,72 @@
+"""What every source reference shares: the stated hyperparameters, the cell interface, float64 maths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+Array = np.ndarray
+Fn = Callable[[Array], Array]
+
+
+class SourceUnsupported(Exception):
+    """The source states something no reference here computes (so it cannot judge the model)."""
+
+
+@dataclass(frozen=True)
+class Stated:
+    """The hyperparameters the user stated (or the build resolved); a framework's file may override some."""
+
+    activation: str = "tanh"
+    cell_clip: float = 0.0
+    proj_clip: float = 0.0
+    forget_bias: float | None = None  # None: the framework's own default
+    time_major: bool = False
+    go_backwards: bool = False
+    return_sequences: bool = True
+
+
+@dataclass
+class Cell:
+    """One source cell ready to run: `step(x_t, h, c) -> (h, c, out)` in float64, plus what its file states."""
+
+    framework: str
+    num_units: int
+    output_size: int
+    step: Callable[[Array, Array, Array], tuple[Array, Array]]
+    backward: bool | None = None  # None: the file does not say; its place in the layer decides
+    overrides: Mapping[str, object] = field(default_factory=dict)  # file-stated time_major, go_backwards, ...
+
+    def run(self, seq: Array, h0: Array | None, c0: Array | None) -> tuple[Array, Array, Array]:
+        """Run over seq [T, B, I] in the given order; returns (outputs [T, B, P], final h, final c)."""
+        batch = seq.shape[1]
+        h = np.zeros((batch, self.output_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, -1)
+        c = np.zeros((batch, self.num_units)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, -1)
+        out = []
+        for x_t in seq:
+            h, c = self.step(x_t, h, c)
+            out.append(h)
+        return np.stack(out) if out else np.zeros((0, batch, self.output_size)), h, c
+
+
+class CellFactory(Protocol):
+    def __call__(self, arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell: ...
+
+
+def f64(a: object) -> Array:
+    return np.asarray(a, dtype=np.float64)
+
+
+def sigmoid(x: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # the logistic function, without overflow
+
+
+def clip(x: Array, bound: float) -> Array:
+    return np.clip(x, -bound, bound) if bound > 0 else x
+
+
+def relu(x: Array) -> Array:
+    return np.maximum(x, 0.0)

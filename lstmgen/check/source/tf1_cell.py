@@ -1,0 +1,51 @@
+"""TF1 tf.nn.rnn_cell.LSTMCell: kernel [I+P, 4N] on concat([x, m]), gates i, j, f, o; forget_bias at run time.
+
+From LSTMCell.call: lstm_matrix = concat([x, m_prev]) @ kernel + bias; i, j, f, o = split(4);
+c = sigmoid(f + forget_bias + w_f_diag*c_prev) * c_prev + sigmoid(i + w_i_diag*c_prev) * act(j);
+c clipped to cell_clip; m = sigmoid(o + w_o_diag*c) * act(c); m = m @ projection/kernel, clipped to proj_clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from lstmgen.check.source.common import Array, Cell, SourceUnsupported, Stated, clip, f64, relu, sigmoid
+
+GATES = ("i", "j", "f", "o")  # the kernel's column blocks
+DEFAULT_FORGET_BIAS = 1.0  # LSTMCell(forget_bias=1.0)
+ACTIVATIONS = {  # the activation= callables TF1 users pass, by lstmgen's option names
+    "tanh": np.tanh,
+    "relu": relu,
+    "relu6": lambda v: np.clip(v, 0.0, 6.0),
+    "relu_n1_to_1": lambda v: np.clip(v, -1.0, 1.0),
+}
+
+
+def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
+    if stated.activation not in ACTIVATIONS:
+        raise SourceUnsupported(f"TF1 LSTMCell activation {stated.activation!r}")
+    act = ACTIVATIONS[stated.activation]
+    kernel, bias = f64(arrays["kernel"]), f64(arrays["bias"])
+    n = kernel.shape[1] // 4
+    proj = f64(arrays["projection/kernel"]) if "projection/kernel" in arrays else None
+    diag = {g: f64(arrays[f"w_{g}_diag"]) for g in "ifo" if f"w_{g}_diag" in arrays}
+    fb = DEFAULT_FORGET_BIAS if stated.forget_bias is None else stated.forget_bias
+    cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
+
+    def step(x: Array, m_prev: Array, c_prev: Array) -> tuple[Array, Array]:
+        z = np.concatenate([x, m_prev], axis=1) @ kernel + bias
+        i, j, f, o = (z[:, cols[g]] for g in GATES)
+        if diag:
+            i, f = i + diag["i"] * c_prev, f + diag["f"] * c_prev
+        c = sigmoid(f + fb) * c_prev + sigmoid(i) * act(j)
+        c = clip(c, stated.cell_clip)
+        if diag:
+            o = o + diag["o"] * c
+        m = sigmoid(o) * act(c)
+        if proj is not None:
+            m = clip(m @ proj, stated.proj_clip)
+        return m, c
+
+    return Cell("tf1", n, proj.shape[1] if proj is not None else n, step)

@@ -1,0 +1,37 @@
+"""PyTorch nn.LSTM: weight_ih [4H, I], weight_hh [4H, H|P], bias_ih + bias_hh, gates i, f, g, o; weight_hr.
+
+From the nn.LSTM docs: i = s(W_ii x + b_ii + W_hi h + b_hi), f, g = tanh(...), o likewise;
+c = f*c + i*g; h = o*tanh(c); with proj_size: h = W_hr h. The _reverse direction runs the
+reversed sequence and its outputs are re-aligned to the input positions (output[t] = fw[t] || bw[t]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from lstmgen.check.source.common import Array, Cell, Stated, clip, f64, sigmoid
+
+GATES = ("i", "f", "g", "o")
+
+
+def torch_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
+    w_ih, w_hh = f64(arrays["weight_ih"]), f64(arrays["weight_hh"])
+    n = w_ih.shape[0] // 4
+    bias = f64(arrays["bias_ih"]) + f64(arrays["bias_hh"]) if "bias_ih" in arrays else np.zeros(4 * n)
+    w_hr = f64(arrays["weight_hr"]) if "weight_hr" in arrays else None
+    fb = stated.forget_bias or 0.0
+    rows = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
+
+    def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
+        z = x @ w_ih.T + h @ w_hh.T + bias
+        i, f, g, o = (z[:, rows[k]] for k in GATES)
+        c = clip(sigmoid(f + fb) * c_prev + sigmoid(i) * np.tanh(g), stated.cell_clip)
+        h = sigmoid(o) * np.tanh(c)
+        if w_hr is not None:
+            h = clip(h @ w_hr.T, stated.proj_clip)
+        return h, c
+
+    p = w_hr.shape[0] if w_hr is not None else n
+    return Cell("torch", n, p, step, backward=bool(attrs.get("reverse", False)))
