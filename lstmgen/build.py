@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +12,8 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.arrays import load_npy
+from lstmgen.check.source import SourceModel, SourceUnsupported, source_model
+from lstmgen.check.source.common import Stated
 from lstmgen.check.verify import VerifyReport, verify_model
 from lstmgen.config import INTEGER_MODES, CellConfig
 from lstmgen.errors import ConfigError, LstmgenError, VerificationError, WeightFileError
@@ -22,9 +24,10 @@ from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibrat
 from lstmgen.quant.quantize import quantize
 from lstmgen.runtimes.micro import import_tflm
 from lstmgen.targets.rules import TARGET_NAMES, check_target
-from lstmgen.tflite.flatbuf import ModelRecord, estimate_size, materialize, serialize
+from lstmgen.tflite.flatbuf import Deferred, ModelRecord, estimate_size, materialize, serialize
 from lstmgen.weights import CellWeights, WeightSource
 from lstmgen.weights import open as open_weights
+from lstmgen.weights.raw import SourceArrays
 
 CONFIG_FIELDS = tuple(f.name for f in fields(CellConfig))
 # Options that only a weight file can settle per layer, and what a conflict means in words.
@@ -241,6 +244,58 @@ def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) 
     return source.load_layers(layer)[:want]
 
 
+def _generated(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """--init arrays as values: Deferred matrices are generated again (the same seeded numbers)."""
+    out = {}
+    for key, value in tensors.items():
+        if isinstance(value, Deferred):
+            value_array = np.empty(value.shape, np.float32)
+            value.fill(value_array)
+            value = value_array
+        out[key] = value
+    return out
+
+
+def source_reference(
+    config: CellConfig, layers: list[list[CellWeights]], stated_forget_bias: float | None
+) -> tuple[SourceModel | None, str | None]:
+    """The judging reference: the source arrays in their framework's equations plus the stated options.
+
+    --init weights are their own source (the op's equations on the generated arrays, forget bias
+    as resolved). Returns (None, why) when the source cannot be computed.
+    """
+    if all(c.origin is None and c.format.startswith("init") for cells in layers for c in cells):
+        layers = [[replace(c, origin=SourceArrays("tflite", _generated(c.tensors))) for c in cells] for cells in layers]
+        stated_forget_bias = config.forget_bias
+    stated = Stated(
+        activation=config.activation,
+        cell_clip=config.cell_clip,
+        proj_clip=config.proj_clip,
+        forget_bias=stated_forget_bias,
+        time_major=config.time_major,
+        go_backwards=config.go_backwards,
+        return_sequences=config.return_sequences,
+    )
+    try:
+        return source_model(layers, stated), None
+    except SourceUnsupported as exc:
+        return None, f"no source reference: {exc}"
+
+
+def source_failure(report: VerifyReport) -> str:
+    """Why the model failed against the source, in one sentence (for the error message)."""
+    src = report.against_source
+    if src is None or src.passed:
+        return ""
+    if src.structure and src.structure_is_error:
+        return "the file's LSTM ops differ from what was asked: " + "; ".join(src.structure) + ". "
+    steps = f" ({src.error_in_output_steps:.3g} output steps)" if src.error_in_output_steps is not None else ""
+    return (
+        f"the model does not compute the source LSTM ({src.reference}): max abs error {src.max_abs_error:.3g}"
+        f"{steps} exceeds {src.tolerance}. "
+    )
+
+
 @dataclass
 class BuildResult:
     """Summary of one build (printed by the CLI, --json gives this as a dict)."""
@@ -271,6 +326,9 @@ class BuildResult:
             "verification": self.verification.to_dict() if self.verification else None,
             "vela": self.vela,
             "embed": self.embed,
+            "against_source": src.to_dict()
+            if self.verification and (src := self.verification.against_source)
+            else None,
         }
 
 
@@ -288,6 +346,7 @@ def build(
     progress: Callable[[str], None] | None = None,
     accelerator: str | None = None,
     embed: str | Path | None = None,
+    max_error: float | None = None,
 ) -> BuildResult:
     """Build, write and (by default) verify one model; raises LstmgenError subclasses on bad input.
 
@@ -334,6 +393,10 @@ def build(
     }
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    # After layout: its checks have refused malformed arrays.
+    reference, no_reference = source_reference(config, layers, opts.get("forget_bias"))
+    if no_reference:
+        notes.append(no_reference)
     samples = None
     if config.quantize != "none" and config.diagonal_recurrent:
         raise ConfigError(
@@ -394,14 +457,28 @@ def build(
         say("verifying against the NumPy reference")
         x = samples[0] if samples is not None else None  # int8: verify on representative data
         micro = config.target in ("micro", "ethos-u")  # Ethos-U firmware runs the model in TFLM
-        report = verify_model(tmp, runtime=runtime, seed=config.seed, x=x, micro=micro)
+        report = verify_model(
+            tmp,
+            runtime=runtime,
+            seed=config.seed,
+            x=x,
+            micro=micro,
+            source=reference,
+            max_error=max_error,
+            strict_structure=True,
+        )
         report.model = str(output)
         result.verification = report
         if not report.passed:
+            gate = report.against_source is not None and report.against_source.max_error is not None
+            own = "" if gate else " Please report this with the command line used (it is a bug in lstmgen)."
             raise VerificationError(
-                f"verification failed: max abs error {report.max_abs_error:.3g} exceeds the tolerance "
-                f"({report.tolerance_text()}) on {report.runtime} {report.runtime_version}; "
-                f"no model was written. Please report this with the command line used.",
+                f"verification failed on {report.runtime} {report.runtime_version}: "
+                + (
+                    source_failure(report)
+                    or f"max abs error {report.max_abs_error:.3g} exceeds the tolerance ({report.tolerance_text()}). "
+                )
+                + f"No model was written.{own}",
                 payload={"verification": report.to_dict()},
             )
 

@@ -50,7 +50,7 @@ _FLAGS = ("go_backwards", "return_sequences", "onnx_reverse")
 def as_forward(w: CellWeights) -> CellWeights:
     """The cell as a plain forward op: what the builder emits per direction (the flags shape the graph)."""
     hyper = {k: v for k, v in w.hyperparameters.items() if k not in _FLAGS}
-    return replace(w, direction="forward", hyperparameters=hyper)
+    return replace(w, direction="forward", hyperparameters=hyper, origin=None)  # no longer the file's own LSTM
 
 
 def build_run(tmp_path: Path, w: CellWeights, x: np.ndarray, **options: Any) -> tuple[np.ndarray, ...]:

@@ -359,6 +359,7 @@ def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     outs = report["outputs"]
     fig, axes = plt.subplots(len(outs), 1, figsize=(7, 3 * len(outs)), squeeze=False)
     for ax, o in zip(axes[:, 0], outs, strict=True):

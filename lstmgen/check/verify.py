@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +10,10 @@ import numpy as np
 import tflite
 
 from lstmgen.check.graph import constant_values, evaluate, quantize_real
+from lstmgen.check.source import SourceModel
+from lstmgen.check.source.structure import differences
 from lstmgen.check.tolerance import check as qcheck_report
-from lstmgen.check.tolerance import model_mode
+from lstmgen.check.tolerance import model_mode, output_scale
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.runtimes.interpreter import open_session
@@ -23,6 +25,10 @@ from lstmgen.runtimes.interpreter import open_session
 FLOAT_ATOL = 1e-5
 FLOAT_RTOL = 1e-5
 DEFAULT_TIME_STEPS = 9
+# Quantized models against the float source, when no --max-error is given: a gross-error bound as a
+# fraction of the output's range (int8 errors are a few output steps, ~1-3 % of it; an int8 scale
+# off by 8x or a wrong zero point gives tens of percent).
+GROSS_ERROR_FRACTION = 0.1
 
 
 MICRO = "micro"  # runtime name that selects TensorFlow Lite Micro (run --runtime micro, int16x8 models)
@@ -71,6 +77,62 @@ def compare(name: str, got: np.ndarray, ref: np.ndarray, atol: float, rtol: floa
 
 
 @dataclass
+class SourceReport:
+    """The model against the source reference (the weight file in its framework's own equations)."""
+
+    reference: str
+    quantized: bool
+    tolerance: str
+    checks: list[Comparison] = field(default_factory=list)
+    structure: list[str] = field(default_factory=list)  # differences between the file's ops and what was asked
+    structure_is_error: bool = False  # our own builds: any difference is a bug in lstmgen
+    max_error: float | None = None  # the --max-error gate (quantized models)
+    output_step: float | None = None  # the output's quantization step
+    worst_time_step: int | None = None
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((c.max_abs_error for c in self.checks), default=0.0)
+
+    @property
+    def error_in_output_steps(self) -> float | None:
+        return self.max_abs_error / self.output_step if self.output_step else None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks) and not (self.structure_is_error and self.structure)
+
+    def summary(self) -> str:
+        """Two lines or more for the text output: the verdict, then each structural difference."""
+        steps = f" = {self.error_in_output_steps:.3g} output steps" if self.error_in_output_steps is not None else ""
+        where = f", worst at time step {self.worst_time_step}" if self.worst_time_step is not None else ""
+        verdict = "PASS" if self.passed else "FAIL"
+        lines = [
+            f"  against the source ({self.reference}): max abs error {self.max_abs_error:.3g}{steps}{where} "
+            f"(tolerance {self.tolerance}): {verdict}"
+        ]
+        kind = "error" if self.structure_is_error else "note"
+        lines += [f"    {kind}: {d}" for d in self.structure]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "reference": self.reference,
+            "max_abs_error": self.max_abs_error,
+            "tolerance": self.tolerance,
+            "quantized": self.quantized,
+            "max_error": self.max_error,
+            "output_step": self.output_step,
+            "error_in_output_steps": self.error_in_output_steps,
+            "worst_time_step": self.worst_time_step,
+            "structure": list(self.structure),
+            "structure_is_error": self.structure_is_error,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+@dataclass
 class VerifyReport:
     """What `verify` found; `passed` is the verdict."""
 
@@ -85,10 +147,11 @@ class VerifyReport:
     checks: list[Comparison] = field(default_factory=list)
     runtimes: list[str] = field(default_factory=list)  # extra runtimes checked (TFLite Micro)
     quantization: list[dict[str, Any]] = field(default_factory=list)  # qcheck reports, per runtime
+    against_source: SourceReport | None = None
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed for c in self.checks) and (self.against_source is None or self.against_source.passed)
 
     @property
     def max_abs_error(self) -> float:
@@ -106,6 +169,7 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(passed=self.passed, max_abs_error=self.max_abs_error, max_rel_error=self.max_rel_error)
+        d["against_source"] = self.against_source.to_dict() if self.against_source else None
         return d
 
 
@@ -157,6 +221,9 @@ def verify_model(
     rtol: float = FLOAT_RTOL,
     x: np.ndarray | None = None,
     micro: bool = False,
+    source: SourceModel | None = None,
+    max_error: float | None = None,
+    strict_structure: bool = False,
 ) -> VerifyReport:
     """Run the model in the interpreter and the reference on the same seeded input and compare.
 
@@ -164,6 +231,10 @@ def verify_model(
     (which also proves that the state tensors are wired to the right slots), within atol + rtol|ref|.
     Quantized models: the output within the tolerance qcheck derives for the mode (see README), with
     per-time-step errors. micro=True also runs the model in TensorFlow Lite Micro.
+
+    With `source` (the weight file's own reference), the same runs are also compared with it:
+    float models within atol + rtol|ref|, quantized ones within `max_error` (else a gross-error bound),
+    and the file's LSTM options and inputs are compared with what was asked (errors if strict_structure).
     """
     lm = read_lstm_model(path)
     mode = model_mode(lm.model)
@@ -173,6 +244,8 @@ def verify_model(
     rng = np.random.default_rng(seed)
     x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
+    src = _source_report(lm, source, mode, atol, rtol, max_error, strict_structure) if source else None
+    report.against_source = src
     sessions: list[Any] = [session]
     if micro and session.runtime != "tflite-micro":
         from lstmgen.runtimes.micro import open_micro_session
@@ -196,6 +269,8 @@ def verify_model(
                     out["ok"],
                 )
             )
+            if source is not None and src is not None:
+                _quantized_against_source(lm, source, src, x, y, tag)
         report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
         report.rtol = 0.0
         return report
@@ -216,6 +291,13 @@ def verify_model(
             sess.reset(initial)
             y = sess.invoke(x)
             finals = sess.state()
+            if source is not None and src is not None:
+                y_src, finals_src = source.run(x, initial)
+                src.checks.append(compare(f"output ({label}){tag}", y, y_src, atol, rtol))
+                for k, ((h, c), (h_src, c_src)) in enumerate(zip(finals, finals_src, strict=True)):
+                    op_tag = f" op {k}" if len(lm.lstms) > 1 else ""
+                    src.checks.append(compare(f"h{op_tag} ({label}){tag}", h, h_src, atol, rtol))
+                    src.checks.append(compare(f"c{op_tag} ({label}){tag}", c, c_src, atol, rtol))
             states = {lm.lstms[k].op_index: v for k, v in initial.items()}
             ev = evaluate(lm.model, {lm.input_index: x}, states=states, constants=constants)
             report.checks.append(compare(f"output ({label}){tag}", y, ev.values[lm.output_index], atol, rtol))
@@ -226,3 +308,44 @@ def verify_model(
                 report.checks.append(compare(f"c{op_tag} ({label}){tag}", c, c_ref, atol, rtol))
             del ev  # one evaluation alive at a time
     return report
+
+
+def _source_report(
+    lm: LstmModel,
+    source: SourceModel,
+    mode: str,
+    atol: float,
+    rtol: float,
+    max_error: float | None,
+    strict: bool,
+) -> SourceReport:
+    quantized = mode != "none"
+    if quantized:
+        bound = f"{max_error:g} (--max-error)" if max_error is not None else f"{GROSS_ERROR_FRACTION:g}·max|ref|"
+        tolerance = f"{mode} vs float source: {bound}"
+    else:
+        tolerance = f"{atol:g} + {rtol:g}·|ref|"
+    src = SourceReport(source.reference, quantized, tolerance, max_error=max_error, structure_is_error=strict)
+    stated = replace(
+        source.stated, time_major=bool(source.setting("time_major")), go_backwards=bool(source.setting("go_backwards"))
+    )
+    src.structure = differences(lm.model, [s.op_index for s in lm.lstms], source.cells_in_op_order(), stated)
+    src.output_step = output_scale(lm.model, lm.output_index) if quantized else None
+    return src
+
+
+def _quantized_against_source(
+    lm: LstmModel, source: SourceModel, src: SourceReport, x: np.ndarray, y: np.ndarray, tag: str
+) -> None:
+    """What quantization cost: the model's output against the float source, per time step."""
+    ref, _ = source.run(x)
+    err = np.abs(np.asarray(y, np.float64).reshape(ref.shape) - ref)
+    bound = src.max_error if src.max_error is not None else GROSS_ERROR_FRACTION * float(np.abs(ref).max(initial=0.0))
+    if err.ndim == 3:
+        t_axis = 0 if lm.time_major else 1
+        per_step = np.moveaxis(err, t_axis, 0).reshape(err.shape[t_axis], -1).max(axis=1, initial=0.0)
+        src.worst_time_step = int(np.argmax(per_step))
+    worst = [int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)] if err.size else []
+    top = float(err.max(initial=0.0))
+    rel = top / max(float(np.abs(ref).max(initial=0.0)), 1e-12)
+    src.checks.append(Comparison(f"output vs float source{tag}", top, rel, worst, top <= bound))

@@ -102,9 +102,7 @@ from lstmgen.weights import FORMATS
     help="int8/int16x8: model input/output type [default: the activation type, int8 or int16; "
     "float32 adds QUANTIZE/DEQUANTIZE so callers keep feeding floats].",
 )
-@click.option(
-    "--calibration-data", type=PATH, help="int8/int16x8: .npy of representative inputs [n, *input shape]."
-)
+@click.option("--calibration-data", type=PATH, help="int8/int16x8: .npy of representative inputs [n, *input shape].")
 @click.option(
     "--calibration",
     type=click.Choice(["data", "random"]),
@@ -126,6 +124,12 @@ from lstmgen.weights import FORMATS
     "--accelerator-config",
     type=click.Choice(ACCELERATORS),
     help="ethos-u: vela's --accelerator-config [default: ethos-u55-128].",
+)
+@click.option(
+    "--max-error",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Quantized builds: fail (exit 1, no file written) when the max abs error against the float source "
+    "(on the calibration data) exceeds this.",
 )
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
 @click.option(
@@ -158,6 +162,7 @@ def build_cmd(
     max_weights_bytes: int | None,
     as_json: bool,
     quiet: bool,
+    max_error: float | None,
     **cell: Any,
 ) -> None:
     """Build a model from hyperparameters and (optionally) a weight file, then verify it.
@@ -206,14 +211,12 @@ def build_cmd(
             progress=progress(quiet or as_json),
             accelerator=accelerator_config,
             embed=embed_path,
+            max_error=max_error,
         )
     if as_json:
         click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
     else:
         click.echo(_build_text(result))
-
-
-
 
 
 def _build_text(r: BuildResult) -> str:
@@ -239,8 +242,9 @@ def _build_text(r: BuildResult) -> str:
         from lstmgen.embed import EmbedResult
 
         lines.append("  " + embed_text(EmbedResult(**r.embed)).replace("\n", "\n  "))
+    if r.verification and r.verification.against_source:
+        lines.append(r.verification.against_source.summary())
     return "\n".join(lines)
-
 
 
 command = build_cmd

@@ -24,8 +24,7 @@ from lstmgen.targets.rules import find_problems
     "--check",
     "check",
     type=click.Choice(TARGETS),
-    help="Also tell whether the model would run on this target (exit 1 if not); ethos-u also runs vela when "
-    "installed.",
+    help="Also tell whether the model would run on this target (exit 1 if not); ethos-u also runs vela when installed.",
 )
 @click.option(
     "--accelerator-config",
@@ -75,7 +74,6 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_confi
                 click.echo(vela.line())
     if problems:
         sys.exit(1)
-
 
 
 def _vela(model: Path, target: str, accelerator: str | None) -> Any:

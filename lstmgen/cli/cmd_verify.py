@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +18,30 @@ from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 from lstmgen.runtimes.micro import import_tflm
+from lstmgen.weights import FORMATS
+
+# The build's cell flags that describe the source LSTM (what the weight file does not state).
+_CELL_FLAGS: list[Callable[[Any], Any]] = [
+    click.option("--forget-bias", type=float, help="Added to the forget gate at run time [default: per format]."),
+    click.option("--cell-clip", type=float, help="Cell-state clip of the source cell (0 = none)."),
+    click.option("--proj-clip", type=float, help="Projection clip of the source cell (0 = none)."),
+    click.option("--activation", help="Cell activation: tanh (default), relu, relu6, relu_n1_to_1."),
+    click.option("--use-peepholes/--no-use-peepholes", default=None, help="Peephole connections."),
+    click.option("--num-proj", type=int, help="Projection size P."),
+    click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate."),
+    click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates."),
+    click.option("--num-layers", type=int, help="How many of the file's layers the model stacks."),
+    click.option("--bidirectional/--no-bidirectional", default=None, help="Forward + backward per layer."),
+    click.option("--go-backwards/--no-go-backwards", default=None, help="A single layer over the reversed sequence."),
+    click.option("--return-sequences/--last-step", default=None, help="Every step, or only the last."),
+    click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I]."),
+]
+
+
+def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_CELL_FLAGS):
+        func = option(func)
+    return func
 
 
 @click.command("verify", epilog=EXIT_CODES)
@@ -36,6 +62,19 @@ from lstmgen.runtimes.micro import import_tflm
 @click.option("--report", type=PATH, help="Also write the JSON report to this file.")
 @click.option("--plot", type=PATH, help="Quantized models: draw error vs time step to this PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="The source weight file: also check the model against it, in its framework's own equations.",
+)
+@click.option("--weights-format", type=click.Choice(FORMATS), default="auto", help="Layout of --weights.")
+@click.option("--layer", help="Which layer/scope/key prefix of --weights the model holds.")
+@click.option(
+    "--max-error",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Quantized models: fail (exit 1) when the max abs error against the float source exceeds this.",
+)
+@_cell_flags
 @handle_errors
 def verify_cmd(
     model: Path,
@@ -48,12 +87,21 @@ def verify_cmd(
     report: Path | None,
     plot: Path | None,
     as_json: bool,
+    weights: Path | None,
+    weights_format: str,
+    layer: str | None,
+    max_error: float | None,
+    **cell: Any,
 ) -> None:
     """Run MODEL in a TFLite interpreter and compare with the NumPy reference.
 
     Works for any model of fused UNIDIRECTIONAL_SEQUENCE_LSTM ops (also TF-converter output), float or
-    quantized: the weights are read back from the file. Quantized models are judged against a
-    tolerance derived per time step from the kernel's rounding (see the README).
+    quantized. Without --weights the reference is fed from the file itself: that proves the interpreter
+    computes what the file says, not that the file is your LSTM. With --weights (plus the cell flags
+    the file does not state) the model is also run against the weight file in its framework's own
+    equations: exit 1 if the numbers differ; option differences that did not change them are notes.
+    Quantized models are judged against a tolerance derived per time step from the kernel's rounding,
+    and their error against the float source is reported (gated by --max-error).
 
     \b
     Examples:
@@ -61,6 +109,9 @@ def verify_cmd(
       lstmgen verify lstm.tflite --runtime tflite-runtime --json > verify.json
       lstmgen verify lstm_int8.tflite --input calib.npy --report r.json --plot error.png
       lstmgen verify lstm_micro.tflite --micro
+      lstmgen verify converted.tflite --weights model.keras            # TF converter output vs Keras
+      lstmgen verify lstm.tflite --weights cell_tf1.npz --cell-clip 3 --use-peepholes
+      lstmgen verify int8.tflite --weights enc.pt --input calib.npy --max-error 0.05
     """
     x = None
     if input_path is not None:
@@ -76,8 +127,21 @@ def verify_cmd(
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
+    reference = None
+    if weights is not None:
+        reference = _reference(weights, weights_format, layer, {k: v for k, v in cell.items() if v is not None})
+    elif max_error is not None or any(v is not None for v in cell.values()):
+        raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
     rep = verify_model(
-        model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps, x=x, micro=micro
+        model,
+        runtime=runtime,
+        seed=seed,
+        batch_size=batch_size,
+        time_steps=time_steps,
+        x=x,
+        micro=micro,
+        source=reference,
+        max_error=max_error,
     )
     if plot is not None:
         if not rep.quantization:
@@ -96,15 +160,35 @@ def verify_cmd(
                 f"{'ok' if check.passed else 'FAIL'}"
             )
         click.echo(verify_line(rep))
+        if rep.against_source is not None:
+            click.echo(rep.against_source.summary())
     if not rep.passed:
         # The report (ok: false) is the JSON document; the error goes to stderr only.
         click.echo(
-            f"lstmgen: error: {model}: the interpreter disagrees with the reference "
-            f"(max abs error {rep.max_abs_error:.3g}).",
+            f"lstmgen: error: {model}: "
+            + (
+                f"does not compute the source LSTM ({rep.against_source.reference}, max abs error "
+                f"{rep.against_source.max_abs_error:.3g})."
+                if rep.against_source is not None and not rep.against_source.passed
+                else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+            ),
             err=True,
         )
         sys.exit(VerificationError.exit_code)
 
+
+def _reference(weights: Path, weights_format: str, layer: str | None, options: dict[str, Any]) -> Any:
+    """The source reference for --weights, with the build's rules for what the file implies."""
+    from lstmgen.build import load_stack, resolve, source_reference
+    from lstmgen.errors import ConfigError
+    from lstmgen.weights import open as open_weights
+
+    layers = load_stack(open_weights(weights, weights_format), layer, options.get("num_layers"))
+    config, layers, _, _ = resolve(options, layers)
+    reference, why = source_reference(config, layers, options.get("forget_bias"))
+    if reference is None:
+        raise ConfigError(f"{weights}: {why}; the model cannot be checked against it.")
+    return reference
 
 
 command = verify_cmd

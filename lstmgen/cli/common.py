@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from lstmgen.check.verify import VerifyReport
 
 EXIT_CODES = "Exit status: 0 success, 1 verification failed, 2 bad input or usage, 70 internal error."
-EXIT_CODES_CHECK = "Exit status: 0 success, 1 the model would not run on the --check target, 2 bad input or usage, " \
-    "70 internal error."
+EXIT_CODES_CHECK = (
+    "Exit status: 0 success, 1 the model would not run on the --check target, 2 bad input or usage, 70 internal error."
+)
 EXIT_CODES_RUN = "Exit status: 0 success, 2 bad input or usage, 70 internal error."
 PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -102,6 +103,7 @@ def progress(quiet: bool) -> Callable[[str], None]:
     if quiet:
         return lambda _msg: None
     return lambda msg: click.echo(f"lstmgen: {msg}...", err=True)
+
 
 def verify_line(v: VerifyReport) -> str:
     verdict = "PASS" if v.passed else "FAIL"

@@ -86,6 +86,5 @@ def main() -> None:
     """
 
 
-
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -455,9 +455,7 @@ def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: st
                 )
             )
             inter.append(len(tensors) - 1)
-        tensors.append(
-            TensorRecord(f"{base}/effective_hidden_scale_intermediate", (0,), act, quantization=hidden_q)
-        )
+        tensors.append(TensorRecord(f"{base}/effective_hidden_scale_intermediate", (0,), act, quantization=hidden_q))
         inter.append(len(tensors) - 1)
         ops[k] = replace(op, inputs=tuple(inputs), intermediates=tuple(inter))
         lstm_meta[str(k)] = {"cell_state_scale_exponent": -kc, "layer_norm": layer_norm, "projection": has_proj}

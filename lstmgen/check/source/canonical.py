@@ -23,4 +23,16 @@ def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], sta
         _, h_new, c_new = lstm_reference(x[None], params, time_major=True, h0=h, c0=c, **options)
         return h_new, c_new
 
-    return Cell("tflite", n, p, step)
+    present = {
+        "peephole": "cell_to_forget_weights",
+        "projection": "projection_weights",
+        "projection_bias": "projection_bias",
+        "layer_norm": "forget_layer_norm_coefficients",
+    }
+    features = {f for f, key in present.items() if key in params}
+    if "input_to_input_weights" not in params:
+        features.add("cifg")
+    if params["recurrent_to_forget_weights"].ndim == 1:
+        features.add("diagonal")
+    i = params["input_to_forget_weights"].shape[1]
+    return Cell("tflite", n, p, step, input_size=i, features=frozenset(features))

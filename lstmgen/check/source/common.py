@@ -37,6 +37,8 @@ class Cell:
     num_units: int
     output_size: int
     step: Callable[[Array, Array, Array], tuple[Array, Array]]
+    input_size: int = 0
+    features: frozenset[str] = frozenset()  # optional parts the source has: peephole, projection, cifg, ...
     backward: bool | None = None  # None: the file does not say; its place in the layer decides
     overrides: Mapping[str, object] = field(default_factory=dict)  # file-stated time_major, go_backwards, ...
 

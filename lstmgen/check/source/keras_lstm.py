@@ -65,4 +65,4 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     elif config:
         overrides["return_sequences"] = bool(config.get("return_sequences", False))
     backward = None if half is None else half == "backward"
-    return Cell("keras", n, n, step, backward=backward, overrides=overrides)
+    return Cell("keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides)

@@ -34,7 +34,7 @@ REFERENCE_NAMES = {
     "keras": "keras",
     "torch": "pytorch",
     "onnx": "onnx",
-    "tflite": "tflite-op (canonical .npz)",
+    "tflite": "tflite-op",
 }
 
 States = Mapping[int, tuple[Array | None, Array | None]]
@@ -66,6 +66,15 @@ class SourceModel:
             if last:
                 return last[0]
         return getattr(self.stated, key)
+
+    def cells_in_op_order(self) -> list[Cell]:
+        """The cells in the caller's order (layer by layer, as the model's ops are written)."""
+        pairs = [
+            (p, c)
+            for cells, where in zip(self.layers, self.positions, strict=True)
+            for p, c in zip(where, cells, strict=True)
+        ]
+        return [c for _, c in sorted(pairs, key=lambda pc: pc[0])]
 
     def run(self, x: Array, initial: States | None = None) -> tuple[Array, list[tuple[Array, Array]]]:
         """Output in the model's layout and the final (h, c) of every cell, in the caller's op order."""

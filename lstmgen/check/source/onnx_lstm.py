@@ -72,4 +72,5 @@ def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: 
     if "layout" in attrs or "direction" in attrs:  # an .onnx node (an .npz states neither)
         overrides["time_major"] = int(attrs.get("layout", 0)) == 0  # type: ignore[call-overload]
     backward = d == 1 or attrs.get("direction") == "reverse"
-    return Cell("onnx", n, n, step, backward=backward, overrides=overrides)
+    features = frozenset({"peephole"} if peep is not None else set())
+    return Cell("onnx", n, n, step, input_size=w.shape[1], features=features, backward=backward, overrides=overrides)

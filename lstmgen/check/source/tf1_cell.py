@@ -48,4 +48,6 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
             m = clip(m @ proj, stated.proj_clip)
         return m, c
 
-    return Cell("tf1", n, proj.shape[1] if proj is not None else n, step)
+    p = proj.shape[1] if proj is not None else n
+    features = frozenset({"peephole"} if diag else set()) | frozenset({"projection"} if proj is not None else set())
+    return Cell("tf1", n, p, step, input_size=kernel.shape[0] - p, features=features)

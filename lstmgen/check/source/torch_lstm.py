@@ -34,4 +34,5 @@ def torch_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
         return h, c
 
     p = w_hr.shape[0] if w_hr is not None else n
-    return Cell("torch", n, p, step, backward=bool(attrs.get("reverse", False)))
+    features = frozenset({"projection"} if w_hr is not None else set())
+    return Cell("torch", n, p, step, input_size=w_ih.shape[1], features=features, backward=bool(attrs.get("reverse")))

@@ -1,0 +1,109 @@
+"""`verify --weights` and `build` against the source: TF's converter output, wrong models, --max-error, JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from support import TF_FIXTURES
+
+from lstmgen.cli.main import main
+
+pytestmark = pytest.mark.runtime
+TF_FLOAT = TF_FIXTURES / "tfkeras2_float_lstm.tflite"  # made by TF's converter from these Keras weights:
+KERAS_W = TF_FIXTURES / "tfint8_lstm.weights.npz"
+N = 16
+
+
+def invoke(*args: object) -> Result:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
+    return result
+
+
+def _keras_with(tmp_path: Path, **blocks: str) -> Path:
+    """The Keras weights with two gate blocks (i, f, c, o along the 4N axis) swapped."""
+    w = dict(np.load(KERAS_W))
+    order = {"i": 0, "f": 1, "c": 2, "o": 3}
+    ((a, b),) = blocks.items()
+    for key in ("kernel", "recurrent_kernel", "bias"):
+        arr = w[key].copy()
+        sa, sb = (slice(order[g] * N, (order[g] + 1) * N) for g in (a, b))
+        arr[..., sa], arr[..., sb] = w[key][..., sb], w[key][..., sa]
+        w[key] = arr
+    path = tmp_path / "swapped.npz"
+    np.savez(path, **w)
+    return path
+
+
+def test_tf_converter_output_passes_against_its_keras_weights() -> None:
+    result = invoke("verify", TF_FLOAT, "--weights", KERAS_W, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    src = doc["against_source"]
+    assert src["passed"] and src["reference"] == "keras" and src["max_abs_error"] < 1e-5
+    # TF's converter writes cell_clip=10, which Keras does not have: a note, since the numbers agree.
+    assert any("cell_clip is 10" in d for d in src["structure"]) and not src["structure_is_error"]
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        pytest.param(["--cell-clip", "0.05"], id="a-cell-clip-that-binds"),
+        pytest.param(["--forget-bias", "1.0"], id="forget-bias-not-folded"),
+        pytest.param(["--activation", "relu"], id="relu-for-tanh"),
+    ],
+)
+def test_wrong_in_one_known_way_exits_1(claim: list[str]) -> None:
+    """The file (TF's) against a source LSTM that differs in one way: the numbers decide, exit 1."""
+    result = invoke("verify", TF_FLOAT, "--weights", KERAS_W, *claim, "--json")
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["against_source"]["passed"] is False
+    assert "does not compute the source LSTM" in result.stderr
+
+
+def test_swapped_input_and_forget_gates_exit_1(tmp_path: Path) -> None:
+    result = invoke("verify", TF_FLOAT, "--weights", _keras_with(tmp_path, i="f"))
+    assert result.exit_code == 1, result.output
+    assert "against the source (keras)" in result.stdout and "FAIL" in result.stdout
+
+
+def test_tf_int8_reports_error_against_float_source_and_gates() -> None:
+    calib = TF_FIXTURES / "tfint8_calibration.npy"
+    args = ("verify", TF_FIXTURES / "tfint8_lstm.tflite", "--weights", KERAS_W, "--input", calib, "--json")
+    doc = json.loads(invoke(*args).stdout)
+    src = doc["against_source"]
+    assert src["quantized"] and src["output_step"] > 0 and src["error_in_output_steps"] > 0.1
+    assert src["worst_time_step"] in range(10)
+    tight = invoke(*args, "--max-error", src["max_abs_error"] / 2)
+    assert tight.exit_code == 1
+    assert invoke(*args, "--max-error", src["max_abs_error"] * 2).exit_code == 0
+
+
+def test_int8_build_reports_error_and_max_error_gates(tmp_path: Path) -> None:
+    out = tmp_path / "m.tflite"
+    common = ("build", "--weights", KERAS_W, "--time-steps", "10", "--quantize", "int8")
+    calib = ("--calibration-data", TF_FIXTURES / "tfint8_calibration.npy")
+    doc = json.loads(invoke(*common, *calib, "-o", out, "--json").stdout)
+    src = doc["against_source"]
+    assert doc["ok"] and src["quantized"] and src["reference"] == "keras" and src["error_in_output_steps"] > 0
+    out.unlink()
+    result = invoke(*common, *calib, "-o", out, "--max-error", src["max_abs_error"] / 2, "--json")
+    assert result.exit_code == 1 and not out.exists()
+    assert json.loads(result.stdout)["ok"] is False
+
+
+def test_verify_flags_need_weights(tmp_path: Path) -> None:
+    result = invoke("verify", TF_FLOAT, "--cell-clip", "3")
+    assert result.exit_code == 2 and "--weights" in result.stderr
+
+
+def test_float_build_json_has_against_source(tmp_path: Path) -> None:
+    doc = json.loads(invoke("build", "--weights", KERAS_W, "-o", tmp_path / "m.tflite", "--json").stdout)
+    src = doc["against_source"]
+    assert src == doc["verification"]["against_source"]
+    assert src["passed"] and src["reference"] == "keras" and src["structure"] == [] and src["max_abs_error"] < 1e-5
