@@ -238,13 +238,18 @@ def verify_model(
     """
     lm = read_lstm_model(path)
     mode = model_mode(lm.model)
+    src = _source_report(lm, source, mode, atol, rtol, max_error, strict_structure) if source else None
+    if src is not None and strict_structure and src.structure:
+        # Our own build wired the ops differently from what was asked: that is the verdict, before an
+        # interpreter refuses the file (or runs it) for reasons that would only obscure it.
+        shape = list(x.shape) if x is not None else list(lm.input.shape)
+        return VerifyReport(str(path), "none", "", shape, seed, atol, rtol, mode=mode, against_source=src)
     session = open_model_session(lm, runtime)
     shape = list(x.shape) if x is not None else input_shape_for(lm, batch_size, time_steps)
     session.resize(tuple(shape), tuple(lm.input.shape_signature or lm.input.shape))
     rng = np.random.default_rng(seed)
     x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
-    src = _source_report(lm, source, mode, atol, rtol, max_error, strict_structure) if source else None
     report.against_source = src
     sessions: list[Any] = [session]
     if micro and session.runtime != "tflite-micro":
