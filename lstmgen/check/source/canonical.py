@@ -17,10 +17,18 @@ def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], sta
         params["forget_gate_bias"] = params["forget_gate_bias"] + stated.forget_bias
     n = params["input_to_forget_weights"].shape[0]
     p = params["projection_weights"].shape[0] if "projection_weights" in params else n
-    options = {"activation": stated.activation, "cell_clip": stated.cell_clip, "proj_clip": stated.proj_clip}
 
     def step(x: Array, h: Array, c: Array) -> tuple[Array, Array]:
-        _, h_new, c_new = lstm_reference(x[None], params, time_major=True, h0=h, c0=c, **options)
+        _, h_new, c_new = lstm_reference(
+            x[None],
+            params,
+            activation=stated.activation,
+            cell_clip=stated.cell_clip,
+            proj_clip=stated.proj_clip,
+            time_major=True,
+            h0=h,
+            c0=c,
+        )
         return h_new, c_new
 
     present = {

@@ -64,5 +64,7 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
         overrides["return_sequences"] = bool(config.get("return_sequences", False))
     elif config:
         overrides["return_sequences"] = bool(config.get("return_sequences", False))
+    if attrs.get("merge_mode") is not None:
+        overrides["merge_mode"] = attrs["merge_mode"]
     backward = None if half is None else half == "backward"
     return Cell("keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides)

@@ -9,7 +9,7 @@ order (Keras). Without return_sequences each direction gives its last processed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -37,6 +37,13 @@ REFERENCE_NAMES = {
     "tflite": "tflite-op",
 }
 
+# Keras Bidirectional merge_mode (PyTorch and ONNX always concatenate, forward first).
+MERGE: dict[str, Callable[[list[Array]], Array]] = {
+    "concat": lambda parts: np.concatenate(parts, axis=-1),
+    "sum": lambda parts: parts[0] + parts[1],
+    "mul": lambda parts: parts[0] * parts[1],
+    "ave": lambda parts: (parts[0] + parts[1]) / 2,
+}
 States = Mapping[int, tuple[Array | None, Array | None]]
 
 __all__ = ["SourceModel", "SourceUnsupported", "Stated", "source_model"]
@@ -65,7 +72,7 @@ class SourceModel:
             last = [c.overrides["return_sequences"] for c in self.layers[-1] if "return_sequences" in c.overrides]
             if last:
                 return last[0]
-        return getattr(self.stated, key)
+        return getattr(self.stated, key, "concat" if key == "merge_mode" else None)
 
     def cells_in_op_order(self) -> list[Cell]:
         """The cells in the caller's order (layer by layer, as the model's ops are written)."""
@@ -93,9 +100,10 @@ class SourceModel:
                 finals[pos] = (h, c)
                 lasts.append(y[-1])
                 outs.append(y[::-1] if backward and len(cells) == 2 else y)  # bidirectional: re-align
-            seq = np.concatenate(outs, axis=-1)
+            merge = MERGE[str(self.setting("merge_mode"))] if len(outs) == 2 else MERGE["concat"]
+            seq = merge(outs)
             if k == last_layer and not self.setting("return_sequences"):
-                return np.concatenate(lasts, axis=-1), [finals[i] for i in sorted(finals)]
+                return merge(lasts), [finals[i] for i in sorted(finals)]
         y = seq if time_major else seq.transpose(1, 0, 2)
         return y, [finals[i] for i in sorted(finals)]
 

@@ -63,20 +63,20 @@ def differences(model: Any, op_indices: Sequence[int], cells: Sequence[Cell], st
         tag = f"LSTM op {k}" if len(cells) > 1 else "LSTM op"
         defaults = {"FusedActivationFunction": 0, "CellClip": 0.0, "ProjClip": 0.0, "TimeMajor": False}
         raw = {key: (op.options.get(key, d) if op.options is not None else d) for key, d in defaults.items()}
-        want = {
+        want: dict[str, object] = {
             "activation": ACTIVATION_CODES.get(stated.activation),
             "cell_clip": float(stated.cell_clip),
             "proj_clip": float(stated.proj_clip),
             "time_major": bool(stated.time_major),
         }
-        got = {
+        got: dict[str, object] = {
             "activation": int(raw["FusedActivationFunction"]),
             "cell_clip": float(raw["CellClip"]),
             "proj_clip": float(raw["ProjClip"]),
             "time_major": bool(raw["TimeMajor"]),
         }
         for key, value in want.items():
-            if key.endswith("clip") and abs(got[key] - value) <= 1e-6 * max(1.0, abs(value)):
+            if key.endswith("clip") and abs(float(got[key]) - float(value)) <= 1e-6 * max(1.0, abs(float(value))):  # type: ignore[arg-type]
                 continue  # stored as float32
             if got[key] != value:
                 found.append(f"{tag}: {key} is {got[key]!r} in the file, {value!r} was asked")

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, SourceUnsupported, Stated, clip, f64, relu, sigmoid
+from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid
 
 GATES = ("i", "j", "f", "o")  # the kernel's column blocks
 DEFAULT_FORGET_BIAS = 1.0  # LSTMCell(forget_bias=1.0)
-ACTIVATIONS = {  # the activation= callables TF1 users pass, by lstmgen's option names
+ACTIVATIONS: dict[str, Fn] = {  # the activation= callables TF1 users pass, by lstmgen's option names
     "tanh": np.tanh,
     "relu": relu,
     "relu6": lambda v: np.clip(v, 0.0, 6.0),
