@@ -12,15 +12,15 @@ from lstmgen.check.source.common import Array, Cell, Stated, f64
 
 
 def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
-    params = {k: f64(v) for k, v in arrays.items()}
+    params = dict(arrays)  # as stored; lstm_reference widens them for the length of one run
     if stated.forget_bias:
-        params["forget_gate_bias"] = params["forget_gate_bias"] + stated.forget_bias
+        params["forget_gate_bias"] = f64(params["forget_gate_bias"]) + stated.forget_bias
     n = params["input_to_forget_weights"].shape[0]
     p = params["projection_weights"].shape[0] if "projection_weights" in params else n
 
-    def step(x: Array, h: Array, c: Array) -> tuple[Array, Array]:
-        _, h_new, c_new = lstm_reference(
-            x[None],
+    def sequence(seq: Array, h: Array, c: Array) -> tuple[Array, Array, Array]:
+        return lstm_reference(
+            seq,
             params,
             activation=stated.activation,
             cell_clip=stated.cell_clip,
@@ -29,6 +29,9 @@ def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], sta
             h0=h,
             c0=c,
         )
+
+    def step(x: Array, h: Array, c: Array) -> tuple[Array, Array]:
+        _, h_new, c_new = sequence(x[None], h, c)
         return h_new, c_new
 
     present = {
@@ -43,4 +46,4 @@ def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], sta
     if params["recurrent_to_forget_weights"].ndim == 1:
         features.add("diagonal")
     i = params["input_to_forget_weights"].shape[1]
-    return Cell("tflite", n, p, step, input_size=i, features=frozenset(features))
+    return Cell("tflite", n, p, step, input_size=i, features=frozenset(features), sequence=sequence)

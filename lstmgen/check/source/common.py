@@ -41,12 +41,15 @@ class Cell:
     features: frozenset[str] = frozenset()  # optional parts the source has: peephole, projection, cifg, ...
     backward: bool | None = None  # None: the file does not say; its place in the layer decides
     overrides: Mapping[str, object] = field(default_factory=dict)  # file-stated time_major, go_backwards, ...
+    sequence: Callable[[Array, Array, Array], tuple[Array, Array, Array]] | None = None  # a whole-sequence run
 
     def run(self, seq: Array, h0: Array | None, c0: Array | None) -> tuple[Array, Array, Array]:
         """Run over seq [T, B, I] in the given order; returns (outputs [T, B, P], final h, final c)."""
         batch = seq.shape[1]
         h = np.zeros((batch, self.output_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, -1)
         c = np.zeros((batch, self.num_units)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, -1)
+        if self.sequence is not None:
+            return self.sequence(seq, h, c)
         out = []
         for x_t in seq:
             h, c = self.step(x_t, h, c)
@@ -60,6 +63,12 @@ class CellFactory(Protocol):
 
 def f64(a: object) -> Array:
     return np.asarray(a, dtype=np.float64)
+
+
+def stored(a: object) -> Array:
+    """A matrix as the file holds it, not copied: `float64 @ it` computes in float64 (exact upcast),
+    so the reference costs one matrix-sized temporary at a time instead of a float64 copy of the model."""
+    return np.asarray(a)
 
 
 def sigmoid(x: Array) -> Array:

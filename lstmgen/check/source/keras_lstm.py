@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid
+from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid, stored
 
 GATES = ("i", "f", "c", "o")
 # Keras activation names (keras.activations) -> the function; hard_sigmoid is Keras 3's relu6(x + 3) / 6.
@@ -45,7 +45,7 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     config: Mapping[str, Any] = attrs.get("config") or {}  # type: ignore[assignment]
     act = _fn(_name(config["activation"]) if "activation" in config else STATED.get(stated.activation, "?"))
     ract = _fn(_name(config.get("recurrent_activation", "sigmoid")))
-    kernel, recurrent = f64(arrays["kernel"]), f64(arrays["recurrent_kernel"])
+    kernel, recurrent = stored(arrays["kernel"]), stored(arrays["recurrent_kernel"])
     n = recurrent.shape[0]
     bias = f64(arrays["bias"]) if "bias" in arrays else np.zeros(4 * n)
     fb = stated.forget_bias or 0.0  # Keras adds nothing at run time (unit_forget_bias only initialises)

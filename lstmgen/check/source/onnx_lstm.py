@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid
+from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid, stored
 
 GATES = ("i", "o", "f", "c")  # W, R and each half of B
 PEEPHOLES = ("i", "o", "f")  # P
@@ -37,7 +37,7 @@ def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: 
     d = int(attrs.get("direction_index", 0))  # type: ignore[call-overload]
     if attrs.get("input_forget", 0):
         raise SourceUnsupported("ONNX LSTM input_forget=1")
-    w, r = f64(arrays["W"])[d], f64(arrays["R"])[d]
+    w, r = stored(arrays["W"])[d], stored(arrays["R"])[d]
     n = w.shape[0] // 4
     b = f64(arrays["B"])[d] if "B" in arrays else np.zeros(8 * n)
     bias = b[: 4 * n] + b[4 * n :]

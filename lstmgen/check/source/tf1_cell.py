@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid
+from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid, stored
 
 GATES = ("i", "j", "f", "o")  # the kernel's column blocks
 DEFAULT_FORGET_BIAS = 1.0  # LSTMCell(forget_bias=1.0)
@@ -27,9 +27,9 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
     if stated.activation not in ACTIVATIONS:
         raise SourceUnsupported(f"TF1 LSTMCell activation {stated.activation!r}")
     act = ACTIVATIONS[stated.activation]
-    kernel, bias = f64(arrays["kernel"]), f64(arrays["bias"])
+    kernel, bias = stored(arrays["kernel"]), f64(arrays["bias"])
     n = kernel.shape[1] // 4
-    proj = f64(arrays["projection/kernel"]) if "projection/kernel" in arrays else None
+    proj = stored(arrays["projection/kernel"]) if "projection/kernel" in arrays else None
     diag = {g: f64(arrays[f"w_{g}_diag"]) for g in "ifo" if f"w_{g}_diag" in arrays}
     fb = DEFAULT_FORGET_BIAS if stated.forget_bias is None else stated.forget_bias
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}

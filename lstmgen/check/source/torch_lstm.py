@@ -11,16 +11,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Stated, clip, f64, sigmoid
+from lstmgen.check.source.common import Array, Cell, Stated, clip, f64, sigmoid, stored
 
 GATES = ("i", "f", "g", "o")
 
 
 def torch_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
-    w_ih, w_hh = f64(arrays["weight_ih"]), f64(arrays["weight_hh"])
+    w_ih, w_hh = stored(arrays["weight_ih"]), stored(arrays["weight_hh"])
     n = w_ih.shape[0] // 4
     bias = f64(arrays["bias_ih"]) + f64(arrays["bias_hh"]) if "bias_ih" in arrays else np.zeros(4 * n)
-    w_hr = f64(arrays["weight_hr"]) if "weight_hr" in arrays else None
+    w_hr = stored(arrays["weight_hr"]) if "weight_hr" in arrays else None
     fb = stated.forget_bias or 0.0
     rows = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
