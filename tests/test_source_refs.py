@@ -129,7 +129,9 @@ def test_source_reference_matches_onnx(tmp_path: Path, direction: str, layout: i
     # Y: [T, D, B, H] (layout 0) or [B, T, D, H] (layout 1); the model concatenates the directions.
     want = y.transpose(0, 2, 1, 3) if layout == 0 else y
     want = want.reshape(*want.shape[:2], -1)
-    ref = source_model(load_layers(path, "onnx"), Stated())
+    layers = load_layers(path, "onnx")
+    assert layers[0][0].hyperparameters["time_major"] == (layout == 0)  # the node's layout, no Transposes
+    ref = source_model(layers, Stated(time_major=layout == 0))
     got, _ = ref.run(x)
     np.testing.assert_allclose(got, want, atol=TOL, rtol=TOL)
 
@@ -147,3 +149,34 @@ def test_canonical_reference_is_the_op() -> None:
     w2 = dict(w, forget_gate_bias=w["forget_gate_bias"].astype(np.float64) + 0.5)
     want, _, _ = lstm_reference(x, w2, cell_clip=0.8, proj_clip=0.4)
     np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+REAL = TF_FIXTURES.parent / "real"
+REAL_CASES = {
+    "k3_encoder": "k3_encoder.keras",  # relu, go_backwards, no bias: the issue's case
+    "k3_stacked_head": "k3_stacked_head.keras",
+    "tk2_time_major": "tk2_time_major.h5",
+    "tk2_stacked_head": "tk2_stacked_head.h5",
+    "tf1_dump_single": "tf1_dump_single.npz",
+    "tf1_dump_stacked": "tf1_dump_stacked.npz",
+    "tf1_dump_bidir": "tf1_dump_bidir.npz",
+    **{
+        f"onnx_{e}_{t}": f"onnx_{e}_{t}.onnx"
+        for e in ("ts", "dynamo")
+        for t in ("l1_uni_bf", "l1_bi_bf", "l2_bi_bf", "l2_uni_tm")
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(REAL_CASES))
+def test_source_reference_matches_real_files(case: str) -> None:
+    """Files made by the frameworks the way users make them (tests/fixtures/real/, not by lstmgen's authors)."""
+    if case.startswith("onnx"):
+        pytest.importorskip("onnx")
+    if case.startswith(("k3", "tk2")):
+        pytest.importorskip("h5py")
+    io = np.load(REAL / f"{case}.io.npz")
+    layers = load_layers(REAL / REAL_CASES[case])
+    time_major = bool(layers[0][0].hyperparameters.get("time_major", False))  # the graph's, for ONNX
+    y, _ = source_model(layers, Stated(time_major=time_major)).run(io["x"])
+    np.testing.assert_allclose(y, io["y"], atol=TOL, rtol=TOL)

@@ -64,6 +64,8 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
         overrides["return_sequences"] = bool(config.get("return_sequences", False))
     elif config:
         overrides["return_sequences"] = bool(config.get("return_sequences", False))
+    if config and "time_major" in config:  # Keras 2 layers can take [T, B, I]
+        overrides["time_major"] = bool(config["time_major"])
     if attrs.get("merge_mode") is not None:
         overrides["merge_mode"] = attrs["merge_mode"]
     backward = None if half is None else half == "backward"

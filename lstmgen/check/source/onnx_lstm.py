@@ -3,7 +3,7 @@
 From the operator spec: it = f(Xt Wi^T + Ht-1 Ri^T + Pi*Ct-1 + Wbi + Rbi), ft likewise with Pf,
 ct = g(Xt Wc^T + Ht-1 Rc^T + Wbc + Rbc), Ct = ft*Ct-1 + it*ct, ot = f(... + Po*Ct + ...),
 Ht = ot*h(Ct); `clip` bounds every activation's input; activations default to Sigmoid, Tanh, Tanh;
-layout 0 is [T, B, I], 1 is [B, T, I]; the reverse direction's Y is aligned to input positions.
+the reverse direction's Y is aligned to input positions.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: 
             o = o + peep["o"] * c
         return fa(clip(o, onnx_clip)) * ha(c), c
 
+    # The node's `layout` is not the model's: exporters put Transposes around a layout-0 node for a
+    # batch-first graph. The graph's layout is a stated hyperparameter (the reader finds it).
     overrides: dict[str, object] = {}
-    if "layout" in attrs or "direction" in attrs:  # an .onnx node (an .npz states neither)
-        overrides["time_major"] = int(attrs.get("layout", 0)) == 0  # type: ignore[call-overload]
     backward = d == 1 or attrs.get("direction") == "reverse"
     features = frozenset({"peephole"} if peep is not None else set())
     return Cell("onnx", n, n, step, input_size=w.shape[1], features=features, backward=backward, overrides=overrides)
