@@ -13,9 +13,11 @@ import tflite
 
 from lstmgen import __version__
 from lstmgen.errors import ConfigError, ModelFileError
+from lstmgen.modelinfo import read_lstm_model
 from lstmgen.output import check_target, write_atomic
 from lstmgen.runtimes.micro import capture_stderr, import_tflm
-from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
+from lstmgen.runtimes.probe import probe
+from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
 Op = tflite.BuiltinOperator
@@ -78,12 +80,14 @@ def symbol_for(path: Path, name: str | None) -> str:
     return symbol
 
 
-def measure_arena(data: bytes, source: str) -> tuple[int, str]:
+def measure_arena(data: bytes, source: str, path: Path | None = None) -> tuple[int, str]:
     """Bytes of tensor arena TFLM allocated for the model (its RecordingMicroAllocator total), and its version."""
     tflm = import_tflm()
     from lstmgen.runtimes.micro import tflm_version
 
     rt = tflm.runtime
+    if path is not None:  # a foreign file meets TFLM in a child first: a crash there is a refusal here
+        probe(path, "TensorFlow Lite Micro", lambda: rt.Interpreter.from_bytes(data, _MEASURE_ARENA).invoke())
     with capture_stderr() as log:
         try:
             interp = rt.Interpreter.from_bytes(data, arena_size=_MEASURE_ARENA)
@@ -201,12 +205,9 @@ def embed(
     check_embed_target(out)
     header = out.with_suffix(".h")
     symbol = symbol_for(out, name)
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"model file {src} cannot be read ({exc.strerror}).") from None
-    model = read_model(data, str(src))
-    measured, version = measure_arena(data, str(src))
+    model = read_lstm_model(src).model  # read once and checked (tflite/validate.py) before TFLM sees it
+    data = src.read_bytes()
+    measured, version = measure_arena(data, str(src), src)
     arena = arena_with_margin(measured)
     h, cc = render(data, model, symbol, header, arena, measured, source_name or str(src), version)
     write_atomic(header, h.encode())

@@ -46,7 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     | {"check.verify", "check.source", "embed"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
-    "embed": BASE | {"tflite", "output", "runtimes"},
+    "embed": BASE | {"tflite", "output", "runtimes", "modelinfo"},
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
     | {"check.graph", "check.tolerance", "check.verify", "build", "run", "describe", "embed"},
