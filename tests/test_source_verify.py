@@ -76,10 +76,7 @@ def test_tf_int8_reports_error_against_float_source_and_gates() -> None:
     calib = TF_FIXTURES / "tfint8_calibration.npy"
     args = ("verify", TF_FIXTURES / "tfint8_lstm.tflite", "--weights", KERAS_W, "--input", calib, "--json")
     doc = json.loads(invoke(*args).stdout)
-    if doc.get("exit_code") == 2 and "intermediates" in doc.get("error", ""):
-        # tflite/validate.py (issue 12) refuses TF's own int8 file: its intermediates 0-3 carry no
-        # quantization without layer norm. Reported to the lead; this test runs again once that is fixed.
-        pytest.xfail("tflite/validate.py refuses TF's int8 converter output")
+    assert doc["ok"], doc
     src = doc["against_source"]
     assert src["quantized"] and src["output_step"] > 0 and src["error_in_output_steps"] > 0.1
     assert src["worst_time_step"] in range(10)

@@ -226,9 +226,15 @@ def _lstm(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problem
         state = t[op.inputs[slot]]
         if not state.is_variable or state.data is not None or len(state.shape) != 2 or state.shape[-1] != width:
             problems.add(f"{where}: {slot.key} must be a variable [batch, {width}] tensor, found {list(state.shape)}")
-    # The integer kernel reads five quantized intermediates and quantized weights.
-    if x.dtype.kind == "i" and (len(op.intermediates) != 5 or any(t[j].quantization is None for j in op.intermediates)):
-        problems.add(f"{where}: an integer LSTM needs 5 quantized intermediates, found {len(op.intermediates)}")
+    # The integer kernel wants five intermediates; it reads the hidden-state one (#4) always and the four gate ones
+    # only with layer norm (TF's converter leaves those unquantized otherwise).
+    if x.dtype.kind == "i":
+        layer_norm = Slot.FORGET_LAYER_NORM_COEFFICIENTS in present
+        read = op.intermediates if layer_norm else op.intermediates[4:]
+        if len(op.intermediates) != 5 or any(t[j].quantization is None for j in read):
+            which = "#0-4" if layer_norm else "#4"
+            found = len(op.intermediates)
+            problems.add(f"{where}: an integer LSTM needs 5 intermediates ({which} quantized), found {found}")
     for s in present:
         tensor = t[op.inputs[s]]
         if tensor.dtype.kind in "iu" and tensor.quantization is None:
