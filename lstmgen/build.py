@@ -15,7 +15,7 @@ from lstmgen.arrays import load_npy
 from lstmgen.check.source import SourceModel, SourceUnsupported, source_model
 from lstmgen.check.source.common import Stated
 from lstmgen.check.verify import VerifyReport, verify_model
-from lstmgen.config import INTEGER_MODES, CellConfig
+from lstmgen.config import INTEGER_MODES, CellConfig, check_fields
 from lstmgen.errors import ConfigError, LstmgenError, VerificationError, WeightFileError
 from lstmgen.init import init_weights
 from lstmgen.layout import CellShape, layout, shapes_from_config
@@ -200,25 +200,39 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
     return shapes
 
 
-def _calibrate(
-    record: ModelRecord, config: CellConfig, data: str | Path | None, calibration: str
-) -> tuple[CalibrationStats, np.ndarray | None]:
-    """Integer-mode ranges from --calibration-data (representative inputs) or, labelled, from random inputs."""
+def check_options(opts: Mapping[str, Any], calibration_data: str | Path | None, calibration: str) -> None:
+    """Refuse bad options before any weight is read: each field alone, then the calibration options.
+
+    (Rules between fields that a weight file can settle, e.g. proj_clip needing a projection, wait for it.)
+    """
+    check_fields({k: v for k, v in opts.items() if v is not None})  # None: not given
     if calibration not in ("data", "random"):
         raise ConfigError(
             f"--calibration {calibration!r} is unknown; choose 'data' (with --calibration-data) or "
             "'random' (a smoke test)."
         )
-    if calibration == "random":
-        if data is not None:
-            raise ConfigError("--calibration random and --calibration-data exclude each other; pick one.")
-        return random_calibration(record, 16, config.seed), None
-    if data is None:
+    mode = opts.get("quantize", "none")
+    if mode not in INTEGER_MODES:
+        if calibration_data is not None or calibration != "data":
+            raise ConfigError(
+                "--calibration-data / --calibration apply to --quantize int8 / int16x8 only; drop them or add one."
+            )
+    elif calibration == "random" and calibration_data is not None:
+        raise ConfigError("--calibration random and --calibration-data exclude each other; pick one.")
+    elif calibration == "data" and calibration_data is None:
         raise ConfigError(
-            f"--quantize {config.quantize} needs activation ranges: pass --calibration-data X.npy with "
+            f"--quantize {mode} needs activation ranges: pass --calibration-data X.npy with "
             "representative inputs of shape [n, *input shape] (tens to hundreds of samples), or --calibration "
             "random for a smoke test (the model is then labelled as calibrated on random data)."
         )
+
+
+def _calibrate(
+    record: ModelRecord, config: CellConfig, data: str | Path | None, calibration: str
+) -> tuple[CalibrationStats, np.ndarray | None]:
+    """Integer-mode ranges from --calibration-data (representative inputs) or, labelled, from random inputs."""
+    if data is None:  # --calibration random (check_options refused the other combinations)
+        return random_calibration(record, 16, config.seed), None
     try:
         samples = load_npy(Path(data), "calibration data")
     except LstmgenError as exc:
@@ -358,6 +372,7 @@ def build(
     unknown = sorted(set(opts) - set(CONFIG_FIELDS))
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(CONFIG_FIELDS)}.")
+    check_options(opts, calibration_data, calibration)
     if embed is not None:
         from lstmgen.embed import check_embed_target
 
@@ -430,10 +445,6 @@ def build(
             calibration=stats,
             asymmetric_inputs=bool(config.asymmetric_inputs),
             io_type=config.io_type,
-        )
-    elif calibration_data is not None or calibration != "data":
-        raise ConfigError(
-            "--calibration-data / --calibration apply to --quantize int8 / int16x8 only; drop them or add one."
         )
     if config.target != "tflite":
         problems = check_target(record, config.target)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,61 @@ def _check_choice(field: str, value: Any, choices: tuple[str, ...] | list[str], 
         raise _fail(field, value, "one of " + ", ".join(choices), hint)
 
 
+def _check_forget_bias(value: Any) -> None:
+    _check_float("forget_bias", value, -_MAX_BIAS)
+    if value > _MAX_BIAS:  # folded into float32 biases: it must stay finite there
+        raise _fail("forget_bias", value, f"a number from {-_MAX_BIAS:g} to {_MAX_BIAS:g}")
+
+
+def _check_activation(value: Any) -> None:
+    act = value.lower() if isinstance(value, str) else value
+    if isinstance(act, str) and act in REFUSED_ACTIVATIONS:
+        raise ConfigError(
+            f"activation = {value!r} cannot be used: {REFUSED_ACTIVATIONS[act]}. Use one of: {', '.join(ACTIVATIONS)}."
+        )
+    _check_choice("activation", act, list(ACTIVATIONS))
+
+
+def _check_name(value: Any) -> None:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise _fail("name", value, "1-128 characters from A-Z a-z 0-9 _ . / - (a tensor-name prefix)")
+
+
+_NO_CLIP = "Use 0 (or leave it out) for no clipping."
+_FLAGS: tuple[str, ...] = ("use_peepholes", "time_major", "dynamic_batch", "bidirectional", "cifg", "layer_norm")
+_FLAGS += ("return_sequences", "go_backwards", "diagonal_recurrent", "asymmetric_inputs")
+# Each field's own rule (type, range, choices). None is "not set" for the optional fields; the rules
+# between fields are CellConfig.__post_init__'s. check_fields runs these on options before any file is read.
+FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
+    "num_units": lambda v: _check_int("num_units", v, 1),
+    "input_size": lambda v: _check_int("input_size", v, 1),
+    "cell_clip": lambda v: _check_float("cell_clip", v, 0.0, _NO_CLIP),
+    "num_proj": lambda v: _check_int("num_proj", v, 1),
+    "proj_clip": lambda v: _check_float("proj_clip", v, 0.0, _NO_CLIP),
+    "forget_bias": _check_forget_bias,
+    "activation": _check_activation,
+    "init": lambda v: _check_choice("init", v, INITIALIZERS),
+    "seed": lambda v: _check_int("seed", v, 0, 2**32 - 1),
+    "name": _check_name,
+    "dtype": lambda v: _check_choice("dtype", v, DTYPES, "Quantized models come from --quantize."),
+    "batch_size": lambda v: _check_int("batch_size", v, 1),
+    "time_steps": lambda v: _check_int("time_steps", v, 1),
+    "num_layers": lambda v: _check_int("num_layers", v, 1, 64),
+    "quantize": lambda v: _check_choice("quantize", v, QUANTIZE_MODES),
+    "io_type": lambda v: _check_choice("io_type", v, IO_TYPES),
+    "target": lambda v: _check_choice("target", v, TARGETS),
+    **{flag: functools.partial(_check_bool, flag) for flag in _FLAGS},
+}
+_OPTIONAL = ("num_proj", "forget_bias", "time_steps", "asymmetric_inputs")
+
+
+def check_fields(values: Mapping[str, Any]) -> None:
+    """Each given field on its own (type, range, choices): what can be refused before any weight is read."""
+    for key, value in values.items():
+        if key in FIELD_CHECKS and not (value is None and key in _OPTIONAL):
+            FIELD_CHECKS[key](value)
+
+
 @dataclass(frozen=True)
 class CellConfig:
     """Everything that defines one LSTM cell and the model around it.
@@ -98,66 +155,26 @@ class CellConfig:
     target: str = "tflite"
 
     def __post_init__(self) -> None:
-        _check_int("num_units", self.num_units, 1)
-        _check_int("input_size", self.input_size, 1)
-        _check_bool("use_peepholes", self.use_peepholes)
-        _check_float("cell_clip", self.cell_clip, 0.0, "Use 0 (or leave it out) for no clipping.")
-        if self.num_proj is not None:
-            _check_int("num_proj", self.num_proj, 1)
-        _check_float("proj_clip", self.proj_clip, 0.0, "Use 0 (or leave it out) for no clipping.")
+        check_fields({f.name: getattr(self, f.name) for f in fields(self)})
+        if isinstance(self.activation, str):
+            object.__setattr__(self, "activation", self.activation.lower())
         if self.proj_clip > 0 and self.num_proj is None:
             raise ConfigError(
                 f"proj_clip = {self.proj_clip!r} needs a projection: the kernel clips the projected output, "
                 "and this cell has none (num_proj is not set). Set num_proj, or drop proj_clip."
             )
-        if self.forget_bias is not None:
-            _check_float("forget_bias", self.forget_bias, -_MAX_BIAS)
-            if self.forget_bias > _MAX_BIAS:  # folded into float32 biases: it must stay finite there
-                raise _fail("forget_bias", self.forget_bias, f"a number from {-_MAX_BIAS:g} to {_MAX_BIAS:g}")
-        act = self.activation.lower() if isinstance(self.activation, str) else self.activation
-        if isinstance(act, str) and act in REFUSED_ACTIVATIONS:
-            raise ConfigError(
-                f"activation = {self.activation!r} cannot be used: {REFUSED_ACTIVATIONS[act]}. "
-                f"Use one of: {', '.join(ACTIVATIONS)}."
-            )
-        _check_choice("activation", act, list(ACTIVATIONS))
-        object.__setattr__(self, "activation", act)
-        _check_choice("init", self.init, INITIALIZERS)
-        _check_int("seed", self.seed, 0, 2**32 - 1)
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise _fail("name", self.name, "1-128 characters from A-Z a-z 0-9 _ . / - (a tensor-name prefix)")
-        _check_choice("dtype", self.dtype, DTYPES, "Quantized models come from --quantize.")
-        _check_int("batch_size", self.batch_size, 1)
-        if self.time_steps is not None:
-            _check_int("time_steps", self.time_steps, 1)
-        _check_bool("time_major", self.time_major)
-        flags = (
-            "dynamic_batch",
-            "bidirectional",
-            "cifg",
-            "layer_norm",
-            "return_sequences",
-            "go_backwards",
-            "diagonal_recurrent",
-        )
-        for flag in flags:
-            _check_bool(flag, getattr(self, flag))
-        _check_int("num_layers", self.num_layers, 1, 64)
         if self.diagonal_recurrent and self.num_proj is not None:
             raise ConfigError(
                 f"diagonal_recurrent = true with num_proj = {self.num_proj}: diagonal recurrent weights multiply h "
                 "elementwise into the num_units cells, so h must have num_units elements; drop the projection."
             )
-        _check_choice("quantize", self.quantize, QUANTIZE_MODES)
-        if self.asymmetric_inputs is None:
+        if self.asymmetric_inputs is None:  # the default: asymmetric for dynamic-int8 (as TF's converter)
             object.__setattr__(self, "asymmetric_inputs", self.quantize == "dynamic-int8")
-        _check_bool("asymmetric_inputs", self.asymmetric_inputs)
         if self.asymmetric_inputs and self.quantize != "dynamic-int8":
             raise ConfigError(
                 f"asymmetric_inputs = true only applies to quantize = 'dynamic-int8' (hybrid), not {self.quantize!r}: "
                 "it selects how the hybrid kernel quantizes float inputs on the fly."
             )
-        _check_choice("io_type", self.io_type, IO_TYPES)
         if self.quantize == "int16x8" and self.io_type == "int8":
             object.__setattr__(self, "io_type", "int16")  # the default io_type means "the activation type"
         if self.io_type == "int16" and self.quantize != "int16x8":
@@ -165,7 +182,6 @@ class CellConfig:
                 f"io_type = 'int16' only applies to quantize = 'int16x8' (int16 activations), not {self.quantize!r}. "
                 "Use io_type 'int8' or 'float32'."
             )
-        _check_choice("target", self.target, TARGETS)
         if self.go_backwards and (self.bidirectional or self.num_layers > 1):
             raise ConfigError(
                 "go_backwards = true reverses a single unidirectional layer (Keras go_backwards); it cannot be "

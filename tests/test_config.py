@@ -89,3 +89,36 @@ def test_config_file_errors(tmp_path: Path) -> None:
     listed.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="expected a table of keys"):
         load_config_file(listed)
+
+
+def test_every_field_has_its_own_check() -> None:
+    from dataclasses import fields
+
+    from lstmgen.config import FIELD_CHECKS, CellConfig
+
+    assert sorted(FIELD_CHECKS) == sorted(f.name for f in fields(CellConfig))
+
+
+@pytest.mark.parametrize(
+    "option,value,match",
+    [
+        ("cell_clip", -1.0, "cell_clip = -1.0"),
+        ("activation", "sigmoid", "activation = 'sigmoid' cannot be used"),
+        ("quantize", "int4", "quantize = 'int4'"),
+    ],
+)
+def test_options_are_refused_before_the_weights_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, value: object, match: str
+) -> None:
+    """A bad option fails before the (possibly large) weight file is opened at all."""
+    import lstmgen
+    import lstmgen.weights
+
+    opened: list[object] = []
+    monkeypatch.setattr(lstmgen.weights, "NpzArrays", lambda *a: opened.append(a))
+    with pytest.raises(ConfigError, match=match):
+        lstmgen.build(tmp_path / "m.tflite", {option: value}, tmp_path / "w.npz")
+    assert not opened
+    with pytest.raises(ConfigError, match="--calibration-data / --calibration apply to --quantize"):
+        lstmgen.build(tmp_path / "m.tflite", {}, tmp_path / "w.npz", calibration="random")
+    assert not opened
