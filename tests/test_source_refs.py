@@ -180,3 +180,29 @@ def test_source_reference_matches_real_files(case: str) -> None:
     time_major = bool(layers[0][0].hyperparameters.get("time_major", False))  # the graph's, for ONNX
     y, _ = source_model(layers, Stated(time_major=time_major)).run(io["x"])
     np.testing.assert_allclose(y, io["y"], atol=TOL, rtol=TOL)
+
+
+@pytest.mark.parametrize("variant", ["cifg", "layer_norm", "diagonal", "cifg_layer_norm_peephole"])
+def test_canonical_variants_are_the_op(variant: str) -> None:
+    from support import random_tflite_weights
+
+    from lstmgen.check.reference import lstm_reference
+    from lstmgen.weights import get_reader
+
+    rng = np.random.default_rng(4)
+    w = random_tflite_weights(6, 5, peepholes="peephole" in variant)
+    if "cifg" in variant:
+        for k in ("input_to_input_weights", "recurrent_to_input_weights", "input_gate_bias", "cell_to_input_weights"):
+            w.pop(k, None)
+    if "layer_norm" in variant:
+        for g in ("input", "forget", "cell", "output"):
+            if not ("cifg" in variant and g == "input"):
+                w[f"{g}_layer_norm_coefficients"] = (1 + rng.standard_normal(6) * 0.3).astype(np.float32)
+    if variant == "diagonal":
+        for g in ("input", "forget", "cell", "output"):
+            w[f"recurrent_to_{g}_weights"] = rng.standard_normal(6).astype(np.float32) * 0.5
+    cell = get_reader("tflite").read(w, "w.npz")
+    x = rng.standard_normal((2, 7, 5))
+    got, _ = source_model([[cell]], Stated(cell_clip=0.9)).run(x)
+    want, _, _ = lstm_reference(x, w, cell_clip=0.9)
+    np.testing.assert_allclose(got, want, atol=1e-12)

@@ -41,15 +41,12 @@ class Cell:
     features: frozenset[str] = frozenset()  # optional parts the source has: peephole, projection, cifg, ...
     backward: bool | None = None  # None: the file does not say; its place in the layer decides
     overrides: Mapping[str, object] = field(default_factory=dict)  # file-stated time_major, go_backwards, ...
-    sequence: Callable[[Array, Array, Array], tuple[Array, Array, Array]] | None = None  # a whole-sequence run
 
     def run(self, seq: Array, h0: Array | None, c0: Array | None) -> tuple[Array, Array, Array]:
         """Run over seq [T, B, I] in the given order; returns (outputs [T, B, P], final h, final c)."""
         batch = seq.shape[1]
         h = np.zeros((batch, self.output_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, -1)
         c = np.zeros((batch, self.num_units)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, -1)
-        if self.sequence is not None:
-            return self.sequence(seq, h, c)
         out = []
         for x_t in seq:
             h, c = self.step(x_t, h, c)
@@ -66,9 +63,29 @@ def f64(a: object) -> Array:
 
 
 def stored(a: object) -> Array:
-    """A matrix as the file holds it, not copied: `float64 @ it` computes in float64 (exact upcast),
-    so the reference costs one matrix-sized temporary at a time instead of a float64 copy of the model."""
+    """A matrix as the file holds it, not copied: mm widens it once, on first use."""
     return np.asarray(a)
+
+
+# (data address, shape, strides) -> (the stored view, its float64 copy): each matrix is widened once
+# per reference, for every step of every run, and dropped by forget_widened() when the runs are done
+# (so the float64 copies never coexist with the checker's own widened constants).
+_WIDENED: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[Array, Array]] = {}
+
+
+def mm(x: Array, w: Array) -> Array:
+    """x @ w in float64, w as stored (any float type; exact widening, cached)."""
+    if w.dtype == np.float64:
+        return np.asarray(x, np.float64) @ w
+    key = (w.__array_interface__["data"][0], w.shape, w.strides)
+    hit = _WIDENED.get(key)
+    if hit is None:
+        hit = _WIDENED[key] = (w, np.asarray(w, np.float64))
+    return np.asarray(x, np.float64) @ hit[1]
+
+
+def forget_widened() -> None:
+    _WIDENED.clear()
 
 
 def sigmoid(x: Array) -> Array:

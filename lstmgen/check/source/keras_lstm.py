@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid, stored
+from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
 
 GATES = ("i", "f", "c", "o")
 # Keras activation names (keras.activations) -> the function; hard_sigmoid is Keras 3's relu6(x + 3) / 6.
@@ -52,7 +52,7 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
     def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
-        z = x @ kernel + h @ recurrent + bias
+        z = mm(x, kernel) + mm(h, recurrent) + bias
         i, f, g, o = (z[:, cols[k]] for k in GATES)
         c = clip(ract(f + fb) * c_prev + ract(i) * act(g), stated.cell_clip)
         return ract(o) * act(c), c

@@ -9,13 +9,14 @@ order (Keras). Without return_sequences each direction gives its last processed 
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from lstmgen.check.source.canonical import canonical_cell
-from lstmgen.check.source.common import Array, Cell, CellFactory, SourceUnsupported, Stated
+from lstmgen.check.source.common import Array, Cell, CellFactory, SourceUnsupported, Stated, forget_widened
 from lstmgen.check.source.keras_lstm import keras_cell
 from lstmgen.check.source.onnx_lstm import onnx_cell
 from lstmgen.check.source.tf1_cell import tf1_cell
@@ -56,6 +57,18 @@ class SourceModel:
     layers: list[list[Cell]]
     positions: list[list[int]]  # the index each cell had in the caller's layers (its op order)
     stated: Stated
+    arrays: list[Mapping[str, Array]] = field(default_factory=list)  # the stored arrays the cells read
+
+    def release_pages(self) -> None:
+        """Drop the pages of memory-mapped source arrays read so far (they are read again if used again)."""
+        forget_widened()
+        for mapping in self.arrays:
+            for value in mapping.values():
+                base: object = value
+                while base is not None and not isinstance(base, mmap.mmap):
+                    base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+                if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+                    base.madvise(mmap.MADV_DONTNEED)
 
     @property
     def reference(self) -> str:
@@ -131,4 +144,5 @@ def source_model(layers: Sequence[Sequence[object]], stated: Stated) -> SourceMo
             row.sort(key=lambda pc: bool(pc[1].backward))  # the forward cell first, as the file says
         built.append([c for _, c in row])
         positions.append([p for p, _ in row])
-    return SourceModel(built, positions, stated)
+    arrays = [h.origin.arrays for cells in layers for h in cells]  # type: ignore[attr-defined]
+    return SourceModel(built, positions, stated, arrays)

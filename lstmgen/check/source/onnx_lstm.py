@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid, stored
+from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
 
 GATES = ("i", "o", "f", "c")  # W, R and each half of B
 PEEPHOLES = ("i", "o", "f")  # P
@@ -57,7 +57,7 @@ def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: 
     rows = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
     def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
-        z = x @ w.T + h @ r.T + bias
+        z = mm(x, w.T) + mm(h, r.T) + bias
         i, o, f, g = (z[:, rows[k]] for k in GATES)
         if peep is not None:
             i, f = i + peep["i"] * c_prev, f + peep["f"] * c_prev

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, relu, sigmoid, stored
+from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
 
 GATES = ("i", "j", "f", "o")  # the kernel's column blocks
 DEFAULT_FORGET_BIAS = 1.0  # LSTMCell(forget_bias=1.0)
@@ -35,7 +35,7 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
     def step(x: Array, m_prev: Array, c_prev: Array) -> tuple[Array, Array]:
-        z = np.concatenate([x, m_prev], axis=1) @ kernel + bias
+        z = mm(np.concatenate([x, m_prev], axis=1), kernel) + bias
         i, j, f, o = (z[:, cols[g]] for g in GATES)
         if diag:
             i, f = i + diag["i"] * c_prev, f + diag["f"] * c_prev
@@ -45,7 +45,7 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
             o = o + diag["o"] * c
         m = sigmoid(o) * act(c)
         if proj is not None:
-            m = clip(m @ proj, stated.proj_clip)
+            m = clip(mm(m, proj), stated.proj_clip)
         return m, c
 
     p = proj.shape[1] if proj is not None else n

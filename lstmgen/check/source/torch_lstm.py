@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Stated, clip, f64, sigmoid, stored
+from lstmgen.check.source.common import Array, Cell, Stated, clip, f64, mm, sigmoid, stored
 
 GATES = ("i", "f", "g", "o")
 
@@ -25,12 +25,12 @@ def torch_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     rows = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
     def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
-        z = x @ w_ih.T + h @ w_hh.T + bias
+        z = mm(x, w_ih.T) + mm(h, w_hh.T) + bias
         i, f, g, o = (z[:, rows[k]] for k in GATES)
         c = clip(sigmoid(f + fb) * c_prev + sigmoid(i) * np.tanh(g), stated.cell_clip)
         h = sigmoid(o) * np.tanh(c)
         if w_hr is not None:
-            h = clip(h @ w_hr.T, stated.proj_clip)
+            h = clip(mm(h, w_hr.T), stated.proj_clip)
         return h, c
 
     p = w_hr.shape[0] if w_hr is not None else n
