@@ -210,8 +210,8 @@ def embed(
     measured, version = measure_arena(data, str(src), src)
     arena = arena_with_margin(measured)
     h, cc = render(data, model, symbol, header, arena, measured, source_name or str(src), version)
-    write_atomic(header, h.encode())
-    write_atomic(out, cc.encode())
+    write_atomic(header, h.encode(), inputs={"MODEL": src})
+    write_atomic(out, cc.encode(), inputs={"MODEL": src})
     ops = [RESOLVER_METHODS[c] for c in sorted({op.opcode for op in model.operators})]
     return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version)
 

@@ -520,3 +520,12 @@ def test_interpreter_crash_is_contained_in_a_child(tmp_path: Path, monkeypatch: 
     refused(invoke("verify", bad), "crashed (SIGSEGV)")
     refused(invoke("run", bad, "--input", x, "--output", tmp_path / "y.npy"), "crashed")
     assert invoke("verify", base).exit_code == 0  # a sound model passes the probe
+
+
+def test_embed_checks_the_model_before_tflm(tmp_path: Path) -> None:
+    pytest.importorskip("tflite_micro")
+    base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
+    assert invoke("build", "--num-units", 4, "--input-size", 3, "--last-step", "-o", base, "--no-verify").exit_code == 0
+    _set_input(base, bad, STRIDED_SLICE, 2)
+    refused(invoke("embed", bad, "-o", tmp_path / "m.cc"), "corrupt or malformed")
+    assert not (tmp_path / "m.cc").exists()
