@@ -529,3 +529,24 @@ def test_embed_checks_the_model_before_tflm(tmp_path: Path) -> None:
     _set_input(base, bad, STRIDED_SLICE, 2)
     refused(invoke("embed", bad, "-o", tmp_path / "m.cc"), "corrupt or malformed")
     assert not (tmp_path / "m.cc").exists()
+
+
+def test_fuzz_findings_exit_2(tmp_path: Path, built: tuple[Path, Path, Path]) -> None:
+    """From `make fuzz`: a tensor name that is not UTF-8 (the interpreter's wrapper then skips the tensor:
+    KeyError, exit 70) and the interpreter's own RuntimeErrors after loading (resize, invoke)."""
+    from lstmgen.errors import ModelFileError
+    from lstmgen.runtimes.interpreter import refused_by
+
+    _, model, x = built
+    data = bytearray(model.read_bytes())
+    pos = data.find(b"lstm/input")
+    data[pos] = 0xFF
+    bad = tmp_path / "name.tflite"
+    bad.write_bytes(bytes(data))
+    refused(invoke("verify", bad), "not valid UTF-8")
+    refused(invoke("run", bad, "--input", x, "--output", tmp_path / "y.npy"), "not valid UTF-8")
+    with (
+        pytest.raises(ModelFileError, match="refused the model: Node number 2 failed to prepare"),
+        refused_by("litert"),
+    ):
+        raise RuntimeError("Node number 2 failed to prepare")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from lstmgen.errors import ModelFileError, RuntimeNotAvailable
+from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.runtimes.probe import probe
 
 # runtime name -> (interpreter module, distributions whose version we report)
@@ -90,6 +92,18 @@ def from_tensor(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return decode(value, *detail["quantization"])
 
 
+@contextlib.contextmanager
+def refused_by(runtime: str) -> Iterator[None]:
+    """The interpreter's own errors on a model (failed prepare, null tensor data) are bad input, not bugs."""
+    try:
+        yield
+    except LstmgenError:
+        raise
+    except (ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:400]
+        raise ModelFileError(f"the {runtime} interpreter refused the model: {detail}") from None
+
+
 @dataclass
 class Session:
     """A loaded model: run sequences from zero or given states, read the final states (real values)."""
@@ -106,6 +120,11 @@ class Session:
     def detail(self, index: int) -> dict[str, Any]:
         if not self._details:
             self._details = {d["index"]: d for d in self.interpreter.get_tensor_details()}
+        if index not in self._details:  # the Python wrappers skip tensors they cannot describe
+            raise ModelFileError(
+                f"the {self.runtime} interpreter cannot describe tensor {index} of this model (corrupt tensor "
+                "name or type). Rebuild the file."
+            )
         return self._details[index]
 
     def _shape(self, index: int) -> tuple[int, ...]:
@@ -130,34 +149,38 @@ class Session:
                     f"{list(current)}). Rebuild the model{hint} or pass input of shape {list(current)}."
                 )
         interp = self.interpreter
-        interp.resize_tensor_input(self.input_index, list(shape))
-        if shape[batch_axis] != current[batch_axis]:
-            # The kernel checks NumElements(state) == batch * size, so every state follows the batch.
-            for pair in self.states:
-                for idx in pair:
-                    interp.resize_tensor_input(idx, [shape[batch_axis], self._shape(idx)[-1]])
-        interp.allocate_tensors()
+        with refused_by(self.runtime):
+            interp.resize_tensor_input(self.input_index, list(shape))
+            if shape[batch_axis] != current[batch_axis]:
+                # The kernel checks NumElements(state) == batch * size, so every state follows the batch.
+                for pair in self.states:
+                    for idx in pair:
+                        interp.resize_tensor_input(idx, [shape[batch_axis], self._shape(idx)[-1]])
+            interp.allocate_tensors()
         self._details = {}
 
     def reset(self, initial: dict[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None) -> None:
         """Zero every state (allocate_tensors alone does not), then load the given (h0, c0) per LSTM op."""
-        self.interpreter.reset_all_variables()
-        for k, (h0, c0) in (initial or {}).items():
-            for idx, value in zip(self.states[k], (h0, c0), strict=True):
-                if value is not None:
-                    detail = self.detail(idx)
-                    self.interpreter.set_tensor(idx, to_tensor(np.reshape(value, self._shape(idx)), detail))
+        with refused_by(self.runtime):
+            self.interpreter.reset_all_variables()
+            for k, (h0, c0) in (initial or {}).items():
+                for idx, value in zip(self.states[k], (h0, c0), strict=True):
+                    if value is not None:
+                        detail = self.detail(idx)
+                        self.interpreter.set_tensor(idx, to_tensor(np.reshape(value, self._shape(idx)), detail))
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One invoke on real-valued x, continuing from the current state; returns the real output."""
-        self.interpreter.set_tensor(self.input_index, to_tensor(x, self.detail(self.input_index)))
-        self.interpreter.invoke()
-        return from_tensor(self.interpreter.get_tensor(self.output_index), self.detail(self.output_index))
+        with refused_by(self.runtime):
+            self.interpreter.set_tensor(self.input_index, to_tensor(x, self.detail(self.input_index)))
+            self.interpreter.invoke()
+            return from_tensor(self.interpreter.get_tensor(self.output_index), self.detail(self.output_index))
 
     def state(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Current (h, c) of every LSTM op, real-valued."""
         get = self.interpreter.get_tensor
-        return [(from_tensor(get(h), self.detail(h)), from_tensor(get(c), self.detail(c))) for h, c in self.states]
+        with refused_by(self.runtime):
+            return [(from_tensor(get(h), self.detail(h)), from_tensor(get(c), self.detail(c))) for h, c in self.states]
 
 
 def open_session(

@@ -84,6 +84,8 @@ def check_model(model: ModelRecord, source: str) -> None:
 
 def _tensors(model: ModelRecord, problems: _Problems) -> None:
     for i, t in enumerate(model.tensors):
+        if "\ufffd" in t.name:  # read with errors="replace": the interpreters' Python wrappers skip such tensors
+            problems.add(f"tensor {i} has a name that is not valid UTF-8")
         if any(d < 0 for d in t.shape):
             problems.add(f"tensor {i} ({t.name[:40]}) has the shape {list(t.shape)}, with a negative dimension")
             continue
