@@ -323,6 +323,8 @@ class BuildResult:
     notes: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
     verification: VerifyReport | None = None
+    layers: list[LayerSummary] = field(default_factory=list)  # every op, in op order
+    output_width: int | None = None  # features of the model's output (both directions of the last layer)
     vela: dict[str, Any] | None = None  # --target ethos-u with vela installed: its NPU/CPU counts, SRAM, cycles
     embed: dict[str, Any] | None = None  # --embed: the firmware sources written (embed.EmbedResult)
 
@@ -338,12 +340,51 @@ class BuildResult:
             "notes": self.notes,
             "seconds": self.seconds,
             "verification": self.verification.to_dict() if self.verification else None,
+            "layers": [ls.to_dict() for ls in self.layers],
+            "output_width": self.output_width,
             "vela": self.vela,
             "embed": self.embed,
             "against_source": src.to_dict()
             if self.verification and (src := self.verification.against_source)
             else None,
         }
+
+
+def _cell_notes(cells: list[CellWeights]) -> list[str]:
+    """The readers' notes, each said once: "<cell>: text" repeated for several cells becomes "text (cells a, b)"."""
+    by_text: dict[str, list[str]] = {}
+    for c in cells:
+        for n in c.notes:
+            named = bool(c.layer) and n.startswith(f"{c.layer}: ")
+            text = n[len(f"{c.layer}: ") :] if named else n
+            by_text.setdefault(text, []).extend([str(c.layer)] if named else [])
+    out = []
+    for text, who in by_text.items():
+        if len(who) == 1:
+            out.append(f"{who[0]}: {text}")
+        elif who:
+            out.append(f"{text} (cells {', '.join(who)})" if len(who) < len(cells) else f"{text} (every cell)")
+        else:
+            out.append(text)
+    return out
+
+
+_DIRECTION = ("forward", "backward")  # index 1: the backward op of a bidirectional layer, or go_backwards
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One LSTM op of a build: which layer and direction, its sizes and the cell it was read from."""
+
+    layer: int
+    direction: str
+    num_units: int
+    input_size: int
+    output_size: int
+    source: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def build(
@@ -398,7 +439,7 @@ def build(
         layers = weights
     config, layers, shapes, notes = resolve(opts, layers)
     cell_weights = layers[0][0]
-    notes = [n for cells in layers for c in cells for n in c.notes] + notes
+    notes = _cell_notes([c for cells in layers for c in cells]) + notes
     t1 = time.perf_counter()
     provenance = {
         "weights_format": cell_weights.format,
@@ -460,6 +501,12 @@ def build(
     result = BuildResult(
         str(output), config, cell_weights.format, cell_weights.source, cell_weights.layer, len(data), notes
     )
+    result.layers = [
+        LayerSummary(k, _DIRECTION[d or config.go_backwards], s.num_units, s.input_size, s.output_size, cells[d].layer)
+        for k, (dirs, cells) in enumerate(zip(shapes, layers, strict=True))
+        for d, s in enumerate(dirs)
+    ]
+    result.output_width = sum(s.output_size for s in shapes[-1])
 
     def check(tmp: Path) -> None:
         data.release()  # on disk now: free the in-memory copy before verification needs memory

@@ -181,3 +181,21 @@ def test_default_hybrid_is_as_accurate_as_tf_s_own_conversion(tmp_path: Path) ->
     table = (ROOT / "docs" / "measurements.md").read_text().split("<!-- checked:hybrid -->")[1]
     documented = [float(row.rsplit("|", 2)[1]) for row in table.splitlines()[3:6]]
     assert documented == [float(f"{e:.3g}") for e in (tf_error, our_error, sym_error)], "docs/measurements.md is stale"
+
+
+@pytest.mark.runtime
+def test_build_summary_describes_every_layer_and_the_output_width(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    lstm = torch.nn.LSTM(5, 6, num_layers=2, batch_first=True, bidirectional=True)
+    np.savez(tmp_path / "sd.npz", **{f"lstm.{k}": v.detach().numpy() for k, v in lstm.state_dict().items()})
+    args = ["build", "--weights", str(tmp_path / "sd.npz"), "--num-layers", "2", "--bidirectional", "-q"]
+    text = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "m.tflite")]).stdout
+    assert "layer 1 backward  num_units=6 input_size=12 output_size=6" in text and "[lstm.l1_reverse]" in text
+    assert "output: 12 features per step (forward 6 || backward 6)" in text
+    assert text.count("gate bias = bias_ih + bias_hh") == 1 and "(every cell)" in text
+    doc = json.loads(CliRunner().invoke(main, [*args, "-o", str(tmp_path / "j.tflite"), "--json"]).stdout)
+    assert doc["output_width"] == 12 and len(doc["layers"]) == 4
+    assert doc["layers"][3] == {
+        "layer": 1, "direction": "backward", "num_units": 6, "input_size": 12, "output_size": 6,
+        "source": "lstm.l1_reverse",
+    }

@@ -219,17 +219,41 @@ def build_cmd(
         click.echo(_build_text(result))
 
 
-def _build_text(r: BuildResult) -> str:
+def _shape_lines(r: BuildResult) -> list[str]:
+    """One op: its cell and sizes, as before. Several: the shared settings, one line per op, the total output."""
     c = r.config
+    layout = f"batch={c.batch_size} time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}"
+    if len(r.layers) <= 1:
+        return [
+            f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "
+            f"use_peepholes={c.use_peepholes} activation={c.activation} cell_clip={c.cell_clip:g} "
+            f"proj_clip={c.proj_clip:g}",
+            f"  output_size={c.output_size} state_size=(c={c.num_units}, h={c.output_size}); {layout}",
+        ]
+    width = max(len(f"layer {ls.layer} {ls.direction}") for ls in r.layers)
+    last = [ls for ls in r.layers if ls.layer == r.layers[-1].layer]
+    parts = " || ".join(f"{ls.direction} {ls.output_size}" for ls in last)
+    return [
+        f"  cell: use_peepholes={c.use_peepholes} activation={c.activation} cell_clip={c.cell_clip:g} "
+        f"proj_clip={c.proj_clip:g}; {c.num_layers} layer(s){', bidirectional' if c.bidirectional else ''}",
+        *(
+            f"  {f'layer {ls.layer} {ls.direction}':<{width}}  num_units={ls.num_units} input_size={ls.input_size} "
+            f"output_size={ls.output_size} state_size=(c={ls.num_units}, h={ls.output_size})"
+            + (f"  [{ls.source}]" if ls.source else "")
+            for ls in r.layers
+        ),
+        f"  output: {r.output_width} features{' per step' if c.return_sequences else ' (the last step)'}"
+        + (f" ({parts})" if len(last) > 1 else "")
+        + f"; {layout}",
+    ]
+
+
+def _build_text(r: BuildResult) -> str:
     lines = [
         f"wrote {r.output} ({r.file_size:,} bytes) in {sum(r.seconds.values()):.2f} s",
-        f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "
-        f"use_peepholes={c.use_peepholes} activation={c.activation} cell_clip={c.cell_clip:g} "
-        f"proj_clip={c.proj_clip:g}",
-        f"  output_size={c.output_size} state_size=(c={c.num_units}, h={c.output_size}); batch={c.batch_size} "
-        f"time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}",
+        *_shape_lines(r),
         f"  weights: {r.weights_format} ({r.weights_source})"
-        + (f", layer {r.weights_layer}" if r.weights_layer else ""),
+        + (f", layer {r.weights_layer}" if r.weights_layer and len(r.layers) <= 1 else ""),
         *(f"  note: {n}" for n in r.notes),
     ]
     lines.append(verify_line(r.verification) if r.verification else "  not verified (--no-verify)")

@@ -27,7 +27,7 @@ ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "relu6": "relu6",
 LSTM_CLASSES = ("LSTM", "LSTMV1", "LSTMV2")
 # A cell's own name segment in variable paths: 'lstm_cell', 'lstm_cell_1', 'cell'.
 _CELL_SEGMENT = re.compile(r"^(lstm_)?cell(_\d+)?$")
-PLANNED = "stateful models are planned (topologies issue)"
+PLANNED = "support for stateful models is planned"
 NO_CLIP_NOTE = (
     "cell_clip 0: Keras LSTMs have no cell clip (TF's converter writes cell_clip=10 into the models it "
     "converts from Keras; lstmgen keeps the Keras math)"
