@@ -20,6 +20,7 @@ from lstmgen.errors import ConfigError, LstmgenError, VerificationError, WeightF
 from lstmgen.init import init_weights
 from lstmgen.layout import CellShape, layout, shapes_from_config
 from lstmgen.output import write_atomic
+from lstmgen.progress import task
 from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibration
 from lstmgen.quant.quantize import quantize
 from lstmgen.runtimes.micro import import_tflm
@@ -515,16 +516,17 @@ def build(
         say("verifying against the NumPy reference")
         x = samples[0] if samples is not None else None  # int8: verify on representative data
         micro = config.target in ("micro", "ethos-u")  # Ethos-U firmware runs the model in TFLM
-        report = verify_model(
-            tmp,
-            runtime=runtime,
-            seed=config.seed,
-            x=x,
-            micro=micro,
-            source=reference,
-            max_error=max_error,
-            strict_structure=True,
-        )
+        with task("verifying"):
+            report = verify_model(
+                tmp,
+                runtime=runtime,
+                seed=config.seed,
+                x=x,
+                micro=micro,
+                source=reference,
+                max_error=max_error,
+                strict_structure=True,
+            )
         report.model = str(output)
         result.verification = report
         if not report.passed:

@@ -199,3 +199,51 @@ def test_build_summary_describes_every_layer_and_the_output_width(tmp_path: Path
         "layer": 1, "direction": "backward", "num_units": 6, "input_size": 12, "output_size": 6,
         "source": "lstm.l1_reverse",
     }
+
+
+def test_terminal_progress_shows_long_tasks_only_and_ends_the_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from lstmgen.cli.common import TerminalProgress
+
+    now = [0.0]
+    show = TerminalProgress(after=2.0, every=0.25, clock=lambda: now[0])
+    show("quick", 0, 10)
+    now[0] = 0.5
+    show("quick", 10, 10)  # finished within 2 s: nothing at all
+    assert capsys.readouterr().err == ""
+    show("calibrating", 0, 2_000_000)
+    now[0] = 2.5
+    show("calibrating", 900_000, 2_000_000)
+    now[0] = 2.6
+    show("calibrating", 900_001, 2_000_000)  # throttled
+    now[0] = 3.0
+    show("calibrating", 2_000_000, 2_000_000)
+    err = capsys.readouterr().err
+    assert err.count("\r") == 2 and err.endswith("lstmgen: calibrating: 100% (2,000,000/2,000,000 steps)\n")
+    assert "calibrating: 45% (900,000/2,000,000 steps)" in err
+
+
+def test_calibration_and_verification_report_their_steps(tmp_path: Path) -> None:
+    from lstmgen import progress
+    from lstmgen.check.verify import verify_model
+    from lstmgen.quant.calibrate import calibrate
+    from lstmgen.tflite.flatbuf import read_model
+
+    assert progress.step_hook() is None  # nobody watching: no per-step cost
+    model = tmp_path / "m.tflite"
+    build(model, {"num_units": 4, "input_size": 3, "num_layers": 2}, verify=False)
+    seen: list[tuple[str, int, int]] = []
+    with progress.showing(lambda *a: seen.append(a)):
+        calibrate(read_model(model.read_bytes()), np.zeros((3, 1, 7, 3), np.float32))
+    assert seen[-1] == ("calibrating", 42, 42) and len(seen) == 43  # 3 samples x 2 ops x 7 steps, then done
+    assert [d for _, d, _ in seen[:-1]] == [*range(1, 42), 41]  # never 100% before the end
+    seen.clear()
+    with progress.showing(lambda *a: seen.append(a)), progress.task("verifying"):  # verify_model states the total
+        assert verify_model(model, time_steps=5).passed
+    assert seen[-1] == ("verifying", 20, 20) and len(seen) == 21  # 2 evaluations x 2 ops x 5 steps
+
+
+@pytest.mark.runtime
+def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    args = ["build", "--num-units", "4", "--input-size", "3", "-o", str(tmp_path / "m.tflite")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and result.stderr == ""

@@ -16,6 +16,7 @@ import tflite
 
 from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
+from lstmgen.progress import step_hook
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
 from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
@@ -163,7 +164,8 @@ def _lstm(
     h0, c0 = states.get(op_index, (None, None))
     record: dict[str, np.ndarray] | None = {} if trace is not None else None
     y, h, c = lstm_reference(
-        x, params, time_major=spec.time_major, h0=h0, c0=c0, record=record, **spec.reference_options()
+        x, params, time_major=spec.time_major, h0=h0, c0=c0, record=record, on_step=step_hook(),
+        **spec.reference_options(),
     )
     if trace is not None and record is not None:
         trace(op_index, record)

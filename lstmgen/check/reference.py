@@ -58,6 +58,7 @@ def lstm_reference(
     h_bounds: tuple[float, float] | None = None,
     c_bound: float | None = None,
     gate_bounds: Mapping[str, float] | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> tuple[Array, Array, Array]:
     """Run the sequence; returns (output, final h, final c) in float64.
 
@@ -73,6 +74,7 @@ def lstm_reference(
     If `record` is a dict, it receives every step's internals stacked over time ([T, B, ·]):
     '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
     the clip), 'hidden' (o * g(c), before projection) and 'output' (h) — what int8 calibration needs.
+    on_step, if given, is called after every time step (progress of long sequences).
     """
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     g = CELL_ACTIVATIONS[activation]
@@ -135,6 +137,8 @@ def lstm_reference(
         if h_bounds is not None:
             h = np.clip(h, *h_bounds)
         outputs.append(h)
+        if on_step is not None:
+            on_step()
     y = np.stack(outputs)  # [T, B, P]
     if record is not None:
         record.update({k: np.stack(v) for k, v in steps_seen.items()})

@@ -15,6 +15,7 @@ import tflite
 from lstmgen.check.graph import _strided_slice, evaluate, lstm_spec, quantize_real, real_value
 from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
+from lstmgen.progress import step_hook
 from lstmgen.tflite.flatbuf import ModelRecord, Quantization, TensorRecord
 from lstmgen.tflite.slots import Slot
 
@@ -152,7 +153,10 @@ def _noisy_lstm(
         return (rng.random(shape) - 0.5) * step
 
     outs = []
+    on_step = step_hook()
     for t in range(steps):
+        if on_step is not None:
+            on_step()
         x_t = x[t]
         h_in = h
         if mode == "dynamic-int8":  # x_t and h_{t-1} are quantized per batch row before each matmul

@@ -12,10 +12,11 @@ import tflite
 from lstmgen.check.graph import constant_values, evaluate, quantize_real
 from lstmgen.check.source import SourceModel
 from lstmgen.check.source.structure import differences
+from lstmgen.check.tolerance import RUNS, model_mode, output_scale
 from lstmgen.check.tolerance import check as qcheck_report
-from lstmgen.check.tolerance import model_mode, output_scale
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.progress import expect
 from lstmgen.runtimes.interpreter import open_session
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
@@ -258,6 +259,8 @@ def verify_model(
         return VerifyReport(str(path), "none", "", shape, seed, atol, rtol, mode=mode, against_source=src)
     session = open_model_session(lm, runtime)
     shape = list(x.shape) if x is not None else input_shape_for(lm, batch_size, time_steps)
+    # progress counts reference steps: per runtime, 2 evaluations (float) or qcheck's 1 + RUNS noisy ones
+    expect((1 + int(micro)) * (2 if mode == "none" else 1 + RUNS) * len(lm.lstms) * shape[0 if lm.time_major else 1])
     session.resize(tuple(shape), tuple(lm.input.shape_signature or lm.input.shape))
     rng = np.random.default_rng(seed)
     x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)

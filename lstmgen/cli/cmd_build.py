@@ -10,9 +10,10 @@ import click
 
 from lstmgen import guard
 from lstmgen.build import BuildResult, build
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, verify_line
+from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, progress_sink, verify_line
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from lstmgen.output import check_target
+from lstmgen.progress import showing
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 from lstmgen.targets.ethos_u import ACCELERATORS
 from lstmgen.weights import FORMATS
@@ -197,7 +198,7 @@ def build_cmd(
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
     inputs = {"--weights": weights_path, "--config": config_file, "--calibration-data": calibration_data or file_calib}
     check_target(output, inputs)  # before any work: -o may not name an input
-    with guard.byte_limit(max_weights_bytes):
+    with guard.byte_limit(max_weights_bytes), showing(progress_sink(quiet or as_json)):
         result = build(
             output,
             options,

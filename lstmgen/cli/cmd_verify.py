@@ -13,9 +13,10 @@ import click
 from lstmgen.arrays import load_npy
 from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, verify_line
+from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress_sink, verify_line
 from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.output import check_target, refuse_same, write_atomic
+from lstmgen.progress import showing, task
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 from lstmgen.runtimes.micro import import_tflm
 from lstmgen.weights import FORMATS
@@ -75,6 +76,7 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Quantized models: fail (exit 1) when the max abs error against the float source exceeds this.",
 )
 @_cell_flags
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @handle_errors
 def verify_cmd(
     model: Path,
@@ -87,6 +89,7 @@ def verify_cmd(
     report: Path | None,
     plot: Path | None,
     as_json: bool,
+    quiet: bool,
     weights: Path | None,
     weights_format: str,
     layer: str | None,
@@ -132,17 +135,18 @@ def verify_cmd(
         reference = _reference(weights, weights_format, layer, {k: v for k, v in cell.items() if v is not None})
     elif max_error is not None or any(v is not None for v in cell.values()):
         raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
-    rep = verify_model(
-        model,
-        runtime=runtime,
-        seed=seed,
-        batch_size=batch_size,
-        time_steps=time_steps,
-        x=x,
-        micro=micro,
-        source=reference,
-        max_error=max_error,
-    )
+    with showing(progress_sink(quiet or as_json)), task("verifying"):
+        rep = verify_model(
+            model,
+            runtime=runtime,
+            seed=seed,
+            batch_size=batch_size,
+            time_steps=time_steps,
+            x=x,
+            micro=micro,
+            source=reference,
+            max_error=max_error,
+        )
     if plot is not None:
         if not rep.quantization:
             raise LstmgenError(f"--plot draws quantization error over time; {model} is a float model.")

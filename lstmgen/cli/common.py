@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from functools import wraps
@@ -99,10 +100,46 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _stderr_is_terminal() -> bool:
+    return bool(sys.stderr.isatty())
+
+
 def progress(quiet: bool) -> Callable[[str], None]:
-    if quiet:
+    """Step messages ("reading weights...") on stderr: only on a terminal, never with -q."""
+    if quiet or not _stderr_is_terminal():
         return lambda _msg: None
     return lambda msg: click.echo(f"lstmgen: {msg}...", err=True)
+
+
+class TerminalProgress:
+    """Shows a task's progress as one line rewritten in place ("lstmgen: calibrating: 45% (900,000/2,000,000
+    steps)"): only once the task has run for `after` seconds, at most every `every` seconds, then a final 100%."""
+
+    def __init__(self, after: float = 2.0, every: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        self.after, self.every, self.clock = after, every, clock
+        self.label: str | None = None
+        self.started = self.last = 0.0
+        self.shown = False
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        now = self.clock()
+        if label != self.label:
+            self.label, self.started, self.last, self.shown = label, now, 0.0, False
+        finished = done >= total
+        if finished and not self.shown:
+            return  # quick work: nothing to show
+        if not finished and (now - self.started < self.after or now - self.last < self.every):
+            return
+        self.last, self.shown = now, True
+        line = f"lstmgen: {label}: {100 * done // total}% ({done:,}/{total:,} steps)"
+        click.echo(f"\r\x1b[K{line}", err=True, nl=finished)
+        if finished:
+            self.label = None
+
+
+def progress_sink(quiet: bool) -> TerminalProgress | None:
+    """Where long tasks (calibration, verification) report: a terminal line, or nowhere (-q, not a terminal)."""
+    return None if quiet or not _stderr_is_terminal() else TerminalProgress()
 
 
 def verify_line(v: VerifyReport) -> str:

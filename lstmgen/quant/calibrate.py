@@ -10,6 +10,7 @@ import tflite
 
 from lstmgen.check.graph import evaluate
 from lstmgen.errors import ConfigError
+from lstmgen.progress import task
 from lstmgen.tflite.flatbuf import ModelRecord
 
 Op = tflite.BuiltinOperator
@@ -130,13 +131,17 @@ def calibrate(model: ModelRecord, samples: np.ndarray, *, source: str = "data") 
                 cur = d.setdefault(k, [np.inf, -np.inf])
                 cur[0], cur[1] = min(cur[0], float(v.min())), max(cur[1], float(v.max()))
 
-    for x in arr:
-        ev = evaluate(model, {index: x}, trace=trace)
-        note(index, x)
-        for op in model.operators:
-            for o in op.outputs:
-                if o in ev.values:
-                    note(o, ev.values[o])
+    lstms = [op for op in model.operators if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
+    time_major = bool(lstms and lstms[0].options is not None and lstms[0].options.get("TimeMajor", False))
+    steps = int(arr.shape[1 if time_major else 2]) if arr.ndim == 4 else 1
+    with task("calibrating", len(arr) * len(lstms) * steps):
+        for x in arr:
+            ev = evaluate(model, {index: x}, trace=trace)
+            note(index, x)
+            for op in model.operators:
+                for o in op.outputs:
+                    if o in ev.values:
+                        note(o, ev.values[o])
     ranges = {
         k: LstmRanges(
             gate_pre_abs_max={
