@@ -31,8 +31,8 @@ def real_value(t: TensorRecord) -> np.ndarray:
     q = t.quantization
     if q is None or t.dtype.kind == "f":
         return data
-    scale = np.asarray(q.scale, np.float64)
-    zp = np.asarray(q.zero_point, np.float64)
+    scale: np.ndarray = np.asarray(q.scale, np.float64)  # annotated: numpy >= 2.5's stubs narrow the shape type
+    zp: np.ndarray = np.asarray(q.zero_point, np.float64)
     if scale.size > 1:  # per-axis
         shape = [1] * data.ndim
         shape[q.quantized_dimension] = -1

@@ -143,7 +143,7 @@ def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> n
             "Save the weights as floating point; quantized weights are produced by lstmgen, not read."
         )
     # A float64 sum is NaN/Inf iff some element is (no overflow for float32 inputs): no bool temp.
-    if array.size and not np.isfinite(np.add.reduce(array, axis=None, dtype=np.float64)):
+    if array.size and not np.isfinite(np.sum(array, dtype=np.float64)):
         bad = np.argwhere(~np.isfinite(array))
         where = tuple(int(i) for i in bad[0])
         raise WeightFileError(
