@@ -11,12 +11,11 @@ from typing import Any, cast
 import numpy as np
 
 from lstmgen import guard
-from lstmgen.arrays import load_npy
 from lstmgen.check.source import SourceModel, SourceUnsupported, source_model
 from lstmgen.check.source.common import Stated
 from lstmgen.check.verify import VerifyReport, verify_model
 from lstmgen.config import INTEGER_MODES, CellConfig, check_fields
-from lstmgen.errors import ConfigError, LstmgenError, VerificationError, WeightFileError
+from lstmgen.errors import ConfigError, VerificationError, WeightFileError
 from lstmgen.init import init_weights
 from lstmgen.layout import CellShape, layout, shapes_from_config
 from lstmgen.output import write_atomic
@@ -24,6 +23,7 @@ from lstmgen.progress import task
 from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibration
 from lstmgen.quant.quantize import quantize
 from lstmgen.runtimes.micro import import_tflm
+from lstmgen.samples import read_samples
 from lstmgen.targets.rules import TARGET_NAMES, check_target
 from lstmgen.tflite.flatbuf import Deferred, ModelRecord, estimate_size, materialize, serialize
 from lstmgen.weights import CellWeights, WeightSource
@@ -234,11 +234,9 @@ def _calibrate(
     """Integer-mode ranges from --calibration-data (representative inputs) or, labelled, from random inputs."""
     if data is None:  # --calibration random (check_options refused the other combinations)
         return random_calibration(record, 16, config.seed), None
-    try:
-        samples = load_npy(Path(data), "calibration data")
-    except LstmgenError as exc:
-        raise ConfigError(str(exc)) from None
-    return calibrate(record, samples, source=str(data)), samples
+    x = record.tensors[record.inputs[0]]
+    samples, reading = read_samples(data, x.shape, x.shape_signature, config.time_major, "calibration data")
+    return calibrate(record, samples, source=f"{data} ({reading})"), samples
 
 
 def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) -> list[list[CellWeights]]:

@@ -44,13 +44,15 @@ ALLOWED: dict[str, set[str]] = {
     | {"check.reference", "check.graph", "check.tolerance", "check.source"},
     "build": BASE
     | {"tflite", "config", "arrays", "output", "layout", "init", "weights", "quant", "targets", "runtimes"}
-    | {"check.verify", "check.source", "embed"},
+    | {"check.verify", "check.source", "embed", "samples"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
+    "samples": BASE | {"arrays"},
+    "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph"},
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo"},
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check.graph", "check.tolerance", "check.verify", "build", "run", "describe", "embed"},
+    | {"check.graph", "check.tolerance", "check.verify", "build", "run", "describe", "embed", "export", "samples"},
     "__main__": {"cli"},
 }
 

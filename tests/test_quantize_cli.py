@@ -123,7 +123,7 @@ def test_bad_quantization_and_target_options(tmp_path: Path, args: list[str], me
         pytest.param(np.zeros((4, B, T, I + 1), np.float32), "expected [n, 3, 7, 5]", id="wrong-shape"),
         pytest.param(np.zeros((0, B, T, I), np.float32), "calibration set is empty", id="empty"),
         pytest.param(np.full((2, B, T, I), np.nan, np.float32), "NaN/Inf", id="nan"),
-        pytest.param(np.zeros((B, T, I), np.float32), "add a leading sample axis", id="missing-sample-axis"),
+        pytest.param(np.zeros((B + 1, T, I), np.float32), "[N, T, I] sequences", id="rows-not-a-whole-batch"),
     ],
 )
 def test_bad_calibration_data(tmp_path: Path, data: np.ndarray, message: str) -> None:

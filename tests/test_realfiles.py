@@ -3,6 +3,7 @@ each builds a model that matches the framework's own outputs within 1e-5, or is 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,45 @@ def test_torch_reverse_cell_alone_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="aligned to the input positions.*--bidirectional"):
             build(tmp_path / "m.tflite", {"batch_size": 1, **extra}, path, layer="l0_reverse", verify=False)
     assert not (tmp_path / "m.tflite").exists()
+
+
+# --- lstmgen cells ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "lines"),
+    [
+        ("k3_stacked_head.keras", ["[0] lstm_1: LSTM, forward, input=3 units=4", "[1] lstm_2: LSTM, forward, input=4"]),
+        ("k3_encoder.keras", ["[0] encoder: LSTM, backward, input=3 units=4; activation=relu, go_backwards=True"]),
+        ("tf1_dump_bidir.npz", ["[0] bidirectional_rnn/fw/lstm_cell: LSTM, forward", "bidirectional_rnn/bw/lstm_cell"]),
+        ("onnx_ts_l2_bi_bf.onnx", ["[1] /LSTM_1/reverse: LSTM, backward, input=8 units=4"]),
+    ],
+)
+def test_cells_lists_every_format(file: str, lines: list[str]) -> None:
+    if file.endswith((".keras", ".onnx")):
+        pytest.importorskip("h5py" if file.endswith(".keras") else "onnx")
+    result = CliRunner().invoke(main, ["cells", str(REAL / file)])
+    assert result.exit_code == 0, result.output
+    for line in lines:
+        assert line in result.output, result.output
+
+
+def test_cells_json_and_groups(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    sd = {f"enc.{k}": v.numpy() for k, v in torch.nn.LSTM(3, 4, bidirectional=True).state_dict().items()}
+    sd |= {f"dec.{k}": v.numpy() for k, v in torch.nn.LSTM(8, 2, proj_size=1).state_dict().items()}
+    np.savez(tmp_path / "sd.npz", **sd)
+    result = CliRunner().invoke(main, ["cells", str(tmp_path / "sd.npz"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    cells = [c for row in doc["layers"] for c in row]
+    assert doc["format"] == "torch" and doc["note"] and "several unrelated groups" in doc["note"]
+    assert [(c["name"], c["direction"], c["kind"]) for c in cells] == [
+        ("dec.l0", "forward", "LSTM projection"),
+        ("enc.l0", "forward", "LSTM"),
+        ("enc.l0_reverse", "backward", "LSTM"),
+    ]
+    one = CliRunner().invoke(main, ["cells", str(tmp_path / "sd.npz"), "--layer", "enc", "--json"])
+    assert [[c["name"] for c in row] for row in json.loads(one.stdout)["layers"]] == [["enc.l0", "enc.l0_reverse"]]
+    bad = CliRunner().invoke(main, ["cells", str(tmp_path / "missing.npz")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output

@@ -26,6 +26,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "run": ("lstmgen.cli.cmd_run", "Run MODEL on an input sequence from the zero (or a given) state."),
     "embed": ("lstmgen.cli.cmd_embed", "Write MODEL as firmware sources NAME.cc/NAME.h with the TFLM arena size."),
+    "cells": (
+        "lstmgen.cli.cmd_cells",
+        "List the LSTM cells in WEIGHTS: the names --layer accepts, kind, sizes and direction, in model order.",
+    ),
+    "export": (
+        "lstmgen.cli.cmd_export",
+        "Write MODEL's LSTM weights (lstmgen's or TF's converter's .tflite) to an .npz in a framework's layout.",
+    ),
 }
 
 

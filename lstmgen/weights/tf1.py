@@ -83,6 +83,12 @@ class Tf1Reader(SingleCellNpzReader):
     def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
         return self.npz_layers(npz_only(self.name, path), str(path), layer)
 
+    def list_cells(self, path: Path) -> list[str]:
+        """Every cell scope of the file ('' for bare keys)."""
+        arrays = npz_only(self.name, path)
+        names = _scoped(arrays)
+        return [""] if names is None else list(_scopes(names, arrays, str(path)))
+
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         names = _scoped(arrays)
         if names is None:

@@ -1,0 +1,152 @@
+"""`lstmgen export`: a model's weights back out in each framework's layout, round-tripped bitwise."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lstmgen.build import build
+from lstmgen.cli.main import main
+from lstmgen.errors import ConfigError
+from lstmgen.export import FORMATS, SUPPORTED, export_weights, model_layers
+from lstmgen.modelinfo import read_lstm_model
+from lstmgen.weights import load_layers, load_weights
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL = FIXTURES / "real"
+TF = FIXTURES / "tf"
+SIZES = {"num_units": 4, "input_size": 3, "batch_size": 1, "init": "uniform", "seed": 7}
+TOPOLOGIES = {
+    "single": {},
+    "peephole-projection": {"use_peepholes": True, "num_proj": 3},
+    "stacked": {"num_layers": 2},
+    "bidirectional": {"bidirectional": True},
+    "bidirectional-stacked": {"num_layers": 2, "bidirectional": True},
+    "go-backwards": {"go_backwards": True},
+    "cifg-layer-norm": {"cifg": True, "layer_norm": True},
+}
+
+
+def _cells(path: Path) -> list[list[dict[str, np.ndarray]]]:
+    layers, _ = model_layers(read_lstm_model(path))
+    return [[c.tensors for c in row] for row in layers]
+
+
+def _fits(fmt: str, options: dict[str, Any]) -> bool:
+    """Whether the format can hold the topology (the export refuses otherwise)."""
+    features = {"use_peepholes": "peepholes", "num_proj": "projection", "cifg": "CIFG", "layer_norm": "layer norm"}
+    if {features[k] for k in options if k in features} - SUPPORTED[fmt]:
+        return False
+    cells = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
+    return not ((fmt == "tflite" and cells > 1) or (fmt == "onnx" and options.get("num_layers", 1) > 1))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_round_trip_is_bitwise(tmp_path: Path, topology: str, fmt: str) -> None:
+    """build -> export -> read back with lstmgen's reader: the same float32 arrays, bit for bit."""
+    options = TOPOLOGIES[topology]
+    model = tmp_path / "m.tflite"
+    build(model, SIZES | options, verify=False)
+    out = tmp_path / "w.npz"
+    if not _fits(fmt, options):
+        with pytest.raises(ConfigError, match="cannot hold|holds one"):
+            export_weights(model, out, fmt)
+        assert not out.exists()
+        return
+    result = export_weights(model, out, fmt)
+    back = load_layers(out, fmt, None)
+    want = _cells(model)
+    assert [len(r) for r in back] == [len(r) for r in want]
+    for row_back, row_want in zip(back, want, strict=True):
+        for got, exp in zip(row_back, row_want, strict=True):
+            assert set(got.tensors) == set(exp), set(got.tensors) ^ set(exp)
+            for key, value in exp.items():
+                g = np.asarray(got.tensors[key])
+                assert g.dtype == np.float32 and g.tobytes() == value.tobytes(), key
+    # Rebuilt from the export: the same model weights (TF1 adds its forget bias unless told 0).
+    again = tmp_path / "again.tflite"
+    extra = {"forget_bias": 0.0} if fmt == "tf1" else {}
+    topo = {k: v for k, v in options.items() if k in ("num_layers", "bidirectional", "go_backwards")}
+    build(again, {"batch_size": 1, **topo, **extra}, out, weights_format=fmt, verify=False)
+    rebuilt = _cells(again)
+    for row_a, row_b in zip(rebuilt, want, strict=True):
+        for a, b in zip(row_a, row_b, strict=True):
+            assert all(a[k].tobytes() == b[k].tobytes() for k in b)
+    if topology == "go-backwards":
+        assert any("time-reversed input" in n for n in result.notes)
+
+
+def test_source_arrays_come_back(tmp_path: Path) -> None:
+    """source -> build -> export: the framework's own arrays, bitwise (Keras, torch)."""
+    h5py = pytest.importorskip("h5py")
+    model = tmp_path / "k.tflite"
+    build(model, {"batch_size": 2, "num_layers": 2}, REAL / "k3_stacked_head.keras", verify=False)
+    export_weights(model, tmp_path / "k.npz", "keras")
+    with np.load(tmp_path / "k.npz") as z:
+        keys = sorted(z.files)
+        exported = {k: z[k] for k in z.files}
+    assert keys == sorted(f"lstm{s}/{k}" for s in ("", "_1") for k in ("kernel", "recurrent_kernel", "bias"))
+    # Keras' own datasets in the .keras archive (first LSTM: layers/lstm, second: layers/lstm_1).
+    archive = zipfile.ZipFile(REAL / "k3_stacked_head.keras")
+    with archive as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5"))) as h5:
+        for layer in ("lstm", "lstm_1"):
+            for i, role in enumerate(("kernel", "recurrent_kernel", "bias")):
+                assert exported[f"{layer}/{role}"].tobytes() == h5[f"layers/{layer}/cell/vars/{i}"][()].tobytes()
+
+    torch = pytest.importorskip("torch")
+    sd = {k: v.numpy() for k, v in torch.nn.LSTM(3, 4, num_layers=2, proj_size=2).state_dict().items()}
+    np.savez(tmp_path / "sd.npz", **sd)
+    build(tmp_path / "t.tflite", {"batch_size": 1, "num_layers": 2}, tmp_path / "sd.npz", verify=False)
+    export_weights(tmp_path / "t.tflite", tmp_path / "t.npz", "torch")
+    with np.load(tmp_path / "t.npz") as z:
+        for k in ("weight_ih_l0", "weight_hh_l0", "weight_hr_l0", "weight_ih_l1", "weight_hh_l1", "weight_hr_l1"):
+            assert z[k].tobytes() == sd[k].tobytes(), k
+        assert z["bias_ih_l1"].tobytes() == (sd["bias_ih_l1"] + sd["bias_hh_l1"]).tobytes()  # one bias per gate
+        assert not z["bias_hh_l1"].any()
+
+
+def test_converter_models_export(tmp_path: Path) -> None:
+    """TF's converter output (float and full-int8): exported; the int8 one dequantized, with a note."""
+    result = export_weights(TF / "tfkeras2_float_lstm.tflite", tmp_path / "f.npz", "keras")
+    assert not any("dequantized" in n for n in result.notes)
+    assert any("cell_clip 10" in n for n in result.notes)  # the converter's clip, said (it is not a weight)
+    with np.load(tmp_path / "f.npz") as got, np.load(TF / "tfint8_lstm.weights.npz") as keras_arrays:
+        for key in ("kernel", "recurrent_kernel", "bias"):  # the Keras model the converter was given
+            assert got[key].tobytes() == keras_arrays[key].tobytes(), key
+    result = export_weights(TF / "tfint8_lstm.tflite", tmp_path / "q.npz", "keras")
+    assert any("dequantized from" in n and "int8" in n for n in result.notes), result.notes
+    with np.load(tmp_path / "q.npz") as got, np.load(TF / "tfint8_lstm.weights.npz") as keras_arrays:
+        err = max(float(np.abs(got[k] - keras_arrays[k]).max()) for k in ("kernel", "recurrent_kernel"))
+    assert 0 < err < 0.05  # int8 steps of the float weights
+
+
+@pytest.mark.parametrize("mode", ["float16", "dynamic-int8"])
+def test_quantized_models_export_dequantized(tmp_path: Path, mode: str) -> None:
+    model = tmp_path / "m.tflite"
+    build(model, SIZES | {"quantize": mode}, verify=False)
+    result = export_weights(model, tmp_path / "w.npz", "torch")
+    assert load_weights(tmp_path / "w.npz", "torch").implied()["num_units"] == 4
+    assert any("dequantized" in n for n in result.notes), result.notes
+
+
+def test_cli_export_json_and_refusal(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    build(model, SIZES | {"num_layers": 2}, verify=False)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["export", str(model), "--format", "tf1", "-o", str(tmp_path / "w.npz"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.stdout)
+    assert doc["ok"] and doc["layers"] == [["forward"], ["forward"]]
+    assert "rnn/multi_rnn_cell/cell_1/lstm_cell/kernel" in doc["keys"]
+    bad = runner.invoke(main, ["export", str(model), "--format", "onnx", "-o", str(tmp_path / "o.npz")])
+    assert bad.exit_code == 2 and "--layer K" in bad.output and not (tmp_path / "o.npz").exists()
+    one = runner.invoke(main, ["export", str(model), "--format", "onnx", "--layer", "1", "-o", str(tmp_path / "o.npz")])
+    assert one.exit_code == 0, one.output
