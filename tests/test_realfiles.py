@@ -4,6 +4,7 @@ each builds a model that matches the framework's own outputs within 1e-5, or is 
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,26 @@ def test_cells_json_and_groups(tmp_path: Path) -> None:
     assert [[c["name"] for c in row] for row in json.loads(one.stdout)["layers"]] == [["enc.l0", "enc.l0_reverse"]]
     bad = CliRunner().invoke(main, ["cells", str(tmp_path / "missing.npz")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_keras3_file_without_layer_names_is_matched_by_position(tmp_path: Path) -> None:
+    """Groups named by class and position ('lstm', 'lstm_1') where the Keras names are 'lstm_1', 'lstm_2':
+    without the names in the file, cells pair with the config in model order, never by the lookalike name."""
+    h5py = pytest.importorskip("h5py")
+    src = REAL / "k3_stacked_head.keras"
+    with zipfile.ZipFile(src) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    weights = tmp_path / "model.weights.h5"
+    weights.write_bytes(members["model.weights.h5"])
+    with h5py.File(weights, "r+") as h5:
+        for group in ("layers/lstm/vars", "layers/lstm_1/vars"):
+            del h5[group].attrs["name"]
+    members["model.weights.h5"] = weights.read_bytes()
+    path = tmp_path / "old.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    assert list_layers(path) == ("keras", [("lstm_1",), ("lstm_2",)])
+    io = _io("k3_stacked_head")
+    y, _, _ = _build_run(tmp_path, path, {"num_layers": 2}, io["x"])
+    _close(y, io["y"], "y")

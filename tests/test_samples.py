@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from lstmgen.build import build
+from lstmgen.cli.main import main
 from lstmgen.errors import ConfigError
 from lstmgen.samples import read_samples
 
@@ -75,3 +79,34 @@ def test_build_calibrates_on_sequences_and_says_so(tmp_path: Path) -> None:
         calibration_data=_save(tmp_path / "calib.npy", x),
     )
     assert any("8 sequence(s), one per sample" in n and "8 sample(s)" in n for n in result.notes), result.notes
+
+
+def test_verify_input_runs_every_sample_and_reports_the_worst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "m.tflite"
+    build(model, {"num_units": 4, "input_size": F, "time_steps": T}, verify=False)
+    path = _save(tmp_path / "calib.npy", np.random.default_rng(3).standard_normal((5, T, F)).astype(np.float32))
+    runner = CliRunner()
+    result = runner.invoke(main, ["verify", str(model), "--input", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["samples"]["count"] == 5 and "5 sequence(s), one per sample" in doc["samples"]["reading"]
+    some = runner.invoke(main, ["verify", str(model), "--input", str(path), "--samples", "2"])
+    assert some.exit_code == 0 and "ran 2, the worst is sample" in some.output, some.output
+
+    # Shown able to fail: sample 3 alone disagrees; it is the one reported, and verify exits 1.
+    import lstmgen.cli.cmd_verify as cmd
+
+    calls = []
+    real = cmd.verify_model
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        report = real(*args, **kwargs)
+        calls.append(kwargs["x"])
+        if len(calls) == 4:
+            report.checks[0].passed = False
+        return report
+
+    monkeypatch.setattr(cmd, "verify_model", flaky)
+    bad = runner.invoke(main, ["verify", str(model), "--input", str(path), "--json"])
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["samples"]["worst"] == 3
+    assert len(calls) == 5 and all(np.array_equal(c[0], s) for c, s in zip(calls, np.load(path), strict=True))

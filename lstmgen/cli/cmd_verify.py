@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
-from lstmgen.arrays import load_npy
 from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress_sink, verify_line
 from lstmgen.errors import LstmgenError, VerificationError
+from lstmgen.modelinfo import read_lstm_model
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing, task
 from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
 from lstmgen.runtimes.micro import import_tflm
+from lstmgen.samples import read_samples
 from lstmgen.weights import FORMATS
 
 # The build's cell flags that describe the source LSTM (what the weight file does not state).
@@ -57,8 +59,12 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--input",
     "input_path",
-    type=PATH,
-    help="Test input .npy instead of seeded random data (e.g. one calibration sample for int8 models).",
+    type=click.Path(path_type=Path),
+    help="Test inputs instead of seeded random data: an .npy (one sample, [n, *input] samples, or [N, T, I] "
+    "sequences), an .npz or a directory of them (e.g. the calibration set). Every sample runs; the worst is reported.",
+)
+@click.option(
+    "--samples", "max_samples", type=click.IntRange(min=1), help="With --input: run only the first K samples."
 )
 @click.option("--report", type=PATH, help="Also write the JSON report to this file.")
 @click.option("--plot", type=PATH, help="Quantized models: draw error vs time step to this PNG (needs matplotlib).")
@@ -86,6 +92,7 @@ def verify_cmd(
     time_steps: int | None,
     micro: bool,
     input_path: Path | None,
+    max_samples: int | None,
     report: Path | None,
     plot: Path | None,
     as_json: bool,
@@ -116,11 +123,7 @@ def verify_cmd(
       lstmgen verify lstm.tflite --weights cell_tf1.npz --cell-clip 3 --use-peepholes
       lstmgen verify int8.tflite --weights enc.pt --input calib.npy --max-error 0.05
     """
-    x = None
-    if input_path is not None:
-        x = load_npy(input_path, "input")
-        if x.ndim == 4:  # a calibration set [n, *input shape]: verify on its first sample
-            x = x[0]
+    samples, reading = _inputs(model, input_path, max_samples)
     inputs = {"MODEL": model, "--input": input_path}
     refuse_same({"--report": report, "--plot": plot})
     for target in (report, plot):
@@ -136,22 +139,32 @@ def verify_cmd(
     elif max_error is not None or any(v is not None for v in cell.values()):
         raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
     with showing(progress_sink(quiet or as_json)), task("verifying"):
-        rep = verify_model(
-            model,
-            runtime=runtime,
-            seed=seed,
-            batch_size=batch_size,
-            time_steps=time_steps,
-            x=x,
-            micro=micro,
-            source=reference,
-            max_error=max_error,
-        )
+        reports = [
+            verify_model(
+                model,
+                runtime=runtime,
+                seed=seed,
+                batch_size=batch_size,
+                time_steps=time_steps,
+                x=x,
+                micro=micro,
+                source=reference,
+                max_error=max_error,
+            )
+            for x in samples
+        ]
+    # The worst sample speaks for the set: the first that fails, else the largest error.
+    worst = next((k for k, r in enumerate(reports) if not r.passed), None)
+    if worst is None:
+        worst = max(range(len(reports)), key=lambda k: reports[k].max_abs_error)
+    rep = reports[worst]
     if plot is not None:
         if not rep.quantization:
             raise LstmgenError(f"--plot draws quantization error over time; {model} is a float model.")
         plot_error(rep.quantization[0], plot)
     payload = {"ok": rep.passed, **rep.to_dict()}
+    if reading is not None:
+        payload["samples"] = {"count": len(reports), "worst": worst, "reading": reading}
     if report is not None:
         write_atomic(report, json.dumps(payload, indent=2).encode())
     if as_json:
@@ -166,6 +179,8 @@ def verify_cmd(
         click.echo(verify_line(rep))
         if rep.against_source is not None:
             click.echo(rep.against_source.summary())
+        if reading is not None:
+            click.echo(f"  {reading}; ran {len(reports)}, the worst is sample {worst} (shown)")
     if not rep.passed:
         # The report (ok: false) is the JSON document; the error goes to stderr only.
         click.echo(
@@ -193,6 +208,19 @@ def _reference(weights: Path, weights_format: str, layer: str | None, options: d
     if reference is None:
         raise ConfigError(f"{weights}: {why}; the model cannot be checked against it.")
     return reference
+
+
+def _inputs(model: Path, path: Path | None, max_samples: int | None) -> tuple[list[np.ndarray | None], str | None]:
+    """The test inputs: seeded random data (None), or every sample of --input read as the model's inputs."""
+    if path is None:
+        if max_samples is not None:
+            raise LstmgenError("--samples K counts the samples of --input; pass --input too.")
+        return [None], None
+    lm = read_lstm_model(model)
+    samples, reading = read_samples(path, lm.input.shape, lm.input.shape_signature, lm.time_major, "input")
+    if samples.shape[0] == 0:
+        raise LstmgenError(f"input {path} holds no samples (shape {list(samples.shape)}).")
+    return list(samples[:max_samples] if max_samples else samples), reading
 
 
 command = verify_cmd

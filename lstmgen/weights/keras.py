@@ -47,6 +47,7 @@ class _Cell:
     direction: str | None = None  # 'forward' / 'backward' inside a Bidirectional wrapper
     merge_mode: str | None = None  # the Bidirectional wrapper's merge_mode, when the config states it
     path: str = ""  # where the file keeps it ('lstm_1' in Keras 3: by class and position), for model order
+    guessed: bool = False  # the name is the storage path's, not the Keras name (the file does not record it)
 
     @property
     def order(self) -> list[tuple[int, str]]:
@@ -195,8 +196,13 @@ def _keras3_cells(h5: Any) -> list[_Cell]:
             keras_name = _decode(h5[layer_vars].attrs["name"])
             aliases |= {keras_name, "/".join([*canonical.split("/")[:-1], keras_name])}
         cell = _Cell(canonical, f"/{name}/{{0,1,2}}", arrays, aliases - {canonical}, path=by_path)
+        cell.guessed = canonical == by_path and not _named(h5, layer_vars)
         cells.append(cell)
     return cells
+
+
+def _named(h5: Any, vars_path: str) -> bool:
+    return vars_path in h5 and "name" in h5[vars_path].attrs
 
 
 def _keras3_names(h5: Any, segs: list[str]) -> list[str]:
@@ -347,12 +353,14 @@ def _maskers(item: Any) -> list[str]:
 
 
 def _by_position(cells: list[_Cell], configs: Mapping[str, _Entry]) -> dict[str, str]:
-    """Cell name -> config name for cells whose names the config lacks, paired in model order when the
-    unmatched LSTM cells and unmatched top-level LSTM configs are equally many (older files name groups by
-    class and position, not by the Keras name)."""
-    loose = sorted((c for c in cells if c.name not in configs), key=lambda c: c.order)
-    used = {c.name for c in cells}
-    free = [n for n, e in configs.items() if n not in used and e[1] is None and "/" not in n]
+    """Cell name -> config name for cells the config does not name, paired in model order when those cells
+    and the unclaimed top-level LSTM configs are equally many. Files that do not record Keras names keep
+    groups by class and position ('lstm', 'lstm_1'), which may coincide with another layer's Keras name,
+    so such cells are always paired by position."""
+    loose = sorted((c for c in cells if c.guessed or c.name not in configs), key=lambda c: c.order)
+    used = {c.name for c in cells if not c.guessed}
+    lstm = (*LSTM_CLASSES, "RNN")
+    free = [n for n, e in configs.items() if n not in used and e[1] is None and e[2] in lstm and "/" not in n]
     if not loose or len(loose) != len(free) or any("/" in c.name for c in loose):
         return {}
     return {c.name: n for c, n in zip(loose, free, strict=True)}
