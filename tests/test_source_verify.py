@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from support import TF_FIXTURES
+from support import ROOT, TF_FIXTURES
 
 from lstmgen.cli.main import main
 
@@ -108,3 +108,20 @@ def test_float_build_json_has_against_source(tmp_path: Path) -> None:
     src = doc["against_source"]
     assert src == doc["verification"]["against_source"]
     assert src["passed"] and src["reference"] == "keras" and src["structure"] == [] and src["max_abs_error"] < 1e-5
+
+
+def test_weights_of_another_lstm_fail_with_the_sizes_not_an_internal_error(tmp_path: Path) -> None:
+    """A model checked against weights of other sizes (or another layer count) fails, saying which sizes differ."""
+    model = tmp_path / "kws.tflite"
+    assert invoke("build", "--config", ROOT / "examples/kws.toml", "-o", model, "--no-verify").exit_code == 0
+    for weights, extra, why in (
+        (ROOT / "examples/weights_tf1.npz", (), "num_units="),
+        (ROOT / "examples/stacked.weights.h5", ("--num-layers", "2"), "LSTM op(s)"),
+    ):
+        result = invoke("verify", model, "--weights", weights, *extra, "--json")
+        assert result.exit_code == 1, result.output
+        doc = json.loads(result.stdout)
+        assert doc["ok"] is False and doc["against_source"]["passed"] is False
+        assert any(why in d for d in doc["against_source"]["incompatible"])
+    text = invoke("verify", model, "--weights", ROOT / "examples/weights_tf1.npz")
+    assert text.exit_code == 1 and "its sizes differ: FAIL" in text.stdout and "internal error" not in text.output

@@ -11,7 +11,7 @@ import tflite
 
 from lstmgen.check.graph import constant_values, evaluate, quantize_real
 from lstmgen.check.source import SourceModel
-from lstmgen.check.source.structure import differences
+from lstmgen.check.source.structure import differences, size_mismatches
 from lstmgen.check.tolerance import RUNS, model_mode, output_scale
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
@@ -91,6 +91,7 @@ class SourceReport:
     checks: list[Comparison] = field(default_factory=list)
     structure: list[str] = field(default_factory=list)  # differences between the file's ops and what was asked
     structure_is_error: bool = False  # our own builds: any difference is a bug in lstmgen
+    incompatible: list[str] = field(default_factory=list)  # sizes that rule the source out before any run
     max_error: float | None = None  # the --max-error gate (quantized models)
     output_step: float | None = None  # the output's quantization step
     worst_time_step: int | None = None
@@ -105,7 +106,8 @@ class SourceReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks) and not (self.structure_is_error and self.structure)
+        ok = all(c.passed for c in self.checks) and not self.incompatible
+        return ok and not (self.structure_is_error and self.structure)
 
     def summary(self) -> str:
         """Two lines or more for the text output: the verdict, then each structural difference."""
@@ -116,6 +118,9 @@ class SourceReport:
             f"  against the source ({self.reference}): max abs error {self.max_abs_error:.3g}{steps}{where} "
             f"(tolerance {self.tolerance}): {verdict}"
         ]
+        if self.incompatible:
+            lines = [f"  against the source ({self.reference}): not this LSTM, its sizes differ: FAIL"]
+            lines += [f"    {d}" for d in self.incompatible]
         kind = "error" if self.structure_is_error else "note"
         lines += [f"    {kind}: {d}" for d in self.structure]
         return "\n".join(lines)
@@ -133,6 +138,7 @@ class SourceReport:
             "worst_time_step": self.worst_time_step,
             "structure": list(self.structure),
             "structure_is_error": self.structure_is_error,
+            "incompatible": list(self.incompatible),
             "checks": [asdict(c) for c in self.checks],
         }
 
@@ -252,7 +258,7 @@ def verify_model(
         return VerifyReport(str(path), "none", "", shape, seed, atol, rtol, against_source=bad)
     mode = model_mode(lm.model)
     src = _source_report(lm, source, mode, atol, rtol, max_error, strict_structure) if source else None
-    if src is not None and strict_structure and src.structure:
+    if src is not None and (src.incompatible or (strict_structure and src.structure)):
         # Our own build wired the ops differently from what was asked: that is the verdict, before an
         # interpreter refuses the file (or runs it) for reasons that would only obscure it.
         shape = list(x.shape) if x is not None else list(lm.input.shape)
@@ -353,7 +359,9 @@ def _source_report(
     stated = replace(
         source.stated, time_major=bool(source.setting("time_major")), go_backwards=bool(source.setting("go_backwards"))
     )
-    src.structure = differences(lm.model, [s.op_index for s in lm.lstms], source.cells_in_op_order(), stated)
+    ops, cells = [s.op_index for s in lm.lstms], source.cells_in_op_order()
+    src.incompatible = size_mismatches(lm.model, ops, cells)
+    src.structure = [] if src.incompatible else differences(lm.model, ops, cells, stated)
     src.output_step = output_scale(lm.model, lm.output_index) if quantized else None
     return src
 

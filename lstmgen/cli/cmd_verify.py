@@ -186,8 +186,13 @@ def verify_cmd(
         click.echo(
             f"lstmgen: error: {model}: "
             + (
-                f"does not compute the source LSTM ({rep.against_source.reference}, max abs error "
-                f"{rep.against_source.max_abs_error:.3g})."
+                f"does not compute the source LSTM ({rep.against_source.reference}: "
+                + (
+                    "; ".join(rep.against_source.incompatible)
+                    if rep.against_source.incompatible
+                    else f"max abs error {rep.against_source.max_abs_error:.3g}"
+                )
+                + ")."
                 if rep.against_source is not None and not rep.against_source.passed
                 else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
             ),

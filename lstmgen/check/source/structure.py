@@ -106,3 +106,28 @@ def differences(model: Any, op_indices: Sequence[int], cells: Sequence[Cell], st
             if not shape or shape[-1] != size:
                 found.append(f"{tag}: {what} (input {slot}) has shape {list(shape)}, expected [batch, {size}]")
     return found
+
+
+def size_mismatches(model: Any, op_indices: Sequence[int], cells: Sequence[Cell]) -> list[str]:
+    """Why the source cannot run on this file's inputs at all: another number of LSTM ops, or other sizes.
+
+    Read from the weights' shapes (input 2 is [N, I], input 18's last axis is P), not from any option.
+    """
+    if len(op_indices) != len(cells):
+        return [
+            f"the file has {len(op_indices)} LSTM op(s), the source {len(cells)} cell(s) "
+            "(choose the source's cells with --num-layers, --bidirectional or --layer)"
+        ]
+    found = []
+    for k, (index, cell) in enumerate(zip(op_indices, cells, strict=True)):
+        op = model.operators[index]
+        n, i = (*tuple(model.tensors[op.inputs[2]].shape), 0, 0)[:2]
+        p = (tuple(model.tensors[op.inputs[18]].shape) or (0,))[-1] if op.inputs[18] >= 0 else 0
+        got, want = (n, i, p), (cell.num_units, cell.input_size, cell.output_size)
+        if got != want:
+            tag = f"LSTM op {k}" if len(cells) > 1 else "LSTM op"
+            found.append(
+                f"{tag} has num_units={n}, input_size={i}, output_size={p}; the source cell has "
+                f"num_units={want[0]}, input_size={want[1]}, output_size={want[2]}"
+            )
+    return found
