@@ -524,6 +524,7 @@ def build(
                 source=reference,
                 max_error=max_error,
                 strict_structure=True,
+                source_inputs=samples,
             )
         report.model = str(output)
         result.verification = report

@@ -111,6 +111,7 @@ def test_every_unit_has_a_row() -> None:
 
 def test_allowed_edges_form_no_cycle() -> None:
     """The table itself is a layering: no unit can reach itself."""
+
     def reach(start: str) -> set[str]:
         seen: set[str] = set()
         todo = list(ALLOWED[start])

@@ -580,7 +580,8 @@ def _fail_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make build's verification demand exact equality with the float64 reference: it must fail."""
     monkeypatch.setattr(  # the module: lstmgen.build is the facade's function
         importlib.import_module("lstmgen.build"),
-        "verify_model", functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
+        "verify_model",
+        functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0),
     )
 
 

@@ -40,23 +40,50 @@ def _prune(model: ModelRecord) -> ModelRecord:
     keep = sorted(used)
     new = {old: k for k, old in enumerate(keep)}
     m = lambda xs: tuple(new[x] if x >= 0 else -1 for x in xs)  # noqa: E731
-    ops = tuple(replace(o, inputs=m(o.inputs), outputs=m(o.outputs), intermediates=m(o.intermediates))
-                for o in model.operators)
-    sigs = tuple(Signature(s.key, tuple((n, new[i]) for n, i in s.inputs), tuple((n, new[i]) for n, i in s.outputs))
-                 for s in model.signatures)
-    return replace(model, tensors=tuple(model.tensors[i] for i in keep), operators=ops, inputs=m(model.inputs),
-                   outputs=m(model.outputs), signatures=sigs)
+    ops = tuple(
+        replace(o, inputs=m(o.inputs), outputs=m(o.outputs), intermediates=m(o.intermediates)) for o in model.operators
+    )
+    sigs = tuple(
+        Signature(s.key, tuple((n, new[i]) for n, i in s.inputs), tuple((n, new[i]) for n, i in s.outputs))
+        for s in model.signatures
+    )
+    return replace(
+        model,
+        tensors=tuple(model.tensors[i] for i in keep),
+        operators=ops,
+        inputs=m(model.inputs),
+        outputs=m(model.outputs),
+        signatures=sigs,
+    )
 
 
-def float_model(variant: str, *, seed: int = 0, time_major: bool = False, proj_clip: float = 0.0,
-                cell_clip: float = 0.0, scale: float = 1.0, steps: int = T) -> ModelRecord:
+def float_model(
+    variant: str,
+    *,
+    seed: int = 0,
+    time_major: bool = False,
+    proj_clip: float = 0.0,
+    cell_clip: float = 0.0,
+    scale: float = 1.0,
+    steps: int = T,
+) -> ModelRecord:
     """A float record; CIFG and layer norm are made by editing layout()'s plain record."""
     peep = variant == "peephole"
     proj = P if variant == "projection" else None
     w = random_tflite_weights(n=N, i=I, p=proj, peepholes=peep, seed=seed, projection_bias=proj is not None)
     w = {k: v * np.float32(scale) for k, v in w.items()}
-    cfg = CellConfig(num_units=N, input_size=I, use_peepholes=peep, num_proj=proj, proj_clip=proj_clip,
-                     cell_clip=cell_clip, batch_size=B, time_steps=steps, time_major=time_major, forget_bias=0.0)
+    cfg = CellConfig(
+        num_units=N,
+        input_size=I,
+        use_peepholes=peep,
+        num_proj=proj,
+        proj_clip=proj_clip,
+        cell_clip=cell_clip,
+        batch_size=B,
+        time_steps=steps,
+        time_major=time_major,
+        forget_bias=0.0,
+    )
     rec = layout(cfg, w)
     op = rec.operators[0]
     inputs = list(op.inputs)
@@ -108,12 +135,22 @@ def bidirectional_model(seed: int = 0) -> ModelRecord:
         OperatorRecord(Op.REVERSE_V2, 1, (x, axis), (x_rev,)),
         replace(bw_op, inputs=tuple(bw_in), outputs=(bw_out,)),
         OperatorRecord(Op.REVERSE_V2, 1, (bw_out, axis), (y_bw,)),
-        OperatorRecord(Op.CONCATENATION, 1, (fw.operators[0].outputs[0], y_bw), (cat,),
-                       Options("ConcatenationOptions", (("Axis", 2), ("FusedActivationFunction", 0)))),
+        OperatorRecord(
+            Op.CONCATENATION,
+            1,
+            (fw.operators[0].outputs[0], y_bw),
+            (cat,),
+            Options("ConcatenationOptions", (("Axis", 2), ("FusedActivationFunction", 0))),
+        ),
         OperatorRecord(Op.STRIDED_SLICE, 1, (cat, begin, end, strides), (last,), ss),
     )
-    return replace(fw, tensors=tuple(tensors), operators=ops, outputs=(cat, last),
-                   signatures=(Signature("serving_default", (("input", x),), (("seq", cat), ("last", last))),))
+    return replace(
+        fw,
+        tensors=tuple(tensors),
+        operators=ops,
+        outputs=(cat, last),
+        signatures=(Signature("serving_default", (("input", x),), (("seq", cat), ("last", last))),),
+    )
 
 
 # ---------------------------------------------------------------------------------------- running
@@ -255,8 +292,12 @@ def test_int8_proj_clip_gets_zero_point_zero(tmp_path: Path) -> None:
 
 def test_int8_peephole_with_projection_is_refused() -> None:
     w = random_tflite_weights(n=N, i=I, p=P, peepholes=True)
-    rec = layout(CellConfig(num_units=N, input_size=I, use_peepholes=True, num_proj=P, batch_size=B, time_steps=T,
-                            forget_bias=0.0), w)
+    rec = layout(
+        CellConfig(
+            num_units=N, input_size=I, use_peepholes=True, num_proj=P, batch_size=B, time_steps=T, forget_bias=0.0
+        ),
+        w,
+    )
     with pytest.raises(ConfigError, match="peephole product with length num_proj"):
         quantize(rec, "int8", calibration=calibrate(rec, samples(2)))
     quantize(rec, "dynamic-int8")  # the hybrid kernel is fine with it
@@ -307,12 +348,16 @@ def test_tf_converter_cross_check(tmp_path: Path) -> None:
     n = kw["recurrent_kernel"].shape[0]
     w = {}
     for k, g in enumerate(("input", "forget", "cell", "output")):
-        w[f"input_to_{g}_weights"] = np.ascontiguousarray(kw["kernel"][:, k * n:(k + 1) * n].T)
-        w[f"recurrent_to_{g}_weights"] = np.ascontiguousarray(kw["recurrent_kernel"][:, k * n:(k + 1) * n].T)
-        w[f"{g}_gate_bias"] = kw["bias"][k * n:(k + 1) * n].copy()
+        w[f"input_to_{g}_weights"] = np.ascontiguousarray(kw["kernel"][:, k * n : (k + 1) * n].T)
+        w[f"recurrent_to_{g}_weights"] = np.ascontiguousarray(kw["recurrent_kernel"][:, k * n : (k + 1) * n].T)
+        w[f"{g}_gate_bias"] = kw["bias"][k * n : (k + 1) * n].copy()
     x = io["x"]
-    rec = layout(CellConfig(num_units=n, input_size=x.shape[2], batch_size=1, time_steps=x.shape[1],
-                            cell_clip=10.0, forget_bias=0.0), w)  # TF's converter writes cell_clip 10
+    rec = layout(
+        CellConfig(
+            num_units=n, input_size=x.shape[2], batch_size=1, time_steps=x.shape[1], cell_clip=10.0, forget_bias=0.0
+        ),
+        w,
+    )  # TF's converter writes cell_clip 10
     float_ref = evaluate(rec, {rec.inputs[0]: x}).values[rec.outputs[0]]
     assert np.abs(float_ref - io["y"]).max() < 1e-5  # the weight mapping is right
     q = quantize(rec, "int8", calibration=calibrate(rec, calib))
@@ -366,8 +411,17 @@ def test_cell_state_too_large_suggests_cell_clip() -> None:
     stats = calibrate(rec, samples(2, shape=(B, steps, I)))
     with pytest.raises(ConfigError, match="--cell-clip"):
         quantize(rec, "int8", calibration=stats)
-    clipped = replace(rec, operators=(replace(op, options=replace(op.options, fields=tuple(
-        (k, 8.0 if k == "CellClip" else v) for k, v in op.options.fields))),))
+    clipped = replace(
+        rec,
+        operators=(
+            replace(
+                op,
+                options=replace(
+                    op.options, fields=tuple((k, 8.0 if k == "CellClip" else v) for k, v in op.options.fields)
+                ),
+            ),
+        ),
+    )
     q = quantize(clipped, "int8", calibration=calibrate(clipped, samples(2, shape=(B, steps, I))))
     assert q.tensors[q.operators[0].inputs[Slot.CELL_STATE]].quantization.scale[0] == 2.0**-12
 

@@ -92,6 +92,7 @@ def test_int8_build_reports_error_and_max_error_gates(tmp_path: Path) -> None:
     doc = json.loads(invoke(*common, *calib, "-o", out, "--json").stdout)
     src = doc["against_source"]
     assert doc["ok"] and src["quantized"] and src["reference"] == "keras" and src["error_in_output_steps"] > 0
+    assert src["samples"] == 32  # the whole calibration set, not just the sample verification runs on
     out.unlink()
     result = invoke(*common, *calib, "-o", out, "--max-error", src["max_abs_error"] / 2, "--json")
     assert result.exit_code == 1 and not out.exists()

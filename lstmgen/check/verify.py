@@ -30,6 +30,7 @@ DEFAULT_TIME_STEPS = 9
 # fraction of the output's range (int8 errors are a few output steps, ~1-3 % of it; an int8 scale
 # off by 8x or a wrong zero point gives tens of percent).
 GROSS_ERROR_FRACTION = 0.1
+MAX_SOURCE_SAMPLES = 32  # inputs a quantized model is compared with the float source on
 
 
 MICRO = "micro"  # runtime name that selects TensorFlow Lite Micro (run --runtime micro, int16x8 models)
@@ -95,6 +96,7 @@ class SourceReport:
     max_error: float | None = None  # the --max-error gate (quantized models)
     output_step: float | None = None  # the output's quantization step
     worst_time_step: int | None = None
+    samples: int = 1  # inputs compared (quantized models: x plus calibration samples)
 
     @property
     def max_abs_error(self) -> float:
@@ -113,6 +115,7 @@ class SourceReport:
         """Two lines or more for the text output: the verdict, then each structural difference."""
         steps = f" = {self.error_in_output_steps:.3g} output steps" if self.error_in_output_steps is not None else ""
         where = f", worst at time step {self.worst_time_step}" if self.worst_time_step is not None else ""
+        where += f", over {self.samples} inputs" if self.samples > 1 else ""
         verdict = "PASS" if self.passed else "FAIL"
         lines = [
             f"  against the source ({self.reference}): max abs error {self.max_abs_error:.3g}{steps}{where} "
@@ -136,6 +139,7 @@ class SourceReport:
             "output_step": self.output_step,
             "error_in_output_steps": self.error_in_output_steps,
             "worst_time_step": self.worst_time_step,
+            "samples": self.samples,
             "structure": list(self.structure),
             "structure_is_error": self.structure_is_error,
             "incompatible": list(self.incompatible),
@@ -235,6 +239,7 @@ def verify_model(
     source: SourceModel | None = None,
     max_error: float | None = None,
     strict_structure: bool = False,
+    source_inputs: np.ndarray | None = None,
 ) -> VerifyReport:
     """Run the model in the interpreter and the reference on the same seeded input and compare.
 
@@ -246,6 +251,8 @@ def verify_model(
     With `source` (the weight file's own reference), the same runs are also compared with it:
     float models within atol + rtol|ref|, quantized ones within `max_error` (else a gross-error bound),
     and the file's LSTM options and inputs are compared with what was asked (errors if strict_structure).
+    Quantized models are compared with the source on x and on further inputs from `source_inputs`
+    ([n, *input shape], e.g. the calibration data; up to MAX_SOURCE_SAMPLES in all).
     """
     try:
         lm = read_lstm_model(path)
@@ -296,7 +303,7 @@ def verify_model(
                 )
             )
             if source is not None and src is not None:
-                _quantized_against_source(lm, source, src, x, y, tag)
+                _quantized_against_source(lm, source, src, sess, [(x, y)], source_inputs, tag)
         report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
         report.rtol = 0.0
         return report
@@ -367,17 +374,38 @@ def _source_report(
 
 
 def _quantized_against_source(
-    lm: LstmModel, source: SourceModel, src: SourceReport, x: np.ndarray, y: np.ndarray, tag: str
+    lm: LstmModel,
+    source: SourceModel,
+    src: SourceReport,
+    sess: Any,
+    runs: list[tuple[np.ndarray, np.ndarray]],
+    more: np.ndarray | None,
+    tag: str,
 ) -> None:
-    """What quantization cost: the model's output against the float source, per time step."""
-    ref, _ = source.run(x)
-    err = np.abs(np.asarray(y, np.float64).reshape(ref.shape) - ref)
-    bound = src.max_error if src.max_error is not None else GROSS_ERROR_FRACTION * float(np.abs(ref).max(initial=0.0))
-    if err.ndim == 3:
-        t_axis = 0 if lm.time_major else 1
-        per_step = np.moveaxis(err, t_axis, 0).reshape(err.shape[t_axis], -1).max(axis=1, initial=0.0)
-        src.worst_time_step = int(np.argmax(per_step))
-    worst = [int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)] if err.size else []
-    top = float(err.max(initial=0.0))
-    rel = top / max(float(np.abs(ref).max(initial=0.0)), 1e-12)
-    src.checks.append(Comparison(f"output vs float source{tag}", top, rel, worst, top <= bound))
+    """What quantization cost: the model's output against the float source, per time step, on `runs`
+    ((x, y) already computed) plus up to MAX_SOURCE_SAMPLES - 1 further inputs from `more`."""
+    if more is not None:
+        grid = _input_grid(lm) or lm.input
+        for extra in more[1:MAX_SOURCE_SAMPLES]:
+            xq = quantize_real(extra, grid).astype(np.float32)
+            sess.reset()
+            runs.append((xq, sess.invoke(xq)))
+    top, rel, worst, step = -1.0, 0.0, [], None
+    bound = src.max_error
+    for k, (x, y) in enumerate(runs):
+        ref, _ = source.run(x)
+        err = np.abs(np.asarray(y, np.float64).reshape(ref.shape) - ref)
+        scale = float(np.abs(ref).max(initial=0.0))
+        if src.max_error is None:  # the gross bound follows the largest output seen
+            bound = max(bound or 0.0, GROSS_ERROR_FRACTION * scale)
+        if float(err.max(initial=0.0)) > top:
+            top, rel = float(err.max(initial=0.0)), float(err.max(initial=0.0)) / max(scale, 1e-12)
+            worst = ([k] if len(runs) > 1 else []) + [int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)]
+            if err.ndim == 3:
+                t_axis = 0 if lm.time_major else 1
+                per_step = np.moveaxis(err, t_axis, 0).reshape(err.shape[t_axis], -1).max(axis=1, initial=0.0)
+                step = int(np.argmax(per_step))
+    src.worst_time_step = step
+    src.samples = len(runs)
+    name = f"output vs float source{f' ({len(runs)} inputs)' if len(runs) > 1 else ''}{tag}"
+    src.checks.append(Comparison(name, max(top, 0.0), rel, worst, top <= (bound or 0.0)))
