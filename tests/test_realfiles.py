@@ -64,6 +64,18 @@ def test_torch_onnx_export_matches_torch(tmp_path: Path, exporter: str, topology
         assert any("zeros whatever the batch size" in n for n in notes), notes
 
 
+def test_dynamo_export_with_a_dynamic_batch_matches_torch(tmp_path: Path) -> None:
+    """dynamic_shapes batch: the zero states are Expand(0, Concat(.., Shape(x), ..)), sliced per layer."""
+    pytest.importorskip("onnx")
+    case = "onnx_dynamo_l2_bi_bf_dynbatch"
+    io = _io(case)
+    options = {"num_layers": 2, "bidirectional": True}
+    y, finals, notes = _build_run(tmp_path, REAL / f"{case}.onnx", options, io["x"])
+    _close(y, io["y"], "y")
+    _close(np.stack([h for h, _ in finals]), io["h"], "h_n")
+    assert any("zeros whatever the batch size" in n for n in notes), notes
+
+
 def test_user_layout_wins_over_the_onnx_graph(tmp_path: Path) -> None:
     """A batch_first export built time-major: the user's layout, with a note; same numbers."""
     pytest.importorskip("onnx")
