@@ -1,9 +1,9 @@
 # lstmgen: `make demo` and `make test` do all set-up themselves (Python 3.10+ and pip are enough).
 #   make demo    lean .venv (the package and its default dependencies only), then build/verify/inspect the example
-#   make test    ruff + the whole suite in .venv-test (with the framework oracles), then the runtime tests again
+#   make test    ruff, mypy + the whole suite in .venv-test (with the framework oracles), then the runtime tests again
 #                under tflite-runtime 2.14 where a wheel exists for this Python
 #   make bench   benchmarks/ (whole processes: wall time and peak memory)
-#   make lint    ruff only
+#   make lint    ruff and mypy only
 #   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs)
 # Other Pythons: PYTHON=python3.12 make test (use a fresh checkout or `make clean` when switching).
 PYTHON ?= python3
@@ -25,15 +25,16 @@ TORCH_PIN ?= torch==2.13.0+cpu
 
 help:
 	@echo "make demo   lean .venv with lstmgen, then build, verify and inspect the example model (examples/)"
-	@echo "make test   ruff + the whole test suite in .venv-test (also the runtime tests under tflite-runtime 2.14)"
+	@echo "make test   ruff, mypy + the whole test suite in .venv-test (also the runtime tests under tflite-runtime 2.14)"
 	@echo "make bench  run the benchmarks in benchmarks/"
-	@echo "make lint   ruff only"
+	@echo "make lint   ruff and mypy only"
 	@echo "make fuzz   10,000 mutated models: crashes, internal errors and hangs counted (all must be 0)"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) -e .
+	@echo "installing lstmgen and its dependencies into $(VENV) (pip's output: $(VENV)/install.log)"
+	@{ $(BIN)/pip install $(PIP_FLAGS) --upgrade pip && $(BIN)/pip install $(PIP_FLAGS) -e . ; } \
+	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $@
 
 $(TEST_BIN)/.installed: pyproject.toml
