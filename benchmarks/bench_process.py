@@ -8,7 +8,8 @@ comes from os.wait4's rusage for that child alone, its wall time from fork to ex
   --help / numpy    `lstmgen --help` against `python -c "import numpy"`
 The parent never imports numpy or holds the weights: Linux counts the RSS a child had before exec (a vfork
 shares the parent's memory) in its peak, so a large parent would inflate every figure.
-Run: `make bench` (writes benchmarks/results.json and benchmarks/results.md, which the README cites).
+Run: `make bench` (writes build/bench/process.json; docs/update_numbers.py puts it into the README and
+docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 MB = 2**20
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--num-units", type=int, default=2048)
     ap.add_argument("--input-size", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3, help="runs per case (best and median are reported)")
-    ap.add_argument("--output", type=Path, default=HERE / "results.json", help="results file (.json; .md beside it)")
+    ap.add_argument("--output", type=Path, default=Path("build/bench/process.json"), help="results file (JSON)")
     ap.add_argument("--cases", nargs="*", help="run only these cases (no results file is written)")
     ap.add_argument("--label", default="", help="free text stored with the results (e.g. a commit id)")
     args = ap.parse_args()
@@ -124,28 +124,14 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "system": platform.platform()},
         "date": time.strftime("%Y-%m-%d"),
     }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    md = [
-        f"# Benchmark results ({report['date']}{', ' + args.label if args.label else ''})",
-        "",
-        f"Whole processes on {os.cpu_count()} CPUs, Python {platform.python_version()}; model {model} MB "
-        f"({args.num_units} units, input {args.input_size}, float32, from a TF1 .npz). "
-        "Produced by `make bench` (benchmarks/bench_process.py).",
-        "",
-        "| case | best wall (s) | median wall (s) | peak RSS (MB) | runs |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {k} | {v['best_wall_s']} | {v['median_wall_s']} | {v['peak_rss_mb']} | {v['runs']} |"
-            for k, v in results.items()
-        ),
-        "",
-        "| target | measured | limit | met |",
-        "|---|---|---|---|",
-        *(f"| {t['target']} | {t['measured']} | {t['limit']} | {'yes' if t['met'] else 'NO'} |" for t in checks),
-        "",
-    ]
-    args.output.with_suffix(".md").write_text("\n".join(md))
-    print("\n".join(md))
+    width = max(len(k) for k in results)
+    for k, v in results.items():
+        print(f"{k:<{width}}  best {v['best_wall_s']:.3f} s  median {v['median_wall_s']:.3f} s  "
+              f"peak RSS {v['peak_rss_mb']:.1f} MB  ({v['runs']} runs)")
+    for t in checks:
+        print(f"{'met' if t['met'] else 'NOT MET'}: {t['target']} (measured {t['measured']}, limit {t['limit']})")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Rewrite the measured numbers in README.md and docs/measurements.md from `make bench`'s JSON output.
 
-Usage: python docs/update_numbers.py BENCH_DIR (holding build.json from benchmarks/bench_build.py --json and
-quant.json from benchmarks/bench_quant.py --json). Each `<!-- bench:NAME -->...<!-- /bench:NAME -->` region is
-replaced; a region whose numbers are missing is left as it is.
+Usage: python docs/update_numbers.py BENCH_DIR (holding build.json from benchmarks/bench_build.py --json,
+quant.json from benchmarks/bench_quant.py --json and process.json from benchmarks/bench_process.py).
+Each `<!-- bench:NAME -->...<!-- /bench:NAME -->` region is replaced; a region whose numbers are missing
+is left as it is.
 """
 
 from __future__ import annotations
@@ -24,12 +25,44 @@ MODE_NAMES = {
 }
 
 
-def headline(b: dict[str, Any]) -> str:
+def headline(p: dict[str, Any]) -> str:
+    c = p["cases"]
+    nv, v = c["big_no_verify"], c["big_verify"]
     return (
-        f"A {b['model_mb']} MB model ({b['num_units']} units, input {b['input_size']}) builds in "
-        f"{b['best_wall_s']:.2g} s with `--init` and `--no-verify`, at {b['traced_peak_x_model']}x its size "
-        "in peak traced memory"
+        f"A {p['model_mb']} MB model ({p['num_units']} units, input {p['input_size']}) builds from an `.npz` in "
+        f"{nv['best_wall_s']:.2g} s and {nv['peak_rss_mb']:.0f} MB peak RSS with `--no-verify` "
+        f"({v['best_wall_s']:.2g} s and {v['peak_rss_mb']:.0f} MB verified), as whole `lstmgen` processes"
     )
+
+
+def process_table(p: dict[str, Any]) -> str:
+    """benchmarks/bench_process.py: whole processes, and the targets they are held to."""
+    names = {
+        "big_no_verify": f"`build --weights big.npz --no-verify` ({p['model_mb']} MB model)",
+        "big_verify": "`build --weights big.npz` (verified)",
+        "small_verify": "`build --num-units 64 --input-size 32` (verified)",
+        "help": "`lstmgen --help`",
+        "version": "`lstmgen --version`",
+        "import_numpy": '`python -c "import numpy"`',
+    }
+    m = p["machine"]
+    lines = [
+        f"`benchmarks/bench_process.py` ({p['date']}): whole processes, {m['cpus']}-core machine, "
+        f"Python {m['python']}; the big model has {p['num_units']} units, input {p['input_size']}, "
+        "float32 weights in a TF1 `.npz`.",
+        "",
+        "| command | wall time (best) | median | peak RSS | runs |",
+        "|---|---|---|---|---|",
+    ]
+    for key, r in p["cases"].items():
+        lines.append(
+            f"| {names.get(key, key)} | {r['best_wall_s']} s | {r['median_wall_s']} s | {r['peak_rss_mb']} MB "
+            f"| {r['runs']} |"
+        )
+    lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
+    for t in p["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {t['limit']} | {'yes' if t['met'] else '**no**'} |")
+    return "\n".join(lines)
 
 
 def build_table(b: dict[str, Any]) -> str:
@@ -55,7 +88,8 @@ def quant_table(rows: list[dict[str, Any]]) -> str:
 
 
 REGIONS: dict[str, tuple[str, Callable[[Any], str]]] = {
-    "headline": ("build.json", headline),
+    "headline": ("process.json", headline),
+    "process": ("process.json", process_table),
     "build": ("build.json", build_table),
     "quant": ("quant.json", quant_table),
 }

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tflite
 
 from lstmgen import guard
@@ -81,9 +80,6 @@ class LstmModel:
     def states(self) -> list[tuple[int, int]]:
         """(h, c) tensor indices of every LSTM op, in op order."""
         return [(s.h_index, s.c_index) for s in self.lstms]
-
-    def is_float(self) -> bool:
-        return all(self.model.tensors[i].dtype == np.float32 for s in self.lstms for i in s.weight_inputs.values())
 
 
 def read_lstm_model(path: str | Path) -> LstmModel:

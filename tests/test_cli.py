@@ -762,6 +762,7 @@ def test_verify_failure_json_is_one_document(models: dict[str, Path], monkeypatc
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False
+    assert report["exit_code"] == 1 and "disagrees with the reference" in report["error"]  # as every failure
 
 
 BAD_VERIFY_OPTIONS = [

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 from click.testing import CliRunner
 from support import ROOT
 
 from lstmgen.cli.main import main
 from lstmgen.config import CONFIG_KEYS, FILE_ONLY_KEYS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the backport lstmgen depends on there
+    import tomli as tomllib
 
 jsonschema = pytest.importorskip("jsonschema")
 REPORT = json.loads((ROOT / "schemas" / "report.schema.json").read_text())

@@ -359,13 +359,12 @@ def require_plotting() -> None:
 def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
     """Per-step max error vs tolerance for every output (needs matplotlib: pip install matplotlib)."""
     require_plotting()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own (no pyplot): the caller's matplotlib backend and open figures stay as they are.
+    from matplotlib.figure import Figure
 
     outs = report["outputs"]
-    fig, axes = plt.subplots(len(outs), 1, figsize=(7, 3 * len(outs)), squeeze=False)
+    fig = Figure(figsize=(7, 3 * len(outs)))
+    axes = fig.subplots(len(outs), 1, squeeze=False)
     for ax, o in zip(axes[:, 0], outs, strict=True):
         ax.plot(o["max_error_per_step"], label="max |tflite - reference|")
         ax.plot(o["tolerance"]["per_step"], "--", label="tolerance")
@@ -374,4 +373,3 @@ def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(str(path))
-    plt.close(fig)

@@ -165,6 +165,21 @@ def verify_cmd(
     payload = {"ok": rep.passed, **rep.to_dict()}
     if reading is not None:
         payload["samples"] = {"count": len(reports), "worst": worst, "reading": reading}
+    failure = None
+    if not rep.passed:
+        failure = f"{model}: " + (
+            f"does not compute the source LSTM ({rep.against_source.reference}: "
+            + (
+                "; ".join(rep.against_source.incompatible)
+                if rep.against_source.incompatible
+                else f"max abs error {rep.against_source.max_abs_error:.3g}"
+            )
+            + ")."
+            if rep.against_source is not None and not rep.against_source.passed
+            else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+        )
+        # The report is the one JSON document; as every failed run's, it says why and the exit status.
+        payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
         write_atomic(report, json.dumps(payload, indent=2).encode())
     if as_json:
@@ -181,23 +196,8 @@ def verify_cmd(
             click.echo(rep.against_source.summary())
         if reading is not None:
             click.echo(f"  {reading}; ran {len(reports)}, the worst is sample {worst} (shown)")
-    if not rep.passed:
-        # The report (ok: false) is the JSON document; the error goes to stderr only.
-        click.echo(
-            f"lstmgen: error: {model}: "
-            + (
-                f"does not compute the source LSTM ({rep.against_source.reference}: "
-                + (
-                    "; ".join(rep.against_source.incompatible)
-                    if rep.against_source.incompatible
-                    else f"max abs error {rep.against_source.max_abs_error:.3g}"
-                )
-                + ")."
-                if rep.against_source is not None and not rep.against_source.passed
-                else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
-            ),
-            err=True,
-        )
+    if failure is not None:
+        click.echo(f"lstmgen: error: {failure}", err=True)
         sys.exit(VerificationError.exit_code)
 
 
