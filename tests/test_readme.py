@@ -122,3 +122,10 @@ def test_readme_block(block: Block, workdir: Path) -> None:
     else:  # yaml: a CI job
         out = "".join(_run(["bash", "-euo", "pipefail", "-c", cmd], workdir, block) for cmd in _ci_commands(block.body))
     _stdout[block.line] = out
+
+
+def test_local_links_resolve() -> None:
+    """Links from README.md and docs/ to files of the repository (docs/x.md, examples/, ...) point at files."""
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\((?!https?://|#)([^)#\s]+)", page.read_text(encoding="utf-8")):
+            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
