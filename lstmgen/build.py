@@ -529,8 +529,22 @@ def build(
         report.model = str(output)
         result.verification = report
         if not report.passed:
-            gate = report.against_source is not None and report.against_source.max_error is not None
+            src = report.against_source
+            gate = src is not None and src.max_error is not None
             own = "" if gate else " Please report this with the command line used (it is a bug in lstmgen)."
+            if (
+                src is not None
+                and src.quantized
+                and not gate
+                and report.checks
+                and all(c.passed for c in report.checks)
+            ):
+                # The kernel computes the file faithfully; the file is just far from the float model.
+                own = (
+                    " The interpreter runs the quantized file as written, but the file is far from the float model: "
+                    "calibrate on representative data (--calibration-data) or pass --max-error to accept this error; "
+                    "if the calibration data is representative, please report it (it may be a quantizer bug)."
+                )
             raise VerificationError(
                 f"verification failed on {report.runtime} {report.runtime_version}: "
                 + (
