@@ -99,11 +99,11 @@ def read_capped(
         raise error(f"{what} {path} is {size} bytes; the limit is {limit}. Pass the right file.")
     try:
         with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+            data = fh.read(size + 1)  # the stat'ed size (not the limit): no buffer larger than the file
     except OSError as exc:
         raise error(f"{what} {path} cannot be read ({exc.strerror}).") from None
-    if len(data) > limit:  # the file grew while we read it
-        raise error(f"{what} {path} is over {limit} bytes. Pass the right file.")
+    if len(data) > size:  # the file grew while we read it
+        raise error(f"{what} {path} grew while it was read; pass a file that is not being written.")
     return data
 
 

@@ -550,3 +550,27 @@ def test_fuzz_findings_exit_2(tmp_path: Path, built: tuple[Path, Path, Path]) ->
         refused_by("litert"),
     ):
         raise RuntimeError("Node number 2 failed to prepare")
+
+
+def test_fuzz_findings_in_the_reference_exit_2(tmp_path: Path, built: tuple[Path, Path, Path]) -> None:
+    """From `make fuzz` (10,000 models, 4 internal errors): one recurrent weight diagonal [N] among full
+    [N, P] ones (a broadcasting error in the reference), and an input with an empty time axis."""
+    from dataclasses import replace
+
+    from lstmgen.tflite.flatbuf import materialize, read_model, serialize
+
+    _, model, _ = built
+    record = materialize(read_model(model.read_bytes()))
+    lstm = record.operators[0]
+    cases = {
+        "mix diagonal": (lstm.inputs[6], (6,)),  # recurrent_to_forget_weights [6, 6] -> [6]
+        "no empty dimension": (lstm.inputs[0], (1, 0, 5)),
+    }
+    for words, (index, shape) in cases.items():
+        tensors = list(record.tensors)
+        t = tensors[index]
+        data = np.zeros(shape, np.float32) if t.data is not None else None
+        tensors[index] = replace(t, shape=shape, data=data, shape_signature=None)
+        bad = tmp_path / "bad.tflite"
+        bad.write_bytes(bytes(serialize(replace(record, tensors=tuple(tensors)))))
+        refused(invoke("verify", bad), words)

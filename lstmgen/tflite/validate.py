@@ -45,6 +45,12 @@ OP_RULES: dict[int, OpRule] = {
 
 # LSTM slots that exist together or not at all (lstm_eval CheckInputTensorDimensions), by feature.
 _S = Slot
+_RECURRENT = (
+    _S.RECURRENT_TO_INPUT_WEIGHTS,
+    _S.RECURRENT_TO_FORGET_WEIGHTS,
+    _S.RECURRENT_TO_CELL_WEIGHTS,
+    _S.RECURRENT_TO_OUTPUT_WEIGHTS,
+)
 LSTM_GROUPS: tuple[tuple[str, tuple[Slot, ...]], ...] = (
     (
         "input gate (absent together under CIFG)",
@@ -199,8 +205,8 @@ def _lstm(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problem
         problems.add(f"{where}: projection_bias without projection_weights")
     t = model.tensors
     x = t[op.inputs[Slot.INPUT]]
-    if len(x.shape) != 3:
-        problems.add(f"{where}: input has rank {len(x.shape)}, expected 3")
+    if len(x.shape) != 3 or 0 in x.shape:
+        problems.add(f"{where}: input has shape {list(x.shape)}, expected rank 3 with no empty dimension")
     w = t[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].shape
     r = t[op.inputs[Slot.RECURRENT_TO_FORGET_WEIGHTS]].shape
     if len(w) != 2 or len(r) not in (1, 2):
@@ -212,6 +218,11 @@ def _lstm(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problem
     n, i = w
     p = int(t[op.inputs[Slot.PROJECTION_WEIGHTS]].shape[0]) if Slot.PROJECTION_WEIGHTS in present else n
     size = {"N": n, "I": i, "P": p}
+    recurrent = [t[op.inputs[s]].shape for s in _RECURRENT if s in present]
+    if any(len(r) == 1 for r in recurrent) and (any(len(r) != 1 for r in recurrent) or p != n):
+        problems.add(
+            f"{where}: recurrent weights {[list(r) for r in recurrent]} mix diagonal [N] and full [N, P] forms"
+        )
     for spec in WEIGHT_SLOTS:
         if spec.slot not in present:
             continue
