@@ -16,17 +16,20 @@ from lstmgen.config import QUANTIZE_MODES as MODES
 from lstmgen.errors import ConfigError
 from lstmgen.quant.calibrate import CalibrationStats
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
-from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot
+from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot, gate_slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
 
 Op = tflite.BuiltinOperator
 F32, F16, I8, I16, I32, I64 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32, np.int64))
 _DATA_OPS = (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE)
 # Slots holding matmul weights (int8 in hybrid and int8 modes).
-MATMUL_SLOTS: tuple[Slot, ...] = (*(Slot(k) for k in range(1, 9)), Slot.PROJECTION_WEIGHTS)
-PEEPHOLE_SLOTS: tuple[Slot, ...] = tuple(Slot(9 + k) for k in range(3))
-BIAS_SLOTS: tuple[Slot, ...] = tuple(Slot(12 + k) for k in range(4))
-LN_SLOTS: tuple[Slot, ...] = tuple(Slot(20 + k) for k in range(4))
+MATMUL_SLOTS: tuple[Slot, ...] = (
+    *(gate_slot(p, g) for p in ("INPUT_TO_{}_WEIGHTS", "RECURRENT_TO_{}_WEIGHTS") for g in GATES),
+    Slot.PROJECTION_WEIGHTS,
+)
+PEEPHOLE_SLOTS: tuple[Slot, ...] = tuple(gate_slot("CELL_TO_{}_WEIGHTS", g) for g in GATES if g != "cell")
+BIAS_SLOTS: tuple[Slot, ...] = tuple(gate_slot("{}_GATE_BIAS", g) for g in GATES)
+LN_SLOTS: tuple[Slot, ...] = tuple(gate_slot("{}_LAYER_NORM_COEFFICIENTS", g) for g in GATES)
 # The integer tanh of the cell state handles 15 - k integer bits, only 0..6 of them: 2^-15 <= s_c <= 2^-9.
 CELL_K_MIN, CELL_K_MAX = 9, 15
 Q3_12 = 2.0**-12  # the kernel's fixed gate pre-activation scale without layer norm
@@ -416,9 +419,9 @@ def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: st
             if not _present(op, slot):
                 continue
             if layer_norm:  # the integer layer norm adds the bias in a 2^-10 * s_LN domain
-                s_b = _scale(tensors[inputs[Slot(20 + GATES.index(g))]]) * 2.0**-10
+                s_b = _scale(tensors[inputs[gate_slot("{}_LAYER_NORM_COEFFICIENTS", g)]]) * 2.0**-10
             else:  # the bias seeds the input matmul accumulator: s_x * s_W(input_to_gate)
-                s_b = s_x * w_scale[Slot(1 + GATES.index(g))]
+                s_b = s_x * w_scale[gate_slot("INPUT_TO_{}_WEIGHTS", g)]
             q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), spec.bias, s_b)
             put(slot, q, s)
         # Intermediate 4 (hidden m = o*g(c)): without projection the kernel writes it straight into

@@ -57,21 +57,29 @@ class SlotSpec:
     gate: str | None
 
 
-def _spec(slot: Slot, shape: tuple[str, ...], feature: str, gate: str | None) -> SlotSpec:
-    return SlotSpec(slot, shape, feature, gate)
+def gate_slot(pattern: str, gate: str) -> Slot:
+    """A per-gate slot looked up by name: gate_slot("INPUT_TO_{}_WEIGHTS", "forget") is Slot.INPUT_TO_FORGET_WEIGHTS."""
+    return Slot[pattern.format(gate.upper())]
+
+
+def _gates(pattern: str, shape: tuple[str, ...], feature: str | None) -> tuple[SlotSpec, ...]:
+    """One slot per gate; feature None: the input gate's is "input_gate" (absent with CIFG), the others "core"."""
+    return tuple(
+        SlotSpec(gate_slot(pattern, g), shape, feature or ("input_gate" if g == "input" else "core"), g) for g in GATES
+    )
 
 
 # Constant (weight) slots in operator order; 0 (input) and 18/19 (state) are not weights.
 WEIGHT_SLOTS: tuple[SlotSpec, ...] = (
-    *(_spec(Slot(1 + k), ("N", "I"), "input_gate" if g == "input" else "core", g) for k, g in enumerate(GATES)),
-    *(_spec(Slot(5 + k), ("N", "P"), "input_gate" if g == "input" else "core", g) for k, g in enumerate(GATES)),
-    _spec(Slot.CELL_TO_INPUT_WEIGHTS, ("N",), "peephole", "input"),
-    _spec(Slot.CELL_TO_FORGET_WEIGHTS, ("N",), "peephole", "forget"),
-    _spec(Slot.CELL_TO_OUTPUT_WEIGHTS, ("N",), "peephole", "output"),
-    *(_spec(Slot(12 + k), ("N",), "input_gate" if g == "input" else "core", g) for k, g in enumerate(GATES)),
-    _spec(Slot.PROJECTION_WEIGHTS, ("P", "N"), "projection", None),
-    _spec(Slot.PROJECTION_BIAS, ("P",), "projection_bias", None),
-    *(_spec(Slot(20 + k), ("N",), "layer_norm", g) for k, g in enumerate(GATES)),
+    *_gates("INPUT_TO_{}_WEIGHTS", ("N", "I"), None),
+    *_gates("RECURRENT_TO_{}_WEIGHTS", ("N", "P"), None),
+    SlotSpec(Slot.CELL_TO_INPUT_WEIGHTS, ("N",), "peephole", "input"),
+    SlotSpec(Slot.CELL_TO_FORGET_WEIGHTS, ("N",), "peephole", "forget"),
+    SlotSpec(Slot.CELL_TO_OUTPUT_WEIGHTS, ("N",), "peephole", "output"),
+    *_gates("{}_GATE_BIAS", ("N",), None),
+    SlotSpec(Slot.PROJECTION_WEIGHTS, ("P", "N"), "projection", None),
+    SlotSpec(Slot.PROJECTION_BIAS, ("P",), "projection_bias", None),
+    *_gates("{}_LAYER_NORM_COEFFICIENTS", ("N",), "layer_norm"),
 )
 WEIGHT_SLOT_BY_KEY: dict[str, SlotSpec] = {s.slot.key: s for s in WEIGHT_SLOTS}
 NUM_INPUTS = 24
