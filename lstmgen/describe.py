@@ -60,7 +60,8 @@ def _topology(lm: LstmModel) -> dict[str, Any]:
         "num_layers": hp.get("num_layers", len(lm.lstms) // directions),
         "bidirectional": bidirectional,
         "go_backwards": hp.get("go_backwards", "REVERSE_V2" in ops and not bidirectional),
-        "return_sequences": hp.get("return_sequences", lm.output_has_time),
+        # in a larger graph the fused ops return every step; the head may pick the last
+        "return_sequences": hp.get("return_sequences", lm.output_has_time or bool(lm.head)),
         "directions": directions,
     }
 
@@ -141,8 +142,31 @@ def describe(path: str | Path, lm: LstmModel | None = None) -> dict[str, Any]:
         "name": hp.get("name"),
         "provenance": lm.metadata.get("provenance"),
         "signature": [s.key for s in lm.model.signatures],
+        "graph": _graph(lm),
         "layers": layers,
         "slots": first["slots"],
+    }
+
+
+def _tensor(lm: LstmModel, index: int) -> dict[str, Any]:
+    t = lm.model.tensors[index]
+    return {"index": index, "name": t.name, "shape": list(t.shape), "dtype": _dtype(t), "quantization": _quant(t)}
+
+
+def _graph(lm: LstmModel) -> dict[str, Any]:
+    """The graph around the fused LSTM ops: which ops lstmgen checks and which it leaves alone."""
+    names = [BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in lm.model.operators]
+    return {
+        "operators": names,
+        "lstm_ops": [
+            {"op_index": s.op_index, "input": _tensor(lm, lm.model.operators[s.op_index].inputs[0]),
+             "output": _tensor(lm, lm.model.operators[s.op_index].outputs[0])}
+            for s in lm.lstms
+        ],
+        "unchecked_ops": [{"op_index": k, "op": names[k]} for k in lm.head],
+        "model_inputs": [_tensor(lm, i) for i in lm.model.inputs],
+        "model_outputs": [_tensor(lm, i) for i in lm.model.outputs],
+        "empty_subgraphs_ignored": lm.model.empty_subgraphs,
     }
 
 
@@ -164,6 +188,20 @@ def format_text(info: dict[str, Any]) -> str:
         f"{'time-major' if info['time_major'] else 'batch-major'}; "
         f"signatures: {', '.join(info['signature']) or 'none'}",
     ]
+    graph = info.get("graph") or {}
+    if graph.get("unchecked_ops"):
+        lstm_io = "; ".join(
+            f"op {o['op_index']}: {o['input']['dtype']} {o['input']['shape']} -> {o['output']['dtype']} "
+            f"{o['output']['shape']}"
+            for o in graph["lstm_ops"]
+        )
+        lines.append(
+            f"  fused LSTM ops inside a larger graph ({lstm_io}); around them: "
+            + ", ".join(f"{o['op']} (op {o['op_index']})" for o in graph["unchecked_ops"])
+            + " (lstmgen verify checks the LSTM ops alone, not these)"
+        )
+    if graph.get("empty_subgraphs_ignored"):
+        lines.append(f"  {graph['empty_subgraphs_ignored']} empty extra subgraph(s) ignored; described: the first")
     if info["forget_bias_folded"] is not None:
         lines.append(f"  forget_bias (folded) = {info['forget_bias_folded']:g}")
     for layer in info["layers"]:

@@ -37,6 +37,9 @@ class LstmModel:
     model: ModelRecord
     lstms: tuple[LstmSpec, ...]
     metadata: dict[str, Any]
+    # Operators around the LSTM ops that lstmgen does not evaluate (a converter's head: RESHAPE,
+    # FULLY_CONNECTED, SOFTMAX, ...). Only read with head_ok=True; verify then checks the LSTM ops alone.
+    head: tuple[int, ...] = ()
     mapping: mmap.mmap | None = field(default=None, repr=False, compare=False)  # the file, when read from one
 
     def release_pages(self) -> None:
@@ -82,8 +85,11 @@ class LstmModel:
         return [(s.h_index, s.c_index) for s in self.lstms]
 
 
-def read_lstm_model(path: str | Path) -> LstmModel:
-    """Read a .tflite file and check it is a graph lstmgen can verify and run."""
+def read_lstm_model(path: str | Path, *, head_ok: bool = False) -> LstmModel:
+    """Read a .tflite file and check it is a graph lstmgen can verify and run.
+
+    head_ok=True also accepts fused LSTM ops inside a larger graph (inspect, verify of the LSTM ops alone).
+    """
     path = Path(path)
     size = guard.regular_file(path, "model file", error=ModelFileError)  # no FIFO, no /dev/zero
     if size > guard.MODEL_SIZE_LIMIT:
@@ -95,22 +101,35 @@ def read_lstm_model(path: str | Path) -> LstmModel:
             data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
     except OSError as exc:
         raise ModelFileError(f"model file {path} cannot be read ({exc.strerror}).") from None
-    lm = describe_graph(read_model(memoryview(data) if data is not None else b"", str(path)), str(path))
+    model = read_model(memoryview(data) if data is not None else b"", str(path))
+    lm = describe_graph(model, str(path), head_ok=head_ok)
     return replace(lm, mapping=data)
 
 
-def describe_graph(model: ModelRecord, source: str) -> LstmModel:
+def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False) -> LstmModel:
     check_model(model, source)  # before anything indexes the graph or an interpreter loads it
     names = [BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in model.operators]
     lstm_ops = [k for k, o in enumerate(model.operators) if o.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
-    unsupported = sorted({n for n, o in zip(names, model.operators, strict=True) if o.opcode not in SUPPORTED_OPS})
-    if not lstm_ops or unsupported:
+    head = tuple(k for k, o in enumerate(model.operators) if o.opcode not in SUPPORTED_OPS)
+    unsupported = sorted({names[k] for k in head})
+    if not lstm_ops or (head and not head_ok):
         found = ", ".join(names) or "none"
+        hint = (
+            " (A TF-converted Keras 3 LSTM is a WHILE loop, not a fused LSTM: convert a Keras 2 / tf.keras "
+            "model, or build the op with lstmgen build.)"
+            if not lstm_ops and "WHILE" in names
+            else ""
+        )
+        around = (
+            f", of which lstmgen evaluates only the LSTM ops, not {', '.join(unsupported)}. `lstmgen inspect` and "
+            "`lstmgen verify` check the fused LSTM ops of such a model in isolation (on the input tensors the "
+            "interpreter computes for them); this command needs a model of LSTM ops only"
+            if lstm_ops
+            else ""
+        )
         raise ModelFileError(
             f"{source}: expected fused UNIDIRECTIONAL_SEQUENCE_LSTM ops (with REVERSE_V2, CONCATENATION, "
-            f"STRIDED_SLICE, QUANTIZE or DEQUANTIZE around them); found [{found}]"
-            + (f", of which lstmgen cannot check {', '.join(unsupported)}" if unsupported and lstm_ops else "")
-            + ". (A TF-converted Keras 3 LSTM is a WHILE loop, not a fused LSTM.)"
+            f"STRIDED_SLICE, QUANTIZE or DEQUANTIZE around them); found [{found}]{around}.{hint}"
         )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelFileError(
@@ -123,9 +142,9 @@ def describe_graph(model: ModelRecord, source: str) -> LstmModel:
             produced = any(index in o.outputs for o in model.operators)
             if t.data is None and not produced:
                 raise ModelFileError(f"{source}: LSTM input {key} ({t.name}) has no constant data.")
-    if len(model.tensors[model.inputs[0]].shape) != 3:
+    if not head and len(model.tensors[model.inputs[0]].shape) != 3:
         raise ModelFileError(f"{source}: the model input must be rank 3 ([batch, time, features] or time-major).")
-    return LstmModel(source, model, lstms, read_metadata(model))
+    return LstmModel(source, model, lstms, read_metadata(model), head=head)
 
 
 def read_metadata(model: ModelRecord) -> dict[str, Any]:

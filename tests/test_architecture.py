@@ -42,6 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "check.verify": BASE
     | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights"}
     | {"check.reference", "check.graph", "check.tolerance", "check.source"},
+    "check.subgraph": BASE
+    | {"tflite", "modelinfo", "runtimes", "check.graph", "check.tolerance", "check.source", "check.verify"},
     "build": BASE
     | {"tflite", "config", "arrays", "output", "layout", "init", "weights", "quant", "targets", "runtimes"}
     | {"check.verify", "check.source", "embed", "samples"},
@@ -52,7 +54,8 @@ ALLOWED: dict[str, set[str]] = {
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo"},
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check.graph", "check.tolerance", "check.verify", "build", "run", "describe", "embed", "export", "samples"},
+    | {"check.graph", "check.tolerance", "check.verify", "check.subgraph"}
+    | {"build", "run", "describe", "embed", "export", "samples"},
     "__main__": {"cli"},
 }
 

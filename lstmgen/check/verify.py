@@ -163,6 +163,7 @@ class VerifyReport:
     runtimes: list[str] = field(default_factory=list)  # extra runtimes checked (TFLite Micro)
     quantization: list[dict[str, Any]] = field(default_factory=list)  # qcheck reports, per runtime
     against_source: SourceReport | None = None
+    scope: list[str] = field(default_factory=list)  # LSTM ops inside a larger graph: what was checked, what not
 
     @property
     def passed(self) -> bool:

@@ -42,7 +42,7 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_confi
       lstmgen inspect lstm.tflite --check micro
       lstmgen inspect npu.tflite --check ethos-u
     """
-    lm = read_lstm_model(model)
+    lm = read_lstm_model(model, head_ok=True)  # fused LSTM ops inside a converter's graph too
     info = describe(model, lm)
     problems = None
     vela = None

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import numpy as np
 
+from lstmgen.check.subgraph import verify_in_graph
 from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress_sink, verify_line
@@ -138,9 +139,11 @@ def verify_cmd(
         reference = _reference(weights, weights_format, layer, {k: v for k, v in cell.items() if v is not None})
     elif max_error is not None or any(v is not None for v in cell.values()):
         raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
+    # Fused LSTM ops inside a larger graph (a converter's head around them) are checked one op at a time.
+    run_check = verify_in_graph if read_lstm_model(model, head_ok=True).head else verify_model
     with showing(progress_sink(quiet or as_json)), task("verifying"):
         reports = [
-            verify_model(
+            run_check(
                 model,
                 runtime=runtime,
                 seed=seed,
@@ -192,6 +195,8 @@ def verify_cmd(
                 f"{'ok' if check.passed else 'FAIL'}"
             )
         click.echo(verify_line(rep))
+        for line in rep.scope:
+            click.echo(f"  {line}")
         if rep.against_source is not None:
             click.echo(rep.against_source.summary())
         if reading is not None:
@@ -221,7 +226,7 @@ def _inputs(model: Path, path: Path | None, max_samples: int | None) -> tuple[li
         if max_samples is not None:
             raise LstmgenError("--samples K counts the samples of --input; pass --input too.")
         return [None], None
-    lm = read_lstm_model(model)
+    lm = read_lstm_model(model, head_ok=True)
     samples, reading = read_samples(path, lm.input.shape, lm.input.shape_signature, lm.time_major, "input")
     if samples.shape[0] == 0:
         raise LstmgenError(f"input {path} holds no samples (shape {list(samples.shape)}).")

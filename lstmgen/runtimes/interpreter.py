@@ -176,6 +176,11 @@ class Session:
             self.interpreter.invoke()
             return from_tensor(self.interpreter.get_tensor(self.output_index), self.detail(self.output_index))
 
+    def tensor(self, index: int) -> np.ndarray:
+        """Any tensor's current real value (intermediates need preserve_all_tensors)."""
+        with refused_by(self.runtime):
+            return from_tensor(self.interpreter.get_tensor(index), self.detail(index))
+
     def state(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Current (h, c) of every LSTM op, real-valued."""
         get = self.interpreter.get_tensor
@@ -191,11 +196,17 @@ def open_session(
     output_index: int,
     states: list[tuple[int, int]],
     time_major: bool,
+    preserve_all_tensors: bool = False,
 ) -> Session:
-    """Load a model file with the builtin kernels only (no default delegates), allocated and reset."""
+    """Load a model file with the builtin kernels only (no default delegates), allocated and reset.
+
+    preserve_all_tensors keeps every intermediate tensor readable after invoke (to check one op inside a graph).
+    """
     name = resolve_runtime(runtime)
     mod = _import(name)
     kwargs: dict[str, Any] = {"model_path": str(model_path), "num_threads": 1}
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     resolver = getattr(mod, "OpResolverType", None)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES

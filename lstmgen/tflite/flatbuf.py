@@ -100,6 +100,7 @@ class ModelRecord:
     description: str = ""
     signatures: tuple[Signature, ...] = ()
     metadata: tuple[tuple[str, bytes], ...] = field(default=())
+    empty_subgraphs: int = 0  # empty subgraphs after the first (TF's converter leaves some): ignored
 
     def metadata_dict(self) -> dict[str, bytes]:
         return dict(self.metadata)
@@ -174,6 +175,14 @@ def _quantization(builder: flatbuffers.Builder, q: Quantization) -> int:
     tflite.QuantizationParametersAddZeroPoint(builder, zp)
     tflite.QuantizationParametersAddQuantizedDimension(builder, q.quantized_dimension)
     return tflite.QuantizationParametersEnd(builder)
+
+
+_SUBGRAPH_VECTORS = (
+    tflite.SubGraphAddTensors,
+    tflite.SubGraphAddInputs,
+    tflite.SubGraphAddOutputs,
+    tflite.SubGraphAddOperators,
+)
 
 
 def estimate_size(model: ModelRecord) -> int:
@@ -279,6 +288,13 @@ def serialize(model: ModelRecord, on_copied: Callable[[], None] | None = None) -
     tflite.SubGraphAddOperators(b, sg_ops)
     tflite.SubGraphAddName(b, sg_name)
     subgraph = tflite.SubGraphEnd(b)
+    empty = []
+    for _ in range(model.empty_subgraphs):  # what TF's converter sometimes leaves behind (kept on a rewrite)
+        vectors = [_offsets_vector(b, []), _int_vector(b, []), _int_vector(b, []), _offsets_vector(b, [])]
+        tflite.SubGraphStart(b)  # the interpreters want every vector present, even empty
+        for add, vector in zip(_SUBGRAPH_VECTORS, vectors, strict=True):
+            add(b, vector)
+        empty.append(tflite.SubGraphEnd(b))
 
     opcodes = []
     for code, version in codes:
@@ -300,7 +316,7 @@ def serialize(model: ModelRecord, on_copied: Callable[[], None] | None = None) -
 
     desc = b.CreateString(model.description)
     v_opcodes = _offsets_vector(b, opcodes)
-    v_subgraphs = _offsets_vector(b, [subgraph])
+    v_subgraphs = _offsets_vector(b, [subgraph, *empty])
     v_buffers = _offsets_vector(b, buffers)
     v_sigs = _offsets_vector(b, sigdefs) if sigdefs else None
     v_meta = _offsets_vector(b, metas) if metas else None
@@ -386,10 +402,13 @@ def _read(buf: Any, source: str) -> ModelRecord:
     m = tflite.Model.GetRootAs(buf, 0)
     if m.Version() != SCHEMA_VERSION:
         raise ModelFileError(f"{source}: schema version {m.Version()}, expected {SCHEMA_VERSION}.")
-    if m.SubgraphsLength() != 1:
+    # TF's converter may leave empty extra subgraphs behind (no operators): the first one is the model.
+    busy = [k for k in range(1, m.SubgraphsLength()) if m.Subgraphs(k).OperatorsLength()]
+    if m.SubgraphsLength() == 0 or busy:
         raise ModelFileError(
-            f"{source}: has {m.SubgraphsLength()} subgraphs; lstmgen handles single-subgraph models "
-            "(a TF-converted Keras 3 LSTM is a WHILE loop over several subgraphs, not a fused LSTM)."
+            f"{source}: has {m.SubgraphsLength()} subgraphs, {len(busy)} of them besides the first with operators; "
+            "lstmgen handles one subgraph (plus empty ones). Control flow (WHILE, IF) runs in extra subgraphs: a "
+            "TF-converted Keras 3 LSTM is a WHILE loop, not a fused LSTM."
         )
     total = len(buf)
 
@@ -493,6 +512,7 @@ def _read(buf: Any, source: str) -> ModelRecord:
         description=(m.Description() or b"").decode(errors="replace"),
         signatures=tuple(signatures),
         metadata=tuple(metadata),
+        empty_subgraphs=m.SubgraphsLength() - 1,
     )
     _check_indices(record, source)
     return record

@@ -1,0 +1,137 @@
+"""Fused LSTM ops inside a larger graph (a converter's head): inspect describes them, verify checks each op alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from support import ROOT, TF_FIXTURES
+
+from lstmgen.cli.main import main
+from lstmgen.errors import ModelFileError
+from lstmgen.modelinfo import read_lstm_model
+from lstmgen.runtimes.interpreter import Session
+from lstmgen.tflite.flatbuf import read_model
+
+pytestmark = pytest.mark.runtime
+HEADS = ROOT / "tests" / "fixtures" / "heads"  # made by make_heads.py from TF's converter output
+FLOAT = HEADS / "float_head.tflite"  # TANH -> LSTM (op 1) -> FULLY_CONNECTED -> SOFTMAX, + an empty subgraph
+INT8 = HEADS / "int8_head.tflite"  # LSTM (int8) -> LOGISTIC
+KERAS_W = TF_FIXTURES / "tfint8_lstm.weights.npz"  # the Keras weights both LSTMs were converted from
+N = 16
+
+
+def invoke(*args: object) -> Result:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
+    return result
+
+
+def _swapped(tmp_path: Path, a: str = "i", b: str = "f") -> Path:
+    """The Keras weights with two gate blocks (i, f, c, o along the 4N axis) swapped."""
+    w = dict(np.load(KERAS_W))
+    order = {"i": 0, "f": 1, "c": 2, "o": 3}
+    for key in ("kernel", "recurrent_kernel", "bias"):
+        arr = w[key].copy()
+        sa, sb = (slice(order[g] * N, (order[g] + 1) * N) for g in (a, b))
+        arr[..., sa], arr[..., sb] = w[key][..., sb], w[key][..., sa]
+        w[key] = arr
+    path = tmp_path / "swapped.npz"
+    np.savez(path, **w)
+    return path
+
+
+def test_fixture_keeps_its_empty_subgraph() -> None:
+    assert read_model(FLOAT.read_bytes(), str(FLOAT)).empty_subgraphs == 1
+
+
+def test_inspect_describes_the_lstm_inside_the_graph() -> None:
+    result = invoke("inspect", FLOAT)
+    assert result.exit_code == 0, result.output
+    assert "fused LSTM ops inside a larger graph (op 1: float32 [1, 10, 8] -> float32 [1, 10, 16])" in result.output
+    assert "TANH (op 0), FULLY_CONNECTED (op 2), SOFTMAX (op 3)" in result.output
+    assert "1 empty extra subgraph(s) ignored" in result.output
+    assert "WHILE" not in result.output
+    doc = json.loads(invoke("inspect", FLOAT, "--json").stdout)
+    graph = doc["graph"]
+    assert [o["op"] for o in graph["unchecked_ops"]] == ["TANH", "FULLY_CONNECTED", "SOFTMAX"]
+    assert graph["lstm_ops"][0]["op_index"] == 1 and graph["model_outputs"][0]["shape"] == [1, 10, 4]
+    assert doc["num_units"] == N and doc["layers"][0]["op_index"] == 1
+
+
+@pytest.mark.parametrize("model", [FLOAT, INT8], ids=["float", "int8"])
+def test_verify_checks_the_lstm_op_and_says_what_it_left_alone(model: Path) -> None:
+    result = invoke("verify", model)
+    assert result.exit_code == 0, result.output
+    assert "checked: UNIDIRECTIONAL_SEQUENCE_LSTM op" in result.output
+    assert "NOT checked: the rest of the graph" in result.output
+    doc = json.loads(invoke("verify", model, "--json").stdout)
+    assert doc["ok"] and any(line.startswith("NOT checked") for line in doc["scope"])
+
+
+def test_the_lstm_input_is_the_tensor_the_interpreter_computed() -> None:
+    result = invoke("verify", FLOAT)
+    assert "input: tensor 0 'serving_default_input_1:0' [1, 10, 8], as the interpreter computed it" in result.output
+
+
+@pytest.mark.parametrize("model", [FLOAT, INT8], ids=["float", "int8"])
+def test_verify_against_the_source_passes_for_the_right_weights(model: Path) -> None:
+    result = invoke("verify", model, "--weights", KERAS_W, "--json")
+    assert result.exit_code == 0, result.output
+    src = json.loads(result.stdout)["against_source"]
+    assert src["passed"] and src["reference"] == "keras"
+    assert src["max_abs_error"] < (1e-5 if model == FLOAT else 0.05)
+
+
+@pytest.mark.parametrize("model", [FLOAT, INT8], ids=["float", "int8"])
+@pytest.mark.parametrize("gates", [("i", "f"), ("c", "o")])
+def test_verify_against_the_source_fails_for_swapped_gates(model: Path, gates: tuple[str, str], tmp_path: Path) -> None:
+    result = invoke("verify", model, "--weights", _swapped(tmp_path, *gates))
+    assert result.exit_code == 1, result.output
+    assert "does not compute the source LSTM" in result.output
+
+
+def test_a_wrong_read_of_the_lstm_input_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file reference must run on the op's own input: a read that is off by 1 % fails the check."""
+    lstm_input = read_lstm_model(FLOAT, head_ok=True).model.operators[1].inputs[0]
+    real = Session.tensor
+
+    def off(self: Session, index: int) -> np.ndarray:
+        value = real(self, index)
+        return value * 1.01 if index == lstm_input else value
+
+    monkeypatch.setattr(Session, "tensor", off)
+    result = invoke("verify", FLOAT)
+    assert result.exit_code == 1, result.output
+
+
+def test_commands_that_need_lstm_ops_only_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError) as info:
+        read_lstm_model(FLOAT)
+    text = str(info.value)
+    assert "lstmgen evaluates only the LSTM ops, not FULLY_CONNECTED, SOFTMAX, TANH" in text
+    assert "check the fused LSTM ops of such a model in isolation" in text and "WHILE" not in text
+    np.save(tmp_path / "x.npy", np.zeros((1, 10, 8), np.float32))
+    result = invoke("run", FLOAT, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert result.exit_code == 2 and "in isolation" in result.output, result.output
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_micro_cannot_check_an_op_inside_a_graph() -> None:
+    result = invoke("verify", INT8, "--runtime", "micro")
+    assert result.exit_code == 2, result.output
+    assert "TensorFlow Lite Micro keeps none" in result.output
+
+
+def test_stacked_ops_need_as_many_source_cells(tmp_path: Path) -> None:
+    stacked = tmp_path / "two.npz"
+    w = dict(np.load(KERAS_W))
+    second = {**w, "kernel": np.ones((N, 4 * N), np.float32)}  # layer 1 takes layer 0's N features
+    np.savez(stacked, **{f"lstm_0/{n}": v for n, v in w.items()}, **{f"lstm_1/{n}": v for n, v in second.items()})
+    result = invoke("verify", FLOAT, "--weights", stacked, "--weights-format", "keras", "--num-layers", "2")
+    assert result.exit_code == 2, result.output
+    assert "has 1 fused LSTM op(s) but the weights hold 2 cell(s)" in result.output
