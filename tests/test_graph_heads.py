@@ -135,3 +135,10 @@ def test_stacked_ops_need_as_many_source_cells(tmp_path: Path) -> None:
     result = invoke("verify", FLOAT, "--weights", stacked, "--weights-format", "keras", "--num-layers", "2")
     assert result.exit_code == 2, result.output
     assert "has 1 fused LSTM op(s) but the weights hold 2 cell(s)" in result.output
+
+
+def test_json_fits_the_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
+    for args in (("inspect", FLOAT, "--json"), ("verify", FLOAT, "--json"), ("verify", INT8, "--json")):
+        jsonschema.validate(json.loads(invoke(*args).stdout), schema)
