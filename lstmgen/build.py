@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -20,15 +20,15 @@ from lstmgen.init import init_weights
 from lstmgen.layout import CellShape, layout, shapes_from_config
 from lstmgen.output import write_atomic
 from lstmgen.progress import task
-from lstmgen.quant.calibrate import CalibrationStats, calibrate, random_calibration
-from lstmgen.quant.quantize import quantize
-from lstmgen.runtimes.micro import import_tflm
 from lstmgen.samples import read_samples
-from lstmgen.targets.rules import TARGET_NAMES, check_target
 from lstmgen.tflite.flatbuf import Deferred, ModelRecord, estimate_size, materialize, serialize
 from lstmgen.weights import CellWeights, WeightSource
 from lstmgen.weights import open as open_weights
 from lstmgen.weights.raw import SourceArrays
+
+if TYPE_CHECKING:
+    from lstmgen.quant.calibrate import CalibrationStats
+# Quantization, calibration, TFLM and target rules are imported where used: a float build never loads them.
 
 CONFIG_FIELDS = tuple(f.name for f in fields(CellConfig))
 # Options that only a weight file can settle per layer, and what a conflict means in words.
@@ -232,6 +232,8 @@ def _calibrate(
     record: ModelRecord, config: CellConfig, data: str | Path | None, calibration: str
 ) -> tuple[CalibrationStats, np.ndarray | None]:
     """Integer-mode ranges from --calibration-data (representative inputs) or, labelled, from random inputs."""
+    from lstmgen.quant.calibrate import calibrate, random_calibration
+
     if data is None:  # --calibration random (check_options refused the other combinations)
         return random_calibration(record, 16, config.seed), None
     x = record.tensors[record.inputs[0]]
@@ -418,6 +420,8 @@ def build(
 
         check_embed_target(embed)
     if verify and opts.get("target") in ("micro", "ethos-u"):
+        from lstmgen.runtimes.micro import import_tflm
+
         import_tflm()  # the TFLM check needs it: say so before reading, calibrating and writing anything
     t0 = time.perf_counter()
     if weights is None and weights_format != "auto":
@@ -479,6 +483,8 @@ def build(
                 if config.asymmetric_inputs
                 else "dynamic-int8 with symmetric input quantization: op version 2 (TFLite runtime >= 1.14.0)"
             )
+        from lstmgen.quant.quantize import quantize
+
         record = quantize(
             record,
             config.quantize,
@@ -487,6 +493,8 @@ def build(
             io_type=config.io_type,
         )
     if config.target != "tflite":
+        from lstmgen.targets.rules import TARGET_NAMES, check_target
+
         problems = check_target(record, config.target)
         if problems:
             raise ConfigError(

@@ -89,3 +89,10 @@ def test_facade_builds(tmp_path: Path) -> None:
     result = lstmgen.build(out, lstmgen.CellConfig(num_units=4, input_size=3), verify=False)
     assert result.file_size == out.stat().st_size
     assert lstmgen.describe(out)["num_units"] == 4
+
+
+def test_a_float_build_does_not_load_quantization(tmp_path: Path) -> None:
+    out = tmp_path / "m.tflite"
+    loaded = _modules_after("build", "--num-units", "8", "--input-size", "4", "-o", str(out), "--no-verify", "-q")
+    assert out.is_file()
+    assert not [m for m in loaded if m.startswith("lstmgen.quant")]
