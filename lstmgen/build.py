@@ -11,9 +11,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from lstmgen import guard
-from lstmgen.check.source import SourceModel, SourceUnsupported, source_model
-from lstmgen.check.source.common import Stated
-from lstmgen.check.verify import VerifyReport, verify_model
 from lstmgen.config import INTEGER_MODES, CellConfig, check_fields
 from lstmgen.errors import ConfigError, VerificationError, WeightFileError
 from lstmgen.init import init_weights
@@ -27,6 +24,8 @@ from lstmgen.weights import open as open_weights
 from lstmgen.weights.raw import SourceArrays
 
 if TYPE_CHECKING:
+    from lstmgen.check.source import SourceModel
+    from lstmgen.check.verify import VerifyReport
     from lstmgen.quant.calibrate import CalibrationStats
 # Quantization, calibration, TFLM and target rules are imported where used: a float build never loads them.
 
@@ -279,6 +278,9 @@ def source_reference(
     --init weights are their own source (the op's equations on the generated arrays, forget bias
     as resolved). Returns (None, why) when the source cannot be computed.
     """
+    from lstmgen.check.source import SourceUnsupported, source_model
+    from lstmgen.check.source.common import Stated
+
     if all(c.origin is None and c.format.startswith("init") for cells in layers for c in cells):
         layers = [[replace(c, origin=SourceArrays("tflite", _generated(c.tensors))) for c in cells] for cells in layers]
         stated_forget_bias = config.forget_bias
@@ -453,7 +455,7 @@ def build(
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
     # After layout: its checks have refused malformed arrays.
-    reference, no_reference = source_reference(config, layers, opts.get("forget_bias"))
+    reference, no_reference = source_reference(config, layers, opts.get("forget_bias")) if verify else (None, None)
     if no_reference:
         notes.append(no_reference)
     samples = None
@@ -519,6 +521,8 @@ def build(
         data.release()  # on disk now: free the in-memory copy before verification needs memory
         if not verify:
             return
+        from lstmgen.check.verify import verify_model
+
         say("verifying against the NumPy reference")
         x = samples[0] if samples is not None else None  # int8: verify on representative data
         micro = config.target in ("micro", "ethos-u")  # Ethos-U firmware runs the model in TFLM
