@@ -142,3 +142,55 @@ def test_json_fits_the_schema() -> None:
     schema = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
     for args in (("inspect", FLOAT, "--json"), ("verify", FLOAT, "--json"), ("verify", INT8, "--json")):
         jsonschema.validate(json.loads(invoke(*args).stdout), schema)
+
+
+# TF's converter output with the heads users have (make_tf_heads.py): a Keras classifier, float and int8,
+# and two stacked LSTMs (the second op's input is the first op's output), with the whole-model .h5 files.
+TF_CASES = {
+    "classifier": (HEADS / "tf_classifier.tflite", HEADS / "tf_classifier.h5", (), "lstm"),
+    "classifier-int8": (
+        HEADS / "tf_classifier_int8.tflite",
+        HEADS / "tf_classifier.h5",
+        ("--max-error", "0.15"),
+        "lstm",
+    ),
+    "stacked": (HEADS / "tf_stacked.tflite", HEADS / "tf_stacked.h5", ("--num-layers", "2"), "lstm_1"),
+}
+
+
+def _h5_swapped(src: Path, layer: str, tmp_path: Path, a: str = "i", b: str = "f") -> Path:
+    """A copy of a whole-model Keras .h5 with two gate blocks of one LSTM layer swapped."""
+    h5py = pytest.importorskip("h5py")
+    dst = tmp_path / src.name
+    dst.write_bytes(src.read_bytes())
+    order = {"i": 0, "f": 1, "c": 2, "o": 3}
+    with h5py.File(dst, "r+") as f:
+        for key in ("kernel", "recurrent_kernel", "bias"):
+            ds = f[f"model_weights/{layer}/{layer}/lstm_cell/{key}:0"]
+            arr = ds[()]
+            n = arr.shape[-1] // 4
+            sa, sb = (slice(order[g] * n, (order[g] + 1) * n) for g in (a, b))
+            out = arr.copy()
+            out[..., sa], out[..., sb] = arr[..., sb], arr[..., sa]
+            ds[...] = out
+    return dst
+
+
+@pytest.mark.parametrize("case", TF_CASES)
+def test_tf_converter_models_with_heads_pass_against_their_keras_files(case: str) -> None:
+    model, weights, flags, _ = TF_CASES[case]
+    assert invoke("inspect", model).exit_code == 0
+    result = invoke("verify", model, "--weights", weights, *flags)
+    assert result.exit_code == 0, result.output
+    assert "NOT checked: the rest of the graph" in result.output and "against the source (keras)" in result.output
+
+
+@pytest.mark.parametrize("case", TF_CASES)
+@pytest.mark.parametrize("gates", [("i", "f"), ("c", "o")])
+def test_tf_converter_models_with_heads_fail_for_swapped_gates(
+    case: str, gates: tuple[str, str], tmp_path: Path
+) -> None:
+    model, weights, flags, layer = TF_CASES[case]
+    result = invoke("verify", model, "--weights", _h5_swapped(weights, layer, tmp_path, *gates), *flags)
+    assert result.exit_code == 1, result.output
+    assert "does not compute the source LSTM" in result.output
