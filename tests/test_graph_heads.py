@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,20 @@ def test_tf_converter_models_with_heads_fail_for_swapped_gates(
     result = invoke("verify", model, "--weights", _h5_swapped(weights, layer, tmp_path, *gates), *flags)
     assert result.exit_code == 1, result.output
     assert "does not compute the source LSTM" in result.output
+
+
+def test_the_while_loop_hint_only_without_fused_lstm_ops() -> None:
+    """A WHILE loop (TF's Keras 3 LSTM) without a fused op gets the hint; a head around a fused op does not."""
+    import tflite
+
+    from lstmgen.modelinfo import describe_graph
+
+    model = read_model(FLOAT.read_bytes(), str(FLOAT))
+    tanh = model.operators[0]
+    looped = replace(model, operators=(replace(tanh, opcode=tflite.BuiltinOperator.WHILE, options=None),))
+    looped = replace(looped, outputs=tanh.outputs)
+    with pytest.raises(ModelFileError, match="WHILE loop, not a fused LSTM"):
+        describe_graph(looped, "looped.tflite")
+    with pytest.raises(ModelFileError) as info:
+        describe_graph(model, "head.tflite")
+    assert "WHILE" not in str(info.value)
