@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lstmgen"
 # check/ is split per module because its layers differ (the reference sits at the bottom, verify on top).
 # "lstmgen" is the package root: __version__, and the lazy facade (its imports run on attribute access
 # only, so nothing imports the facade's targets at import time). Bottom-up, the layering reads:
-#   errors < tflite < config < check.reference < check.graph < modelinfo/layout/weights/targets/...
+#   errors, quant.affine < tflite < config < check.reference < check.graph < modelinfo/layout/weights/targets/...
 #   < check.verify/init < build/run/describe < cli.
 # A new module needs a row here: say where it sits before it imports anything.
 BASE = {"lstmgen", "errors", "guard", "progress"}  # guard: hostile-input checks; progress: step counting
@@ -24,23 +24,24 @@ ALLOWED: dict[str, set[str]] = {
     "progress": set(),
     "guard": {"errors"},
     "check": set(),  # the package's __init__ (a docstring)
+    "quant.affine": set(),  # the affine quantization arithmetic (NumPy only): every layer may use it
     "tflite": {"errors"},
     "arrays": BASE,
     "output": BASE,
     "config": BASE | {"tflite"},
     "check.reference": set(),
-    "check.graph": BASE | {"tflite", "check.reference"},
-    "check.tolerance": BASE | {"tflite", "check.reference", "check.graph"},
+    "check.graph": BASE | {"tflite", "check.reference", "quant.affine"},
+    "check.tolerance": BASE | {"tflite", "check.reference", "check.graph", "quant.affine"},
     "check.source": BASE | {"tflite", "config", "weights", "arrays", "check.reference"},
     "modelinfo": BASE | {"tflite", "check.graph"},
     "layout": BASE | {"tflite", "config"},
     "weights": BASE | {"tflite", "arrays"},
     "targets": BASE | {"tflite", "config"},
-    "runtimes": BASE | {"tflite", "targets", "arrays"},
-    "quant": BASE | {"tflite", "config", "check.graph", "check.reference"},
+    "runtimes": BASE | {"tflite", "targets", "arrays", "quant.affine"},
+    "quant": BASE | {"tflite", "config", "check.graph", "check.reference", "quant.affine"},
     "init": BASE | {"tflite", "config", "layout", "weights"},
     "check.verify": BASE
-    | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights"}
+    | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
     | {"check.reference", "check.graph", "check.tolerance", "check.source"},
     "check.subgraph": BASE
     | {"tflite", "modelinfo", "runtimes", "check.graph", "check.tolerance", "check.source", "check.verify"},
@@ -49,7 +50,7 @@ ALLOWED: dict[str, set[str]] = {
     | {"check.verify", "check.source", "embed", "samples"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
     "samples": BASE | {"arrays"},
-    "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph"},
+    "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph", "quant.affine"},
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo"},
     "cli": BASE
@@ -77,12 +78,14 @@ def _is_module(name: str) -> bool:
 
 
 def _unit(module: str) -> str:
-    """lstmgen.check.graph -> check.graph; lstmgen.weights.keras -> weights; lstmgen -> lstmgen."""
+    """lstmgen.check.graph -> check.graph; lstmgen.quant.affine -> quant.affine; lstmgen.weights.keras -> weights."""
     parts = module.split(".")[1:]
     if not parts:
         return "lstmgen"
     if parts[0] == "check" and len(parts) > 1:
         return f"check.{parts[1]}"
+    if parts[:2] == ["quant", "affine"]:
+        return "quant.affine"
     return parts[0]
 
 

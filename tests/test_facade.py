@@ -95,6 +95,7 @@ def test_a_float_build_does_not_load_quantization(tmp_path: Path) -> None:
     out = tmp_path / "m.tflite"
     loaded = _modules_after("build", "--num-units", "8", "--input-size", "4", "-o", str(out), "--no-verify", "-q")
     assert out.is_file()
-    assert not [m for m in loaded if m.startswith("lstmgen.quant")]
+    # Only the affine arithmetic (NumPy only; the interpreter adapters encode/decode with it), not the quantizer.
+    assert {m for m in loaded if m.startswith("lstmgen.quant")} <= {"lstmgen.quant", "lstmgen.quant.affine"}
     # --no-verify loads neither the references nor an interpreter adapter (a faster start for big builds)
     assert not [m for m in loaded if m.startswith(("lstmgen.check.verify", "lstmgen.check.source"))]

@@ -17,6 +17,7 @@ import tflite
 from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
+from lstmgen.quant import affine
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
 from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
@@ -27,17 +28,10 @@ Op = tflite.BuiltinOperator
 def real_value(t: TensorRecord) -> np.ndarray:
     """A constant tensor's real value: (q - zero_point) * scale for quantized data, else as stored."""
     assert t.data is not None and isinstance(t.data, np.ndarray)
-    data = t.data.astype(np.float64)
     q = t.quantization
     if q is None or t.dtype.kind == "f":
-        return data
-    scale: np.ndarray = np.asarray(q.scale, np.float64)  # annotated: numpy >= 2.5's stubs narrow the shape type
-    zp: np.ndarray = np.asarray(q.zero_point, np.float64)
-    if scale.size > 1:  # per-axis
-        shape = [1] * data.ndim
-        shape[q.quantized_dimension] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
-    return (data - zp) * scale
+        return t.data.astype(np.float64)
+    return affine.dequantize(t.data, q.scale, q.zero_point, axis=q.quantized_dimension)
 
 
 def quantize_real(x: np.ndarray, t: TensorRecord) -> np.ndarray:
@@ -45,10 +39,7 @@ def quantize_real(x: np.ndarray, t: TensorRecord) -> np.ndarray:
     q = t.quantization
     if q is None or t.dtype.kind == "f":
         return np.asarray(x, np.float64)
-    info = np.iinfo(t.dtype)
-    s, z = q.scale[0], q.zero_point[0]
-    codes = np.clip(np.round(np.asarray(x, np.float64) / s) + z, info.min, info.max)
-    return (codes - z) * s
+    return affine.round_to_grid(x, t.dtype, q.scale[0], q.zero_point[0])
 
 
 def _int_range(t: TensorRecord) -> tuple[float, float] | None:
@@ -56,9 +47,7 @@ def _int_range(t: TensorRecord) -> tuple[float, float] | None:
     q = t.quantization
     if q is None or t.dtype.kind != "i":
         return None
-    info = np.iinfo(t.dtype)
-    s, z = q.scale[0], q.zero_point[0]
-    return (info.min - z) * s, (info.max - z) * s
+    return affine.real_range(t.dtype, q.scale[0], q.zero_point[0])
 
 
 @dataclass

@@ -16,6 +16,7 @@ from lstmgen.check.graph import _strided_slice, evaluate, lstm_spec, quantize_re
 from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
+from lstmgen.quant import affine
 from lstmgen.tflite.flatbuf import ModelRecord, Quantization, TensorRecord
 from lstmgen.tflite.slots import Slot
 
@@ -91,16 +92,14 @@ def _int_params(model: ModelRecord, index: int) -> tuple[float, int, np.dtype]:
 def to_real(t: TensorRecord, value: np.ndarray) -> np.ndarray:
     """Interpreter value -> real value (dequantize integer codes)."""
     if t.dtype in INTEGER and t.quantization is not None:
-        return (value.astype(np.float64) - t.quantization.zero_point[0]) * t.quantization.scale[0]
+        return affine.dequantize(value, t.quantization.scale[0], t.quantization.zero_point[0])
     return np.asarray(value, np.float64)
 
 
 def to_codes(t: TensorRecord, x: np.ndarray) -> np.ndarray:
     """Real input -> what to feed the interpreter (integer codes for an int8/int16 input)."""
     if t.dtype in INTEGER and t.quantization is not None:
-        s, z = t.quantization.scale[0], t.quantization.zero_point[0]
-        info = np.iinfo(t.dtype)
-        return np.clip(np.round(np.asarray(x, np.float64) / s) + z, info.min, info.max).astype(t.dtype)
+        return affine.quantize(x, t.dtype, t.quantization.scale[0], t.quantization.zero_point[0])
     return np.asarray(x, t.dtype)
 
 
@@ -307,8 +306,7 @@ def error_report(
         saturated = 0.0
         if s:  # outputs pinned at the integer limits: the input went beyond the calibrated range
             q = _int_params(model, i)
-            info = np.iinfo(q[2])
-            lo_r, hi_r = (info.min - q[1]) * q[0], (info.max - q[1]) * q[0]
+            lo_r, hi_r = affine.real_range(q[2], q[0], q[1])
             ref = np.asarray(reference[i])
             saturated = float(np.mean((ref <= lo_r + q[0] / 2) | (ref >= hi_r - q[0] / 2)))
         outputs.append(

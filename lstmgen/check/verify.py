@@ -17,6 +17,7 @@ from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.progress import expect
+from lstmgen.quant import affine
 from lstmgen.runtimes.interpreter import open_session
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
@@ -219,9 +220,7 @@ def draw_input(lm: LstmModel, shape: list[int], rng: np.random.Generator) -> np.
     grid = _input_grid(lm)
     if grid is None:
         return rng.standard_normal(shape).astype(np.float32)
-    info = np.iinfo(grid.dtype)
-    s, z = grid.quantization.scale[0], grid.quantization.zero_point[0]
-    lo, hi = (info.min - z) * s, (info.max - z) * s
+    lo, hi = affine.real_range(grid.dtype, grid.quantization.scale[0], grid.quantization.zero_point[0])
     x = rng.normal((lo + hi) / 2, (hi - lo) / 6, shape)
     return quantize_real(x, grid).astype(np.float32)  # both sides see exactly the values on the grid
 

@@ -14,6 +14,7 @@ import tflite
 from lstmgen.config import IO_TYPES
 from lstmgen.config import QUANTIZE_MODES as MODES
 from lstmgen.errors import ConfigError
+from lstmgen.quant import affine
 from lstmgen.quant.calibrate import CalibrationStats
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot, gate_slot
@@ -84,8 +85,7 @@ def quantize_symmetric(x: np.ndarray, dtype: np.dtype, scale: float | None = Non
     info = np.iinfo(dtype)
     s = symmetric_scale(x, info.max) if scale is None else scale
     s = float(np.float32(s))  # the file stores float32 scales; round with exactly that scale
-    q = np.clip(np.round(np.asarray(x, np.float64) / s), info.min, info.max).astype(dtype)
-    return q, s
+    return affine.quantize(x, dtype, s), s
 
 
 def affine_params(lo: float, hi: float, symmetric: bool = False, dtype: np.dtype = I8) -> tuple[float, int]:

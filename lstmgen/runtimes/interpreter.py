@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
+from lstmgen.quant import affine
 from lstmgen.runtimes.probe import probe
 
 # runtime name -> (interpreter module, distributions whose version we report)
@@ -70,16 +71,14 @@ def encode(value: np.ndarray, dtype: np.dtype, scale: float = 1.0, zero_point: i
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return np.ascontiguousarray(value, dtype=dtype)
-    info = np.iinfo(dtype)
-    codes = np.clip(np.round(np.asarray(value, np.float64) / scale) + zero_point, info.min, info.max)
-    return np.ascontiguousarray(codes.astype(dtype))
+    return np.ascontiguousarray(affine.quantize(value, dtype, scale, zero_point))
 
 
 def decode(value: np.ndarray, scale: float = 1.0, zero_point: int = 0) -> np.ndarray:
     """A tensor's stored values -> real values (dequantized if integer)."""
     if value.dtype.kind == "f":
         return np.array(value)
-    return (value.astype(np.float64) - zero_point) * scale
+    return affine.dequantize(value, scale, zero_point)
 
 
 def to_tensor(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
