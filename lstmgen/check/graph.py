@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tflite
 
-from lstmgen.check.reference import lstm_reference
+from lstmgen.check.reference import Jitter, lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
 from lstmgen.quant import affine
@@ -145,6 +145,7 @@ def _lstm(
     states: Mapping[int, Any],
     ev: Evaluation,
     trace: Trace | None,
+    jitter: Jitter | None = None,
 ) -> np.ndarray:
     spec = lstm_spec(model, op_index)
     op = model.operators[op_index]
@@ -154,7 +155,7 @@ def _lstm(
     record: dict[str, np.ndarray] | None = {} if trace is not None else None
     y, h, c = lstm_reference(
         x, params, time_major=spec.time_major, h0=h0, c0=c0, record=record, on_step=step_hook(),
-        **spec.reference_options(),
+        jitter=jitter, **spec.reference_options(),
     )
     if trace is not None and record is not None:
         trace(op_index, record)
@@ -193,10 +194,12 @@ def evaluate(
     states: Mapping[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
     trace: Trace | None = None,
     constants: Mapping[int, np.ndarray] | None = None,
+    jitter: Jitter | None = None,
 ) -> Evaluation:
     """Run the graph on `feeds` (tensor index -> real input). `states` maps an LSTM op index to (h0, c0).
 
     `constants` are the model's constant_values (widened once and shared by several evaluations).
+    `jitter` perturbs every LSTM step's (x_t, h, c) (see lstm_reference).
     """
     values = dict(constants if constants is not None else constant_values(model))
     for i, x in feeds.items():
@@ -205,7 +208,7 @@ def evaluate(
     for k, op in enumerate(model.operators):
         code = op.opcode
         if code == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
-            out = _lstm(model, k, values, states or {}, ev, trace)
+            out = _lstm(model, k, values, states or {}, ev, trace, jitter)
         elif code == Op.REVERSE_V2:
             axes = tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]]))
             out = np.flip(values[op.inputs[0]], axis=axes)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 Array = np.ndarray
+# (x_t, h, c) -> perturbed (x_t, h, c), applied before every step: float32 rounding injected into the float64 run
+Jitter = Callable[[Array, Array, Array], tuple[Array, Array, Array]]
 
 
 def sigmoid(x: Array) -> Array:
@@ -59,6 +61,7 @@ def lstm_reference(
     c_bound: float | None = None,
     gate_bounds: Mapping[str, float] | None = None,
     on_step: Callable[[], None] | None = None,
+    jitter: Jitter | None = None,
 ) -> tuple[Array, Array, Array]:
     """Run the sequence; returns (output, final h, final c) in float64.
 
@@ -75,6 +78,7 @@ def lstm_reference(
     '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
     the clip), 'hidden' (o * g(c), before projection) and 'output' (h) — what int8 calibration needs.
     on_step, if given, is called after every time step (progress of long sequences).
+    jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see check/verify.py).
     """
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     g = CELL_ACTIVATIONS[activation]
@@ -114,6 +118,8 @@ def lstm_reference(
     outputs = []
     for t in range(steps):
         x_t = seq[t]
+        if jitter is not None:
+            x_t, h, c = jitter(x_t, h, c)
         f = gate_value("forget", x_t, h, c, sigmoid)
         i = 1.0 - f if cifg else gate_value("input", x_t, h, c, sigmoid)
         z = gate_value("cell", x_t, h, None, g)  # the cell gate has no peephole

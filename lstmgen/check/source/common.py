@@ -10,6 +10,7 @@ import numpy as np
 
 Array = np.ndarray
 Fn = Callable[[Array], Array]
+Jitter = Callable[[Array, Array, Array], tuple[Array, Array, Array]]  # (x_t, h, c) perturbed before each step
 
 
 class SourceUnsupported(Exception):
@@ -42,13 +43,19 @@ class Cell:
     backward: bool | None = None  # None: the file does not say; its place in the layer decides
     overrides: Mapping[str, object] = field(default_factory=dict)  # file-stated time_major, go_backwards, ...
 
-    def run(self, seq: Array, h0: Array | None, c0: Array | None) -> tuple[Array, Array, Array]:
-        """Run over seq [T, B, I] in the given order; returns (outputs [T, B, P], final h, final c)."""
+    def run(
+        self, seq: Array, h0: Array | None, c0: Array | None, jitter: Jitter | None = None
+    ) -> tuple[Array, Array, Array]:
+        """Run over seq [T, B, I] in the given order; returns (outputs [T, B, P], final h, final c).
+
+        jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see check/verify.py)."""
         batch = seq.shape[1]
         h = np.zeros((batch, self.output_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, -1)
         c = np.zeros((batch, self.num_units)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, -1)
         out = []
         for x_t in seq:
+            if jitter is not None:
+                x_t, h, c = jitter(x_t, h, c)
             h, c = self.step(x_t, h, c)
             out.append(h)
         return np.stack(out) if out else np.zeros((0, batch, self.output_size)), h, c

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lstmgen.check.source.canonical import canonical_cell
-from lstmgen.check.source.common import Array, Cell, CellFactory, SourceUnsupported, Stated, forget_widened
+from lstmgen.check.source.common import (
+    Array,
+    Cell,
+    CellFactory,
+    Jitter,
+    SourceUnsupported,
+    Stated,
+    forget_widened,
+)
 from lstmgen.check.source.keras_lstm import keras_cell
 from lstmgen.check.source.onnx_lstm import onnx_cell
 from lstmgen.check.source.tf1_cell import tf1_cell
@@ -96,8 +104,12 @@ class SourceModel:
         ]
         return [c for _, c in sorted(pairs, key=lambda pc: pc[0])]
 
-    def run(self, x: Array, initial: States | None = None) -> tuple[Array, list[tuple[Array, Array]]]:
-        """Output in the model's layout and the final (h, c) of every cell, in the caller's op order."""
+    def run(
+        self, x: Array, initial: States | None = None, jitter: Jitter | None = None
+    ) -> tuple[Array, list[tuple[Array, Array]]]:
+        """Output in the model's layout and the final (h, c) of every cell, in the caller's op order.
+
+        jitter perturbs every cell step's (x_t, h, c) (float sensitivity, see check/verify.py)."""
         time_major = bool(self.setting("time_major"))
         seq = np.asarray(x, np.float64)
         if not time_major:
@@ -109,7 +121,7 @@ class SourceModel:
             for cell, pos in zip(cells, where, strict=True):
                 h0, c0 = (initial or {}).get(pos, (None, None))
                 backward = cell.backward if len(cells) == 2 else bool(self.setting("go_backwards"))
-                y, h, c = cell.run(seq[::-1] if backward else seq, h0, c0)
+                y, h, c = cell.run(seq[::-1] if backward else seq, h0, c0, jitter)
                 finals[pos] = (h, c)
                 lasts.append(y[-1])
                 outs.append(y[::-1] if backward and len(cells) == 2 else y)  # bidirectional: re-align
