@@ -581,7 +581,7 @@ def _fail_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(  # build imports verify_model from there when it verifies
         importlib.import_module("lstmgen.check.verify"),
         "verify_model",
-        functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0),
+        functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0, float_runs=0),
     )
 
 
@@ -747,7 +747,7 @@ def test_build_accepts_float64_with_a_note(tmp_path: Path) -> None:
 
 @pytest.mark.runtime
 def test_verify_failure_exits_1(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
+    strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0, float_runs=0)
     monkeypatch.setattr(lstmgen.cli.cmd_verify, "verify_model", strict)
     result = invoke("verify", models["dynamic"])
     assert_user_error(result, "dynamic.tflite", code=1)
@@ -756,7 +756,7 @@ def test_verify_failure_exits_1(models: dict[str, Path], monkeypatch: pytest.Mon
 
 @pytest.mark.runtime
 def test_verify_failure_json_is_one_document(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0)
+    strict = functools.partial(lstmgen.check.verify.verify_model, atol=0.0, rtol=0.0, float_runs=0)
     monkeypatch.setattr(lstmgen.cli.cmd_verify, "verify_model", strict)
     result = invoke("verify", models["dynamic"], "--json")
     assert result.exit_code == 1

@@ -224,7 +224,7 @@ def test_terminal_progress_shows_long_tasks_only_and_ends_the_line(capsys: pytes
 
 def test_calibration_and_verification_report_their_steps(tmp_path: Path) -> None:
     from lstmgen import progress
-    from lstmgen.check.verify import verify_model
+    from lstmgen.check.verify import FLOAT_RUNS, verify_model
     from lstmgen.quant.calibrate import calibrate
     from lstmgen.tflite.flatbuf import read_model
 
@@ -239,7 +239,9 @@ def test_calibration_and_verification_report_their_steps(tmp_path: Path) -> None
     seen.clear()
     with progress.showing(lambda *a: seen.append(a)), progress.task("verifying"):  # verify_model states the total
         assert verify_model(model, time_steps=5).passed
-    assert seen[-1] == ("verifying", 20, 20) and len(seen) == 21  # 2 evaluations x 2 ops x 5 steps
+    # 2 evaluations (+ FLOAT_RUNS perturbed ones each, the float32 sensitivity) x 2 ops x 5 steps
+    total = 2 * (1 + FLOAT_RUNS) * 2 * 5
+    assert seen[-1] == ("verifying", total, total) and len(seen) == total + 1
 
 
 @pytest.mark.runtime

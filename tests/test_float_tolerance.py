@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-import lstmgen.check.verify
 import lstmgen.layout
 from lstmgen.build import build
 from lstmgen.check.verify import FLOAT_ATOL, verify_model
@@ -47,13 +46,10 @@ def test_steep_cell_passes_within_derived_bound(tmp_path: Path, steep: Path) -> 
     assert "float32 sensitivity" in report.to_dict()["tolerance"] and "float32 sensitivity" in src.tolerance
 
 
-def test_steep_cell_fails_without_derived_bound(
-    tmp_path: Path, steep: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_steep_cell_fails_without_derived_bound(tmp_path: Path, steep: Path) -> None:
     """No perturbed runs -> no derived bound -> the fixed tolerance alone: the false FAIL this fixes."""
     _build(tmp_path / "m.tflite", steep)
-    monkeypatch.setattr(lstmgen.check.verify, "FLOAT_RUNS", 0)
-    assert not verify_model(tmp_path / "m.tflite", time_steps=T).passed
+    assert not verify_model(tmp_path / "m.tflite", time_steps=T, float_runs=0).passed
 
 
 def test_steep_cell_forget_bias_off_by_one_is_caught(

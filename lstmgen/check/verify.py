@@ -112,12 +112,14 @@ class FloatBound:
         return max([float(self.output.max(initial=0.0))] + [max(hc) for hc in self.finals])
 
 
-def float_bound(run: Run, y_ref: np.ndarray, finals_ref: Finals, time_axis: int, seed: int) -> FloatBound:
-    """Re-run the reference FLOAT_RUNS times with float32-sized perturbations; the spread per time step."""
+def float_bound(
+    run: Run, y_ref: np.ndarray, finals_ref: Finals, time_axis: int, seed: int, runs: int = FLOAT_RUNS
+) -> FloatBound:
+    """Re-run the reference `runs` times with float32-sized perturbations; the spread per time step."""
     rng = np.random.default_rng(seed)
     dev = np.zeros(y_ref.shape)
     dev_finals = [(0.0, 0.0)] * len(finals_ref)
-    for _ in range(FLOAT_RUNS):
+    for _ in range(runs):
         y, finals = run(float32_jitter(rng))
         dev = np.maximum(dev, np.abs(np.asarray(y, np.float64).reshape(y_ref.shape) - y_ref))
         dev_finals = [
@@ -320,6 +322,7 @@ def verify_model(
     max_error: float | None = None,
     strict_structure: bool = False,
     source_inputs: np.ndarray | None = None,
+    float_runs: int | None = None,
 ) -> VerifyReport:
     """Run the model in the interpreter and the reference on the same seeded input and compare.
 
@@ -333,6 +336,8 @@ def verify_model(
     and the file's LSTM options and inputs are compared with what was asked (errors if strict_structure).
     Quantized models are compared with the source on x and on further inputs from `source_inputs`
     ([n, *input shape], e.g. the calibration data; up to MAX_SOURCE_SAMPLES in all).
+    Float models also pass where the reference's own float32 sensitivity (float_bound, from
+    `float_runs` perturbed runs, default FLOAT_RUNS; 0 = the fixed tolerance alone) exceeds atol + rtol|ref|.
     """
     try:
         lm = read_lstm_model(path)
@@ -344,6 +349,7 @@ def verify_model(
         shape = list(x.shape) if x is not None else []
         return VerifyReport(str(path), "none", "", shape, seed, atol, rtol, against_source=bad)
     mode = model_mode(lm.model)
+    n_runs = FLOAT_RUNS if float_runs is None else float_runs
     src = _source_report(lm, source, mode, atol, rtol, max_error, strict_structure) if source else None
     if src is not None and (src.incompatible or (strict_structure and src.structure)):
         # Our own build wired the ops differently from what was asked: that is the verdict, before an
@@ -355,7 +361,7 @@ def verify_model(
     # progress counts reference steps: per runtime, 2 evaluations (float) or qcheck's 1 + RUNS noisy ones
     # (float models without a source: + FLOAT_RUNS perturbed evaluations per start state, once)
     runs = (1 + int(micro)) * (2 if mode == "none" else 1 + RUNS)
-    runs += 2 * FLOAT_RUNS if mode == "none" and source is None else 0
+    runs += 2 * n_runs if mode == "none" and source is None else 0
     expect(runs * len(lm.lstms) * shape[0 if lm.time_major else 1])
     session.resize(tuple(shape), tuple(lm.input.shape_signature or lm.input.shape))
     rng = np.random.default_rng(seed)
@@ -405,7 +411,7 @@ def verify_model(
     if source is not None:
         for k, (label, initial) in enumerate(starts):
             y_src, finals_src = source_runs[label]
-            bounds[label] = float_bound(partial(source.run, x, initial), y_src, finals_src, t_axis, seed + k)
+            bounds[label] = float_bound(partial(source.run, x, initial), y_src, finals_src, t_axis, seed + k, n_runs)
         source.release_pages()
     constants = constant_values(lm.model)  # float64 once for every evaluation below
     lm.release_pages()  # the mapped file's pages were read to widen them; the interpreter maps its own
@@ -420,7 +426,7 @@ def verify_model(
             states = {lm.lstms[k].op_index: v for k, v in initial.items()}
             ev = evaluate(lm.model, {lm.input_index: x}, states=states, constants=constants)
             if label not in bounds:
-                bounds[label] = _file_bound(lm, x, states, constants, ev, seed + len(bounds))
+                bounds[label] = _file_bound(lm, x, states, constants, ev, seed + len(bounds), n_runs)
                 report.float_bound = max(report.float_bound, bounds[label].largest)
             bound = bounds[label]
             if source is not None and src is not None:
@@ -447,7 +453,13 @@ def verify_model(
 
 
 def _file_bound(
-    lm: LstmModel, x: np.ndarray, states: dict[int, Any], constants: dict[int, np.ndarray], ev: Any, seed: int
+    lm: LstmModel,
+    x: np.ndarray,
+    states: dict[int, Any],
+    constants: dict[int, np.ndarray],
+    ev: Any,
+    seed: int,
+    runs: int,
 ) -> FloatBound:
     """The float32 sensitivity of the file's own reference (used only when there is no source to ask)."""
 
@@ -456,7 +468,7 @@ def _file_bound(
         return e.values[lm.output_index], [e.final_states[s.op_index] for s in lm.lstms]
 
     finals = [ev.final_states[s.op_index] for s in lm.lstms]
-    return float_bound(run, ev.values[lm.output_index], finals, 0 if lm.time_major else 1, seed)
+    return float_bound(run, ev.values[lm.output_index], finals, 0 if lm.time_major else 1, seed, runs)
 
 
 def _source_report(
