@@ -1,7 +1,7 @@
 """Float tolerance on steep cells: the float32 sensitivity derived from the reference side (check/verify.py).
 
 A 32-unit TF1 cell with std-normal weights over 50 steps: the interpreter's float32 rounding, amplified by
-the recurrence, ends ~2e-4 from the float64 reference, 20x the fixed 1e-5 + 1e-5|ref| (a false FAIL before
+the recurrence, ends ~1e-4 from the float64 reference, 7-20x the fixed 1e-5 + 1e-5|ref| (a false FAIL before
 the derived bound). The derived bound must let it pass and still catch a real defect on the same cell.
 """
 
@@ -39,8 +39,8 @@ def test_steep_cell_passes_within_derived_bound(tmp_path: Path, steep: Path) -> 
     report = _build(tmp_path / "m.tflite", steep).verification
     src = report.against_source
     assert report.passed and src is not None and src.passed
-    # the errors really exceed the fixed floor (so the fixed tolerance alone failed this model) ...
-    assert max(report.max_abs_error, src.max_abs_error) > 10 * FLOAT_ATOL
+    # the errors really exceed the fixed floor (2e-4 under LiteRT, 7e-5 under tflite-runtime 2.14) ...
+    assert max(report.max_abs_error, src.max_abs_error) > 5 * FLOAT_ATOL
     # ... and the derived bound that let them pass is stated in the report
     assert report.float_bound > report.max_abs_error
     assert "float32 sensitivity" in report.to_dict()["tolerance"] and "float32 sensitivity" in src.tolerance
