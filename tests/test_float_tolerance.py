@@ -65,3 +65,11 @@ def test_steep_cell_forget_bias_off_by_one_is_caught(
         _build(tmp_path / "m.tflite", steep)
     src = caught.value.payload["verification"]["against_source"]
     assert caught.value.exit_code == 1 and src["passed"] is False
+
+
+def test_a_chaotic_cell_is_called_weak() -> None:
+    """When rounding alone moves outputs by more than WEAK_BOUND, the tolerance text says the check is weak."""
+    from lstmgen.check.verify import WEAK_BOUND, float_tolerance_text
+
+    assert "WEAK" not in float_tolerance_text(1e-5, 1e-5, 1e-3)
+    assert "WEAK" in float_tolerance_text(1e-5, 1e-5, WEAK_BOUND * 2)
