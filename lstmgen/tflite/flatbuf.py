@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import mmap
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -357,7 +359,44 @@ def _signature(b: flatbuffers.Builder, s: Signature) -> int:
 # ----------------------------------------------------------------------------------------- reader
 
 
-def _options_fields(op: Any) -> Options | None:
+# What the generated accessors raise on a truncated or corrupt buffer: struct.error (an offset past the end),
+# ValueError (np.frombuffer of a vector past the end), IndexError (a byte index past the end), TypeError
+# (flatbuffers' enforce_number on an offset that comes out negative).
+MALFORMED = (struct.error, ValueError, IndexError, TypeError)
+
+
+class _Guarded:
+    """A generated flatbuffer object whose accessor calls report a malformed buffer as ModelFileError.
+
+    Only the flatbuffers/tflite code runs inside the guard: an error in lstmgen's own reading code is a bug
+    (exit 70), not a corrupt file. Tables the accessors return come back guarded too.
+    """
+
+    __slots__ = ("_obj", "_source")
+
+    def __init__(self, obj: Any, source: str) -> None:
+        self._obj, self._source = obj, source
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._obj, name)
+        if not callable(attr):
+            return attr
+        return lambda *args: self._call(attr, name, args)
+
+    def _call(self, method: Callable[..., Any], name: str, args: tuple[Any, ...]) -> Any:
+        try:
+            result = method(*args)
+        except MALFORMED as exc:
+            raise ModelFileError(
+                f"{self._source}: the TFLite flatbuffer is truncated or corrupt (reading "
+                f"{type(self._obj).__name__}.{name}: {type(exc).__name__}: {exc}). Rebuild or re-download the file."
+            ) from None
+        if isinstance(result, flatbuffers.table.Table) or hasattr(result, "_tab"):
+            return _Guarded(result, self._source)
+        return result
+
+
+def _options_fields(op: Any, source: str) -> Options | None:
     type_code = op.BuiltinOptionsType()
     if type_code == 0:
         return None
@@ -365,17 +404,21 @@ def _options_fields(op: Any) -> Options | None:
     table = names.get(type_code)
     if table is None:
         return None
-    obj = getattr(tflite, table)()
     raw = op.BuiltinOptions()
-    obj.Init(raw.Bytes, raw.Pos)
-    getters = [m for m in dir(obj) if m[0].isupper() and not m.startswith(("GetRoot", "Init", table))]
-    values = []
-    for m in sorted(getters):
-        try:
-            values.append((m, getattr(obj, m)()))
-        except TypeError:  # vector accessors need an index; no LSTM option is a vector
-            continue
-    return Options(table, tuple(values))
+    if raw is None:
+        raise ModelFileError(f"{source}: an operator names options table {table} but holds none (corrupt).")
+    plain = getattr(tflite, table)()
+    obj = _Guarded(plain, source)
+    obj.Init(raw.Bytes, raw.Pos)  # a corrupt position fails here already
+    # Scalar fields only: vector accessors take an index (no LSTM option is a vector).
+    getters = [
+        m
+        for m in dir(plain)
+        if m[0].isupper()
+        and not m.startswith(("GetRoot", "Init", table))
+        and not inspect.signature(getattr(plain, m)).parameters
+    ]
+    return Options(table, tuple((m, getattr(obj, m)()) for m in sorted(getters)))
 
 
 def read_model(data: bytes | bytearray | memoryview, source: str = "<model>") -> ModelRecord:
@@ -387,19 +430,11 @@ def read_model(data: bytes | bytearray | memoryview, source: str = "<model>") ->
             f"{source}: not a TensorFlow Lite model (expected the file identifier 'TFL3' at byte 4, "
             f"found {found!r}). Pass a .tflite file."
         )
-    try:
-        return _read(buf, source)
-    except ModelFileError:
-        raise
-    except Exception as exc:  # a truncated/corrupt flatbuffer fails anywhere inside the generated code
-        raise ModelFileError(
-            f"{source}: the TFLite flatbuffer is truncated or corrupt ({type(exc).__name__}: {exc}). "
-            "Rebuild or re-download the file."
-        ) from None
+    return _read(buf, source)
 
 
 def _read(buf: Any, source: str) -> ModelRecord:
-    m = tflite.Model.GetRootAs(buf, 0)
+    m = _Guarded(tflite.Model, source).GetRootAs(buf, 0)
     if m.Version() != SCHEMA_VERSION:
         raise ModelFileError(f"{source}: schema version {m.Version()}, expected {SCHEMA_VERSION}.")
     # TF's converter may leave empty extra subgraphs behind (no operators): the first one is the model.
@@ -438,10 +473,12 @@ def _read(buf: Any, source: str) -> ModelRecord:
         raw = buffer_bytes(t.Buffer())
         data = None
         if raw is not None:
+            if any(d < 0 for d in shape):
+                raise ModelFileError(f"{source}: constant tensor {i} has a negative dimension in shape {list(shape)}.")
             want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             if raw.size != want:
                 raise ModelFileError(
-                    f"{source}: tensor {i} ({t.Name().decode(errors='replace')}) has {raw.size} data bytes, "
+                    f"{source}: tensor {i} ({_text(t.Name())}) has {raw.size} data bytes, "
                     f"expected {want} for shape {list(shape)}."
                 )
             data = raw.view(dtype.newbyteorder("<")).reshape(shape)
@@ -456,7 +493,7 @@ def _read(buf: Any, source: str) -> ModelRecord:
         sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else None
         tensors.append(
             TensorRecord(
-                name=(t.Name() or b"").decode("utf-8", errors="replace"),
+                name=_text(t.Name()),
                 shape=shape,
                 dtype=dtype,
                 data=data,
@@ -473,6 +510,11 @@ def _read(buf: Any, source: str) -> ModelRecord:
     operators = []
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
+        if not 0 <= op.OpcodeIndex() < len(codes):
+            raise ModelFileError(
+                f"{source}: operator {i} refers to operator code {op.OpcodeIndex()}, but the file has {len(codes)} "
+                "(corrupt)."
+            )
         code, version = codes[op.OpcodeIndex()]
         operators.append(
             OperatorRecord(
@@ -480,7 +522,7 @@ def _read(buf: Any, source: str) -> ModelRecord:
                 version=version,
                 inputs=tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else (),
                 outputs=tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else (),
-                options=_options_fields(op),
+                options=_options_fields(op, source),
                 intermediates=tuple(int(x) for x in op.IntermediatesAsNumpy()) if op.IntermediatesLength() else (),
             )
         )
@@ -490,10 +532,10 @@ def _read(buf: Any, source: str) -> ModelRecord:
         s = m.SignatureDefs(i)
         signatures.append(
             Signature(
-                key=(s.SignatureKey() or b"").decode(),
-                inputs=tuple((s.Inputs(j).Name().decode(), s.Inputs(j).TensorIndex()) for j in range(s.InputsLength())),
+                key=_text(s.SignatureKey()),
+                inputs=tuple((_text(s.Inputs(j).Name()), s.Inputs(j).TensorIndex()) for j in range(s.InputsLength())),
                 outputs=tuple(
-                    (s.Outputs(j).Name().decode(), s.Outputs(j).TensorIndex()) for j in range(s.OutputsLength())
+                    (_text(s.Outputs(j).Name()), s.Outputs(j).TensorIndex()) for j in range(s.OutputsLength())
                 ),
             )
         )
@@ -501,21 +543,26 @@ def _read(buf: Any, source: str) -> ModelRecord:
     for i in range(m.MetadataLength()):
         md = m.Metadata(i)
         raw = buffer_bytes(md.Buffer())
-        metadata.append(((md.Name() or b"").decode(), bytes(raw) if raw is not None else b""))
+        metadata.append((_text(md.Name()), bytes(raw) if raw is not None else b""))
 
     record = ModelRecord(
         tensors=tuple(tensors),
         operators=tuple(operators),
         inputs=tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else (),
         outputs=tuple(int(x) for x in sg.OutputsAsNumpy()) if sg.OutputsLength() else (),
-        subgraph_name=(sg.Name() or b"").decode(),
-        description=(m.Description() or b"").decode(errors="replace"),
+        subgraph_name=_text(sg.Name()),
+        description=_text(m.Description()),
         signatures=tuple(signatures),
         metadata=tuple(metadata),
         empty_subgraphs=m.SubgraphsLength() - 1,
     )
     _check_indices(record, source)
     return record
+
+
+def _text(raw: bytes | None) -> str:
+    """A flatbuffer string as text (absent -> ''; a corrupt file's invalid UTF-8 shows as U+FFFD, not an error)."""
+    return (raw or b"").decode("utf-8", errors="replace")
 
 
 def _check_indices(model: ModelRecord, source: str) -> None:
