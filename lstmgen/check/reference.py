@@ -46,6 +46,14 @@ def _layer_norm(v: Array) -> Array:
     return (v - mean) / np.sqrt(var + LAYER_NORM_EPSILON)
 
 
+def saturating_sum(terms: list[Array], bound: float) -> Array:
+    """Add the terms one by one, clamping to ±bound after each (an int16 accumulator's saturating stores)."""
+    total = np.zeros_like(terms[0])
+    for term in terms:
+        total = np.clip(total + term, -bound, bound)
+    return total
+
+
 def lstm_reference(
     x: Array,
     params: Mapping[str, Array],
@@ -72,7 +80,9 @@ def lstm_reference(
     h_bounds/c_bound model an integer kernel's state saturation (h stored in int8, c in int16): the
     state is clamped to what its type can hold each step, as the kernel's saturating stores do;
     gate_bounds (gate -> bound) likewise clamps each gate's pre-activation, which the integer kernel
-    holds in int16 (±8 in Q3.12 without layer norm, the intermediate's range with it).
+    holds in int16 (±8 in Q3.12 without layer norm, the intermediate's range with it). It accumulates
+    the terms one at a time, saturating after each: input FC (which carries the bias when there is no
+    layer norm), recurrent FC, peephole; the order matters once one term alone passes the bound.
 
     If `record` is a dict, it receives every step's internals stacked over time ([T, B, ·]):
     '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
@@ -105,15 +115,24 @@ def lstm_reference(
             steps_seen.setdefault(name, []).append(value)
 
     def gate_value(gate: str, x_t: Array, h_prev: Array, c_peep: Array | None, act: Callable[[Array], Array]) -> Array:
-        pre = x_t @ p[f"input_to_{gate}_weights"].T + recurrent(gate, h_prev)
+        bias = p[f"{gate}_gate_bias"]
+        terms = [x_t @ p[f"input_to_{gate}_weights"].T, recurrent(gate, h_prev)]
         if c_peep is not None and f"cell_to_{gate}_weights" in p:
-            pre = pre + c_peep * p[f"cell_to_{gate}_weights"]
-        keep(f"{gate}_gate_pre", pre)
+            terms.append(c_peep * p[f"cell_to_{gate}_weights"])
+        keep(f"{gate}_gate_pre", sum(terms[1:], terms[0]))
         if gate_bounds is not None:
-            pre = np.clip(pre, -gate_bounds[gate], gate_bounds[gate])
+            # The integer kernel accumulates the terms one by one into the int16 gate, saturating after
+            # each: input FC (+ bias, without layer norm), then recurrent FC, then peephole.
+            if not layer_norm:
+                terms[0] = terms[0] + bias
+            pre = saturating_sum(terms, gate_bounds[gate])
+            if not layer_norm:
+                return act(pre)
+        else:
+            pre = sum(terms[1:], terms[0])
         if layer_norm:
             pre = _layer_norm(pre) * p[f"{gate}_layer_norm_coefficients"]
-        return act(pre + p[f"{gate}_gate_bias"])  # the bias comes after layer norm
+        return act(pre + bias)  # the bias comes after layer norm
 
     outputs = []
     for t in range(steps):
