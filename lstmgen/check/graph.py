@@ -163,7 +163,21 @@ def _lstm(
     return y
 
 
-def _strided_slice(model: ModelRecord, op: OperatorRecord, values: dict[int, np.ndarray]) -> np.ndarray:
+def _reverse(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    return np.flip(values[op.inputs[0]], axis=tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]])))
+
+
+def _concatenation(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
+    return np.concatenate([values[i] for i in op.inputs], axis=axis)
+
+
+def _real_valued(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    """(DE)QUANTIZE: values are real already; the output grid's rounding is applied after every op."""
+    return values[op.inputs[0]]
+
+
+def _strided_slice(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
     x = values[op.inputs[0]]
     begin, end, strides = (values[i].astype(np.int64) for i in op.inputs[1:4])
     opts = op.options
@@ -180,6 +194,28 @@ def _strided_slice(model: ModelRecord, op: OperatorRecord, values: dict[int, np.
         stop = None if em >> axis & 1 else int(end[axis])
         index.append(slice(start, stop, int(strides[axis])))
     return x[tuple(index)]
+
+
+# The ops around the LSTMs, each as (operator, values so far) -> its output's real value, before the output
+# grid's rounding. The LSTM op itself is evaluated by the caller (reference, or a noise model).
+DATA_OPS: dict[int, Callable[[OperatorRecord, Mapping[int, np.ndarray]], np.ndarray]] = {
+    Op.REVERSE_V2: _reverse,
+    Op.CONCATENATION: _concatenation,
+    Op.STRIDED_SLICE: _strided_slice,
+    Op.DEQUANTIZE: _real_valued,
+    Op.QUANTIZE: _real_valued,
+}
+
+
+def data_op(model: ModelRecord, k: int, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    """Operator k (not an LSTM) on the real values so far, rounded to its output's grid."""
+    op = model.operators[k]
+    fn = DATA_OPS.get(op.opcode)
+    if fn is None:
+        name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
+        raise ModelFileError(f"operator {k} is {name}, which lstmgen's checker does not evaluate.")
+    # Real values of a quantized output are on its grid: model the rounding the kernel does.
+    return quantize_real(fn(op, values), model.tensors[op.outputs[0]])
 
 
 def constant_values(model: ModelRecord) -> dict[int, np.ndarray]:
@@ -206,25 +242,8 @@ def evaluate(
         values[i] = np.asarray(x, np.float64)
     ev = Evaluation(values)
     for k, op in enumerate(model.operators):
-        code = op.opcode
-        if code == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
-            out = _lstm(model, k, values, states or {}, ev, trace, jitter)
-        elif code == Op.REVERSE_V2:
-            axes = tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]]))
-            out = np.flip(values[op.inputs[0]], axis=axes)
-        elif code == Op.CONCATENATION:
-            axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
-            out = np.concatenate([values[i] for i in op.inputs], axis=axis)
-        elif code == Op.STRIDED_SLICE:
-            out = _strided_slice(model, op, values)
-        elif code == Op.DEQUANTIZE:
-            out = values[op.inputs[0]]  # already real-valued
-        elif code == Op.QUANTIZE:
-            out = quantize_real(values[op.inputs[0]], model.tensors[op.outputs[0]])
+        if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            values[op.outputs[0]] = _lstm(model, k, values, states or {}, ev, trace, jitter)
         else:
-            name = BUILTIN_OPERATOR_NAMES.get(code, str(code))
-            raise ModelFileError(f"operator {k} is {name}, which lstmgen's checker does not evaluate.")
-        target = model.tensors[op.outputs[0]]
-        # Real values of a quantized output are on its grid: model the rounding the kernel does.
-        values[op.outputs[0]] = quantize_real(out, target) if code != Op.UNIDIRECTIONAL_SEQUENCE_LSTM else out
+            values[op.outputs[0]] = data_op(model, k, values)
     return ev

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import tflite
 
-from lstmgen.check.graph import _strided_slice, evaluate, lstm_spec, quantize_real, real_value
+from lstmgen.check.graph import constant_values, data_op, evaluate, lstm_spec
 from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
@@ -192,24 +192,13 @@ def _noisy_lstm(
 
 def _noisy_evaluate(model: ModelRecord, feeds: Mapping[int, np.ndarray], mode: str, seed: int) -> dict[int, np.ndarray]:
     rng = np.random.default_rng(seed)
-    values = {i: real_value(t) for i, t in enumerate(model.tensors) if t.data is not None}
+    values = constant_values(model)
     values.update({i: np.asarray(x, np.float64) for i, x in feeds.items()})
     for k, op in enumerate(model.operators):
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng)
-            continue
-        if op.opcode == Op.REVERSE_V2:
-            out = np.flip(values[op.inputs[0]], axis=tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]])))
-        elif op.opcode == Op.CONCATENATION:
-            axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
-            out = np.concatenate([values[i] for i in op.inputs], axis=axis)
-        elif op.opcode == Op.STRIDED_SLICE:
-            out = _strided_slice(model, op, values)
-        elif op.opcode in (Op.DEQUANTIZE, Op.QUANTIZE):  # real-valued; the rounding is applied below
-            out = values[op.inputs[0]]
         else:
-            raise ValueError(f"operator {k} ({op.opcode}) is not evaluated by qcheck")
-        values[op.outputs[0]] = quantize_real(out, model.tensors[op.outputs[0]])
+            values[op.outputs[0]] = data_op(model, k, values)
     return values
 
 
