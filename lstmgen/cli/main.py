@@ -81,16 +81,19 @@ class LazyGroup(click.Group):
 )
 @click.version_option(__version__, prog_name="lstmgen")
 def main() -> None:
-    """Write verified TensorFlow Lite LSTM models (one fused UNIDIRECTIONAL_SEQUENCE_LSTM op)
-    from TFLiteLSTMCell hyperparameters and weight files, without TensorFlow.
+    """Write TensorFlow Lite models of fused UNIDIRECTIONAL_SEQUENCE_LSTM ops from TFLiteLSTMCell
+    hyperparameters and weight files (TF1, TF checkpoints, Keras, PyTorch, ONNX), without TensorFlow,
+    and verify them against your weight file run in its framework's own equations.
 
     \b
     Examples:
       lstmgen build --num-units 64 --input-size 32 -o lstm.tflite
-      lstmgen build --config cell.toml --weights cell.npz -o lstm.tflite --json > report.json
+      lstmgen build --weights model.keras -o lstm.tflite --json > report.json
+      lstmgen cells model.keras
+      lstmgen verify converted.tflite --weights model.keras
       lstmgen inspect lstm.tflite
-      lstmgen verify lstm.tflite --runtime tflite-runtime
       lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10
+      lstmgen embed lstm_int8.tflite -o firmware/lstm_model.cc
     """
 
 
