@@ -35,3 +35,16 @@ def random_tflite_weights(
         if projection_bias:
             w["projection_bias"] = rng.standard_normal(p).astype(np.float32) * 0.5
     return w
+
+
+def keras_gates_swapped(weights: Path, units: int, a: str, b: str, out: Path) -> Path:
+    """Keras kernel/recurrent_kernel/bias arrays (gates i, f, c, o along the 4N axis) with gates a and b swapped."""
+    w = dict(np.load(weights))
+    order = {"i": 0, "f": 1, "c": 2, "o": 3}
+    sa, sb = (slice(order[g] * units, (order[g] + 1) * units) for g in (a, b))
+    for key in ("kernel", "recurrent_kernel", "bias"):
+        arr = w[key].copy()
+        arr[..., sa], arr[..., sb] = w[key][..., sb], w[key][..., sa]
+        w[key] = arr
+    np.savez(out, **w)
+    return out

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from support import ROOT, TF_FIXTURES
+from support import ROOT, TF_FIXTURES, keras_gates_swapped
 
 from lstmgen.cli.main import main
 
@@ -26,18 +25,9 @@ def invoke(*args: object) -> Result:
 
 
 def _keras_with(tmp_path: Path, **blocks: str) -> Path:
-    """The Keras weights with two gate blocks (i, f, c, o along the 4N axis) swapped."""
-    w = dict(np.load(KERAS_W))
-    order = {"i": 0, "f": 1, "c": 2, "o": 3}
+    """The Keras weights with two gate blocks swapped (one keyword: a="b")."""
     ((a, b),) = blocks.items()
-    for key in ("kernel", "recurrent_kernel", "bias"):
-        arr = w[key].copy()
-        sa, sb = (slice(order[g] * N, (order[g] + 1) * N) for g in (a, b))
-        arr[..., sa], arr[..., sb] = w[key][..., sb], w[key][..., sa]
-        w[key] = arr
-    path = tmp_path / "swapped.npz"
-    np.savez(path, **w)
-    return path
+    return keras_gates_swapped(KERAS_W, N, a, b, tmp_path / "swapped.npz")
 
 
 def test_tf_converter_output_passes_against_its_keras_weights() -> None:
