@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from lstmgen.layout import CellShape, layout, shapes_from_config
 from lstmgen.output import write_atomic
 from lstmgen.progress import task
 from lstmgen.samples import read_samples
-from lstmgen.tflite.flatbuf import Deferred, ModelRecord, estimate_size, materialize, serialize
+from lstmgen.tflite.flatbuf import Deferred, ModelRecord, estimate_size, materialize, plan_file
 from lstmgen.weights import CellWeights, WeightSource
 from lstmgen.weights import open as open_weights
 from lstmgen.weights.raw import SourceArrays
@@ -505,10 +505,9 @@ def build(
                 + ". Nothing was written. Build without those features, or for --target tflite."
             )
     say("writing model")
-    data = serialize(record, on_copied=source.release if source is not None else None)
-    t2 = time.perf_counter()
+    planned = plan_file(record)  # the tables; each weight is copied once, as the file is written
     result = BuildResult(
-        str(output), config, cell_weights.format, cell_weights.source, cell_weights.layer, len(data), notes
+        str(output), config, cell_weights.format, cell_weights.source, cell_weights.layer, planned.size, notes
     )
     result.layers = [
         LayerSummary(k, _DIRECTION[d or config.go_backwards], s.num_units, s.input_size, s.output_size, cells[d].layer)
@@ -518,7 +517,6 @@ def build(
     result.output_width = sum(s.output_size for s in shapes[-1])
 
     def check(tmp: Path) -> None:
-        data.release()  # on disk now: free the in-memory copy before verification needs memory
         if not verify:
             return
         from lstmgen.check.verify import verify_model
@@ -595,11 +593,17 @@ def build(
             say("writing firmware sources")
             result.embed = write_sources(tmp, embed, source_name=Path(output).name).to_dict()
 
-    write_atomic(Path(output), data, check_all)
+    written: list[float] = []
+
+    def write(fh: BinaryIO) -> None:
+        planned.write_to(fh, on_copied=source.release if source is not None else None)
+        written.append(time.perf_counter())
+
+    write_atomic(Path(output), write, check_all)
     t3 = time.perf_counter()
     result.seconds = {
         "read": round(t1 - t0, 4),
-        "layout_and_write": round(t2 - t1, 4),
-        "verify_and_save": round(t3 - t2, 4),
+        "layout_and_write": round(written[0] - t1, 4),
+        "verify_and_save": round(t3 - written[0], 4),
     }
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import math
@@ -16,11 +15,6 @@ from typing import Any
 from lstmgen import guard
 from lstmgen.errors import ConfigError
 from lstmgen.tflite.tables import ACTIVATIONS, REFUSED_ACTIVATIONS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "normal", "zeros")
 QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "dynamic-int8", "int8", "int16x8")
@@ -217,6 +211,8 @@ def check_keys(mapping: dict[str, Any], where: str) -> None:
     known = CONFIG_KEYS + FILE_ONLY_KEYS
     for key in mapping:
         if key not in known:
+            import difflib
+
             close = difflib.get_close_matches(key.replace("-", "_"), known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{where}: unknown key '{key}'.{hint} Known keys: {', '.join(known)}.")
@@ -224,6 +220,11 @@ def check_keys(mapping: dict[str, Any], where: str) -> None:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML or JSON cell config; relative 'weights' paths are resolved against its folder."""
+    if sys.version_info >= (3, 11):  # imported here: most runs read no config file
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
     raw = guard.read_capped(path, "config file", error=ConfigError)  # no FIFO, no /dev/zero
     try:
         text = raw.decode("utf-8")

@@ -6,7 +6,6 @@ import contextlib
 import math
 import os
 import stat
-import zipfile
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import IO, TYPE_CHECKING, Any
 from lstmgen.errors import LstmgenError, WeightFileError
 
 if TYPE_CHECKING:
+    import zipfile
+
     import numpy as np
 
 # The model-size limit (a flatbuffer cannot exceed 2 GiB): no input may make lstmgen hold more
@@ -190,6 +191,8 @@ def check_npy(path: Path | str, what: str, error: type[LstmgenError] = WeightFil
 
 def check_npz(path: Path | str, what: str, error: type[LstmgenError] = WeightFileError) -> None:
     """An .npz: unique keys (linear), and the declared sizes of all members within the budget before any is read."""
+    import zipfile  # here: the CLI's error handling imports this module, and most runs open no zip
+
     total = 0
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from lstmgen import guard
 from lstmgen.errors import OutputError
@@ -121,7 +121,7 @@ def cleanup() -> None:
 def _temp_beside(real: Path) -> Iterator[Path]:
     parent = real.parent if str(real.parent) else Path(".")
     remove_stale(parent)
-    tmp = parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    tmp = parent / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}{TEMP_SUFFIX}"
     _live.add(tmp)
     guard.mark_own(tmp)  # verifying it needs no crash probe: lstmgen built every record in it
     try:
@@ -135,11 +135,11 @@ def _temp_beside(real: Path) -> Iterator[Path]:
 
 def write_atomic(
     target: Path,
-    data: memoryview | bytes,
+    data: memoryview | bytes | Callable[[BinaryIO], None],
     check: Callable[[Path], None] | None = None,
     inputs: Mapping[str, Path | str | None] | None = None,
 ) -> None:
-    """Write `data` to `target` so that no partial or unchecked file is ever visible there.
+    """Write `data` (bytes, or a function writing them to a file) to `target`, never visibly partial or unchecked.
 
     `check(temp_path)` runs on the complete temp file before the rename; if it raises, nothing
     is left behind and an existing target is untouched. Overwrites like a compiler does, through a
@@ -163,7 +163,10 @@ def write_atomic(
             with os.fdopen(fd, "wb") as fh:
                 if mode is not None:
                     os.fchmod(fh.fileno(), mode)  # the replaced file's permissions, not the umask's
-                fh.write(data)
+                if callable(data):
+                    data(fh)
+                else:
+                    fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())  # the rename must not expose a file whose data is not on disk
         except OSError as exc:

@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lstmgen
@@ -99,3 +100,29 @@ def test_a_float_build_does_not_load_quantization(tmp_path: Path) -> None:
     assert {m for m in loaded if m.startswith("lstmgen.quant")} <= {"lstmgen.quant", "lstmgen.quant.affine"}
     # --no-verify loads neither the references nor an interpreter adapter (a faster start for big builds)
     assert not [m for m in loaded if m.startswith(("lstmgen.check.verify", "lstmgen.check.source"))]
+
+
+# What a float build from an .npz without verification has no use for (issue 10: start fast): other
+# formats' readers, verification, quantization, the interpreters, vela's rules, version lookups, TOML.
+NOT_FOR_A_PLAIN_BUILD = (
+    "lstmgen.check",
+    "lstmgen.quant.quantize",
+    "lstmgen.quant.calibrate",
+    "lstmgen.runtimes.interpreter",
+    "lstmgen.runtimes.micro",
+    "lstmgen.targets.ethos_u",
+    "lstmgen.targets.rules",
+    "importlib.metadata",
+    "tomllib",
+    "ai_edge_litert",
+    "tflite_runtime",
+)
+
+
+def test_plain_npz_build_loads_only_what_it_uses(tmp_path: Path) -> None:
+    weights = tmp_path / "w.npz"
+    np.savez(weights, kernel=np.zeros((12, 16), np.float32), bias=np.zeros(16, np.float32))
+    loaded = _modules_after("build", "--weights", str(weights), "-o", str(tmp_path / "m.tflite"), "--no-verify", "-q")
+    assert "lstmgen.build" in loaded and (tmp_path / "m.tflite").exists()
+    needless = [m for m in loaded if m.startswith(NOT_FOR_A_PLAIN_BUILD)]
+    assert not needless, f"a plain float build imported {needless}"

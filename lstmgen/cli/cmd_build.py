@@ -14,8 +14,8 @@ from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, progre
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from lstmgen.output import check_target
 from lstmgen.progress import showing
-from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
-from lstmgen.targets.ethos_u import ACCELERATORS
+from lstmgen.runtimes import CLI_RUNTIME_CHOICES
+from lstmgen.targets import ACCELERATORS
 from lstmgen.weights import FORMATS
 
 

@@ -13,7 +13,7 @@ from lstmgen.cli.common import EXIT_CODES_CHECK, PATH, handle_errors
 from lstmgen.config import TARGETS
 from lstmgen.describe import describe, format_text
 from lstmgen.modelinfo import read_lstm_model
-from lstmgen.targets.ethos_u import ACCELERATORS
+from lstmgen.targets import ACCELERATORS
 from lstmgen.targets.rules import find_problems
 
 

@@ -16,7 +16,7 @@ from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.run import run_model_states
-from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
+from lstmgen.runtimes import CLI_RUNTIME_CHOICES
 
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing, task
-from lstmgen.runtimes.interpreter import CLI_RUNTIME_CHOICES
+from lstmgen.runtimes import CLI_RUNTIME_CHOICES
 from lstmgen.runtimes.micro import import_tflm
 from lstmgen.samples import read_samples
 from lstmgen.weights import FORMATS

@@ -1,1 +1,14 @@
 """Adapters over the TFLite interpreters (LiteRT, tflite-runtime, TFLite Micro)."""
+
+# The runtimes' names live here, with no imports, so that the CLI can list them without loading one.
+# runtime name -> (interpreter module, distributions whose version we report)
+RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "litert": ("ai_edge_litert.interpreter", ("ai-edge-litert",)),
+    "tflite-runtime": ("tflite_runtime.interpreter", ("tflite-runtime",)),
+    "tensorflow": ("tensorflow.lite.python.interpreter", ("tensorflow", "tensorflow-cpu")),
+}
+# Other names users type for a runtime: the package's own name.
+RUNTIME_ALIASES: dict[str, str] = {"ai-edge-litert": "litert"}
+RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES, *RUNTIME_ALIASES)
+# What --runtime accepts: the TFLite interpreters plus "micro", TensorFlow Lite Micro (runtimes/micro.py).
+CLI_RUNTIME_CHOICES: tuple[str, ...] = (*RUNTIME_CHOICES, "micro")

@@ -5,28 +5,17 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
 from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.quant import affine
+from lstmgen.runtimes import RUNTIME_ALIASES, RUNTIME_CHOICES, RUNTIMES
 from lstmgen.runtimes.probe import probe
-
-# runtime name -> (interpreter module, distributions whose version we report)
-RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "litert": ("ai_edge_litert.interpreter", ("ai-edge-litert",)),
-    "tflite-runtime": ("tflite_runtime.interpreter", ("tflite-runtime",)),
-    "tensorflow": ("tensorflow.lite.python.interpreter", ("tensorflow", "tensorflow-cpu")),
-}
-# Other names users type for a runtime: the package's own name.
-RUNTIME_ALIASES: dict[str, str] = {"ai-edge-litert": "litert"}
-RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES, *RUNTIME_ALIASES)
-# What --runtime accepts: the TFLite interpreters plus "micro", TensorFlow Lite Micro (runtimes/micro.py).
-CLI_RUNTIME_CHOICES: tuple[str, ...] = (*RUNTIME_CHOICES, "micro")
 
 
 def _import(name: str) -> Any:
@@ -58,12 +47,19 @@ def resolve_runtime(name: str = "auto") -> str:
 
 
 def _version(name: str, module: Any) -> str:
+    """The runtime's version: its package's __version__ (importlib.metadata costs 30-70 ms of imports)."""
+    package = sys.modules.get(module.__name__.partition(".")[0])
+    version = getattr(package, "__version__", None)
+    if isinstance(version, str) and version:
+        return version
+    from importlib import metadata
+
     for dist in RUNTIMES[name][1]:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    return str(getattr(module, "__version__", "unknown"))
+    return "unknown"
 
 
 def encode(value: np.ndarray, dtype: np.dtype, scale: float = 1.0, zero_point: int = 0) -> np.ndarray:

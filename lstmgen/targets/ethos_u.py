@@ -22,6 +22,7 @@ import numpy as np
 import tflite
 
 from lstmgen.errors import RuntimeNotAvailable, VerificationError
+from lstmgen.targets import DEFAULT_ACCELERATOR
 from lstmgen.targets.rules import (
     F32,
     I8,
@@ -44,13 +45,6 @@ from lstmgen.tflite.slots import Slot
 
 Op = tflite.BuiltinOperator
 VELA_VERSION = "5.2.0"  # the version these rules were read from
-DEFAULT_ACCELERATOR = "ethos-u55-128"
-# vela 5.2.0's --accelerator-config choices
-ACCELERATORS: tuple[str, ...] = (
-    *(f"ethos-u55-{m}" for m in (32, 64, 128, 256)),
-    *(f"ethos-u65-{m}" for m in (256, 512)),
-    *(f"ethos-u85-{m}" for m in (128, 256, 512, 1024, 2048)),
-)
 _SUPPORTED = f"ethos-u-vela {VELA_VERSION} SUPPORTED_OPS.md"
 # Operators lstmgen writes that vela maps to the NPU (tflite_supported_operators.py: mac_main_ops,
 # concat_ops, split_ops, npu_post_ops); REVERSE_V2 and DEQUANTIZE are not in its lists.

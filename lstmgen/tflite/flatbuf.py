@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 import mmap
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, BinaryIO
 
 import flatbuffers
 import numpy as np
@@ -20,7 +20,8 @@ FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 DATA_ALIGNMENT = 16  # schema: Buffer.data (force_align: 16); the Python codegen ignores it, so we do it
 _MAX_FLATBUFFER = 2**31 - 1
-_CHUNK_BYTES = 4 * 2**20  # slab size of a streamed copy (see _copy_in_chunks)
+_CHUNK_BYTES = 4 * 2**20  # slab of a streamed write (PlannedFile.write_to): small enough to stay in cache
+_TILE_ROWS, _TILE_COLS = 1024, 64  # tile of a transposing copy (_copy_tiled), measured best on 96 MB
 _GREATER_OP_CODES = 127  # PLACEHOLDER_FOR_GREATER_OP_CODES in deprecated_builtin_code
 
 
@@ -111,43 +112,104 @@ class ModelRecord:
 # ----------------------------------------------------------------------------------------- writer
 
 
+@dataclass(frozen=True)
+class _Hole:
+    """Room left in the builder for one tensor's constant data, filled from `array` when the file is written."""
+
+    pos: int  # absolute position in the builder's bytes
+    array: np.ndarray
+    dtype: np.dtype  # little-endian file type
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.array.size) * self.dtype.itemsize
+
+
 def _data_vector(
-    builder: flatbuffers.Builder,
-    array: np.ndarray | Deferred,
-    dtype: np.dtype,
-    on_copied: Callable[[], None] | None = None,
+    builder: flatbuffers.Builder, array: np.ndarray | Deferred, dtype: np.dtype, holes: list[_Hole]
 ) -> int:
-    """Copy `array` into a 16-byte-aligned byte vector: the one copy each weight costs."""
+    """A 16-byte-aligned byte vector: generated in place (Deferred), or left as a hole filled at write time."""
     le = dtype.newbyteorder("<")
     nbytes = int(array.size) * le.itemsize
     builder.StartVector(1, nbytes, DATA_ALIGNMENT)
     builder.head -= nbytes
-    dest = np.frombuffer(builder.Bytes, dtype=le, count=int(array.size), offset=builder.head).reshape(array.shape)
     if isinstance(array, Deferred):
-        array.fill(dest)
+        dest = np.frombuffer(builder.Bytes, dtype=le, count=int(array.size), offset=builder.head)
+        array.fill(dest.reshape(array.shape))
     else:
-        _copy_in_chunks(dest, array, on_copied)
-    if on_copied is not None:
-        on_copied()
+        holes.append(_Hole(builder.head, array, le))
     return builder.EndVector()
 
 
-def _copy_in_chunks(dest: np.ndarray, src: np.ndarray, on_copied: Callable[[], None] | None) -> None:
-    """np.copyto, in slabs of at most _CHUNK_BYTES of the source's memory when the caller frees pages between.
+def _copy_tiled(dest: np.ndarray, src: np.ndarray) -> None:
+    """np.copyto, in tiles when `src` is a transposed view: each tile's reads and writes stay in cache.
 
-    Slabs run along the source's outermost axis in memory, so each reads one contiguous stretch of it
-    (a transposed view of a memory-mapped kernel then pages in a few rows at a time, not all of them).
+    A plain copy of a transposed [N, I] view walks the source I floats apart, a cache miss per element;
+    tiles of _TILE_ROWS x _TILE_COLS read _TILE_COLS source rows contiguously instead (3-4x faster on 96 MB).
     """
-    if on_copied is None or src.ndim == 0 or src.size == 0:
+    if src.ndim != 2 or abs(src.strides[0]) >= abs(src.strides[1]) or src.size < _TILE_ROWS * _TILE_COLS:
         np.copyto(dest, src, casting="equiv")
         return
-    axis = int(np.argmax([abs(s) for s in src.strides]))
-    span = abs(src.strides[axis]) * src.shape[axis]
-    step = max(1, src.shape[axis] * _CHUNK_BYTES // max(span, 1))
-    for start in range(0, src.shape[axis], step):
-        index = (slice(None),) * axis + (slice(start, start + step),)
-        np.copyto(dest[index], src[index], casting="equiv")
-        on_copied()
+    rows, cols = src.shape
+    for r in range(0, rows, _TILE_ROWS):
+        for c in range(0, cols, _TILE_COLS):
+            tile = (slice(r, r + _TILE_ROWS), slice(c, c + _TILE_COLS))
+            np.copyto(dest[tile], src[tile], casting="equiv")
+
+
+def _slabs(hole: _Hole) -> Iterator[tuple[Any, int]]:
+    """(index of the tensor's rows, bytes) in slabs of at most _CHUNK_BYTES of the file, along its first axis."""
+    shape = hole.array.shape
+    if not shape or hole.nbytes == 0:
+        yield ..., hole.nbytes
+        return
+    row_bytes = hole.nbytes // max(shape[0], 1)
+    step = max(1, _CHUNK_BYTES // max(row_bytes, 1))
+    for start in range(0, shape[0], step):
+        stop = min(shape[0], start + step)
+        yield slice(start, stop), (stop - start) * row_bytes
+
+
+class PlannedFile:
+    """A laid-out model whose constant data is copied from the source arrays only as the file is written.
+
+    The tables sit in the builder's memory; each weight is copied once, slab by slab, into a small
+    reused buffer and written out, so the whole model never exists in memory.
+    """
+
+    def __init__(self, data: mmap.mmap, head: int, holes: list[_Hole]) -> None:
+        self._data, self._head = data, head
+        self._holes = sorted(holes, key=lambda h: h.pos)  # file order
+
+    @property
+    def size(self) -> int:
+        return len(self._data) - self._head
+
+    def write_to(self, fh: BinaryIO, on_copied: Callable[[], None] | None = None) -> None:
+        """Write the file; `on_copied()` runs after each slab (a memory-mapped source drops its pages there)."""
+        view = memoryview(self._data)
+        staging = np.empty(min(_CHUNK_BYTES, max((h.nbytes for h in self._holes), default=0)) + 64, np.uint8)
+        pos = self._head
+        for hole in self._holes:
+            fh.write(view[pos : hole.pos])  # tables, a vector's length, padding
+            for rows, nbytes in _slabs(hole):
+                part = hole.array[rows]
+                dest = staging[:nbytes].view(hole.dtype).reshape(part.shape)
+                _copy_tiled(dest, part)
+                fh.write(staging[:nbytes].data)
+                if on_copied is not None:
+                    on_copied()
+            pos = hole.pos + hole.nbytes
+        fh.write(view[pos:])
+        view.release()
+
+    def to_memory(self) -> memoryview:
+        """The whole file in memory (the builder's buffer with the data copied in; no further copy)."""
+        for hole in self._holes:
+            dest = np.frombuffer(self._data, dtype=hole.dtype, count=int(hole.array.size), offset=hole.pos)
+            _copy_tiled(dest.reshape(hole.array.shape), hole.array)
+        self._holes = []
+        return memoryview(self._data)[self._head :]
 
 
 def _int_vector(builder: flatbuffers.Builder, values: Sequence[int], dtype: str = "<i4") -> int:
@@ -195,13 +257,16 @@ def estimate_size(model: ModelRecord) -> int:
     return data + meta + names + 64 * 1024
 
 
-def serialize(model: ModelRecord, on_copied: Callable[[], None] | None = None) -> memoryview:
-    """Serialize a model; the result views the builder's buffer (no final copy).
+def serialize(model: ModelRecord) -> memoryview:
+    """Serialize a model into memory; the result views the builder's buffer (no final copy).
 
-    `on_copied()` runs after each slab of constant data is in the buffer: a caller streaming weights
-    from a memory-mapped file drops the pages read so far there, so the source is never resident whole.
     Release the result (memoryview.release) to free the buffer while other references remain.
     """
+    return plan_file(model).to_memory()
+
+
+def plan_file(model: ModelRecord) -> PlannedFile:
+    """Lay out a model's tables, leaving room for the constant data, which PlannedFile copies when written."""
     size = estimate_size(model)
     if size > _MAX_FLATBUFFER:
         raise OutputError(
@@ -212,13 +277,14 @@ def serialize(model: ModelRecord, on_copied: Callable[[], None] | None = None) -
     # Pre-sized so the builder never grows (growing copies everything written so far). Alignment is
     # relative to the end of the buffer, so a 64-multiple size also aligns the absolute addresses.
     b = flatbuffers.Builder(0)
-    # An anonymous map instead of the builder's bytearray: its pages are zero-filled on first write,
-    # so the buffer costs one pass (the copy of each weight), not a memset of the whole model first.
+    # An anonymous map instead of the builder's bytearray: its pages are zero-filled on first write, so
+    # the room left for constant data costs no memory until (unless) it is filled in memory.
     b.Bytes = mmap.mmap(-1, -(-size // 64) * 64)
     b.head = len(b.Bytes)
 
     # Constant data first: flatbuffers build back to front, so the weights end up at the end of
     # the file, after all the small tables.
+    holes: list[_Hole] = []
     buffer_of: list[int] = []
     data_offsets: list[int | None] = [None]  # buffer 0: the empty sentinel
     for t in model.tensors:
@@ -228,11 +294,11 @@ def serialize(model: ModelRecord, on_copied: Callable[[], None] | None = None) -
         if tuple(t.data.shape) != tuple(t.shape):
             raise ValueError(f"tensor {t.name}: data shape {t.data.shape} != declared shape {t.shape}")
         buffer_of.append(len(data_offsets))
-        data_offsets.append(_data_vector(b, t.data, t.dtype, on_copied))
+        data_offsets.append(_data_vector(b, t.data, t.dtype, holes))
     meta_buffer: list[int] = []
     for _, blob in model.metadata:
         meta_buffer.append(len(data_offsets))
-        data_offsets.append(_data_vector(b, np.frombuffer(blob, dtype=np.uint8), np.dtype(np.uint8)))
+        data_offsets.append(_data_vector(b, np.frombuffer(blob, dtype=np.uint8), np.dtype(np.uint8), holes))
 
     buffers = []
     for off in data_offsets:
@@ -333,7 +399,7 @@ def serialize(model: ModelRecord, on_copied: Callable[[], None] | None = None) -
     if v_sigs is not None:
         tflite.ModelAddSignatureDefs(b, v_sigs)
     b.Finish(tflite.ModelEnd(b), file_identifier=FILE_IDENTIFIER)
-    return memoryview(b.Bytes)[b.Head() :]
+    return PlannedFile(b.Bytes, b.Head(), holes)
 
 
 def _signature(b: flatbuffers.Builder, s: Signature) -> int:
