@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,7 +16,7 @@ from lstmgen.config import IO_TYPES
 from lstmgen.config import QUANTIZE_MODES as MODES
 from lstmgen.errors import ConfigError
 from lstmgen.quant import affine
-from lstmgen.quant.calibrate import CalibrationStats
+from lstmgen.quant.calibrate import CalibrationStats, LstmRanges
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot, gate_slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
@@ -120,36 +121,46 @@ def cell_scale_exponent(cell_abs_max: float, cell_clip: float, op_index: int) ->
     return min(k, CELL_K_MAX)
 
 
+def _lstm_version(model: ModelRecord, op: OperatorRecord, t_in: np.dtype) -> int:
+    opts = op.options
+    if opts is not None and opts.get("DiagonalRecurrentTensors", False):
+        return 4
+    weights = model.tensors[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].dtype
+    out = model.tensors[op.outputs[0]].dtype
+    if t_in == I16 and weights == I8 and out == I16:
+        return 5  # op_version.cc: int16 activations, int8 weights
+    if t_in == F32 and weights == I8 and out == F32:
+        return 3 if opts is not None and opts.get("AsymmetricQuantizeInputs", False) else 2
+    return 1
+
+
+def _strided_slice_version(model: ModelRecord, op: OperatorRecord, t_in: np.dtype) -> int:
+    opts = op.options
+    if opts is not None and (opts.get("EllipsisMask", 0) or opts.get("NewAxisMask", 0)):
+        return 6
+    if len(model.tensors[op.inputs[0]].shape) > 4:
+        return 4
+    return 2 if t_in == I8 else 1
+
+
+# The op version TFLite's op_version.cc assigns, per operator lstmgen writes: (model, op, input type) -> version.
+_OP_VERSIONS: dict[int, Callable[[ModelRecord, OperatorRecord, np.dtype], int]] = {
+    Op.UNIDIRECTIONAL_SEQUENCE_LSTM: _lstm_version,
+    Op.DEQUANTIZE: lambda _m, _op, t_in: 3 if t_in in (F16, I16) else 2 if t_in == I8 else 1,
+    Op.QUANTIZE: lambda m, op, _t: 2 if m.tensors[op.outputs[0]].dtype == I16 else 1,
+    Op.REVERSE_V2: lambda _m, _op, t_in: 3 if t_in == I8 else 1,
+    Op.CONCATENATION: lambda _m, _op, t_in: 3 if t_in == I16 else 2 if t_in == I8 else 1,
+    Op.STRIDED_SLICE: _strided_slice_version,
+}
+
+
 def op_version(model: ModelRecord, op: OperatorRecord) -> int:
-    """The op version TFLite's op_version.cc assigns, for the operators lstmgen writes."""
+    """The op version TFLite's op_version.cc assigns, for the operators lstmgen writes (others keep theirs)."""
+    rule = _OP_VERSIONS.get(op.opcode)
+    if rule is None:
+        return op.version
     t_in = model.tensors[op.inputs[0]].dtype if op.inputs and op.inputs[0] >= 0 else F32
-    if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
-        opts = op.options
-        if opts is not None and opts.get("DiagonalRecurrentTensors", False):
-            return 4
-        weights = model.tensors[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].dtype
-        out = model.tensors[op.outputs[0]].dtype
-        if t_in == I16 and weights == I8 and out == I16:
-            return 5  # op_version.cc: int16 activations, int8 weights
-        if t_in == F32 and weights == I8 and out == F32:
-            return 3 if opts is not None and opts.get("AsymmetricQuantizeInputs", False) else 2
-        return 1
-    if op.opcode == Op.DEQUANTIZE:
-        return 3 if t_in in (F16, I16) else 2 if t_in == I8 else 1
-    if op.opcode == Op.QUANTIZE:
-        return 2 if model.tensors[op.outputs[0]].dtype == I16 else 1
-    if op.opcode == Op.REVERSE_V2:
-        return 3 if t_in == I8 else 1
-    if op.opcode == Op.CONCATENATION:
-        return 3 if t_in == I16 else 2 if t_in == I8 else 1
-    if op.opcode == Op.STRIDED_SLICE:
-        opts = op.options
-        if opts is not None and (opts.get("EllipsisMask", 0) or opts.get("NewAxisMask", 0)):
-            return 6
-        if len(model.tensors[op.inputs[0]].shape) > 4:
-            return 4
-        return 2 if t_in == I8 else 1
-    return op.version
+    return rule(model, op, t_in)
 
 
 # runtime_version.cc has no entry for these (no TFLite release registers them; TFLM does not check
@@ -231,12 +242,6 @@ def _options(op: OperatorRecord) -> Options:
     return op.options
 
 
-def _scale(t: TensorRecord) -> float:
-    if t.quantization is None:
-        raise ValueError(f"tensor {t.name} is not quantized yet")
-    return t.quantization.scale[0]
-
-
 # ------------------------------------------------------------------------------------------ float16
 
 
@@ -312,6 +317,20 @@ class _Classes:
         self.parent[self.find(a)] = self.find(b)
 
 
+# Which inputs of the data ops must share the output's (scale, zero point): REVERSE_V2 and STRIDED_SLICE
+# copy raw integer bytes (in == out), integer CONCATENATION refuses to rescale (concatenation.cc checks
+# that every input's scale/zp equals the output's).
+_SHARES_OUTPUT_PARAMS: dict[int, slice] = {
+    Op.REVERSE_V2: slice(0, 1),
+    Op.STRIDED_SLICE: slice(0, 1),
+    Op.CONCATENATION: slice(None),
+}
+# The intermediates the integer kernel reads, in its order: 0-3 the gates' int16 pre-activation
+# scales, 4 the hidden m = o * g(c).
+_GATE_INTERMEDIATE = "input_to_{}_intermediate"
+_HIDDEN_INTERMEDIATE = "effective_hidden_scale_intermediate"
+
+
 def _check_16x8(model: ModelRecord, lstm_ks: list[int]) -> None:
     for k in lstm_ks:
         op = model.operators[k]
@@ -328,10 +347,24 @@ def _check_16x8(model: ModelRecord, lstm_ks: list[int]) -> None:
             )
 
 
-def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: str) -> ModelRecord:
-    """Full-integer quantization (int8 or int16x8): activations, weights, biases, states, intermediates."""
-    spec = INTEGER_MODES[mode]
-    act = spec.activation
+def _check_peephole_projection(model: ModelRecord, k: int) -> None:
+    """The integer kernel's peephole + projection path is wrong unless num_proj == num_units."""
+    op = model.operators[k]
+    if not (_present(op, Slot.PROJECTION_WEIGHTS) and any(_present(op, s) for s in PEEPHOLE_SLOTS)):
+        return
+    n = model.tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0]
+    p = model.tensors[op.inputs[Slot.PROJECTION_WEIGHTS]].shape[0]
+    if n != p:
+        raise ConfigError(
+            f"int8: LSTM operator {k} has peepholes and a projection (num_units {n}, num_proj {p}). The "
+            "integer kernel applies the int16 peephole product with length num_proj instead of num_units "
+            "(and strides the batch rows by num_proj), so its output would silently disagree with the "
+            "LSTM's math. Use --quantize dynamic-int8 or float16 for this cell, or drop the peepholes."
+        )
+
+
+def _integer_ops(model: ModelRecord, stats: CalibrationStats, mode: str) -> list[int]:
+    """The LSTM ops to quantize, after refusing what the integer kernels cannot run or the stats do not cover."""
     lstm_ks = _lstm_ops(model)
     if mode == "int16x8":
         _check_16x8(model, lstm_ks)
@@ -341,154 +374,217 @@ def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: st
             f"the calibration statistics have no ranges for LSTM operator(s) {missing}; calibrate this model "
             "(lstmgen.quant.calibrate.calibrate) and pass the result."
         )
-    tensors = list(model.tensors)
-    ops = list(model.operators)
+    for k in lstm_ks:
+        _check_peephole_projection(model, k)
+    return lstm_ks
 
-    # 1. Activation tensors and the classes that must share quantization parameters: REVERSE_V2 and
-    #    STRIDED_SLICE copy raw int8 bytes (in == out), int8 CONCATENATION refuses to rescale
-    #    (concatenation.cc checks every input's scale/zp equals the output's).
+
+def _activations(model: ModelRecord) -> list[int]:
+    """The tensors computed at run time: the model inputs and every operator output."""
+    return [*model.inputs, *(o for op in model.operators for o in op.outputs)]
+
+
+def _activation_params(
+    model: ModelRecord, lstm_ks: list[int], stats: CalibrationStats, spec: IntegerMode
+) -> dict[int, Quantization]:
+    """(scale, zero point) of every activation tensor, shared across the tensors the data ops tie together."""
     classes = _Classes()
-    activations = [i for i in model.inputs] + [o for op in ops for o in op.outputs]
+    activations = _activations(model)
     for i in activations:
         classes.find(i)
-    symmetric_roots: set[int] = set()
-    for op in ops:
-        if op.opcode in (Op.REVERSE_V2, Op.STRIDED_SLICE):
-            classes.union(op.inputs[0], op.outputs[0])
-        elif op.opcode == Op.CONCATENATION:
-            for i in op.inputs:
-                classes.union(i, op.outputs[0])
-    for k in lstm_ks:
-        op = ops[k]
-        has_proj = _present(op, Slot.PROJECTION_WEIGHTS)
-        if has_proj and float(_options(op).get("ProjClip", 0.0)) > 0:
-            symmetric_roots.add(op.outputs[0])  # resolved to roots below
-        if has_proj and any(_present(op, s) for s in PEEPHOLE_SLOTS):
-            n = tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0]
-            p = tensors[op.inputs[Slot.PROJECTION_WEIGHTS]].shape[0]
-            if n != p:
-                raise ConfigError(
-                    f"int8: LSTM operator {k} has peepholes and a projection (num_units {n}, num_proj {p}). The "
-                    "integer kernel applies the int16 peephole product with length num_proj instead of num_units "
-                    "(and strides the batch rows by num_proj), so its output would silently disagree with the "
-                    "LSTM's math. Use --quantize dynamic-int8 or float16 for this cell, or drop the peepholes."
-                )
-    symmetric_roots = {classes.find(i) for i in symmetric_roots}
+    for op in model.operators:
+        for i in op.inputs[_SHARES_OUTPUT_PARAMS.get(op.opcode, slice(0))]:
+            classes.union(i, op.outputs[0])
+    # The kernel clips the projection symmetrically (±proj_clip), so its output grid must be symmetric too.
+    symmetric = {
+        classes.find(model.operators[k].outputs[0])
+        for k in lstm_ks
+        if _present(model.operators[k], Slot.PROJECTION_WEIGHTS)
+        and float(_options(model.operators[k]).get("ProjClip", 0.0)) > 0
+    }
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
     for i in activations:
         if i not in stats.tensors:
-            raise ConfigError(f"the calibration statistics have no range for tensor {i} ({tensors[i].name}).")
+            raise ConfigError(f"the calibration statistics have no range for tensor {i} ({model.tensors[i].name}).")
         r = classes.find(i)
         lo[r] = min(lo.get(r, 0.0), stats.tensors[i][0])
         hi[r] = max(hi.get(r, 0.0), stats.tensors[i][1])
-    params = {r: affine_params(lo[r], hi[r], spec.symmetric or r in symmetric_roots, act) for r in lo}
+    params = {r: affine_params(lo[r], hi[r], spec.symmetric or r in symmetric, spec.activation) for r in lo}
+    return {i: Quantization((params[classes.find(i)][0],), (params[classes.find(i)][1],)) for i in activations}
 
-    def qparams(i: int) -> Quantization:
-        s, z = params[classes.find(i)]
-        return Quantization((s,), (z,))
 
-    for i in activations:
-        tensors[i] = replace(tensors[i], dtype=act, quantization=qparams(i))
+@dataclass(frozen=True)
+class _Cell:
+    """One LSTM op being quantized: what its tensors' scales depend on."""
 
-    # 2. Each LSTM: weights, biases at the kernel's scales, states, the 5 intermediates.
+    index: int
+    op: OperatorRecord
+    ranges: LstmRanges
+    spec: IntegerMode
+    input_q: Quantization  # the op's input activation
+    output_q: Quantization  # the op's output activation (= the h state's)
+
+    @property
+    def layer_norm(self) -> bool:
+        return _present(self.op, Slot.FORGET_LAYER_NORM_COEFFICIENTS)
+
+    @property
+    def projection(self) -> bool:
+        return _present(self.op, Slot.PROJECTION_WEIGHTS)
+
+
+def _put(tensors: list[TensorRecord], i: int, q: np.ndarray, s: float) -> None:
+    """Constant tensor i becomes the codes q at scale s (zero point 0: every LSTM constant is symmetric)."""
+    tensors[i] = replace(tensors[i], dtype=q.dtype, data=q, quantization=Quantization((s,), (0,)))
+
+
+# Constant inputs quantized from their own range, symmetric: (slots, code type).
+_WEIGHT_TYPES: tuple[tuple[tuple[Slot, ...], np.dtype], ...] = (
+    (MATMUL_SLOTS, I8),
+    (PEEPHOLE_SLOTS + LN_SLOTS, I16),
+)
+
+
+def _quantize_weights(tensors: list[TensorRecord], cell: _Cell) -> dict[Slot, float]:
+    """Matmul weights to int8, peepholes and layer-norm coefficients to int16; returns every scale by slot."""
+    scales: dict[Slot, float] = {}
+    for slots, dtype in _WEIGHT_TYPES:
+        for slot in slots:
+            if _present(cell.op, slot):
+                i = cell.op.inputs[slot]
+                q, scales[slot] = quantize_symmetric(np.asarray(tensors[i].data), dtype)
+                _put(tensors, i, q, scales[slot])
+    return scales
+
+
+LN_BIAS_SCALE = 2.0**-10  # the integer layer norm adds the bias in a 2^-10 * s_LN domain
+
+
+def _bias_scale(cell: _Cell, gate: str, scales: dict[Slot, float]) -> float:
+    """The scale the kernel adds a gate's bias at: 2^-10 * s_LN with layer norm; without, the bias seeds
+    the input matmul's accumulator, s_x * s_W(input_to_gate)."""
+    if cell.layer_norm:
+        return scales[gate_slot("{}_LAYER_NORM_COEFFICIENTS", gate)] * LN_BIAS_SCALE
+    return cell.input_q.scale[0] * scales[gate_slot("INPUT_TO_{}_WEIGHTS", gate)]
+
+
+def _quantize_biases(tensors: list[TensorRecord], cell: _Cell, scales: dict[Slot, float]) -> None:
+    """Gate biases at the kernel's accumulator scale, in the mode's bias type (int32 or int64)."""
+    for gate, slot in zip(GATES, BIAS_SLOTS, strict=True):
+        if _present(cell.op, slot):
+            i = cell.op.inputs[slot]
+            q, s = quantize_symmetric(np.asarray(tensors[i].data), cell.spec.bias, _bias_scale(cell, gate, scales))
+            _put(tensors, i, q, s)
+
+
+def _hidden_params(tensors: list[TensorRecord], cell: _Cell, scales: dict[Slot, float]) -> Quantization:
+    """Intermediate 4 (hidden m = o*g(c)); quantizes the projection bias, which follows it.
+
+    Without projection the kernel writes m straight into the output state, so it must equal the
+    output's params. With projection its zero point must be 0: the kernel stores m with zp = -hidden_zp
+    (b/246629213), mirroring the saturation range."""
+    if not cell.projection:
+        return cell.output_q
+    m_abs = max(-cell.ranges.hidden[0], cell.ranges.hidden[1])
+    s_m, _ = affine_params(-m_abs, m_abs, symmetric=True)
+    if _present(cell.op, Slot.PROJECTION_BIAS):
+        i = cell.op.inputs[Slot.PROJECTION_BIAS]
+        q, s = quantize_symmetric(np.asarray(tensors[i].data), I32, scales[Slot.PROJECTION_WEIGHTS] * s_m)
+        _put(tensors, i, q, s)
+    return Quantization((s_m,), (0,))
+
+
+def _quantize_states(tensors: list[TensorRecord], cell: _Cell) -> int:
+    """h at the output's params (the kernel copies one into the other), c in int16 at 2^-k; returns k."""
+    k = cell_scale_exponent(cell.ranges.cell_abs_max, float(_options(cell.op).get("CellClip", 0.0)), cell.index)
+    h, c = cell.op.inputs[Slot.OUTPUT_STATE], cell.op.inputs[Slot.CELL_STATE]
+    tensors[h] = replace(tensors[h], dtype=cell.spec.activation, quantization=cell.output_q)
+    tensors[c] = replace(tensors[c], dtype=I16, quantization=Quantization((2.0**-k,), (0,)))
+    return k
+
+
+def _gate_scale(cell: _Cell, gate: str) -> float:
+    """With layer norm the matmul result is rescaled to this calibrated int16 scale before layer norm;
+    without it the kernel ignores the intermediate (fixed Q3.12), written so the file says what is used."""
+    if not cell.layer_norm:
+        return Q3_12
+    return float(np.float32(symmetric_scale(np.array([cell.ranges.gate_pre_abs_max.get(gate, 0.0)]), 32767)))
+
+
+def _intermediates(tensors: list[TensorRecord], cell: _Cell, hidden_q: Quantization) -> tuple[int, ...]:
+    """Appends the op's 5 intermediate tensors (the gates' int16 scales, then the hidden's); their indices."""
+    base = tensors[cell.op.outputs[0]].name.rsplit("/", 1)[0]
+    gates = [(_GATE_INTERMEDIATE.format(g), I16, Quantization((_gate_scale(cell, g),), (0,))) for g in GATES]
+    new = [
+        TensorRecord(f"{base}/{name}", (0,), dtype, quantization=q)
+        for name, dtype, q in (*gates, (_HIDDEN_INTERMEDIATE, cell.spec.activation, hidden_q))
+    ]
+    tensors.extend(new)
+    return tuple(range(len(tensors) - len(new), len(tensors)))
+
+
+def _quantize_lstm(tensors: list[TensorRecord], cell: _Cell) -> tuple[OperatorRecord, dict[str, Any]]:
+    """One LSTM op: weights, biases at the kernel's scales, states, the 5 intermediates; its metadata."""
+    scales = _quantize_weights(tensors, cell)
+    _quantize_biases(tensors, cell, scales)
+    hidden_q = _hidden_params(tensors, cell, scales)
+    k = _quantize_states(tensors, cell)
+    op = replace(cell.op, intermediates=_intermediates(tensors, cell, hidden_q))
+    return op, {"cell_state_scale_exponent": -k, "layer_norm": cell.layer_norm, "projection": cell.projection}
+
+
+def _rename(ops: list[OperatorRecord], old: int, new: int, outputs: bool) -> list[OperatorRecord]:
+    """Every operator's inputs (and outputs, if asked) that are tensor `old` become tensor `new`."""
+    swap = lambda xs: tuple(new if x == old else x for x in xs)  # noqa: E731
+    return [replace(o, outputs=swap(o.outputs) if outputs else o.outputs, inputs=swap(o.inputs)) for o in ops]
+
+
+def _float_io(
+    model: ModelRecord, tensors: list[TensorRecord], ops: list[OperatorRecord], act: np.dtype
+) -> tuple[list[OperatorRecord], list[OperatorRecord], list[OperatorRecord]]:
+    """float32 I/O: QUANTIZE in front, DEQUANTIZE behind, so callers keep feeding floats.
+
+    Each model input/output keeps its index as a float32 tensor; its integer twin is appended.
+    Returns (QUANTIZE ops, the rewired ops, DEQUANTIZE ops)."""
+    pre: list[OperatorRecord] = []
+    post: list[OperatorRecord] = []
+    for i in model.inputs:
+        t = tensors[i]
+        tensors.append(replace(t, name=f"{t.name}/{act.name}", shape_signature=t.shape_signature))
+        j = len(tensors) - 1
+        tensors[i] = replace(t, dtype=F32, quantization=None)
+        ops = _rename(ops, i, j, outputs=False)
+        pre.append(OperatorRecord(Op.QUANTIZE, 1, (i,), (j,)))
+    for i in model.outputs:
+        t = tensors[i]
+        tensors.append(replace(t, name=f"{t.name}/{act.name}"))
+        j = len(tensors) - 1
+        tensors[i] = replace(t, dtype=F32, quantization=None)
+        # Producer and any in-graph consumers move to the integer twin; only DEQUANTIZE writes the float.
+        ops = _rename(ops, i, j, outputs=True)
+        post.append(OperatorRecord(Op.DEQUANTIZE, 2, (j,), (i,)))  # versions are recomputed by finalize
+    return pre, ops, post
+
+
+def _integer(model: ModelRecord, stats: CalibrationStats, io_type: str, mode: str) -> ModelRecord:
+    """Full-integer quantization (int8 or int16x8): activations, weights, biases, states, intermediates."""
+    spec = INTEGER_MODES[mode]
+    lstm_ks = _integer_ops(model, stats, mode)
+    act_q = _activation_params(model, lstm_ks, stats, spec)
+    tensors = list(model.tensors)
+    for i, q in act_q.items():
+        tensors[i] = replace(tensors[i], dtype=spec.activation, quantization=q)
+    ops = list(model.operators)
     lstm_meta = {}
     for k in lstm_ks:
         op = ops[k]
-        ranges = stats.lstm[k]
-        inputs = list(op.inputs)
-        s_x = qparams(inputs[Slot.INPUT]).scale[0]
-        q_out = qparams(op.outputs[0])
-        layer_norm = _present(op, Slot.FORGET_LAYER_NORM_COEFFICIENTS)
-        has_proj = _present(op, Slot.PROJECTION_WEIGHTS)
-
-        def put(slot: Slot, q: np.ndarray, s: float, inputs: list[int] = inputs) -> None:
-            i = inputs[slot]
-            tensors[i] = replace(tensors[i], dtype=q.dtype, data=q, quantization=Quantization((s,), (0,)))
-
-        w_scale: dict[Slot, float] = {}
-        for slot in MATMUL_SLOTS:
-            if _present(op, slot):
-                q, w_scale[slot] = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), I8)
-                put(slot, q, w_scale[slot])
-        for slot in (*PEEPHOLE_SLOTS, *LN_SLOTS):
-            if _present(op, slot):
-                q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), I16)
-                put(slot, q, s)
-        for g, slot in zip(GATES, BIAS_SLOTS, strict=True):
-            if not _present(op, slot):
-                continue
-            if layer_norm:  # the integer layer norm adds the bias in a 2^-10 * s_LN domain
-                s_b = _scale(tensors[inputs[gate_slot("{}_LAYER_NORM_COEFFICIENTS", g)]]) * 2.0**-10
-            else:  # the bias seeds the input matmul accumulator: s_x * s_W(input_to_gate)
-                s_b = s_x * w_scale[gate_slot("INPUT_TO_{}_WEIGHTS", g)]
-            q, s = quantize_symmetric(np.asarray(tensors[inputs[slot]].data), spec.bias, s_b)
-            put(slot, q, s)
-        # Intermediate 4 (hidden m = o*g(c)): without projection the kernel writes it straight into
-        # the output state, so it must equal the output's params. With projection its zero point must
-        # be 0: the kernel stores m with zp = -hidden_zp (b/246629213), mirroring the saturation range.
-        if has_proj:
-            m_abs = max(-ranges.hidden[0], ranges.hidden[1])
-            s_m, _ = affine_params(-m_abs, m_abs, symmetric=True)
-            hidden_q = Quantization((s_m,), (0,))
-            if _present(op, Slot.PROJECTION_BIAS):
-                q, s = quantize_symmetric(
-                    np.asarray(tensors[inputs[Slot.PROJECTION_BIAS]].data), I32, w_scale[Slot.PROJECTION_WEIGHTS] * s_m
-                )
-                put(Slot.PROJECTION_BIAS, q, s)
-        else:
-            hidden_q = q_out
-        cell_clip = float(_options(op).get("CellClip", 0.0))
-        kc = cell_scale_exponent(ranges.cell_abs_max, cell_clip, k)
-        h, c = inputs[Slot.OUTPUT_STATE], inputs[Slot.CELL_STATE]
-        tensors[h] = replace(tensors[h], dtype=act, quantization=q_out)  # must equal the output's params
-        tensors[c] = replace(tensors[c], dtype=I16, quantization=Quantization((2.0**-kc,), (0,)))
-        base = tensors[op.outputs[0]].name.rsplit("/", 1)[0]
-        inter = []
-        for g in GATES:
-            # With LN the matmul result is rescaled to this calibrated int16 scale before layer norm;
-            # without LN the kernel ignores it (fixed Q3.12), written so the file says what is used.
-            s_g = symmetric_scale(np.array([ranges.gate_pre_abs_max.get(g, 0.0)]), 32767) if layer_norm else Q3_12
-            tensors.append(
-                TensorRecord(
-                    f"{base}/input_to_{g}_intermediate",
-                    (0,),
-                    I16,
-                    quantization=Quantization((float(np.float32(s_g)),), (0,)),
-                )
-            )
-            inter.append(len(tensors) - 1)
-        tensors.append(TensorRecord(f"{base}/effective_hidden_scale_intermediate", (0,), act, quantization=hidden_q))
-        inter.append(len(tensors) - 1)
-        ops[k] = replace(op, inputs=tuple(inputs), intermediates=tuple(inter))
-        lstm_meta[str(k)] = {"cell_state_scale_exponent": -kc, "layer_norm": layer_norm, "projection": has_proj}
-
-    # 3. float32 I/O: QUANTIZE in front, DEQUANTIZE behind, so callers keep feeding floats.
+        cell = _Cell(k, op, stats.lstm[k], spec, act_q[op.inputs[Slot.INPUT]], act_q[op.outputs[0]])
+        ops[k], lstm_meta[str(k)] = _quantize_lstm(tensors, cell)
     pre: list[OperatorRecord] = []
     post: list[OperatorRecord] = []
     if io_type == "float32":
-        for i in model.inputs:
-            t = tensors[i]
-            tensors.append(replace(t, name=f"{t.name}/{act.name}", shape_signature=t.shape_signature))
-            j = len(tensors) - 1
-            tensors[i] = replace(t, dtype=F32, quantization=None)
-            ops = [replace(o, inputs=tuple(j if x == i else x for x in o.inputs)) for o in ops]
-            pre.append(OperatorRecord(Op.QUANTIZE, 1, (i,), (j,)))
-        for i in model.outputs:
-            t = tensors[i]
-            tensors.append(replace(t, name=f"{t.name}/{act.name}"))
-            j = len(tensors) - 1
-            tensors[i] = replace(t, dtype=F32, quantization=None)
-            # Producer and any in-graph consumers move to the int8 twin; only DEQUANTIZE writes the float.
-            ops = [
-                replace(
-                    o,
-                    outputs=tuple(j if x == i else x for x in o.outputs),
-                    inputs=tuple(j if x == i else x for x in o.inputs),
-                )
-                for o in ops
-            ]
-            post.append(OperatorRecord(Op.DEQUANTIZE, 2, (j,), (i,)))  # versions are recomputed by finalize
+        pre, ops, post = _float_io(model, tensors, ops, spec.activation)
     out = replace(model, tensors=tuple(tensors), operators=tuple(pre + ops + post))
     meta = {
         "mode": mode,
