@@ -45,9 +45,11 @@ ALLOWED: dict[str, set[str]] = {
     | {"check.reference", "check.graph", "check.tolerance", "check.source"},
     "check.subgraph": BASE
     | {"tflite", "modelinfo", "runtimes", "check.graph", "check.tolerance", "check.source", "check.verify"},
+    "resolve": BASE | {"config", "init", "layout", "weights"},
+    "gate": BASE | {"tflite", "config", "weights", "check.verify", "check.source", "targets", "embed"},
     "build": BASE
     | {"tflite", "config", "arrays", "output", "layout", "init", "weights", "quant", "targets", "runtimes"}
-    | {"check.verify", "check.source", "embed", "samples"},
+    | {"resolve", "gate", "samples", "embed", "check.verify"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
     "samples": BASE | {"arrays"},
     "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph", "quant.affine"},
@@ -56,7 +58,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
     | {"check.graph", "check.tolerance", "check.verify", "check.subgraph"}
-    | {"build", "run", "describe", "embed", "export", "samples"},
+    | {"build", "resolve", "gate", "run", "describe", "embed", "export", "samples"},
     "__main__": {"cli"},
 }
 

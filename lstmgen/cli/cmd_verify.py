@@ -208,8 +208,9 @@ def verify_cmd(
 
 def _reference(weights: Path, weights_format: str, layer: str | None, options: dict[str, Any]) -> Any:
     """The source reference for --weights, with the build's rules for what the file implies."""
-    from lstmgen.build import load_stack, resolve, source_reference
     from lstmgen.errors import ConfigError
+    from lstmgen.gate import source_reference
+    from lstmgen.resolve import load_stack, resolve
     from lstmgen.weights import open as open_weights
 
     layers = load_stack(open_weights(weights, weights_format), layer, options.get("num_layers"))
