@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen import __version__
 from lstmgen.errors import ConfigError, ModelFileError
@@ -22,9 +21,9 @@ from lstmgen.output import check_target, write_atomic
 from lstmgen.runtimes.micro import capture_stderr, import_tflm
 from lstmgen.runtimes.probe import probe
 from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
-Op = tflite.BuiltinOperator
 # Builtin -> the tflite::MicroMutableOpResolver method that registers it (micro_mutable_op_resolver.h).
 RESOLVER_METHODS: dict[int, str] = {
     Op.UNIDIRECTIONAL_SEQUENCE_LSTM: "AddUnidirectionalSequenceLSTM",

@@ -9,16 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen.check.graph import real_value
 from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import write_atomic
 from lstmgen.tflite.flatbuf import ModelRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.weights.base import GATE_ORDERS
 
-Op = tflite.BuiltinOperator
 GATES = ("input", "forget", "cell", "output")
 PEEPHOLES = ("cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights")
 LAYER_NORM = tuple(f"{g}_layer_norm_coefficients" for g in GATES)

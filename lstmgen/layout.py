@@ -14,16 +14,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen import __version__
 from lstmgen.config import CellConfig
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.flatbuf import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
+from lstmgen.tflite.schema import BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
 from lstmgen.tflite.tables import ACTIVATIONS, METADATA_KEY, min_runtime
 
-OPCODE = tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+OPCODE = BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 OPTIONS_TABLE = "UnidirectionalSequenceLSTMOptions"
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
@@ -180,7 +180,7 @@ class _Graph:
         out = self.activation(name, self.tensors[x].shape[-1])
         self.ops.append(
             OperatorRecord(
-                tflite.BuiltinOperator.REVERSE_V2, 1, (x, self._axis_const), (out,), Options("ReverseV2Options", ())
+                BuiltinOperator.REVERSE_V2, 1, (x, self._axis_const), (out,), Options("ReverseV2Options", ())
             )
         )
         return out
@@ -191,7 +191,7 @@ class _Graph:
         axis = 2 if with_time else 1
         self.ops.append(
             OperatorRecord(
-                tflite.BuiltinOperator.CONCATENATION,
+                BuiltinOperator.CONCATENATION,
                 1,
                 tuple(parts),
                 (out,),
@@ -209,7 +209,7 @@ class _Graph:
         strides = self.const_i32(f"{name}/strides", [1, 1, 1])
         out = self.activation(name, self.tensors[x].shape[-1], with_time=False)
         opts = Options("StridedSliceOptions", (("BeginMask", other), ("EndMask", other), ("ShrinkAxisMask", 1 << t)))
-        self.ops.append(OperatorRecord(tflite.BuiltinOperator.STRIDED_SLICE, 1, (x, begin, end, strides), (out,), opts))
+        self.ops.append(OperatorRecord(BuiltinOperator.STRIDED_SLICE, 1, (x, begin, end, strides), (out,), opts))
         return out
 
     def lstm(self, scope: str, shape: CellShape, weights: Weights, x: int, forget_bias: float) -> int:

@@ -8,16 +8,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tflite
-
 from lstmgen import guard
 from lstmgen.check.graph import LstmSpec, lstm_spec
 from lstmgen.errors import ModelFileError
 from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, METADATA_KEY
 from lstmgen.tflite.validate import check_model
 
-Op = tflite.BuiltinOperator
 # Operators lstmgen can verify and run (graph.py evaluates exactly these).
 SUPPORTED_OPS = {
     Op.UNIDIRECTIONAL_SEQUENCE_LSTM,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen.errors import RuntimeNotAvailable, VerificationError
 from lstmgen.targets import DEFAULT_ACCELERATOR
@@ -41,9 +40,9 @@ from lstmgen.targets.rules import (
     _tensor,
 )
 from lstmgen.tflite.flatbuf import ModelRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import Slot
 
-Op = tflite.BuiltinOperator
 VELA_VERSION = "5.2.0"  # the version these rules were read from
 _SUPPORTED = f"ethos-u-vela {VELA_VERSION} SUPPORTED_OPS.md"
 # Operators lstmgen writes that vela maps to the NPU (tflite_supported_operators.py: mac_main_ops,

@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import tflite
 
 from lstmgen.config import TARGETS
 from lstmgen.errors import ConfigError
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.schema import ActivationFunctionType, BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, Slot
 from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
 
@@ -20,8 +20,8 @@ TARGET_NAMES: dict[str, str] = {
     "ethos-u": "Arm Ethos-U (vela)",
 }
 
-LSTM = tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
-TANH = tflite.ActivationFunctionType.TANH
+LSTM = BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+TANH = ActivationFunctionType.TANH
 F32, F16 = np.dtype(np.float32), np.dtype(np.float16)
 I8, I16, I32, I64 = np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64)
 U8, BOOL = np.dtype(np.uint8), np.dtype(np.bool_)
@@ -50,16 +50,16 @@ def _same(*types: np.dtype) -> frozenset[tuple[np.dtype, np.dtype]]:
 # (input 0 type, output 0 type) pairs TFLM's kernels accept, for the ops an LSTM graph around the
 # fused op uses (go_backwards, last-step output, bidirectional concat, int8 I/O), with the source.
 MICRO_OP_TYPES: dict[int, tuple[frozenset[tuple[np.dtype, np.dtype]], str]] = {
-    tflite.BuiltinOperator.REVERSE_V2: (
+    BuiltinOperator.REVERSE_V2: (
         _same(F32, I32, U8, I8, I16, I64, BOOL),
         "kernels/reverse.cc ReverseV2Prepare (kernel ported in 2025, tflite-micro#3123)",
     ),
-    tflite.BuiltinOperator.STRIDED_SLICE: (_same(F32, I8, I16, I32, BOOL), "kernels/strided_slice.cc StridedSliceEval"),
-    tflite.BuiltinOperator.CONCATENATION: (
+    BuiltinOperator.STRIDED_SLICE: (_same(F32, I8, I16, I32, BOOL), "kernels/strided_slice.cc StridedSliceEval"),
+    BuiltinOperator.CONCATENATION: (
         _same(F32, I8, I16, I32, I64, BOOL),
         "kernels/concatenation.cc ConcatenationPrepare",
     ),
-    tflite.BuiltinOperator.QUANTIZE: (
+    BuiltinOperator.QUANTIZE: (
         frozenset(
             [
                 (F32, I8),
@@ -78,7 +78,7 @@ MICRO_OP_TYPES: dict[int, tuple[frozenset[tuple[np.dtype, np.dtype]], str]] = {
         ),
         "kernels/quantize_common.cc PrepareQuantizeReference / EvalQuantizeReference",
     ),
-    tflite.BuiltinOperator.DEQUANTIZE: (
+    BuiltinOperator.DEQUANTIZE: (
         frozenset([(I8, F32), (I16, F32), (U8, F32)]),
         "kernels/dequantize_common.cc DequantizePrepare (no float16: fp16 weights cannot be dequantized)",
     ),
@@ -180,7 +180,7 @@ def _op_types(model: ModelRecord) -> list[str]:
 def _int8_concat_rescale(model: ModelRecord) -> list[str]:
     found = []
     for k, op in enumerate(model.operators):
-        if op.opcode != tflite.BuiltinOperator.CONCATENATION or not op.outputs:
+        if op.opcode != BuiltinOperator.CONCATENATION or not op.outputs:
             continue
         out = model.tensors[op.outputs[0]]
         if out.dtype != I8:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 import mmap
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 import flatbuffers
 import numpy as np
-import tflite
 
 from lstmgen.errors import ModelFileError, OutputError
+from lstmgen.tflite.schema import BUILTIN_OPTIONS, BUILTIN_OPTIONS_CODE, OPTIONS, TABLES, Reader, TableSchema
 from lstmgen.tflite.tables import NUMPY_TO_TFLITE, TFLITE_TO_NUMPY
 
 FILE_IDENTIFIER = b"TFL3"
@@ -224,29 +222,19 @@ def _offsets_vector(builder: flatbuffers.Builder, offsets: Sequence[int]) -> int
 
 
 def _options(builder: flatbuffers.Builder, options: Options) -> int:
-    # Generic over every options table: the tflite package names its builders <Table>Add<Field>.
-    getattr(tflite, f"{options.table}Start")(builder)
-    for name, value in options.fields:
-        getattr(tflite, f"{options.table}Add{name}")(builder, value)
-    return getattr(tflite, f"{options.table}End")(builder)
+    return OPTIONS[options.table].build(builder, options.fields)
 
 
 def _quantization(builder: flatbuffers.Builder, q: Quantization) -> int:
     scale = builder.CreateNumpyVector(np.asarray(q.scale, dtype="<f4"))
     zp = builder.CreateNumpyVector(np.asarray(q.zero_point, dtype="<i8"))
-    tflite.QuantizationParametersStart(builder)
-    tflite.QuantizationParametersAddScale(builder, scale)
-    tflite.QuantizationParametersAddZeroPoint(builder, zp)
-    tflite.QuantizationParametersAddQuantizedDimension(builder, q.quantized_dimension)
-    return tflite.QuantizationParametersEnd(builder)
+    fields = (("Scale", scale), ("ZeroPoint", zp), ("QuantizedDimension", q.quantized_dimension))
+    return _QUANTIZATION.build(builder, fields)
 
 
-_SUBGRAPH_VECTORS = (
-    tflite.SubGraphAddTensors,
-    tflite.SubGraphAddInputs,
-    tflite.SubGraphAddOutputs,
-    tflite.SubGraphAddOperators,
-)
+_MODEL, _SUBGRAPH, _TENSOR, _BUFFER = TABLES["Model"], TABLES["SubGraph"], TABLES["Tensor"], TABLES["Buffer"]
+_OPERATOR, _OPCODE, _METADATA = TABLES["Operator"], TABLES["OperatorCode"], TABLES["Metadata"]
+_QUANTIZATION, _SIGNATURE, _TENSOR_MAP = TABLES["QuantizationParameters"], TABLES["SignatureDef"], TABLES["TensorMap"]
 
 
 def estimate_size(model: ModelRecord) -> int:
@@ -300,12 +288,7 @@ def plan_file(model: ModelRecord) -> PlannedFile:
         meta_buffer.append(len(data_offsets))
         data_offsets.append(_data_vector(b, np.frombuffer(blob, dtype=np.uint8), np.dtype(np.uint8), holes))
 
-    buffers = []
-    for off in data_offsets:
-        tflite.BufferStart(b)
-        if off is not None:
-            tflite.BufferAddData(b, off)
-        buffers.append(tflite.BufferEnd(b))
+    buffers = [_BUFFER.build(b, (("Data", off),)) for off in data_offsets]
 
     tensors = []
     for t, buf in zip(model.tensors, buffer_of, strict=True):
@@ -313,18 +296,16 @@ def plan_file(model: ModelRecord) -> PlannedFile:
         shape = _int_vector(b, t.shape)
         sig = _int_vector(b, t.shape_signature) if t.shape_signature is not None else None
         quant = _quantization(b, t.quantization) if t.quantization is not None else None
-        tflite.TensorStart(b)
-        tflite.TensorAddShape(b, shape)
-        tflite.TensorAddType(b, NUMPY_TO_TFLITE[np.dtype(t.dtype)])
-        tflite.TensorAddBuffer(b, buf)
-        tflite.TensorAddName(b, name)
-        if quant is not None:
-            tflite.TensorAddQuantization(b, quant)
-        if t.is_variable:
-            tflite.TensorAddIsVariable(b, True)
-        if sig is not None:
-            tflite.TensorAddShapeSignature(b, sig)
-        tensors.append(tflite.TensorEnd(b))
+        tensor_fields = (
+            ("Shape", shape),
+            ("Type", NUMPY_TO_TFLITE[np.dtype(t.dtype)]),
+            ("Buffer", buf),
+            ("Name", name),
+            ("Quantization", quant),
+            ("IsVariable", t.is_variable),
+            ("ShapeSignature", sig),
+        )
+        tensors.append(_TENSOR.build(b, tensor_fields))
 
     codes: list[tuple[int, int]] = sorted({(op.opcode, op.version) for op in model.operators})
     operators = []
@@ -333,54 +314,51 @@ def plan_file(model: ModelRecord) -> PlannedFile:
         outputs = _int_vector(b, op.outputs)
         inter = _int_vector(b, op.intermediates) if op.intermediates else None
         opts = _options(b, op.options) if op.options is not None else None
-        tflite.OperatorStart(b)
-        tflite.OperatorAddOpcodeIndex(b, codes.index((op.opcode, op.version)))
-        tflite.OperatorAddInputs(b, inputs)
-        tflite.OperatorAddOutputs(b, outputs)
-        if op.options is not None:
-            tflite.OperatorAddBuiltinOptionsType(b, getattr(tflite.BuiltinOptions, op.options.table))
-            tflite.OperatorAddBuiltinOptions(b, opts)
-        if inter is not None:
-            tflite.OperatorAddIntermediates(b, inter)
-        operators.append(tflite.OperatorEnd(b))
+        fields = (
+            ("OpcodeIndex", codes.index((op.opcode, op.version))),
+            ("Inputs", inputs),
+            ("Outputs", outputs),
+            ("BuiltinOptionsType", BUILTIN_OPTIONS_CODE[op.options.table] if op.options is not None else None),
+            ("BuiltinOptions", opts),
+            ("Intermediates", inter),
+        )
+        operators.append(_OPERATOR.build(b, fields))
 
     sg_name = b.CreateString(model.subgraph_name)
     sg_tensors = _offsets_vector(b, tensors)
     sg_inputs = _int_vector(b, model.inputs)
     sg_outputs = _int_vector(b, model.outputs)
     sg_ops = _offsets_vector(b, operators)
-    tflite.SubGraphStart(b)
-    tflite.SubGraphAddTensors(b, sg_tensors)
-    tflite.SubGraphAddInputs(b, sg_inputs)
-    tflite.SubGraphAddOutputs(b, sg_outputs)
-    tflite.SubGraphAddOperators(b, sg_ops)
-    tflite.SubGraphAddName(b, sg_name)
-    subgraph = tflite.SubGraphEnd(b)
+    subgraph = _SUBGRAPH.build(
+        b,
+        (
+            ("Tensors", sg_tensors),
+            ("Inputs", sg_inputs),
+            ("Outputs", sg_outputs),
+            ("Operators", sg_ops),
+            ("Name", sg_name),
+        ),
+    )
     empty = []
     for _ in range(model.empty_subgraphs):  # what TF's converter sometimes leaves behind (kept on a rewrite)
         vectors = [_offsets_vector(b, []), _int_vector(b, []), _int_vector(b, []), _offsets_vector(b, [])]
-        tflite.SubGraphStart(b)  # the interpreters want every vector present, even empty
-        for add, vector in zip(_SUBGRAPH_VECTORS, vectors, strict=True):
-            add(b, vector)
-        empty.append(tflite.SubGraphEnd(b))
+        # the interpreters want every vector present, even empty
+        empty.append(_SUBGRAPH.build(b, zip(("Tensors", "Inputs", "Outputs", "Operators"), vectors, strict=True)))
 
     opcodes = []
     for code, version in codes:
-        tflite.OperatorCodeStart(b)
         # Both fields: pre-2.3 runtimes read only the deprecated one.
-        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, _GREATER_OP_CODES))
-        tflite.OperatorCodeAddBuiltinCode(b, code)
-        tflite.OperatorCodeAddVersion(b, version)
-        opcodes.append(tflite.OperatorCodeEnd(b))
+        code_fields = (
+            ("DeprecatedBuiltinCode", min(code, _GREATER_OP_CODES)),
+            ("BuiltinCode", code),
+            ("Version", version),
+        )
+        opcodes.append(_OPCODE.build(b, code_fields))
 
     sigdefs = [_signature(b, s) for s in model.signatures]
     metas = []
     for (name, _), buf in zip(model.metadata, meta_buffer, strict=True):
-        n = b.CreateString(name)
-        tflite.MetadataStart(b)
-        tflite.MetadataAddName(b, n)
-        tflite.MetadataAddBuffer(b, buf)
-        metas.append(tflite.MetadataEnd(b))
+        metas.append(_METADATA.build(b, (("Name", b.CreateString(name)), ("Buffer", buf))))
 
     desc = b.CreateString(model.description)
     v_opcodes = _offsets_vector(b, opcodes)
@@ -388,17 +366,19 @@ def plan_file(model: ModelRecord) -> PlannedFile:
     v_buffers = _offsets_vector(b, buffers)
     v_sigs = _offsets_vector(b, sigdefs) if sigdefs else None
     v_meta = _offsets_vector(b, metas) if metas else None
-    tflite.ModelStart(b)
-    tflite.ModelAddVersion(b, SCHEMA_VERSION)
-    tflite.ModelAddOperatorCodes(b, v_opcodes)
-    tflite.ModelAddSubgraphs(b, v_subgraphs)
-    tflite.ModelAddDescription(b, desc)
-    tflite.ModelAddBuffers(b, v_buffers)
-    if v_meta is not None:
-        tflite.ModelAddMetadata(b, v_meta)
-    if v_sigs is not None:
-        tflite.ModelAddSignatureDefs(b, v_sigs)
-    b.Finish(tflite.ModelEnd(b), file_identifier=FILE_IDENTIFIER)
+    root = _MODEL.build(
+        b,
+        (
+            ("Version", SCHEMA_VERSION),
+            ("OperatorCodes", v_opcodes),
+            ("Subgraphs", v_subgraphs),
+            ("Description", desc),
+            ("Buffers", v_buffers),
+            ("Metadata", v_meta),
+            ("SignatureDefs", v_sigs),
+        ),
+    )
+    b.Finish(root, file_identifier=FILE_IDENTIFIER)
     return PlannedFile(b.Bytes, b.Head(), holes)
 
 
@@ -406,85 +386,28 @@ def _signature(b: flatbuffers.Builder, s: Signature) -> int:
     def maps(items: tuple[tuple[str, int], ...]) -> int:
         offs = []
         for name, index in items:
-            n = b.CreateString(name)
-            tflite.TensorMapStart(b)
-            tflite.TensorMapAddName(b, n)
-            tflite.TensorMapAddTensorIndex(b, index)
-            offs.append(tflite.TensorMapEnd(b))
+            offs.append(_TENSOR_MAP.build(b, (("Name", b.CreateString(name)), ("TensorIndex", index))))
         return _offsets_vector(b, offs)
 
     ins, outs, key = maps(s.inputs), maps(s.outputs), b.CreateString(s.key)
-    tflite.SignatureDefStart(b)
-    tflite.SignatureDefAddInputs(b, ins)
-    tflite.SignatureDefAddOutputs(b, outs)
-    tflite.SignatureDefAddSignatureKey(b, key)
-    tflite.SignatureDefAddSubgraphIndex(b, 0)
-    return tflite.SignatureDefEnd(b)
+    fields = (("Inputs", ins), ("Outputs", outs), ("SignatureKey", key), ("SubgraphIndex", 0))
+    return _SIGNATURE.build(b, fields)
 
 
 # ----------------------------------------------------------------------------------------- reader
 
 
-# What the generated accessors raise on a truncated or corrupt buffer: struct.error (an offset past the end),
-# ValueError (np.frombuffer of a vector past the end), IndexError (a byte index past the end), TypeError
-# (flatbuffers' enforce_number on an offset that comes out negative).
-MALFORMED = (struct.error, ValueError, IndexError, TypeError)
-
-
-class _Guarded:
-    """A generated flatbuffer object whose accessor calls report a malformed buffer as ModelFileError.
-
-    Only the flatbuffers/tflite code runs inside the guard: an error in lstmgen's own reading code is a bug
-    (exit 70), not a corrupt file. Tables the accessors return come back guarded too.
-    """
-
-    __slots__ = ("_obj", "_source")
-
-    def __init__(self, obj: Any, source: str) -> None:
-        self._obj, self._source = obj, source
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._obj, name)
-        if not callable(attr):
-            return attr
-        return lambda *args: self._call(attr, name, args)
-
-    def _call(self, method: Callable[..., Any], name: str, args: tuple[Any, ...]) -> Any:
-        try:
-            result = method(*args)
-        except MALFORMED as exc:
-            raise ModelFileError(
-                f"{self._source}: the TFLite flatbuffer is truncated or corrupt (reading "
-                f"{type(self._obj).__name__}.{name}: {type(exc).__name__}: {exc}). Rebuild or re-download the file."
-            ) from None
-        if isinstance(result, flatbuffers.table.Table) or hasattr(result, "_tab"):
-            return _Guarded(result, self._source)
-        return result
-
-
-def _options_fields(op: Any, source: str) -> Options | None:
-    type_code = op.BuiltinOptionsType()
-    if type_code == 0:
+def _read_options(op: Reader) -> Options | None:
+    """The op's options table: every field of a table the schema module lists, only the name of any other."""
+    code = op.get("BuiltinOptionsType")
+    if code == 0 or code >= len(BUILTIN_OPTIONS):
         return None
-    names = {v: k for k, v in vars(tflite.BuiltinOptions).items() if isinstance(v, int)}
-    table = names.get(type_code)
-    if table is None:
-        return None
-    raw = op.BuiltinOptions()
+    table = BUILTIN_OPTIONS[code]
+    # A table the schema module does not list reads as one without fields: its name only.
+    raw = op.union("BuiltinOptions", OPTIONS.get(table) or TableSchema(table, 0, ()))
     if raw is None:
-        raise ModelFileError(f"{source}: an operator names options table {table} but holds none (corrupt).")
-    plain = getattr(tflite, table)()
-    obj = _Guarded(plain, source)
-    obj.Init(raw.Bytes, raw.Pos)  # a corrupt position fails here already
-    # Scalar fields only: vector accessors take an index (no LSTM option is a vector).
-    getters = [
-        m
-        for m in dir(plain)
-        if m[0].isupper()
-        and not m.startswith(("GetRoot", "Init", table))
-        and not inspect.signature(getattr(plain, m)).parameters
-    ]
-    return Options(table, tuple((m, getattr(obj, m)()) for m in sorted(getters)))
+        raise ModelFileError(f"{op.source}: an operator names options table {table} but holds none (corrupt).")
+    return Options(table, raw.values())
 
 
 def read_model(data: bytes | bytearray | memoryview, source: str = "<model>") -> ModelRecord:
@@ -500,43 +423,48 @@ def read_model(data: bytes | bytearray | memoryview, source: str = "<model>") ->
 
 
 def _read(buf: Any, source: str) -> ModelRecord:
-    m = _Guarded(tflite.Model, source).GetRootAs(buf, 0)
-    if m.Version() != SCHEMA_VERSION:
-        raise ModelFileError(f"{source}: schema version {m.Version()}, expected {SCHEMA_VERSION}.")
+    m = Reader.root(buf, TABLES["Model"], source)
+    if m.get("Version") != SCHEMA_VERSION:
+        raise ModelFileError(f"{source}: schema version {m.get('Version')}, expected {SCHEMA_VERSION}.")
     # TF's converter may leave empty extra subgraphs behind (no operators): the first one is the model.
-    busy = [k for k in range(1, m.SubgraphsLength()) if m.Subgraphs(k).OperatorsLength()]
-    if m.SubgraphsLength() == 0 or busy:
+    n_subgraphs = m.length("Subgraphs")
+    busy = [k for k in range(1, n_subgraphs) if m.item("Subgraphs", k).length("Operators")]
+    if n_subgraphs == 0 or busy:
         raise ModelFileError(
-            f"{source}: has {m.SubgraphsLength()} subgraphs, {len(busy)} of them besides the first with operators; "
+            f"{source}: has {n_subgraphs} subgraphs, {len(busy)} of them besides the first with operators; "
             "lstmgen handles one subgraph (plus empty ones). Control flow (WHILE, IF) runs in extra subgraphs: a "
             "TF-converted Keras 3 LSTM is a WHILE loop, not a fused LSTM."
         )
     total = len(buf)
+    n_buffers = m.length("Buffers")
 
     def buffer_bytes(index: int) -> np.ndarray | None:
         if index == 0:
             return None
-        if index >= m.BuffersLength():
-            raise ModelFileError(f"{source}: refers to buffer {index}, but the file has {m.BuffersLength()} (corrupt).")
-        bb = m.Buffers(index)
-        if bb.Offset() > 1:  # buffer-offset mode: data stored after the flatbuffer
-            off, size = bb.Offset(), bb.Size()
+        if index >= n_buffers:
+            raise ModelFileError(f"{source}: refers to buffer {index}, but the file has {n_buffers} (corrupt).")
+        bb = m.item("Buffers", index)
+        off = bb.get("Offset")
+        if off > 1:  # buffer-offset mode: data stored after the flatbuffer
+            size = bb.get("Size")
             if off + size > total:
                 raise ModelFileError(f"{source}: buffer {index} points past the end of the file (truncated?).")
             return np.frombuffer(buf, dtype=np.uint8, count=size, offset=off)
-        if bb.DataIsNone() or bb.DataLength() == 0:
-            return None
-        return bb.DataAsNumpy()
+        data = bb.numpy("Data")
+        return data if data is not None and data.size else None
 
-    sg = m.Subgraphs(0)
+    def ints(table: Reader, name: str) -> tuple[int, ...]:
+        vector = table.numpy(name)
+        return tuple(int(x) for x in vector) if vector is not None else ()
+
+    sg = m.item("Subgraphs", 0)
     tensors = []
-    for i in range(sg.TensorsLength()):
-        t = sg.Tensors(i)
-        dtype = TFLITE_TO_NUMPY.get(t.Type())
+    for i, t in enumerate(sg.items("Tensors")):
+        dtype = TFLITE_TO_NUMPY.get(t.get("Type"))
         if dtype is None:
-            raise ModelFileError(f"{source}: tensor {i} has a tensor type ({t.Type()}) lstmgen does not read.")
-        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        raw = buffer_bytes(t.Buffer())
+            raise ModelFileError(f"{source}: tensor {i} has a tensor type ({t.get('Type')}) lstmgen does not read.")
+        shape = ints(t, "Shape")
+        raw = buffer_bytes(t.get("Buffer"))
         data = None
         if raw is not None:
             if any(d < 0 for d in shape):
@@ -544,83 +472,76 @@ def _read(buf: Any, source: str) -> ModelRecord:
             want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             if raw.size != want:
                 raise ModelFileError(
-                    f"{source}: tensor {i} ({_text(t.Name())}) has {raw.size} data bytes, "
+                    f"{source}: tensor {i} ({_text(t.get('Name'))}) has {raw.size} data bytes, "
                     f"expected {want} for shape {list(shape)}."
                 )
             data = raw.view(dtype.newbyteorder("<")).reshape(shape)
-        q = t.Quantization()
+        q = t.get("Quantization")
         quant = None
-        if q is not None and q.ScaleLength():
+        if q is not None and q.length("Scale"):
+            scale = q.numpy("Scale")
+            zero_point = ints(q, "ZeroPoint")
             quant = Quantization(
-                tuple(float(s) for s in q.ScaleAsNumpy()),
-                tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,) * q.ScaleLength(),
-                q.QuantizedDimension(),
+                tuple(float(s) for s in scale) if scale is not None else (),
+                zero_point if zero_point else (0,) * q.length("Scale"),
+                q.get("QuantizedDimension"),
             )
-        sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else None
         tensors.append(
             TensorRecord(
-                name=_text(t.Name()),
+                name=_text(t.get("Name")),
                 shape=shape,
                 dtype=dtype,
                 data=data,
-                shape_signature=sig,
-                is_variable=bool(t.IsVariable()),
+                shape_signature=ints(t, "ShapeSignature") or None,
+                is_variable=t.get("IsVariable"),
                 quantization=quant,
             )
         )
 
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        c = m.OperatorCodes(i)
-        codes.append((max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), c.Version()))
+    codes = [
+        (max(c.get("BuiltinCode"), c.get("DeprecatedBuiltinCode")), c.get("Version")) for c in m.items("OperatorCodes")
+    ]
     operators = []
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        if not 0 <= op.OpcodeIndex() < len(codes):
+    for i, op in enumerate(sg.items("Operators")):
+        index = op.get("OpcodeIndex")
+        if not 0 <= index < len(codes):
             raise ModelFileError(
-                f"{source}: operator {i} refers to operator code {op.OpcodeIndex()}, but the file has {len(codes)} "
-                "(corrupt)."
+                f"{source}: operator {i} refers to operator code {index}, but the file has {len(codes)} (corrupt)."
             )
-        code, version = codes[op.OpcodeIndex()]
+        code, version = codes[index]
         operators.append(
             OperatorRecord(
                 opcode=code,
                 version=version,
-                inputs=tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else (),
-                outputs=tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else (),
-                options=_options_fields(op, source),
-                intermediates=tuple(int(x) for x in op.IntermediatesAsNumpy()) if op.IntermediatesLength() else (),
+                inputs=ints(op, "Inputs"),
+                outputs=ints(op, "Outputs"),
+                options=_read_options(op),
+                intermediates=ints(op, "Intermediates"),
             )
         )
 
-    signatures = []
-    for i in range(m.SignatureDefsLength()):
-        s = m.SignatureDefs(i)
-        signatures.append(
-            Signature(
-                key=_text(s.SignatureKey()),
-                inputs=tuple((_text(s.Inputs(j).Name()), s.Inputs(j).TensorIndex()) for j in range(s.InputsLength())),
-                outputs=tuple(
-                    (_text(s.Outputs(j).Name()), s.Outputs(j).TensorIndex()) for j in range(s.OutputsLength())
-                ),
-            )
-        )
+    def tensor_maps(s: Reader, name: str) -> tuple[tuple[str, int], ...]:
+        return tuple((_text(e.get("Name")), e.get("TensorIndex")) for e in s.items(name))
+
+    signatures = [
+        Signature(key=_text(s.get("SignatureKey")), inputs=tensor_maps(s, "Inputs"), outputs=tensor_maps(s, "Outputs"))
+        for s in m.items("SignatureDefs")
+    ]
     metadata = []
-    for i in range(m.MetadataLength()):
-        md = m.Metadata(i)
-        raw = buffer_bytes(md.Buffer())
-        metadata.append((_text(md.Name()), bytes(raw) if raw is not None else b""))
+    for md in m.items("Metadata"):
+        raw = buffer_bytes(md.get("Buffer"))
+        metadata.append((_text(md.get("Name")), bytes(raw) if raw is not None else b""))
 
     record = ModelRecord(
         tensors=tuple(tensors),
         operators=tuple(operators),
-        inputs=tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else (),
-        outputs=tuple(int(x) for x in sg.OutputsAsNumpy()) if sg.OutputsLength() else (),
-        subgraph_name=_text(sg.Name()),
-        description=_text(m.Description()),
+        inputs=ints(sg, "Inputs"),
+        outputs=ints(sg, "Outputs"),
+        subgraph_name=_text(sg.get("Name")),
+        description=_text(m.get("Description")),
         signatures=tuple(signatures),
         metadata=tuple(metadata),
-        empty_subgraphs=m.SubgraphsLength() - 1,
+        empty_subgraphs=n_subgraphs - 1,
     )
     _check_indices(record, source)
     return record

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-import tflite
+
+from lstmgen.tflite.schema import ActivationFunctionType, BuiltinOperator, TensorType
 
 # Name of the metadata entry holding lstmgen's JSON (hyperparameters, provenance) in the files it writes.
 METADATA_KEY = "lstmgen"
 
 # Activations the kernel's float path computes correctly, by lstmgen name.
 ACTIVATIONS: dict[str, int] = {
-    "tanh": tflite.ActivationFunctionType.TANH,
-    "relu": tflite.ActivationFunctionType.RELU,
-    "relu6": tflite.ActivationFunctionType.RELU6,
-    "relu_n1_to_1": tflite.ActivationFunctionType.RELU_N1_TO_1,
+    "tanh": ActivationFunctionType.TANH,
+    "relu": ActivationFunctionType.RELU,
+    "relu6": ActivationFunctionType.RELU6,
+    "relu_n1_to_1": ActivationFunctionType.RELU_N1_TO_1,
 }
 ACTIVATION_NAMES: dict[int, str] = {code: name for name, code in ACTIVATIONS.items()}
 
@@ -31,21 +32,21 @@ REFUSED_ACTIVATIONS: dict[str, str] = {
 
 # numpy dtype <-> TensorType; the inverse is derived so the two can never disagree.
 NUMPY_TO_TFLITE: dict[np.dtype, int] = {
-    np.dtype(np.float32): tflite.TensorType.FLOAT32,
-    np.dtype(np.float16): tflite.TensorType.FLOAT16,
-    np.dtype(np.int32): tflite.TensorType.INT32,
-    np.dtype(np.int8): tflite.TensorType.INT8,
-    np.dtype(np.int16): tflite.TensorType.INT16,
-    np.dtype(np.uint8): tflite.TensorType.UINT8,
-    np.dtype(np.int64): tflite.TensorType.INT64,
-    np.dtype(np.bool_): tflite.TensorType.BOOL,
+    np.dtype(np.float32): TensorType.FLOAT32,
+    np.dtype(np.float16): TensorType.FLOAT16,
+    np.dtype(np.int32): TensorType.INT32,
+    np.dtype(np.int8): TensorType.INT8,
+    np.dtype(np.int16): TensorType.INT16,
+    np.dtype(np.uint8): TensorType.UINT8,
+    np.dtype(np.int64): TensorType.INT64,
+    np.dtype(np.bool_): TensorType.BOOL,
 }
 TFLITE_TO_NUMPY: dict[int, np.dtype] = {code: dt for dt, code in NUMPY_TO_TFLITE.items()}
 TENSOR_TYPE_NAMES: dict[int, str] = {
-    v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_") and isinstance(v, int)
+    v: k for k, v in vars(TensorType).items() if not k.startswith("_") and isinstance(v, int)
 }
 BUILTIN_OPERATOR_NAMES: dict[int, str] = {
-    v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)
+    v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)
 }
 
 # UNIDIRECTIONAL_SEQUENCE_LSTM op version -> minimum TFLite runtime (runtime_version.cc).
@@ -54,7 +55,7 @@ MIN_RUNTIME_VERSION: dict[int, str] = {1: "1.13.1", 2: "1.14.0", 3: "2.3.0", 4: 
 # Minimum runtime per (builtin operator, version), for the ops lstmgen emits (LiteRT
 # tflite/converter/tools/versioning/runtime_version.cc at f6745779). The model's
 # min_runtime_version is the maximum over its operators.
-_OP = tflite.BuiltinOperator
+_OP = BuiltinOperator
 OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
     (_OP.UNIDIRECTIONAL_SEQUENCE_LSTM, 1): "1.13.1",
     (_OP.UNIDIRECTIONAL_SEQUENCE_LSTM, 2): "1.14.0",

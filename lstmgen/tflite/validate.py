@@ -11,14 +11,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import tflite
 
 from lstmgen.errors import ModelFileError
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
-Op = tflite.BuiltinOperator
 _MAX_TENSOR_BYTES = 2**31 - 1  # no tensor of a flatbuffer model can be larger; interpreters allocate them
 _MAX_PROBLEMS = 8
 
