@@ -9,7 +9,7 @@
 PYTHON ?= python3
 PIP_FLAGS := --disable-pip-version-check -q
 
-# The user's environment: what `pip install lstmgen` gives (numpy, flatbuffers, tflite, click, ai-edge-litert).
+# The user's environment: what `pip install lstmgen` gives (numpy, flatbuffers, click, ai-edge-litert).
 VENV := .venv
 BIN  := $(VENV)/bin
 # The test environment: the package + every oracle (torch, onnxruntime, h5py, tflite-micro, ...) + ruff/pytest.

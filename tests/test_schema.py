@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,24 @@ def test_an_options_table_without_a_schema_reads_as_its_name(monkeypatch: pytest
     monkeypatch.setattr(flatbuf, "OPTIONS", {k: v for k, v in OPTIONS.items() if k != "ConcatenationOptions"})
     unknown = {op.options.table: op.options.fields for op in read_model(data).operators if op.options is not None}
     assert unknown == {**known, "ConcatenationOptions": ()}
+
+
+def test_no_command_imports_the_generated_package(tmp_path: Path) -> None:
+    """The generated accessors cost ~200 module imports at start-up: build, verify and inspect run without them."""
+    out = tmp_path / "m.tflite"
+    probe = (
+        "import json, sys\n"
+        "from lstmgen.cli.main import main\n"
+        "for argv in (['build', '--num-units', '4', '--input-size', '3', '-o', sys.argv[1], '-q'],\n"
+        "             ['build', '--num-units', '4', '--input-size', '3', '--quantize', 'int8', '--calibration',\n"
+        "              'random', '--time-steps', '2', '-o', sys.argv[1], '-q'],\n"
+        "             ['verify', sys.argv[1], '-q'], ['inspect', '--json', sys.argv[1]]):\n"
+        "    try:\n"
+        "        main(argv, prog_name='lstmgen')\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, (argv, e.code)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, check=True)
+    loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    assert [m for m in loaded if m == "tflite" or m.startswith("tflite.")] == []

@@ -12,17 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen.check.reference import Jitter, lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
 from lstmgen.quant import affine
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
 from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES
-
-Op = tflite.BuiltinOperator
 
 
 def real_value(t: TensorRecord) -> np.ndarray:

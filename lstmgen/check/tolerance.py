@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen.check.graph import constant_values, data_op, evaluate, lstm_spec
 from lstmgen.check.reference import lstm_reference
@@ -18,9 +17,9 @@ from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
 from lstmgen.quant import affine
 from lstmgen.tflite.flatbuf import ModelRecord, Quantization, TensorRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import Slot
 
-Op = tflite.BuiltinOperator
 FLOAT_ATOL = 1e-5  # same as float verification: float32 arithmetic vs the float64 reference
 FLOAT_RTOL = 1e-5
 RUNS = 8  # Monte-Carlo trajectories per derivation

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen.check.graph import constant_values, evaluate, quantize_real
 from lstmgen.check.reference import Jitter
@@ -22,6 +21,7 @@ from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.progress import expect
 from lstmgen.quant import affine
 from lstmgen.runtimes.interpreter import open_session
+from lstmgen.tflite.schema import BuiltinOperator
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
 # I + P to float32 (relative error ~ sqrt(I+P) * 6e-8) and the recurrence carries it forward.
@@ -298,7 +298,7 @@ def _input_grid(lm: LstmModel) -> Any:
     if lm.input.quantization is not None and lm.input.dtype.kind == "i":
         return lm.input
     for op in lm.model.operators:
-        if op.inputs and op.inputs[0] == lm.input_index and op.opcode == tflite.BuiltinOperator.QUANTIZE:
+        if op.inputs and op.inputs[0] == lm.input_index and op.opcode == BuiltinOperator.QUANTIZE:
             return lm.model.tensors[op.outputs[0]]
     return None
 

@@ -6,14 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen.check.graph import evaluate
 from lstmgen.errors import ConfigError
 from lstmgen.progress import task
 from lstmgen.tflite.flatbuf import ModelRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 
-Op = tflite.BuiltinOperator
 RANDOM_SOURCE = "random (SMOKE TEST ONLY: standard-normal inputs, not representative of real data)"
 
 

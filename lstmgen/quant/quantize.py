@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import tflite
 
 from lstmgen.config import IO_TYPES
 from lstmgen.config import QUANTIZE_MODES as MODES
@@ -18,10 +17,10 @@ from lstmgen.errors import ConfigError
 from lstmgen.quant import affine
 from lstmgen.quant.calibrate import CalibrationStats, LstmRanges
 from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot, gate_slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
 
-Op = tflite.BuiltinOperator
 F32, F16, I8, I16, I32, I64 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32, np.int64))
 _DATA_OPS = (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE)
 # Slots holding matmul weights (int8 in hybrid and int8 modes).

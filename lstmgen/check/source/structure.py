@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import tflite
-
 from lstmgen.check.source.common import Cell, Stated
+from lstmgen.tflite.schema import ActivationFunctionType as A
 
-A = tflite.ActivationFunctionType
 ACTIVATION_CODES = {"tanh": A.TANH, "relu": A.RELU, "relu6": A.RELU6, "relu_n1_to_1": A.RELU_N1_TO_1}
 # Input index -> (name, shape in N/I/P, the source feature that makes it present; None = always).
 # "input_gate" is present unless the cell is CIFG; "peephole_input" needs peepholes and an input gate.
