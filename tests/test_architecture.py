@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lstmgen"
 # check/ is split per module because its layers differ (the reference sits at the bottom, verify on top).
 # "lstmgen" is the package root: __version__, and the lazy facade (its imports run on attribute access
 # only, so nothing imports the facade's targets at import time). Bottom-up, the layering reads:
-#   errors, quant.affine < tflite < config < check.reference < check.graph < modelinfo/layout/weights/targets/...
+#   errors, quant.affine < tflite < config < check.reference < check.float_bound < check.report < check.graph
+#   < modelinfo/layout/weights/targets/... < check.subgraph
 #   < check.verify/init < build/run/describe < cli.
 # A new module needs a row here: say where it sits before it imports anything.
 BASE = {"lstmgen", "errors", "guard", "progress"}  # guard: hostile-input checks; progress: step counting
@@ -40,11 +41,15 @@ ALLOWED: dict[str, set[str]] = {
     "runtimes": BASE | {"tflite", "targets", "arrays", "quant.affine"},
     "quant": BASE | {"tflite", "config", "check.graph", "check.reference", "quant.affine"},
     "init": BASE | {"tflite", "config", "layout", "weights"},
+    "check.float_bound": {"check.reference"},
+    "check.report": {"check.float_bound"},
+    "check.subgraph": BASE
+    | {"tflite", "modelinfo", "check.graph", "check.tolerance", "check.source", "check.report"}
+    | {"check.float_bound"},
     "check.verify": BASE
     | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
-    | {"check.reference", "check.graph", "check.tolerance", "check.source"},
-    "check.subgraph": BASE
-    | {"tflite", "modelinfo", "runtimes", "check.graph", "check.tolerance", "check.source", "check.verify"},
+    | {"check.reference", "check.graph", "check.tolerance", "check.source", "check.float_bound", "check.report"}
+    | {"check.subgraph"},
     "resolve": BASE | {"config", "init", "layout", "weights"},
     "gate": BASE | {"tflite", "config", "weights", "check.verify", "check.source", "targets", "embed"},
     "build": BASE
@@ -57,7 +62,7 @@ ALLOWED: dict[str, set[str]] = {
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo"},
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check.graph", "check.tolerance", "check.verify", "check.subgraph"}
+    | {"check.graph", "check.tolerance", "check.report", "check.verify"}
     | {"build", "resolve", "gate", "run", "describe", "embed", "export", "samples"},
     "__main__": {"cli"},
 }

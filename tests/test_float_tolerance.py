@@ -15,7 +15,8 @@ import pytest
 
 import lstmgen.layout
 from lstmgen.build import build
-from lstmgen.check.verify import FLOAT_ATOL, verify_model
+from lstmgen.check.report import FLOAT_ATOL
+from lstmgen.check.verify import verify_model
 from lstmgen.errors import VerificationError
 
 pytestmark = pytest.mark.runtime
@@ -69,7 +70,7 @@ def test_steep_cell_forget_bias_off_by_one_is_caught(
 
 def test_a_chaotic_cell_is_called_weak() -> None:
     """When rounding alone moves outputs by more than WEAK_BOUND, the tolerance text says the check is weak."""
-    from lstmgen.check.verify import WEAK_BOUND, float_tolerance_text
+    from lstmgen.check.report import WEAK_BOUND, float_tolerance_text
 
     assert "WEAK" not in float_tolerance_text(1e-5, 1e-5, 1e-3)
     assert "WEAK" in float_tolerance_text(1e-5, 1e-5, WEAK_BOUND * 2)

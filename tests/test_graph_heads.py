@@ -203,3 +203,10 @@ def test_the_while_loop_hint_only_without_fused_lstm_ops() -> None:
     with pytest.raises(ModelFileError) as info:
         describe_graph(model, "head.tflite")
     assert "WHILE" not in str(info.value)
+
+
+def test_weights_of_another_size_fail_before_the_run() -> None:
+    """Source cells whose sizes differ from the op's: the verdict, as for a model of LSTM ops only (was exit 70)."""
+    result = invoke("verify", FLOAT, "--weights", HEADS / "tf_classifier.h5")
+    assert result.exit_code == 1, result.output
+    assert "not this LSTM, its sizes differ" in result.output and "internal error" not in result.output

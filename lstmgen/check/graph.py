@@ -152,8 +152,15 @@ def _lstm(
     h0, c0 = states.get(op_index, (None, None))
     record: dict[str, np.ndarray] | None = {} if trace is not None else None
     y, h, c = lstm_reference(
-        x, params, time_major=spec.time_major, h0=h0, c0=c0, record=record, on_step=step_hook(),
-        jitter=jitter, **spec.reference_options(),
+        x,
+        params,
+        time_major=spec.time_major,
+        h0=h0,
+        c0=c0,
+        record=record,
+        on_step=step_hook(),
+        jitter=jitter,
+        **spec.reference_options(),
     )
     if trace is not None and record is not None:
         trace(op_index, record)

@@ -1,38 +1,24 @@
-"""Verify the fused LSTM ops inside a larger graph (a converter's head around them), each op in isolation.
+"""The fused LSTM ops inside a larger graph (a converter's head around them), each checked in isolation.
 
-The interpreter runs the whole model with every intermediate tensor kept; each LSTM op's own input
-tensor (as the interpreter computed it) feeds the references, and the op's output and final states
-are compared with them. The ops lstmgen does not evaluate (RESHAPE, FULLY_CONNECTED, SOFTMAX, ...)
-are not checked, and the report says so.
+verify_model's mode for such models: the interpreter runs the whole model with every intermediate
+tensor kept; each LSTM op's own input tensor (as the interpreter computed it) feeds the references,
+and the op's output and final states are compared with them. The ops lstmgen does not evaluate
+(RESHAPE, FULLY_CONNECTED, SOFTMAX, ...) are not checked, and the report says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lstmgen.check.graph import LstmSpec, constant_values, evaluate
+from lstmgen.check.report import GROSS_ERROR_FRACTION, Comparison, SourceReport, VerifyReport, compare
 from lstmgen.check.source import SourceModel
 from lstmgen.check.tolerance import check as qcheck_report
-from lstmgen.check.tolerance import model_mode, output_scale
-from lstmgen.check.verify import (
-    FLOAT_ATOL,
-    FLOAT_RTOL,
-    GROSS_ERROR_FRACTION,
-    Comparison,
-    SourceReport,
-    VerifyReport,
-    _source_report,
-    compare,
-    draw_input,
-    input_shape_for,
-)
 from lstmgen.errors import ModelFileError
-from lstmgen.modelinfo import LstmModel, read_lstm_model
-from lstmgen.runtimes.interpreter import open_session
+from lstmgen.modelinfo import LstmModel
 from lstmgen.tflite.flatbuf import ModelRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
@@ -66,33 +52,10 @@ def scope_lines(lm: LstmModel) -> list[str]:
     return lines
 
 
-def _shape(lm: LstmModel, x: np.ndarray | None, batch_size: int | None, time_steps: int | None) -> list[int]:
-    if x is not None:
-        return list(x.shape)
-    if (batch_size is None and time_steps is None) or len(lm.input.shape) != 3:
-        return list(lm.input.shape)  # a head (RESHAPE to fixed sizes) often pins them: run as converted
-    return input_shape_for(lm, batch_size, time_steps)
-
-
-def verify_in_graph(
-    path: str | Path,
-    *,
-    runtime: str = "auto",
-    seed: int = 0,
-    batch_size: int | None = None,
-    time_steps: int | None = None,
-    atol: float = FLOAT_ATOL,
-    rtol: float = FLOAT_RTOL,
-    x: np.ndarray | None = None,
-    source: SourceModel | None = None,
-    max_error: float | None = None,
-    micro: bool = False,
-) -> VerifyReport:
-    """Each fused LSTM op of the model at `path` against the file's reference (and `source`), on its own input
-    tensor as the interpreter computed it. Takes verify_model's arguments; for models with a head (any model)."""
-    lm = read_lstm_model(path, head_ok=True)
-    mode = model_mode(lm.model)
-    if mode == "int16x8" or runtime == "micro" or micro:
+def check_possible(lm: LstmModel, mode: str, micro: bool, source: SourceModel | None) -> None:
+    """Refuse what cannot be checked op by op: no intermediate tensors (TFLM, int16x8), or a source whose
+    cells do not pair up with the LSTM ops."""
+    if mode == "int16x8" or micro:
         raise ModelFileError(
             f"{lm.path}: the LSTM ops inside a larger graph are checked on the intermediate tensors a TFLite "
             "interpreter keeps (experimental_preserve_all_tensors); TensorFlow Lite Micro keeps none and TFLite's "
@@ -105,26 +68,21 @@ def verify_in_graph(
             f"{lm.path}: has {len(lm.lstms)} fused LSTM op(s) but the weights hold {len(cells)} cell(s); each op is "
             "checked against one source cell, in order. Pass --layer / --num-layers for the cells the model holds."
         )
-    src = _source_report(lm, source, mode, atol, rtol, max_error, False) if source is not None else None
-    if src is not None and src.quantized:  # steps of the LSTM output, not of the head's
-        src.output_step = output_scale(lm.model, lm.model.operators[lm.lstms[-1].op_index].outputs[0])
-    session = open_session(
-        lm.path,
-        runtime=runtime,
-        input_index=lm.input_index,
-        output_index=lm.output_index,
-        states=lm.states(),
-        time_major=lm.time_major,
-        preserve_all_tensors=True,
-    )
-    shape = _shape(lm, x, batch_size, time_steps)
-    if shape != list(lm.input.shape):
-        session.resize(tuple(shape), tuple(lm.input.shape_signature or lm.input.shape))
-    rng = np.random.default_rng(seed)
-    x = draw_input(lm, shape, rng) if x is None else x.astype(np.float32)
-    report = VerifyReport(lm.path, session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
-    report.against_source = src
-    report.scope = scope_lines(lm)
+
+
+def check_ops(
+    lm: LstmModel,
+    session: Any,
+    x: np.ndarray,
+    rng: np.random.Generator,
+    report: VerifyReport,
+    source: SourceModel | None,
+    seed: int,
+) -> None:
+    """Each LSTM op against the file's reference (and the source's cell in its position), on its own
+    input tensor as `session` (which keeps every tensor) computed it from x."""
+    mode, atol, rtol, src = report.mode, report.atol, report.rtol, report.against_source
+    cells = source.cells_in_op_order() if source is not None else []
     starts: list[tuple[str, States]] = [("zero state", {})]
     if mode == "none":  # a random initial state also proves the state tensors sit in the right slots
         starts.append(("random initial state", _random_states(lm, session, rng)))
@@ -159,7 +117,6 @@ def verify_in_graph(
     if mode != "none":
         report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
         report.rtol = 0.0
-    return report
 
 
 def _random_states(lm: LstmModel, session: Any, rng: np.random.Generator) -> States:

@@ -11,7 +11,6 @@ from typing import Any
 import click
 import numpy as np
 
-from lstmgen.check.subgraph import verify_in_graph
 from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress_sink, verify_line
@@ -139,11 +138,9 @@ def verify_cmd(
         reference = _reference(weights, weights_format, layer, {k: v for k, v in cell.items() if v is not None})
     elif max_error is not None or any(v is not None for v in cell.values()):
         raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
-    # Fused LSTM ops inside a larger graph (a converter's head around them) are checked one op at a time.
-    run_check = verify_in_graph if read_lstm_model(model, head_ok=True).head else verify_model
     with showing(progress_sink(quiet or as_json)), task("verifying"):
         reports = [
-            run_check(
+            verify_model(
                 model,
                 runtime=runtime,
                 seed=seed,

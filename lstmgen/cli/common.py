@@ -20,7 +20,7 @@ from lstmgen.errors import LstmgenError
 from lstmgen.output import cleanup
 
 if TYPE_CHECKING:
-    from lstmgen.check.verify import VerifyReport
+    from lstmgen.check.report import VerifyReport
 
 EXIT_CODES = "Exit status: 0 success, 1 verification failed, 2 bad input or usage, 70 internal error."
 EXIT_CODES_CHECK = (
