@@ -21,6 +21,7 @@ from lstmgen.cli.main import main
 from lstmgen.errors import ConfigError, WeightFileError
 from lstmgen.run import run_model
 from lstmgen.weights import get_reader, load_weights
+from lstmgen.weights import open as open_weights
 
 h5py = pytest.importorskip("h5py")
 
@@ -179,7 +180,7 @@ def test_swapped_gate_order_is_caught(tmp_path: Path) -> None:
     ],
 )
 def test_list_cells_names_are_the_same_for_every_file_type(weights: str, cells: list[str]) -> None:
-    assert get_reader("keras").list_cells(TF_FIXTURES / weights) == cells  # type: ignore[attr-defined]
+    assert open_weights(TF_FIXTURES / weights, "keras").cell_names() == cells
     for name in cells:  # every listed name selects its cell
         assert (load_weights(TF_FIXTURES / weights, layer=name or None).layer or "") == name
 
@@ -187,7 +188,7 @@ def test_list_cells_names_are_the_same_for_every_file_type(weights: str, cells: 
 def test_manifest_layer_names_are_listed() -> None:
     for case in ("keras3_lstm", "keras3_stacked"):
         expected = tf_manifest()[case]["hyperparameters"]["layer_names"]
-        assert get_reader("keras").list_cells(TF_FIXTURES / f"{case}.keras") == expected  # type: ignore[attr-defined]
+        assert open_weights(TF_FIXTURES / f"{case}.keras", "keras").cell_names() == expected
 
 
 def test_layout_is_transposed_views_in_gate_order_ifco() -> None:
@@ -278,8 +279,7 @@ def test_classic_bidirectional_and_other_layers(tmp_path: Path) -> None:
         )
         put("gru", {"gru/gru_cell/kernel:0": (12, 9), "gru/gru_cell/recurrent_kernel:0": (3, 9)})
         put("dense", {"dense/kernel:0": (6, 2), "dense/bias:0": (2,)})
-    reader = get_reader("keras")
-    assert reader.list_cells(path) == ["bidirectional/forward_layer", "bidirectional/backward_layer"]  # type: ignore[attr-defined]
+    assert open_weights(path, "keras").cell_names() == ["bidirectional/forward_layer", "bidirectional/backward_layer"]
     w = load_weights(path, layer="backward_lstm")
     assert w.layer == "bidirectional/backward_layer"
     assert any("backward half" in n for n in w.notes)
@@ -297,7 +297,7 @@ def test_classic_split_attributes_keep_model_order(tmp_path: Path) -> None:
             g.attrs["weight_names0"] = [n.encode() for n in names]
             g.create_dataset(names[0], data=np.ones((5, 24), np.float32))
             g.create_dataset(names[1], data=np.ones((6, 24), np.float32))
-    assert get_reader("keras").list_cells(path) == order  # type: ignore[attr-defined]
+    assert open_weights(path, "keras").cell_names() == order
     assert load_weights(path, layer="lstm_2").implied()["num_units"] == 6
 
 

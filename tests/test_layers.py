@@ -20,7 +20,8 @@ import pytest
 from support import TF_FIXTURES
 
 from lstmgen.errors import WeightFileError
-from lstmgen.weights import get_reader, list_layers, load_layers, load_weights
+from lstmgen.weights import list_layers, load_layers, load_weights
+from lstmgen.weights import open as open_weights
 from lstmgen.weights.base import CellWeights
 
 ATOL = 1e-5
@@ -127,7 +128,7 @@ def test_torch_layers(tmp_path: Path, layers: int, proj: int, bidir: bool, fmt: 
         for k in range(layers)
     ]
     assert list_layers(path) == ("torch", expected)
-    assert get_reader("torch").list_layers(path) == expected
+    assert open_weights(path, "torch").cells() == expected
     loaded = load_layers(path)
     assert cell_table(loaded) == [[(n, "backward" if n.endswith("_reverse") else "forward") for n in row]
                                   for row in expected]  # fmt: skip
@@ -185,7 +186,7 @@ def test_torch_load_layers_reads_the_file_once(tmp_path: Path, fmt: str, monkeyp
 
     path = save_sd(make_lstm(3, P, True).state_dict(), tmp_path / f"w.{fmt}")
     calls: list[str] = []
-    for module, name in ((torch_sd, "_open_state_dict"), (weights, "NpzArrays"), (torch_sd, "load_npz")):
+    for module, name in ((torch_sd, "_open_state_dict"), (weights, "NpzArrays")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _real=real, _n=name: calls.append(_n) or _real(*a))
     assert sum(len(row) for row in load_layers(path)) == 6
@@ -600,11 +601,12 @@ def test_single_cell_npz_formats(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / "w.npz"
     np.savez(path, **arrays)
     assert list_layers(path) == (fmt, [("",)])
-    assert get_reader(fmt).list_layers(path) == [("",)]
+    assert open_weights(path, fmt).cells() == [("",)]
     (w,), = load_layers(path)  # fmt: skip
     assert w.format == fmt and w.direction == "forward" and f"format detected from keys: {fmt}" in w.notes
-    assert get_reader(fmt).load(path, "").format == fmt  # the listed name is accepted
+    assert open_weights(path, fmt).load("").format == fmt  # the listed name is accepted
     with pytest.raises(WeightFileError, match="holds a single cell"):
         list_layers(path, layer="x")
     with pytest.raises(WeightFileError, match=".npz files only"):
-        get_reader(fmt).list_layers(tmp_path / "w.h5")
+        (tmp_path / "w.h5").write_bytes(b"not an npz")
+        open_weights(tmp_path / "w.h5", fmt).cells()

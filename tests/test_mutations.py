@@ -21,7 +21,7 @@ import lstmgen.quant.quantize
 from lstmgen.build import build
 from lstmgen.cli.main import main
 from lstmgen.errors import VerificationError
-from lstmgen.weights import get_reader
+from lstmgen.weights import WeightSource
 from lstmgen.weights.base import CellWeights
 
 pytestmark = pytest.mark.runtime
@@ -87,13 +87,11 @@ def _wrap_lstm(m: pytest.MonkeyPatch, change: Callable[[dict[str, Any], float], 
     m.setattr(lstmgen.layout._Graph, "lstm", lstm)
 
 
-def _reader_classes() -> dict[str, type]:
-    return {name: type(get_reader(name)) for name in ("tf1", "keras", "torch", "onnx", "tflite")}
-
-
 def _wrap_reader(m: pytest.MonkeyPatch, fmt: str, change: Callable[[dict[str, np.ndarray]], None]) -> None:
-    """Alter the per-gate arrays a reader hands to the build (as a bug inside the reader would)."""
-    cls = _reader_classes()[fmt]
+    """Alter the per-gate arrays a reader of `fmt` hands to the build (as a bug inside the reader would).
+
+    Every read goes through one opened WeightSource (whatever the file type), so that is where it is altered.
+    """
 
     def fix(w: CellWeights) -> CellWeights:
         tensors = dict(w.tensors)
@@ -103,10 +101,11 @@ def _wrap_reader(m: pytest.MonkeyPatch, fmt: str, change: Callable[[dict[str, np
     def deep(value: Any) -> Any:
         return fix(value) if isinstance(value, CellWeights) else [deep(v) for v in value]
 
-    for method in ("read", "load", "load_layers"):
-        real = getattr(cls, method, None)
-        if real is not None:
-            m.setattr(cls, method, lambda self, *a, _real=real, **k: deep(_real(self, *a, **k)))
+    def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda self, *a, **k: deep(real(self, *a, **k)) if self.format == fmt else real(self, *a, **k)
+
+    for method in ("load", "load_layers"):
+        m.setattr(WeightSource, method, wrap(getattr(WeightSource, method)))
 
 
 def _swap_split(m: pytest.MonkeyPatch, module: Any) -> None:

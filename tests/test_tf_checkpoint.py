@@ -14,6 +14,7 @@ from lstmgen.cli.main import main
 from lstmgen.errors import WeightFileError
 from lstmgen.run import run_model
 from lstmgen.weights import get_reader, load_weights
+from lstmgen.weights import open as open_weights
 
 CASES = {
     # case -> (path given to --weights, --layer or None)
@@ -58,7 +59,7 @@ def test_partitioned_variables_are_reassembled() -> None:
 
 def test_cells_are_listed_and_unknown_scopes_refused() -> None:
     reader = get_reader("tf-checkpoint")
-    assert reader.list_cells(TF_FIXTURES / "ckpt_tf1_peephole_proj") == ["rnn/lstm_cell"]
+    assert open_weights(TF_FIXTURES / "ckpt_tf1_peephole_proj", reader.name).cell_names() == ["rnn/lstm_cell"]
     with pytest.raises(WeightFileError, match="--layer 'dense' is not an LSTM cell scope here; the cells are: rnn"):
         load_weights(TF_FIXTURES / "ckpt_tf1_peephole_proj", layer="dense")
 

@@ -55,11 +55,10 @@ def _rows(path: Path, weights_format: str, layer: str | None) -> tuple[str, list
         try:
             return source.format, source.load_layers(layer), None
         except WeightFileError:
-            list_cells = getattr(source.reader, "list_cells", None)
-            if layer is not None or list_cells is None:
+            if layer is not None:
                 raise
         why = "the file holds several unrelated groups of cells, each listed alone; pick one group with --layer"
-        return source.format, [[source.load(name)] for name in list_cells(path)], why
+        return source.format, [[source.load(name)] for name in source.cell_names()], why
 
 
 @click.command("cells", epilog=EXIT_CODES_RUN)

@@ -11,19 +11,13 @@ from typing import Any, TypeVar
 
 from lstmgen import guard
 from lstmgen.errors import LstmgenError, WeightFileError
-from lstmgen.weights.base import GATE_ORDERS, CellWeights, WeightReader, split_gates
+from lstmgen.weights import detect
+from lstmgen.weights.base import GATE_ORDERS, CellWeights, NpzFile, WeightFile, WeightReader, split_gates
 from lstmgen.weights.npz import NpzArrays
 
 # Format name -> "module:Class". Imported on first use, so optional dependencies (h5py, onnx,
-# torch, safetensors) are only needed by the formats that use them.
-READER_CLASSES: dict[str, str] = {
-    "tflite": "lstmgen.weights.tflite_npz:TfliteReader",
-    "tf1": "lstmgen.weights.tf1:Tf1Reader",
-    "torch": "lstmgen.weights.torch_sd:TorchReader",
-    "keras": "lstmgen.weights.keras:KerasReader",
-    "onnx": "lstmgen.weights.onnx_lstm:OnnxReader",
-    "tf-checkpoint": "lstmgen.weights.tf_checkpoint:TfCheckpointReader",
-}
+# torch) are only needed by the formats that use them, and detection imports none (see detect).
+READER_CLASSES: dict[str, str] = {name: info.reader for name, info in detect.FORMATS.items()}
 FORMATS: tuple[str, ...] = ("auto", *READER_CLASSES)
 _cache: dict[str, WeightReader] = {}
 
@@ -31,6 +25,7 @@ __all__ = [
     "FORMATS",
     "GATE_ORDERS",
     "CellWeights",
+    "WeightFile",
     "WeightSource",
     "get_reader",
     "list_layers",
@@ -49,15 +44,12 @@ def get_reader(name: str) -> WeightReader:
 
 
 def _native_reader(path: Path) -> WeightReader | None:
-    """The reader for a non-.npz path: by suffix, else by the reader's own `claims(path)` test."""
-    readers = [get_reader(name) for name in READER_CLASSES]
-    for reader in readers:
-        if any(path.name.lower().endswith(s) for s in reader.suffixes):
-            return reader
-    for reader in readers:
-        if reader.claims(path):
-            return reader
-    return None
+    """The reader for a non-.npz path: by suffix, else by a sniffing reader's own `claims(path)` test."""
+    name = detect.by_suffix(path.name)
+    if name is not None:
+        return get_reader(name)
+    sniffers = (get_reader(name) for name, info in detect.FORMATS.items() if info.sniffs)
+    return next((reader for reader in sniffers if reader.claims(path)), None)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -69,7 +61,7 @@ _MALFORMED = (KeyError, IndexError, TypeError, AttributeError, RecursionError, O
 def _malformed_is_bad_input(func: _F) -> _F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        path = getattr(args[0], "path", args[0])  # a WeightSource method, or open(path)
+        path = args[0].path if isinstance(args[0], WeightSource) else args[0]  # a method, or open(path)
         try:
             return func(*args, **kwargs)
         except LstmgenError:
@@ -88,9 +80,11 @@ def _malformed_is_bad_input(func: _F) -> _F:
 class WeightSource:
     """One weight file, opened once, with its reader chosen: `.cells()` lists its LSTM cells, `.load()` reads one.
 
-    An .npz is opened lazily (its zip directory and array headers at open, each array memory-mapped when a
-    reader uses it, see NpzArrays); `release()` then drops the file pages read so far, so a caller that has
-    copied the weights out holds no second copy. Other file types are opened by their reader.
+    The file is parsed once, on first use, and `.cells()`, `.load()` and `.load_layers()` share that
+    parse (an HDF5 file, an ONNX model, a checkpoint index, a safetensors header, an .npz directory);
+    arrays are read only for the cells loaded. An .npz is opened lazily (its zip directory and array
+    headers at open, each array memory-mapped when a reader uses it, see NpzArrays). `release()` closes
+    the file and drops what was read of it; the weights already loaded stay valid.
 
     Example:
         >>> with open("bilstm.pt") as src:                          # doctest: +SKIP
@@ -102,12 +96,18 @@ class WeightSource:
     def __init__(self, path: Path, reader: WeightReader, arrays: NpzArrays | None, note: str | None) -> None:
         self.path = path
         self.reader = reader
-        self.arrays = arrays  # None: a native file, opened by the reader
         self.note = note  # how the format was detected (None when --weights-format named it)
+        # An .npz is already open (detection read its keys); other files are opened on first use.
+        self._file: WeightFile | None = None if arrays is None else NpzFile(reader, arrays, str(path))
 
     @property
     def format(self) -> str:
         return self.reader.name
+
+    def _opened(self) -> WeightFile:
+        if self._file is None:
+            self._file = self.reader.open_file(self.path)
+        return self._file
 
     @_malformed_is_bad_input
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
@@ -117,16 +117,12 @@ class WeightSource:
         an ONNX node, a TF checkpoint scope) or names one cell. Files whose cells form several unrelated
         groups (PyTorch modules, TF checkpoint scopes) need it. Each name is accepted by `load`.
         """
-        if self.arrays is None:
-            return self.reader.list_layers(self.path, layer)
-        return self.reader.npz_layers(self.arrays, str(self.path), layer)
+        return self._opened().cells(layer)
 
     @_malformed_is_bad_input
     def load(self, cell: str | None = None) -> CellWeights:
         """One cell's weights in TFLite layout (None: the file's only cell, or its first per the reader)."""
-        if self.arrays is None:
-            return self._noted(self.reader.load(self.path, cell))
-        return self._noted(self.reader.read(self.arrays, str(self.path), cell))
+        return self._noted(self._opened().load(cell))
 
     @_malformed_is_bad_input
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
@@ -135,20 +131,27 @@ class WeightSource:
         Backward cells come with direction="backward"; what that means per format is in their hyperparameters
         (Keras go_backwards, ONNX onnx_reverse) or the layer they belong to (a bidirectional pair).
         """
-        if self.arrays is None:
-            layers = self.reader.load_layers(self.path, layer)
-        else:
-            layers = [[self.reader.read(self.arrays, str(self.path), c) for c in row] for row in self.cells(layer)]
-        return [[self._noted(w) for w in row] for row in layers]
+        return [[self._noted(w) for w in row] for row in self._opened().load_layers(layer)]
+
+    @_malformed_is_bad_input
+    def cell_names(self) -> list[str]:
+        """Every LSTM cell of the file, each accepted by `load` (also in files of several unrelated groups)."""
+        return self._opened().cell_names()
 
     def release(self) -> None:
-        """Drop the pages of a memory-mapped .npz read so far (arrays stay valid, read again on use)."""
-        if self.arrays is not None:
-            self.arrays.release()
+        """Free what the file holds beyond the loaded weights, which stay valid (cheap; call it often).
+
+        Memory-mapped files (.npz, .safetensors) drop the pages read so far; others are closed (a later
+        use opens the file again).
+        """
+        if self._file is not None and not self._file.release():
+            self._file = None
 
     def close(self) -> None:
-        if self.arrays is not None:
-            self.arrays.close()
+        """Close the file (loaded weights stay valid; a later use opens it again)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> WeightSource:
         return self
@@ -173,7 +176,7 @@ def open(path: str | Path, format: str = "auto") -> WeightSource:
             guard.regular_file(path, "weights file", dir_ok=True, error=WeightFileError)
         reader = get_reader(format) if format != "auto" else _native_reader(path)
         if reader is None:
-            known = sorted({s for n in READER_CLASSES for s in get_reader(n).suffixes if s != "/"} | {".npz"})
+            known = sorted({s for info in detect.FORMATS.values() for s in info.suffixes if s != "/"} | {".npz"})
             raise WeightFileError(
                 f"weights file {path}: cannot tell its format from the name. Known file types: "
                 f"{', '.join(known)}. Pass --weights-format."
@@ -184,15 +187,15 @@ def open(path: str | Path, format: str = "auto") -> WeightSource:
     if format != "auto":
         return WeightSource(path, get_reader(format), arrays, None)
     keys = frozenset(arrays)
-    found = [get_reader(n) for n in READER_CLASSES if get_reader(n).matches(keys)]
+    found = detect.by_keys(keys)  # no reader is imported to tell them apart
     if len(found) != 1:
-        tried = "; ".join(f"{n}: {get_reader(n).description}" for n in READER_CLASSES)
+        tried = "; ".join(f"{n}: {info.description}" for n, info in detect.FORMATS.items())
         what = "matches no known layout" if not found else "matches several layouts"
         raise WeightFileError(
             f"weights file {path} {what} (keys found: {', '.join(sorted(keys)) or 'none'}). "
             f"Layouts tried: {tried}. Pass --weights-format to choose one."
         )
-    return WeightSource(path, found[0], arrays, f"format detected from keys: {found[0].name}")
+    return WeightSource(path, get_reader(found[0]), arrays, f"format detected from keys: {found[0]}")
 
 
 # The one-call forms (each opens the file once).
@@ -206,15 +209,17 @@ def load_weights(path: str | Path, format: str = "auto", layer: str | None = Non
         >>> w.format, w.implied()["num_units"]                   # doctest: +SKIP
         ('tf1', 32)
     """
-    return open(path, format).load(layer)
+    with open(path, format) as source:
+        return source.load(layer)
 
 
 def list_layers(path: str | Path, format: str = "auto", layer: str | None = None) -> tuple[str, list[tuple[str, ...]]]:
     """The format name and `open(path, format).cells(layer)`."""
-    source = open(path, format)
-    return source.format, source.cells(layer)
+    with open(path, format) as source:
+        return source.format, source.cells(layer)
 
 
 def load_layers(path: str | Path, format: str = "auto", layer: str | None = None) -> list[list[CellWeights]]:
     """`open(path, format).load_layers(layer)`."""
-    return open(path, format).load_layers(layer)
+    with open(path, format) as source:
+        return source.load_layers(layer)

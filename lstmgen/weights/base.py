@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping
@@ -14,6 +13,8 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
+from lstmgen.weights.detect import FORMATS
+from lstmgen.weights.npz import NpzArrays
 from lstmgen.weights.raw import SourceArrays
 
 GATE_ORDERS: dict[str, tuple[str, ...]] = {
@@ -76,13 +77,52 @@ class CellWeights:
         return out
 
 
+class WeightFile(Protocol):
+    """One native weight file, opened and parsed once: its cells are listed and read from that one parse.
+
+    Arrays are read when a cell is loaded, and only that cell's. The weights loaded stay valid after
+    `release()` and `close()`.
+    """
+
+    def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
+        """The file's LSTM layers in model order, each (forward cell,) or (forward, backward).
+
+        Cell names are accepted by `load`. `layer` restricts the list to a group (a PyTorch module
+        prefix, a Keras nested model, an ONNX node, a checkpoint scope); None lists the whole file.
+        """
+        ...
+
+    def load(self, cell: str | None = None) -> CellWeights:
+        """One cell's weights (None: the file's only cell), checked and in TFLite layout."""
+        ...
+
+    def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        """Every cell `cells(layer)` names, in the same order."""
+        ...
+
+    def cell_names(self) -> list[str]:
+        """Every LSTM cell of the file, each alone (for files whose cells form several unrelated groups)."""
+        ...
+
+    def release(self) -> bool:
+        """Free what the file holds beyond the loaded weights; False when that closed it (it loads no more).
+
+        A file whose weights view a memory map (.npz, .safetensors) stays open and drops the pages read
+        so far (they are read again on use; callers release often while copying); others close.
+        """
+        ...
+
+    def close(self) -> None:
+        """Close the file and drop what was read of it."""
+        ...
+
+
 @runtime_checkable
 class WeightReader(Protocol):
     """One weight format: recognises its files and reads them into CellWeights.
 
-    `.npz` files are opened once by lstmgen.weights.open and handed to `read`/`npz_layers` as a lazy
-    mapping of arrays; other file types are opened by the reader whose `suffixes` (or `claims`) take
-    them, through `list_layers`/`load`/`load_layers`.
+    An `.npz` is opened once by lstmgen.weights.open and handed to `read`/`npz_layers`/`npz_cells` as a
+    lazy mapping of arrays; a file of one of `suffixes` (or one `claims` takes) is opened by `open_file`.
     """
 
     name: str
@@ -93,35 +133,60 @@ class WeightReader(Protocol):
         """Whether a set of .npz array names looks like this format (for --weights-format auto)."""
         ...
 
+    def claims(self, path: Path) -> bool:
+        """Whether a file whose name no reader's `suffixes` match is of this format (sniffing its header)."""
+        ...
+
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         """Map flat arrays onto TFLite slots (raising WeightFileError on any mismatch)."""
-        ...
-
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        """Open a native file (one of `suffixes`) and read the selected layer."""
-        ...
-
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
-        """The file's LSTM layers in model order, each as (forward cell,) or (forward, backward).
-
-        Cell names are accepted by `load(path, layer=name)`. `layer` restricts the list to a group
-        (a PyTorch module prefix, a Keras nested model, an ONNX node); None lists the whole file.
-        """
         ...
 
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
     ) -> list[tuple[str, ...]]:
-        """list_layers for the arrays of an opened .npz (cell names are then accepted by `read`)."""
+        """WeightFile.cells for the arrays of an opened .npz (cell names are then accepted by `read`)."""
         ...
 
-    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
-        """Every cell `list_layers(path, layer)` names, in the same order, opening the file once."""
+    def npz_cells(self, arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
+        """WeightFile.cell_names for the arrays of an opened .npz."""
         ...
 
-    def claims(self, path: Path) -> bool:
-        """Whether a file whose name no reader's `suffixes` match is of this format (sniffing its header)."""
+    def open_file(self, path: Path) -> WeightFile:
+        """Open and parse a file of this format once (an .npz too, for the readers whose layout it holds)."""
         ...
+
+
+class NpzFile:
+    """An opened .npz as a WeightFile: the reader maps its lazily loaded arrays (see NpzArrays)."""
+
+    def __init__(self, reader: WeightReader, arrays: NpzArrays, source: str) -> None:
+        self.reader, self.arrays, self.source = reader, arrays, source
+
+    def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
+        return self.reader.npz_layers(self.arrays, self.source, layer)
+
+    def load(self, cell: str | None = None) -> CellWeights:
+        return self.reader.read(self.arrays, self.source, cell)
+
+    def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        return [[self.load(c) for c in row] for row in self.cells(layer)]
+
+    def cell_names(self) -> list[str]:
+        return self.reader.npz_cells(self.arrays, self.source)
+
+    def release(self) -> bool:
+        self.arrays.release()
+        return True
+
+    def close(self) -> None:
+        """Drop the pages mapped so far and close the zip (loaded arrays stay valid: they view the map)."""
+        self.arrays.release()
+        self.arrays.close()
+
+
+def npz_file(reader: WeightReader, path: Path) -> NpzFile:
+    """An .npz opened for `reader` (its zip directory and array headers read, arrays mapped on use)."""
+    return NpzFile(reader, NpzArrays(path), str(path))
 
 
 def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
@@ -153,45 +218,11 @@ def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> n
     return array
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Load every array of an .npz without ever unpickling; all failures become WeightFileError."""
-    guard.regular_file(path, "weights file", error=WeightFileError)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise WeightFileError(f"weights file {path} cannot be read ({exc.strerror}).") from None
-    if head == b"PK\x05\x06":  # a zip with no members: np.savez(path) with no arrays
-        raise WeightFileError(f"weights file {path} is an empty .npz (it holds no arrays). Save the weights into it.")
-    if head != b"PK\x03\x04":
-        raise WeightFileError(
-            f"weights file {path} is not an .npz archive (expected a zip file, found {head!r} at the start). "
-            "Save the weights with numpy.savez(path, name=array, ...)."
-        )
-    try:
-        guard.check_npz(path, "weights file")  # unique keys (linear), declared sizes within the budget
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except WeightFileError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise WeightFileError(
-                f"weights file {path} holds object arrays that need pickle to load; lstmgen never unpickles "
-                "files (unpickling runs arbitrary code). Save plain numeric arrays with numpy.savez."
-            ) from None
-        raise WeightFileError(f"weights file {path} is corrupt ({exc}). Re-save it with numpy.savez.") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise WeightFileError(
-            f"weights file {path} is truncated or corrupt ({exc}). Re-save it with numpy.savez."
-        ) from None
-
-
-def npz_only(name: str, path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an .npz; any other file type is refused (these layouts exist only as .npz)."""
+def npz_only(reader: WeightReader, path: Path) -> NpzFile:
+    """An .npz for a layout that exists only as one (tflite, tf1); any other file type is refused."""
     if Path(path).suffix.lower() != ".npz":
-        raise WeightFileError(f"{path}: the {name} layout is read from .npz files only.")
-    return load_npz(Path(path))
+        raise WeightFileError(f"{path}: the {reader.name} layout is read from .npz files only.")
+    return npz_file(reader, Path(path))
 
 
 def single_cell(name: str, layer: str | None) -> None:
@@ -204,27 +235,28 @@ class SingleCellNpzReader(ABC):
     """Shared plumbing of the layouts that exist only as an .npz holding one cell (tflite, tf1)."""
 
     name = ""
+    description = ""
     suffixes: tuple[str, ...] = ()
 
     @abstractmethod
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         """Map this layout's keys onto TFLite slots."""
 
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        return self.read(npz_only(self.name, path), str(path), layer)
-
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
-        """One layer of one cell, named '' (which `load` accepts, as it does no name)."""
-        return self.npz_layers(npz_only(self.name, path), str(path), layer)
-
-    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
-        return [[self.load(path, layer)]]
+    def matches(self, keys: frozenset[str]) -> bool:
+        return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
         return False  # only ever an .npz, chosen by its keys
 
+    def open_file(self, path: Path) -> WeightFile:
+        return npz_only(self, path)
+
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
     ) -> list[tuple[str, ...]]:
+        """One layer of one cell, named '' (which `read` accepts, as it does no name)."""
         single_cell(self.name, layer)
         return [("",)]
+
+    def npz_cells(self, arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
+        return [""]

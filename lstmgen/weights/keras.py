@@ -6,8 +6,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ import numpy as np
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
-from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
+from lstmgen.weights.detect import FORMATS, KERAS_ROLES
 from lstmgen.weights.raw import SourceArrays
 
-ROLES = ("kernel", "recurrent_kernel", "bias")
+ROLES = KERAS_ROLES
 # Keras activation name -> lstmgen name (same function in the fused kernel's float path).
 ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "relu6": "relu6", "hard_tanh": "relu_n1_to_1"}
 # Layer classes whose cell is Keras' LSTMCell math (gates i, f, c, o; sigmoid gates; no peepholes).
@@ -523,15 +523,11 @@ def _direction(cell: _Cell) -> str:
 
 class KerasReader:
     name = "keras"
-    description = (
-        "Keras LSTM weights: kernel [I,4N], recurrent_kernel [N,4N], bias [4N] (gates i,f,c,o), bare or as "
-        "'<layer path>/kernel' keys; also .weights.h5, full-model .h5 and .keras files"
-    )
-    suffixes: tuple[str, ...] = (".h5", ".keras")
+    description = FORMATS[name].description
+    suffixes = FORMATS[name].suffixes
 
     def matches(self, keys: frozenset[str]) -> bool:
-        cells, _ = _npz_cells(dict.fromkeys(keys, np.empty(0)), by_shape=False)
-        return bool(cells) and all("kernel" in c.arrays for c in cells)
+        return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
         return False  # recognised by its suffixes only
@@ -542,22 +538,30 @@ class KerasReader:
         notes = [f"ignored {len(others)} array(s) of other layers: {', '.join(others)}"] if others else []
         return _to_weights(cell, source, notes)
 
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            return self.read(load_npz(path), str(path), layer)
-        with _open_cells(path) as (cells, source):
-            cell = _select(cells, layer, source)
-            return _to_weights(cell, source, [])
-
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
     ) -> list[tuple[str, ...]]:
-        """list_layers for arrays already read from an .npz."""
         cells, _ = _checked_npz_cells(arrays, source)
         return [tuple(c.name for c in group) for group in _layers(cells, layer, source)]
 
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+    def npz_cells(self, arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
+        return [c.name for c in _npz_cells(arrays)[0]]
+
+    def open_file(self, path: Path) -> WeightFile:
+        return npz_file(self, path) if path.suffix.lower() == ".npz" else KerasFile(path)
+
+
+class KerasFile:
+    """A .weights.h5, full-model .h5 or .keras file, open from the first use to `close()`.
+
+    The HDF5 file (a .keras archive's model.weights.h5, read once into memory) is opened and its LSTM
+    cells found once; a cell's datasets are read when it is loaded.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._h5, self._cells, self.source = _open_cells(path)
+
+    def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The LSTM layers in model order: ('lstm',), ('lstm_1',), a Bidirectional as one layer
         ('bidirectional/forward_layer', 'bidirectional/backward_layer').
 
@@ -565,41 +569,33 @@ class KerasReader:
         one cell (any name `load` accepts). Whether consecutive layers chain (sizes, a Functional
         model's wiring) is not checked here.
         """
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            return self.npz_layers(load_npz(path), str(path), layer)
-        with _open_cells(path) as (cells, source):
-            return [tuple(c.name for c in group) for group in _layers(cells, layer, source)]
+        return [tuple(c.name for c in group) for group in _layers(self._cells, layer, self.source)]
 
-    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
-        """Every cell of list_layers(path, layer), opening the file once."""
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            arrays, source = load_npz(path), str(path)
-            return [
-                [self.read(arrays, source, name) for name in names] for names in self.npz_layers(arrays, source, layer)
-            ]
-        with _open_cells(path) as (cells, source):
-            return [[_to_weights(c, source, []) for c in group] for group in _layers(cells, layer, source)]
+    def load(self, cell: str | None = None) -> CellWeights:
+        return _to_weights(_select(self._cells, cell, self.source), self.source, [])
 
-    def list_cells(self, path: Path) -> list[str]:
+    def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        return [[_to_weights(c, self.source, []) for c in group] for group in _layers(self._cells, layer, self.source)]
+
+    def cell_names(self) -> list[str]:
         """Canonical names of every LSTM cell in the file, in model order when the file records it.
 
         Names are Keras layer paths without the model's own name: 'lstm', 'lstm_1', nested models as
         'encoder/lstm', the halves of a Bidirectional as 'bidirectional/forward_layer' and
-        'bidirectional/backward_layer'. An .npz with bare kernel/recurrent_kernel/bias keys holds one
-        cell named ''. Each name is accepted by `load(path, name)` / `--layer`.
+        'bidirectional/backward_layer'. Each name is accepted by `load` / `--layer`.
         """
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            return [c.name for c in _npz_cells(load_npz(path))[0]]
-        with _open_cells(path) as (cells, _source):
-            return [c.name for c in cells]
+        return [c.name for c in self._cells]
+
+    def release(self) -> bool:
+        self.close()  # the loaded weights are arrays of their own
+        return False
+
+    def close(self) -> None:
+        self._h5.close()
 
 
-@contextmanager
-def _open_cells(path: Path) -> Iterator[tuple[list[_Cell], str]]:
-    """Open a Keras .h5/.keras file and find its LSTM cells (datasets still unread); closed on exit."""
+def _open_cells(path: Path) -> tuple[Any, list[_Cell], str]:
+    """Open a Keras .h5/.keras file and find its LSTM cells (datasets still unread): (h5 file, cells, source)."""
     h5py = _import_h5py(path)
     config: dict[str, Any] | None = None
     if path.name.lower().endswith(".keras"):
@@ -616,25 +612,32 @@ def _open_cells(path: Path) -> Iterator[tuple[list[_Cell], str]]:
             "the output of Keras' model.save_weights('x.weights.h5') or model.save('x.keras' / 'x.h5'); "
             "save it again."
         ) from None
-    with h5:
-        guard.h5_contained(h5, where)  # nothing outside the file's own bytes, no bombs
-        if config is None:
-            config = _h5_config(h5, path)
-        classic = _is_classic(h5)
-        cells = _classic_cells(h5) if classic else _keras3_cells(h5)
-        cells = _attach_configs(cells, config, str(path))
-        if config is None and not classic:  # classic files list layers in model order; Keras 3 groups do not
-            cells.sort(key=lambda c: c.order)
-        if not cells:
-            found = _h5_datasets(h5)
-            shown = "; ".join(found[:12]) + ("; ..." if len(found) > 12 else "") if found else "no datasets"
-            raise WeightFileError(
-                f"{where}: no Keras LSTM weights found. Expected a layer with kernel [input, 4*units], "
-                "recurrent_kernel [units, 4*units] and bias [4*units] (Keras 3: layers/<name>/cell/vars/0,1,2; "
-                f"tf.keras 2: <name>/<name>/lstm_cell/kernel:0, ...). Found: {shown}. Check that the file "
-                "comes from a model with a keras.layers.LSTM layer."
-            )
-        yield cells, str(path)
+    try:
+        return h5, _find_cells(h5, config, path, where), str(path)
+    except BaseException:
+        h5.close()
+        raise
+
+
+def _find_cells(h5: Any, config: dict[str, Any] | None, path: Path, where: str) -> list[_Cell]:
+    guard.h5_contained(h5, where)  # nothing outside the file's own bytes, no bombs
+    if config is None:
+        config = _h5_config(h5, path)
+    classic = _is_classic(h5)
+    cells = _classic_cells(h5) if classic else _keras3_cells(h5)
+    cells = _attach_configs(cells, config, str(path))
+    if config is None and not classic:  # classic files list layers in model order; Keras 3 groups do not
+        cells.sort(key=lambda c: c.order)
+    if not cells:
+        found = _h5_datasets(h5)
+        shown = "; ".join(found[:12]) + ("; ..." if len(found) > 12 else "") if found else "no datasets"
+        raise WeightFileError(
+            f"{where}: no Keras LSTM weights found. Expected a layer with kernel [input, 4*units], "
+            "recurrent_kernel [units, 4*units] and bias [4*units] (Keras 3: layers/<name>/cell/vars/0,1,2; "
+            f"tf.keras 2: <name>/<name>/lstm_cell/kernel:0, ...). Found: {shown}. Check that the file "
+            "comes from a model with a keras.layers.LSTM layer."
+        )
+    return cells
 
 
 def _read_keras_zip(path: Path) -> tuple[bytes, dict[str, Any] | None]:

@@ -11,11 +11,12 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
+from lstmgen.weights.detect import FORMATS, ONNX_KEYS
 from lstmgen.weights.onnx_fold import ZEROS, Folder, Unfoldable
 from lstmgen.weights.raw import SourceArrays
 
-KEYS = ("W", "R", "B", "P")
+KEYS = ONNX_KEYS
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 # Peephole blocks along P's 3H axis, in ONNX order i, o, f (o before f, unlike the gates' i, o, f, c).
 PEEPHOLE_SLOTS = ("cell_to_input_weights", "cell_to_output_weights", "cell_to_forget_weights")
@@ -180,16 +181,16 @@ class _Graph:
 
 class OnnxReader:
     name = "onnx"
-    description = "ONNX LSTM: an .onnx model, or an .npz with W [dirs,4H,I], R [dirs,4H,H], B [dirs,8H], P [dirs,3H]"
-    suffixes: tuple[str, ...] = (".onnx",)
+    description = FORMATS[name].description
+    suffixes = FORMATS[name].suffixes
 
     def matches(self, keys: frozenset[str]) -> bool:
-        return {"W", "R"} <= keys <= set(KEYS)
-
-    # --- .npz ---------------------------------------------------------------------------------
+        return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
         return False  # recognised by its suffixes only
+
+    # --- .npz ---------------------------------------------------------------------------------
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         full, dirs = _npz_directions(arrays, source)
@@ -207,59 +208,62 @@ class OnnxReader:
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
     ) -> list[tuple[str, ...]]:
-        """list_layers for arrays already read from an .npz: [('forward', 'reverse')] or [('forward',)]."""
+        """The cells of an .npz: [('forward', 'reverse')] or [('forward',)]."""
         _, dirs = _npz_directions(arrays, source)
         if layer is None:
             return [("forward", "reverse")] if dirs == 2 else [("forward",)]
         return [(_npz_half(dirs, layer, source),)]
 
+    def npz_cells(self, arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
+        w = arrays.get("W")
+        return ["forward", "reverse"] if w is not None and w.ndim == 3 and w.shape[0] == 2 else ["forward"]
+
     # --- .onnx --------------------------------------------------------------------------------
 
-    def list_cells(self, path: str | Path) -> list[str]:
-        """Every cell in the file: '<node>/forward' and/or '<node>/reverse' per LSTM node, in graph order."""
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            w = load_npz(path).get("W")
-            return ["forward", "reverse"] if w is not None and w.ndim == 3 and w.shape[0] == 2 else ["forward"]
-        onnx = _import_onnx()
-        return [c for _, n in _lstm_nodes(onnx, _load_model(path), path) for c in n.cells]
+    def open_file(self, path: Path) -> WeightFile:
+        return npz_file(self, path) if path.suffix.lower() == ".npz" else OnnxFile(path)
 
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+
+class OnnxFile:
+    """An .onnx model, parsed once (external data left on disk): its LSTM nodes and their constant inputs.
+
+    A cell's inputs are evaluated (and external data read, per tensor) when it is loaded.
+    """
+
+    def __init__(self, path: Path) -> None:
+        onnx = _import_onnx()
+        self.path = path
+        model = _load_model(path)
+        self.nodes = _lstm_nodes(onnx, model, path)
+        self.graph = _Graph(onnx, model, path)
+
+    def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """One layer per LSTM node, in graph (topological) order: ('<node>/forward',), ('<node>/reverse',)
         or ('<node>/forward', '<node>/reverse') for a bidirectional node.
 
         `layer` names one node (its layer) or one cell ('<node>/reverse').
         """
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            return self.npz_layers(load_npz(path), str(path), layer)
-        onnx = _import_onnx()
-        return _node_layers(_lstm_nodes(onnx, _load_model(path), path), layer, path)
+        return _node_layers(self.nodes, layer, self.path)
 
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            return self.read(load_npz(path), str(path), layer)
-        onnx = _import_onnx()
-        model = _load_model(path)
-        nodes = _lstm_nodes(onnx, model, path)
-        proto, node, half = _pick(nodes, layer, path)
-        return _read_node(_Graph(onnx, model, path), proto, node, half)
+    def load(self, cell: str | None = None) -> CellWeights:
+        return _read_node(self.graph, *_pick(self.nodes, cell, self.path))
 
-    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
-        """Every cell of list_layers(path, layer), parsing the model once."""
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            arrays, source = load_npz(path), str(path)
-            return [[self.read(arrays, source, c) for c in names] for names in self.npz_layers(arrays, source, layer)]
-        onnx = _import_onnx()
-        model = _load_model(path)
-        nodes = _lstm_nodes(onnx, model, path)
-        graph = _Graph(onnx, model, path)
-        return [
-            [_read_node(graph, *_pick(nodes, cell, path)) for cell in names]
-            for names in _node_layers(nodes, layer, path)
-        ]
+    def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        return [[self.load(cell) for cell in names] for names in self.cells(layer)]
+
+    def cell_names(self) -> list[str]:
+        """Every cell in the file: '<node>/forward' and/or '<node>/reverse' per LSTM node, in graph order."""
+        return [c for _, n in self.nodes for c in n.cells]
+
+    def release(self) -> bool:
+        self.close()
+        return False
+
+    def close(self) -> None:
+        """Drop the parsed model (the loaded weights are copies of its tensors)."""
+        self.nodes = []
+        for table in (self.graph.inits, self.graph.producers, self.graph.folder.inits, self.graph.folder.memo):
+            table.clear()
 
 
 def _npz_directions(arrays: Mapping[str, np.ndarray], source: str) -> tuple[dict[str, np.ndarray], int]:
@@ -548,4 +552,7 @@ def _to_cell(
 
 def list_cells(path: str | Path) -> list[str]:
     """Every cell an .onnx (or ONNX-layout .npz) holds, e.g. ['lstm_1/forward', 'lstm_1/reverse']."""
-    return OnnxReader().list_cells(path)
+    from lstmgen.weights import open as open_weights
+
+    with open_weights(path, "onnx") as source:
+        return source.cell_names()

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, npz_only, single_cell, split_gates
+from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, single_cell, split_gates
+from lstmgen.weights.detect import FORMATS, TF1_KEYS, bare
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.tf_scopes import layer_of, lstm_scopes, select_layers
 
-KEYS = ("kernel", "bias", "w_i_diag", "w_f_diag", "w_o_diag", "projection/kernel")
+KEYS = TF1_KEYS
 PEEPHOLES = {
     "w_i_diag": "cell_to_input_weights",
     "w_f_diag": "cell_to_forget_weights",
@@ -24,14 +24,9 @@ PEEPHOLES = {
 }
 
 
-def _bare(key: str) -> str:
-    """A TF variable name without its output index: 'rnn/lstm_cell/kernel:0' -> 'rnn/lstm_cell/kernel'."""
-    return key[:-2] if key.endswith(":0") else key
-
-
 def _scoped(arrays: Mapping[str, np.ndarray]) -> dict[str, str] | None:
     """Bare name -> key when the keys are scoped TF names; None for a flat (bare-key) file."""
-    names = {_bare(k): k for k in arrays}
+    names = {bare(k): k for k in arrays}
     return names if any("/" in n and n not in KEYS for n in names) else None
 
 
@@ -57,18 +52,7 @@ def _scopes(names: Mapping[str, str], arrays: Mapping[str, np.ndarray], source: 
 
 class Tf1Reader(SingleCellNpzReader):
     name = "tf1"
-    description = (
-        "TF1 LSTMCell variables: kernel [I+P,4N] (gates i,j,f,o), bias [4N], w_*_diag, projection/kernel, "
-        "bare or as TF names them ('rnn/lstm_cell/kernel:0')"
-    )
-
-    def matches(self, keys: frozenset[str]) -> bool:
-        bare = {_bare(k) for k in keys}
-        if any(k.endswith("recurrent_kernel") for k in bare):
-            return False  # a Keras layer
-        return {"kernel", "bias"} <= bare or any(
-            k.endswith("/kernel") and f"{k[:-6]}bias" in bare and not k.endswith("projection/kernel") for k in bare
-        )
+    description = FORMATS[name].description
 
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
@@ -80,20 +64,16 @@ class Tf1Reader(SingleCellNpzReader):
             return [("",)]
         return select_layers(source, _scopes(names, arrays, source), layer)
 
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
-        return self.npz_layers(npz_only(self.name, path), str(path), layer)
-
-    def list_cells(self, path: Path) -> list[str]:
+    def npz_cells(self, arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
         """Every cell scope of the file ('' for bare keys)."""
-        arrays = npz_only(self.name, path)
         names = _scoped(arrays)
-        return [""] if names is None else list(_scopes(names, arrays, str(path)))
+        return [""] if names is None else list(_scopes(names, arrays, source))
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         names = _scoped(arrays)
         if names is None:
             single_cell(self.name, layer)
-            return self._read_flat({_bare(k): v for k, v in arrays.items()}, source)
+            return self._read_flat({bare(k): v for k, v in arrays.items()}, source)
         cells = _scopes(names, arrays, source)
         listed = [s for row in select_layers(source, cells, layer) for s in row]
         if len(listed) != 1:

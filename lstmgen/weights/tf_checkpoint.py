@@ -10,7 +10,8 @@ import numpy as np
 
 from lstmgen.errors import WeightFileError
 from lstmgen.weights import tfbundle
-from lstmgen.weights.base import CellWeights
+from lstmgen.weights.base import CellWeights, WeightFile
+from lstmgen.weights.detect import FORMATS
 from lstmgen.weights.tf1 import Tf1Reader
 from lstmgen.weights.tf_scopes import KERAS_ATTR, layer_of, lstm_scopes, select_layers
 from lstmgen.weights.tflite_npz import TfliteReader
@@ -45,8 +46,8 @@ def _found(path: Path, variables: Mapping[str, tuple[np.dtype, tuple[int, ...]]]
 
 class TfCheckpointReader:
     name = "tf-checkpoint"
-    description = "TF checkpoint (.index + .data shards): TF1 LSTMCell, TFLiteLSTMCell or Keras LSTM variables"
-    suffixes: tuple[str, ...] = (".index",)
+    description = FORMATS[name].description
+    suffixes = FORMATS[name].suffixes
 
     def matches(self, keys: frozenset[str]) -> bool:
         return False  # never an .npz
@@ -67,76 +68,101 @@ class TfCheckpointReader:
     ) -> list[tuple[str, ...]]:
         return [(self.read(arrays, source, layer).layer or "",)]  # read refuses: a checkpoint is never an .npz
 
-    def list_cells(self, path: Path) -> list[str]:
-        return sorted(lstm_scopes(tfbundle.list_variables(path)))
+    def npz_cells(self, arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
+        self.read(arrays, source)  # refuses: a checkpoint is never an .npz
+        return []
 
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
+    def open_file(self, path: Path) -> WeightFile:
+        return CheckpointFile(path)
+
+
+class CheckpointFile:
+    """A checkpoint whose index is parsed once; a cell's variables are read from the shards when it is loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.checkpoint = tfbundle.Checkpoint(path)
+        self.variables = self.checkpoint.variables
+        self.names = list(self.variables)
+
+    def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """Layers of one group of cells: a single cell [('rnn/lstm_cell',)], a MultiRNNCell stack
         [('rnn/multi_rnn_cell/cell_0/lstm_cell',), ('…/cell_1/lstm_cell',)] or a bidirectional_dynamic_rnn
         [('bidirectional_rnn/fw/lstm_cell', 'bidirectional_rnn/bw/lstm_cell')].
 
         `layer` names a group ('rnn/multi_rnn_cell') or one cell scope; several groups need it.
         """
-        variables = tfbundle.list_variables(path)
-        return select_layers(path, _found(path, variables), layer)
+        return select_layers(self.path, _found(self.path, self.variables), layer)
 
-    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
-        """Every cell of list_layers(path, layer), reading the checkpoint's index once."""
-        variables = tfbundle.list_variables(path)
-        cells = _found(path, variables)
-        return [
-            [self._read(path, list(variables), cells, s) for s in names] for names in select_layers(path, cells, layer)
-        ]
+    def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        cells = _found(self.path, self.variables)
+        return [[self._read(cells, s) for s in names] for names in select_layers(self.path, cells, layer)]
 
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        variables = tfbundle.list_variables(path)
-        names = list(variables)
-        cells = _found(path, variables)
-        if layer is None:
+    def load(self, cell: str | None = None) -> CellWeights:
+        path, cells = self.path, _found(self.path, self.variables)
+        if cell is None:
             if len(cells) > 1:
                 raise WeightFileError(
                     f"{path}: holds {len(cells)} LSTM cells: {', '.join(cells)}. Pick one with --layer SCOPE."
                 )
             scope = next(iter(cells))
         else:
-            scope = layer.strip("/")
+            scope = cell.strip("/")
             if scope not in cells:
                 raise WeightFileError(
-                    f"{path}: --layer {layer!r} is not an LSTM cell scope here; the cells are: {', '.join(cells)}."
+                    f"{path}: --layer {cell!r} is not an LSTM cell scope here; the cells are: {', '.join(cells)}."
                 )
-        return self._read(path, names, cells, scope)
+        return self._read(cells, scope)
 
-    def _read(self, path: Path, names: list[str], cells: Mapping[str, str], scope: str) -> CellWeights:
-        kind = cells[scope]
-        source = f"{path} [{scope}]"
+    def cell_names(self) -> list[str]:
+        return sorted(lstm_scopes(self.variables))
+
+    def release(self) -> bool:
+        self.close()  # the loaded weights are arrays of their own
+        return False
+
+    def close(self) -> None:
+        self.checkpoint.close()
+
+    def _read(self, cells: Mapping[str, str], scope: str) -> CellWeights:
+        kind, names, read = cells[scope], self.names, self.checkpoint.read
+        source = f"{self.path} [{scope}]"
         if kind == "keras":
             keys = {k: f"{scope}/{k}" for k in ("kernel", "recurrent_kernel", "bias")}
             keys = {k: v + KERAS_ATTR if f"{v}{KERAS_ATTR}" in names else v for k, v in keys.items()}
             keys = {k: v for k, v in keys.items() if v in names}
-            arrays = tfbundle.read_variables(path, keys.values())
+            arrays = read(keys.values())
             from lstmgen.weights import get_reader  # the Keras layout lives in the keras reader
 
             weights = get_reader("keras").read({k: arrays[v] for k, v in keys.items()}, source)
         elif kind == "tflite-cell":
             keys = {k: f"{scope}/{k}" for k in _TFLITE_CELL if f"{scope}/{k}" in names}
-            arrays = tfbundle.read_variables(path, keys.values())
+            arrays = read(keys.values())
             weights = TfliteReader().read({_TFLITE_CELL[k]: arrays[v] for k, v in keys.items()}, source)
             weights = replace(weights, notes=(*weights.notes, "TFLiteLSTMCell: forget bias already in its variable"))
         else:
-            found = {k: self._tf1_variable(path, names, f"{scope}/{k}") for k in _TF1_CELL}
-            weights = Tf1Reader().read({k: v for k, v in found.items() if v is not None}, source)
+            weights = Tf1Reader().read(self._tf1_variables(scope), source)
         direction = layer_of(scope)[2]  # a bidirectional_dynamic_rnn's 'bw' cell reads the sequence reversed
         return replace(
-            weights, format=self.name, layer=scope, notes=(f"cell kind: {kind}", *weights.notes), direction=direction
+            weights,
+            format="tf-checkpoint",
+            layer=scope,
+            notes=(f"cell kind: {kind}", *weights.notes),
+            direction=direction,
         )
 
-    @staticmethod
-    def _tf1_variable(path: Path, names: list[str], name: str) -> np.ndarray | None:
-        if name in names:
-            return tfbundle.read_variables(path, [name])[name]
-        parts = sorted((n for n in names if n.startswith(f"{name}/part_")), key=lambda n: int(n.rsplit("_", 1)[1]))
-        if not parts:
-            return None
+    def _tf1_variables(self, scope: str) -> dict[str, np.ndarray]:
+        """A TF1 LSTMCell's variables, read in one pass; partitioned ones are put back together."""
+        whole = {leaf: f"{scope}/{leaf}" for leaf in _TF1_CELL if f"{scope}/{leaf}" in self.variables}
+        parts = {
+            leaf: sorted(
+                (n for n in self.names if n.startswith(f"{scope}/{leaf}/part_")), key=lambda n: int(n.rsplit("_", 1)[1])
+            )
+            for leaf in _TF1_CELL
+            if leaf not in whole
+        }
+        arrays = self.checkpoint.read([*whole.values(), *(n for names in parts.values() for n in names)])
+        out = {leaf: arrays[name] for leaf, name in whole.items()}
         # fixed_size_partitioner splits along axis 0: concatenating the parts restores the variable.
-        arrays = tfbundle.read_variables(path, parts)
-        return np.concatenate([arrays[p] for p in parts], axis=0)
+        out.update({leaf: np.concatenate([arrays[p] for p in names], axis=0) for leaf, names in parts.items() if names})
+        return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import io
 import math
 import os
@@ -18,7 +17,7 @@ import numpy as np
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
 
-__all__ = ["list_variables", "read_variables", "resolve_prefix"]
+__all__ = ["Checkpoint", "list_variables", "read_variables", "resolve_prefix"]
 
 # ---------------------------------------------------------------------------
 # Format constants (TensorFlow's LevelDB-derived table + tensor bundle).
@@ -669,7 +668,7 @@ def resolve_prefix(path: Path) -> Path:
 
 
 class _Shards:
-    """Opens data shards lazily and keeps them open for one read_variables call."""
+    """Opens data shards lazily and keeps them open for one Checkpoint.read call."""
 
     def __init__(self, bundle: _Bundle) -> None:
         self._bundle = bundle
@@ -854,6 +853,76 @@ def _read_sliced(bundle: _Bundle, entry: _Entry, name: str, shards: _Shards) -> 
 # ---------------------------------------------------------------------------
 
 
+class Checkpoint:
+    """One checkpoint: its index parsed once at open, variables read from the data shards only when asked for.
+
+    Each `read` opens the shards it needs and closes them again, so an open Checkpoint holds no file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._bundle = _load(Path(path))
+
+    @property
+    def variables(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        """What list_variables gives, from the parsed index."""
+        return {name: (_public_dtype(e.dtype), e.shape) for name, e in self._bundle.by_name.items()}
+
+    def read(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """What read_variables gives, reading only the requested tensors' bytes."""
+        bundle = self._bundle
+        if names is None:
+            wanted = [n for n, e in bundle.by_name.items() if _public_dtype(e.dtype) != _OBJECT]
+        else:
+            wanted = list(dict.fromkeys(names))
+            missing = [n for n in wanted if n not in bundle.by_name]
+            if missing:
+                # TF2 object-based keys append "/.ATTRIBUTES/VARIABLE_VALUE": suggest those before fuzzy matches.
+                import difflib
+
+                hints = [n for n in bundle.by_name if n.startswith(missing[0].rstrip("/") + "/")][:3]
+                hints = hints or difflib.get_close_matches(missing[0], list(bundle.by_name), n=3)
+                hint = f" Close matches: {', '.join(hints)}." if hints else ""
+                raise _error(
+                    bundle.index_path,
+                    f"variable(s) {', '.join(repr(m) for m in missing)}",
+                    f"no such name among its {len(bundle.by_name)} variables",
+                    f"Use list_variables() to see the available names.{hint}",
+                )
+        shards = _Shards(bundle)
+        try:
+            out: dict[str, np.ndarray] = {}
+            for name in wanted:
+                entry = bundle.by_name[name]
+                try:
+                    if entry.slices:
+                        out[name] = _read_sliced(bundle, entry, name, shards)
+                    else:
+                        out[name] = _read_plain(bundle, entry, name, shards)
+                except (ValueError, OverflowError, MemoryError) as exc:
+                    if isinstance(exc, WeightFileError):
+                        raise
+                    raise _error(
+                        bundle.index_path,
+                        f"a decodable entry for variable {name!r}",
+                        f"an inconsistent entry ({exc})",
+                        _FIX_RESAVE,
+                    ) from None
+            return out
+        finally:
+            shards.close()
+
+    def close(self) -> None:
+        """Nothing to close (reads close their shards); drops the parsed index."""
+        self._bundle.by_key.clear()
+        self._bundle.by_name.clear()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def list_variables(path: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
     """Map every variable name to (NumPy dtype read_variables returns, shape), sorted by name.
 
@@ -862,8 +931,8 @@ def list_variables(path: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
     the exact widening read_variables applies. Partitioned variables appear once, under their
     full name and full shape.
     """
-    bundle = _load(Path(path))
-    return {name: (_public_dtype(e.dtype), e.shape) for name, e in bundle.by_name.items()}
+    with Checkpoint(path) as checkpoint:
+        return checkpoint.variables
 
 
 def read_variables(path: Path, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -873,42 +942,5 @@ def read_variables(path: Path, names: Iterable[str] | None = None) -> dict[str, 
     skipped); explicitly requesting such an entry raises WeightFileError. Only the requested tensors'
     bytes are read from the data shards.
     """
-    bundle = _load(Path(path))
-    if names is None:
-        wanted = [n for n, e in bundle.by_name.items() if _public_dtype(e.dtype) != _OBJECT]
-    else:
-        wanted = list(dict.fromkeys(names))
-        missing = [n for n in wanted if n not in bundle.by_name]
-        if missing:
-            # TF2 object-based keys append "/.ATTRIBUTES/VARIABLE_VALUE": suggest those before fuzzy matches.
-            hints = [n for n in bundle.by_name if n.startswith(missing[0].rstrip("/") + "/")][:3]
-            hints = hints or difflib.get_close_matches(missing[0], list(bundle.by_name), n=3)
-            hint = f" Close matches: {', '.join(hints)}." if hints else ""
-            raise _error(
-                bundle.index_path,
-                f"variable(s) {', '.join(repr(m) for m in missing)}",
-                f"no such name among its {len(bundle.by_name)} variables",
-                f"Use list_variables() to see the available names.{hint}",
-            )
-    shards = _Shards(bundle)
-    try:
-        out: dict[str, np.ndarray] = {}
-        for name in wanted:
-            entry = bundle.by_name[name]
-            try:
-                if entry.slices:
-                    out[name] = _read_sliced(bundle, entry, name, shards)
-                else:
-                    out[name] = _read_plain(bundle, entry, name, shards)
-            except (ValueError, OverflowError, MemoryError) as exc:
-                if isinstance(exc, WeightFileError):
-                    raise
-                raise _error(
-                    bundle.index_path,
-                    f"a decodable entry for variable {name!r}",
-                    f"an inconsistent entry ({exc})",
-                    _FIX_RESAVE,
-                ) from None
-        return out
-    finally:
-        shards.close()
+    with Checkpoint(path) as checkpoint:
+        return checkpoint.read(names)

@@ -16,16 +16,16 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, as_float32, load_npz, split_gates
+from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
+from lstmgen.weights.detect import FORMATS, TORCH_KEY
 from lstmgen.weights.raw import SourceArrays
+from lstmgen.weights.stfile import Corrupt, SafetensorsFile
 
 # This module is deliberately not called torch.py: a sibling named like the real package is a trap
-# for anyone running a script from this directory. torch and safetensors are imported lazily.
+# for anyone running a script from this directory. torch is imported lazily; safetensors files are
+# read by stfile (no package needed).
 
-# `<prefix.>weight_ih_l0[_reverse]`: the names nn.LSTM gives its parameters (prefix = module path).
-_KEY = re.compile(
-    r"^(?:(?P<module>.*)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)(?P<rev>_reverse)?$"
-)
+_KEY = TORCH_KEY
 # Keys under which training loops commonly nest the state_dict in a checkpoint dict.
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 _SAVE_STATE_DICT = (
@@ -48,12 +48,16 @@ class _Cell:
 
 @dataclass
 class _StateDict:
-    """Every key of a file plus lazy access to the arrays (safetensors reads only what is used)."""
+    """Every key of a file plus lazy access to the arrays (safetensors reads only what is used).
+
+    `get(key, notes)` reads one array, adding a note when it converts it; `notes` are the file's own.
+    """
 
     source: str
     keys: list[str]
-    get: Callable[[str], np.ndarray]
+    get: Callable[[str, list[str]], np.ndarray]
     notes: list[str] = field(default_factory=list)
+    release: Callable[[], bool] = lambda: False  # drop mapped pages (True) or nothing to keep (False)
 
 
 def _cell_name(module: str, index: int, reverse: bool) -> str:
@@ -144,7 +148,7 @@ def _shape(a: np.ndarray) -> list[int]:
 
 
 def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
-    src, notes, k = sd.source, sd.notes, cell.keys  # loaders add conversion notes as arrays are read
+    src, notes, k = sd.source, list(sd.notes), cell.keys  # loaders add conversion notes as arrays are read
     for needed in ("weight_ih", "weight_hh"):
         if needed not in k:
             expected = f"{cell.module + '.' if cell.module else ''}{needed}_l{cell.index}{'_reverse' * cell.reverse}"
@@ -152,7 +156,7 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
                 f"{src}: LSTM cell {cell.name} has {', '.join(k.values())} but no '{expected}'. An nn.LSTM layer "
                 f"always has weight_ih_l<k> and weight_hh_l<k>; re-save the complete state_dict(): {_SAVE_STATE_DICT}."
             )
-    raw = {p: sd.get(key) for p, key in k.items()}
+    raw = {p: sd.get(key, notes) for p, key in k.items()}
     w = {p: _float32(k[p], a, src, notes) for p, a in raw.items()}
     wi, wh, wr = w["weight_ih"], w["weight_hh"], w.get("weight_hr")
     if wh.ndim == 2 and wr is None and wh.shape[1] and wh.shape[0] in (wh.shape[1], 3 * wh.shape[1]):
@@ -263,61 +267,38 @@ def _open_state_dict(path: Path) -> _StateDict:
             ".npz). Pass the file itself."
         )
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        arrays = load_npz(path)
-        return _StateDict(str(path), list(arrays), arrays.__getitem__)
     if suffix == ".safetensors" or (suffix not in (".pt", ".pth") and _is_safetensors(path)):
         return _open_safetensors(path)
     return _open_torch(path)
 
 
+def _st_corrupt(path: Path, why: object) -> WeightFileError:
+    return WeightFileError(
+        f"{path}: not a readable .safetensors file, it is truncated or corrupt ({' '.join(str(why).split())}). "
+        f"Re-save it with safetensors.torch.save_file(model.state_dict(), '{path.name}')."
+    )
+
+
 def _open_safetensors(path: Path) -> _StateDict:
     try:
-        from safetensors import safe_open
-    except ImportError:
-        raise WeightFileError(
-            f"{path}: reading .safetensors files needs the safetensors package, which is not installed. "
-            "Install it with: pip install 'lstmgen[safetensors]'."
-        ) from None
-    try:
-        with safe_open(str(path), framework="np") as fh:
-            keys = list(fh.keys())
-            dtypes = {k: fh.get_slice(k).get_dtype() for k in keys}
-    except Exception as exc:  # SafetensorError, OSError, ...: all mean "not a readable file"
-        raise WeightFileError(
-            f"{path}: not a readable .safetensors file, it is truncated or corrupt "
-            f"({' '.join(str(exc).split())}). Re-save it with safetensors.torch.save_file(model.state_dict(), "
-            f"'{path.name}')."
-        ) from None
+        st = SafetensorsFile(path)
+    except (Corrupt, OSError, ValueError) as exc:
+        raise _st_corrupt(path, exc) from None
 
-    def get(key: str) -> np.ndarray:
+    def get(key: str, notes: list[str]) -> np.ndarray:
         try:
-            if dtypes[key] == "BF16":
-                return _read_bf16(path, key, sd.notes)  # numpy has no bfloat16: widen the raw bits
-            with safe_open(str(path), framework="np") as fh:
-                return fh.get_tensor(key)
-        except WeightFileError:
-            raise
-        except Exception as exc:
+            array = st.get(key)
+        except Corrupt as exc:
             raise WeightFileError(
-                f"{path}: tensor '{key}' (dtype {dtypes[key]}) cannot be read ({' '.join(str(exc).split())}); "
-                "expected float32 (float64, float16 and bfloat16 are converted). Re-save the float weights."
+                f"{path}: tensor '{key}' (dtype {st.dtype(key)}) cannot be read ({exc}); expected float32 "
+                "(float64, float16 and bfloat16 are converted). Re-save the float weights."
             ) from None
+        if st.dtype(key) == "BF16":  # numpy has no bfloat16: the top half of a float32, widened exactly
+            notes.append(f"{key}: converted from bfloat16 to float32 (exact)")
+            return (array.astype(np.uint32) << 16).view(np.float32)
+        return array
 
-    sd = _StateDict(str(path), keys, get)
-    return sd
-
-
-def _read_bf16(path: Path, key: str, notes: list[str]) -> np.ndarray:
-    """bfloat16 is the top half of a float32: shifting the bits left by 16 widens it exactly."""
-    with path.open("rb") as fh:
-        (size,) = struct.unpack("<Q", fh.read(8))
-        info = json.loads(fh.read(size))[key]
-        begin, end = info["data_offsets"]
-        fh.seek(8 + size + begin)
-        raw = np.frombuffer(fh.read(end - begin), dtype="<u2").reshape(info["shape"])
-    notes.append(f"{key}: converted from bfloat16 to float32 (exact)")
-    return (raw.astype(np.uint32) << 16).view(np.float32)
+    return _StateDict(str(path), st.keys(), get, release=st.release)
 
 
 def _open_torch(path: Path) -> _StateDict:
@@ -328,7 +309,7 @@ def _open_torch(path: Path) -> _StateDict:
             f"{path}: reading a PyTorch .pt/.pth file needs torch, which is not installed. Either "
             "pip install torch, or where torch is available save the weights as safetensors - "
             "safetensors.torch.save_file(model.state_dict(), 'w.safetensors') - and pass that file "
-            "(reading it needs only pip install 'lstmgen[safetensors]')."
+            "(lstmgen reads it without torch or any other package)."
         ) from None
     # weights_only=True: torch's restricted unpickler builds tensors and plain containers only and
     # refuses every other global, so nothing in the file can run code. Never loosen this.
@@ -340,8 +321,7 @@ def _open_torch(path: Path) -> _StateDict:
             raise _torch_load_error(path, exc) from None
     notes = [f"torch.load: {str(w.message).split('. ')[0]}" for w in caught]
     keys, state = _state_dict_of(obj, path, notes, torch)
-    sd = _StateDict(str(path), keys, lambda key: _tensor_to_numpy(state[key], key, path, sd.notes, torch), notes)
-    return sd
+    return _StateDict(str(path), keys, lambda key, notes: _tensor_to_numpy(state[key], key, path, notes, torch), notes)
 
 
 def _torch_load_error(path: Path, exc: Exception) -> WeightFileError:
@@ -476,64 +456,79 @@ def list_cells(path: str | Path) -> list[str]:
     .pt, .safetensors and .npz copies of one state_dict. Raises WeightFileError when the file holds
     no nn.LSTM parameters (the message lists the keys it found).
     """
-    sd = _open_state_dict(Path(path))
-    cells = _cells(sd.keys)
+    from lstmgen.weights import open as open_weights
+
+    with open_weights(path, "torch") as source:
+        return source.cell_names()
+
+
+def _npz_state_dict(arrays: Mapping[str, np.ndarray], source: str) -> _StateDict:
+    return _StateDict(source, list(arrays), lambda key, notes: arrays[key])
+
+
+def _names(sd: _StateDict, cells: dict[str, _Cell]) -> list[str]:
     if not cells:
         raise _no_lstm(sd.source, sd.keys)
     return list(cells)
 
 
+class TorchFile:
+    """A .pt/.pth (torch.load once) or .safetensors (header once, tensors mapped on use) state_dict."""
+
+    def __init__(self, path: Path) -> None:
+        self.sd = _open_state_dict(path)
+        self._cells = _cells(self.sd.keys)
+
+    def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
+        """One module's nn.LSTM layers: [('lstm.l0', 'lstm.l0_reverse'), ('lstm.l1', 'lstm.l1_reverse')].
+
+        `layer` names the module (its full path or a dot-boundary suffix: 'encoder.lstm', 'lstm'); a
+        file with several modules needs it. A cell name ('lstm.l1') gives just that cell: [('lstm.l1',)].
+        """
+        return _select_layers(self._cells, layer, self.sd)
+
+    def load(self, cell: str | None = None) -> CellWeights:
+        return _read_cell(_select(self._cells, cell, self.sd), self.sd)
+
+    def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        return [[_read_cell(self._cells[name], self.sd) for name in row] for row in self.cells(layer)]
+
+    def cell_names(self) -> list[str]:
+        return _names(self.sd, self._cells)
+
+    def release(self) -> bool:
+        """A .safetensors file drops its mapped pages and stays open; a torch.load result is dropped."""
+        return self.sd.release()
+
+    def close(self) -> None:
+        self.sd.release()
+
+
 class TorchReader:
     name = "torch"
-    description = (
-        "PyTorch nn.LSTM state_dict: weight_ih_l<k> [4H,I], weight_hh_l<k> [4H,H|P], bias_ih/bias_hh_l<k>, "
-        "weight_hr_l<k> [P,H] (gates i,f,g,o; optional module prefix, _reverse)"
-    )
-    suffixes: tuple[str, ...] = (".pt", ".pth", ".safetensors")
+    description = FORMATS[name].description
+    suffixes = FORMATS[name].suffixes
 
     def matches(self, keys: frozenset[str]) -> bool:
-        return any((m := _KEY.match(k)) is not None and m["param"] == "weight_ih" for k in keys)
+        return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
         """Other names torch or safetensors files go by (pytorch_model.bin, ...): sniff the header."""
         return path.is_file() and (_is_safetensors(path) or _is_torch_zip(path))
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
-        sd = _StateDict(source, list(arrays), arrays.__getitem__)
-        return _read_cell(_select(_cells(sd.keys), layer, sd), sd)
-
-    def load(self, path: Path, layer: str | None = None) -> CellWeights:
-        sd = _open_state_dict(Path(path))
+        sd = _npz_state_dict(arrays, source)
         return _read_cell(_select(_cells(sd.keys), layer, sd), sd)
 
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
     ) -> list[tuple[str, ...]]:
-        """list_layers for arrays already read from an .npz."""
-        sd = _StateDict(source, list(arrays), arrays.__getitem__)
+        sd = _npz_state_dict(arrays, source)
         return _select_layers(_cells(sd.keys), layer, sd)
 
-    def list_layers(self, path: Path, layer: str | None = None) -> list[tuple[str, ...]]:
-        """One module's nn.LSTM layers: [('lstm.l0', 'lstm.l0_reverse'), ('lstm.l1', 'lstm.l1_reverse')].
+    def npz_cells(self, arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
+        sd = _npz_state_dict(arrays, source)
+        return _names(sd, _cells(sd.keys))
 
-        `layer` names the module (its full path or a dot-boundary suffix: 'encoder.lstm', 'lstm'); a
-        file with several modules needs it. A cell name ('lstm.l1') gives just that cell: [('lstm.l1',)].
-        """
-        sd = _open_state_dict(Path(path))
-        return _select_layers(_cells(sd.keys), layer, sd)
-
-    def load_layers(self, path: Path, layer: str | None = None) -> list[list[CellWeights]]:
-        """Every cell of list_layers(path, layer), opening the file once."""
-        sd = _open_state_dict(Path(path))
-        cells, file_notes = _cells(sd.keys), list(sd.notes)
-        out = []
-        for names in _select_layers(cells, layer, sd):
-            row = []
-            for name in names:
-                sd.notes[:] = file_notes  # each cell gets the file's notes plus its own, in place for the loaders
-                row.append(_read_cell(cells[name], sd))
-            out.append(row)
-        return out
-
-    def list_cells(self, path: str | Path) -> list[str]:
-        return list_cells(path)
+    def open_file(self, path: Path) -> WeightFile:
+        return npz_file(self, path) if path.suffix.lower() == ".npz" else TorchFile(path)
