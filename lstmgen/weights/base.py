@@ -226,7 +226,7 @@ def npz_only(reader: WeightReader, path: Path) -> NpzFile:
 
 
 def single_cell(name: str, layer: str | None) -> None:
-    """These files hold one cell: no --layer, or '' (the name list_layers gives it)."""
+    """These files hold one cell: no --layer, or '' (the name `cells()` gives it)."""
     if layer:
         raise WeightFileError(f"--layer {layer!r}: a {name} .npz holds a single cell; drop --layer.")
 
