@@ -141,6 +141,7 @@ def build(
     """
     say = progress or (lambda _msg: None)
     opts = _preflight(options, weights, weights_format, calibration_data, calibration, embed, verify)
+    _check_run_options(runtime, accelerator, max_error)
     t0 = time.perf_counter()
     layers, source = _read(weights, weights_format, layer, opts.get("num_layers"), say)
     config, layers, shapes, notes = resolve(opts, layers)
@@ -228,6 +229,19 @@ def _preflight(
             "(or drop --weights-format to use --init)."
         )
     return opts
+
+
+def _check_run_options(runtime: str, accelerator: str | None, max_error: float | None) -> None:
+    """The API's verification options, checked like the CLI's choices before anything is read."""
+    from lstmgen.runtimes import CLI_RUNTIME_CHOICES
+    from lstmgen.targets import ACCELERATORS
+
+    if runtime not in CLI_RUNTIME_CHOICES:
+        raise ConfigError(f"runtime {runtime!r} is unknown; choose one of {', '.join(CLI_RUNTIME_CHOICES)}.")
+    if accelerator is not None and accelerator not in ACCELERATORS:
+        raise ConfigError(f"accelerator {accelerator!r} is unknown; choose one of {', '.join(ACCELERATORS)}.")
+    if max_error is not None and not (isinstance(max_error, (int, float)) and 0 < max_error < float("inf")):
+        raise ConfigError(f"max_error {max_error!r} must be a positive finite number (the largest abs error allowed).")
 
 
 def _read(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from support import ROOT
 
 from lstmgen.build import build
 from lstmgen.cli.main import main
-from lstmgen.errors import LstmgenError
+from lstmgen.errors import ConfigError, LstmgenError
 from lstmgen.run import run_model, run_model_states
 
 
@@ -196,7 +197,11 @@ def test_build_summary_describes_every_layer_and_the_output_width(tmp_path: Path
     doc = json.loads(CliRunner().invoke(main, [*args, "-o", str(tmp_path / "j.tflite"), "--json"]).stdout)
     assert doc["output_width"] == 12 and len(doc["layers"]) == 4
     assert doc["layers"][3] == {
-        "layer": 1, "direction": "backward", "num_units": 6, "input_size": 12, "output_size": 6,
+        "layer": 1,
+        "direction": "backward",
+        "num_units": 6,
+        "input_size": 12,
+        "output_size": 6,
         "source": "lstm.l1_reverse",
     }
 
@@ -250,3 +255,18 @@ def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     args = ["build", "--num-units", "4", "--input-size", "3", "-o", str(tmp_path / "m.tflite")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"runtime": "bogus"}, "runtime 'bogus'"),
+        ({"accelerator": "u99"}, "accelerator 'u99'"),
+        ({"max_error": -1.0}, "max_error -1.0"),
+    ],
+)
+def test_api_run_options_checked_before_reading(tmp_path: Path, kwargs: dict[str, Any], field: str) -> None:
+    """build()'s verification options are refused before the weight file is even opened (it does not exist)."""
+    with pytest.raises(ConfigError, match=field):
+        build(tmp_path / "m.tflite", {}, tmp_path / "missing.npz", **kwargs)
+    assert not (tmp_path / "m.tflite").exists()
