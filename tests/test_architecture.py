@@ -44,8 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     "check.float_bound": {"check.reference"},
     "check.report": {"check.float_bound"},
     "check.subgraph": BASE
-    | {"tflite", "modelinfo", "check.graph", "check.tolerance", "check.source", "check.report"}
-    | {"check.float_bound"},
+    | {"tflite", "modelinfo", "check.reference", "check.graph", "check.tolerance", "check.source"}
+    | {"check.float_bound", "check.report"},
     "check.verify": BASE
     | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
     | {"check.reference", "check.graph", "check.tolerance", "check.source", "check.float_bound", "check.report"}

@@ -1,23 +1,31 @@
-"""Float tolerance on steep cells: the float32 sensitivity derived from the reference side (check/verify.py).
+"""Float tolerance on steep cells: the float32 sensitivity derived from the reference side (check/float_bound.py).
 
 A 32-unit TF1 cell with std-normal weights over 50 steps: the interpreter's float32 rounding, amplified by
 the recurrence, ends ~1e-4 from the float64 reference, 7-20x the fixed 1e-5 + 1e-5|ref| (a false FAIL before
-the derived bound). The derived bound must let it pass and still catch a real defect on the same cell.
+the derived bound). The derived bound must let it pass and still catch a real defect on the same cell,
+for a model of LSTM ops only and for the op inside a larger graph (checked in isolation).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import lstmgen.layout
 from lstmgen.build import build
 from lstmgen.check.report import FLOAT_ATOL
 from lstmgen.check.verify import verify_model
+from lstmgen.cli.main import main
 from lstmgen.errors import VerificationError
+from lstmgen.modelinfo import read_lstm_model
+from lstmgen.runtimes.interpreter import Session
+from lstmgen.tflite.flatbuf import OperatorRecord, TensorRecord, read_model, serialize
+from lstmgen.tflite.schema import BuiltinOperator
 
 pytestmark = pytest.mark.runtime
 N, I, T = 32, 8, 50  # noqa: E741  (the op's own symbols)
@@ -74,3 +82,87 @@ def test_a_chaotic_cell_is_called_weak() -> None:
 
     assert "WEAK" not in float_tolerance_text(1e-5, 1e-5, 1e-3)
     assert "WEAK" in float_tolerance_text(1e-5, 1e-5, WEAK_BOUND * 2)
+
+
+# ---------------------------------------------------------------- the same steep cell inside a larger graph
+
+
+def _with_head(model: Path, out: Path) -> Path:
+    """The built model with a TANH after the LSTM, as a converter's head: verify then checks the op alone."""
+    m = read_model(model.read_bytes(), str(model))
+    (lstm,) = m.operators
+    y = lstm.outputs[0]
+    tensors = (*m.tensors, TensorRecord("head/tanh", m.tensors[y].shape, np.dtype(np.float32)))
+    head = OperatorRecord(BuiltinOperator.TANH, 1, (y,), (len(tensors) - 1,))
+    out.write_bytes(serialize(replace(m, tensors=tensors, operators=(lstm, head), outputs=(len(tensors) - 1,))))
+    return out
+
+
+def _steep_in_graph(tmp_path: Path, steep: Path) -> Path:
+    _build(tmp_path / "m.tflite", steep)
+    return _with_head(tmp_path / "m.tflite", tmp_path / "head.tflite")
+
+
+def test_steep_cell_inside_a_graph_passes_within_derived_bound(tmp_path: Path, steep: Path) -> None:
+    """The op checked in isolation gets the derived bound too; with the fixed tolerance alone (what the
+    in-graph check used before) the same op falsely fails."""
+    model = _steep_in_graph(tmp_path, steep)
+    fixed = verify_model(model, time_steps=T, float_runs=0)
+    assert fixed.scope and not fixed.passed and fixed.max_abs_error > 5 * FLOAT_ATOL
+    report = verify_model(model, time_steps=T)
+    assert report.scope and report.passed, [c for c in report.checks if not c.passed]
+    assert report.float_bound > report.max_abs_error
+    assert "float32 sensitivity" in report.tolerance_text()
+    result = CliRunner().invoke(main, ["verify", str(model), "--weights", str(steep), "--weights-format", "tf1"])
+    assert result.exit_code == 0, result.output
+    assert "checked: UNIDIRECTIONAL_SEQUENCE_LSTM op 0 in isolation" in result.output
+    assert "against the source (tf1-lstmcell)" in result.output and "float32 sensitivity" in result.output
+
+
+def test_steep_cell_inside_a_graph_forget_bias_off_by_one_is_caught(
+    tmp_path: Path, steep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = lstmgen.layout._Graph.lstm
+
+    def lstm(self: Any, scope: str, shape: Any, weights: Any, x: int, forget_bias: float) -> int:
+        return real(self, scope, shape, weights, x, forget_bias + 1.0)
+
+    monkeypatch.setattr(lstmgen.layout._Graph, "lstm", lstm)
+    model = tmp_path / "m.tflite"
+    build(model, {"time_steps": T}, steep, weights_format="tf1", verify=False)
+    head = _with_head(model, tmp_path / "head.tflite")
+    result = CliRunner().invoke(main, ["verify", str(head), "--weights", str(steep), "--weights-format", "tf1"])
+    assert result.exit_code == 1, result.output
+    assert "does not compute the source LSTM" in result.output
+
+
+def test_steep_cell_inside_a_graph_swapped_gates_are_caught(tmp_path: Path, steep: Path) -> None:
+    """The file built from weights with the input and forget gates swapped, against the real weights."""
+    with np.load(steep) as w:
+        kernel, bias = w["kernel"].copy(), w["bias"].copy()
+    i, f = slice(0, N), slice(2 * N, 3 * N)  # TF1 LSTMCell's gate blocks: i, j, f, o
+    kernel[:, i], kernel[:, f] = kernel[:, f].copy(), kernel[:, i].copy()
+    bias[i], bias[f] = bias[f].copy(), bias[i].copy()
+    swapped = tmp_path / "swapped.npz"
+    np.savez(swapped, kernel=kernel, bias=bias)
+    _build(tmp_path / "m.tflite", swapped)
+    head = _with_head(tmp_path / "m.tflite", tmp_path / "head.tflite")
+    result = CliRunner().invoke(main, ["verify", str(head), "--weights", str(steep), "--weights-format", "tf1"])
+    assert result.exit_code == 1, result.output
+    assert "does not compute the source LSTM" in result.output
+
+
+def test_a_wrong_op_input_on_a_steep_cell_is_caught(
+    tmp_path: Path, steep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a source, the op's own reference: its input read 0.1 % off fails despite the derived bound."""
+    model = _steep_in_graph(tmp_path, steep)
+    real = Session.tensor
+
+    def off(self: Session, index: int) -> np.ndarray:
+        value = real(self, index)
+        return value * 1.001 if index == 0 else value
+
+    monkeypatch.setattr(Session, "tensor", off)
+    assert read_lstm_model(model, head_ok=True).model.operators[0].inputs[0] == 0
+    assert not verify_model(model, time_steps=T).passed

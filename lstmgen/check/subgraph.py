@@ -8,13 +8,22 @@ and the op's output and final states are compared with them. The ops lstmgen doe
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
 from lstmgen.check.graph import LstmSpec, constant_values, evaluate
-from lstmgen.check.report import GROSS_ERROR_FRACTION, Comparison, SourceReport, VerifyReport, compare
+from lstmgen.check.reference import Jitter
+from lstmgen.check.report import (
+    GROSS_ERROR_FRACTION,
+    Comparison,
+    SourceReport,
+    VerifyReport,
+    compare,
+    float_tolerance_text,
+)
 from lstmgen.check.source import SourceModel
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
@@ -70,6 +79,23 @@ def check_possible(lm: LstmModel, mode: str, micro: bool, source: SourceModel | 
         )
 
 
+@dataclass
+class _OpRun:
+    """One LSTM op's part of one interpreter run: its own input, output and final states, its start state."""
+
+    spec: LstmSpec
+    x: np.ndarray  # the op's input tensor as the interpreter computed it
+    y: np.ndarray
+    final: tuple[np.ndarray, np.ndarray]
+    initial: tuple[np.ndarray | None, np.ndarray | None]
+    tag: str
+    label: str
+
+    @property
+    def time_axis(self) -> int:
+        return 0 if self.spec.time_major else 1
+
+
 def check_ops(
     lm: LstmModel,
     session: Any,
@@ -77,46 +103,107 @@ def check_ops(
     rng: np.random.Generator,
     report: VerifyReport,
     source: SourceModel | None,
-    seed: int,
+    float_runs: int = FLOAT_RUNS,
 ) -> None:
     """Each LSTM op against the file's reference (and the source's cell in its position), on its own
-    input tensor as `session` (which keeps every tensor) computed it from x."""
-    mode, atol, rtol, src = report.mode, report.atol, report.rtol, report.against_source
+    input tensor as `session` (which keeps every tensor) computed it from x. Float ops also pass where
+    the reference side's own float32 sensitivity (the source cell's, else the op's reference; from
+    `float_runs` perturbed runs) exceeds atol + rtol|ref|, as whole models do."""
+    src = report.against_source
     cells = source.cells_in_op_order() if source is not None else []
     starts: list[tuple[str, States]] = [("zero state", {})]
-    if mode == "none":  # a random initial state also proves the state tensors sit in the right slots
+    if report.mode == "none":  # a random initial state also proves the state tensors sit in the right slots
         starts.append(("random initial state", _random_states(lm, session, rng)))
     constants = constant_values(lm.model)
-    for label, initial in starts:
+    for s, (label, initial) in enumerate(starts):
         session.reset(initial)
         session.invoke(x)
         finals = session.state()
         for k, spec in enumerate(lm.lstms):
             op = lm.model.operators[spec.op_index]
-            x_k, y_k = session.tensor(op.inputs[0]), session.tensor(op.outputs[0])
-            tag = f"LSTM op {spec.op_index} "
-            sub = op_alone(lm.model, spec.op_index)
-            h0c0 = initial.get(k, (None, None))
-            if mode != "none":
-                q = qcheck_report(sub, {op.inputs[0]: x_k}, {op.outputs[0]: y_k}, mode=mode, seed=seed)
-                out = q["outputs"][0]
-                report.quantization.append(q)
-                rel = out["max_abs_error"] / max(float(np.abs(y_k).max(initial=0.0)), 1e-12)
-                report.checks.append(
-                    Comparison(f"{tag}output ({mode})", out["max_abs_error"], rel, [out["worst_step"]], out["ok"])
-                )
-            else:
-                ev = evaluate(sub, {op.inputs[0]: x_k}, states={0: h0c0}, constants=constants)
-                h, c = finals[k]
-                h_ref, c_ref = ev.final_states[0]
-                report.checks.append(compare(f"{tag}output ({label})", y_k, ev.values[op.outputs[0]], atol, rtol))
-                report.checks.append(compare(f"{tag}h ({label})", h, h_ref, atol, rtol))
-                report.checks.append(compare(f"{tag}c ({label})", c, c_ref, atol, rtol))
-            if src is not None:
-                _against_cell(src, cells[k], spec, x_k, y_k, finals[k], h0c0, f"{tag}", label, atol, rtol)
-    if mode != "none":
+            run = _OpRun(
+                spec,
+                session.tensor(op.inputs[0]),
+                session.tensor(op.outputs[0]),
+                finals[k],
+                initial.get(k, (None, None)),
+                f"LSTM op {spec.op_index} ",
+                label,
+            )
+            cell = _cell_run(cells[k], run) if cells else None
+            if report.mode != "none":
+                _check_quantized_op(lm, run, report)
+                if src is not None and cell is not None:
+                    _quantized_against_cell(src, run, cell(None)[0])
+                continue
+            seed = report.seed + s * len(lm.lstms) + k
+            source_ref = cell(None) if cell is not None else None
+            bound = _check_float_op(lm, run, report, constants, cell, source_ref, seed, float_runs)
+            if src is not None and source_ref is not None:
+                _float_against_cell(src, run, source_ref, bound, report.atol, report.rtol)
+    if report.mode != "none":
         report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
         report.rtol = 0.0
+    elif src is not None:
+        src.tolerance = float_tolerance_text(report.atol, report.rtol, report.float_bound)
+
+
+def _check_quantized_op(lm: LstmModel, run: _OpRun, report: VerifyReport) -> None:
+    """The op's output within the tolerance qcheck derives for the mode."""
+    op = lm.model.operators[run.spec.op_index]
+    sub = op_alone(lm.model, run.spec.op_index)
+    q = qcheck_report(sub, {op.inputs[0]: run.x}, {op.outputs[0]: run.y}, mode=report.mode, seed=report.seed)
+    out = q["outputs"][0]
+    report.quantization.append(q)
+    rel = out["max_abs_error"] / max(float(np.abs(run.y).max(initial=0.0)), 1e-12)
+    name = f"{run.tag}output ({report.mode})"
+    report.checks.append(Comparison(name, out["max_abs_error"], rel, [out["worst_step"]], out["ok"]))
+
+
+def _check_float_op(
+    lm: LstmModel,
+    run: _OpRun,
+    report: VerifyReport,
+    constants: dict[int, np.ndarray],
+    cell: Run | None,
+    source_ref: tuple[np.ndarray, Finals] | None,
+    seed: int,
+    runs: int,
+) -> FloatBound:
+    """Output, h and c against the op's reference, within atol + rtol|ref| or the derived float32 bound
+    (from the source cell when there is one, else from the op's reference); returns the bound."""
+    op = lm.model.operators[run.spec.op_index]
+    sub = op_alone(lm.model, run.spec.op_index)
+
+    def reference(jitter: Jitter | None) -> tuple[np.ndarray, Finals]:
+        ev = evaluate(sub, {op.inputs[0]: run.x}, states={0: run.initial}, constants=constants, jitter=jitter)
+        return ev.values[op.outputs[0]], [ev.final_states[0]]
+
+    y_ref, finals_ref = reference(None)
+    if cell is not None and source_ref is not None:
+        bound = float_bound(cell, *source_ref, run.time_axis, seed, runs)
+    else:
+        bound = float_bound(reference, y_ref, finals_ref, run.time_axis, seed, runs)
+    report.float_bound = max(report.float_bound, bound.largest)
+    (h_ref, c_ref), (bh, bc) = finals_ref[0], bound.finals[0]
+    atol, rtol = report.atol, report.rtol
+    report.checks.append(compare(f"{run.tag}output ({run.label})", run.y, y_ref, atol, rtol, bound.output))
+    report.checks.append(compare(f"{run.tag}h ({run.label})", run.final[0], h_ref, atol, rtol, bh))
+    report.checks.append(compare(f"{run.tag}c ({run.label})", run.final[1], c_ref, atol, rtol, bc))
+    return bound
+
+
+def _cell_run(cell: Any, run: _OpRun) -> Run:
+    """The source cell on the op's own input, in the op's order and layout (a backward direction's reversal
+    is the graph's): a reference run, with or without float32-sized perturbations."""
+    seq = np.asarray(run.x, np.float64)
+    seq = seq if run.spec.time_major else seq.transpose(1, 0, 2)
+
+    def cell_run(jitter: Jitter | None) -> tuple[np.ndarray, Finals]:
+        y_seq, h, c = cell.run(seq, *run.initial, jitter)
+        return (y_seq if run.spec.time_major else y_seq.transpose(1, 0, 2)), [(h, c)]
+
+    return cell_run
 
 
 def _random_states(lm: LstmModel, session: Any, rng: np.random.Generator) -> States:
@@ -129,42 +216,36 @@ def _random_states(lm: LstmModel, session: Any, rng: np.random.Generator) -> Sta
     return states
 
 
-def _against_cell(
+def _float_against_cell(
     src: SourceReport,
-    cell: Any,
-    spec: LstmSpec,
-    x_k: np.ndarray,
-    y_k: np.ndarray,
-    final: tuple[np.ndarray, np.ndarray],
-    h0c0: tuple[np.ndarray | None, np.ndarray | None],
-    tag: str,
-    label: str,
+    run: _OpRun,
+    reference: tuple[np.ndarray, Finals],
+    bound: FloatBound,
     atol: float,
     rtol: float,
 ) -> None:
-    """One source cell on the op's own input, in the op's order (a backward direction's reversal is the graph's)."""
-    seq = np.asarray(x_k, np.float64)
-    seq = seq if spec.time_major else seq.transpose(1, 0, 2)
-    y_seq, h, c = cell.run(seq, *h0c0)
-    y_ref = y_seq if spec.time_major else y_seq.transpose(1, 0, 2)
-    if not src.quantized:
-        src.checks.append(compare(f"{tag}output ({label})", y_k, y_ref, atol, rtol))
-        src.checks.append(compare(f"{tag}h ({label})", final[0], h, atol, rtol))
-        src.checks.append(compare(f"{tag}c ({label})", final[1], c, atol, rtol))
-        reach = float(np.abs(c).max(initial=0.0))
-        why = (
-            f"{tag}c: the source's cell state reaches |c| = {reach:.3g}, beyond the file's cell_clip of "
-            f"{spec.cell_clip:g} (TF's converter writes 10), which clips it there"
-        )
-        if not src.checks[-1].passed and 0 < spec.cell_clip < reach and why not in src.structure:
-            src.structure.append(why)
-        return
-    # Quantized: what quantization cost, gated like the whole-model check (--max-error, else a gross bound).
-    err = np.abs(np.asarray(y_k, np.float64).reshape(y_ref.shape) - y_ref)
+    """The op against its source cell: output, h and c within atol + rtol|ref| or the derived bound."""
+    y_ref, ((h, c),) = reference
+    (bh, bc), tag, label = bound.finals[0], run.tag, run.label
+    src.checks.append(compare(f"{tag}output ({label})", run.y, y_ref, atol, rtol, bound.output))
+    src.checks.append(compare(f"{tag}h ({label})", run.final[0], h, atol, rtol, bh))
+    src.checks.append(compare(f"{tag}c ({label})", run.final[1], c, atol, rtol, bc))
+    reach = float(np.abs(c).max(initial=0.0))
+    why = (
+        f"{tag}c: the source's cell state reaches |c| = {reach:.3g}, beyond the file's cell_clip of "
+        f"{run.spec.cell_clip:g} (TF's converter writes 10), which clips it there"
+    )
+    if not src.checks[-1].passed and 0 < run.spec.cell_clip < reach and why not in src.structure:
+        src.structure.append(why)
+
+
+def _quantized_against_cell(src: SourceReport, run: _OpRun, y_ref: np.ndarray) -> None:
+    """What quantization cost, gated like the whole-model check (--max-error, else a gross bound)."""
+    err = np.abs(np.asarray(run.y, np.float64).reshape(y_ref.shape) - y_ref)
     bound = src.max_error if src.max_error is not None else GROSS_ERROR_FRACTION * float(np.abs(y_ref).max(initial=0.0))
-    per_step = (err if spec.time_major else err.transpose(1, 0, 2)).reshape(err.shape[0 if spec.time_major else 1], -1)
+    per_step = np.moveaxis(err, run.time_axis, 0).reshape(err.shape[run.time_axis], -1)
     src.worst_time_step = int(np.argmax(per_step.max(axis=1, initial=0.0))) if per_step.size else None
     top = float(err.max(initial=0.0))
     worst = [int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)] if err.size else []
     rel = top / max(float(np.abs(y_ref).max(initial=0.0)), 1e-12)
-    src.checks.append(Comparison(f"{tag}output vs float source", top, rel, worst, top <= bound))
+    src.checks.append(Comparison(f"{run.tag}output vs float source", top, rel, worst, top <= bound))

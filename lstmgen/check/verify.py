@@ -180,7 +180,7 @@ def verify_model(
     report.against_source = src
     if lm.head:
         report.scope = subgraph.scope_lines(lm)
-        subgraph.check_ops(lm, session, x, rng, report, source, seed)
+        subgraph.check_ops(lm, session, x, rng, report, source, n_runs)
         return report
     sessions: list[Any] = [session]
     if micro and session.runtime != "tflite-micro":
