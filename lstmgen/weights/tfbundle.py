@@ -128,8 +128,9 @@ def _make_crc_table() -> np.ndarray:
 
 _CRC_TABLE_NP = _make_crc_table()
 _CRC_TABLE: tuple[int, ...] = tuple(int(x) for x in _CRC_TABLE_NP)
-_CRC_CHUNK = 4096  # lane length for the vectorised path
+_CRC_CHUNK = 4096  # lane length for the vectorised path (a multiple of 4: lanes are read as 32-bit words)
 _zero_op_tables: tuple[tuple[int, ...], ...] | None = None
+_word_op_tables: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _crc_raw(state: int, data: bytes | bytearray | memoryview) -> int:
@@ -158,22 +159,41 @@ def _zero_operator() -> tuple[tuple[int, ...], ...]:
     return _zero_op_tables
 
 
+def _word_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The register after four zero bytes, as a function of its low and of its high 16 bits (2 x 256 KiB).
+
+    Feeding one little-endian 32-bit word w is then s' = low[(s ^ w) & 0xFFFF] ^ high[(s ^ w) >> 16]:
+    two table reads per four bytes instead of four byte steps.
+    """
+    global _word_op_tables
+    if _word_op_tables is None:
+        low = np.arange(1 << 16, dtype=np.uint32)
+        high = low << 16
+        for _ in range(4):
+            low = _CRC_TABLE_NP[low & 0xFF] ^ (low >> 8)
+            high = _CRC_TABLE_NP[high & 0xFF] ^ (high >> 8)
+        _word_op_tables = (low, high)
+    return _word_op_tables
+
+
 def _crc32c(data: bytes | bytearray | memoryview) -> int:
     """Standard crc32c. Large inputs run as many parallel NumPy lanes that are then combined.
 
     The crc register update is linear over GF(2), so crc(A||B) = Z_len(B)(state after A) ^ raw(B),
-    which lets every 4 KiB lane be processed independently in one vectorised pass.
+    which lets every 4 KiB lane be processed independently in one vectorised pass, a word at a time.
     """
     n = len(data)
     if n < 4 * _CRC_CHUNK:
         return _crc_raw(0xFFFFFFFF, data) ^ 0xFFFFFFFF
     head = n % _CRC_CHUNK
     state = _crc_raw(0xFFFFFFFF, memoryview(data)[:head])
-    lanes = np.frombuffer(data, dtype=np.uint8, offset=head).reshape(-1, _CRC_CHUNK)
-    columns = np.ascontiguousarray(lanes.T)  # row i = byte i of every lane; contiguous access
+    lanes = np.frombuffer(data, dtype="<u4", offset=head).reshape(-1, _CRC_CHUNK // 4)
+    columns = np.ascontiguousarray(lanes.T)  # row i = word i of every lane; contiguous access
     lane_crc = np.zeros(lanes.shape[0], dtype=np.uint32)
+    low, high = _word_tables()
     for row in columns:
-        lane_crc = _CRC_TABLE_NP[(lane_crc ^ row) & 0xFF] ^ (lane_crc >> 8)
+        lane_crc ^= row
+        lane_crc = low[lane_crc & 0xFFFF] ^ high[lane_crc >> 16]
     t0, t1, t2, t3 = _zero_operator()
     for c in lane_crc.tolist():
         state = t0[state & 0xFF] ^ t1[(state >> 8) & 0xFF] ^ t2[(state >> 16) & 0xFF] ^ t3[state >> 24] ^ c
