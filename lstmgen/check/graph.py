@@ -63,8 +63,8 @@ class LstmSpec:
     num_units: int
     output_size: int
     h_bounds: tuple[float, float] | None = None  # integer kernels saturate h and c at their types' limits
-    c_bound: float | None = None
-    gate_bounds: dict[str, float] | None = None  # ... and each gate's int16 pre-activation
+    c_bounds: tuple[float, float] | None = None
+    gate_bounds: dict[str, tuple[float, float]] | None = None  # ... and each gate's int16 pre-activation
 
     def reference_options(self) -> dict[str, Any]:
         """The lstm_reference keyword arguments this op's options and state types imply."""
@@ -73,7 +73,7 @@ class LstmSpec:
             "cell_clip": self.cell_clip,
             "proj_clip": self.proj_clip,
             "h_bounds": self.h_bounds,
-            "c_bound": self.c_bound,
+            "c_bounds": self.c_bounds,
             "gate_bounds": self.gate_bounds,
         }
 
@@ -100,14 +100,16 @@ def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmS
     ro = model.tensors[op.inputs[Slot.RECURRENT_TO_OUTPUT_WEIGHTS]].shape
     gate_bounds = None
     if integer:
-        # Gate pre-activations live in int16: Q3.12 (±32767/4096) without layer norm, else the scale
-        # of intermediates 0-3 (input, forget, cell, output).
+        # Gate pre-activations live in int16 (codes -32768..32767, saturated by the kernel's accumulating
+        # stores): Q3.12 ([-8, 8 - 2^-12]) without layer norm, else the scale of intermediates 0-3
+        # (input, forget, cell, output).
         layer_norm = "forget_layer_norm_coefficients" in inputs
         gate_bounds = {}
         for k, gate in enumerate(("input", "forget", "cell", "output")):
             q = model.tensors[op.intermediates[k]].quantization if len(op.intermediates) == 5 else None
             scale = q.scale[0] if layer_norm and q is not None else 2.0**-12
-            gate_bounds[gate] = 32767 * scale
+            lo, hi = affine.real_range(np.int16, scale)
+            gate_bounds[gate] = (float(lo), float(hi))
     return LstmSpec(
         op_index=op_index,
         activation=act or "tanh",
@@ -120,7 +122,7 @@ def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmS
         num_units=int(model.tensors[op.inputs[Slot.INPUT_TO_OUTPUT_WEIGHTS]].shape[0]),
         output_size=int(ro[1] if len(ro) == 2 else ro[0]),
         h_bounds=_int_range(model.tensors[op.inputs[Slot.OUTPUT_STATE]]),
-        c_bound=c_range[1] if (c_range := _int_range(model.tensors[op.inputs[Slot.CELL_STATE]])) else None,
+        c_bounds=_int_range(model.tensors[op.inputs[Slot.CELL_STATE]]),
         gate_bounds=gate_bounds,
     )
 

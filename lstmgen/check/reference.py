@@ -46,11 +46,12 @@ def _layer_norm(v: Array) -> Array:
     return (v - mean) / np.sqrt(var + LAYER_NORM_EPSILON)
 
 
-def saturating_sum(terms: list[Array], bound: float) -> Array:
-    """Add the terms one by one, clamping to ±bound after each (an int16 accumulator's saturating stores)."""
+def saturating_sum(terms: list[Array], bounds: tuple[float, float]) -> Array:
+    """Add the terms one by one, clamping to [lowest, highest] after each (an int16 accumulator's
+    saturating stores: -32768 and 32767 codes, so the lower bound is one step further from 0)."""
     total = np.zeros_like(terms[0])
     for term in terms:
-        total = np.clip(total + term, -bound, bound)
+        total = np.clip(total + term, *bounds)
     return total
 
 
@@ -66,8 +67,8 @@ def lstm_reference(
     c0: Array | None = None,
     record: dict[str, Array] | None = None,
     h_bounds: tuple[float, float] | None = None,
-    c_bound: float | None = None,
-    gate_bounds: Mapping[str, float] | None = None,
+    c_bounds: tuple[float, float] | None = None,
+    gate_bounds: Mapping[str, tuple[float, float]] | None = None,
     on_step: Callable[[], None] | None = None,
     jitter: Jitter | None = None,
 ) -> tuple[Array, Array, Array]:
@@ -77,10 +78,11 @@ def lstm_reference(
     inputs are simply missing keys: no input_to_input_weights means CIFG, cell_to_*_weights
     means peepholes, projection_weights means projection, *_layer_norm_coefficients means LN.
 
-    h_bounds/c_bound model an integer kernel's state saturation (h stored in int8, c in int16): the
-    state is clamped to what its type can hold each step, as the kernel's saturating stores do;
-    gate_bounds (gate -> bound) likewise clamps each gate's pre-activation, which the integer kernel
-    holds in int16 (±8 in Q3.12 without layer norm, the intermediate's range with it). It accumulates
+    h_bounds/c_bounds (lowest, highest) model an integer kernel's state saturation (h stored in int8,
+    c in int16): the state is clamped to what its type can hold each step, as the kernel's saturating
+    stores do; gate_bounds (gate -> (lowest, highest)) likewise clamps each gate's pre-activation, which
+    the integer kernel holds in int16 ([-8, 8 - 2^-12] in Q3.12 without layer norm, the intermediate's
+    range with it: the codes -32768..32767). It accumulates
     the terms one at a time, saturating after each: input FC (which carries the bias when there is no
     layer norm), recurrent FC, peephole; the order matters once one term alone passes the bound.
 
@@ -145,8 +147,8 @@ def lstm_reference(
         c = f * c + i * z
         if cell_clip > 0:
             c = np.clip(c, -cell_clip, cell_clip)
-        if c_bound is not None:
-            c = np.clip(c, -c_bound, c_bound)
+        if c_bounds is not None:  # the int16 sum f*c + i*z saturates (before the clip, which commutes with it)
+            c = np.clip(c, *c_bounds)
         o = gate_value("output", x_t, h, c, sigmoid)  # output peephole sees the new, clipped c
         m = o * g(c)
         keep("cell_state", c)
