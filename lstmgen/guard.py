@@ -210,8 +210,8 @@ def check_npz(path: Path | str, what: str, error: type[LstmgenError] = WeightFil
             check_budget(max(total, 0), f"{what} {path} (all members)", error)
 
 
-def zip_member(zf: zipfile.ZipFile, name: str, what: str, limit: int | None = None) -> bytes:
-    """One zip member, its declared uncompressed size checked first and the read capped at it."""
+def zip_member_size(zf: zipfile.ZipFile, name: str, what: str, limit: int | None = None) -> zipfile.ZipInfo:
+    """A zip member's entry, refused when its declared uncompressed size is over the limit (the budget)."""
     info = zf.getinfo(name)
     cap = max_bytes() if limit is None else limit
     if info.file_size > cap:
@@ -219,6 +219,12 @@ def zip_member(zf: zipfile.ZipFile, name: str, what: str, limit: int | None = No
             f"{what}: member {name} declares {_gib(info.file_size)} uncompressed, over the limit of {_gib(cap)} "
             "(a decompression bomb or a corrupt archive). Refused before reading."
         )
+    return info
+
+
+def zip_member(zf: zipfile.ZipFile, name: str, what: str, limit: int | None = None) -> bytes:
+    """One zip member, its declared uncompressed size checked first and the read capped at it."""
+    info = zip_member_size(zf, name, what, limit)
     with zf.open(info) as fh:  # ZipExtFile stops at file_size and checks the CRC
         return fh.read()
 

@@ -231,3 +231,45 @@ def test_an_unknown_npz_layout_still_lists_every_layout_without_importing_reader
         open_weights(tmp_path / "w.npz")
     for name, info in detect.FORMATS.items():
         assert f"{name}: {info.description}" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- .keras read in place
+
+
+def _rezip(src: Path, dst: Path, compression: int, edit: Callable[[bytes], bytes] = lambda b: b) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            zout.writestr(item.filename, edit(data) if item.filename == "model.weights.h5" else data)
+    return dst
+
+
+@pytest.mark.skipif(h5py is None, reason="needs h5py")
+def test_keras_archive_weights_are_read_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmgen import guard
+
+    src = TF_FIXTURES / "keras3_stacked.keras"
+    read: list[str] = []
+    real = guard.zip_member
+    monkeypatch.setattr(guard, "zip_member", lambda zf, name, *a: read.append(name) or real(zf, name, *a))
+    expected = [[w.tensors["input_to_forget_weights"] for w in row] for row in lstmgen.weights.load_layers(src)]
+    assert read == ["config.json"]  # the stored model.weights.h5 is not copied into memory
+    read.clear()
+    deflated = _rezip(src, tmp_path / "deflated.keras", zipfile.ZIP_DEFLATED)
+    got = [[w.tensors["input_to_forget_weights"] for w in row] for row in lstmgen.weights.load_layers(deflated)]
+    assert read == ["model.weights.h5", "config.json"]  # a compressed member is decompressed, as before
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.skipif(h5py is None, reason="needs h5py")
+def test_keras_archive_with_a_damaged_weight_byte_is_corrupt(tmp_path: Path) -> None:
+    """The member is read in place, not through zipfile: its CRC-32 is still checked, once, at open."""
+    damaged = _rezip(TF_FIXTURES / "keras3_lstm.keras", tmp_path / "d.keras", zipfile.ZIP_STORED)
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(damaged) as zf:
+        info = zf.getinfo("model.weights.h5")
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size - 100] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(WeightFileError, match="CRC-32 for member model.weights.h5.*truncated or corrupt"):
+        open_weights(damaged).cells()

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from lstmgen import guard
-from lstmgen.errors import WeightFileError
+from lstmgen.errors import LstmgenError, WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
 from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
 from lstmgen.weights.detect import FORMATS, KERAS_ROLES
 from lstmgen.weights.raw import SourceArrays
+from lstmgen.weights.zipped import stored_member
 
 ROLES = KERAS_ROLES
 # Keras activation name -> lstmgen name (same function in the fused kernel's float path).
@@ -559,7 +560,7 @@ class KerasFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self._h5, self._cells, self.source = _open_cells(path)
+        self._h5, self._handle, self._cells, self.source = _open_cells(path)
 
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The LSTM layers in model order: ('lstm',), ('lstm_1',), a Bidirectional as one layer
@@ -592,30 +593,43 @@ class KerasFile:
 
     def close(self) -> None:
         self._h5.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
-def _open_cells(path: Path) -> tuple[Any, list[_Cell], str]:
-    """Open a Keras .h5/.keras file and find its LSTM cells (datasets still unread): (h5 file, cells, source)."""
+def _open_cells(path: Path) -> tuple[Any, io.IOBase | None, list[_Cell], str]:
+    """Open a Keras .h5/.keras file and find its LSTM cells (datasets still unread).
+
+    Returns the h5py File, the file object it reads (a .keras archive's model.weights.h5; None for an
+    .h5 opened by name), the cells and the source name; the caller closes the first two.
+    """
     h5py = _import_h5py(path)
     config: dict[str, Any] | None = None
+    member: io.IOBase | None = None
     if path.name.lower().endswith(".keras"):
-        data, config = _read_keras_zip(path)
-        handle: Any = io.BytesIO(data)  # h5py reads a file object: nothing is extracted to disk
+        member, config = _read_keras_zip(path)  # h5py reads a file object: nothing is extracted to disk
+        handle: Any = member
         where = f"{path} (its model.weights.h5)"
     else:
         handle, where = path, str(path)
     try:
         h5 = h5py.File(handle, "r")
-    except OSError as exc:
-        raise WeightFileError(
-            f"{where} is not a readable HDF5 file ({exc}): it is truncated, corrupt or not HDF5. Expected "
-            "the output of Keras' model.save_weights('x.weights.h5') or model.save('x.keras' / 'x.h5'); "
-            "save it again."
-        ) from None
+    except BaseException as exc:
+        if member is not None:
+            member.close()
+        if isinstance(exc, OSError):
+            raise WeightFileError(
+                f"{where} is not a readable HDF5 file ({exc}): it is truncated, corrupt or not HDF5. Expected "
+                "the output of Keras' model.save_weights('x.weights.h5') or model.save('x.keras' / 'x.h5'); "
+                "save it again."
+            ) from None
+        raise
     try:
-        return h5, _find_cells(h5, config, path, where), str(path)
+        return h5, member, _find_cells(h5, config, path, where), str(path)
     except BaseException:
         h5.close()
+        if member is not None:
+            member.close()
         raise
 
 
@@ -640,8 +654,13 @@ def _find_cells(h5: Any, config: dict[str, Any] | None, path: Path, where: str) 
     return cells
 
 
-def _read_keras_zip(path: Path) -> tuple[bytes, dict[str, Any] | None]:
-    """config.json and model.weights.h5 from a .keras archive, read in memory."""
+def _read_keras_zip(path: Path) -> tuple[io.IOBase, dict[str, Any] | None]:
+    """config.json and model.weights.h5 from a .keras archive: the weights as a file object (close it).
+
+    Keras stores model.weights.h5 uncompressed: it is then read in place, dataset by dataset, after
+    its CRC-32 is checked; a compressed one is decompressed into memory.
+    """
+    weights: io.IOBase | None = None
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -650,24 +669,30 @@ def _read_keras_zip(path: Path) -> tuple[bytes, dict[str, Any] | None]:
                     f"{path}: this .keras archive has no model.weights.h5 (found: {', '.join(names) or 'nothing'}). "
                     "Expected a file written by Keras 3 model.save('x.keras'); save it again."
                 )
-            data = guard.zip_member(zf, "model.weights.h5", str(path))
+            info = guard.zip_member_size(zf, "model.weights.h5", str(path))
+            weights = stored_member(path, info) or io.BytesIO(guard.zip_member(zf, "model.weights.h5", str(path)))
             raw = guard.zip_member(zf, "config.json", str(path), guard.TEXT_LIMIT) if "config.json" in names else None
-    except WeightFileError:
+    except BaseException as exc:
+        if weights is not None:
+            weights.close()
+        broken = (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile)
+        if isinstance(exc, broken) and not isinstance(exc, LstmgenError):
+            raise WeightFileError(
+                f"{path} is not a readable .keras archive ({exc}): it is truncated or corrupt. Expected the zip "
+                "file that Keras 3 model.save('x.keras') writes; save it again."
+            ) from None
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
-        raise WeightFileError(
-            f"{path} is not a readable .keras archive ({exc}): it is truncated or corrupt. Expected the zip file "
-            "that Keras 3 model.save('x.keras') writes; save it again."
-        ) from None
+    assert weights is not None  # set, or the block raised
     if raw is None:
-        return data, None
+        return weights, None
     try:
         config = json.loads(raw)
     except ValueError as exc:
+        weights.close()
         raise WeightFileError(
             f"{path}: config.json in the archive is not valid JSON ({exc}). Save the model again with Keras."
         ) from None
-    return data, config if isinstance(config, dict) else None
+    return weights, config if isinstance(config, dict) else None
 
 
 def _checked_npz_cells(arrays: Mapping[str, np.ndarray], source: str) -> tuple[list[_Cell], list[str]]:
