@@ -6,8 +6,10 @@ comes from os.wait4's rusage for that child alone, its wall time from fork to ex
   big verify        the same with verification (the default)
   small verify      the 64-unit default build (--init weights, verified)
   --help / numpy    `lstmgen --help` against `python -c "import numpy"`
-The parent never imports numpy or holds the weights: Linux counts the RSS a child had before exec (a vfork
-shares the parent's memory) in its peak, so a large parent would inflate every figure.
+Each case runs once unmeasured first (bytecode caches written, files in the page cache), as an
+installed lstmgen would run. The parent never imports numpy or holds the weights: Linux counts the
+RSS a child had before exec (a vfork shares the parent's memory) in its peak, so a large parent would
+inflate every figure.
 Run: `make bench` (writes build/bench/process.json; docs/update_numbers.py puts it into the README and
 docs/measurements.md).
 """
@@ -32,7 +34,7 @@ MB = 2**20
 def run(argv: Sequence[str]) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MiB, CPU seconds) of one child process; fails loudly if the child fails."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=CHILD_ENV)
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -43,7 +45,14 @@ def run(argv: Sequence[str]) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # ru_maxrss: KiB on Linux
 
 
+# What an installed lstmgen runs with: bytecode caches (pip compiles them at install; an editable install
+# writes them on first import). A shell with PYTHONDONTWRITEBYTECODE=1 would otherwise make every run
+# compile lstmgen's ~80 modules again (about 0.1 s), which no user's run does.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(argv: Sequence[str], repeat: int) -> dict[str, float]:
+    run(argv)  # warm-up, not counted: writes the bytecode caches and fills the page cache
     runs = [run(argv) for _ in range(repeat)]
     walls = [w for w, _, _ in runs]
     return {

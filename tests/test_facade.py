@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import types
@@ -133,3 +134,18 @@ def test_plain_npz_build_loads_only_what_it_uses(tmp_path: Path) -> None:
     assert "lstmgen.build" in loaded and (tmp_path / "m.tflite").exists()
     needless = [m for m in loaded if m.startswith(NOT_FOR_A_PLAIN_BUILD)]
     assert not needless, f"a plain float build imported {needless}"
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("4", "4")])
+def test_cli_runs_single_threaded_blas_unless_told(given: str | None, expected: str) -> None:
+    """The CLI sets OPENBLAS_NUM_THREADS=1 before NumPy loads (its GEMVs are memory-bound), unless the user set it."""
+    code = (
+        "import os\nfrom lstmgen.cli.main import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "import numpy\nprint(os.environ.get('OPENBLAS_NUM_THREADS'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == expected

@@ -9,13 +9,13 @@ order (Keras). Without return_sequences each direction gives its last processed 
 
 from __future__ import annotations
 
+import importlib
 import mmap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lstmgen.check.source.canonical import canonical_cell
 from lstmgen.check.source.common import (
     Array,
     Cell,
@@ -25,18 +25,21 @@ from lstmgen.check.source.common import (
     Stated,
     forget_widened,
 )
-from lstmgen.check.source.keras_lstm import keras_cell
-from lstmgen.check.source.onnx_lstm import onnx_cell
-from lstmgen.check.source.tf1_cell import tf1_cell
-from lstmgen.check.source.torch_lstm import torch_cell
 
-FRAMEWORKS: dict[str, CellFactory] = {
-    "tf1": tf1_cell,
-    "keras": keras_cell,
-    "torch": torch_cell,
-    "onnx": onnx_cell,
-    "tflite": canonical_cell,
+# Framework -> "module:function" building its cell; imported on use, so a build loads only its own.
+FRAMEWORKS: dict[str, str] = {
+    "tf1": "lstmgen.check.source.tf1_cell:tf1_cell",
+    "keras": "lstmgen.check.source.keras_lstm:keras_cell",
+    "torch": "lstmgen.check.source.torch_lstm:torch_cell",
+    "onnx": "lstmgen.check.source.onnx_lstm:onnx_cell",
+    "tflite": "lstmgen.check.source.canonical:canonical_cell",
 }
+
+
+def _factory(framework: str) -> CellFactory:
+    module, name = FRAMEWORKS[framework].split(":")
+    factory: CellFactory = getattr(importlib.import_module(module), name)
+    return factory
 # What the "reference" field names: the framework whose documented equations were run.
 REFERENCE_NAMES = {
     "tf1": "tf1-lstmcell",
@@ -147,7 +150,7 @@ def source_model(layers: Sequence[Sequence[object]], stated: Stated) -> SourceMo
             origin = getattr(holder, "origin", None)
             if origin is None or origin.framework not in FRAMEWORKS:
                 raise SourceUnsupported("weights without stored source arrays (--init or an unknown reader)")
-            cell = FRAMEWORKS[origin.framework](origin.arrays, origin.attrs, stated)
+            cell = _factory(origin.framework)(origin.arrays, origin.attrs, stated)
             if cell.backward is None:
                 cell = replace(cell, backward=d == 1)
             row.append((pos, cell))
