@@ -176,7 +176,11 @@ def build(
     written: list[float] = []
 
     def write(fh: BinaryIO) -> None:
-        planned.write_to(fh, on_copied=source.release if source is not None else None)
+        planned.write_to(fh)
+        if source is not None:
+            # The mapped weight pages stay resident from the readers' checks through the write (dropping
+            # them between would only fault them in again); verification needs the memory, so drop them now.
+            source.release()
         written.append(time.perf_counter())
 
     def finish(tmp: Path) -> None:
@@ -256,9 +260,7 @@ def _read(
         return ([[weights]] if isinstance(weights, CellWeights) else weights), None
     say(f"reading weights {weights}")
     source = open_weights(weights, weights_format)
-    layers = load_stack(source, layer, num_layers)
-    source.release()  # the readers' checks touched every array; the write reads each again, once
-    return layers, source
+    return load_stack(source, layer, num_layers), source
 
 
 def _quantize(

@@ -83,6 +83,17 @@ def test_bad_tflite_weights(weights_npz, mutate, expect: str) -> None:
         load_weights(weights_npz(w), "tflite")
 
 
+def test_huge_finite_weights_are_not_taken_for_nan(weights_npz) -> None:
+    """The fast finite check sums in float32, which overflows to Inf on weights near the float32 limit:
+    that alone must not refuse the file (the exact element check decides)."""
+    w = random_tflite_weights()
+    w["input_to_cell_weights"][:] = 3e38
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.sum(w["input_to_cell_weights"]))  # the sum overflows...
+    loaded = load_weights(weights_npz(w), "tflite")  # ...and the file is still accepted
+    assert np.all(loaded.tensors["input_to_cell_weights"] == np.float32(3e38))
+
+
 def test_bad_files(tmp_path: Path, weights_npz) -> None:
     with pytest.raises(WeightFileError, match="does not exist"):
         load_weights(tmp_path / "nope.npz")

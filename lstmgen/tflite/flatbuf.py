@@ -183,8 +183,8 @@ class PlannedFile:
     def size(self) -> int:
         return len(self._data) - self._head
 
-    def write_to(self, fh: BinaryIO, on_copied: Callable[[], None] | None = None) -> None:
-        """Write the file; `on_copied()` runs after each slab (a memory-mapped source drops its pages there)."""
+    def write_to(self, fh: BinaryIO) -> None:
+        """Write the file: the tables from the builder, each weight copied once through the reused slab buffer."""
         view = memoryview(self._data)
         staging = np.empty(min(_CHUNK_BYTES, max((h.nbytes for h in self._holes), default=0)) + 64, np.uint8)
         pos = self._head
@@ -195,8 +195,6 @@ class PlannedFile:
                 dest = staging[:nbytes].view(hole.dtype).reshape(part.shape)
                 _copy_tiled(dest, part)
                 fh.write(staging[:nbytes].data)
-                if on_copied is not None:
-                    on_copied()
             pos = hole.pos + hole.nbytes
         fh.write(view[pos:])
         view.release()

@@ -207,8 +207,12 @@ def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> n
             f"{source}: array '{name}' has dtype {array.dtype}, expected float32 (float64 is converted). "
             "Save the weights as floating point; quantized weights are produced by lstmgen, not read."
         )
-    # A float64 sum is NaN/Inf iff some element is (no overflow for float32 inputs): no bool temp.
-    if array.size and not np.isfinite(np.sum(array, dtype=np.float64)):
+    # A finite sum means every element is finite (a NaN or Inf element makes the sum NaN or Inf): one pass,
+    # no temporary. The float32 sum runs at memory speed (a float64 one converts every element); only a
+    # non-finite sum, a bad element or an overflow of large weights, pays for the exact element check.
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow or Inf - Inf is an answer here, not an error
+        finite_sum = bool(np.isfinite(np.sum(array)))
+    if array.size and not finite_sum and not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))
         where = tuple(int(i) for i in bad[0])
         raise WeightFileError(
