@@ -156,10 +156,12 @@ def _import_h5py(path: Path) -> Any:
 
 
 def _h5_datasets(h5: Any) -> list[str]:
+    import h5py  # imported by now: h5 is open
+
     found: list[str] = []
 
     def visit(name: str, obj: Any) -> None:
-        if hasattr(obj, "shape"):
+        if isinstance(obj, h5py.Dataset):
             found.append(f"/{name} {_shape(obj)}")
 
     h5.visititems(visit)
@@ -168,6 +170,8 @@ def _h5_datasets(h5: Any) -> list[str]:
 
 def _keras3_cells(h5: Any) -> list[_Cell]:
     """Keras 3 (and tf_keras' .weights.h5) layout: <layer path>/cell/vars/{0,1,2}, indexed not named."""
+    import h5py  # imported by now: h5 is open
+
     cells = []
     groups: list[tuple[str, Any]] = []
 
@@ -177,9 +181,9 @@ def _keras3_cells(h5: Any) -> list[_Cell]:
 
     h5.visititems(visit)
     for name, group in groups:
-        if not hasattr(group, "keys") or "0" not in group or "1" not in group:
+        if not isinstance(group, h5py.Group) or "0" not in group or "1" not in group:
             continue
-        ds = {k: group[k] for k in group if hasattr(group[k], "shape")}
+        ds = {k: group[k] for k in group if isinstance(group[k], h5py.Dataset)}
         k, r = ds.get("0"), ds.get("1")
         if k is None or r is None or len(k.shape) != 2 or set(ds) - {"0", "1", "2"} or not _is_lstm_recurrent(r):
             continue
