@@ -21,7 +21,7 @@ import numpy as np
 from lstmgen.build import build
 from lstmgen.check.graph import evaluate
 from lstmgen.run import run_model
-from lstmgen.tflite.flatbuf import read_model
+from lstmgen.tflite.reader import read_model
 
 # (label, build options, runtime)
 MODES: tuple[tuple[str, dict[str, Any], str], ...] = (

@@ -13,7 +13,8 @@ from lstmgen.config import CellConfig
 from lstmgen.layout import layout
 from lstmgen.quant.calibrate import random_calibration
 from lstmgen.quant.quantize import quantize
-from lstmgen.tflite.flatbuf import ModelRecord, serialize
+from lstmgen.tflite.records import ModelRecord
+from lstmgen.tflite.writer import serialize
 
 MODES = ("none", "float16", "dynamic-int8", "dynamic-int8+asym", "int8")
 

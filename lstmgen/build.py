@@ -18,7 +18,8 @@ from lstmgen.layout import layout
 from lstmgen.output import write_atomic
 from lstmgen.resolve import CONFIG_FIELDS, check_options, load_stack, resolve
 from lstmgen.samples import read_samples
-from lstmgen.tflite.flatbuf import ModelRecord, estimate_size, materialize, plan_file
+from lstmgen.tflite.records import ModelRecord, materialize
+from lstmgen.tflite.writer import estimate_size, plan_file
 from lstmgen.weights import CellWeights, WeightSource
 from lstmgen.weights import open as open_weights
 

@@ -20,7 +20,7 @@ from lstmgen.modelinfo import read_lstm_model
 from lstmgen.output import check_target, write_atomic
 from lstmgen.runtimes.micro import capture_stderr, import_tflm
 from lstmgen.runtimes.probe import probe
-from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord
+from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 

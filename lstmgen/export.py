@@ -14,7 +14,7 @@ from lstmgen.check.graph import real_value
 from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import write_atomic
-from lstmgen.tflite.flatbuf import ModelRecord
+from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.weights.base import GATE_ORDERS
 

@@ -16,7 +16,7 @@ import numpy as np
 from lstmgen.config import CellConfig
 from lstmgen.errors import VerificationError
 from lstmgen.progress import task
-from lstmgen.tflite.flatbuf import Deferred
+from lstmgen.tflite.records import Deferred
 from lstmgen.weights import CellWeights
 from lstmgen.weights.raw import SourceArrays
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from lstmgen.config import CellConfig
 from lstmgen.layout import CellShape, slot_enabled
-from lstmgen.tflite.flatbuf import Deferred
+from lstmgen.tflite.records import Deferred
 from lstmgen.tflite.slots import WEIGHT_SLOTS
 from lstmgen.weights import CellWeights
 

@@ -18,7 +18,7 @@ import numpy as np
 from lstmgen import __version__
 from lstmgen.config import CellConfig
 from lstmgen.errors import WeightFileError
-from lstmgen.tflite.flatbuf import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
+from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
 from lstmgen.tflite.tables import ACTIVATIONS, METADATA_KEY, min_runtime

@@ -11,7 +11,8 @@ from typing import Any
 from lstmgen import guard
 from lstmgen.check.graph import LstmSpec, lstm_spec
 from lstmgen.errors import ModelFileError
-from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, METADATA_KEY
 from lstmgen.tflite.validate import check_model

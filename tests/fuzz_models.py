@@ -104,7 +104,9 @@ def _byte_mutation(data: bytes, rng: np.random.Generator) -> bytes:
 
 def _record_mutation(data_bytes: bytes, rng: np.random.Generator) -> bytes:
     """Parse, change one field of one record (a valid flatbuffer with invalid contents), serialize."""
-    from lstmgen.tflite.flatbuf import Options, Quantization, materialize, read_model, serialize
+    from lstmgen.tflite.reader import read_model
+    from lstmgen.tflite.records import Options, Quantization, materialize
+    from lstmgen.tflite.writer import serialize
 
     model = materialize(read_model(data_bytes))
     tensors, ops = list(model.tensors), list(model.operators)

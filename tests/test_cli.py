@@ -925,7 +925,8 @@ def _corrupt_tensor_index(src: Path, dst: Path) -> None:
     """A model whose LSTM op points at tensor 999 (a corrupt file): written with lstmgen's own records."""
     import dataclasses
 
-    from lstmgen.tflite.flatbuf import read_model, serialize
+    from lstmgen.tflite.reader import read_model
+    from lstmgen.tflite.writer import serialize
 
     model = read_model(src.read_bytes())
     op = model.operators[0]

@@ -19,8 +19,10 @@ from lstmgen.cli.main import main
 from lstmgen.errors import ConfigError, VerificationError
 from lstmgen.targets.ethos_u import ETHOS_U_RULES, run_vela
 from lstmgen.targets.rules import find_problems
-from lstmgen.tflite.flatbuf import ModelRecord, Quantization, read_model, serialize
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import ModelRecord, Quantization
 from lstmgen.tflite.slots import Slot
+from lstmgen.tflite.writer import serialize
 
 HAVE_VELA = importlib.util.find_spec("ethosu") is not None
 HAVE_TFLM = importlib.util.find_spec("tflite_micro") is not None

@@ -232,7 +232,7 @@ def test_calibration_and_verification_report_their_steps(tmp_path: Path) -> None
     from lstmgen.check.float_bound import FLOAT_RUNS
     from lstmgen.check.verify import verify_model
     from lstmgen.quant.calibrate import calibrate
-    from lstmgen.tflite.flatbuf import read_model
+    from lstmgen.tflite.reader import read_model
 
     assert progress.step_hook() is None  # nobody watching: no per-step cost
     model = tmp_path / "m.tflite"

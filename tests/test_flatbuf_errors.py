@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import lstmgen.tflite.flatbuf as flatbuf
+import lstmgen.tflite.reader as flatbuf_reader
 from lstmgen.cli.main import main
 from lstmgen.errors import ModelFileError
 from lstmgen.tflite.schema import Reader
@@ -25,14 +25,14 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_truncated_buffer_is_a_corrupt_file(model: Path) -> None:
     data = model.read_bytes()
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
-        flatbuf.read_model(data[: len(data) // 3], "m.tflite")
+        flatbuf_reader.read_model(data[: len(data) // 3], "m.tflite")
 
 
 def test_an_opcode_index_past_the_codes_is_named(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     length = Reader.length
     monkeypatch.setattr(Reader, "length", lambda self, name: 0 if name == "OperatorCodes" else length(self, name))
     with pytest.raises(ModelFileError, match="operator code 0, but the file has 0"):
-        flatbuf.read_model(model.read_bytes(), "m.tflite")
+        flatbuf_reader.read_model(model.read_bytes(), "m.tflite")
 
 
 @pytest.mark.parametrize("error", [IndexError, ValueError, KeyError, TypeError])
@@ -42,8 +42,8 @@ def test_a_bug_in_lstmgen_reading_code_is_exit_70(model: Path, monkeypatch: pyte
     def broken(*args: object) -> None:
         raise error("a bug in lstmgen")
 
-    monkeypatch.setattr(flatbuf, "_check_indices", broken)
+    monkeypatch.setattr(flatbuf_reader, "_check_indices", broken)
     with pytest.raises(error):
-        flatbuf.read_model(model.read_bytes(), "m.tflite")
+        flatbuf_reader.read_model(model.read_bytes(), "m.tflite")
     result = CliRunner().invoke(main, ["inspect", str(model)])
     assert result.exit_code == 70, (result.exit_code, result.output)

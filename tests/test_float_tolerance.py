@@ -24,8 +24,10 @@ from lstmgen.cli.main import main
 from lstmgen.errors import VerificationError
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.runtimes.interpreter import Session
-from lstmgen.tflite.flatbuf import OperatorRecord, TensorRecord, read_model, serialize
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import OperatorRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator
+from lstmgen.tflite.writer import serialize
 
 pytestmark = pytest.mark.runtime
 N, I, T = 32, 8, 50  # noqa: E741  (the op's own symbols)

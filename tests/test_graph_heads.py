@@ -15,7 +15,7 @@ from lstmgen.cli.main import main
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.runtimes.interpreter import Session
-from lstmgen.tflite.flatbuf import read_model
+from lstmgen.tflite.reader import read_model
 
 pytestmark = pytest.mark.runtime
 HEADS = ROOT / "tests" / "fixtures" / "heads"  # made by make_heads.py from TF's converter output

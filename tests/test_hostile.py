@@ -189,7 +189,9 @@ def _set_input(src: Path, dst: Path, opcode: int, slot: int, value: int = -1) ->
     """Record-level mutation: one operator input index replaced (what a 4-byte corruption does)."""
     from dataclasses import replace
 
-    from lstmgen.tflite.flatbuf import materialize, read_model, serialize
+    from lstmgen.tflite.reader import read_model
+    from lstmgen.tflite.records import materialize
+    from lstmgen.tflite.writer import serialize
 
     model = read_model(src.read_bytes())
     ops = tuple(
@@ -240,7 +242,8 @@ def test_checker_flags_bad_quantization_and_shapes(tmp_path: Path) -> None:
     from dataclasses import replace
 
     from lstmgen.errors import ModelFileError
-    from lstmgen.tflite.flatbuf import Quantization, read_model
+    from lstmgen.tflite.reader import read_model
+    from lstmgen.tflite.records import Quantization
     from lstmgen.tflite.validate import check_model
 
     base = tmp_path / "base.tflite"
@@ -399,7 +402,9 @@ def test_forget_bias_that_overflows_float32_is_refused(tmp_path: Path) -> None:
 def test_foreign_metadata_of_the_wrong_type(tmp_path: Path, built: tuple[Path, Path, Path], blob: bytes) -> None:
     from dataclasses import replace
 
-    from lstmgen.tflite.flatbuf import materialize, read_model, serialize
+    from lstmgen.tflite.reader import read_model
+    from lstmgen.tflite.records import materialize
+    from lstmgen.tflite.writer import serialize
 
     _, model, x = built
     record = read_model(model.read_bytes())
@@ -557,7 +562,9 @@ def test_fuzz_findings_in_the_reference_exit_2(tmp_path: Path, built: tuple[Path
     [N, P] ones (a broadcasting error in the reference), and an input with an empty time axis."""
     from dataclasses import replace
 
-    from lstmgen.tflite.flatbuf import materialize, read_model, serialize
+    from lstmgen.tflite.reader import read_model
+    from lstmgen.tflite.records import materialize
+    from lstmgen.tflite.writer import serialize
 
     _, model, _ = built
     record = materialize(read_model(model.read_bytes()))

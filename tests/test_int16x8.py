@@ -20,7 +20,7 @@ from lstmgen.cli.main import main
 from lstmgen.errors import ConfigError, ModelFileError, VerificationError
 from lstmgen.run import run_model
 from lstmgen.runtimes.micro import open_micro_session
-from lstmgen.tflite.flatbuf import read_model
+from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.slots import Slot
 
 needs_tflm = pytest.mark.skipif(

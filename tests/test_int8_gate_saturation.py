@@ -18,8 +18,9 @@ from lstmgen.config import CellConfig
 from lstmgen.layout import layout
 from lstmgen.quant.calibrate import calibrate
 from lstmgen.quant.quantize import quantize
-from lstmgen.tflite.flatbuf import ModelRecord, serialize
+from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.slots import Slot
+from lstmgen.tflite.writer import serialize
 from tests.support import random_tflite_weights
 
 B, T, I, N = 2, 40, 5, 8  # noqa: E741  a long sequence: the misplaced clip's error accumulates over time

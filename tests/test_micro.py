@@ -17,16 +17,10 @@ from lstmgen.check.graph import evaluate
 from lstmgen.errors import ConfigError, LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.run import run_model, run_model_states
 from lstmgen.targets.rules import MICRO_BUILTIN_OPS, MICRO_RULES, TARGETS, check_target, find_problems
-from lstmgen.tflite.flatbuf import (
-    ModelRecord,
-    OperatorRecord,
-    Options,
-    Quantization,
-    TensorRecord,
-    read_model,
-    serialize,
-)
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.slots import Slot
+from lstmgen.tflite.writer import serialize
 
 HAVE_TFLM = importlib.util.find_spec("tflite_micro") is not None
 needs_tflm = pytest.mark.skipif(

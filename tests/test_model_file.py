@@ -14,8 +14,10 @@ from lstmgen.build import build
 from lstmgen.config import CellConfig
 from lstmgen.layout import layout
 from lstmgen.modelinfo import describe_graph
-from lstmgen.tflite.flatbuf import DATA_ALIGNMENT, read_model, serialize
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import DATA_ALIGNMENT
 from lstmgen.tflite.slots import WEIGHT_SLOTS, Slot
+from lstmgen.tflite.writer import serialize
 
 N, I, P, B = 6, 5, 4, 3  # noqa: E741  (the op's own size names)
 

@@ -17,8 +17,10 @@ from lstmgen.errors import ConfigError
 from lstmgen.layout import layout
 from lstmgen.quant.calibrate import calibrate, random_calibration
 from lstmgen.quant.quantize import quantize
-from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Signature, TensorRecord, read_model, serialize
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import ModelRecord, OperatorRecord, Options, Signature, TensorRecord
 from lstmgen.tflite.slots import Slot
+from lstmgen.tflite.writer import serialize
 from tests.support import TF_FIXTURES, random_tflite_weights
 
 ai_edge_litert = pytest.importorskip("ai_edge_litert.interpreter")

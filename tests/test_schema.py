@@ -14,10 +14,10 @@ import pytest
 import tflite
 from click.testing import CliRunner
 
-import lstmgen.tflite.flatbuf as flatbuf
+import lstmgen.tflite.reader as tflite_reader
 from lstmgen.cli.main import main
 from lstmgen.tflite import schema
-from lstmgen.tflite.flatbuf import read_model
+from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.schema import OPTIONS, SCALARS, TABLES, Field, Reader, TableSchema
 
 ALL_TABLES = [*TABLES.values(), *OPTIONS.values()]
@@ -158,7 +158,7 @@ def test_an_options_table_without_a_schema_reads_as_its_name(monkeypatch: pytest
     data = path.read_bytes()
     known = {op.options.table: op.options.fields for op in read_model(data).operators if op.options is not None}
     assert known["ConcatenationOptions"] == (("Axis", 2), ("FusedActivationFunction", 0))
-    monkeypatch.setattr(flatbuf, "OPTIONS", {k: v for k, v in OPTIONS.items() if k != "ConcatenationOptions"})
+    monkeypatch.setattr(tflite_reader, "OPTIONS", {k: v for k, v in OPTIONS.items() if k != "ConcatenationOptions"})
     unknown = {op.options.table: op.options.fields for op in read_model(data).operators if op.options is not None}
     assert unknown == {**known, "ConcatenationOptions": ()}
 

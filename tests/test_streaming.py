@@ -10,7 +10,7 @@ import pytest
 
 import lstmgen
 import lstmgen.build
-from lstmgen.tflite import flatbuf
+from lstmgen.tflite import reader, writer
 from lstmgen.weights.npz import NpzArrays
 
 build_module = sys.modules["lstmgen.build"]  # the module (lstmgen.build is also the function's name)
@@ -33,9 +33,9 @@ def _tf1(path: Path, units: int = 16, inputs: int = 8, proj: int = 0) -> Path:
 def test_streamed_file_is_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proj: int) -> None:
     weights = _tf1(tmp_path / "w.npz", proj=proj)
     with monkeypatch.context() as m:  # one slab per tensor
-        m.setattr(flatbuf, "_CHUNK_BYTES", 2**40)
+        m.setattr(writer, "_CHUNK_BYTES", 2**40)
         lstmgen.build(tmp_path / "a.tflite", {}, weights, verify=False)
-    monkeypatch.setattr(flatbuf, "_CHUNK_BYTES", 256)  # many slabs per tensor, some smaller than a row
+    monkeypatch.setattr(writer, "_CHUNK_BYTES", 256)  # many slabs per tensor, some smaller than a row
     lstmgen.build(tmp_path / "b.tflite", {}, weights, verify=False)
     assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
 
@@ -55,12 +55,12 @@ def test_weight_pages_dropped_after_the_write_before_verification(
 
 
 def test_tiled_copy_of_views(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flatbuf, "_TILE_ROWS", 4)  # several tiles, ragged edges, on a small array
-    monkeypatch.setattr(flatbuf, "_TILE_COLS", 3)
+    monkeypatch.setattr(writer, "_TILE_ROWS", 4)  # several tiles, ragged edges, on a small array
+    monkeypatch.setattr(writer, "_TILE_COLS", 3)
     src = np.arange(10 * 40, dtype=np.float32).reshape(10, 40)
     for view in (src.T, src[:, 8:17].T, src[2:5, ::3], src.T[::-1], src, src[0]):
         dest = np.empty(view.shape, np.float32)
-        flatbuf._copy_tiled(dest, view)
+        writer._copy_tiled(dest, view)
         np.testing.assert_array_equal(dest, view)
 
 
@@ -68,8 +68,8 @@ def test_written_file_equals_the_in_memory_one(tmp_path: Path, monkeypatch: pyte
     """PlannedFile.write_to (slabs into a reused buffer) and serialize (in place) give the same bytes."""
     weights = _tf1(tmp_path / "w.npz", proj=6)
     lstmgen.build(tmp_path / "a.tflite", {}, weights, verify=False)
-    model = flatbuf.read_model((tmp_path / "a.tflite").read_bytes())
-    monkeypatch.setattr(flatbuf, "_CHUNK_BYTES", 100)  # slabs smaller than one row of some tensors
+    model = reader.read_model((tmp_path / "a.tflite").read_bytes())
+    monkeypatch.setattr(writer, "_CHUNK_BYTES", 100)  # slabs smaller than one row of some tensors
     with open(tmp_path / "b.tflite", "wb") as fh:
-        flatbuf.plan_file(model).write_to(fh)
-    assert (tmp_path / "b.tflite").read_bytes() == bytes(flatbuf.serialize(model))
+        writer.plan_file(model).write_to(fh)
+    assert (tmp_path / "b.tflite").read_bytes() == bytes(writer.serialize(model))

@@ -17,7 +17,7 @@ from lstmgen.check.reference import Jitter, lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
 from lstmgen.quant import affine
-from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.records import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
 from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES

@@ -28,7 +28,7 @@ from lstmgen.check.source import SourceModel
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
-from lstmgen.tflite.flatbuf import ModelRecord
+from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
 States = dict[int, tuple[np.ndarray | None, np.ndarray | None]]

@@ -16,7 +16,7 @@ from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
 from lstmgen.quant import affine
-from lstmgen.tflite.flatbuf import ModelRecord, Quantization, TensorRecord
+from lstmgen.tflite.records import ModelRecord, Quantization, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import Slot
 

@@ -10,7 +10,7 @@ import numpy as np
 from lstmgen.check.graph import evaluate
 from lstmgen.errors import ConfigError
 from lstmgen.progress import task
-from lstmgen.tflite.flatbuf import ModelRecord
+from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 
 RANDOM_SOURCE = "random (SMOKE TEST ONLY: standard-normal inputs, not representative of real data)"

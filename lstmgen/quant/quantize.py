@@ -16,7 +16,7 @@ from lstmgen.config import QUANTIZE_MODES as MODES
 from lstmgen.errors import ConfigError
 from lstmgen.quant import affine
 from lstmgen.quant.calibrate import CalibrationStats, LstmRanges
-from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
+from lstmgen.tflite.records import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot, gate_slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime

@@ -18,7 +18,8 @@ from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.runtimes.interpreter import decode, encode
 from lstmgen.runtimes.probe import probe
 from lstmgen.targets.rules import LSTM, check_target
-from lstmgen.tflite.flatbuf import ModelRecord, TensorRecord, read_model
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.slots import Slot
 
 RUNTIME_NAME = "tflite-micro"

@@ -39,7 +39,7 @@ from lstmgen.targets.rules import (
     _projection,
     _tensor,
 )
-from lstmgen.tflite.flatbuf import ModelRecord
+from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import Slot
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from lstmgen.config import TARGETS
 from lstmgen.errors import ConfigError
-from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.records import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.schema import ActivationFunctionType, BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, Slot
 from lstmgen.tflite.tables import ACTIVATION_NAMES, BUILTIN_OPERATOR_NAMES

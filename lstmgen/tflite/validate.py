@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmgen.errors import ModelFileError
-from lstmgen.tflite.flatbuf import ModelRecord, OperatorRecord, TensorRecord
+from lstmgen.tflite.records import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
