@@ -83,8 +83,9 @@ class WeightSource:
     The file is parsed once, on first use, and `.cells()`, `.load()` and `.load_layers()` share that
     parse (an HDF5 file, an ONNX model, a checkpoint index, a safetensors header, an .npz directory);
     arrays are read only for the cells loaded. An .npz is opened lazily (its zip directory and array
-    headers at open, each array memory-mapped when a reader uses it, see NpzArrays). `release()` closes
-    the file and drops what was read of it; the weights already loaded stay valid.
+    headers at open, each array memory-mapped when a reader uses it, see NpzArrays). `release()` frees
+    what the file holds beyond the loaded weights (dropped pages, or the file closed), `close()` closes
+    it; the weights already loaded stay valid either way.
 
     Example:
         >>> with open("bilstm.pt") as src:                          # doctest: +SKIP

@@ -78,7 +78,7 @@ class CellWeights:
 
 
 class WeightFile(Protocol):
-    """One native weight file, opened and parsed once: its cells are listed and read from that one parse.
+    """One weight file, opened and parsed once: its cells are listed and read from that one parse.
 
     Arrays are read when a cell is loaded, and only that cell's. The weights loaded stay valid after
     `release()` and `close()`.
