@@ -49,9 +49,6 @@ BUILTIN_OPERATOR_NAMES: dict[int, str] = {
     v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)
 }
 
-# UNIDIRECTIONAL_SEQUENCE_LSTM op version -> minimum TFLite runtime (runtime_version.cc).
-MIN_RUNTIME_VERSION: dict[int, str] = {1: "1.13.1", 2: "1.14.0", 3: "2.3.0", 4: "2.12.0"}
-
 # Minimum runtime per (builtin operator, version), for the ops lstmgen emits (LiteRT
 # tflite/converter/tools/versioning/runtime_version.cc at f6745779). The model's
 # min_runtime_version is the maximum over its operators.
