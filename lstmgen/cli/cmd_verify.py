@@ -210,7 +210,8 @@ def _reference(weights: Path, weights_format: str, layer: str | None, options: d
     from lstmgen.resolve import load_stack, resolve
     from lstmgen.weights import open as open_weights
 
-    layers = load_stack(open_weights(weights, weights_format), layer, options.get("num_layers"))
+    with open_weights(weights, weights_format) as source:  # loaded weights stay valid after the close
+        layers = load_stack(source, layer, options.get("num_layers"))
     config, layers, _, _ = resolve(options, layers)
     reference, why = source_reference(config, layers, options.get("forget_bias"))
     if reference is None:
