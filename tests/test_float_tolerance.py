@@ -63,15 +63,20 @@ def test_steep_cell_fails_without_derived_bound(tmp_path: Path, steep: Path) -> 
     assert not verify_model(tmp_path / "m.tflite", time_steps=T, float_runs=0).passed
 
 
-def test_steep_cell_forget_bias_off_by_one_is_caught(
-    tmp_path: Path, steep: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _forget_bias_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The injected bug: the layout folds forget_bias + 1 into the forget-gate bias."""
     real = lstmgen.layout._Graph.lstm
 
     def lstm(self: Any, scope: str, shape: Any, weights: Any, x: int, forget_bias: float) -> int:
         return real(self, scope, shape, weights, x, forget_bias + 1.0)
 
     monkeypatch.setattr(lstmgen.layout._Graph, "lstm", lstm)
+
+
+def test_steep_cell_forget_bias_off_by_one_is_caught(
+    tmp_path: Path, steep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _forget_bias_off_by_one(monkeypatch)
     with pytest.raises(VerificationError) as caught:
         _build(tmp_path / "m.tflite", steep)
     src = caught.value.payload["verification"]["against_source"]
@@ -124,12 +129,7 @@ def test_steep_cell_inside_a_graph_passes_within_derived_bound(tmp_path: Path, s
 def test_steep_cell_inside_a_graph_forget_bias_off_by_one_is_caught(
     tmp_path: Path, steep: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = lstmgen.layout._Graph.lstm
-
-    def lstm(self: Any, scope: str, shape: Any, weights: Any, x: int, forget_bias: float) -> int:
-        return real(self, scope, shape, weights, x, forget_bias + 1.0)
-
-    monkeypatch.setattr(lstmgen.layout._Graph, "lstm", lstm)
+    _forget_bias_off_by_one(monkeypatch)
     model = tmp_path / "m.tflite"
     build(model, {"time_steps": T}, steep, weights_format="tf1", verify=False)
     head = _with_head(model, tmp_path / "head.tflite")
