@@ -19,7 +19,7 @@ from lstmgen.output import write_atomic
 from lstmgen.resolve import CONFIG_FIELDS, check_options, load_stack, resolve
 from lstmgen.samples import read_samples
 from lstmgen.tflite.records import ModelRecord, materialize
-from lstmgen.tflite.writer import estimate_size, plan_file
+from lstmgen.tflite.writer import check_size, estimate_size, plan_file
 from lstmgen.weights import CellWeights, WeightSource
 from lstmgen.weights import open as open_weights
 
@@ -157,6 +157,7 @@ def build(
     }
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    check_size(record)  # before the reference or quantization allocate anything of the model's size
     # After layout: its checks have refused malformed arrays.
     reference, no_reference = source_reference(config, layers, opts.get("forget_bias")) if verify else (None, None)
     if no_reference:

@@ -270,3 +270,12 @@ def test_api_run_options_checked_before_reading(tmp_path: Path, kwargs: dict[str
     with pytest.raises(ConfigError, match=field):
         build(tmp_path / "m.tflite", {}, tmp_path / "missing.npz", **kwargs)
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_oversized_init_build_is_refused_before_anything_is_generated(tmp_path: Path) -> None:
+    """A verified --init build of a 149 GiB model: exit 2 at once (it was exit 70, a MemoryError while the
+    reference generated the weights, found by a fresh-user test)."""
+    out = tmp_path / "m.tflite"
+    result = CliRunner().invoke(main, ["build", "--num-units", "100000", "--input-size", "8", "-o", str(out)])
+    assert result.exit_code == 2 and "over the 2 GiB flatbuffer limit" in result.output
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from support import ROOT, TF_FIXTURES, keras_gates_swapped
@@ -87,6 +88,25 @@ def test_int8_build_reports_error_and_max_error_gates(tmp_path: Path) -> None:
     result = invoke(*common, *calib, "-o", out, "--max-error", src["max_abs_error"] / 2, "--json")
     assert result.exit_code == 1 and not out.exists()
     assert json.loads(result.stdout)["ok"] is False
+
+
+def test_int8_input_clipping_counts_against_the_source(tmp_path: Path) -> None:
+    """Calibrated on inputs 100x too small, the int8 input grid clips real inputs: the source must see them
+    as given (not clipped), so the error the user would see is the error reported (a fresh-user finding:
+    it was fed the clipped input and said PASS at 0.0016 where the real error was 0.10)."""
+    calib = np.load(TF_FIXTURES / "tfint8_calibration.npy")
+    np.save(tmp_path / "small.npy", calib * 0.01)
+    np.save(tmp_path / "real.npy", calib)
+    out = tmp_path / "m.tflite"
+    common = ("--weights", KERAS_W, "--time-steps", "10")
+    built = invoke("build", *common, "--quantize", "int8", "--calibration-data", tmp_path / "small.npy", "-o", out)
+    assert built.exit_code == 0, built.output
+    args = ("verify", out, *common, "--input", tmp_path / "real.npy", "--json")
+    src = json.loads(invoke(*args).stdout)["against_source"]
+    reference = json.loads(invoke("verify", out, *common, "--input", tmp_path / "small.npy", "--json").stdout)
+    # On inputs inside the calibrated range the model is close; on real ones clipping dominates.
+    assert src["max_abs_error"] > 10 * reference["against_source"]["max_abs_error"]
+    assert invoke(*args[:-1], "--max-error", 2 * reference["against_source"]["max_abs_error"]).exit_code == 1
 
 
 def test_verify_flags_need_weights(tmp_path: Path) -> None:

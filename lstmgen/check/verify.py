@@ -175,6 +175,9 @@ def verify_model(
         expect(runs * len(lm.lstms) * shape[0 if lm.time_major else 1])
     session.resize(tuple(shape), tuple(lm.input.shape_signature or lm.input.shape))
     rng = np.random.default_rng(seed)
+    # The source sees the user's input as given; the model sees it on its input grid (quantized inputs are
+    # rounded and clipped to the calibrated range), so clipping counts in the error against the source.
+    x_given = None if x is None else np.asarray(x, np.float32)
     x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
     report.against_source = src
@@ -189,7 +192,7 @@ def verify_model(
         sessions.append(open_micro_session(path))
         report.runtimes.append(f"{sessions[1].runtime} {sessions[1].version}")
     if mode != "none":
-        _check_quantized(lm, sessions, x, report, source, source_inputs)
+        _check_quantized(lm, sessions, x, report, source, source_inputs, x if x_given is None else x_given)
     else:
         _check_float(lm, sessions, x, rng, report, source, n_runs)
     return report
@@ -202,8 +205,10 @@ def _check_quantized(
     report: VerifyReport,
     source: SourceModel | None,
     source_inputs: np.ndarray | None,
+    x_source: np.ndarray,
 ) -> None:
-    """Each runtime's output within the tolerance qcheck derives for the mode; against the source, if any."""
+    """Each runtime's output within the tolerance qcheck derives for the mode; against the source, if any
+    (the source is fed `x_source`, the input as given, the model `x`, the same on its input grid)."""
     for sess in sessions:
         sess.reset()
         y = sess.invoke(x)
@@ -221,7 +226,7 @@ def _check_quantized(
             )
         )
         if source is not None and report.against_source is not None:
-            _quantized_against_source(lm, source, report.against_source, sess, [(x, y)], source_inputs, tag)
+            _quantized_against_source(lm, source, report.against_source, sess, [(x_source, y)], source_inputs, tag)
     report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
     report.rtol = 0.0
 
@@ -350,13 +355,14 @@ def _quantized_against_source(
     tag: str,
 ) -> None:
     """What quantization cost: the model's output against the float source, per time step, on `runs`
-    ((x, y) already computed) plus up to MAX_SOURCE_SAMPLES - 1 further inputs from `more`."""
+    ((input as given, model output) already computed) plus up to MAX_SOURCE_SAMPLES - 1 further inputs
+    from `more`. The source runs on the inputs as given: input clipping is part of the cost."""
     if more is not None:
         grid = _input_grid(lm) or lm.input
         for extra in more[1:MAX_SOURCE_SAMPLES]:
             xq = quantize_real(extra, grid).astype(np.float32)
             sess.reset()
-            runs.append((xq, sess.invoke(xq)))
+            runs.append((np.asarray(extra, np.float32), sess.invoke(xq)))
     top, rel, worst, step = -1.0, 0.0, [], None
     bound = src.max_error
     for k, (x, y) in enumerate(runs):

@@ -216,8 +216,8 @@ def plan_file(model: ModelRecord) -> PlannedFile:
     return PlannedFile(b.Bytes, b.Head(), holes)
 
 
-def _builder(model: ModelRecord) -> flatbuffers.Builder:
-    """A builder sized for the whole file up front (growing would copy everything written so far)."""
+def check_size(model: ModelRecord) -> int:
+    """The file's size bound; OutputError over the 2 GiB flatbuffer limit (checked before anything is generated)."""
     size = estimate_size(model)
     if size > _MAX_FLATBUFFER:
         raise OutputError(
@@ -225,6 +225,12 @@ def _builder(model: ModelRecord) -> flatbuffers.Builder:
             "Reduce num_units/input_size/num_proj (files this large need TFLite's buffer-offset mode, "
             "which lstmgen does not write yet)."
         )
+    return size
+
+
+def _builder(model: ModelRecord) -> flatbuffers.Builder:
+    """A builder sized for the whole file up front (growing would copy everything written so far)."""
+    size = check_size(model)
     for t in model.tensors:
         if t.data is not None and tuple(t.data.shape) != tuple(t.shape):
             raise ValueError(f"tensor {t.name}: data shape {t.data.shape} != declared shape {t.shape}")
