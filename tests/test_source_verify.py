@@ -136,3 +136,26 @@ def test_weights_of_another_lstm_fail_with_the_sizes_not_an_internal_error(tmp_p
         assert any(why in d for d in doc["against_source"]["incompatible"])
     text = invoke("verify", model, "--weights", ROOT / "examples/weights_tf1.npz")
     assert text.exit_code == 1 and "its sizes differ: FAIL" in text.stdout and "internal error" not in text.output
+
+
+def test_outputs_of_different_shapes_fail_with_the_reason_in_strict_json(tmp_path: Path) -> None:
+    """Every step against the source's last step: exit 1, the text says the shapes differ, and --json stays
+    strict JSON (null, not Python's Infinity) that validates against the report schema (a fresh-user finding)."""
+    import jsonschema
+
+    weights = tmp_path / "w.npz"
+    rng = np.random.default_rng(0)
+    np.savez(weights, kernel=rng.uniform(-0.3, 0.3, (12, 32)).astype(np.float32), bias=np.zeros(32, np.float32))
+    model = tmp_path / "m.tflite"
+    assert invoke("build", "--weights", weights, "-o", model, "-q").exit_code == 0
+    text = invoke("verify", model, "--weights", weights, "--last-step")
+    assert text.exit_code == 1 and "the outputs differ in shape" in text.output
+    result = invoke("verify", model, "--weights", weights, "--last-step", "--json")
+    assert result.exit_code == 1
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    doc = json.loads(result.stdout, parse_constant=refuse)
+    assert doc["ok"] is False and doc["against_source"]["max_abs_error"] is None
+    jsonschema.validate(doc, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))

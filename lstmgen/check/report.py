@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,6 +87,11 @@ class SourceReport:
         ok = all(c.passed for c in self.checks) and not self.incompatible
         return ok and not (self.structure_is_error and self.structure)
 
+    @property
+    def shape_mismatches(self) -> list[str]:
+        """The comparisons that could not be made because the two outputs differ in shape (error inf)."""
+        return [c.name for c in self.checks if not math.isfinite(c.max_abs_error)]
+
     def summary(self) -> str:
         """Two lines or more for the text output: the verdict, then each structural difference."""
         steps = f" = {self.error_in_output_steps:.3g} output steps" if self.error_in_output_steps is not None else ""
@@ -96,6 +102,12 @@ class SourceReport:
             f"  against the source ({self.reference}): max abs error {self.max_abs_error:.3g}{steps}{where} "
             f"(tolerance {self.tolerance}): {verdict}"
         ]
+        if self.shape_mismatches:
+            lines = [
+                f"  against the source ({self.reference}): the outputs differ in shape "
+                f"({'; '.join(self.shape_mismatches)}; model vs source), e.g. every step against the last step "
+                "(--return-sequences / --last-step say which the source returns): FAIL"
+            ]
         if self.incompatible:
             lines = [f"  against the source ({self.reference}): not this LSTM, its sizes differ: FAIL"]
             lines += [f"    {d}" for d in self.incompatible]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import click
 
 from lstmgen import guard
 from lstmgen.build import BuildResult, build
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress, progress_sink, verify_line
+from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, json_document, progress, progress_sink, verify_line
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from lstmgen.output import check_target
 from lstmgen.progress import showing
@@ -215,7 +214,7 @@ def build_cmd(
             max_error=max_error,
         )
     if as_json:
-        click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2, default=str))
+        click.echo(json_document({"ok": True, **result.to_dict()}))
     else:
         click.echo(_build_text(result))
 

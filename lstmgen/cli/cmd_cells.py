@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lstmgen.cli.common import EXIT_CODES_RUN, handle_errors
+from lstmgen.cli.common import EXIT_CODES_RUN, handle_errors, json_document
 from lstmgen.errors import WeightFileError
 from lstmgen.weights import FORMATS, CellWeights
 from lstmgen.weights import open as open_weights
@@ -82,7 +81,7 @@ def cells_cmd(weights: Path, weights_format: str, layer: str | None, as_json: bo
     layers = [[describe_cell(c, k) for c in row] for k, row in enumerate(rows)]
     if as_json:
         doc = {"ok": True, "file": str(weights), "format": fmt, "layers": layers, "note": why}
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json_document(doc))
         return
     count = sum(len(r) for r in layers)
     click.echo(f"{weights}: {fmt}, {count} LSTM cell(s) in {len(layers)} layer(s)")

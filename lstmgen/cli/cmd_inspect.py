@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lstmgen.cli.common import EXIT_CODES_CHECK, PATH, handle_errors
+from lstmgen.cli.common import EXIT_CODES_CHECK, PATH, handle_errors, json_document
 from lstmgen.config import TARGETS
 from lstmgen.describe import describe, format_text
 from lstmgen.modelinfo import read_lstm_model
@@ -63,7 +62,7 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_confi
                 ]
                 info["target_check"].update(ok=False, problems=problems)
     if as_json:
-        click.echo(json.dumps({"ok": True, **info}, indent=2))
+        click.echo(json_document({"ok": True, **info}))
     else:
         click.echo(format_text(info))
         if problems is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, progress_sink, verify_line
+from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, json_document, progress_sink, verify_line
 from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.output import check_target, refuse_same, write_atomic
@@ -172,6 +171,8 @@ def verify_cmd(
             + (
                 "; ".join(rep.against_source.incompatible)
                 if rep.against_source.incompatible
+                else "the outputs differ in shape: " + "; ".join(rep.against_source.shape_mismatches)
+                if rep.against_source.shape_mismatches
                 else f"max abs error {rep.against_source.max_abs_error:.3g}"
             )
             + ")."
@@ -181,9 +182,9 @@ def verify_cmd(
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
-        write_atomic(report, json.dumps(payload, indent=2).encode())
+        write_atomic(report, json_document(payload).encode())
     if as_json:
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json_document(payload))
     else:
         click.echo(f"{model}:")
         for check in rep.checks:

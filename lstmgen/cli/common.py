@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -30,9 +31,25 @@ EXIT_CODES_RUN = "Exit status: 0 success, 2 bad input or usage, 70 internal erro
 PATH = click.Path(path_type=Path, dir_okay=False)
 
 
+def json_document(doc: Any) -> str:
+    """`doc` as strict JSON: a non-finite number (an error of inf when shapes differ) becomes null, since
+    JSON has no Infinity or NaN and strict parsers (JavaScript's, jq's) reject Python's spelling of them."""
+
+    def strict(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+
+    return json.dumps(strict(doc), indent=2, allow_nan=False, default=str)
+
+
 def echo_json_error(message: str, exit_code: int, **payload: Any) -> None:
     """The --json document of a failed run: {"ok": false, "error", "exit_code", ...} on stdout."""
-    click.echo(json.dumps({"ok": False, "error": message, "exit_code": exit_code, **payload}, indent=2))
+    click.echo(json_document({"ok": False, "error": message, "exit_code": exit_code, **payload}))
 
 
 def internal_error(exc: BaseException, as_json: bool) -> None:
