@@ -293,7 +293,8 @@ def _quantize(
     if config.quantize in INTEGER_MODES:
         stats, samples = _calibrate(record, config, calibration_data, calibration)
         # stats.source says "SMOKE TEST" itself for random calibration
-        notes.append(f"{config.quantize} calibration: {stats.source}, {stats.num_samples} sample(s)")
+        count = "" if calibration_data is not None else f", {stats.num_samples} sample(s)"  # the data's note counts
+        notes.append(f"{config.quantize} calibration: {stats.source}{count}")
     if config.quantize == "dynamic-int8":
         notes.append(
             "dynamic-int8 with asymmetric input quantization (as TF's converter): op version 3, needs a TFLite "

@@ -89,5 +89,9 @@ def read_samples(
             "model input, so they must share a shape. Pad or trim them to one length, or split the set."
         )
     samples = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-    reading = "; ".join(r for _, r in parts)
+    tails = {r.partition(" ")[2] for _, r in parts}  # each reading without its array's name
+    if len(parts) > 1 and len(tails) == 1:  # a directory of like files: say it once
+        reading = f"{len(parts)} arrays ({parts[0][1].partition(' ')[0]}, ...), each {tails.pop()}"
+    else:
+        reading = "; ".join(r for _, r in parts)
     return samples, f"{what}: {reading} ({samples.shape[0]} sample(s) in all)"

@@ -279,3 +279,15 @@ def test_oversized_init_build_is_refused_before_anything_is_generated(tmp_path: 
     result = CliRunner().invoke(main, ["build", "--num-units", "100000", "--input-size", "8", "-o", str(out)])
     assert result.exit_code == 2 and "over the 2 GiB flatbuffer limit" in result.output
     assert not out.exists()
+
+
+def test_calibration_data_may_be_a_directory(tmp_path: Path) -> None:
+    """The README documents a directory of .npy files for calibration data; click refused directories."""
+    data = tmp_path / "calib"
+    data.mkdir()
+    for k in range(4):
+        np.save(data / f"s{k}.npy", np.random.default_rng(k).standard_normal((1, 5, 4)).astype(np.float32))
+    args = ["build", "--num-units", "8", "--input-size", "4", "--time-steps", "5", "--quantize", "int8"]
+    result = CliRunner().invoke(main, [*args, "--calibration-data", str(data), "-o", str(tmp_path / "m.tflite")])
+    assert result.exit_code == 0, result.output
+    assert "4 sample(s)" in result.output

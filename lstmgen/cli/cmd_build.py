@@ -102,7 +102,12 @@ from lstmgen.weights import FORMATS
     help="int8/int16x8: model input/output type [default: the activation type, int8 or int16; "
     "float32 adds QUANTIZE/DEQUANTIZE so callers keep feeding floats].",
 )
-@click.option("--calibration-data", type=PATH, help="int8/int16x8: .npy of representative inputs [n, *input shape].")
+@click.option(
+    "--calibration-data",
+    type=click.Path(path_type=Path),
+    help="int8/int16x8: representative inputs: an .npy [n, *input shape] (or [N, T, I] for batch 1), an .npz, "
+    "or a directory of .npy files.",
+)
 @click.option(
     "--calibration",
     type=click.Choice(["data", "random"]),
