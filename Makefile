@@ -31,14 +31,15 @@ help:
 	@echo "make fuzz   10,000 mutated models: crashes, internal errors and hangs counted (all must be 0)"
 
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@# --clear: a venv left by another Python (a failed `PYTHON=python3.9 make demo`) is rebuilt, not reused
+	$(PYTHON) -m venv --clear $(VENV)
 	@echo "installing lstmgen and its dependencies into $(VENV) (pip's output: $(VENV)/install.log)"
 	@{ $(BIN)/pip install $(PIP_FLAGS) --upgrade pip && $(BIN)/pip install $(PIP_FLAGS) -e . ; } \
 	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $@
 
 $(TEST_BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(TEST_VENV)
+	$(PYTHON) -m venv --clear $(TEST_VENV)
 	$(TEST_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	@# torch first, and only its CPU build (+cpu): the plain PyPI build pulls ~3 GB of CUDA libraries. Where no CPU
 	@# wheel exists for this Python, the torch oracle tests skip themselves (pytest -ra lists them).
@@ -50,7 +51,7 @@ $(TEST_BIN)/.installed: pyproject.toml
 # Writes .skipped (with the reason) instead of failing where tflite-runtime has no wheel for this Python/platform.
 $(TFL_BIN)/.installed: pyproject.toml
 	rm -f $(TFL_VENV)/.skipped
-	$(PYTHON) -m venv $(TFL_VENV)
+	$(PYTHON) -m venv --clear $(TFL_VENV)
 	$(TFL_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	@if $(TFL_BIN)/pip download $(PIP_FLAGS) --no-deps --only-binary=:all: -d $(TFL_VENV)/wheel '$(TFL_PIN)' \
 	      >$(TFL_VENV)/pip-download.log 2>&1; then \
