@@ -291,3 +291,22 @@ def test_calibration_data_may_be_a_directory(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*args, "--calibration-data", str(data), "-o", str(tmp_path / "m.tflite")])
     assert result.exit_code == 0, result.output
     assert "4 sample(s)" in result.output
+
+
+def test_runtime_messages_name_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LSTMGEN_RUNTIME is named as such (the user never typed --runtime); a missing runtime gets its own
+    install line, not the default's."""
+    from lstmgen.errors import RuntimeNotAvailable
+    from lstmgen.runtimes import interpreter
+
+    monkeypatch.setenv("LSTMGEN_RUNTIME", "bogus")
+    with pytest.raises(RuntimeNotAvailable, match=r"LSTMGEN_RUNTIME='bogus' is unknown"):
+        interpreter.resolve_runtime()
+    monkeypatch.delenv("LSTMGEN_RUNTIME")
+
+    def missing(name: str) -> None:
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(interpreter, "_import", missing)
+    with pytest.raises(RuntimeNotAvailable, match=r"Install it \(pip install tensorflow-cpu\)"):
+        interpreter.resolve_runtime("tensorflow")

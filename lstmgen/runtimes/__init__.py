@@ -7,6 +7,12 @@ RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "tflite-runtime": ("tflite_runtime.interpreter", ("tflite-runtime",)),
     "tensorflow": ("tensorflow.lite.python.interpreter", ("tensorflow", "tensorflow-cpu")),
 }
+# How to install each runtime, for the message when it is missing.
+INSTALL_HINTS: dict[str, str] = {
+    "litert": "pip install ai-edge-litert (the default)",
+    "tflite-runtime": "pip install 'lstmgen[tflite-runtime]' (tflite-runtime 2.14 with numpy < 2, CPython 3.9-3.11)",
+    "tensorflow": "pip install tensorflow-cpu",
+}
 # Other names users type for a runtime: the package's own name.
 RUNTIME_ALIASES: dict[str, str] = {"ai-edge-litert": "litert"}
 RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES, *RUNTIME_ALIASES)

@@ -14,7 +14,7 @@ import numpy as np
 
 from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.quant import affine
-from lstmgen.runtimes import RUNTIME_ALIASES, RUNTIME_CHOICES, RUNTIMES
+from lstmgen.runtimes import INSTALL_HINTS, RUNTIME_ALIASES, RUNTIME_CHOICES, RUNTIMES
 from lstmgen.runtimes.probe import probe
 
 
@@ -24,10 +24,12 @@ def _import(name: str) -> Any:
 
 def resolve_runtime(name: str = "auto") -> str:
     """The runtime to use: LSTMGEN_RUNTIME or `name`; auto takes the first installed one."""
-    name = os.environ.get("LSTMGEN_RUNTIME", name) if name == "auto" else name
+    given = f"--runtime {name!r}"
+    if name == "auto" and "LSTMGEN_RUNTIME" in os.environ:
+        name, given = os.environ["LSTMGEN_RUNTIME"], f"LSTMGEN_RUNTIME={os.environ['LSTMGEN_RUNTIME']!r}"
     name = RUNTIME_ALIASES.get(name, name)
     if name not in RUNTIME_CHOICES:
-        raise RuntimeNotAvailable(f"--runtime {name!r} is unknown; choose one of {', '.join(RUNTIME_CHOICES)}.")
+        raise RuntimeNotAvailable(f"{given} is unknown; choose one of {', '.join(RUNTIME_CHOICES)}.")
     candidates = list(RUNTIMES) if name == "auto" else [name]
     failed = ""
     for cand in candidates:
@@ -38,11 +40,14 @@ def resolve_runtime(name: str = "auto") -> str:
             continue
         except Exception as exc:  # installed but broken, e.g. tflite-runtime 2.14 (built for numpy 1) under numpy 2
             failed = f" ({cand} is installed but does not import: {type(exc).__name__}: {exc})"
+    if name == "auto":
+        how = "Install one: " + "; or ".join(INSTALL_HINTS.values())
+    else:
+        others = ", ".join(r for r in RUNTIMES if r != name)
+        how = f"Install it ({INSTALL_HINTS[name]}), or choose another runtime ({others}, or auto)"
     wanted = "any TFLite interpreter" if name == "auto" else f"the '{name}' runtime"
     raise RuntimeNotAvailable(
-        f"{wanted} is not usable{failed}. Install one: pip install ai-edge-litert (the default), or "
-        "pip install 'lstmgen[tflite-runtime]' (tflite-runtime 2.14 with numpy < 2, CPython 3.9-3.11); "
-        "or build with --no-verify."
+        f"{wanted} is not usable{failed}. {how}; `lstmgen build` can also skip verification with --no-verify."
     )
 
 
