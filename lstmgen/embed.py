@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,23 +17,46 @@ import numpy as np
 
 from lstmgen import __version__
 from lstmgen.errors import ConfigError, ModelFileError
-from lstmgen.modelinfo import read_lstm_model
+from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import check_target, write_atomic
 from lstmgen.runtimes.micro import capture_stderr, import_tflm
 from lstmgen.runtimes.probe import probe
+from lstmgen.targets.rules import find_problems
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
-# Builtin -> the tflite::MicroMutableOpResolver method that registers it (micro_mutable_op_resolver.h).
-RESOLVER_METHODS: dict[int, str] = {
-    Op.UNIDIRECTIONAL_SEQUENCE_LSTM: "AddUnidirectionalSequenceLSTM",
-    Op.QUANTIZE: "AddQuantize",
-    Op.DEQUANTIZE: "AddDequantize",
-    Op.REVERSE_V2: "AddReverseV2",
-    Op.CONCATENATION: "AddConcatenation",
-    Op.STRIDED_SLICE: "AddStridedSlice",
+# Builtin name -> the tflite::MicroMutableOpResolver method that registers it (micro_mutable_op_resolver.h),
+# for every builtin with a TFLM kernel (targets/rules.py MICRO_BUILTIN_OPS; a test keeps the two in step).
+_RESOLVER_TEXT = """
+    ABS:Abs ADD:Add ADD_N:AddN ARG_MAX:ArgMax ARG_MIN:ArgMin ASSIGN_VARIABLE:AssignVariable
+    AVERAGE_POOL_2D:AveragePool2D BATCH_MATMUL:BatchMatMul BATCH_TO_SPACE_ND:BatchToSpaceNd
+    BROADCAST_ARGS:BroadcastArgs BROADCAST_TO:BroadcastTo CALL_ONCE:CallOnce CAST:Cast CEIL:Ceil
+    CONCATENATION:Concatenation CONV_2D:Conv2D COS:Cos CUMSUM:CumSum DEPTH_TO_SPACE:DepthToSpace
+    DEPTHWISE_CONV_2D:DepthwiseConv2D DEQUANTIZE:Dequantize DIV:Div DYNAMIC_UPDATE_SLICE:DynamicUpdateSlice
+    ELU:Elu EMBEDDING_LOOKUP:EmbeddingLookup EQUAL:Equal EXP:Exp EXPAND_DIMS:ExpandDims FILL:Fill FLOOR:Floor
+    FLOOR_DIV:FloorDiv FLOOR_MOD:FloorMod FULLY_CONNECTED:FullyConnected GATHER:Gather GATHER_ND:GatherNd
+    GREATER:Greater GREATER_EQUAL:GreaterEqual HARD_SWISH:HardSwish IF:If L2_NORMALIZATION:L2Normalization
+    L2_POOL_2D:L2Pool2D LEAKY_RELU:LeakyRelu LESS:Less LESS_EQUAL:LessEqual LOG:Log LOG_SOFTMAX:LogSoftmax
+    LOGICAL_AND:LogicalAnd LOGICAL_NOT:LogicalNot LOGICAL_OR:LogicalOr LOGISTIC:Logistic MAX_POOL_2D:MaxPool2D
+    MAXIMUM:Maximum MEAN:Mean MINIMUM:Minimum MIRROR_PAD:MirrorPad MUL:Mul NEG:Neg NOT_EQUAL:NotEqual PACK:Pack
+    PAD:Pad PADV2:PadV2 PRELU:Prelu QUANTIZE:Quantize READ_VARIABLE:ReadVariable REDUCE_ALL:ReduceAll
+    REDUCE_MAX:ReduceMax REDUCE_MIN:ReduceMin RELU:Relu RELU6:Relu6 RESHAPE:Reshape RESIZE_BILINEAR:ResizeBilinear
+    RESIZE_NEAREST_NEIGHBOR:ResizeNearestNeighbor REVERSE_V2:ReverseV2 ROUND:Round RSQRT:Rsqrt SELECT_V2:SelectV2
+    SHAPE:Shape SIN:Sin SLICE:Slice SOFTMAX:Softmax SPACE_TO_BATCH_ND:SpaceToBatchNd SPACE_TO_DEPTH:SpaceToDepth
+    SPLIT:Split SPLIT_V:SplitV SQRT:Sqrt SQUARE:Square SQUARED_DIFFERENCE:SquaredDifference SQUEEZE:Squeeze
+    STRIDED_SLICE:StridedSlice SUB:Sub SUM:Sum SVDF:Svdf TANH:Tanh TRANSPOSE:Transpose TRANSPOSE_CONV:TransposeConv
+    UNIDIRECTIONAL_SEQUENCE_LSTM:UnidirectionalSequenceLSTM UNPACK:Unpack VAR_HANDLE:VarHandle WHILE:While
+    ZEROS_LIKE:ZerosLike"""
+RESOLVER_BY_NAME: dict[str, str] = {
+    name: f"Add{method}" for name, method in (pair.split(":") for pair in _RESOLVER_TEXT.split())
 }
+RESOLVER_METHODS: dict[int, str] = {
+    code: RESOLVER_BY_NAME[name] for code, name in BUILTIN_OPERATOR_NAMES.items() if name in RESOLVER_BY_NAME
+}
+# The micro rule embed turns into a note instead of a refusal: TFLM runs a dynamic axis at its stored size,
+# and T=1 with the state in variable tensors is the usual streaming pattern on a microcontroller.
+DYNAMIC_RULE = "dynamic shape"
 ALIGNMENT = 16  # TFLM reads the flatbuffer in place; many targets need 16-byte aligned model data
 # The measured figure comes from TFLM on this (64-bit) host: its own structures are smaller with 32-bit
 # pointers, but another kernel set (e.g. CMSIS-NN's scratch buffers) or allocator can need more.
@@ -160,6 +184,39 @@ def _smallest_arena(load_and_invoke: Callable[[int], object], recorded: int) -> 
     return hi
 
 
+def micro_gate(lm: LstmModel, source: str) -> list[str]:
+    """Refuse a model the micro rules (as `inspect --check micro`) say TFLM cannot run, naming the problems;
+    a dynamic axis is not refused: the returned notes say what TFLM runs instead."""
+    problems = find_problems(lm.model, "micro")
+    blocking = [p for p in problems if p.feature != DYNAMIC_RULE]
+    if blocking:
+        listed = "".join(f"\n  - {p}" for p in blocking)
+        raise ModelFileError(
+            f"{source}: TensorFlow Lite Micro cannot run this model (the checks of lstmgen inspect MODEL --check "
+            f"micro), so no firmware sources were written:{listed}\nFix what each problem says (lstmgen build "
+            "--target micro refuses these while building), then embed the new model."
+        )
+    if len(blocking) == len(problems):
+        return []
+    x = lm.input
+    sig = list(x.shape_signature or x.shape)
+    stored = list(x.shape)
+    t_axis = 0 if lm.time_major else 1
+    streaming = len(stored) == 3 and sig[t_axis] == -1 and stored[t_axis] == 1
+    step = (
+        "one time step per Invoke(), the LSTM state kept in its variable tensors from one invoke to the next "
+        "(Reset() before each independent sequence)"
+        if streaming
+        else "each -1 axis at its stored size"
+    )
+    return [
+        f"the input has a dynamic axis (shape_signature {sig}), but TFLM ignores shape_signature and cannot "
+        f"resize: it runs the stored shape {stored}, {step}; the arena was measured for that shape. For fixed "
+        "windows of T steps per invoke, rebuild with --time-steps T (and --batch-size B), or convert with a "
+        "fixed input shape, and embed that model."
+    ]
+
+
 def _quant_text(t: TensorRecord) -> str:
     q = t.quantization
     if q is None or not q.scale:
@@ -176,7 +233,15 @@ def _guard(header: Path) -> str:
 
 
 def render(
-    data: bytes, model: ModelRecord, symbol: str, header: Path, arena: int, measured: int, source: str, tflm: str
+    data: bytes,
+    model: ModelRecord,
+    symbol: str,
+    header: Path,
+    arena: int,
+    measured: int,
+    source: str,
+    tflm: str,
+    notes: tuple[str, ...] = (),
 ) -> tuple[str, str]:
     """(NAME.h text, NAME.cc text)."""
     codes = sorted({op.opcode for op in model.operators})
@@ -210,6 +275,8 @@ def render(
             "// The LSTM state lives in variable tensors and persists across Invoke(); call",
             "// interpreter.Reset() before each independent sequence.",
         ]
+    for note in notes:
+        head += ["//", *textwrap.wrap(f"Note: {note}", 100, initial_indent="// ", subsequent_indent="//   ")]
     guard = _guard(header)
     h = "\n".join(
         [
@@ -258,15 +325,18 @@ def embed(
     check_embed_target(out)
     header = out.with_suffix(".h")
     symbol = symbol_for(out, name)
-    model = read_lstm_model(src).model  # read once and checked (tflite/validate.py) before TFLM sees it
+    lm = read_lstm_model(src)  # read once and checked (tflite/validate.py) before TFLM sees it
+    model = lm.model
+    shown = source_name or str(src)
+    notes = micro_gate(lm, shown)  # before TFLM: it loads some models it cannot run (hybrid: NaN)
     data = src.read_bytes()
     measured, version = measure_arena(data, str(src), src)
     arena = arena_with_margin(measured)
-    h, cc = render(data, model, symbol, header, arena, measured, source_name or str(src), version)
+    h, cc = render(data, model, symbol, header, arena, measured, shown, version, tuple(notes))
     write_atomic(header, h.encode(), inputs={"MODEL": src})
     write_atomic(out, cc.encode(), inputs={"MODEL": src})
     ops = [RESOLVER_METHODS[c] for c in sorted({op.opcode for op in model.operators})]
-    return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version)
+    return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version, notes)
 
 
 def check_embed_target(output: str | Path) -> None:

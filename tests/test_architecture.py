@@ -59,7 +59,7 @@ ALLOWED: dict[str, set[str]] = {
     "samples": BASE | {"arrays"},
     "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph", "quant.affine"},
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
-    "embed": BASE | {"tflite", "output", "runtimes", "modelinfo"},
+    "embed": BASE | {"tflite", "output", "runtimes", "modelinfo", "targets"},
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
     | {"check.graph", "check.tolerance", "check.report", "check.verify"}

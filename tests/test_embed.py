@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from lstmgen.build import build
 from lstmgen.cli.main import main
-from lstmgen.embed import arena_with_margin, embed, symbol_for
-from lstmgen.errors import ConfigError
+from lstmgen.embed import DYNAMIC_RULE, RESOLVER_BY_NAME, arena_with_margin, embed, symbol_for
+from lstmgen.errors import ConfigError, ModelFileError
+from lstmgen.targets.rules import MICRO_BUILTIN_OPS, MICRO_RULES
 
 needs_tflm = pytest.mark.skipif(importlib.util.find_spec("tflite_micro") is None, reason="tflite-micro not installed")
 GXX = shutil.which("g++")
@@ -140,3 +141,65 @@ def test_measured_arena_is_the_minimum_tflm_needs(tmp_path: Path) -> None:
         for size in (measured, measured - 16)
     ]
     assert codes[0] == 0 and codes[1] != 0, codes
+
+
+def test_resolver_table_covers_every_tflm_builtin() -> None:
+    """Every builtin the micro rules let through has its MicroMutableOpResolver call, and no other."""
+    assert set(RESOLVER_BY_NAME) == MICRO_BUILTIN_OPS
+    assert RESOLVER_BY_NAME["UNIDIRECTIONAL_SEQUENCE_LSTM"] == "AddUnidirectionalSequenceLSTM"
+    assert RESOLVER_BY_NAME["CONV_2D"] == "AddConv2D" and RESOLVER_BY_NAME["BATCH_MATMUL"] == "AddBatchMatMul"
+    assert DYNAMIC_RULE in {rule.feature for rule in MICRO_RULES}  # the one rule embed notes instead of refusing
+
+
+@needs_tflm
+def test_embed_refuses_what_tflm_cannot_run(tmp_path: Path) -> None:
+    """A hybrid model loads in TFLM and outputs NaN: embed refuses it as `inspect --check micro` does, naming
+    the problem, and writes nothing."""
+    model = tmp_path / "hybrid.tflite"
+    build(model, CELL | {"quantize": "dynamic-int8"}, verify=False)
+    inspect = CliRunner().invoke(main, ["inspect", str(model), "--check", "micro"])
+    assert inspect.exit_code == 1 and "does NOT run there" in inspect.output
+    cc = tmp_path / "fw.cc"
+    r = CliRunner().invoke(main, ["embed", str(model), "-o", str(cc)])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "TensorFlow Lite Micro cannot run this model" in r.output and "hybrid (int8 weights" in r.output
+    assert "quantize fully to int8" in r.output  # how to fix
+    assert not cc.exists() and not cc.with_suffix(".h").exists()
+    doc = json.loads(CliRunner().invoke(main, ["embed", str(model), "-o", str(cc), "--json"]).stdout)
+    assert not doc["ok"] and doc["exit_code"] == 2 and "hybrid" in doc["error"]
+    with pytest.raises(ModelFileError, match="hybrid"):  # build --embed: refused, and no model written either
+        build(tmp_path / "b.tflite", CELL | {"quantize": "dynamic-int8"}, verify=False, embed=cc)
+    assert not (tmp_path / "b.tflite").exists() and not cc.exists()
+
+
+@needs_tflm
+def test_the_refusal_is_the_micro_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the rules' verdict embed would write the hybrid model (TFLM loads it): the gate is what refuses."""
+    import lstmgen.embed as embed_module
+
+    model = tmp_path / "hybrid.tflite"
+    build(model, CELL | {"quantize": "dynamic-int8"}, verify=False)
+    monkeypatch.setattr(embed_module, "find_problems", lambda model, target: [])
+    assert embed(model, tmp_path / "fw.cc").arena_measured > 0
+
+
+@needs_tflm
+def test_a_dynamic_time_axis_is_embedded_with_a_note(tmp_path: Path) -> None:
+    """Built without --time-steps: embedded for the stored [1, 1, I] (one step per invoke), said in the summary,
+    --json and the header, with how to get fixed windows."""
+    model = tmp_path / "stream.tflite"
+    build(model, {"num_units": 8, "input_size": 5}, verify=False)
+    cc = tmp_path / "stream.cc"
+    r = CliRunner().invoke(main, ["embed", str(model), "-o", str(cc), "--json"])
+    assert r.exit_code == 0, r.output
+    (note,) = json.loads(r.stdout)["notes"]
+    assert "stored shape [1, 1, 5]" in note and "one time step per Invoke()" in note and "--time-steps T" in note
+    header = cc.with_suffix(".h").read_text()
+    assert "// Note: the input has a dynamic axis (shape_signature [1, -1, 5])" in header
+    assert "--time-steps T" in header.replace("\n//   ", " ")
+    r = CliRunner().invoke(main, ["embed", str(model), "-o", str(tmp_path / "again.cc")])
+    assert r.exit_code == 0 and "note: the input has a dynamic axis" in r.output
+    fixed = tmp_path / "fixed.tflite"
+    build(fixed, CELL, verify=False)
+    assert embed(fixed, tmp_path / "fixed.cc").notes == []
+    assert "Note:" not in (tmp_path / "fixed.h").read_text()
