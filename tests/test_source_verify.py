@@ -39,6 +39,7 @@ def test_tf_converter_output_passes_against_its_keras_weights() -> None:
     assert src["passed"] and src["reference"] == "keras" and src["max_abs_error"] < 1e-5
     # TF's converter writes cell_clip=10, which Keras does not have: a note, since the numbers agree.
     assert any("cell_clip is 10" in d for d in src["structure"]) and not src["structure_is_error"]
+    assert not any("first time step" in d for d in src["structure"])  # that note is for failures only
 
 
 @pytest.mark.parametrize(
@@ -61,6 +62,8 @@ def test_swapped_input_and_forget_gates_exit_1(tmp_path: Path) -> None:
     result = invoke("verify", TF_FLOAT, "--weights", _keras_with(tmp_path, i="f"))
     assert result.exit_code == 1, result.output
     assert "against the source (keras)" in result.stdout and "FAIL" in result.stdout
+    # Where to look: apart from the first step on, so not a clip (the note a fresh user needed).
+    assert "differ already at the first time step" in result.stdout
 
 
 def test_tf_int8_reports_error_against_float_source_and_gates() -> None:
@@ -68,6 +71,7 @@ def test_tf_int8_reports_error_against_float_source_and_gates() -> None:
     args = ("verify", TF_FIXTURES / "tfint8_lstm.tflite", "--weights", KERAS_W, "--input", calib, "--json")
     doc = json.loads(invoke(*args).stdout)
     assert doc["ok"], doc
+    assert not any("first time step" in n for n in doc["against_source"]["structure"])
     src = doc["against_source"]
     assert src["quantized"] and src["output_step"] > 0 and src["error_in_output_steps"] > 0.1
     assert src["worst_time_step"] in range(10)

@@ -22,6 +22,7 @@ from lstmgen.check.report import (
     SourceReport,
     VerifyReport,
     compare,
+    first_step_note,
     float_tolerance_text,
 )
 from lstmgen.check.source import SourceModel
@@ -228,6 +229,8 @@ def _float_against_cell(
     y_ref, ((h, c),) = reference
     (bh, bc), tag, label = bound.finals[0], run.tag, run.label
     src.checks.append(compare(f"{tag}output ({label})", run.y, y_ref, atol, rtol, bound.output))
+    if all(v is None for v in run.initial):  # from the zero state
+        first_step_note(src, run.y, y_ref, run.time_axis, atol, rtol)
     src.checks.append(compare(f"{tag}h ({label})", run.final[0], h, atol, rtol, bh))
     src.checks.append(compare(f"{tag}c ({label})", run.final[1], c, atol, rtol, bc))
     reach = float(np.abs(c).max(initial=0.0))

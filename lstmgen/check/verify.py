@@ -21,6 +21,7 @@ from lstmgen.check.report import (
     SourceReport,
     VerifyReport,
     compare,
+    first_step_note,
     float_tolerance_text,
 )
 from lstmgen.check.source import SourceModel
@@ -279,6 +280,8 @@ def _check_float(
             if source is not None and src is not None:
                 y_src, finals_src = source_runs[label]
                 src.checks.append(compare(f"output ({label}){tag}", y, y_src, atol, rtol, bound.output))
+                if not initial and sess is sessions[0]:
+                    first_step_note(src, y, y_src, t_axis, atol, rtol)
                 for k, ((h, c), (h_src, c_src)) in enumerate(zip(finals, finals_src, strict=True)):
                     op_tag = f" op {k}" if len(lm.lstms) > 1 else ""
                     bh, bc = bound.finals[k]
