@@ -325,7 +325,7 @@ def embed(
     check_embed_target(out)
     header = out.with_suffix(".h")
     symbol = symbol_for(out, name)
-    lm = read_lstm_model(src)  # read once and checked (tflite/validate.py) before TFLM sees it
+    lm = read_lstm_model(src, head_ok=True)  # read once and checked (tflite/validate.py) before TFLM sees it
     model = lm.model
     shown = source_name or str(src)
     notes = micro_gate(lm, shown)  # before TFLM: it loads some models it cannot run (hybrid: NaN)

@@ -16,6 +16,7 @@ from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import write_atomic
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 from lstmgen.weights.base import GATE_ORDERS
 
 GATES = ("input", "forget", "cell", "output")
@@ -250,8 +251,15 @@ def export_weights(
     """Write MODEL's LSTM weights to OUTPUT (.npz) in `fmt`'s layout; unsupported features are refused."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
-    lm = read_lstm_model(model)
+    lm = read_lstm_model(model, head_ok=True)  # a converter's head around the LSTM ops is left out, with a note
     layers, notes = model_layers(lm)
+    if lm.head:
+        names = [BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode)) for op in lm.model.operators]
+        others = [f"{name} (op {k})" for k, name in enumerate(names) if name != "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+        notes.append(
+            f"only the fused LSTM ops' weights are exported; the model's other ops are not LSTMs and are left out: "
+            f"{', '.join(others)} (a Dense layer's weights, for one, are not in the file)"
+        )
     layers = _select(layers, layer, str(model))
     cells = [c for row in layers for c in row]
     missing = sorted({f for c in cells for f in c.features} - SUPPORTED[fmt])

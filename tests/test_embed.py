@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -203,3 +204,53 @@ def test_a_dynamic_time_axis_is_embedded_with_a_note(tmp_path: Path) -> None:
     build(fixed, CELL, verify=False)
     assert embed(fixed, tmp_path / "fixed.cc").notes == []
     assert "Note:" not in (tmp_path / "fixed.h").read_text()
+
+
+HEADS = Path(__file__).parent / "fixtures" / "heads"
+# A third-party TF-converter model (not committed): int8 LSTM(20) -> RESHAPE -> Dense -> softmax on [1, 28, 28];
+# the test runs when LSTMGEN_THIRD_PARTY_MODELS names a directory holding it.
+EXT = Path(os.environ.get("LSTMGEN_THIRD_PARTY_MODELS", "/nonexistent")) / "tfm_trained_lstm_int8.tflite"
+HEAD_MODELS = {
+    "tf_classifier": ["AddFullyConnected", "AddSoftmax", "AddUnidirectionalSequenceLSTM", "AddStridedSlice"],
+    "tf_classifier_int8": ["AddFullyConnected", "AddSoftmax", "AddUnidirectionalSequenceLSTM", "AddStridedSlice"],
+    "tf_stacked": ["AddFullyConnected", "AddSoftmax", "AddUnidirectionalSequenceLSTM", "AddStridedSlice"],
+    "float_head": ["AddFullyConnected", "AddSoftmax", "AddTanh", "AddUnidirectionalSequenceLSTM"],
+    "int8_head": ["AddLogistic", "AddUnidirectionalSequenceLSTM"],
+}
+
+
+@needs_tflm
+@pytest.mark.parametrize("name", HEAD_MODELS)
+def test_a_converter_model_with_a_head_is_embedded_whole(tmp_path: Path, name: str) -> None:
+    """TF's converter output (LSTM -> Dense -> softmax, ...) whose every op TFLM runs: embedded whole, its arena
+    measured by running the whole model in TFLM, every op listed for the resolver."""
+    model = HEADS / f"{name}.tflite"
+    result = embed(model, tmp_path / "m.cc")
+    assert result.ops == HEAD_MODELS[name] and result.arena_measured > 0 and result.notes == []
+    header = (tmp_path / "m.h").read_text()
+    assert f"MicroMutableOpResolver<{len(result.ops)}>" in header
+    assert all(f"op_resolver.{call}();" in header for call in result.ops)
+    if GXX is not None and name == "tf_classifier_int8":
+        data, align, arena = _compile_and_dump(tmp_path, tmp_path / "m.cc", "m")
+        assert data == model.read_bytes() and align == 0 and arena == result.arena_size
+
+
+@needs_tflm
+@pytest.mark.skipif(not EXT.is_file(), reason="third-party model not present")
+def test_a_third_party_int8_classifier_is_embedded(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["embed", str(EXT), "-o", str(tmp_path / "m.cc"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ops"] == ["AddFullyConnected", "AddReshape", "AddSoftmax", "AddUnidirectionalSequenceLSTM"]
+    assert doc["arena_measured"] > 0
+
+
+@needs_tflm
+def test_a_head_tflm_cannot_run_is_refused_naming_the_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were SOFTMAX without a TFLM kernel, the classifier would be refused, naming the op (the same rule table)."""
+    import lstmgen.targets.rules as rules
+
+    monkeypatch.setattr(rules, "MICRO_BUILTIN_OPS", rules.MICRO_BUILTIN_OPS - {"SOFTMAX"})
+    r = CliRunner().invoke(main, ["embed", str(HEADS / "tf_classifier.tflite"), "-o", str(tmp_path / "m.cc")])
+    assert r.exit_code == 2 and "operator without a TFLM kernel (operator 3 SOFTMAX)" in r.output, r.output
+    assert not (tmp_path / "m.cc").exists() and not (tmp_path / "m.h").exists()

@@ -69,8 +69,10 @@ def check_possible(lm: LstmModel, mode: str, micro: bool, source: SourceModel | 
         raise ModelFileError(
             f"{lm.path}: the LSTM ops inside a larger graph are checked on the intermediate tensors a TFLite "
             "interpreter keeps (experimental_preserve_all_tensors); TensorFlow Lite Micro keeps none and TFLite's "
-            "CPU kernel has no int16x8 LSTM. Check the LSTM alone: export it (lstmgen export) or build it with "
-            "lstmgen build, then verify that file."
+            "CPU kernel has no int16x8 LSTM. Check the LSTM alone: export its weights (lstmgen export MODEL --format "
+            "tflite -o lstm.npz; --layer K picks one of several ops), build an LSTM-only model from them with the "
+            "settings export prints (lstmgen build --weights lstm.npz --time-steps T --cell-clip C ...) and verify "
+            "that model with --micro."
         )
     cells = source.cells_in_op_order() if source is not None else []
     if source is not None and len(cells) != len(lm.lstms):
