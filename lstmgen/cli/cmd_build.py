@@ -233,7 +233,8 @@ def _shape_lines(r: BuildResult) -> list[str]:
             f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "
             f"use_peepholes={c.use_peepholes} activation={c.activation} cell_clip={c.cell_clip:g} "
             f"proj_clip={c.proj_clip:g}",
-            f"  output_size={c.output_size} state_size=(c={c.num_units}, h={c.output_size}); {layout}",
+            f"  output_size={c.output_size} state_size=(c={c.num_units}, h={c.output_size}); {layout}"
+            + ("" if c.return_sequences else "; output: the last step only"),
         ]
     width = max(len(f"layer {ls.layer} {ls.direction}") for ls in r.layers)
     last = [ls for ls in r.layers if ls.layer == r.layers[-1].layer]
