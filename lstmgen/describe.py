@@ -183,8 +183,9 @@ def format_text(info: dict[str, Any]) -> str:
         f"{info['file']}: {topo}; {info['file_size']:,} bytes (min runtime {runtime})"
         + (f", made by {info['generator']}" if info["generator"] else ""),
         f"  operators: {', '.join(info['operators'])}",
-        f"  input {info['input']['dtype']} {info['input']['shape']}, output {info['output']['dtype']} "
-        f"{info['output']['shape']}; batch={info['batch_size'] or 'dynamic'} time={info['time_steps'] or 'dynamic'} "
+        f"  input {info['input']['dtype']} {_shown(info, info['input']['shape'])}, output {info['output']['dtype']} "
+        f"{_shown(info, info['output']['shape'])}; batch={info['batch_size'] or 'dynamic'} "
+        f"time={info['time_steps'] or 'dynamic'} "
         f"{'time-major' if info['time_major'] else 'batch-major'}; "
         f"signatures: {', '.join(info['signature']) or 'none'}",
     ]
@@ -220,3 +221,12 @@ def format_text(info: dict[str, Any]) -> str:
             qtext = f" scale={q['scale'][0]:.4g} zp={q['zero_point'][0]}" if q else ""
             lines.append(f"    {s['slot']:>2} {s['name']:<32} {s['dtype']:<8} {s['shape']!s:<12} {kind:<8}{qtext}")
     return "\n".join(lines)
+
+
+def _shown(info: dict[str, Any], shape: list[int]) -> str:
+    """A model input/output shape with its resizable axes as '?' (the file stores 1 there)."""
+    t_axis, b_axis = (0, 1) if info["time_major"] else (1, 0)
+    dynamic = {b_axis if len(shape) == 3 else 0} if info["batch_size"] is None else set()
+    if info["time_steps"] is None and len(shape) == 3:
+        dynamic.add(t_axis)
+    return "[" + ", ".join("?" if k in dynamic else str(d) for k, d in enumerate(shape)) + "]"
