@@ -17,6 +17,10 @@ class WeightFileError(LstmgenError, ValueError):
     """A weight file is missing, unreadable, or does not match the cell."""
 
 
+class UnknownOrderError(WeightFileError):
+    """A weight file holds several LSTM layers but does not record their order in the model."""
+
+
 class ModelFileError(LstmgenError, ValueError):
     """A .tflite file is unreadable or not a model lstmgen can handle."""
 

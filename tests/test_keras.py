@@ -522,3 +522,30 @@ def test_cli_build_from_keras_prints_the_layer(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "keras3_stacked.keras [lstm_1]" in result.output and "num_units=4 input_size=6" in result.output
     assert "PASS" in result.output and out.exists()
+
+
+def test_weights_only_layer_order_from_the_storage_group_numbers() -> None:
+    """Keras 3 / tf_keras .weights.h5 groups: '<class>[_k]' per model, k = position among that class.
+    One class in one model orders numerically (lstm_10 after lstm_9); anything else is refused."""
+    from lstmgen.errors import UnknownOrderError
+    from lstmgen.weights.keras import _Cell, _model_order
+
+    def layers(*paths: str) -> list[tuple[_Cell, ...]]:
+        return [(_Cell(p, "", {}, path=p),) for p in paths]
+
+    names = ["lstm", *(f"lstm_{k}" for k in range(1, 11))]
+    ordered, note = _model_order(layers(*sorted(names)), "f")
+    assert [g[0].path for g in ordered] == names and note and "lstm_9, lstm_10)" in note
+    ordered, _ = _model_order(layers("bidirectional_1/forward_layer", "bidirectional/forward_layer"), "f")
+    assert [g[0].path for g in ordered] == ["bidirectional/forward_layer", "bidirectional_1/forward_layer"]
+    assert _model_order(layers("enc"), "f")[1] is None  # one layer: nothing to order
+    for paths in (
+        ("lstm", "bidirectional/forward_layer", "lstm_1"),  # LSTM vs Bidirectional: order lost
+        ("lstm", "sequential/lstm"),  # top level vs a nested model
+        ("lstm", "rnn"),  # LSTM vs RNN(LSTMCell)
+        ("enc", "top"),  # no storage numbering at all
+    ):
+        with pytest.raises(UnknownOrderError, match="does not record their order"):
+            _model_order(layers(*paths), "f")
+    ranked = [(_Cell("b", "", {}, rank=1),), (_Cell("a", "", {}, rank=0),)]
+    assert [g[0].name for g in _model_order(ranked, "f")[0]] == ["a", "b"]

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from lstmgen.build import build
 from lstmgen.cli.main import main
-from lstmgen.errors import ConfigError, LstmgenError
+from lstmgen.errors import ConfigError, LstmgenError, UnknownOrderError
 from lstmgen.run import run_model_states
-from lstmgen.weights import list_layers, load_weights
+from lstmgen.weights import list_layers, load_layers, load_weights
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 ATOL = 1e-5
@@ -249,3 +249,78 @@ def test_keras3_file_without_layer_names_is_matched_by_position(tmp_path: Path) 
     io = _io("k3_stacked_head")
     y, _, _ = _build_run(tmp_path, path, {"num_layers": 2}, io["x"])
     _close(y, io["y"], "y")
+
+
+# --- Keras layer order: recorded (config, layer_names), numbered (one class), or refused ------------------
+
+MIX = ["enc", "bi/forward_layer", "bi/backward_layer", "top"]
+
+
+@pytest.mark.parametrize("file", ["k3_order_mix.keras", "k3_order_mix.h5"])
+def test_keras_model_order_from_the_model_config(tmp_path: Path, file: str) -> None:
+    """Custom names out of alphabetical order with a Bidirectional between them: the config's order."""
+    pytest.importorskip("h5py")
+    assert list_layers(REAL / file) == ("keras", [("enc",), ("bi/forward_layer", "bi/backward_layer"), ("top",)])
+    io = _io("k3_order_mix")
+    y, _, _ = _build_run(tmp_path, REAL / file, {"num_layers": 3}, io["x"])
+    _close(y, io["y"], "y")
+
+
+def test_keras_weights_only_stack_of_mixed_classes_is_refused(tmp_path: Path) -> None:
+    """A .weights.h5 keeps groups lstm, bidirectional, lstm_1: the LSTM/Bidirectional order is not in it."""
+    pytest.importorskip("h5py")
+    path = REAL / "k3_order_mix.weights.h5"
+    out = tmp_path / "m.tflite"
+    result = CliRunner().invoke(main, ["build", "--weights", str(path), "--num-layers", "3", "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    for words in ("does not record their order", "bidirectional, lstm, lstm_1", "model.save('m.keras')", "--layer"):
+        assert words in result.output, result.output
+    assert not out.exists()
+    with pytest.raises(UnknownOrderError):
+        list_layers(path)
+    listing = CliRunner().invoke(main, ["cells", str(path)])
+    assert listing.exit_code == 0 and "unknown layer order" in listing.output and "[0]" not in listing.output
+    assert "[?] enc: LSTM, forward, input=6 units=6" in listing.output, listing.output
+    doc = json.loads(CliRunner().invoke(main, ["cells", str(path), "--json"]).stdout)
+    assert {c["layer_index"] for row in doc["layers"] for c in row} == {None} and "order" in doc["note"]
+    # One layer at a time is exact.
+    io = _io("k3_order_mix")
+    w = load_weights(path, layer="enc")
+    assert w.layer == "enc" and w.implied()["input_size"] == 6
+    build(out, {"batch_size": 2, "bidirectional": True}, path, layer="bi")
+    assert load_layers(path, layer="bi")[0][1].direction == "backward"
+    assert io["y"].shape == (2, 5, 6)
+
+
+def test_keras_weights_only_stack_of_one_class_is_ordered_by_group_number(tmp_path: Path) -> None:
+    """Eleven default-named LSTMs: groups lstm, lstm_1, ..., lstm_10 (alphabetically lstm_10 precedes
+    lstm_2), Keras names lstm_1 ... lstm_11. The groups' numbers are the model order; a note says so."""
+    pytest.importorskip("h5py")
+    path = REAL / "k3_order_default.weights.h5"
+    assert list_layers(path)[1] == [(f"lstm_{k}",) for k in range(1, 12)]
+    io = _io("k3_order_default")
+    y, _, notes = _build_run(tmp_path, path, {"num_layers": 11}, io["x"])
+    _close(y, io["y"], "y")
+    assert any("records no model order" in n and "lstm_9, lstm_10)" in n for n in notes), notes
+
+
+@pytest.mark.parametrize(
+    ("case", "file", "layers"),
+    [("k3_order_mix", "k3_order_mix.keras", 3), ("k3_order_default", "k3_order_default.weights.h5", 11)],
+)
+def test_a_wrong_layer_order_is_caught_by_the_keras_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, file: str, layers: int
+) -> None:
+    """The bug these tests guard: layers stacked alphabetically by storage name. Every size chains, and
+    the source reference gets the same order, so the build passes; only Keras' own outputs tell."""
+    pytest.importorskip("h5py")
+    from lstmgen.weights import keras as keras_reader
+
+    def alphabetical(groups: list[Any], source: str) -> tuple[list[Any], None]:
+        return sorted(groups, key=lambda g: g[0].path), None
+
+    monkeypatch.setattr(keras_reader, "_model_order", alphabetical)
+    io = _io(case)
+    y, _, _ = _build_run(tmp_path, REAL / file, {"num_layers": layers}, io["x"])
+    with pytest.raises(AssertionError, match="max abs error"):
+        _close(y, io["y"], "y")

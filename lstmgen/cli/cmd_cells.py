@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from lstmgen.cli.common import EXIT_CODES_RUN, handle_errors, json_document
-from lstmgen.errors import WeightFileError
+from lstmgen.errors import UnknownOrderError, WeightFileError
 from lstmgen.weights import FORMATS, CellWeights
 from lstmgen.weights import open as open_weights
 
@@ -22,7 +22,14 @@ _VARIANTS = (
 )
 
 
-def describe_cell(cell: CellWeights, layer_index: int) -> dict[str, Any]:
+UNORDERED = (
+    "the file does not record the layers' order in the model (weights only), so the cells are listed by "
+    "storage name with no layer index; save the whole model (model.save('m.keras')) to list and build them "
+    "in order, or build one layer at a time with --layer NAME"
+)
+
+
+def describe_cell(cell: CellWeights, layer_index: int | None) -> dict[str, Any]:
     """One cell as `cells --json` prints it."""
     t = cell.tensors
     implied = cell.implied()
@@ -48,16 +55,23 @@ def describe_cell(cell: CellWeights, layer_index: int) -> dict[str, Any]:
     }
 
 
-def _rows(path: Path, weights_format: str, layer: str | None) -> tuple[str, list[list[CellWeights]], str | None]:
-    """The cells as layers, or, for files of several unrelated groups, every cell as its own row."""
+def _rows(path: Path, weights_format: str, layer: str | None) -> tuple[str, list[list[CellWeights]], str | None, bool]:
+    """The cells as layers, or, for files of several unrelated groups or of layers in an unknown order,
+    every cell as its own row; the flag says whether the rows are in model order."""
     with open_weights(path, weights_format) as source:
         try:
-            return source.format, source.load_layers(layer), None
-        except WeightFileError:
+            return source.format, source.load_layers(layer), None, True
+        except WeightFileError as exc:
             if layer is not None:
                 raise
+            ordered = not isinstance(exc, UnknownOrderError)
         why = "the file holds several unrelated groups of cells, each listed alone; pick one group with --layer"
-        return source.format, [[source.load(name)] for name in source.cell_names()], why
+        return (
+            source.format,
+            [[source.load(name)] for name in source.cell_names()],
+            why if ordered else UNORDERED,
+            ordered,
+        )
 
 
 @click.command("cells", epilog=EXIT_CODES_RUN)
@@ -77,20 +91,22 @@ def cells_cmd(weights: Path, weights_format: str, layer: str | None, as_json: bo
       lstmgen cells lstm.onnx --json | jq '.layers[][].name'
       lstmgen cells checkpoint.pt --layer encoder.lstm
     """
-    fmt, rows, why = _rows(weights, weights_format, layer)
-    layers = [[describe_cell(c, k) for c in row] for k, row in enumerate(rows)]
+    fmt, rows, why, ordered = _rows(weights, weights_format, layer)
+    layers = [[describe_cell(c, k if ordered else None) for c in row] for k, row in enumerate(rows)]
     if as_json:
         doc = {"ok": True, "file": str(weights), "format": fmt, "layers": layers, "note": why}
         click.echo(json_document(doc))
         return
     count = sum(len(r) for r in layers)
-    click.echo(f"{weights}: {fmt}, {count} LSTM cell(s) in {len(layers)} layer(s)")
+    grouped = f"in {len(layers)} layer(s)" if ordered else "in an unknown layer order"
+    click.echo(f"{weights}: {fmt}, {count} LSTM cell(s) {grouped}")
     for row in layers:
         for c in row:
             proj = f" proj={c['num_proj']}" if c["num_proj"] else ""
+            index = "?" if c["layer_index"] is None else c["layer_index"]
             stated = ", ".join(f"{k}={v}" for k, v in c["stated"].items())
             click.echo(
-                f"  [{c['layer_index']}] {c['name'] or '(unnamed)'}: {c['kind']}, {c['direction']}, "
+                f"  [{index}] {c['name'] or '(unnamed)'}: {c['kind']}, {c['direction']}, "
                 f"input={c['input_size']} units={c['num_units']}{proj}" + (f"; {stated}" if stated else "")
             )
     if why:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen import guard
-from lstmgen.errors import LstmgenError, WeightFileError
+from lstmgen.errors import LstmgenError, UnknownOrderError, WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
 from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
 from lstmgen.weights.detect import FORMATS, KERAS_ROLES
@@ -49,6 +49,7 @@ class _Cell:
     merge_mode: str | None = None  # the Bidirectional wrapper's merge_mode, when the config states it
     path: str = ""  # where the file keeps it ('lstm_1' in Keras 3: by class and position), for model order
     guessed: bool = False  # the name is the storage path's, not the Keras name (the file does not record it)
+    rank: int | None = None  # position in the model as the file records it (layer_names, config); None: unknown
 
     @property
     def order(self) -> list[tuple[int, str]]:
@@ -63,6 +64,28 @@ def _natural_key(name: str) -> list[tuple[int, str]]:
         key.extend((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", seg) if p)
         key.append((-2, ""))  # segment boundary sorts first, so 'lstm' precedes 'lstm/x' and 'lstm_1'
     return key
+
+
+# A Keras 3 / tf_keras saving_lib group name: the layer's class in snake case, then _<k> for the k-th
+# further layer of that class in its model's layer list ('lstm', 'lstm_1', ..., 'lstm_10').
+_SLOT = re.compile(r"^(?P<stem>.+?)(?:_(?P<k>\d+))?$")
+
+
+def _layer_path(cell: _Cell) -> str:
+    """The storage path of the layer holding `cell` (a Bidirectional's, for one of its halves)."""
+    parent, _, leaf = cell.path.rpartition("/")
+    return parent if leaf in ("forward_layer", "backward_layer") else cell.path
+
+
+def _slot(cell: _Cell) -> tuple[str, str, int] | None:
+    """(parent path, class stem, position) of the layer that holds `cell`, from its storage path."""
+    path = _layer_path(cell)
+    if not path:
+        return None
+    parent, _, leaf = path.rpartition("/")
+    match = _SLOT.match(leaf)
+    assert match is not None  # the pattern matches any non-empty name
+    return parent, match["stem"], int(match["k"] or 0)
 
 
 def _decode(value: Any) -> str:
@@ -132,11 +155,12 @@ def _npz_cells(arrays: Mapping[str, np.ndarray], by_shape: bool = True) -> tuple
     while paths and all(common < k for k in keep) and len({s[common] for s in paths}) == 1:
         common += 1
     cells = []
-    for p, segs, raw in zip(prefixes, paths, raw_paths, strict=True):
+    for rank, (p, segs, raw) in enumerate(zip(prefixes, paths, raw_paths, strict=True)):
         name = "/".join(segs[common:])
         aliases = {p, "/".join(segs), "/".join(raw), "/".join(raw[common:])} | ({raw[-1]} if raw else set())
         where = f"keys {', '.join(repr(k) for k in groups[p].values())}"
-        cells.append(_Cell(name, where, {r: arrays[k] for r, k in groups[p].items()}, aliases - {name}))
+        # The keys' order in the archive (the order they were passed to numpy.savez) is the layer order.
+        cells.append(_Cell(name, where, {r: arrays[k] for r, k in groups[p].items()}, aliases - {name}, rank=rank))
     return cells, others
 
 
@@ -246,6 +270,9 @@ def _is_classic(h5: Any) -> bool:
 def _classic_cells(h5: Any) -> list[_Cell]:
     """tf.keras 2 / Keras 2 layout: [model_weights/]<layer>/<weight name> listed in the layer's weight_names."""
     root = h5.get("model_weights", h5)
+    # Keras 3 writes its legacy .h5 weight names as variable paths, led by the model's name
+    # ('sequential/enc/lstm_cell/kernel' in layer 'enc'); tf.keras 2 starts them with the layer's.
+    keras3 = _decode(root.attrs.get("keras_version", h5.attrs.get("keras_version", ""))).startswith("3.")
     found: list[tuple[list[str], str, dict[str, Any], str]] = []
     for layer in _attr_list(root, "layer_names"):
         if layer not in root:
@@ -265,16 +292,19 @@ def _classic_cells(h5: Any) -> list[_Cell]:
             segs = [s for s in prefix.split("/") if s]
             if segs and _CELL_SEGMENT.match(segs[-1]):
                 segs = segs[:-1]
-            if segs and segs[0] == layer:  # 'lstm/lstm_cell/kernel:0' in layer 'lstm'
+            if keras3 and len(segs) >= 2 and segs[1] == layer:
+                segs = segs[2:]
+            elif segs and segs[0] == layer:  # 'lstm/lstm_cell/kernel:0' in layer 'lstm'
                 segs = segs[1:]
             arrays = {r: group[wn] for r, wn in roles.items()}
             found.append(([layer, *segs], f"{group.name}/{prefix}/{{kernel,recurrent_kernel,bias}}:0", arrays, prefix))
     paths = _bidirectional_names([f[0] for f in found])
     cells = []
-    for segs, (raw, where, arrays, prefix) in zip(paths, found, strict=True):
+    for rank, (segs, (raw, where, arrays, prefix)) in enumerate(zip(paths, found, strict=True)):
         name = "/".join(segs)
         aliases = {"/".join(raw), prefix, raw[-1]} - {name}
-        cells.append(_Cell(name, where, arrays, aliases))
+        # layer_names lists the layers in model order (Keras loads a legacy .h5 by it): that order is kept.
+        cells.append(_Cell(name, where, arrays, aliases, rank=rank))
     return cells
 
 
@@ -399,9 +429,18 @@ def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None, source
         if cls in (*LSTM_CLASSES, "RNN"):
             cell.config, cell.direction, cell.merge_mode = cfg, direction, merge
             kept.append(cell)
-    # Model order from the config, not the alphabetical order HDF5 groups come back in.
+    # Model order from the config, not the alphabetical order HDF5 groups come back in (a classic
+    # file's layer_names order is the same and is kept).
     order = {name: i for i, name in enumerate(configs)}
-    return sorted(kept, key=lambda c: (order.get(c.name, len(order)), c.order))
+    for cell in kept:
+        if cell.rank is None and cell.name in order:
+            cell.rank = order[cell.name]
+    return _listed(kept)
+
+
+def _listed(cells: list[_Cell]) -> list[_Cell]:
+    """Cells in model order where the file records it, the others after them by storage name."""
+    return sorted(cells, key=lambda c: (c.rank is None, c.rank or 0, c.order))
 
 
 # ------------------------------------------------------------------------------ config checks
@@ -580,7 +619,9 @@ class KerasFile:
         return _to_weights(_select(self._cells, cell, self.source), self.source, [])
 
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
-        return [[_to_weights(c, self.source, []) for c in group] for group in _layers(self._cells, layer, self.source)]
+        layers, note = _model_order(_grouped(self._cells, layer, self.source), self.source)
+        notes = [note] if note else []
+        return [[_to_weights(c, self.source, notes if k == 0 else []) for c in g] for k, g in enumerate(layers)]
 
     def cell_names(self) -> list[str]:
         """Canonical names of every LSTM cell in the file, in model order when the file records it.
@@ -643,9 +684,7 @@ def _find_cells(h5: Any, config: dict[str, Any] | None, path: Path, where: str) 
         config = _h5_config(h5, path)
     classic = _is_classic(h5)
     cells = _classic_cells(h5) if classic else _keras3_cells(h5)
-    cells = _attach_configs(cells, config, str(path))
-    if config is None and not classic:  # classic files list layers in model order; Keras 3 groups do not
-        cells.sort(key=lambda c: c.order)
+    cells = _listed(_attach_configs(cells, config, str(path)))
     if not cells:
         found = _h5_datasets(h5)
         shown = "; ".join(found[:12]) + ("; ..." if len(found) > 12 else "") if found else "no datasets"
@@ -718,7 +757,53 @@ def _checked_npz_cells(arrays: Mapping[str, np.ndarray], source: str) -> tuple[l
 
 
 def _layers(cells: list[_Cell], layer: str | None, source: str) -> list[tuple[_Cell, ...]]:
-    """Cells grouped into layers in model order: a Bidirectional's two halves (forward first) are one."""
+    """Cells grouped into layers in model order: a Bidirectional's two halves (forward first) are one.
+
+    Several layers whose order the file does not record raise UnknownOrderError (see _model_order).
+    """
+    return _model_order(_grouped(cells, layer, source), source)[0]
+
+
+def _model_order(layers: list[tuple[_Cell, ...]], source: str) -> tuple[list[tuple[_Cell, ...]], str | None]:
+    """The layers in model order, and a note when that order comes from the storage group names.
+
+    A file with a model config or a layer_names list records the order. A weights-only Keras 3 /
+    tf_keras .weights.h5 does not: it keeps each layer under its class name and its position among
+    the layers of that class in its model ('lstm', 'lstm_1', 'bidirectional'; HDF5 lists them
+    alphabetically, so 'lstm_10' before 'lstm_2'). Those positions order layers of one class in one
+    model; between classes or nested models the order is lost, and lstmgen refuses to guess it.
+    """
+    if len(layers) <= 1:
+        return layers, None
+    ranks = [[c.rank for c in group] for group in layers]
+    if all(r is not None for row in ranks for r in row):
+        return sorted(layers, key=lambda g: min(c.rank or 0 for c in g)), None
+    slots = [_slot(group[0]) for group in layers]
+    kinds = {s[:2] for s in slots if s is not None}
+    if None not in slots and len(kinds) == 1 and len({s[2] for s in slots if s is not None}) == len(slots):
+        ordered = [g for _, g in sorted(zip(slots, layers, strict=True), key=lambda p: p[0][2] if p[0] else 0)]
+        paths = ", ".join(_layer_path(g[0]) for g in ordered)
+        note = (
+            f"the file records no model order (weights only): the {len(layers)} layers are stacked in the order "
+            f"Keras numbered their weight groups ({paths}), each one's position among the model's "
+            f"'{next(iter(kinds))[1]}' layers"
+        )
+        return ordered, note
+    names = "; ".join(" + ".join(c.name for c in g) for g in layers)
+    groups = ", ".join(sorted({_layer_path(g[0]) for g in layers if g[0].path}))
+    raise UnknownOrderError(
+        f"{source}: holds {len(layers)} LSTM layers ({names}) but does not record their order in the model. "
+        "A weights-only Keras file (model.save_weights('x.weights.h5')) keeps each layer's weights under its "
+        "class and its position among the layers of that class"
+        + (f" (here: {groups})" if groups else "")
+        + ", so the order between layers of different classes (LSTM, Bidirectional) or nested models is "
+        "lost, and lstmgen does not guess it. Save the whole model (model.save('m.keras')) and build from "
+        "that file, or build one layer at a time with --layer NAME."
+    )
+
+
+def _grouped(cells: list[_Cell], layer: str | None, source: str) -> list[tuple[_Cell, ...]]:
+    """The cells (of `layer`, when given) as layers, a Bidirectional's two halves (forward first) as one."""
     if layer is not None:
         want = layer.strip("/")
         inside = [c for c in cells if c.name == want or c.name.startswith(f"{want}/")]
