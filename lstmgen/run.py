@@ -8,7 +8,8 @@ import numpy as np
 
 from lstmgen.check.verify import open_model_session
 from lstmgen.errors import LstmgenError
-from lstmgen.modelinfo import read_lstm_model
+from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
 State = tuple[np.ndarray, np.ndarray]
 
@@ -58,10 +59,12 @@ def run_model_states(
     """Like run_model, returning the final (h, c) of every LSTM op. Conversions made on the way are appended to
     `notes` (float64 input, a quantized model fed floats)."""
     path = Path(path)
-    lm = read_lstm_model(path)
+    lm = read_lstm_model(path, head_ok=True)  # a converter's head around the LSTM ops: the whole model runs
     notes = [] if notes is None else notes
     layout = "[time, batch, input]" if lm.time_major else "[batch, time, input]"
-    if x.ndim != 3 or x.shape[2] != lm.input_size:
+    if lm.head:
+        _check_whole_model_input(lm, x, input_label)
+    elif x.ndim != 3 or x.shape[2] != lm.input_size:
         raise LstmgenError(
             f"{input_label} has shape {list(x.shape)}, expected {layout} with input size {lm.input_size} for {path}."
         )
@@ -76,23 +79,14 @@ def run_model_states(
             f"{path} takes {lm.input.dtype} input{grid}: the float input is quantized with its parameters, and the "
             f"{lm.output.dtype} output dequantized to float32"
         )
+    initial = list(initial or [])
+    if lm.head:
+        return _run_whole_model(lm, x, initial, chunk, runtime, input_label, state_label, notes)
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
     steps, batch = x.shape[t_axis], x.shape[b_axis]
     if steps == 0 or batch == 0:
         raise LstmgenError(f"{input_label} has shape {list(x.shape)}: {layout} needs at least one step and one row.")
-    initial = list(initial or [])
-    if len(initial) > len(lm.lstms):
-        raise LstmgenError(f"{state_label}: gives states for {len(initial)} LSTM ops; {path} has {len(lm.lstms)}.")
-    for k, (h0, c0) in enumerate(initial):
-        spec = lm.lstms[k]
-        for key, value, size in (("h", h0, spec.output_size), ("c", c0, spec.num_units)):
-            if value is not None and (value.dtype.kind != "f" or value.size != batch * size):
-                which = f" of LSTM op {k}" if len(lm.lstms) > 1 else ""
-                raise LstmgenError(
-                    f"{state_label}: '{key}'{which} has shape {list(value.shape)} ({value.dtype}), expected "
-                    f"[{batch}, {size}] floats (batch {batch} from the input, {'output' if key == 'h' else 'cell'} "
-                    f"size {size})."
-                )
+    _check_states(lm, initial, batch, state_label)
     chunk = steps if chunk is None else chunk
     if chunk < 1:
         raise LstmgenError(f"chunk {chunk}: expected a number of time steps >= 1.")
@@ -128,3 +122,82 @@ def run_model_states(
     # A last-step model outputs [B, F] per invoke: the final chunk's output is the sequence's last step.
     y = np.concatenate(outputs, axis=t_axis) if lm.output_has_time else outputs[-1]
     return y.astype(np.float32), session.state()
+
+
+def _check_states(
+    lm: LstmModel, initial: list[tuple[np.ndarray | None, np.ndarray | None]], batch: int, state_label: str
+) -> None:
+    """(h0, c0) per LSTM op, each None or batch x size floats."""
+    if len(initial) > len(lm.lstms):
+        raise LstmgenError(f"{state_label}: gives states for {len(initial)} LSTM ops; {lm.path} has {len(lm.lstms)}.")
+    for k, (h0, c0) in enumerate(initial):
+        spec = lm.lstms[k]
+        for key, value, size in (("h", h0, spec.output_size), ("c", c0, spec.num_units)):
+            if value is not None and (value.dtype.kind != "f" or value.size != batch * size):
+                which = f" of LSTM op {k}" if len(lm.lstms) > 1 else ""
+                raise LstmgenError(
+                    f"{state_label}: '{key}'{which} has shape {list(value.shape)} ({value.dtype}), expected "
+                    f"[{batch}, {size}] floats (batch {batch} from the input, {'output' if key == 'h' else 'cell'} "
+                    f"size {size})."
+                )
+
+
+def _head_names(lm: LstmModel) -> str:
+    """The ops other than the LSTMs, e.g. 'STRIDED_SLICE (op 1), FULLY_CONNECTED (op 2), SOFTMAX (op 3)'."""
+    lstms = {spec.op_index for spec in lm.lstms}
+    ops = lm.model.operators
+    return ", ".join(
+        f"{BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))} (op {k})"
+        for k, op in enumerate(ops)
+        if k not in lstms
+    )
+
+
+def _check_whole_model_input(lm: LstmModel, x: np.ndarray, input_label: str) -> None:
+    """A model with a head takes its own input shape; only a -1 axis of a 3-D input may differ (resized)."""
+    stored = tuple(lm.input.shape)
+    sig = tuple(lm.input.shape_signature or stored)
+    resizable = len(stored) == 3  # the sessions resize a [batch, time, features] input (the states follow)
+    if x.ndim != len(stored) or any(
+        a != b and not (s == -1 and resizable) for a, b, s in zip(x.shape, stored, sig, strict=False)
+    ):
+        free = f" (shape_signature {list(sig)}: the -1 axes may differ)" if resizable and -1 in sig else ""
+        raise LstmgenError(
+            f"{input_label} has shape {list(x.shape)}, but {lm.path} (a model with ops around its LSTM ops: "
+            f"{_head_names(lm)}) takes input of shape {list(stored)}{free}. Pass input of that shape."
+        )
+    if 0 in x.shape:
+        raise LstmgenError(f"{input_label} has shape {list(x.shape)}: it needs at least one element on each axis.")
+
+
+def _run_whole_model(
+    lm: LstmModel,
+    x: np.ndarray,
+    initial: list[tuple[np.ndarray | None, np.ndarray | None]],
+    chunk: int | None,
+    runtime: str,
+    input_label: str,
+    state_label: str,
+    notes: list[str],
+) -> tuple[np.ndarray, list[State]]:
+    """A model with ops around its LSTM ops (a converter's head): input to the model's output in one invoke."""
+    t_axis = 0 if lm.time_major else 1
+    if chunk is not None and (x.ndim != 3 or chunk < x.shape[t_axis]):
+        raise LstmgenError(
+            f"--chunk {chunk}: {lm.path} has ops around its LSTM ops ({_head_names(lm)}), which see one invoke's "
+            "LSTM output at a time (a last-step slice or a Dense layer over it), so chunks would not compute what "
+            "the whole sequence does. Run it without --chunk, or export its LSTM (lstmgen export) and build an "
+            "LSTM-only model to stream."
+        )
+    # The LSTM ops' batch follows the input's (resizing moves the states with it); a non-3-D input is never resized.
+    batch = x.shape[1 - t_axis] if x.ndim == 3 else int(lm.model.tensors[lm.lstms[0].h_index].shape[0])
+    _check_states(lm, initial, batch, state_label)
+    session = open_model_session(lm, runtime)
+    session.resize(x.shape, tuple(lm.input.shape_signature or lm.input.shape), label=input_label)
+    session.reset(dict(enumerate(initial)))
+    y = session.invoke(x).astype(np.float32)
+    notes.append(
+        f"{lm.path} has ops around its LSTM ops ({_head_names(lm)}): the whole model ran in one invoke, input to "
+        f"its output {list(y.shape)}; the final states are its LSTM ops'"
+    )
+    return y, session.state()

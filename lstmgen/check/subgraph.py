@@ -72,7 +72,7 @@ def check_possible(lm: LstmModel, mode: str, micro: bool, source: SourceModel | 
             "CPU kernel has no int16x8 LSTM. Check the LSTM alone: export its weights (lstmgen export MODEL --format "
             "tflite -o lstm.npz; --layer K picks one of several ops), build an LSTM-only model from them with the "
             "settings export prints (lstmgen build --weights lstm.npz --time-steps T --cell-clip C ...) and verify "
-            "that model with --micro."
+            "that model with --micro. lstmgen run MODEL --runtime micro runs the whole model in TFLM (unchecked)."
         )
     cells = source.cells_in_op_order() if source is not None else []
     if source is not None and len(cells) != len(lm.lstms):

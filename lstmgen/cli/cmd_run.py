@@ -87,6 +87,8 @@ def run_cmd(
     """Run MODEL on an input sequence from the zero (or a given) state.
 
     Inputs whose batch or time size differ from the model's are resized when the model allows it.
+    A model with other ops around its LSTM ops (TF's converter's classifier: LSTM -> Dense -> softmax)
+    runs whole, input to its output, in one invoke (no --chunk); the states are its LSTM ops'.
 
     \b
     Examples:
@@ -94,6 +96,8 @@ def run_cmd(
       lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
       # in TensorFlow Lite Micro (int16x8 models always run there; TFLM takes the stored input shape)
       lstmgen run lstm_mcu.tflite --input x.npy --output y.npy --runtime micro
+      # a converted Keras classifier, whole: y.npy holds the class probabilities
+      lstmgen run classifier.tflite --input x.npy --output y.npy
     """
     x = load_npy(input_path, "input")
     state = _load_state(initial_state) if initial_state else {}
