@@ -310,3 +310,14 @@ def test_runtime_messages_name_what_the_user_set(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(interpreter, "_import", missing)
     with pytest.raises(RuntimeNotAvailable, match=r"Install it \(pip install tensorflow-cpu\)"):
         interpreter.resolve_runtime("tensorflow")
+
+
+def test_json_documents_are_strict_json() -> None:
+    """Every command prints --json through json_document: no Infinity/NaN, which strict parsers reject."""
+    from lstmgen.cli import common
+
+    text = common.json_document({"a": float("inf"), "b": [1.0, float("nan")], "c": (2, {"d": -float("inf")})})
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": [2, {"d": None}]}
+    cli = ROOT / "lstmgen" / "cli"
+    stray = [p.name for p in cli.glob("cmd_*.py") if "json.dumps(" in p.read_text()]
+    assert not stray, f"print --json through common.json_document: {stray}"

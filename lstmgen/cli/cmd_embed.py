@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors
+from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_document
 from lstmgen.embed import EmbedResult, embed
 
 
@@ -45,7 +44,7 @@ def embed_cmd(model: Path, output: Path, symbol: str | None, as_json: bool) -> N
     """
     result = embed(model, output, name=symbol)
     if as_json:
-        click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2))
+        click.echo(json_document({"ok": True, **result.to_dict()}))
     else:
         click.echo(embed_text(result))
 

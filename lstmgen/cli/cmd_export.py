@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors
+from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_document
 from lstmgen.export import FORMATS, export_weights
 
 
@@ -41,7 +40,7 @@ def export_cmd(
     """
     result = export_weights(model, output, fmt, layer, forget_bias)
     if as_json:
-        click.echo(json.dumps({"ok": True, **result.to_dict()}, indent=2))
+        click.echo(json_document({"ok": True, **result.to_dict()}))
         return
     if quiet:
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import click
 import numpy as np
 
 from lstmgen.arrays import load_npy, load_npz
-from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors
+from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_document
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.run import run_model_states
@@ -140,7 +139,7 @@ def run_cmd(
             "final_state": str(final_state) if final_state else None,
             "notes": notes,
         }
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json_document(summary))
     elif not quiet:
         for note in notes:
             click.echo(f"lstmgen: note: {note}", err=True)
