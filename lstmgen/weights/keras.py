@@ -387,18 +387,54 @@ def _maskers(item: Any) -> list[str]:
     return found
 
 
-def _by_position(cells: list[_Cell], configs: Mapping[str, _Entry]) -> dict[str, str]:
-    """Cell name -> config name for cells the config does not name, paired in model order when those cells
-    and the unclaimed top-level LSTM configs are equally many. Files that do not record Keras names keep
-    groups by class and position ('lstm', 'lstm_1'), which may coincide with another layer's Keras name,
-    so such cells are always paired by position."""
-    loose = sorted((c for c in cells if c.guessed or c.name not in configs), key=lambda c: c.order)
-    used = {c.name for c in cells if not c.guessed}
-    lstm = (*LSTM_CLASSES, "RNN")
-    free = [n for n, e in configs.items() if n not in used and e[1] is None and e[2] in lstm and "/" not in n]
-    if not loose or len(loose) != len(free) or any("/" in c.name for c in loose):
-        return {}
-    return {c.name: n for c, n in zip(loose, free, strict=True)}
+def _snake(class_name: str) -> str:
+    """A Keras class name as Keras' weight files name its layers' groups: 'LSTM' -> 'lstm',
+    'Bidirectional' -> 'bidirectional', 'InputLayer' -> 'input_layer' (a 'package>Name' by its Name)."""
+    name = re.sub(r"\W+", "", class_name.rpartition(">")[2])
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _storage_names(root: Mapping[str, Any]) -> dict[str, str]:
+    """Each config layer's weight-group path -> its name path ('lstm_1' -> 'top', 'bidirectional' -> 'bi').
+
+    Keras 3 and tf_keras save a model's layers (its layer list, the config's order) under their class
+    in snake case, numbered per class: 'lstm', 'bidirectional', 'lstm_1'; nested models likewise.
+    """
+    out: dict[str, str] = {}
+
+    def walk(items: Any, store: list[str], names: list[str]) -> None:
+        used: dict[str, int] = {}
+        for item in items if isinstance(items, list) else []:
+            cfg = item.get("config") if isinstance(item, Mapping) else None
+            cls = item.get("class_name") if isinstance(item, Mapping) else None
+            name = cfg.get("name") if isinstance(cfg, Mapping) else None
+            if not isinstance(name, str) or not isinstance(cls, str) or not isinstance(cfg, Mapping):
+                continue
+            stem = _snake(cls)
+            used[stem] = used.get(stem, -1) + 1
+            here = ([*store, stem if used[stem] == 0 else f"{stem}_{used[stem]}"], [*names, name])
+            out["/".join(here[0])] = "/".join(here[1])
+            if isinstance(cfg.get("layers"), list):  # a nested Sequential / Functional model
+                walk(cfg["layers"], *here)
+
+    walk((root.get("config") or {}).get("layers"), [], [])
+    return out
+
+
+def _by_storage(cells: list[_Cell], config: Mapping[str, Any], configs: Mapping[str, _Entry]) -> dict[str, str]:
+    """Cell name -> config name for cells the file does not name by their Keras name (tf_keras files
+    record none; their group names 'lstm', 'lstm_1' may coincide with other layers' Keras names), or
+    whose name the config lacks, paired through the weight-group path Keras gives each config layer."""
+    storage = _storage_names(config)
+    out = {}
+    for cell in cells:
+        if not (cell.guessed or cell.name not in configs) or not cell.path:
+            continue
+        layer = _layer_path(cell)
+        if layer in storage:
+            out[cell.name] = storage[layer] + cell.path[len(layer) :]
+    return out
 
 
 def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None, source: str = "") -> list[_Cell]:
@@ -414,13 +450,15 @@ def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None, source
             ".weights.h5, or pass the LSTM's arrays in an .npz) and feed unpadded sequences, or remove the mask."
         )
     configs = _layer_configs(config)
-    renamed = _by_position(cells, configs)
+    renamed = _by_storage(cells, config, configs)
     kept = []
     for cell in cells:
-        if cell.name in renamed:
+        placed = cell.name in renamed
+        if placed:
             cell.aliases.add(cell.name)
             cell.name = renamed[cell.name]
-        entry = configs.get(cell.name)
+        # An unnamed cell its group path does not place is never matched by a lookalike Keras name.
+        entry = configs.get(cell.name) if placed or not cell.guessed else None
         if entry is None:
             cell.config_missing = True
             kept.append(cell)
