@@ -7,6 +7,7 @@ the test's tmp dir and checks that lstmgen refuses it with exit 2, a short messa
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -369,6 +370,9 @@ def test_signals_remove_temp_files(tmp_path: Path, built: tuple[Path, Path, Path
         text=True,
         timeout=120,
         cwd=REPO,
+        # As from a terminal: a job started in the background by a non-interactive shell inherits SIGINT
+        # ignored, and Python then (rightly) leaves Ctrl-C ignored too.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.returncode == code, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
