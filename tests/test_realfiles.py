@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from lstmgen.build import build
 from lstmgen.cli.main import main
-from lstmgen.errors import ConfigError, LstmgenError, UnknownOrderError
+from lstmgen.errors import ConfigError, LstmgenError, UnknownOrderError, WeightFileError
 from lstmgen.run import run_model_states
 from lstmgen.weights import list_layers, load_layers, load_weights
 
@@ -337,6 +337,31 @@ def test_a_wrong_layer_order_is_caught_by_the_keras_outputs(
 
     monkeypatch.setattr(keras_reader, "_model_order", alphabetical)
     io = _io(case)
+    if file.endswith(".keras"):  # the config's wiring catches it first
+        with pytest.raises(WeightFileError, match="does not feed LSTM layer"):
+            build(tmp_path / "m.tflite", {"batch_size": 2, "num_layers": layers}, REAL / file)
+        monkeypatch.setattr(keras_reader, "_check_chained", lambda layers, source: None)
     y, _, _ = _build_run(tmp_path, REAL / file, {"num_layers": layers}, io["x"])
     with pytest.raises(AssertionError, match="max abs error"):
         _close(y, io["y"], "y")
+
+
+@pytest.mark.parametrize(
+    ("file", "words"),
+    [
+        ("k3_order_dense_between.keras", ("does not feed LSTM layer 'a' straight into 'b'", "'d'", "--layer a")),
+        ("k3_order_parallel.keras", ("does not feed LSTM layer 'p1' straight into 'p2'", "input_layer", "--layer p1")),
+    ],
+)
+def test_keras_layers_the_model_does_not_chain_are_no_stack(tmp_path: Path, file: str, words: tuple[str, ...]) -> None:
+    """A Dense between two LSTMs (sizes still chain) or parallel LSTMs: building them as a stack would
+    drop the Dense or rewire the model and still pass against the source; each layer alone is fine."""
+    pytest.importorskip("h5py")
+    out = tmp_path / "m.tflite"
+    result = CliRunner().invoke(main, ["build", "--weights", str(REAL / file), "--num-layers", "2", "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    for word in words:
+        assert word in result.output, result.output
+    assert not out.exists()
+    first = words[-1].split()[-1]
+    assert build(out, {"batch_size": 1}, REAL / file, layer=first).verification.passed

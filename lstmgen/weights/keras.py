@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import zipfile
@@ -50,6 +51,7 @@ class _Cell:
     path: str = ""  # where the file keeps it ('lstm_1' in Keras 3: by class and position), for model order
     guessed: bool = False  # the name is the storage path's, not the Keras name (the file does not record it)
     rank: int | None = None  # position in the model as the file records it (layer_names, config); None: unknown
+    feeds: frozenset[str] | None = None  # per the config, the layers whose outputs reach this one's input
 
     @property
     def order(self) -> list[tuple[int, str]]:
@@ -387,6 +389,74 @@ def _maskers(item: Any) -> list[str]:
     return found
 
 
+# Layers that pass their input through unchanged at inference: a stack may have them between LSTMs.
+_PASS_THROUGH = frozenset(
+    {
+        "Dropout",
+        "SpatialDropout1D",
+        "GaussianDropout",
+        "GaussianNoise",
+        "AlphaDropout",
+        "ActivityRegularization",
+        "Identity",
+    }
+)
+
+
+def _histories(value: Any) -> list[str]:
+    """Names of the layers whose outputs a config's inbound node uses: Keras 3 {'keras_history': [name,
+    node, tensor]}, tf_keras [name, node, tensor, kwargs]; anywhere in args and kwargs (initial_state too)."""
+    if isinstance(value, Mapping):
+        hist = value.get("keras_history")
+        if isinstance(hist, list) and hist and isinstance(hist[0], str):
+            return [hist[0]]
+        return [n for v in value.values() for n in _histories(v)]
+    if isinstance(value, list):
+        if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int) and isinstance(value[2], int):
+            return [value[0], *(_histories(value[3]) if len(value) > 3 else [])]
+        return [n for v in value for n in _histories(v)]
+    return []
+
+
+def _wiring(root: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """Each layer's name path -> the layers feeding it, passed through Dropout-like layers: the previous
+    layer in a Sequential, the inbound nodes' layers in a Functional model ('?' where a layer is called
+    more than once or its inputs are not stated)."""
+    direct: dict[str, tuple[str, list[str]]] = {}  # name path -> (class, inputs)
+
+    def walk(items: Any, prefix: list[str], sequential: bool) -> None:
+        previous: list[str] = []
+        for item in items if isinstance(items, list) else []:
+            cfg = item.get("config") if isinstance(item, Mapping) else None
+            name = cfg.get("name") if isinstance(cfg, Mapping) else None
+            if not isinstance(name, str) or not isinstance(cfg, Mapping):
+                continue
+            cls = str(item.get("class_name"))
+            path = "/".join([*prefix, name])
+            if sequential:
+                inputs = previous
+            else:
+                nodes = item.get("inbound_nodes")
+                inputs = ["/".join([*prefix, n]) for n in _histories(nodes)] if isinstance(nodes, list) else []
+                inputs = inputs if isinstance(nodes, list) and len(nodes) <= 1 else ["?"]
+            direct[path] = (cls, inputs)
+            if cls != "InputLayer":
+                previous = [path]
+            if isinstance(cfg.get("layers"), list):
+                walk(cfg["layers"], [*prefix, name], cls == "Sequential")
+
+    walk((root.get("config") or {}).get("layers"), [], root.get("class_name") == "Sequential")
+
+    def sources(path: str, seen: frozenset[str]) -> frozenset[str]:
+        out: set[str] = set()
+        for src in direct.get(path, ("", ["?"]))[1] or ["?"]:
+            cls = direct.get(src, ("", []))[0]
+            out |= sources(src, seen | {src}) if cls in _PASS_THROUGH and src not in seen else {src}
+        return frozenset(out)
+
+    return {path: sources(path, frozenset({path})) for path in direct}
+
+
 def _snake(class_name: str) -> str:
     """A Keras class name as Keras' weight files name its layers' groups: 'LSTM' -> 'lstm',
     'Bidirectional' -> 'bidirectional', 'InputLayer' -> 'input_layer' (a 'package>Name' by its Name)."""
@@ -450,6 +520,7 @@ def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None, source
             ".weights.h5, or pass the LSTM's arrays in an .npz) and feed unpadded sequences, or remove the mask."
         )
     configs = _layer_configs(config)
+    wiring = _wiring(config)
     renamed = _by_storage(cells, config, configs)
     kept = []
     for cell in cells:
@@ -466,6 +537,7 @@ def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None, source
         cfg, direction, cls, merge = entry
         if cls in (*LSTM_CLASSES, "RNN"):
             cell.config, cell.direction, cell.merge_mode = cfg, direction, merge
+            cell.feeds = wiring.get(_config_layer(cell.name))
             kept.append(cell)
     # Model order from the config, not the alphabetical order HDF5 groups come back in (a classic
     # file's layer_names order is the same and is kept).
@@ -474,6 +546,29 @@ def _attach_configs(cells: list[_Cell], config: Mapping[str, Any] | None, source
         if cell.rank is None and cell.name in order:
             cell.rank = order[cell.name]
     return _listed(kept)
+
+
+def _config_layer(name: str) -> str:
+    """The name path of the Keras layer a cell belongs to (a Bidirectional's, for one of its halves)."""
+    parent, _, leaf = name.rpartition("/")
+    return parent if leaf in ("forward_layer", "backward_layer") else name
+
+
+def _check_chained(layers: list[tuple[_Cell, ...]], source: str) -> None:
+    """Refuse to stack two LSTM layers that the model config does not wire one into the next (a Dense
+    between them, parallel branches): lstmgen would drop what lies between and still pass its checks."""
+    for below, above in itertools.pairwise(layers):
+        feeds, lower = above[0].feeds, _config_layer(below[0].name)
+        if feeds is None or feeds == {lower}:
+            continue
+        upper = _config_layer(above[0].name)
+        raise WeightFileError(
+            f"{source}: the model config does not feed LSTM layer '{lower}' straight into '{upper}' ('{upper}' "
+            f"takes its input from {', '.join(repr(f) for f in sorted(feeds))}), so they are no stack of fused "
+            "LSTM ops: lstmgen builds LSTM layers only (Dropout-like layers between them are skipped, as at "
+            "inference), and the layers between them or another wiring would be lost. Build each LSTM layer "
+            f"alone with --layer NAME (e.g. --layer {lower})."
+        )
 
 
 def _listed(cells: list[_Cell]) -> list[_Cell]:
@@ -658,6 +753,7 @@ class KerasFile:
 
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
         layers, note = _model_order(_grouped(self._cells, layer, self.source), self.source)
+        _check_chained(layers, self.source)
         notes = [note] if note else []
         return [[_to_weights(c, self.source, notes if k == 0 else []) for c in g] for k, g in enumerate(layers)]
 
@@ -799,7 +895,9 @@ def _layers(cells: list[_Cell], layer: str | None, source: str) -> list[tuple[_C
 
     Several layers whose order the file does not record raise UnknownOrderError (see _model_order).
     """
-    return _model_order(_grouped(cells, layer, source), source)[0]
+    layers = _model_order(_grouped(cells, layer, source), source)[0]
+    _check_chained(layers, source)
+    return layers
 
 
 def _model_order(layers: list[tuple[_Cell, ...]], source: str) -> tuple[list[tuple[_Cell, ...]], str | None]:
