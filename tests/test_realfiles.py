@@ -267,6 +267,8 @@ BI = ("bi/forward_layer", "bi/backward_layer")
         # tf_keras names no layer in its weight groups: group 'lstm_1' is Keras' 'lstm_3' (the top, last
         # step only), not Keras' 'lstm_1'; the config places each group by class and position.
         ("tk2_order_mix", "tk2_order_mix.keras", [("lstm_1",), BI, ("lstm_3",)]),
+        # Into a nested model and through its Dropout: the wiring is followed across the boundary.
+        ("k3_order_nested", "k3_order_nested.keras", [("first",), ("encoder/z1",), ("encoder/a2",)]),
     ],
 )
 def test_keras_model_order_from_the_model_config(tmp_path: Path, case: str, file: str, layers: list) -> None:

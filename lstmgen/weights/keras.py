@@ -418,14 +418,19 @@ def _histories(value: Any) -> list[str]:
     return []
 
 
+_MODEL = "(nested model)"  # a nested model's node: its output is its output layers'
+
+
 def _wiring(root: Mapping[str, Any]) -> dict[str, frozenset[str]]:
-    """Each layer's name path -> the layers feeding it, passed through Dropout-like layers: the previous
-    layer in a Sequential, the inbound nodes' layers in a Functional model ('?' where a layer is called
-    more than once or its inputs are not stated)."""
+    """Each layer's name path -> the layers feeding it, passed through Dropout-like layers and nested
+    models' boundaries: the previous layer in a Sequential, the inbound nodes' layers in a Functional
+    model ('?' where a layer is called more than once or its inputs are not stated)."""
     direct: dict[str, tuple[str, list[str]]] = {}  # name path -> (class, inputs)
 
-    def walk(items: Any, prefix: list[str], sequential: bool) -> None:
-        previous: list[str] = []
+    def walk(model: Mapping[str, Any], prefix: list[str], sequential: bool, outer: list[str]) -> list[str]:
+        """Record the layers of one model (its config), fed by `outer`; return its outputs."""
+        previous = outer
+        items = model.get("layers")
         for item in items if isinstance(items, list) else []:
             cfg = item.get("config") if isinstance(item, Mapping) else None
             name = cfg.get("name") if isinstance(cfg, Mapping) else None
@@ -433,25 +438,33 @@ def _wiring(root: Mapping[str, Any]) -> dict[str, frozenset[str]]:
                 continue
             cls = str(item.get("class_name"))
             path = "/".join([*prefix, name])
-            if sequential:
+            if cls == "InputLayer":
+                inputs = outer  # a nested model's input is what feeds the model
+            elif sequential:
                 inputs = previous
             else:
                 nodes = item.get("inbound_nodes")
                 inputs = ["/".join([*prefix, n]) for n in _histories(nodes)] if isinstance(nodes, list) else []
                 inputs = inputs if isinstance(nodes, list) and len(nodes) <= 1 else ["?"]
-            direct[path] = (cls, inputs)
+            if isinstance(cfg.get("layers"), list):
+                direct[path] = (_MODEL, walk(cfg, [*prefix, name], cls == "Sequential", inputs))
+            else:
+                direct[path] = (cls, inputs)
             if cls != "InputLayer":
                 previous = [path]
-            if isinstance(cfg.get("layers"), list):
-                walk(cfg["layers"], [*prefix, name], cls == "Sequential")
+        return previous if sequential else ["/".join([*prefix, n]) for n in _histories(model.get("output_layers"))]
 
-    walk((root.get("config") or {}).get("layers"), [], root.get("class_name") == "Sequential")
+    top = root.get("config")
+    walk(top if isinstance(top, Mapping) else {}, [], root.get("class_name") == "Sequential", [])
+
+    def passes(src: str) -> bool:
+        cls, inputs = direct.get(src, ("", []))
+        return cls in _PASS_THROUGH or cls == _MODEL or (cls == "InputLayer" and bool(inputs))
 
     def sources(path: str, seen: frozenset[str]) -> frozenset[str]:
         out: set[str] = set()
         for src in direct.get(path, ("", ["?"]))[1] or ["?"]:
-            cls = direct.get(src, ("", []))[0]
-            out |= sources(src, seen | {src}) if cls in _PASS_THROUGH and src not in seen else {src}
+            out |= sources(src, seen | {src}) if passes(src) and src not in seen else {src}
         return frozenset(out)
 
     return {path: sources(path, frozenset({path})) for path in direct}
