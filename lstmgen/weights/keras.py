@@ -756,8 +756,9 @@ class KerasFile:
         ('bidirectional/forward_layer', 'bidirectional/backward_layer').
 
         `layer` restricts the list to a nested model or wrapper ('encoder', 'bidirectional') or names
-        one cell (any name `load` accepts). Whether consecutive layers chain (sizes, a Functional
-        model's wiring) is not checked here.
+        one cell (any name `load` accepts). Several layers in an order the file does not record raise
+        UnknownOrderError; layers the config does not wire one into the next, WeightFileError. Whether
+        their sizes chain is checked by the caller.
         """
         return [tuple(c.name for c in group) for group in _layers(self._cells, layer, self.source)]
 
