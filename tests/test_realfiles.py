@@ -367,3 +367,19 @@ def test_keras_layers_the_model_does_not_chain_are_no_stack(tmp_path: Path, file
     assert not out.exists()
     first = words[-1].split()[-1]
     assert build(out, {"batch_size": 1}, REAL / file, layer=first).verification.passed
+
+
+@pytest.mark.parametrize("file", ["k3_stacked_head.weights.h5", "tk2_stacked_head.weights.h5"])
+def test_keras_weights_only_stack_says_where_other_layers_are_unknown(tmp_path: Path, file: str) -> None:
+    """LSTM, LSTM, Dropout, Dense saved weights-only: the Dense's place is not in the file; the build
+    says it assumes no such layer between the LSTMs (the .keras file's wiring is checked instead)."""
+    pytest.importorskip("h5py")
+    case = file.split(".")[0]
+    io = _io(case)
+    y, _, notes = _build_run(tmp_path, REAL / file, {"num_layers": 2, "return_sequences": False}, io["x"])
+    _close(y, io["y"], "y")
+    assert any("other layers (dense)" in n and "none lies between" in n for n in notes), notes
+    _, _, notes = _build_run(
+        tmp_path, REAL / "k3_order_default.weights.h5", {"num_layers": 11}, _io("k3_order_default")["x"]
+    )
+    assert not any("other layers" in n for n in notes), notes

@@ -232,6 +232,29 @@ def _keras3_cells(h5: Any) -> list[_Cell]:
     return cells
 
 
+def _other_weights(h5: Any, cells: list[_Cell]) -> list[str]:
+    """Layers of a Keras 3 / tf_keras weights file that hold weights but are not the LSTM cells ('dense')."""
+    import h5py  # imported by now: h5 is open
+
+    if _is_classic(h5):
+        return []
+    lstm = {_layer_path(c) for c in cells if c.path} | {c.path for c in cells if c.path}
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        vars_group = isinstance(obj, h5py.Group) and name.split("/")[-1] == "vars" and name != "vars"
+        if vars_group and any(isinstance(obj[k], h5py.Dataset) for k in obj):
+            segs = [s for s in name.split("/")[:-1] if s != "layers"]
+            if segs and segs[-1] == "cell":
+                segs = segs[:-1]
+            path = "/".join(segs)
+            if path and path not in lstm and not any(path.startswith(f"{p}/") for p in lstm):
+                found.append(path)
+
+    h5.visititems(visit)
+    return sorted(set(found), key=_natural_key)
+
+
 def _named(h5: Any, vars_path: str) -> bool:
     return vars_path in h5 and "name" in h5[vars_path].attrs
 
@@ -769,6 +792,14 @@ class KerasFile:
         layers, note = _model_order(_grouped(self._cells, layer, self.source), self.source)
         _check_chained(layers, self.source)
         notes = [note] if note else []
+        if len(layers) > 1 and any(c.config is None for g in layers for c in g):
+            others = _other_weights(self._h5, self._cells)
+            if others:
+                notes.append(
+                    f"the file also holds weights of other layers ({', '.join(others)}) and does not record where "
+                    "they sit: lstmgen assumes none lies between the stacked LSTM layers (one there, e.g. a Dense, "
+                    "would be dropped); the .keras file (model.save('m.keras')) records it and lets lstmgen check"
+                )
         return [[_to_weights(c, self.source, notes if k == 0 else []) for c in g] for k, g in enumerate(layers)]
 
     def cell_names(self) -> list[str]:
