@@ -321,3 +321,24 @@ def test_json_documents_are_strict_json() -> None:
     cli = ROOT / "lstmgen" / "cli"
     stray = [p.name for p in cli.glob("cmd_*.py") if "json.dumps(" in p.read_text()]
     assert not stray, f"print --json through common.json_document: {stray}"
+
+
+def test_a_closed_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
+    """`lstmgen cells X | head` whose reader has gone: exit 141 (as from SIGPIPE), no 'internal error'."""
+    import subprocess
+    import sys
+
+    weights = tmp_path / "w.npz"
+    np.savez(weights, kernel=np.zeros((12, 16), np.float32), bias=np.zeros(16, np.float32))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstmgen", "cells", str(weights)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before lstmgen writes a byte
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "internal error" not in err and "Traceback" not in err

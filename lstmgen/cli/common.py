@@ -111,6 +111,11 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException):
             raise
+        except BrokenPipeError:
+            # The reader went away (`lstmgen cells X | head`): stop quietly, as a tool killed by SIGPIPE does.
+            cleanup()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            sys.exit(128 + signal.SIGPIPE)
         except Exception as exc:  # a bug, not bad input: say so plainly
             internal_error(exc, as_json)
 
