@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -225,5 +225,11 @@ def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) 
     if want > len(listed):
         raise WeightFileError(f"--num-layers {want}: {path} holds only {len(listed)} LSTM layer(s) ({names}).")
     if len(listed) == 1 and len(listed[0]) == 1:  # a single cell: read just it (also a selected one)
-        return [[source.load(listed[0][0] if layer is not None else None)]]
+        cell = source.load(listed[0][0] if layer is not None else None)
+        chosen = listed[0][0]
+        want = (layer or "").strip("/")
+        if layer is not None and chosen and not (chosen == want or f"/{chosen}/".count(f"/{want}/")):
+            # e.g. a Keras storage name: 'lstm_1' is the file's second LSTM group, here the layer 'lstm_5'
+            cell = replace(cell, notes=(*cell.notes, f"--layer {layer} selected the cell {chosen!r}"))
+        return [[cell]]
     return source.load_layers(layer)[:want]

@@ -342,3 +342,14 @@ def test_a_closed_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
         err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert "internal error" not in err and "Traceback" not in err
+
+
+def test_layer_chosen_by_another_name_is_named_in_a_note(tmp_path: Path) -> None:
+    """Keras storage names look like Keras names ('lstm' is the file's first LSTM group, Keras layer 'lstm_1'):
+    when --layer picks a cell under another name, the build says which one it took."""
+    weights = ROOT / "tests" / "fixtures" / "real" / "k3_stacked_head.keras"
+    args = ["build", "--weights", str(weights), "--no-verify", "-o", str(tmp_path / "m.tflite"), "--layer"]
+    by_storage = CliRunner().invoke(main, [*args, "lstm"])
+    assert by_storage.exit_code == 0 and "--layer lstm selected the cell 'lstm_1'" in by_storage.output
+    by_name = CliRunner().invoke(main, [*args, "lstm_1"])
+    assert by_name.exit_code == 0 and "selected the cell" not in by_name.output
