@@ -227,8 +227,8 @@ def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) 
     if len(listed) == 1 and len(listed[0]) == 1:  # a single cell: read just it (also a selected one)
         cell = source.load(listed[0][0] if layer is not None else None)
         chosen = listed[0][0]
-        want = (layer or "").strip("/")
-        if layer is not None and chosen and not (chosen == want or f"/{chosen}/".count(f"/{want}/")):
+        asked = (layer or "").strip("/")
+        if layer is not None and chosen and not (chosen == asked or f"/{chosen}/".count(f"/{asked}/")):
             # e.g. a Keras storage name: 'lstm_1' is the file's second LSTM group, here the layer 'lstm_5'
             cell = replace(cell, notes=(*cell.notes, f"--layer {layer} selected the cell {chosen!r}"))
         return [[cell]]
