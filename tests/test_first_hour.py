@@ -353,3 +353,26 @@ def test_layer_chosen_by_another_name_is_named_in_a_note(tmp_path: Path) -> None
     assert by_storage.exit_code == 0 and "--layer lstm selected the cell 'lstm_1'" in by_storage.output
     by_name = CliRunner().invoke(main, [*args, "lstm_1"])
     assert by_name.exit_code == 0 and "selected the cell" not in by_name.output
+
+
+def test_a_tflite_given_as_weights_points_to_verify_and_export(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    assert CliRunner().invoke(main, ["build", "--num-units", "4", "--input-size", "3", "-o", str(model)]).exit_code == 0
+    result = CliRunner().invoke(main, ["build", "--weights", str(model), "-o", str(tmp_path / "n.tflite")])
+    assert result.exit_code == 2
+    assert "is a TFLite model, not a weight file" in result.output and "lstmgen export" in result.output
+
+
+def test_lstmcell_keys_get_the_rename_that_makes_them_an_lstm(tmp_path: Path) -> None:
+    """An nn.LSTMCell state_dict (no _l0 suffix) is refused with the rename that loads it as an nn.LSTM."""
+    rng = np.random.default_rng(0)
+    cell = {"weight_ih": (16, 3), "weight_hh": (16, 4), "bias_ih": (16,), "bias_hh": (16,)}
+    arrays = {k: rng.standard_normal(s).astype(np.float32) for k, s in cell.items()}
+    np.savez(tmp_path / "cell.npz", **arrays)
+    args = ["build", "--weights-format", "torch", "-o", str(tmp_path / "m.tflite"), "--weights"]
+    refused = CliRunner().invoke(main, [*args, str(tmp_path / "cell.npz")])
+    assert refused.exit_code == 2 and "nn.LSTMCell" in refused.output and "weight_ih_l0" in refused.output
+    np.savez(tmp_path / "lstm.npz", **{f"{k}_l0": v for k, v in arrays.items()})  # the rename it suggests
+    built = CliRunner().invoke(main, [*args, str(tmp_path / "lstm.npz")])
+    assert built.exit_code == 0, built.output
+    assert "against the source (pytorch)" in built.output and "PASS" in built.output

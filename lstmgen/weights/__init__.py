@@ -170,6 +170,12 @@ def open(path: str | Path, format: str = "auto") -> WeightSource:
     path = Path(path)
     if format not in FORMATS:
         raise WeightFileError(f"--weights-format {format!r} is unknown; choose one of {', '.join(FORMATS)}.")
+    if path.suffix.lower() == ".tflite":
+        raise WeightFileError(
+            f"{path} is a TFLite model, not a weight file. To check it against your weights: lstmgen verify "
+            f"{path} --weights WEIGHTS. To rebuild from its LSTM weights: lstmgen export {path} -o w.npz "
+            "--format tflite, then lstmgen build --weights w.npz."
+        )
     if path.suffix.lower() != ".npz" or path.is_dir():
         if not path.exists() and not Path(f"{path}.index").exists():
             raise WeightFileError(f"weights file {path} does not exist. Check the --weights path.")

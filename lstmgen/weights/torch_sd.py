@@ -86,11 +86,24 @@ def _key_list(keys: list[str]) -> str:
     return shown + (f", ... ({len(keys)} keys in all)" if len(keys) > _SHOW_KEYS else "")
 
 
+_CELL_KEYS = ("weight_ih", "weight_hh")  # an nn.LSTMCell's parameters: no _l<k> layer suffix
+
+
 def _no_lstm(source: str, keys: list[str]) -> WeightFileError:
+    cell = [k for k in keys if k.rpartition(".")[2] in _CELL_KEYS]
+    hint = (
+        " These look like an nn.LSTMCell's parameters: its equations and gate order are nn.LSTM's, one layer, so "
+        "the same weights load as an nn.LSTM with the keys renamed weight_ih -> weight_ih_l0, weight_hh -> "
+        "weight_hh_l0, bias_ih -> bias_ih_l0, bias_hh -> bias_hh_l0 (e.g. {k + '_l0': v for k, v in "
+        "cell.state_dict().items()})."
+        if cell
+        else ""
+    )
     return WeightFileError(
         f"{source}: no PyTorch nn.LSTM parameters found (expected keys like weight_ih_l0, weight_hh_l0, "
         f"bias_ih_l0, bias_hh_l0, optionally under a module prefix such as 'encoder.lstm.'); keys found: "
         f"{_key_list(keys)}. Save the state_dict of the nn.LSTM or of a module holding one: {_SAVE_STATE_DICT}."
+        + hint
     )
 
 
