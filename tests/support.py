@@ -1,4 +1,4 @@
-"""Test helpers: paths, the TF oracle manifest, random weights."""
+"""Test helpers: paths, the TF oracle manifest, random weights, the CLI run in-process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from click.testing import CliRunner, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 TF_FIXTURES = ROOT / "tests" / "fixtures" / "tf"
@@ -48,3 +49,14 @@ def keras_gates_swapped(weights: Path, units: int, a: str, b: str, out: Path) ->
         w[key] = arr
     np.savez(out, **w)
     return out
+
+
+def invoke(*args: object) -> Result:
+    """Run the CLI in-process; an exception escaping the command (not SystemExit) fails the test with it."""
+    from lstmgen.cli.main import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
+    return result
+

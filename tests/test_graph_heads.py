@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from support import ROOT, TF_FIXTURES, keras_gates_swapped
+from support import ROOT, TF_FIXTURES, invoke, keras_gates_swapped
 
-from lstmgen.cli.main import main
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.runtimes.interpreter import Session
@@ -23,13 +21,6 @@ FLOAT = HEADS / "float_head.tflite"  # TANH -> LSTM (op 1) -> FULLY_CONNECTED ->
 INT8 = HEADS / "int8_head.tflite"  # LSTM (int8) -> LOGISTIC
 KERAS_W = TF_FIXTURES / "tfint8_lstm.weights.npz"  # the Keras weights both LSTMs were converted from
 N = 16
-
-
-def invoke(*args: object) -> Result:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
-    return result
 
 
 def _swapped(tmp_path: Path, a: str = "i", b: str = "f") -> Path:

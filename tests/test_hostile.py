@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import hostile_corpus as corpus
 import numpy as np
@@ -63,17 +64,11 @@ def test_hdf5_never_reads_outside_the_file(tmp_path: Path, secret: Path, maker: 
     assert not out.exists()
 
 
-def test_onnx_external_data_stays_contained(tmp_path: Path, secret: Path) -> None:
-    """An ONNX initializer whose external data points outside the model's folder is refused."""
-    onnx = pytest.importorskip("onnx")
+def _save_onnx_lstm(path: Path, w: Any, n: int, i: int) -> None:
+    """A one-node ONNX LSTM model around the initializer `w` under test (zero recurrent weights R)."""
+    import onnx
     from onnx import TensorProto, helper
 
-    n, i = corpus.N, corpus.I
-    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[1, 4 * n, i])
-    w.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", str(secret)), ("offset", "0"), ("length", str(corpus.SECRET_FLOATS * 4))):
-        entry = w.external_data.add()
-        entry.key, entry.value = key, value
     r = helper.make_tensor("R", TensorProto.FLOAT, [1, 4 * n, n], np.zeros(4 * n * n, np.float32).tolist())
     node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=n)
     graph = helper.make_graph(
@@ -83,9 +78,23 @@ def test_onnx_external_data_stays_contained(tmp_path: Path, secret: Path) -> Non
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
         initializer=[w, r],
     )
+    onnx.save(helper.make_model(graph), str(path))
+
+
+def test_onnx_external_data_stays_contained(tmp_path: Path, secret: Path) -> None:
+    """An ONNX initializer whose external data points outside the model's folder is refused."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto
+
+    n, i = corpus.N, corpus.I
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[1, 4 * n, i])
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", str(secret)), ("offset", "0"), ("length", str(corpus.SECRET_FLOATS * 4))):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
     path = tmp_path / "sub" / "ext.onnx"
     path.parent.mkdir()
-    onnx.save(helper.make_model(graph), str(path))
+    _save_onnx_lstm(path, w, n, i)
     out = tmp_path / "o.tflite"
     result = invoke("build", "--weights", path, "-o", out, "--no-verify", "-q")
     refused(result, "external data")
@@ -467,23 +476,14 @@ def test_float16_size_is_checked_before_allocating(tmp_path: Path) -> None:
 def test_onnx_initializers_with_huge_dims_or_unknown_types(
     tmp_path: Path, dims: list[int], data_type: int, words: str
 ) -> None:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    pytest.importorskip("onnx")
+    from onnx import TensorProto
 
     n, i = 4, 3
     w = TensorProto(name="W", data_type=data_type, dims=dims)
     w.raw_data = b"\0" * (4 * 4 * n * i)
-    r = helper.make_tensor("R", TensorProto.FLOAT, [1, 4 * n, n], np.zeros(4 * n * n, np.float32).tolist())
-    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=n)
-    graph = helper.make_graph(
-        [node],
-        "g",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [5, 1, i])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-        initializer=[w, r],
-    )
     path = tmp_path / "bad.onnx"
-    onnx.save(helper.make_model(graph), str(path))
+    _save_onnx_lstm(path, w, n, i)
     refused(invoke("build", "--weights", path, "-o", tmp_path / "o.tflite", "--no-verify"), words)
 
 

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from support import ROOT
-
-from lstmgen.cli.main import main
+from support import ROOT, invoke
 
 pytestmark = pytest.mark.runtime
 HEADS = ROOT / "tests" / "fixtures" / "heads"  # made by make_tf_heads.py: Keras LSTM(8) -> Dense(3, softmax)
 needs_tflm = pytest.mark.skipif(importlib.util.find_spec("tflite_micro") is None, reason="tflite-micro not installed")
-
-
-def invoke(*args: object) -> Result:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
-    return result
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:

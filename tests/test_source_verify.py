@@ -7,22 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from support import ROOT, TF_FIXTURES, keras_gates_swapped
-
-from lstmgen.cli.main import main
+from support import ROOT, TF_FIXTURES, invoke, keras_gates_swapped
 
 pytestmark = pytest.mark.runtime
 TF_FLOAT = TF_FIXTURES / "tfkeras2_float_lstm.tflite"  # made by TF's converter from these Keras weights:
 KERAS_W = TF_FIXTURES / "tfint8_lstm.weights.npz"
 N = 16
-
-
-def invoke(*args: object) -> Result:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
-    return result
 
 
 def _keras_with(tmp_path: Path, **blocks: str) -> Path:

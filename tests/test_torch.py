@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from support import invoke
 
 # torch is the oracle: installed by `make test` in .venv, absent from the tflite-runtime venv.
 torch = pytest.importorskip("torch")
@@ -21,7 +22,6 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from torch import nn  # noqa: E402
 
 from lstmgen.build import build  # noqa: E402
-from lstmgen.cli.main import main  # noqa: E402
 from lstmgen.errors import WeightFileError  # noqa: E402
 from lstmgen.run import run_model  # noqa: E402
 from lstmgen.weights import load_weights  # noqa: E402
@@ -90,13 +90,6 @@ def build_and_run(tmp_path: Path, weights: Path, x: np.ndarray, *, time_major: b
 def assert_close(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> None:
     for name, g, w in zip(("output", "final h", "final c"), got, want, strict=True):
         np.testing.assert_allclose(g.reshape(w.shape), w, atol=ATOL, rtol=0, err_msg=name)
-
-
-def invoke(*args: object) -> Result:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
-    return result
 
 
 def assert_user_error(result: Result, *names: str) -> str:
