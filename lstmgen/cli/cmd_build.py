@@ -9,11 +9,19 @@ import click
 
 from lstmgen import guard
 from lstmgen.build import BuildResult, build
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, json_document, progress, progress_sink, verify_line
+from lstmgen.cli.common import (
+    EXIT_CODES,
+    PATH,
+    handle_errors,
+    json_document,
+    progress,
+    progress_sink,
+    runtime_option,
+    verify_line,
+)
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from lstmgen.output import check_target
 from lstmgen.progress import showing
-from lstmgen.runtimes import CLI_RUNTIME_CHOICES
 from lstmgen.targets import ACCELERATORS
 from lstmgen.weights import FORMATS
 
@@ -137,13 +145,7 @@ from lstmgen.weights import FORMATS
     "(on the calibration data) exceeds this.",
 )
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Check the file with a TFLite interpreter.")
-@click.option(
-    "--runtime",
-    type=click.Choice(CLI_RUNTIME_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Interpreter used for verification.",
-)
+@runtime_option("Interpreter used for verification.")
 @click.option(
     "--max-weights-bytes",
     type=click.IntRange(min=1),

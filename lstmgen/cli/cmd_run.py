@@ -11,11 +11,10 @@ import click
 import numpy as np
 
 from lstmgen.arrays import load_npy, load_npz
-from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_document
+from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_document, runtime_option
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.run import run_model_states
-from lstmgen.runtimes import CLI_RUNTIME_CHOICES
 
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:
@@ -62,13 +61,7 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     type=click.IntRange(min=1),
     help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
 )
-@click.option(
-    "--runtime",
-    type=click.Choice(CLI_RUNTIME_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Interpreter; micro = TensorFlow Lite Micro (pip install 'lstmgen[micro]'), auto picks it for int16x8.",
-)
+@runtime_option("Interpreter; micro = TensorFlow Lite Micro (pip install 'lstmgen[micro]'), auto picks it for int16x8.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was run and written as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No notes on stderr.")
 @handle_errors

@@ -12,12 +12,19 @@ import numpy as np
 
 from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
-from lstmgen.cli.common import EXIT_CODES, PATH, handle_errors, json_document, progress_sink, verify_line
+from lstmgen.cli.common import (
+    EXIT_CODES,
+    PATH,
+    handle_errors,
+    json_document,
+    progress_sink,
+    runtime_option,
+    verify_line,
+)
 from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing, task
-from lstmgen.runtimes import CLI_RUNTIME_CHOICES
 from lstmgen.runtimes.micro import import_tflm
 from lstmgen.samples import read_samples
 from lstmgen.weights import FORMATS
@@ -48,7 +55,7 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("verify", epilog=EXIT_CODES)
 @click.argument("model", type=PATH)
-@click.option("--runtime", type=click.Choice(CLI_RUNTIME_CHOICES), default="auto", show_default=True)
+@runtime_option("Interpreter to run MODEL in; micro = TensorFlow Lite Micro.")
 @click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random test input."
 )

@@ -19,6 +19,7 @@ import click
 
 from lstmgen.errors import LstmgenError
 from lstmgen.output import cleanup
+from lstmgen.runtimes import CLI_RUNTIME_CHOICES
 
 if TYPE_CHECKING:
     from lstmgen.check.report import VerifyReport
@@ -29,6 +30,13 @@ EXIT_CODES_CHECK = (
 )
 EXIT_CODES_RUN = "Exit status: 0 success, 2 bad input or usage, 70 internal error."
 PATH = click.Path(path_type=Path, dir_okay=False)
+
+
+def runtime_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--runtime, as build, verify and run take it: a TFLite interpreter, micro (TFLM) or auto."""
+    return click.option(
+        "--runtime", type=click.Choice(CLI_RUNTIME_CHOICES), default="auto", show_default=True, help=help
+    )
 
 
 def json_document(doc: Any) -> str:
