@@ -157,7 +157,7 @@ def build(
     }
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
-    check_size(record)  # before the reference or quantization allocate anything of the model's size
+    _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
     # After layout: its checks have refused malformed arrays.
     reference, no_reference = source_reference(config, layers, opts.get("forget_bias")) if verify else (None, None)
     if no_reference:
@@ -281,12 +281,6 @@ def _quantize(
             f"--quantize {config.quantize} with diagonal recurrent weights: the quantized kernels' diagonal path "
             "is untested by lstmgen, so it is refused rather than risk a silently wrong model. Build it in float32."
         )
-    float_size = estimate_size(record)
-    if float_size > guard.MODEL_SIZE_LIMIT:  # checked before the float32 weights are allocated
-        raise ConfigError(
-            f"--quantize {config.quantize} starts from the float32 model in memory, which would be "
-            f"{float_size / 2**30:.2f} GiB, over the 2 GiB model-size limit. Reduce num_units/input_size/num_proj."
-        )
     say(f"quantizing ({config.quantize})")
     record = materialize(record)
     stats, samples = None, None
@@ -312,6 +306,19 @@ def _quantize(
         io_type=config.io_type,
     )
     return quantized, samples
+
+
+def _check_size(record: ModelRecord, config: CellConfig) -> None:
+    """The float model within the 2 GiB limit: the file's, or the quantizer's starting point in memory."""
+    if config.quantize == "none":
+        check_size(record)
+        return
+    float_size = estimate_size(record)
+    if float_size > guard.MODEL_SIZE_LIMIT:
+        raise ConfigError(
+            f"--quantize {config.quantize} starts from the float32 model in memory, which would be "
+            f"{float_size / 2**30:.2f} GiB, over the 2 GiB model-size limit. Reduce num_units/input_size/num_proj."
+        )
 
 
 def _check_target(record: ModelRecord, config: CellConfig) -> None:
