@@ -92,6 +92,14 @@ class SourceReport:
         """The comparisons that could not be made because the two outputs differ in shape (error inf)."""
         return [c.name for c in self.checks if not math.isfinite(c.max_abs_error)]
 
+    def failure_reason(self) -> str:
+        """Why this check failed, in a few words: other sizes, outputs of other shapes, or the error."""
+        if self.incompatible:
+            return "; ".join(self.incompatible)
+        if self.shape_mismatches:
+            return "the outputs differ in shape: " + "; ".join(self.shape_mismatches)
+        return f"max abs error {self.max_abs_error:.3g}"
+
     def summary(self) -> str:
         """Two lines or more for the text output: the verdict, then each structural difference."""
         steps = f" = {self.error_in_output_steps:.3g} output steps" if self.error_in_output_steps is not None else ""

@@ -173,17 +173,10 @@ def verify_cmd(
         payload["samples"] = {"count": len(reports), "worst": worst, "reading": reading}
     failure = None
     if not rep.passed:
+        src = rep.against_source
         failure = f"{model}: " + (
-            f"does not compute the source LSTM ({rep.against_source.reference}: "
-            + (
-                "; ".join(rep.against_source.incompatible)
-                if rep.against_source.incompatible
-                else "the outputs differ in shape: " + "; ".join(rep.against_source.shape_mismatches)
-                if rep.against_source.shape_mismatches
-                else f"max abs error {rep.against_source.max_abs_error:.3g}"
-            )
-            + ")."
-            if rep.against_source is not None and not rep.against_source.passed
+            f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
+            if src is not None and not src.passed
             else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
         )
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
