@@ -196,7 +196,7 @@ def build(
         if embed is not None:  # from the verified bytes, before the model itself is renamed into place
             result.embed = write_firmware(tmp, embed, output, say)
 
-    write_atomic(Path(output), write, finish)
+    write_atomic(Path(output), write, finish, inputs={"--weights": weights, "--calibration-data": calibration_data})
     t3 = time.perf_counter()
     result.seconds = {
         "read": round(t1 - t0, 4),

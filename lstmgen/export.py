@@ -13,7 +13,7 @@ import numpy as np
 from lstmgen.check.graph import real_value
 from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
-from lstmgen.output import write_atomic
+from lstmgen.output import check_target, write_atomic
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
@@ -251,6 +251,7 @@ def export_weights(
     """Write MODEL's LSTM weights to OUTPUT (.npz) in `fmt`'s layout; unsupported features are refused."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
+    check_target(Path(output), {"MODEL": model})  # before reading: -o may not be MODEL (nor a link to it)
     lm = read_lstm_model(model, head_ok=True)  # a converter's head around the LSTM ops is left out, with a note
     layers, notes = model_layers(lm)
     if lm.head:
@@ -300,5 +301,5 @@ def export_weights(
     arrays = _keyed(fmt, layers)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]  # (numpy stubs read one key as allow_pickle)
-    write_atomic(Path(output), buffer.getbuffer())
+    write_atomic(Path(output), buffer.getbuffer(), inputs={"MODEL": model})
     return ExportResult(str(output), fmt, [[c.direction for c in row] for row in layers], list(arrays), notes)

@@ -111,7 +111,7 @@ def run_cmd(
     )
     buf = io.BytesIO()
     np.save(buf, y)
-    write_atomic(output_path, buf.getbuffer())
+    write_atomic(output_path, buf.getbuffer(), inputs=inputs)
     if final_state is not None:
         sbuf = io.BytesIO()
         if len(finals) == 1:
@@ -121,7 +121,7 @@ def run_cmd(
             for k, (h, c) in enumerate(finals):
                 arrays |= {f"h_{k}": h, f"c_{k}": c}
             np.savez(sbuf, **arrays)
-        write_atomic(final_state, sbuf.getbuffer())
+        write_atomic(final_state, sbuf.getbuffer(), inputs=inputs)
     if as_json:
         summary = {
             "ok": True,

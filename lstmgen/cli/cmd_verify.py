@@ -167,7 +167,8 @@ def verify_cmd(
     if plot is not None:
         if not rep.quantization:
             raise LstmgenError(f"--plot draws quantization error over time; {model} is a float model.")
-        plot_error(rep.quantization[0], plot)
+        quant = rep.quantization[0]
+        write_atomic(plot, lambda fh: plot_error(quant, fh), inputs=inputs)
     payload = {"ok": rep.passed, **rep.to_dict()}
     if reading is not None:
         payload["samples"] = {"count": len(reports), "worst": worst, "reading": reading}
@@ -182,7 +183,7 @@ def verify_cmd(
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
-        write_atomic(report, json_document(payload).encode())
+        write_atomic(report, json_document(payload).encode(), inputs=inputs)
     if as_json:
         click.echo(json_document(payload))
     else:
