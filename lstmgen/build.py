@@ -196,7 +196,8 @@ def build(
         if embed is not None:  # from the verified bytes, before the model itself is renamed into place
             result.embed = write_firmware(tmp, embed, output, say)
 
-    write_atomic(Path(output), write, finish, inputs={"--weights": weights, "--calibration-data": calibration_data})
+    weights_file = weights if isinstance(weights, (str, Path)) else None
+    write_atomic(Path(output), write, finish, inputs={"--weights": weights_file, "--calibration-data": calibration_data})
     t3 = time.perf_counter()
     result.seconds = {
         "read": round(t1 - t0, 4),
