@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ def load_npy(path: Path, what: str) -> np.ndarray:
     if not isinstance(arr, np.ndarray):
         arr.close()
         raise LstmgenError(f"{what} {path} is an .npz archive; expected a single .npy array (numpy.save).")
+    require_finite(arr, f"{what} {path}")
     return arr
 
 
@@ -37,8 +39,66 @@ def load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise LstmgenError(f"{what} {path} is a single array; expected an .npz (numpy.savez(path, name=array)).")
         with loaded as npz:
-            return {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise LstmgenError(f"{what} {path} does not exist.") from None
     except (ValueError, OSError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
         raise LstmgenError(f"{what} {path} is not a readable .npz ({exc}); lstmgen never unpickles.") from None
+    for key, arr in arrays.items():
+        require_finite(arr, f"{what} {path}, array {key!r},")
+    return arrays
+
+
+def require_finite(arr: np.ndarray, what: str) -> None:
+    """Refuse NaN/Inf in a floating array (an input, a state), naming the first position: the model's output
+    on them is NaN, which no check can judge."""
+    if arr.dtype.kind not in "fc" or arr.size == 0:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr)):  # one pass, no temporary; only a non-finite sum needs the element check
+            return
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        raise LstmgenError(
+            f"{what} contains {int(bad.sum())} NaN/Inf value(s), the first at index {first} "
+            f"({arr[tuple(first)]}). Inputs must be finite: clean or drop those values."
+        )
+
+
+# float32's largest value; a gate's pre-activation beyond it is Inf, and Inf - Inf in the kernel is NaN.
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _row_bound(*arrays: object) -> float:
+    """max over rows of sum |row| (+ |bias|): the largest a gate's pre-activation gets with inputs of magnitude 1."""
+    total: np.ndarray | None = None
+    for arr in arrays:
+        if not isinstance(arr, np.ndarray):
+            continue
+        part = np.abs(arr.astype(np.float64)).reshape(arr.shape[0] if arr.ndim else 1, -1).sum(1)
+        total = part if total is None else total + part
+    return 0.0 if total is None else float(np.max(total))
+
+
+def overflow_risk(tensors: Mapping[str, object], where: str) -> str | None:
+    """Why a cell's float32 math overflows on inputs of magnitude 1 (None if it does not).
+
+    A gate row's pre-activation is bounded by sum|W| + sum|R| + |b| when |x|, |h| <= 1; past float32's
+    largest value the kernel computes Inf and then NaN, whatever the framework computed in float64.
+    """
+    bounds = {
+        f"{g} gate's": _row_bound(*(tensors.get(f"{k}") for k in (f"input_to_{g}_weights", f"recurrent_to_{g}_weights",
+                                                                   f"{g}_gate_bias")))
+        for g in ("input", "forget", "cell", "output")
+    }  # fmt: skip
+    bounds["projection's"] = _row_bound(tensors.get("projection_weights"), tensors.get("projection_bias"))
+    name, worst = max(bounds.items(), key=lambda kv: kv[1])
+    if worst <= _F32_MAX / 4:
+        return None
+    return (
+        f"{where}: the {name} weights sum to {worst:.3g} in magnitude, so on inputs of magnitude 1 its "
+        f"pre-activation can exceed float32's largest value ({_F32_MAX:.3g}) and the TFLite kernel computes "
+        "Inf and NaN. These weights are finite but unusable in float32; check the training run or the export "
+        "(weights of an LSTM are typically below 10)"
+    )

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from lstmgen import guard
+from lstmgen.arrays import overflow_risk
 from lstmgen.config import INTEGER_MODES, CellConfig
-from lstmgen.errors import ConfigError
+from lstmgen.errors import ConfigError, WeightFileError
 from lstmgen.gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.layout import layout
 from lstmgen.output import write_atomic
@@ -157,6 +158,7 @@ def build(
     }
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    _check_overflow(layers)  # after layout, whose checks have refused malformed arrays
     _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
     # After layout: its checks have refused malformed arrays.
     reference, no_reference = source_reference(config, layers, opts.get("forget_bias")) if verify else (None, None)
@@ -197,7 +199,8 @@ def build(
             result.embed = write_firmware(tmp, embed, output, say)
 
     weights_file = weights if isinstance(weights, (str, Path)) else None
-    write_atomic(Path(output), write, finish, inputs={"--weights": weights_file, "--calibration-data": calibration_data})
+    inputs = {"--weights": weights_file, "--calibration-data": calibration_data}
+    write_atomic(Path(output), write, finish, inputs=inputs)
     t3 = time.perf_counter()
     result.seconds = {
         "read": round(t1 - t0, 4),
@@ -320,6 +323,15 @@ def _check_size(record: ModelRecord, config: CellConfig) -> None:
             f"--quantize {config.quantize} starts from the float32 model in memory, which would be "
             f"{float_size / 2**30:.2f} GiB, over the 2 GiB model-size limit. Reduce num_units/input_size/num_proj."
         )
+
+
+def _check_overflow(layers: list[list[CellWeights]]) -> None:
+    """Finite weights so large that the float32 kernel overflows are bad input, not a failed verification."""
+    for cells in layers:
+        for cell in cells:
+            risk = overflow_risk(cell.tensors, f"{cell.source}{f' ({cell.layer})' if cell.layer else ''}")
+            if risk:
+                raise WeightFileError(risk + ".")
 
 
 def _check_target(record: ModelRecord, config: CellConfig) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check.graph import real_value
+from lstmgen.config import check_fields
 from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import check_target, write_atomic
@@ -251,6 +252,7 @@ def export_weights(
     """Write MODEL's LSTM weights to OUTPUT (.npz) in `fmt`'s layout; unsupported features are refused."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
+    check_fields({"forget_bias": forget_bias})  # build's range: the result must stay a finite float32 bias
     check_target(Path(output), {"MODEL": model})  # before reading: -o may not be MODEL (nor a link to it)
     lm = read_lstm_model(model, head_ok=True)  # a converter's head around the LSTM ops is left out, with a note
     layers, notes = model_layers(lm)

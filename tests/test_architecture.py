@@ -57,7 +57,7 @@ ALLOWED: dict[str, set[str]] = {
     | {"resolve", "gate", "samples", "embed", "check.verify"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
     "samples": BASE | {"arrays"},
-    "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph", "quant.affine"},
+    "export": BASE | {"tflite", "config", "output", "modelinfo", "weights", "check.graph", "quant.affine"},
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo", "targets"},
     "cli": BASE

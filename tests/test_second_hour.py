@@ -68,3 +68,69 @@ def test_fresh_temp_file_of_a_dead_process_is_removed(tmp_path: Path, small: tup
     live.write_bytes(b"partial")
     assert invoke("build", "--weights", weights, "-o", tmp_path / "o.tflite", "--no-verify").exit_code == 0
     assert not stale.exists() and live.exists()
+
+
+# ------------------------------------------------------------------ 2. no exit 70 from values or nesting
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("--cell-clip", "1e39"), ("cell_clip = 1e+39", "3.4028235e+38")),
+        (("--num-proj", "3", "--proj-clip", "1e39"), ("proj_clip = 1e+39", "3.4028235e+38")),
+    ],
+)
+def test_clip_values_beyond_float32_are_refused(tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]) -> None:
+    refused(invoke("build", "--num-units", 4, "--input-size", 3, *args, "-o", tmp_path / "m.tflite"), *words)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_config_nesting_is_limited(tmp_path: Path) -> None:
+    for name, text in [
+        ("deep.json", "[" * 100_000 + "]" * 100_000),
+        ("deep2.json", '{"a":' * 100_000 + "1" + "}" * 100_000),
+        ("deep.toml", "a = " + "[" * 100_000 + "]" * 100_000),
+    ]:
+        config = tmp_path / name
+        config.write_text(text)
+        refused(invoke("build", "--config", config, "-o", tmp_path / "m.tflite"), "nested more than 32")
+    ok = tmp_path / "ok.toml"  # brackets inside strings and comments do not count
+    ok.write_text('num_units = 4  # ' + "[" * 40 + '\ninput_size = 3\nname = "' + "x" * 10 + '"\n')
+    assert invoke("build", "--config", ok, "-o", tmp_path / "m.tflite", "--no-verify").exit_code == 0
+
+
+def test_export_forget_bias_is_range_checked(tmp_path: Path, small: tuple[Path, Path, Path]) -> None:
+    _, model, _ = small
+    for value in ("1e39", "nan"):
+        refused(invoke("export", model, "--format", "tf1", "--forget-bias", value, "-o", tmp_path / "e.npz"),
+                "forget_bias")  # fmt: skip
+
+
+def test_nan_or_inf_input_is_bad_input(tmp_path: Path, small: tuple[Path, Path, Path]) -> None:
+    _, model, _ = small
+    for bad in (np.nan, np.inf):
+        x = np.zeros((1, 3, 5), np.float32)
+        x[0, 1, 2] = bad
+        np.save(tmp_path / "bad.npy", x)
+        for args in (("verify", model), ("run", model, "--output", tmp_path / "y.npy")):
+            refused(invoke(*args, "--input", tmp_path / "bad.npy"), "bad.npy", "NaN/Inf", "[0, 1, 2]")
+    np.savez(tmp_path / "state.npz", h=np.full((1, 6), np.nan, np.float32))
+    x = tmp_path / "x.npy"
+    refused(invoke("run", model, "--input", x, "--output", tmp_path / "y.npy", "--initial-state",
+                   tmp_path / "state.npz"), "array 'h'", "[0, 0]")  # fmt: skip
+
+
+def test_weights_overflowing_float32_math_are_bad_input(tmp_path: Path) -> None:
+    weights = tmp_path / "big.npz"
+    np.savez(weights, **{k: np.full_like(v, 3e38) for k, v in random_tflite_weights().items()})
+    err = refused(invoke("build", "--weights", weights, "-o", tmp_path / "m.tflite"), "big.npz", "float32")
+    assert "bug" not in err
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_float16_npz_converts_with_a_note(tmp_path: Path) -> None:
+    weights = tmp_path / "w16.npz"
+    np.savez(weights, **{k: v.astype(np.float16) for k, v in random_tflite_weights().items()})
+    result = invoke("build", "--weights", weights, "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 0, result.output
+    assert "converted from float16 to float32 (exact)" in result.output
