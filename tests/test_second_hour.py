@@ -134,3 +134,50 @@ def test_float16_npz_converts_with_a_note(tmp_path: Path) -> None:
     result = invoke("build", "--weights", weights, "-o", tmp_path / "m.tflite")
     assert result.exit_code == 0, result.output
     assert "converted from float16 to float32 (exact)" in result.output
+
+
+# ------------------------------------------------------------------ 6. export -> default build is exact
+
+_MODELS = {  # build options of the exported model; the formats whose layout holds it
+    "plain": ({"num_units": 6, "input_size": 5, "seed": 3}, ("tflite", "tf1", "keras", "torch", "onnx")),
+    "relu-clipped": ({"num_units": 6, "input_size": 5, "activation": "relu", "cell_clip": 0.5},
+                     ("tflite", "tf1", "keras")),
+    "time-major": ({"num_units": 6, "input_size": 5, "time_major": True, "batch_size": 2},
+                   ("tflite", "tf1", "keras", "torch", "onnx")),
+    "go-backwards-last-step": ({"num_units": 6, "input_size": 5, "go_backwards": True, "return_sequences": False},
+                               ("tflite", "tf1", "keras", "torch", "onnx")),
+    "bidirectional": ({"num_units": 6, "input_size": 5, "bidirectional": True, "time_steps": 7},
+                      ("tf1", "keras", "torch", "onnx")),
+    "stacked-bidirectional": ({"num_units": 6, "input_size": 5, "num_layers": 2, "bidirectional": True,
+                               "dynamic_batch": True}, ("tf1", "keras", "torch")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(_MODELS))
+def test_export_then_default_build_is_exact(tmp_path: Path, name: str) -> None:
+    from lstmgen import build
+    from lstmgen.export import export_weights
+    from lstmgen.run import run_model
+
+    options, formats = _MODELS[name]
+    model = tmp_path / "m.tflite"
+    build(model, options, verify=False)
+    batch = options.get("batch_size", 1)
+    shape = (7, batch, 5) if options.get("time_major") else (batch, 7, 5)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32) * 2
+    want = run_model(model, x)[0]
+    for fmt in formats:
+        exported = tmp_path / f"{fmt}.npz"
+        export_weights(model, exported, fmt)
+        again = tmp_path / f"{fmt}.tflite"
+        build(again, {}, exported)  # a default build: nothing restated (verified against the exported file)
+        got = run_model(again, x)[0]
+        assert got.shape == want.shape and got.tobytes() == want.tobytes(), (fmt, np.abs(got - want).max())
+
+
+def test_export_refuses_an_activation_the_framework_lacks(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    result = invoke("build", "--num-units", 4, "--input-size", 3, "--activation", "relu", "-o", model, "-q")
+    assert result.exit_code == 0
+    for fmt in ("torch", "onnx"):
+        refused(invoke("export", model, "--format", fmt, "-o", tmp_path / "e.npz"), "activation relu", "tf1")

@@ -69,7 +69,9 @@ from lstmgen.weights import FORMATS
     "--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: batch-major]."
 )
 @click.option("--dynamic-batch/--fixed-batch", default=None, help="Resizable batch axis (shape_signature -1).")
-@click.option("--num-layers", type=int, help="Stacked layers (with --weights: how many of the file's layers).")
+@click.option(
+    "--num-layers", type=int, help="Stacked layers (with --weights: how many of the file's layers [default: all])."
+)
 @click.option(
     "--bidirectional/--no-bidirectional",
     default=None,

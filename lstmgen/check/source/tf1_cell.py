@@ -31,7 +31,8 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
     n = kernel.shape[1] // 4
     proj = stored(arrays["projection/kernel"]) if "projection/kernel" in arrays else None
     diag = {g: f64(arrays[f"w_{g}_diag"]) for g in "ifo" if f"w_{g}_diag" in arrays}
-    fb = DEFAULT_FORGET_BIAS if stated.forget_bias is None else stated.forget_bias
+    recorded = attrs.get("forget_bias", DEFAULT_FORGET_BIAS)  # the file's own record (lstmgen export), if any
+    fb = float(recorded) if stated.forget_bias is None else stated.forget_bias  # type: ignore[arg-type]
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
     def step(x: Array, m_prev: Array, c_prev: Array) -> tuple[Array, Array]:
