@@ -95,7 +95,7 @@ def test_config_nesting_is_limited(tmp_path: Path) -> None:
         config.write_text(text)
         refused(invoke("build", "--config", config, "-o", tmp_path / "m.tflite"), "nested more than 32")
     ok = tmp_path / "ok.toml"  # brackets inside strings and comments do not count
-    ok.write_text('num_units = 4  # ' + "[" * 40 + '\ninput_size = 3\nname = "' + "x" * 10 + '"\n')
+    ok.write_text("num_units = 4  # " + "[" * 40 + '\ninput_size = 3\nname = "' + "x" * 10 + '"\n')
     assert invoke("build", "--config", ok, "-o", tmp_path / "m.tflite", "--no-verify").exit_code == 0
 
 
