@@ -181,3 +181,43 @@ def test_export_refuses_an_activation_the_framework_lacks(tmp_path: Path) -> Non
     assert result.exit_code == 0
     for fmt in ("torch", "onnx"):
         refused(invoke("export", model, "--format", fmt, "-o", tmp_path / "e.npz"), "activation relu", "tf1")
+
+
+# ------------------------------------------------------------------ 5. verify takes what the model records
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_verify_weights_needs_no_topology_restated(tmp_path: Path) -> None:
+    from lstmgen.export import export_weights
+
+    stack = tmp_path / "stack.tflite"
+    assert invoke("build", "--num-units", 6, "--input-size", 5, "--num-layers", 2, "--bidirectional", "--last-step",
+                  "--time-major", "-o", stack, "-q").exit_code == 0  # fmt: skip
+    weights = tmp_path / "enc.npz"  # a state_dict's keys: no layout, no last step recorded
+    export_weights(stack, weights, "torch")
+    np.savez(weights, **{k: v for k, v in np.load(weights).items() if k != "lstmgen_settings"})
+    result = invoke("verify", stack, "--weights", weights)
+    assert result.exit_code == 0, result.output
+    one = tmp_path / "one.tflite"  # the file's first layer only: verify stacks what the model stacks
+    assert invoke("build", "--weights", weights, "--num-layers", 1, "-o", one, "-q").exit_code == 0
+    assert invoke("verify", one, "--weights", weights).exit_code == 0
+    # Stated flags are cross-checks: agreeing ones pass, each disagreeing one is named in a FAIL (exit 1).
+    same = ("--num-units", 6, "--input-size", 5, "--num-layers", 2, "--bidirectional", "--last-step", "--time-major")
+    assert invoke("verify", stack, "--weights", weights, *same).exit_code == 0
+    bad = invoke("verify", stack, "--weights", weights, "--num-layers", 1, "--batch-major", "--input-size", 4)
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    for words in ("--num-layers 1 was stated, the model has 2", "--batch-major was stated, the model is --time-major",
+                  "--input-size 4 was stated, the model has 5"):  # fmt: skip
+        assert words in bad.output, bad.output
+
+
+def test_verify_takes_the_build_config(tmp_path: Path) -> None:
+    model = tmp_path / "demo.tflite"
+    config = ROOT / "examples" / "cell.toml"
+    assert invoke("build", "--config", config, "-o", model, "-q").exit_code == 0
+    result = invoke("verify", model, "--config", config)
+    assert result.exit_code == 0 and "against the source (tf1-lstmcell)" in result.output, result.output
+    wrong = invoke("verify", model, "--config", config, "--cell-clip", "1")  # the source clipped at 3
+    assert wrong.exit_code == 1, wrong.output
+    refused(invoke("verify", model, "--config", config, "--cell-clip", "1e39"), "cell_clip")

@@ -21,6 +21,7 @@ from lstmgen.cli.common import (
     runtime_option,
     verify_line,
 )
+from lstmgen.config import FILE_ONLY_KEYS, check_fields, check_keys, load_config_file
 from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.output import check_target, refuse_same, write_atomic
@@ -29,8 +30,11 @@ from lstmgen.runtimes.micro import import_tflm
 from lstmgen.samples import read_samples
 from lstmgen.weights import FORMATS
 
-# The build's cell flags that describe the source LSTM (what the weight file does not state).
+# The build's cell flags: the source LSTM (what the weight file does not state) and the model's topology and
+# sizes, which the model records (a stated one is a cross-check: FAIL when the model differs).
 _CELL_FLAGS: list[Callable[[Any], Any]] = [
+    click.option("--num-units", type=int, help="Cross-check: the model's cells N (layer 0)."),
+    click.option("--input-size", type=int, help="Cross-check: the model's input features I."),
     click.option("--forget-bias", type=float, help="Added to the forget gate at run time [default: per format]."),
     click.option("--cell-clip", type=float, help="Cell-state clip of the source cell (0 = none)."),
     click.option("--proj-clip", type=float, help="Projection clip of the source cell (0 = none)."),
@@ -39,12 +43,32 @@ _CELL_FLAGS: list[Callable[[Any], Any]] = [
     click.option("--num-proj", type=int, help="Projection size P."),
     click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate."),
     click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates."),
-    click.option("--num-layers", type=int, help="How many of the file's layers the model stacks."),
+    click.option("--diagonal-recurrent/--full-recurrent", default=None, help="Rank-1 recurrent weights."),
+    click.option("--num-layers", type=int, help="Layers the model stacks [default: the model's]."),
     click.option("--bidirectional/--no-bidirectional", default=None, help="Forward + backward per layer."),
     click.option("--go-backwards/--no-go-backwards", default=None, help="A single layer over the reversed sequence."),
-    click.option("--return-sequences/--last-step", default=None, help="Every step, or only the last."),
-    click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I]."),
+    click.option(
+        "--return-sequences/--last-step", default=None, help="Every step, or only the last [default: the model's]."
+    ),
+    click.option(
+        "--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: the model's]."
+    ),
+    click.option("--dynamic-batch/--fixed-batch", default=None, help="Cross-check: a resizable batch axis."),
 ]
+# What the model records, checked against a stated flag before anything runs (a difference is a FAIL).
+_RECORDED: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    "num_units": lambda lm, topo: lm.lstms[0].num_units,
+    "input_size": lambda lm, topo: lm.input_size,
+    "num_layers": lambda lm, topo: topo["num_layers"],
+    "bidirectional": lambda lm, topo: topo["bidirectional"],
+    "go_backwards": lambda lm, topo: topo["go_backwards"],
+    "return_sequences": lambda lm, topo: topo["return_sequences"],
+    "time_major": lambda lm, topo: lm.time_major,
+    "dynamic_batch": lambda lm, topo: (lm.input.shape_signature or lm.input.shape)[1 if lm.time_major else 0] == -1,
+}
+# Keys of a build config that are not about the source cell nor the model's topology: verify ignores them.
+_BUILD_ONLY: tuple[str, ...] = ("init", "seed", "name", "dtype", "batch_size", "time_steps", "quantize")
+_BUILD_ONLY += ("asymmetric_inputs", "io_type", "target", "calibration_data", "calibration")
 
 
 def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,6 +107,12 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--weights-format", type=click.Choice(FORMATS), default="auto", help="Layout of --weights.")
 @click.option("--layer", help="Which layer/scope/key prefix of --weights the model holds.")
 @click.option(
+    "--config",
+    "config_file",
+    type=PATH,
+    help="The build's TOML/JSON config: its weights and cell keys, as build reads them (options override it).",
+)
+@click.option(
     "--max-error",
     type=click.FloatRange(min=0, min_open=True),
     help="Quantized models: fail (exit 1) when the max abs error against the float source exceeds this.",
@@ -106,6 +136,7 @@ def verify_cmd(
     weights: Path | None,
     weights_format: str,
     layer: str | None,
+    config_file: Path | None,
     max_error: float | None,
     **cell: Any,
 ) -> None:
@@ -129,8 +160,9 @@ def verify_cmd(
       lstmgen verify lstm.tflite --weights cell_tf1.npz --cell-clip 3 --use-peepholes
       lstmgen verify int8.tflite --weights enc.pt --input calib.npy --max-error 0.05
     """
+    weights, weights_format, layer, stated = _stated(config_file, weights, weights_format, layer, cell)
     samples, reading = _inputs(model, input_path, max_samples)
-    inputs = {"MODEL": model, "--input": input_path}
+    inputs = {"MODEL": model, "--input": input_path, "--weights": weights, "--config": config_file}
     refuse_same({"--report": report, "--plot": plot})
     for target in (report, plot):
         if target is not None:
@@ -139,10 +171,11 @@ def verify_cmd(
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
+    recorded = _cross_check(model, stated)  # a stated topology or size the model does not have: FAIL now
     reference = None
     if weights is not None:
-        reference = _reference(weights, weights_format, layer, {k: v for k, v in cell.items() if v is not None})
-    elif max_error is not None or any(v is not None for v in cell.values()):
+        reference = _reference(weights, weights_format, layer, stated, recorded)
+    elif max_error is not None or any(k not in _RECORDED for k in stated if config_file is None):
         raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
     with showing(progress_sink(quiet or as_json)), task("verifying"):
         reports = [
@@ -205,15 +238,86 @@ def verify_cmd(
         sys.exit(VerificationError.exit_code)
 
 
-def _reference(weights: Path, weights_format: str, layer: str | None, options: dict[str, Any]) -> Any:
-    """The source reference for --weights, with the build's rules for what the file implies."""
+def _stated(
+    config_file: Path | None, weights: Path | None, weights_format: str, layer: str | None, cell: dict[str, Any]
+) -> tuple[Path | None, str, str | None, dict[str, Any]]:
+    """(weights, format, layer, stated cell options): --config's keys as build reads them, flags over them."""
+    options: dict[str, Any] = {}
+    if config_file is not None:
+        options = load_config_file(config_file)
+        check_keys(options, str(config_file))
+        if weights is None and options.get("weights"):
+            weights = Path(options["weights"])
+        if weights_format == "auto":
+            weights_format = options.get("weights_format") or "auto"
+        layer = layer or options.get("layer")
+        options = {k: v for k, v in options.items() if k not in (*FILE_ONLY_KEYS, *_BUILD_ONLY)}
+    options.update({k: v for k, v in cell.items() if v is not None})
+    check_fields(options)  # ranges, as build's (a --cell-clip 1e39 is bad input, not a crash)
+    return weights, weights_format, layer, options
+
+
+def _cross_check(model: Path, stated: dict[str, Any]) -> dict[str, Any]:
+    """What the model records (topology, sizes); a stated value that differs is a FAIL naming each difference."""
+    from lstmgen.describe import topology
+
+    lm = read_lstm_model(model, head_ok=True)
+    topo = topology(lm)
+    recorded = {key: get(lm, topo) for key, get in _RECORDED.items()}
+    differ = [
+        _difference(key, stated[key], recorded[key])
+        for key in _RECORDED
+        if key in stated and stated[key] != recorded[key]
+    ]
+    if differ:
+        raise VerificationError(
+            f"{model}: FAIL: the model is not the LSTM the options describe: {'; '.join(differ)}. Drop those "
+            "options (verify reads them from the model), or check that MODEL is the file you meant."
+        )
+    return recorded
+
+
+# Boolean options by their two spellings (as the build takes them).
+_SPELLED = {
+    "bidirectional": ("--bidirectional", "--no-bidirectional"),
+    "go_backwards": ("--go-backwards", "--no-go-backwards"),
+    "return_sequences": ("--return-sequences", "--last-step"),
+    "time_major": ("--time-major", "--batch-major"),
+    "dynamic_batch": ("--dynamic-batch", "--fixed-batch"),
+}
+
+
+def _difference(key: str, stated: Any, recorded: Any) -> str:
+    if key in _SPELLED:
+        yes, no = _SPELLED[key]
+        return f"{yes if stated else no} was stated, the model is {yes if recorded else no}"
+    return f"--{key.replace('_', '-')} {stated} was stated, the model has {recorded}"
+
+
+def _reference(
+    weights: Path, weights_format: str, layer: str | None, stated: dict[str, Any], recorded: dict[str, Any]
+) -> Any:
+    """The source reference for --weights, with the build's rules for what the file implies.
+
+    The layer count and the layout come from the model unless stated (a file may hold more layers than
+    the model stacks; a state_dict records neither layout nor last step); the cross-checks are not options
+    of the source (the file states its sizes).
+    """
     from lstmgen.errors import ConfigError
     from lstmgen.gate import source_reference
     from lstmgen.resolve import load_stack, resolve
     from lstmgen.weights import open as open_weights
 
+    options = {k: v for k, v in stated.items() if k not in ("num_units", "input_size", "dynamic_batch")}
     with open_weights(weights, weights_format) as source:  # loaded weights stay valid after the close
+        listed = len(source.cells(layer))
+        if "num_layers" not in options and recorded["num_layers"] <= listed:
+            options["num_layers"] = recorded["num_layers"]
         layers = load_stack(source, layer, options.get("num_layers"))
+    said = {k for cells in layers for c in cells for k in c.hyperparameters}
+    for key in ("return_sequences", "time_major"):  # unless the file states it (a Keras config does)
+        if key not in options and key not in said:
+            options[key] = recorded[key]
     config, layers, _, _ = resolve(options, layers)
     reference, why = source_reference(config, layers, options.get("forget_bias"))
     if reference is None:
