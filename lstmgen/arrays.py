@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,46 @@ def load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     for key, arr in arrays.items():
         require_finite(arr, f"{what} {path}, array {key!r},")
     return arrays
+
+
+def free_shape(shape: Sequence[int], signature: Sequence[int] | None, time_major: bool) -> str:
+    """A model input's shape as users read it: free axes by name, '[1, T, 16] (T free)', not a placeholder 1."""
+    sig = list(signature) if signature else list(shape)
+    names = ("T", "B", "I") if time_major else ("B", "T", "I")
+    dims = [names[k] if s == -1 and k < 3 else str(d) for k, (d, s) in enumerate(zip(shape, sig, strict=True))]
+    free = [names[k] for k, s in enumerate(sig) if s == -1 and k < 3]
+    return f"[{', '.join(dims)}]" + (f" ({' and '.join(free)} free)" if free else "")
+
+
+def looks_transposed(shape: Sequence[int], model_shape: Sequence[int], signature: Sequence[int] | None,
+                     time_major: bool) -> bool:  # fmt: skip
+    """Data [a, b, I] for a model with a fixed batch B: b == B != a reads as the other layout ([T,B,I] data for a
+    batch-major model, or [B,T,I] data for a time-major one): the time steps would be taken as rows."""
+    sig = list(signature) if signature else list(model_shape)
+    b_axis = 1 if time_major else 0
+    if len(shape) != 3 or len(model_shape) != 3 or sig[b_axis] == -1:
+        return False
+    batch, other = model_shape[b_axis], 1 - b_axis
+    return shape[b_axis] != batch and shape[other] == batch and sig[other] in (-1, shape[b_axis])
+
+
+def layout_hint(label: str, shape: Sequence[int], model_shape: Sequence[int], signature: Sequence[int] | None,
+                time_major: bool) -> str:  # fmt: skip
+    """Why data of the other layout does not fit, and the way forward (--time-major / --batch-major)."""
+    want = free_shape(model_shape, signature, time_major)
+    if time_major:
+        return (
+            f"{label} has shape {list(shape)}, but the model is time-major [T, B, I] = {want}. The data look "
+            f"batch-major [B, T, I] (B = {shape[0]}): rebuild the model with --batch-major (lstmgen's default), or "
+            "transpose the data to [T, B, I] (x.transpose(1, 0, 2))."
+        )
+    return (
+        f"{label} has shape {list(shape)}, but the model is batch-major [B, T, I] = {want}. The data look "
+        f"time-major [T, B, I] (T = {shape[0]} steps of {shape[1]} row(s)), as nn.LSTM takes them by default "
+        "(batch_first=False): rebuild the model with --time-major, or transpose the data to [B, T, I] "
+        f"(x.transpose(1, 0, 2)). (--dynamic-batch would not help: it reads the {shape[0]} time steps as "
+        f"{shape[0]} separate sequences.)"
+    )
 
 
 def require_finite(arr: np.ndarray, what: str) -> None:

@@ -149,7 +149,18 @@ def resolve(
         notes.append(f"forget_bias {fb:g} folded into forget_gate_bias ({why})")
     else:
         notes.append(f"forget_bias 0 (biases taken as complete: {fmt})")
+    said = any("time_major" in c.hyperparameters for cells in layers for c in cells)
+    if fmt in _UNRECORDED_LAYOUT and "time_major" not in opts and not said:
+        notes.append(_UNRECORDED_LAYOUT[fmt])
     return config, layers, shapes, notes
+
+
+# Weight formats that do not record the input layout while their framework defaults to time-major: the
+# build says what it assumed (batch-major), and how to get the framework's default.
+_UNRECORDED_LAYOUT = {
+    "torch": "a PyTorch state_dict does not record batch_first: built batch-major [B,T,I]; nn.LSTM's default is "
+    "time-major (batch_first=False): pass --time-major for [T,B,I] input",
+}
 
 
 def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) -> list[list[CellShape]]:

@@ -221,3 +221,50 @@ def test_verify_takes_the_build_config(tmp_path: Path) -> None:
     wrong = invoke("verify", model, "--config", config, "--cell-clip", "1")  # the source clipped at 3
     assert wrong.exit_code == 1, wrong.output
     refused(invoke("verify", model, "--config", config, "--cell-clip", "1e39"), "cell_clip")
+
+
+# ------------------------------------------------------------------ 4. the PyTorch layout said aloud
+
+
+def _state_dict(path: Path, hidden: int = 8, inputs: int = 16) -> Path:
+    """An nn.LSTM inside a module with a head, as module.state_dict() names it (saved as .npz)."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "lstm.weight_ih_l0": rng.standard_normal((4 * hidden, inputs)),
+        "lstm.weight_hh_l0": rng.standard_normal((4 * hidden, hidden)),
+        "lstm.bias_ih_l0": rng.standard_normal(4 * hidden),
+        "lstm.bias_hh_l0": rng.standard_normal(4 * hidden),
+        "head.weight": rng.standard_normal((3, hidden)),
+        "head.bias": rng.standard_normal(3),
+    }
+    np.savez(path, **{k: (v * 0.3).astype(np.float32) for k, v in arrays.items()})
+    return path
+
+
+def test_state_dict_build_says_its_layout_and_ignored_keys(tmp_path: Path) -> None:
+    weights = _state_dict(tmp_path / "sd.npz")
+    result = invoke("build", "--weights", weights, "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 0, result.output
+    assert "a PyTorch state_dict does not record batch_first: built batch-major [B,T,I]" in result.output
+    assert "pass --time-major" in result.output
+    assert "ignored 2 key(s) that are not nn.LSTM parameters: head.weight, head.bias" in result.output
+    stated = invoke("build", "--weights", weights, "--time-major", "-o", tmp_path / "t.tflite")
+    assert stated.exit_code == 0 and "does not record batch_first" not in stated.output
+
+
+def test_time_major_data_for_a_batch_major_model_points_to_time_major(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    assert invoke("build", "--weights", _state_dict(tmp_path / "sd.npz"), "-o", model, "-q").exit_code == 0
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((25, 1, 16), np.float32))  # [T, B, I], as nn.LSTM takes it by default
+    for args in (("run", model, "--input", x, "--output", tmp_path / "y.npy"), ("verify", model, "--input", x)):
+        err = refused(invoke(*args), "--time-major", "[1, T, 16] (T free)")
+        assert "Rebuild the model with --dynamic-batch" not in err
+    np.save(x, np.zeros((3, 5, 16), np.float32))  # a batch of 3 for a batch-1 model: the free axis by name
+    refused(invoke("run", model, "--input", x, "--output", tmp_path / "y.npy"), "[1, T, 16] (T free)")
+    # Time-major data for a time-major model is one sample, not 25 one-step sequences.
+    tm = tmp_path / "tm.tflite"
+    assert invoke("build", "--weights", tmp_path / "sd.npz", "--time-major", "-o", tm, "-q").exit_code == 0
+    np.save(x, np.zeros((25, 1, 16), np.float32))
+    result = invoke("verify", tm, "--input", x)
+    assert result.exit_code == 0 and "on input [25, 1, 16]" in result.output, result.output

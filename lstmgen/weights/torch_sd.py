@@ -227,6 +227,9 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
         notes.append(f"{cell.name}: no bias_ih/bias_hh (bias=False), gate biases are zero")
     for gate, b in split_gates(bias, "torch").items():
         tensors[f"{gate}_gate_bias"] = b
+    others = [key for key in sd.keys if _KEY.match(key) is None]
+    if others:  # said, not silently dropped: a head or an embedding is not part of the built model
+        notes.append(f"ignored {len(others)} key(s) that are not nn.LSTM parameters: {_key_list(others)}")
     if wr is not None:
         tensors["projection_weights"] = wr  # [proj, hidden], as TFLite; nn.LSTM's projection has no bias
     return CellWeights(
