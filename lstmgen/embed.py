@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen import __version__
 from lstmgen.errors import ConfigError, ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import check_target, write_atomic
@@ -25,6 +24,7 @@ from lstmgen.targets.rules import find_problems
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
+from lstmgen.version import __version__
 
 # Builtin name -> the tflite::MicroMutableOpResolver method that registers it (micro_mutable_op_resolver.h),
 # for every builtin with a TFLM kernel (targets/rules.py MICRO_BUILTIN_OPS; a test keeps the two in step).

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen import __version__
 from lstmgen.config import CellConfig
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
 from lstmgen.tflite.tables import ACTIVATIONS, METADATA_KEY, min_runtime
+from lstmgen.version import __version__
 
 OPCODE = BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 OPTIONS_TABLE = "UnidirectionalSequenceLSTMOptions"
