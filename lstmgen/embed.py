@@ -27,7 +27,7 @@ from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 from lstmgen.version import __version__
 
 # Builtin name -> the tflite::MicroMutableOpResolver method that registers it (micro_mutable_op_resolver.h),
-# for every builtin with a TFLM kernel (targets/rules.py MICRO_BUILTIN_OPS; a test keeps the two in step).
+# for every builtin with a TFLM kernel (targets/micro.py MICRO_BUILTIN_OPS; a test keeps the two in step).
 _RESOLVER_TEXT = """
     ABS:Abs ADD:Add ADD_N:AddN ARG_MAX:ArgMax ARG_MIN:ArgMin ASSIGN_VARIABLE:AssignVariable
     AVERAGE_POOL_2D:AveragePool2D BATCH_MATMUL:BatchMatMul BATCH_TO_SPACE_ND:BatchToSpaceNd

@@ -113,6 +113,8 @@ NOT_FOR_A_PLAIN_BUILD = (
     "lstmgen.runtimes.micro",
     "lstmgen.targets.ethos_u",
     "lstmgen.targets.rules",
+    "lstmgen.targets.checks",
+    "lstmgen.targets.micro",
     "lstmgen.weights.keras",
     "lstmgen.weights.torch_sd",
     "lstmgen.weights.onnx_lstm",
