@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from lstmgen import guard
-from lstmgen.config import INTEGER_MODES, CellConfig
+from lstmgen.config import CellConfig
 from lstmgen.errors import ConfigError
 from lstmgen.gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.layout import layout
+from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
 from lstmgen.resolve import CONFIG_FIELDS, check_options, load_stack, resolve
 from lstmgen.samples import read_samples

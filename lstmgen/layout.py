@@ -17,6 +17,7 @@ import numpy as np
 
 from lstmgen.config import CellConfig
 from lstmgen.errors import WeightFileError
+from lstmgen.numerics.tables import F32, I32
 from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
@@ -25,8 +26,6 @@ from lstmgen.version import __version__
 
 OPCODE = BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 OPTIONS_TABLE = "UnidirectionalSequenceLSTMOptions"
-F32 = np.dtype(np.float32)
-I32 = np.dtype(np.int32)
 Weights = Mapping[str, "np.ndarray | Deferred"]
 
 

@@ -1,4 +1,4 @@
-"""Float tolerance on steep cells: the float32 sensitivity derived from the reference side (check/float_bound.py).
+"""Float tolerance on steep cells: the float32 sensitivity derived from the reference side (numerics/float_bound.py).
 
 A 32-unit TF1 cell with std-normal weights over 50 steps: the interpreter's float32 rounding, amplified by
 the recurrence, ends ~1e-4 from the float64 reference, 7-20x the fixed 1e-5 + 1e-5|ref| (a false FAIL before
@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 import lstmgen.layout
 from lstmgen.build import build
-from lstmgen.check.report import FLOAT_ATOL
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.main import main
 from lstmgen.errors import VerificationError
 from lstmgen.modelinfo import read_lstm_model
+from lstmgen.numerics.tables import FLOAT_ATOL
 from lstmgen.runtimes.interpreter import Session
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import OperatorRecord, TensorRecord

@@ -13,9 +13,9 @@ import tflite
 from support import TF_FIXTURES
 
 from lstmgen.build import build
-from lstmgen.check.graph import evaluate
 from lstmgen.config import TARGETS
 from lstmgen.errors import ConfigError, LstmgenError, ModelFileError, RuntimeNotAvailable
+from lstmgen.numerics.graph import evaluate
 from lstmgen.run import run_model, run_model_states
 from lstmgen.targets.micro import MICRO_BUILTIN_OPS, MICRO_RULES
 from lstmgen.targets.rules import check_target, find_problems

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lstmgen.numerics.tables import BOOL
 from lstmgen.tflite.records import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.schema import ActivationFunctionType, BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, Slot
@@ -14,9 +15,6 @@ from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
 LSTM = BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 TANH = ActivationFunctionType.TANH
-F32, F16 = np.dtype(np.float32), np.dtype(np.float16)
-I8, I16, I32, I64 = np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64)
-U8, BOOL = np.dtype(np.uint8), np.dtype(np.bool_)
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 
 from lstmgen.errors import RuntimeNotAvailable, VerificationError
+from lstmgen.numerics.tables import F32, I8, I16
 from lstmgen.targets import DEFAULT_ACCELERATOR
 from lstmgen.targets.checks import (
-    F32,
-    I8,
-    I16,
     Rule,
     cifg,
     diagonal,

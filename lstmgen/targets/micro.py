@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lstmgen.numerics.tables import BOOL, F32, I8, I16, I32, I64, U8
 from lstmgen.targets.checks import (
-    BOOL,
-    F32,
-    I8,
-    I16,
-    I32,
-    I64,
     TANH,
-    U8,
     Rule,
     cifg,
     diagonal,
