@@ -1,4 +1,4 @@
-"""Import contracts: the layering cli -> build/run/describe -> pipeline -> check/quant/weights -> numerics -> tflite."""
+"""Import contracts: cli -> build/run/describe -> pipeline -> check/quant/weights -> numerics -> tflite, statically."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lstmgen"
 # "lstmgen" is the package root: it re-exports __version__ and holds the lazy facade (its imports run on
 # attribute access only, so nothing imports the facade's targets at import time). Bottom-up, the layering reads:
 #   version, errors, progress, guard < tflite < numerics < config < arrays/output/modelinfo/weights/targets
-#   < runtimes/quant < check < init/layout < resolve/gate < build/run/describe/export/embed < cli.
+#   < runtimes/quant < check < samples/embed < pipeline < build/run/describe/export < cli.
 # A new module needs a row here: say where it sits before it imports anything.
 BASE = {"version", "errors", "guard", "progress"}  # guard: hostile-input checks; progress: step counting
 ALLOWED: dict[str, set[str]] = {
@@ -35,22 +35,20 @@ ALLOWED: dict[str, set[str]] = {
     "quant": BASE | {"tflite", "numerics", "config"},
     "check": BASE | {"tflite", "numerics", "config", "arrays", "modelinfo", "runtimes", "weights"},
     "samples": BASE | {"arrays"},
-    "layout": BASE | {"tflite", "numerics", "config"},
-    "init": BASE | {"tflite", "numerics", "config", "layout", "weights"},
-    "resolve": BASE | {"numerics", "config", "init", "layout", "weights"},
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo", "targets"},
-    "gate": BASE | {"tflite", "config", "weights", "check", "targets", "embed"},
-    "build": BASE
-    | {"tflite", "numerics", "config", "arrays", "output", "layout", "init", "weights", "quant", "targets"}
-    | {"runtimes", "resolve", "gate", "samples", "embed", "check"},
+    "pipeline": BASE
+    | {"tflite", "numerics", "config", "arrays", "output", "weights", "quant", "targets", "runtimes", "check"}
+    | {"samples", "embed"},
+    "build": {"pipeline"},  # the public entry point, re-exported
     "run": BASE | {"tflite", "numerics", "arrays", "output", "modelinfo", "runtimes", "check"},
     "export": BASE | {"tflite", "numerics", "output", "modelinfo", "weights"},
     "describe": BASE | {"tflite", "numerics", "config", "modelinfo", "targets"},
     "cli": BASE
     | {"tflite", "numerics", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check", "build", "resolve", "gate", "run", "describe", "embed", "export", "samples"},
+    | {"check", "pipeline", "build", "run", "describe", "embed", "export", "samples"},
     "__main__": {"cli"},
 }
+
 
 def _modules() -> list[tuple[str, Path]]:
     out = []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import lstmgen.layout
+import lstmgen.pipeline.layout
 from lstmgen.build import build
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.main import main
@@ -65,12 +65,12 @@ def test_steep_cell_fails_without_derived_bound(tmp_path: Path, steep: Path) -> 
 
 def _forget_bias_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The injected bug: the layout folds forget_bias + 1 into the forget-gate bias."""
-    real = lstmgen.layout._Graph.lstm
+    real = lstmgen.pipeline.layout._Graph.lstm
 
     def lstm(self: Any, scope: str, shape: Any, weights: Any, x: int, forget_bias: float) -> int:
         return real(self, scope, shape, weights, x, forget_bias + 1.0)
 
-    monkeypatch.setattr(lstmgen.layout._Graph, "lstm", lstm)
+    monkeypatch.setattr(lstmgen.pipeline.layout._Graph, "lstm", lstm)
 
 
 def test_steep_cell_forget_bias_off_by_one_is_caught(
