@@ -117,6 +117,27 @@ def test_allowed_edges_form_no_cycle() -> None:
 LAYERED = [(m, p) for m, p in MODULES if m != "lstmgen"]
 
 
+def test_modules_import_no_cycle() -> None:
+    """Inside a unit too: no module reaches itself through its imports (also function-level ones)."""
+    names = {m for m, _ in MODULES}
+
+    def module_of(name: str) -> str:
+        while name not in names:  # `from lstmgen.x import attribute`: the module x
+            name = name.rpartition(".")[0]
+        return name
+
+    edges = {m: {module_of(n) for _, n in _imports(m, p)} - {m, "lstmgen"} for m, p in LAYERED}
+    for start in edges:
+        seen: set[str] = set()
+        todo = list(edges[start])
+        while todo:
+            m = todo.pop()
+            assert m != start, f"{start} imports itself through a chain of imports: an import cycle"
+            if m not in seen:
+                seen.add(m)
+                todo += edges.get(m, set())
+
+
 def test_facade_imports_lazily() -> None:
     """The package root imports only __version__ at module level (`import lstmgen` stays cheap)."""
     tree = ast.parse((PACKAGE / "__init__.py").read_text())
