@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.graph import real_value
 from lstmgen.config import check_fields
 from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.numerics.graph import real_value
+from lstmgen.numerics.tables import GATES
 from lstmgen.output import check_target, write_atomic
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
@@ -22,7 +23,6 @@ from lstmgen.tflite.tables import ACTIVATIONS, BUILTIN_OPERATOR_NAMES
 from lstmgen.weights.base import GATE_ORDERS
 from lstmgen.weights.npz import SETTINGS_KEY
 
-GATES = ("input", "forget", "cell", "output")
 PEEPHOLES = ("cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights")
 LAYER_NORM = tuple(f"{g}_layer_norm_coefficients" for g in GATES)
 

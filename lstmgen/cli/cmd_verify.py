@@ -304,8 +304,8 @@ def _reference(
     of the source (the file states its sizes).
     """
     from lstmgen.errors import ConfigError
-    from lstmgen.gate import source_reference
-    from lstmgen.resolve import load_stack, resolve
+    from lstmgen.pipeline.resolve import load_stack, resolve
+    from lstmgen.pipeline.verify_gate import source_reference
     from lstmgen.weights import open as open_weights
 
     options = {k: v for k, v in stated.items() if k not in ("num_units", "input_size", "dynamic_batch")}
