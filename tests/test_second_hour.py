@@ -268,3 +268,44 @@ def test_time_major_data_for_a_batch_major_model_points_to_time_major(tmp_path: 
     np.save(x, np.zeros((25, 1, 16), np.float32))
     result = invoke("verify", tm, "--input", x)
     assert result.exit_code == 0 and "on input [25, 1, 16]" in result.output, result.output
+
+
+# ------------------------------------------------------------------ 7. the remaining items
+
+
+def test_bidirectional_onnx_with_an_activation_per_direction_builds(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lstmgen.run import run_model
+
+    hidden, inputs, steps = 5, 4, 6
+    rng = np.random.default_rng(3)
+    arrays = {
+        "W": rng.uniform(-0.5, 0.5, (2, 4 * hidden, inputs)).astype(np.float32),
+        "R": rng.uniform(-0.5, 0.5, (2, 4 * hidden, hidden)).astype(np.float32),
+        "B": rng.uniform(-0.5, 0.5, (2, 8 * hidden)).astype(np.float32),
+    }
+    node = helper.make_node(
+        "LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=hidden, direction="bidirectional", name="lstm",
+        activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Relu", "Relu"],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [steps, 1, inputs])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [steps, 2, 1, hidden])],
+        [numpy_helper.from_array(v, k) for k, v in arrays.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / "bi.onnx"
+    onnx.save(model, str(path))
+    out = tmp_path / "bi.tflite"
+    result = invoke("build", "--weights", path, "-o", out)  # verified against the node, per direction
+    assert result.exit_code == 0, result.output
+    x = rng.standard_normal((steps, 1, inputs)).astype(np.float32)
+    (want,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x})
+    got = run_model(out, x)[0]  # [T, B, 2H]: forward || backward
+    want = np.concatenate([want[:, 0], want[:, 1]], axis=-1)
+    assert np.abs(got - want).max() < 1e-5

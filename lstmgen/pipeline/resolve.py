@@ -130,7 +130,7 @@ def resolve(
             raise ConfigError(f"{key} is required when no --weights are given (e.g. --num-units 64 --input-size 32).")
     config = CellConfig(**opts)
     if layers:
-        shapes = _shapes_from_weights(config, layers)
+        shapes = _shapes_from_weights(config, layers, own_activation="activation" not in options)
     else:
         shapes = shapes_from_config(config)
         layers = [
@@ -164,8 +164,14 @@ _UNRECORDED_LAYOUT = {
 }
 
 
-def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) -> list[list[CellShape]]:
-    """Per-cell shapes from the arrays, checked for a consistent chain of layer sizes."""
+def _shapes_from_weights(
+    config: CellConfig, layers: list[list[CellWeights]], own_activation: bool = False
+) -> list[list[CellShape]]:
+    """Per-cell shapes from the arrays, checked for a consistent chain of layer sizes.
+
+    own_activation: a cell whose file states another activation than the config's (an ONNX bidirectional node
+    with activations per direction) keeps its own; each direction is its own op.
+    """
     shapes: list[list[CellShape]] = []
     width = config.input_size
     for k, cells in enumerate(layers):
@@ -187,6 +193,9 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
                 config.layer_norm,
                 config.diagonal_recurrent,
             )
+            act = cell.hyperparameters.get("activation")
+            if own_activation and isinstance(act, str) and act.lower() != config.activation:
+                shape = replace(shape, activation=act.lower())
             if shape.input_size != width:
                 raise ConfigError(
                     f"{cell.source}: inconsistent per-layer sizes: layer {k}{' backward' if d else ''} takes inputs of "
