@@ -309,3 +309,10 @@ def test_bidirectional_onnx_with_an_activation_per_direction_builds(tmp_path: Pa
     got = run_model(out, x)[0]  # [T, B, 2H]: forward || backward
     want = np.concatenate([want[:, 0], want[:, 1]], axis=-1)
     assert np.abs(got - want).max() < 1e-5
+
+
+def test_micro_int8_advises_only_what_micro_runs(tmp_path: Path) -> None:
+    out = tmp_path / "q.tflite"
+    args = ("--quantize", "int8", "--calibration", "random", "--target", "micro", "-o", out)
+    err = refused(invoke("build", "--config", ROOT / "examples" / "cell.toml", *args), "--target micro", "projection")
+    assert "dynamic-int8" not in err and "float16" not in err

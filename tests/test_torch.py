@@ -394,6 +394,8 @@ def test_pt_without_torch_points_to_safetensors(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     msg = assert_user_error(invoke("build", "--weights", weights, "-o", out), "w.pt", "pip install torch")
     assert "safetensors.torch.save_file(model.state_dict(), 'w.safetensors')" in msg
+    if sys.platform.startswith("linux"):  # the CPU build: plain `pip install torch` pulls CUDA there
+        assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in msg
     assert_no_output(out)
 
 

@@ -179,20 +179,22 @@ def build_cmd(
 
     \b
     Examples:
+      # the files are in the repository's examples/ folder
       # random (glorot_uniform) weights, dynamic time axis
-      lstmgen build --num-units 64 --input-size 32 -o lstm.tflite
-      # a TF1 LSTMCell's variables; forget_bias 1.0 is folded into the forget-gate bias
-      lstmgen build --weights cell_tf1.npz --use-peepholes --cell-clip 3 -o lstm.tflite
+      lstmgen build --num-units 64 --input-size 32 -o random.tflite
+      # a TF1 LSTMCell's variables; forget_bias 1.0 (TF1's default) is folded into the forget-gate bias
+      lstmgen build --weights kws_tf1.npz --cell-clip 3 -o kws.tflite
       # everything from a config file, machine-readable report for CI
       lstmgen build --config cell.toml -o lstm.tflite --json > build-report.json
-      # a 2-layer bidirectional PyTorch LSTM (state_dict), batch-first input
-      lstmgen build --weights enc.pt --layer encoder.lstm --num-layers 2 --bidirectional -o enc.tflite
+      # a PyTorch state_dict (.pt, .safetensors or .npz): every layer and direction it holds; it does
+      # not record batch_first, and nn.LSTM's default is time-major [T,B,I]
+      lstmgen build --weights encoder.npz --time-major -o enc.tflite
       # full-integer int8 for a microcontroller, calibrated on representative inputs
-      lstmgen build --weights model.keras --time-steps 50 --quantize int8 \\
-          --calibration-data calib.npy --target micro -o mcu.tflite
+      lstmgen build --config kws.toml --quantize int8 --calibration-data calib.npy \\
+          --target micro -o lstm_int8.tflite
       # 16-bit activations (verified in TFLite Micro), for an Ethos-U NPU, checked by vela
-      lstmgen build --weights model.keras --time-steps 50 --quantize int16x8 \\
-          --calibration-data calib.npy --target ethos-u -o npu.tflite
+      lstmgen build --config kws.toml --quantize int16x8 --calibration-data calib.npy \\
+          --target ethos-u -o npu.tflite
     """
     options: dict[str, Any] = {}
     if config_file is not None:

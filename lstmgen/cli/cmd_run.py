@@ -84,12 +84,13 @@ def run_cmd(
 
     \b
     Examples:
-      lstmgen run lstm.tflite --input x.npy --output y.npy
-      lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
+      # models from the examples of lstmgen build --help
+      lstmgen run kws.tflite --input x.npy --output y.npy
+      lstmgen run kws.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
       # in TensorFlow Lite Micro (int16x8 models always run there; TFLM takes the stored input shape)
-      lstmgen run lstm_mcu.tflite --input x.npy --output y.npy --runtime micro
-      # a converted Keras classifier, whole: y.npy holds the class probabilities
-      lstmgen run classifier.tflite --input x.npy --output y.npy
+      lstmgen run lstm_int8.tflite --input x.npy --output y.npy --runtime micro
+      # a summary for scripts: shapes, runtime, notes
+      lstmgen run kws.tflite --input x.npy --output y.npy --json
     """
     x = load_npy(input_path, "input")
     state = _load_state(initial_state) if initial_state else {}

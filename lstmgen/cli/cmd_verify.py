@@ -152,13 +152,16 @@ def verify_cmd(
 
     \b
     Examples:
+      # models from the examples of lstmgen build --help
       lstmgen verify lstm.tflite
-      lstmgen verify lstm.tflite --runtime tflite-runtime --json > verify.json
+      lstmgen verify lstm.tflite --runtime litert --json > verify.json
       lstmgen verify lstm_int8.tflite --input calib.npy --report r.json --plot error.png
-      lstmgen verify lstm_micro.tflite --micro
-      lstmgen verify converted.tflite --weights model.keras            # TF converter output vs Keras
-      lstmgen verify lstm.tflite --weights cell_tf1.npz --cell-clip 3 --use-peepholes
-      lstmgen verify int8.tflite --weights enc.pt --input calib.npy --max-error 0.05
+      lstmgen verify lstm_int8.tflite --micro
+      # against the source weights: the build's config, or the file and the options it does not record
+      lstmgen verify lstm.tflite --config cell.toml
+      lstmgen verify kws.tflite --weights kws_tf1.npz --cell-clip 3
+      lstmgen verify enc.tflite --weights encoder.npz      # layers, directions, layout: from the model
+      lstmgen verify lstm_int8.tflite --config kws.toml --input calib.npy --max-error 0.05
     """
     weights, weights_format, layer, stated = _stated(config_file, weights, weights_format, layer, cell)
     samples, reading = _inputs(model, input_path, max_samples)

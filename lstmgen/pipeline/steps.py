@@ -286,6 +286,10 @@ def _quantize(
             f"--quantize {config.quantize} with diagonal recurrent weights: the quantized kernels' diagonal path "
             "is untested by lstmgen, so it is refused rather than risk a silently wrong model. Build it in float32."
         )
+    if config.target == "micro":
+        # What TFLM cannot run at all (a projection, layer norm, dynamic shapes) first, on the float graph: the
+        # quantizer's own advice names modes (dynamic-int8, float16) that --target micro refuses.
+        _check_target(record, config)
     say(f"quantizing ({config.quantize})")
     record = materialize(record)
     stats, samples = None, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -317,13 +318,23 @@ def _open_safetensors(path: Path) -> _StateDict:
     return _StateDict(str(path), st.keys(), get, release=st.release)
 
 
+# The CPU build on Linux: plain `pip install torch` there pulls the CUDA build (~3 GB of GPU libraries), which
+# reading a state_dict does not need. macOS and Windows wheels on PyPI are CPU builds already.
+_TORCH_INSTALL = (
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu (the CPU build; plain pip install torch "
+    "pulls ~3 GB of CUDA libraries on Linux)"
+    if sys.platform.startswith("linux")
+    else "pip install torch"
+)
+
+
 def _open_torch(path: Path) -> _StateDict:
     try:
         import torch
     except ImportError:
         raise WeightFileError(
             f"{path}: reading a PyTorch .pt/.pth file needs torch, which is not installed. Either "
-            "pip install torch, or where torch is available save the weights as safetensors - "
+            f"{_TORCH_INSTALL}, or where torch is available save the weights as safetensors - "
             "safetensors.torch.save_file(model.state_dict(), 'w.safetensors') - and pass that file "
             "(lstmgen reads it without torch or any other package)."
         ) from None

@@ -34,7 +34,10 @@ def _activation(name: str, alpha: float | None, beta: float | None) -> Fn:
 
 
 # The node's (f, g, h) activations as the fused op's one activation (the gates are always sigmoid).
-_LSTMGEN_ACTIVATION: dict[tuple[str, ...], str] = {("sigmoid", "tanh", "tanh"): "tanh", ("sigmoid", "relu", "relu"): "relu"}
+_LSTMGEN_ACTIVATION: dict[tuple[str, ...], str] = {
+    ("sigmoid", "tanh", "tanh"): "tanh",
+    ("sigmoid", "relu", "relu"): "relu",
+}
 
 
 def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
