@@ -5,9 +5,11 @@
 #   make bench   benchmarks/ (whole processes: wall time and peak memory)
 #   make lint    ruff and mypy only
 #   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs)
-# Other Pythons: PYTHON=python3.12 make test (use a fresh checkout or `make clean` when switching).
+# Other Pythons: PYTHON=python3.12 make test (the venvs are rebuilt when the interpreter changes).
 PYTHON ?= python3
 PIP_FLAGS := --disable-pip-version-check -q
+# Names the interpreter the venvs were made with; rewritten (so the venvs rebuild) only when $(PYTHON) changes.
+PY_STAMP := .python-stamp
 
 # The user's environment: what `pip install lstmgen` gives (numpy, flatbuffers, click, ai-edge-litert).
 VENV := .venv
@@ -21,7 +23,8 @@ TFL_BIN  := $(TFL_VENV)/bin
 TFL_PIN  := tflite-runtime==2.14.0
 TORCH_PIN ?= torch==2.13.0+cpu
 
-.PHONY: demo test test-main test-tflite-runtime lint bench fuzz clean help
+.PHONY: demo test test-main test-tflite-runtime lint bench fuzz clean help FORCE
+
 
 help:
 	@echo "make demo   lean .venv with lstmgen, then build, verify and inspect the example model (examples/)"
@@ -30,7 +33,12 @@ help:
 	@echo "make lint   ruff and mypy only"
 	@echo "make fuzz   10,000 mutated models: crashes, internal errors and hangs counted (all must be 0)"
 
-$(BIN)/.installed: pyproject.toml
+$(PY_STAMP): FORCE
+	@v="$$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])')" || exit 1; \
+	  [ "$$(cat $@ 2>/dev/null)" = "$$v" ] || { echo "$$v" > $@; echo "Python: $$v (the venvs will be rebuilt)"; }
+FORCE:
+
+$(BIN)/.installed: pyproject.toml $(PY_STAMP)
 	@# --clear: a venv left by another Python (a failed `PYTHON=python3.9 make demo`) is rebuilt, not reused
 	$(PYTHON) -m venv --clear $(VENV)
 	@echo "installing lstmgen and its dependencies into $(VENV) (pip's output: $(VENV)/install.log)"
@@ -38,7 +46,7 @@ $(BIN)/.installed: pyproject.toml
 	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $@
 
-$(TEST_BIN)/.installed: pyproject.toml
+$(TEST_BIN)/.installed: pyproject.toml $(PY_STAMP)
 	$(PYTHON) -m venv --clear $(TEST_VENV)
 	$(TEST_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	@# torch first, and only its CPU build (+cpu): the plain PyPI build pulls ~3 GB of CUDA libraries. Where no CPU
@@ -49,7 +57,7 @@ $(TEST_BIN)/.installed: pyproject.toml
 	touch $@
 
 # Writes .skipped (with the reason) instead of failing where tflite-runtime has no wheel for this Python/platform.
-$(TFL_BIN)/.installed: pyproject.toml
+$(TFL_BIN)/.installed: pyproject.toml $(PY_STAMP)
 	rm -f $(TFL_VENV)/.skipped
 	$(PYTHON) -m venv --clear $(TFL_VENV)
 	$(TFL_BIN)/pip install $(PIP_FLAGS) --upgrade pip
@@ -101,4 +109,4 @@ fuzz: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python tests/fuzz_models.py --count $${FUZZ_COUNT:-10000} --seed $${FUZZ_SEED:-0} --jobs 2
 
 clean:
-	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) build .pytest_cache
+	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) build .pytest_cache $(PY_STAMP)
