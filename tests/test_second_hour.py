@@ -316,3 +316,12 @@ def test_micro_int8_advises_only_what_micro_runs(tmp_path: Path) -> None:
     args = ("--quantize", "int8", "--calibration", "random", "--target", "micro", "-o", out)
     err = refused(invoke("build", "--config", ROOT / "examples" / "cell.toml", *args), "--target micro", "projection")
     assert "dynamic-int8" not in err and "float16" not in err
+
+
+def test_readme_marks_blocks_needing_an_extra_visibly() -> None:
+    """The `needs` marker is an HTML comment GitHub hides: a visible line says what to install."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith("<!-- readme-test: needs "):
+            before = [p for p in lines[max(0, k - 3) : k] if p.strip()]
+            assert before and before[-1].startswith("> **Needs an extra:**") and "pip install" in before[-1], k + 1
