@@ -199,9 +199,7 @@ def build(
         if embed is not None:  # from the verified bytes, before the model itself is renamed into place
             result.embed = write_firmware(tmp, embed, output, say)
 
-    weights_file = weights if isinstance(weights, (str, Path)) else None
-    inputs = {"--weights": weights_file, "--calibration-data": calibration_data}
-    write_atomic(Path(output), write, finish, inputs=inputs)
+    write_atomic(Path(output), write, finish, inputs=_inputs(weights, calibration_data))
     t3 = time.perf_counter()
     result.seconds = {
         "read": round(t1 - t0, 4),
@@ -328,6 +326,11 @@ def _check_size(record: ModelRecord, config: CellConfig) -> None:
             f"--quantize {config.quantize} starts from the float32 model in memory, which would be "
             f"{float_size / 2**30:.2f} GiB, over the 2 GiB model-size limit. Reduce num_units/input_size/num_proj."
         )
+
+
+def _inputs(weights: object, calibration_data: str | Path | None) -> dict[str, str | Path | None]:
+    """The files a build reads (weights given as arrays are none): the output may be none of them."""
+    return {"--weights": weights if isinstance(weights, (str, Path)) else None, "--calibration-data": calibration_data}
 
 
 def _check_overflow(layers: list[list[CellWeights]]) -> None:

@@ -161,6 +161,12 @@ def _shape(a: np.ndarray) -> list[int]:
     return [int(d) for d in a.shape]
 
 
+def _ignored(keys: list[str]) -> list[str]:
+    """A note naming the keys that are not nn.LSTM parameters (a head, an embedding): said, not dropped silently."""
+    others = [key for key in keys if _KEY.match(key) is None]
+    return [f"ignored {len(others)} key(s) that are not nn.LSTM parameters: {_key_list(others)}"] if others else []
+
+
 def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
     src, notes, k = sd.source, list(sd.notes), cell.keys  # loaders add conversion notes as arrays are read
     for needed in ("weight_ih", "weight_hh"):
@@ -228,9 +234,7 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
         notes.append(f"{cell.name}: no bias_ih/bias_hh (bias=False), gate biases are zero")
     for gate, b in split_gates(bias, "torch").items():
         tensors[f"{gate}_gate_bias"] = b
-    others = [key for key in sd.keys if _KEY.match(key) is None]
-    if others:  # said, not silently dropped: a head or an embedding is not part of the built model
-        notes.append(f"ignored {len(others)} key(s) that are not nn.LSTM parameters: {_key_list(others)}")
+    notes.extend(_ignored(sd.keys))
     if wr is not None:
         tensors["projection_weights"] = wr  # [proj, hidden], as TFLite; nn.LSTM's projection has no bias
     return CellWeights(
