@@ -23,7 +23,7 @@ from lstmgen.cli.common import (
 )
 from lstmgen.config import FILE_ONLY_KEYS, check_fields, check_keys, load_config_file
 from lstmgen.errors import LstmgenError, VerificationError
-from lstmgen.modelinfo import read_lstm_model
+from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing, task
 from lstmgen.runtimes.micro import import_tflm
@@ -164,7 +164,8 @@ def verify_cmd(
       lstmgen verify lstm_int8.tflite --config kws.toml --input calib.npy --max-error 0.05
     """
     weights, weights_format, layer, stated = _stated(config_file, weights, weights_format, layer, cell)
-    samples, reading = _inputs(model, input_path, max_samples)
+    lm = read_lstm_model(model, head_ok=True)  # read once: the cross-checks and the reading of --input use it
+    samples, reading = _inputs(lm, input_path, max_samples)
     inputs = {"MODEL": model, "--input": input_path, "--weights": weights, "--config": config_file}
     refuse_same({"--report": report, "--plot": plot})
     for target in (report, plot):
@@ -174,7 +175,7 @@ def verify_cmd(
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
-    recorded = _cross_check(model, stated)  # a stated topology or size the model does not have: FAIL now
+    recorded = _cross_check(lm, stated)  # a stated topology or size the model does not have: FAIL now
     reference = None
     if weights is not None:
         reference = _reference(weights, weights_format, layer, stated, recorded)
@@ -260,11 +261,10 @@ def _stated(
     return weights, weights_format, layer, options
 
 
-def _cross_check(model: Path, stated: dict[str, Any]) -> dict[str, Any]:
+def _cross_check(lm: LstmModel, stated: dict[str, Any]) -> dict[str, Any]:
     """What the model records (topology, sizes); a stated value that differs is a FAIL naming each difference."""
     from lstmgen.describe import topology
 
-    lm = read_lstm_model(model, head_ok=True)
     topo = topology(lm)
     recorded = {key: get(lm, topo) for key, get in _RECORDED.items()}
     differ = [
@@ -274,7 +274,7 @@ def _cross_check(model: Path, stated: dict[str, Any]) -> dict[str, Any]:
     ]
     if differ:
         raise VerificationError(
-            f"{model}: FAIL: the model is not the LSTM the options describe: {'; '.join(differ)}. Drop those "
+            f"{lm.path}: FAIL: the model is not the LSTM the options describe: {'; '.join(differ)}. Drop those "
             "options (verify reads them from the model), or check that MODEL is the file you meant."
         )
     return recorded
@@ -328,13 +328,12 @@ def _reference(
     return reference
 
 
-def _inputs(model: Path, path: Path | None, max_samples: int | None) -> tuple[list[np.ndarray | None], str | None]:
+def _inputs(lm: LstmModel, path: Path | None, max_samples: int | None) -> tuple[list[np.ndarray | None], str | None]:
     """The test inputs: seeded random data (None), or every sample of --input read as the model's inputs."""
     if path is None:
         if max_samples is not None:
             raise LstmgenError("--samples K counts the samples of --input; pass --input too.")
         return [None], None
-    lm = read_lstm_model(model, head_ok=True)
     samples, reading = read_samples(path, lm.input.shape, lm.input.shape_signature, lm.time_major, "input")
     if samples.shape[0] == 0:
         raise LstmgenError(f"input {path} holds no samples (shape {list(samples.shape)}).")
