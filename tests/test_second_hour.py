@@ -325,3 +325,9 @@ def test_readme_marks_blocks_needing_an_extra_visibly() -> None:
         if line.startswith("<!-- readme-test: needs "):
             before = [p for p in lines[max(0, k - 3) : k] if p.strip()]
             assert before and before[-1].startswith("> **Needs an extra:**") and "pip install" in before[-1], k + 1
+
+
+def test_verify_test_shape_is_bounded(tmp_path: Path, small: tuple[Path, Path, Path]) -> None:
+    _, model, _ = small
+    refused(invoke("verify", model, "--time-steps", 100_000_000_000), "--time-steps")  # was OverflowError (exit 70)
+    refused(invoke("verify", model, "--time-steps", 1 << 20, "--batch-size", 1 << 20), "GiB")

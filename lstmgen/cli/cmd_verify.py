@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 import click
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.check.tolerance import plot_error, require_plotting
-from lstmgen.check.verify import verify_model
+from lstmgen.check.verify import input_shape_for, verify_model
 from lstmgen.cli.common import (
     EXIT_CODES,
     PATH,
@@ -83,8 +85,10 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random test input."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), help="Test batch size (resizes the model if it allows).")
-@click.option("--time-steps", type=click.IntRange(min=1), help="Test time steps (dynamic-time models only).")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 1 << 20), help="Test batch size (resizes the model if it allows)."
+)
+@click.option("--time-steps", type=click.IntRange(1, 1 << 20), help="Test time steps (dynamic-time models only).")
 @click.option("--micro", is_flag=True, help="Also run the model in TensorFlow Lite Micro (pip install tflite-micro).")
 @click.option(
     "--input",
@@ -165,6 +169,8 @@ def verify_cmd(
     """
     weights, weights_format, layer, stated = _stated(config_file, weights, weights_format, layer, cell)
     lm = read_lstm_model(model, head_ok=True)  # read once: the cross-checks and the reading of --input use it
+    if batch_size is not None or time_steps is not None:  # before anything of that size is allocated
+        _check_test_size(lm, batch_size, time_steps)
     samples, reading = _inputs(lm, input_path, max_samples)
     inputs = {"MODEL": model, "--input": input_path, "--weights": weights, "--config": config_file}
     refuse_same({"--report": report, "--plot": plot})
@@ -259,6 +265,19 @@ def _stated(
     options.update({k: v for k, v in cell.items() if v is not None})
     check_fields(options)  # ranges, as build's (a --cell-clip 1e39 is bad input, not a crash)
     return weights, weights_format, layer, options
+
+
+def _check_test_size(lm: LstmModel, batch_size: int | None, time_steps: int | None) -> None:
+    """A test run of --batch-size x --time-steps within the byte budget (the float64 references hold a few
+    arrays of the input and the gates per step), refused before any allocation."""
+    shape = input_shape_for(lm, batch_size, time_steps)
+    width = lm.input_size + 4 * max(s.num_units for s in lm.lstms)
+    need = math.prod(shape[:-1]) * width * 8 * 4
+    if need > guard.MODEL_SIZE_LIMIT:
+        raise LstmgenError(
+            f"--batch-size/--time-steps: a test run on input {shape} would hold about {need / 2**30:.3g} GiB of "
+            f"arrays, over the {guard.MODEL_SIZE_LIMIT / 2**30:.0f} GiB limit. Test with fewer rows or steps."
+        )
 
 
 def _cross_check(lm: LstmModel, stated: dict[str, Any]) -> dict[str, Any]:
