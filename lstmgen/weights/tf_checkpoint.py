@@ -141,7 +141,7 @@ class CheckpointFile:
             weights = TfliteReader().read({_TFLITE_CELL[k]: arrays[v] for k, v in keys.items()}, source)
             weights = replace(weights, notes=(*weights.notes, "TFLiteLSTMCell: forget bias already in its variable"))
         else:
-            weights = Tf1Reader().read(self._tf1_variables(scope), source)
+            weights = Tf1Reader().read_scope(self._tf1_variables(scope), source, scope)
         direction = layer_of(scope)[2]  # a bidirectional_dynamic_rnn's 'bw' cell reads the sequence reversed
         return replace(
             weights,

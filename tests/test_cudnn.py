@@ -1,0 +1,85 @@
+"""cuDNN-trained weights (tests/fixtures/cudnn, made by make_cudnn.py with TF / tf_keras): each builds by
+default into a model matching the framework's own conversion, and the forget_bias the file's cell
+class sets is what the source reference holds the model to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from support import invoke
+
+from lstmgen.build import build
+from lstmgen.run import run_model_states
+from lstmgen.weights import tf_scopes
+
+CUDNN = Path(__file__).parent / "fixtures" / "cudnn"
+TF1 = {
+    "tf1_cudnn_single": {},
+    "tf1_cudnn_stacked": {"num_layers": 2},
+    "tf1_cudnn_bidir": {"bidirectional": True},
+}
+
+
+def _io(case: str) -> dict[str, np.ndarray]:
+    with np.load(CUDNN / f"{case}.io.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def _matches(tmp_path: Path, weights: Path, options: dict[str, Any], case: str) -> list[str]:
+    """Build by default, check the verification passed and the outputs match the framework's; the notes."""
+    io, out = _io(case), tmp_path / "m.tflite"
+    result = build(out, {"batch_size": 2, **options}, weights)
+    assert result.verification is not None and result.verification.passed
+    y, _ = run_model_states(out, io["x"])
+    assert y.shape == io["y"].shape
+    bound = 1e-5 * np.maximum(1.0, np.abs(io["y"]))
+    assert (np.abs(y - io["y"]) <= bound).all(), float(np.abs(y - io["y"]).max())
+    return result.notes
+
+
+@pytest.mark.parametrize("stored", ["checkpoint", "dump"])
+@pytest.mark.parametrize("case", sorted(TF1))
+def test_tf1_cudnn_checkpoint_builds_with_forget_bias_0(tmp_path: Path, case: str, stored: str) -> None:
+    weights = CUDNN / (case if stored == "checkpoint" else f"{case}.npz")
+    notes = _matches(tmp_path, weights, TF1[case], case)
+    fb = [n for n in notes if n.startswith("forget_bias")]
+    assert fb and fb[0].startswith("forget_bias 0 (CudnnCompatibleLSTMCell"), notes
+    assert "Must set it manually to 0.0" in fb[0]
+
+
+@pytest.mark.parametrize("stored", ["tf1_cudnn_single", "tf1_cudnn_single.npz"])
+def test_tf1_cudnn_forget_bias_1_fails_verify_without_flags(tmp_path: Path, stored: str) -> None:
+    weights, out = CUDNN / stored, tmp_path / "m1.tflite"
+    built = invoke("build", "--weights", weights, "--forget-bias", 1, "-o", out)
+    assert built.exit_code == 0, built.output
+    assert "contradicts the file's cell class CudnnCompatibleLSTMCell" in built.output
+    verified = invoke("verify", out, "--weights", weights)
+    assert verified.exit_code == 1, verified.output
+    assert "against the source (tf1-lstmcell)" in verified.output and "FAIL" in verified.output
+
+
+def test_reader_guessing_the_class_wrong_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that takes CudnnCompatibleLSTMCell for LSTMCell (forget_bias 1) builds a model the source
+    reference, which reads the class from the scope name itself, refuses."""
+    monkeypatch.setitem(tf_scopes.CELL_CLASSES, "cudnn_compatible_lstm_cell", tf_scopes.DEFAULT_CLASS)
+    result = invoke("build", "--weights", CUDNN / "tf1_cudnn_stacked.npz", "--num-layers", 2, "-o", tmp_path / "m")
+    assert result.exit_code == 1, result.output
+    assert "does not compute the source LSTM" in result.output
+
+
+def test_lstm_block_fused_cell_is_named(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    weights = tmp_path / "fused.npz"
+    np.savez(
+        weights,
+        **{
+            "lstm_fused_cell/kernel:0": rng.standard_normal((7, 16)).astype(np.float32),
+            "lstm_fused_cell/bias:0": rng.standard_normal(16).astype(np.float32),
+        },
+    )
+    result = build(tmp_path / "m.tflite", {}, weights)
+    assert "cell class LSTMBlockFusedCell, from the scope name 'lstm_fused_cell'" in result.notes
+    assert any(n.startswith("forget_bias 1 folded") and "LSTMBlockFusedCell" in n for n in result.notes)
