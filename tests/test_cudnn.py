@@ -83,3 +83,46 @@ def test_lstm_block_fused_cell_is_named(tmp_path: Path) -> None:
     result = build(tmp_path / "m.tflite", {}, weights)
     assert "cell class LSTMBlockFusedCell, from the scope name 'lstm_fused_cell'" in result.notes
     assert any(n.startswith("forget_bias 1 folded") and "LSTMBlockFusedCell" in n for n in result.notes)
+
+
+KERAS2 = {
+    "k2_cudnn": ("k2_cudnn.h5", {}),
+    "k2_cudnn_weights": ("k2_cudnn_weights.hdf5", {}),
+    "k2_cudnn_stacked": ("k2_cudnn_stacked.h5", {"num_layers": 2}),
+    "k2_cudnn_backwards": ("k2_cudnn_backwards.h5", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KERAS2))
+def test_keras2_cudnnlstm_matches_tf_keras_conversion(tmp_path: Path, case: str) -> None:
+    """Outputs of the same architecture with LSTM layers loaded from the file by tf_keras' legacy loader."""
+    pytest.importorskip("h5py")
+    name, options = KERAS2[case]
+    notes = _matches(tmp_path, CUDNN / name, options, case)
+    assert any("CuDNNLSTM" in n and "_convert_rnn_weights" in n for n in notes), notes
+
+
+def test_keras2_cudnnlstm_summing_the_biases_alone_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old hint (add the bias halves, keep the kernels) builds a model the cuDNN source reference refuses."""
+    pytest.importorskip("h5py")
+    from lstmgen.weights import keras
+
+    def halves_only(kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, ...]:
+        return kernel, recurrent, bias[: bias.size // 2] + bias[bias.size // 2 :]
+
+    monkeypatch.setattr(keras, "keras_from_cudnn", halves_only)
+    result = invoke("build", "--weights", CUDNN / "k2_cudnn.h5", "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 1, result.output
+    assert "verification failed" in result.output and "differ" in result.output
+
+
+def test_hdf5_is_detected_by_its_signature(tmp_path: Path) -> None:
+    pytest.importorskip("h5py")
+    renamed = tmp_path / "model.weights"
+    renamed.write_bytes((CUDNN / "k2_cudnn.h5").read_bytes())
+    result = invoke("build", "--weights", renamed, "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 0, result.output
+    not_hdf5 = tmp_path / "notes.hdf5"
+    not_hdf5.write_text("not an HDF5 file")
+    refused = invoke("build", "--weights", not_hdf5, "-o", tmp_path / "n.tflite")
+    assert refused.exit_code == 2 and "cannot tell its format" in refused.output

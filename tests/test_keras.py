@@ -394,7 +394,7 @@ def _mismatched_npz(tmp_path: Path) -> Path:
 def _bad_bias_npz(tmp_path: Path) -> Path:
     path = tmp_path / "bias.npz"
     z = np.zeros
-    np.savez(path, kernel=z((5, 24), np.float32), recurrent_kernel=z((6, 24), np.float32), bias=z(48, np.float32))
+    np.savez(path, kernel=z((5, 24), np.float32), recurrent_kernel=z((6, 24), np.float32), bias=z(36, np.float32))
     return path
 
 
@@ -415,7 +415,7 @@ BAD_INPUTS = [
         id="h5-shape-mismatch",
     ),
     pytest.param(_mismatched_npz, [], ["kernel has shape [5, 24]", "[7, 28]"], id="npz-shape-mismatch"),
-    pytest.param(_bad_bias_npz, [], ["bias has shape [48]", "CuDNNLSTM"], id="npz-bias-8n"),
+    pytest.param(_bad_bias_npz, [], ["bias has shape [36]", "CuDNNLSTM"], id="npz-bias-6n"),
     pytest.param(
         _fixture("keras3_stacked.weights.h5"),
         [],

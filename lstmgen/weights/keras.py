@@ -18,7 +18,8 @@ from lstmgen import guard
 from lstmgen.errors import LstmgenError, UnknownOrderError, WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
 from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
-from lstmgen.weights.detect import FORMATS, KERAS_ROLES
+from lstmgen.weights.cudnn import is_cudnn_bias, keras_from_cudnn
+from lstmgen.weights.detect import FORMATS, HDF5_OFFSETS, HDF5_SIGNATURE, KERAS_ROLES
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.zipped import stored_member
 
@@ -26,10 +27,15 @@ ROLES = KERAS_ROLES
 # Keras activation name -> lstmgen name (same function in the fused kernel's float path).
 ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "relu6": "relu6", "hard_tanh": "relu_n1_to_1"}
 # Layer classes whose cell is Keras' LSTMCell math (gates i, f, c, o; sigmoid gates; no peepholes).
-LSTM_CLASSES = ("LSTM", "LSTMV1", "LSTMV2")
+LSTM_CLASSES = ("LSTM", "LSTMV1", "LSTMV2", "CuDNNLSTM")  # CuDNNLSTM: tanh, sigmoid, its weights converted
 # A cell's own name segment in variable paths: 'lstm_cell', 'lstm_cell_1', 'cell'.
 _CELL_SEGMENT = re.compile(r"^(lstm_)?cell(_\d+)?$")
 PLANNED = "support for stateful models is planned"
+CUDNN_NOTE = (
+    "Keras 2 CuDNNLSTM weights (bias [8*units]: cuDNN's input and recurrent biases): converted as tf_keras' "
+    "legacy HDF5 loader does (_convert_rnn_weights): each gate's input kernel re-laid from cuDNN's layout, "
+    "each gate's recurrent kernel transposed, the two biases summed; activation tanh, recurrent sigmoid"
+)
 NO_CLIP_NOTE = (
     "cell_clip 0: Keras LSTMs have no cell clip (TF's converter writes cell_clip=10 into the models it "
     "converts from Keras; lstmgen keeps the Keras math)"
@@ -743,7 +749,15 @@ class KerasReader:
         return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
-        return False  # recognised by its suffixes only
+        """An HDF5 file of any name (Keras 2 users saved '.hdf5'), by the signature HDF5 files start with."""
+        if not path.is_file():
+            return False
+        try:
+            with path.open("rb") as f:
+                head = f.read(HDF5_OFFSETS[-1] + len(HDF5_SIGNATURE))
+        except OSError:
+            return False
+        return any(head[o : o + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for o in HDF5_OFFSETS)
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         cells, others = _checked_npz_cells(arrays, source)
@@ -1048,6 +1062,27 @@ def _select(cells: list[_Cell], layer: str | None, source: str) -> _Cell:
     )
 
 
+def _lstm_arrays(
+    kernel: np.ndarray, recurrent: np.ndarray, raw: Mapping[str, np.ndarray], where: str, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kernel, recurrent_kernel, bias [4N]) of a Keras LSTM: a Keras 2 CuDNNLSTM's (bias [8N]) converted as
+    tf_keras' legacy loader converts them, a missing bias (use_bias=False) as zeros."""
+    n = recurrent.shape[0]
+    if "bias" not in raw:
+        notes.append("no bias (use_bias=False): gate biases are zero")
+        return kernel, recurrent, np.zeros(4 * n, np.float32)  # the fused op needs the bias slots
+    bias = as_float32("bias", raw["bias"], where, notes)
+    if is_cudnn_bias(bias.shape, n):
+        notes.append(CUDNN_NOTE)
+        return keras_from_cudnn(kernel, recurrent, bias)
+    if bias.shape != (4 * n,):
+        raise WeightFileError(
+            f"{where}: bias has shape {list(bias.shape)}, expected [{4 * n}] (a Keras LSTM) or [{8 * n}] (a Keras 2 "
+            "CuDNNLSTM: cuDNN's input and recurrent biases). Check the export (or --layer)."
+        )
+    return kernel, recurrent, bias
+
+
 def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
     """Read the selected cell's arrays and lay them out per gate (views of the arrays as read)."""
     where = f"{source} [{cell.name}]" if cell.name else source
@@ -1079,20 +1114,13 @@ def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
             "layer; check the export (or --layer)."
         )
     hyper = _check_config(cell, where, n, "bias" in raw, local)
+    kernel, recurrent, bias = _lstm_arrays(kernel, recurrent, raw, where, local)
     tensors: dict[str, np.ndarray] = {}
     # Keras computes x @ kernel + h @ recurrent_kernel; TFLite wants W [N, I] per gate: transposed views.
     for gate, block in split_gates(kernel.T, "keras", axis=0).items():
         tensors[f"input_to_{gate}_weights"] = block
     for gate, block in split_gates(recurrent.T, "keras", axis=0).items():
         tensors[f"recurrent_to_{gate}_weights"] = block
-    if "bias" in raw:
-        bias = as_float32("bias", raw["bias"], where, local)
-        if bias.shape != (4 * n,):
-            hint = " (8*units: CuDNNLSTM's two bias vectors; add the halves)" if bias.shape == (8 * n,) else ""
-            raise WeightFileError(f"{where}: bias has shape {list(bias.shape)}, expected [{4 * n}]{hint}.")
-    else:
-        bias = np.zeros(4 * n, np.float32)  # use_bias=False: the fused op needs the bias slots, as zeros
-        local.append("no bias (use_bias=False): gate biases are zero")
     for gate, b in split_gates(bias, "keras").items():
         tensors[f"{gate}_gate_bias"] = b
     local.append(NO_CLIP_NOTE)

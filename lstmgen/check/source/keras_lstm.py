@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
+from lstmgen.check.source.cudnn_lstm import keras_cudnn_step
 
 GATES = ("i", "f", "c", "o")
 # Keras activation names (keras.activations) -> the function; hard_sigmoid is Keras 3's relu6(x + 3) / 6.
@@ -56,6 +57,13 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
         i, f, g, o = (z[:, cols[k]] for k in GATES)
         c = clip(ract(f + fb) * c_prev + ract(i) * act(g), stated.cell_clip)
         return ract(o) * act(c), c
+
+    # A Keras 2 CuDNNLSTM (its file's [8N] bias says so, whatever the reader made of it) runs cuDNN's
+    # equations on the arrays as cuDNN reads them: tanh and sigmoid, no forget bias of its own.
+    if bias.shape == (8 * n,):
+        if stated.forget_bias:
+            raise SourceUnsupported("a forget bias added to a CuDNNLSTM (cuDNN adds none)")
+        step = keras_cudnn_step(kernel, recurrent, bias, stated.cell_clip)
 
     half = attrs.get("half")
     overrides: dict[str, object] = {}

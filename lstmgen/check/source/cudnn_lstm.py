@@ -1,0 +1,46 @@
+"""cuDNN's LSTM (CUDNN_LSTM mode) on its parameters as cuDNN reads them; gates i, f, c, o.
+
+cuDNN's equations (cuDNN developer guide, cudnnRNNMode_t CUDNN_LSTM):
+i = sigmoid(W_i x + R_i h + bW_i + bR_i), f, o likewise; c' = tanh(W_c x + R_c h + bW_c + bR_c);
+c = f * c_prev + i * c'; h = o * tanh(c). Each W_k is [N, in] and each R_k [N, N], row-major.
+
+Keras 2's CuDNNLSTM (tf_keras layers/rnn/cudnn_lstm.py) hands cuDNN, through canonical_to_params
+without transposing, each gate's column block of kernel [I, 4N] and recurrent_kernel [N, 4N]
+flattened row-major, then bias [8N] as bW_i..bW_o, bR_i..bR_o: cuDNN reads the block's bytes as
+its [N, in] matrix. A TF CudnnLSTM opaque blob holds, per layer and direction, W_i..W_o, R_i..R_o
+and the 8 biases, in that order (see weights/cudnn.py for where that layout is stated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lstmgen.check.source.common import Array, clip, f64, mm, sigmoid
+
+ORDER = ("i", "f", "c", "o")
+
+
+def cudnn_step(w: Sequence[Array], r: Sequence[Array], bw: Sequence[Array], br: Sequence[Array], cell_clip: float):
+    """step(x, h, c) for cuDNN's matrices W_k [N, in], R_k [N, N] and biases, k in i, f, c, o."""
+    wt = [np.ascontiguousarray(m.T) for m in w]  # x @ W_k^T
+    rt = [np.ascontiguousarray(m.T) for m in r]
+    b = [f64(bw[k]) + f64(br[k]) for k in range(4)]
+
+    def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
+        z = [mm(x, wt[k]) + mm(h, rt[k]) + b[k] for k in range(4)]
+        i, f, g, o = sigmoid(z[0]), sigmoid(z[1]), np.tanh(z[2]), sigmoid(z[3])
+        c = clip(f * c_prev + i * g, cell_clip)
+        return o * np.tanh(c), c
+
+    return step
+
+
+def keras_cudnn_step(kernel: Array, recurrent: Array, bias: Array, cell_clip: float):
+    """step(x, h, c) of a Keras 2 CuDNNLSTM's stored kernel [I, 4N], recurrent_kernel [N, 4N], bias [8N]."""
+    n, i = recurrent.shape[0], kernel.shape[0]
+    w = [np.asarray(kernel[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, i) for k in range(4)]
+    r = [np.asarray(recurrent[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, n) for k in range(4)]
+    b = [bias[k * n : (k + 1) * n] for k in range(8)]
+    return cudnn_step(w, r, b[:4], b[4:], cell_clip)
