@@ -229,6 +229,11 @@ def check_options(opts: Mapping[str, Any], calibration_data: str | Path | None, 
         )
 
 
+def stated_sizes(options: Mapping[str, Any]) -> dict[str, object]:
+    """The sizes the user stated, for weight files that record none (a CudnnLSTM opaque buffer)."""
+    return {k: options.get(k) for k in ("num_units", "input_size", "num_layers", "bidirectional")}
+
+
 def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) -> list[list[CellWeights]]:
     """The cells to build, as layers x directions, chosen by --layer / --num-layers."""
     path = source.path

@@ -126,3 +126,43 @@ def test_hdf5_is_detected_by_its_signature(tmp_path: Path) -> None:
     not_hdf5.write_text("not an HDF5 file")
     refused = invoke("build", "--weights", not_hdf5, "-o", tmp_path / "n.tflite")
     assert refused.exit_code == 2 and "cannot tell its format" in refused.output
+
+
+OPAQUE = {
+    "opaque_l1": {"num_units": 4, "input_size": 3},
+    "opaque_l2_bi": {"num_units": 4, "input_size": 3, "num_layers": 2, "bidirectional": True},
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPAQUE))
+def test_opaque_kernel_with_sizes_matches_lstmcell(tmp_path: Path, case: str) -> None:
+    notes = _matches(tmp_path, CUDNN / f"{case}.npz", OPAQUE[case], case)
+    assert any("CudnnLSTM opaque buffer" in n for n in notes), notes
+
+
+@pytest.mark.parametrize(
+    ("flags", "needles"),
+    [
+        ([], ["needs --num-units and --input-size", "--num-units 4 --input-size 3 --num-layers 2 --bidirectional"]),
+        (["--num-units", 4, "--input-size", 5], ["has 736 floats", "make", "Layouts of that length"]),
+    ],
+)
+def test_opaque_kernel_without_fitting_sizes_is_refused(
+    tmp_path: Path, flags: list[object], needles: list[str]
+) -> None:
+    result = invoke("build", "--weights", CUDNN / "opaque_l2_bi.npz", *flags, "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 2, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_opaque_reader_gate_order_bug_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader taking the buffer's gates in TF's order (i, c, f, o) is refused by the cuDNN source reference."""
+    from lstmgen.weights import cudnn
+
+    monkeypatch.setattr(cudnn, "GATE_NAMES", ("input", "cell", "forget", "output"))
+    flags = ["--num-units", 4, "--input-size", 3]
+    result = invoke("build", "--weights", CUDNN / "opaque_l1.npz", *flags, "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 1, result.output
+    assert "differ" in result.output

@@ -208,10 +208,11 @@ def _reference(weights: Path, weights_format: str, layer: str | None, options: d
     """The source reference for --weights, with the build's rules for what the file implies."""
     from lstmgen.errors import ConfigError
     from lstmgen.gate import source_reference
-    from lstmgen.resolve import load_stack, resolve
+    from lstmgen.resolve import load_stack, resolve, stated_sizes
     from lstmgen.weights import open as open_weights
 
-    with open_weights(weights, weights_format) as source:  # loaded weights stay valid after the close
+    # The loaded weights stay valid after the close.
+    with open_weights(weights, weights_format, stated_sizes(options)) as source:
         layers = load_stack(source, layer, options.get("num_layers"))
     config, layers, _, _ = resolve(options, layers)
     reference, why = source_reference(config, layers, options.get("forget_bias"))

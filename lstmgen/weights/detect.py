@@ -39,6 +39,8 @@ def _tflite(keys: frozenset[str]) -> bool:
 
 def _tf1(keys: frozenset[str]) -> bool:
     names = {bare(k) for k in keys}
+    if _cudnn_opaque(keys):
+        return False  # a CudnnLSTM dump: its opaque buffer, not LSTMCell variables
     if any(k.endswith("recurrent_kernel") for k in names):
         return False  # a Keras layer
     return {"kernel", "bias"} <= names or any(
@@ -63,6 +65,10 @@ def _keras(keys: frozenset[str]) -> bool:
 
 def _onnx(keys: frozenset[str]) -> bool:
     return {"W", "R"} <= keys <= set(ONNX_KEYS)
+
+
+def _cudnn_opaque(keys: frozenset[str]) -> bool:
+    return any(bare(k).rpartition("/")[2] == "opaque_kernel" for k in keys)
 
 
 def _never(keys: frozenset[str]) -> bool:
@@ -117,6 +123,13 @@ FORMATS: dict[str, Format] = {
         "ONNX LSTM: an .onnx model, or an .npz with W [dirs,4H,I], R [dirs,4H,H], B [dirs,8H], P [dirs,3H]",
         (".onnx",),
         _onnx,
+    ),
+    "cudnn-opaque": Format(
+        "lstmgen.weights.cudnn:OpaqueReader",
+        "TF CudnnLSTM 'opaque_kernel' buffer (a {v.name: v.eval()} dump), cuDNN canonical layout; sizes from "
+        "--num-units, --input-size, --num-layers, --bidirectional",
+        (),
+        _cudnn_opaque,
     ),
     "tf-checkpoint": Format(
         "lstmgen.weights.tf_checkpoint:TfCheckpointReader",

@@ -13,16 +13,20 @@ and the 8 biases, in that order (see weights/cudnn.py for where that layout is s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, clip, f64, mm, sigmoid
+from lstmgen.check.source.common import Array, Cell, SourceUnsupported, Stated, clip, f64, mm, sigmoid
+
+Step = Callable[[Array, Array, Array], tuple[Array, Array]]
 
 ORDER = ("i", "f", "c", "o")
 
 
-def cudnn_step(w: Sequence[Array], r: Sequence[Array], bw: Sequence[Array], br: Sequence[Array], cell_clip: float):
+def cudnn_step(
+    w: Sequence[Array], r: Sequence[Array], bw: Sequence[Array], br: Sequence[Array], cell_clip: float
+) -> Step:
     """step(x, h, c) for cuDNN's matrices W_k [N, in], R_k [N, N] and biases, k in i, f, c, o."""
     wt = [np.ascontiguousarray(m.T) for m in w]  # x @ W_k^T
     rt = [np.ascontiguousarray(m.T) for m in r]
@@ -37,10 +41,39 @@ def cudnn_step(w: Sequence[Array], r: Sequence[Array], bw: Sequence[Array], br: 
     return step
 
 
-def keras_cudnn_step(kernel: Array, recurrent: Array, bias: Array, cell_clip: float):
+def keras_cudnn_step(kernel: Array, recurrent: Array, bias: Array, cell_clip: float) -> Step:
     """step(x, h, c) of a Keras 2 CuDNNLSTM's stored kernel [I, 4N], recurrent_kernel [N, 4N], bias [8N]."""
     n, i = recurrent.shape[0], kernel.shape[0]
     w = [np.asarray(kernel[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, i) for k in range(4)]
     r = [np.asarray(recurrent[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, n) for k in range(4)]
     b = [bias[k * n : (k + 1) * n] for k in range(8)]
     return cudnn_step(w, r, b[:4], b[4:], cell_clip)
+
+
+def opaque_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
+    """One layer and direction of a TF CudnnLSTM opaque buffer, cut from the whole buffer here.
+
+    Per layer (forward, then backward): 8 matrices W_i..W_o [N, width], R_i..R_o [N, N], then 8 biases;
+    width is input_size in layer 0 and N * directions above (linear input mode).
+    """
+    (blob,) = arrays.values()
+    n, i_size = int(attrs["units"]), int(attrs["input_size"])  # type: ignore[call-overload]
+    dirs = int(attrs["directions"])  # type: ignore[call-overload]
+    where: tuple[int, int] = attrs["cell"]  # type: ignore[assignment]
+    layer, direction = int(where[0]), int(where[1])
+    pos = 0
+    for k in range(layer + 1):
+        width = i_size if k == 0 else n * dirs
+        for d in range(dirs):
+            mats = []
+            for cols in [width] * 4 + [n] * 4:
+                mats.append(np.asarray(blob[pos : pos + n * cols]).reshape(n, cols))
+                pos += n * cols
+            biases = [blob[pos + g * n : pos + (g + 1) * n] for g in range(8)]
+            pos += 8 * n
+            if (k, d) == (layer, direction):
+                if stated.forget_bias:
+                    raise SourceUnsupported("a forget bias added to a cuDNN LSTM (cuDNN adds none)")
+                step = cudnn_step(mats[:4], mats[4:], biases[:4], biases[4:], stated.cell_clip)
+                return Cell("cudnn", n, n, step, input_size=width, backward=bool(d))
+    raise SourceUnsupported(f"cell {layer}/{direction} is past the end of the opaque buffer")
