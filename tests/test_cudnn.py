@@ -166,3 +166,20 @@ def test_opaque_reader_gate_order_bug_is_caught(tmp_path: Path, monkeypatch: pyt
     result = invoke("build", "--weights", CUDNN / "opaque_l1.npz", *flags, "-o", tmp_path / "m.tflite")
     assert result.exit_code == 1, result.output
     assert "differ" in result.output
+
+
+def test_keras_2_2_sequential_list_config(tmp_path: Path) -> None:
+    """Keras 2.0-2.2 stored a Sequential's model_config 'config' as the bare list of its layers."""
+    h5py = pytest.importorskip("h5py")
+    import json
+    import shutil
+
+    old = tmp_path / "keras224.h5"
+    shutil.copy(CUDNN / "k2_cudnn.h5", old)
+    with h5py.File(old, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        config["config"] = [c for c in config["config"]["layers"] if c["class_name"] != "InputLayer"]
+        h5.attrs["model_config"] = json.dumps(config).encode()
+        h5["model_weights"].attrs["keras_version"] = b"2.2.4"
+    notes = _matches(tmp_path, old, {}, "k2_cudnn")
+    assert not any("no Keras layer config" in n for n in notes), notes

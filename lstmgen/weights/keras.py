@@ -344,11 +344,15 @@ def _h5_config(h5: Any, path: Path) -> dict[str, Any] | None:
     if "model_config" not in h5.attrs:
         return None
     try:
-        return json.loads(_decode(h5.attrs["model_config"]))
+        config = json.loads(_decode(h5.attrs["model_config"]))
     except ValueError as exc:
         raise WeightFileError(
             f"{path}: the 'model_config' attribute is not valid JSON ({exc}). Re-save the model with Keras."
         ) from None
+    if isinstance(config, Mapping) and isinstance(config.get("config"), list):
+        # Keras 2.0-2.2 wrote a Sequential's config as its bare list of layers.
+        return {**config, "config": {"layers": config["config"]}}
+    return config if isinstance(config, dict) else None
 
 
 # ----------------------------------------------------------------------------------- configs
