@@ -134,12 +134,14 @@ OPAQUE = {
 }
 
 
+@pytest.mark.parametrize("stored", ["dump", "checkpoint"])
 @pytest.mark.parametrize("case", sorted(OPAQUE))
-def test_opaque_kernel_with_sizes_matches_lstmcell(tmp_path: Path, case: str) -> None:
-    notes = _matches(tmp_path, CUDNN / f"{case}.npz", OPAQUE[case], case)
+def test_opaque_kernel_with_sizes_matches_lstmcell(tmp_path: Path, case: str, stored: str) -> None:
+    notes = _matches(tmp_path, CUDNN / (f"{case}.npz" if stored == "dump" else case), OPAQUE[case], case)
     assert any("CudnnLSTM opaque buffer" in n for n in notes), notes
 
 
+@pytest.mark.parametrize("stored", ["opaque_l2_bi.npz", "opaque_l2_bi"])
 @pytest.mark.parametrize(
     ("flags", "needles"),
     [
@@ -147,10 +149,10 @@ def test_opaque_kernel_with_sizes_matches_lstmcell(tmp_path: Path, case: str) ->
         (["--num-units", 4, "--input-size", 5], ["has 736 floats", "make", "Layouts of that length"]),
     ],
 )
-def test_opaque_kernel_without_fitting_sizes_is_refused(
-    tmp_path: Path, flags: list[object], needles: list[str]
+def test_opaque_without_fitting_sizes_is_refused(
+    tmp_path: Path, flags: list[object], needles: list[str], stored: str
 ) -> None:
-    result = invoke("build", "--weights", CUDNN / "opaque_l2_bi.npz", *flags, "-o", tmp_path / "m.tflite")
+    result = invoke("build", "--weights", CUDNN / stored, *flags, "-o", tmp_path / "m.tflite")
     assert result.exit_code == 2, result.output
     for needle in needles:
         assert needle in result.output, result.output

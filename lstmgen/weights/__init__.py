@@ -107,6 +107,7 @@ class WeightSource:
         self.note = note  # how the format was detected (None when --weights-format named it)
         # An .npz is already open (detection read its keys); other files are opened on first use. A file
         # that records no sizes (a CudnnLSTM opaque buffer) is cut up by the sizes the caller states.
+        self.sizes = sizes or {}
         sized = getattr(reader, "sized_file", None)
         self._file: WeightFile | None = None
         if arrays is not None:
@@ -118,7 +119,8 @@ class WeightSource:
 
     def _opened(self) -> WeightFile:
         if self._file is None:
-            self._file = self.reader.open_file(self.path)
+            sized = getattr(self.reader, "open_sized", None)  # files that may record no sizes of their own
+            self._file = sized(self.path, self.sizes) if sized else self.reader.open_file(self.path)
         return self._file
 
     @_malformed_is_bad_input
@@ -203,7 +205,7 @@ def open(path: str | Path, format: str = "auto", sizes: Mapping[str, object] | N
                 f"{', '.join(known)}. Pass --weights-format."
             )
         note = f"format detected from the file type: {reader.name}" if format == "auto" else None
-        return WeightSource(path, reader, None, note)
+        return WeightSource(path, reader, None, note, sizes)
     arrays = NpzArrays(path)
     if format != "auto":
         return WeightSource(path, get_reader(format), arrays, None, sizes)

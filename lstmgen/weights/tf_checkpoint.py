@@ -11,6 +11,7 @@ import numpy as np
 from lstmgen.errors import WeightFileError
 from lstmgen.weights import tfbundle
 from lstmgen.weights.base import CellWeights, WeightFile
+from lstmgen.weights.cudnn import OPAQUE_LEAF, OpaqueFile
 from lstmgen.weights.detect import FORMATS
 from lstmgen.weights.tf1 import Tf1Reader
 from lstmgen.weights.tf_scopes import KERAS_ATTR, layer_of, lstm_scopes, select_layers
@@ -73,7 +74,19 @@ class TfCheckpointReader:
         return []
 
     def open_file(self, path: Path) -> WeightFile:
-        return CheckpointFile(path)
+        return self.open_sized(path, {})
+
+    def open_sized(self, path: Path, sizes: Mapping[str, object]) -> WeightFile:
+        """The checkpoint; one holding only a CudnnLSTM 'opaque_kernel' is cut up by the stated sizes."""
+        checkpoint = CheckpointFile(path)
+        opaque = [n for n in checkpoint.names if n.rpartition("/")[2] == OPAQUE_LEAF]
+        if lstm_scopes(checkpoint.variables) or len(opaque) != 1:
+            return checkpoint
+        try:
+            blob = checkpoint.checkpoint.read(opaque)
+        finally:
+            checkpoint.close()
+        return OpaqueFile(blob, str(path), sizes)
 
 
 class CheckpointFile:
