@@ -185,3 +185,24 @@ def test_keras_2_2_sequential_list_config(tmp_path: Path) -> None:
         h5["model_weights"].attrs["keras_version"] = b"2.2.4"
     notes = _matches(tmp_path, old, {}, "k2_cudnn")
     assert not any("no Keras layer config" in n for n in notes), notes
+
+
+@pytest.mark.parametrize(
+    ("weights", "flags", "cls"),
+    [
+        ("k2_cudnn.h5", [], "CuDNNLSTM"),
+        ("opaque_l1.npz", ["--num-units", 4, "--input-size", 3], "CudnnLSTM"),
+    ],
+)
+def test_cudnn_forget_bias_note_and_contradiction(tmp_path: Path, weights: str, flags: list[object], cls: str) -> None:
+    pytest.importorskip("h5py")
+    default = invoke("build", "--weights", CUDNN / weights, *flags, "-o", tmp_path / "m0.tflite")
+    assert default.exit_code == 0, default.output
+    prefix = "Keras 2 " if cls == "CuDNNLSTM" else ""
+    assert f"forget_bias 0 ({prefix}{cls}: cuDNN adds no forget bias" in default.output
+    out = tmp_path / "m1.tflite"
+    built = invoke("build", "--weights", CUDNN / weights, *flags, "--forget-bias", 1, "-o", out)
+    assert built.exit_code == 0, built.output
+    assert f"contradicts the file's cell class {cls}" in built.output
+    verified = invoke("verify", out, "--weights", CUDNN / weights, *flags)
+    assert verified.exit_code == 1 and "does not compute the source LSTM" in verified.output, verified.output

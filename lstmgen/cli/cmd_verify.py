@@ -39,6 +39,8 @@ _CELL_FLAGS: list[Callable[[Any], Any]] = [
     click.option("--num-proj", type=int, help="Projection size P."),
     click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate."),
     click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates."),
+    click.option("--num-units", type=int, help="Units, for a file that records no sizes (a CudnnLSTM opaque_kernel)."),
+    click.option("--input-size", type=int, help="Input size, for a file that records no sizes (an opaque_kernel)."),
     click.option("--num-layers", type=int, help="How many of the file's layers the model stacks."),
     click.option("--bidirectional/--no-bidirectional", default=None, help="Forward + backward per layer."),
     click.option("--go-backwards/--no-go-backwards", default=None, help="A single layer over the reversed sequence."),
@@ -128,6 +130,7 @@ def verify_cmd(
       lstmgen verify converted.tflite --weights model.keras            # TF converter output vs Keras
       lstmgen verify lstm.tflite --weights cell_tf1.npz --cell-clip 3 --use-peepholes
       lstmgen verify int8.tflite --weights enc.pt --input calib.npy --max-error 0.05
+      lstmgen verify cudnn.tflite --weights opaque.npz --num-units 64 --input-size 32   # a CudnnLSTM buffer
     """
     samples, reading = _inputs(model, input_path, max_samples)
     inputs = {"MODEL": model, "--input": input_path}

@@ -20,6 +20,11 @@ from lstmgen.weights.detect import FORMATS, bare
 from lstmgen.weights.raw import SourceArrays
 
 GATES = 4  # i, f, c, o in both cuDNN and Keras
+# Why nothing is folded into the forget gate (the build's note names the class).
+NO_FORGET_BIAS = (
+    "cuDNN adds no forget bias at run time: the two cuDNN biases are complete (TFLiteLSTMCell's documentation: "
+    "forget_bias 'Must set it manually to 0.0 when restoring from CudnnLSTM trained checkpoints')"
+)
 
 
 def is_cudnn_bias(bias_shape: tuple[int, ...], units: int) -> bool:
@@ -174,11 +179,13 @@ class OpaqueFile:
             notes=(
                 f"'{self.key}' read as a CudnnLSTM opaque buffer: layer {k}{' backward' if d else ''} at floats "
                 f"{start}-{offset} (cuDNN canonical order: W_i, W_f, W_c, W_o, R_i, R_f, R_c, R_o, 8 biases; "
-                "the input and recurrent biases summed); forget_bias 0 (cuDNN adds none)",
+                "the input and recurrent biases summed)",
             ),
             layer=name,
             direction="backward" if d else "forward",
             origin=SourceArrays("cudnn", {self.key: self.blob}, attrs),
+            cell_class="CudnnLSTM",
+            forget_bias_why=f"CudnnLSTM: {NO_FORGET_BIAS}",
         )
         return weights, offset
 

@@ -18,7 +18,7 @@ from lstmgen import guard
 from lstmgen.errors import LstmgenError, UnknownOrderError, WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
 from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
-from lstmgen.weights.cudnn import is_cudnn_bias, keras_from_cudnn
+from lstmgen.weights.cudnn import NO_FORGET_BIAS, is_cudnn_bias, keras_from_cudnn
 from lstmgen.weights.detect import FORMATS, HDF5_OFFSETS, HDF5_SIGNATURE, KERAS_ROLES
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.zipped import stored_member
@@ -1140,4 +1140,13 @@ def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
         origin=SourceArrays(
             "keras", raw, {"config": cell.config, "half": cell.direction, "merge_mode": cell.merge_mode}
         ),
+        **_cudnn_class(raw),
     )
+
+
+def _cudnn_class(raw: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """A Keras 2 CuDNNLSTM names its class for the build's forget_bias note."""
+    n = raw["recurrent_kernel"].shape[0]
+    if "bias" not in raw or not is_cudnn_bias(raw["bias"].shape, n):
+        return {}
+    return {"cell_class": "CuDNNLSTM", "forget_bias_why": f"Keras 2 CuDNNLSTM: {NO_FORGET_BIAS}"}

@@ -25,12 +25,16 @@ ORDER = ("i", "f", "c", "o")
 
 
 def cudnn_step(
-    w: Sequence[Array], r: Sequence[Array], bw: Sequence[Array], br: Sequence[Array], cell_clip: float
+    w: Sequence[Array], r: Sequence[Array], bw: Sequence[Array], br: Sequence[Array], stated: Stated
 ) -> Step:
-    """step(x, h, c) for cuDNN's matrices W_k [N, in], R_k [N, N] and biases, k in i, f, c, o."""
+    """step(x, h, c) for cuDNN's matrices W_k [N, in], R_k [N, N] and biases, k in i, f, c, o.
+
+    cuDNN adds no forget bias; one stated explicitly (--forget-bias) is added, as asked."""
     wt = [np.ascontiguousarray(m.T) for m in w]  # x @ W_k^T
     rt = [np.ascontiguousarray(m.T) for m in r]
     b = [f64(bw[k]) + f64(br[k]) for k in range(4)]
+    b[1] = b[1] + (stated.forget_bias or 0.0)
+    cell_clip = stated.cell_clip
 
     def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
         z = [mm(x, wt[k]) + mm(h, rt[k]) + b[k] for k in range(4)]
@@ -41,13 +45,13 @@ def cudnn_step(
     return step
 
 
-def keras_cudnn_step(kernel: Array, recurrent: Array, bias: Array, cell_clip: float) -> Step:
+def keras_cudnn_step(kernel: Array, recurrent: Array, bias: Array, stated: Stated) -> Step:
     """step(x, h, c) of a Keras 2 CuDNNLSTM's stored kernel [I, 4N], recurrent_kernel [N, 4N], bias [8N]."""
     n, i = recurrent.shape[0], kernel.shape[0]
     w = [np.asarray(kernel[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, i) for k in range(4)]
     r = [np.asarray(recurrent[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, n) for k in range(4)]
     b = [bias[k * n : (k + 1) * n] for k in range(8)]
-    return cudnn_step(w, r, b[:4], b[4:], cell_clip)
+    return cudnn_step(w, r, b[:4], b[4:], stated)
 
 
 def opaque_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
@@ -72,8 +76,6 @@ def opaque_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated
             biases = [blob[pos + g * n : pos + (g + 1) * n] for g in range(8)]
             pos += 8 * n
             if (k, d) == (layer, direction):
-                if stated.forget_bias:
-                    raise SourceUnsupported("a forget bias added to a cuDNN LSTM (cuDNN adds none)")
-                step = cudnn_step(mats[:4], mats[4:], biases[:4], biases[4:], stated.cell_clip)
+                step = cudnn_step(mats[:4], mats[4:], biases[:4], biases[4:], stated)
                 return Cell("cudnn", n, n, step, input_size=width, backward=bool(d))
     raise SourceUnsupported(f"cell {layer}/{direction} is past the end of the opaque buffer")

@@ -62,9 +62,7 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     # A Keras 2 CuDNNLSTM (its file's [8N] bias says so, whatever the reader made of it) runs cuDNN's
     # equations on the arrays as cuDNN reads them: tanh and sigmoid, no forget bias of its own.
     if bias.shape == (8 * n,):
-        if stated.forget_bias:
-            raise SourceUnsupported("a forget bias added to a CuDNNLSTM (cuDNN adds none)")
-        step = keras_cudnn_step(kernel, recurrent, bias, stated.cell_clip)
+        step = keras_cudnn_step(kernel, recurrent, bias, stated)
 
     half = attrs.get("half")
     overrides: dict[str, object] = {}
