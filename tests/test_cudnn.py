@@ -105,7 +105,7 @@ def test_keras2_cudnnlstm_matches_tf_keras_conversion(tmp_path: Path, case: str)
 def test_keras2_cudnnlstm_summing_the_biases_alone_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The old hint (add the bias halves, keep the kernels) builds a model the cuDNN source reference refuses."""
     pytest.importorskip("h5py")
-    from lstmgen.weights import keras
+    from lstmgen.weights import keras_convert as keras
 
     def halves_only(kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, ...]:
         return kernel, recurrent, bias[: bias.size // 2] + bias[bias.size // 2 :]

@@ -528,7 +528,8 @@ def test_weights_only_layer_order_from_the_storage_group_numbers() -> None:
     """Keras 3 / tf_keras .weights.h5 groups: '<class>[_k]' per model, k = position among that class.
     One class in one model orders numerically (lstm_10 after lstm_9); anything else is refused."""
     from lstmgen.errors import UnknownOrderError
-    from lstmgen.weights.keras import _Cell, _model_order
+    from lstmgen.weights.keras_cells import _Cell
+    from lstmgen.weights.keras_topology import _model_order
 
     def layers(*paths: str) -> list[tuple[_Cell, ...]]:
         return [(_Cell(p, "", {}, path=p),) for p in paths]
