@@ -206,3 +206,13 @@ def test_cudnn_forget_bias_note_and_contradiction(tmp_path: Path, weights: str, 
     assert f"contradicts the file's cell class {cls}" in built.output
     verified = invoke("verify", out, "--weights", CUDNN / weights, *flags)
     assert verified.exit_code == 1 and "does not compute the source LSTM" in verified.output, verified.output
+
+
+def test_canonical_cells_win_over_the_opaque_buffer_beside_them(tmp_path: Path) -> None:
+    """CudnnLSTM's checkpoints hold the canonical cells and the opaque buffer: the cells are read."""
+    both = tmp_path / "both.npz"
+    with np.load(CUDNN / "tf1_cudnn_single.npz") as cells, np.load(CUDNN / "opaque_l1.npz") as blob:
+        np.savez(both, **{k: cells[k] for k in cells.files}, **{k: blob[k] for k in blob.files})
+    result = build(tmp_path / "m.tflite", {}, both)
+    assert result.weights_format == "tf1"
+    assert any(n.startswith("forget_bias 0 (CudnnCompatibleLSTMCell") for n in result.notes)

@@ -39,8 +39,6 @@ def _tflite(keys: frozenset[str]) -> bool:
 
 def _tf1(keys: frozenset[str]) -> bool:
     names = {bare(k) for k in keys}
-    if _cudnn_opaque(keys):
-        return False  # a CudnnLSTM dump: its opaque buffer, not LSTMCell variables
     if any(k.endswith("recurrent_kernel") for k in names):
         return False  # a Keras layer
     return {"kernel", "bias"} <= names or any(
@@ -68,7 +66,8 @@ def _onnx(keys: frozenset[str]) -> bool:
 
 
 def _cudnn_opaque(keys: frozenset[str]) -> bool:
-    return any(bare(k).rpartition("/")[2] == "opaque_kernel" for k in keys)
+    """A CudnnLSTM 'opaque_kernel', unless the canonical cells its checkpoints also hold are there."""
+    return any(bare(k).rpartition("/")[2] == "opaque_kernel" for k in keys) and not _tf1(keys)
 
 
 def _never(keys: frozenset[str]) -> bool:
