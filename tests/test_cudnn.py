@@ -90,6 +90,7 @@ KERAS2 = {
     "k2_cudnn_weights": ("k2_cudnn_weights.hdf5", {}),
     "k2_cudnn_stacked": ("k2_cudnn_stacked.h5", {"num_layers": 2}),
     "k2_cudnn_backwards": ("k2_cudnn_backwards.h5", {}),
+    "k2_cudnn_ckpt": ("k2_cudnn_ckpt/ckpt", {}),
 }
 
 
