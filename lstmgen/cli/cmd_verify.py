@@ -35,8 +35,11 @@ from lstmgen.weights import FORMATS
 # The build's cell flags: the source LSTM (what the weight file does not state) and the model's topology and
 # sizes, which the model records (a stated one is a cross-check: FAIL when the model differs).
 _CELL_FLAGS: list[Callable[[Any], Any]] = [
-    click.option("--num-units", type=int, help="Cross-check: the model's cells N (layer 0)."),
-    click.option("--input-size", type=int, help="Cross-check: the model's input features I."),
+    click.option(
+        "--num-units", type=int, help="Cross-check: the model's cells N (layer 0); the model gives it to a file that "
+        "records no sizes (a CudnnLSTM opaque_kernel)."
+    ),
+    click.option("--input-size", type=int, help="Cross-check: the model's input features I (as --num-units)."),
     click.option("--forget-bias", type=float, help="Added to the forget gate at run time [default: per format]."),
     click.option("--cell-clip", type=float, help="Cell-state clip of the source cell (0 = none)."),
     click.option("--proj-clip", type=float, help="Projection clip of the source cell (0 = none)."),
@@ -326,12 +329,14 @@ def _reference(
     of the source (the file states its sizes).
     """
     from lstmgen.errors import ConfigError
-    from lstmgen.pipeline.resolve import load_stack, resolve
+    from lstmgen.pipeline.resolve import load_stack, resolve, stated_sizes
     from lstmgen.pipeline.verify_gate import source_reference
     from lstmgen.weights import open as open_weights
 
     options = {k: v for k, v in stated.items() if k not in ("num_units", "input_size", "dynamic_batch")}
-    with open_weights(weights, weights_format) as source:  # loaded weights stay valid after the close
+    # A file that records no sizes (a CudnnLSTM opaque buffer) is cut by the model's. The loaded weights stay
+    # valid after the close.
+    with open_weights(weights, weights_format, stated_sizes(recorded)) as source:
         listed = len(source.cells(layer))
         if "num_layers" not in options and recorded["num_layers"] <= listed:
             options["num_layers"] = recorded["num_layers"]
