@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "output": BASE,
     "config": BASE | {"tflite"},
     "check.reference": set(),
+    "numerics": BASE | {"tflite", "check.graph"},  # numerics.emulate: the integer kernels, bit for bit
     "check.graph": BASE | {"tflite", "check.reference", "quant.affine"},
     "check.tolerance": BASE | {"tflite", "check.reference", "check.graph", "quant.affine"},
     "check.source": BASE | {"tflite", "config", "weights", "arrays", "check.reference"},
