@@ -11,7 +11,7 @@ from lstmgen.check.graph import DATA_OPS
 from lstmgen.numerics.emulate.runner import FLAVOURS, Emulation, emulate_graph, make_kernel, run_op
 from lstmgen.tflite.records import ModelRecord
 
-__all__ = ["FLAVOURS", "Emulation", "emulate", "make_kernel", "run_op"]
+__all__ = ["DATA_OPS", "FLAVOURS", "Emulation", "emulate", "emulation_report", "make_kernel", "run_op"]
 
 
 def emulate(
@@ -24,3 +24,10 @@ def emulate(
 ) -> Emulation:
     """Run an integer model in `flavour` ('litert' or 'tflm') from `feeds` (input tensor index -> codes)."""
     return emulate_graph(model, feeds, flavour, states=states, knobs=knobs, data_ops=DATA_OPS)
+
+
+def emulation_report(model: ModelRecord, runtime: str, x: np.ndarray, y: np.ndarray, **kw: Any) -> dict[str, Any]:
+    """verify's `emulation` object: the interpreter `runtime` (x -> y, real values) against its emulator."""
+    from lstmgen.numerics.emulate.report import emulation_report as report
+
+    return report(model, runtime, x, y, data_ops=DATA_OPS, **kw)

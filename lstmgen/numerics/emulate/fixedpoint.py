@@ -42,14 +42,18 @@ def srdhm32(a: np.ndarray, b: int) -> np.ndarray:
     return (np.asarray(a, I64) * b + (1 << 30)) >> 31
 
 
-def mbqm(x: np.ndarray, multiplier: int, shift: int, single_rounding: bool = False) -> np.ndarray:
-    """MultiplyByQuantizedMultiplier for int32 x; double rounding (the default build) or TFLITE_SINGLE_ROUNDING."""
+def mbqm(x: np.ndarray, multiplier: int, shift: int, rounding: str = "double") -> np.ndarray:
+    """MultiplyByQuantizedMultiplier for int32 x: "double" rounding (the default build), "single"
+    (TFLITE_SINGLE_ROUNDING) or "half-up" (NEON's MultiplyByQuantizedMultiplier4Rows: vrshl ends half up)."""
     x = np.asarray(x, I64)
-    if single_rounding:
+    if rounding == "single":
         total = 31 - shift
         return wrap((x * multiplier + (1 << (total - 1))) >> total, 32)
     left, right = max(shift, 0), max(-shift, 0)
-    return rdbp(srdhm32(wrap(x << left, 32), multiplier), right)
+    high = srdhm32(wrap(x << left, 32), multiplier)
+    if rounding == "half-up":
+        return (high + ((1 << right) >> 1)) >> right
+    return rdbp(high, right)
 
 
 def mbqm64(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:

@@ -56,7 +56,7 @@ def apply_layer_norm(
     bias: np.ndarray,
     multiplier: tuple[int, int],
     guard: int,
-    single_rounding: bool = False,
+    rounding: str = "double",
 ) -> np.ndarray:
     """PortableApplyLayerNorm on [n_batch, n] int16 gate codes."""
     n = gate.shape[1]
@@ -70,11 +70,11 @@ def apply_layer_norm(
         if variance < 1:
             variance = guard
         inv_a, inv_b = inv_sqrt_multiplier(variance)
-        rescaled = fx.mbqm(1024 * row - mean, inv_a, inv_b, single_rounding)
+        rescaled = fx.mbqm(1024 * row - mean, inv_a, inv_b, rounding)
         val3 = fx.wrap(fx.wrap(rescaled * weights, 32) + bias, 32)  # int32 arithmetic, then widened
         val4 = np.where(val3 > 0, val3 + 512, val3 - 512)
         val4 = np.where(val4 >= 0, val4 // 1024, -(-val4 // 1024))  # C division truncates
-        val5 = fx.mbqm(fx.wrap(val4, 32), multiplier[0], multiplier[1] + 12, single_rounding)
+        val5 = fx.mbqm(fx.wrap(val4, 32), multiplier[0], multiplier[1] + 12, rounding)
         out[b] = fx.clamp(val5, 16)
     return out
 

@@ -23,7 +23,7 @@ Multiplier = tuple[int, int]
 class Knobs:
     """Build-dependent rounding (and deliberate faults, for tests that the 0-LSB check can fail)."""
 
-    single_rounding: bool = False  # TFLITE_SINGLE_ROUNDING builds
+    rounding: str = "double"  # "single": TFLITE_SINGLE_ROUNDING builds; "half-up": every requantization as NEON's 4Rows
     neon_peephole: bool = False  # NEON (and SSE4.1 via NEON_2_SSE) peephole: blocks of 16 round half up
     activations: str = "gemmlowp"  # "lut": TFLM's table instead (a wrong emulator, for tests)
 
@@ -149,7 +149,7 @@ class LiteRTKernel:
             self._tanh = lambda v, bits: fx.gemmlowp_table("tanh", bits)[v + 32768].astype(np.int64)
 
     def _mbqm(self, x: np.ndarray, m: Multiplier) -> np.ndarray:
-        return fx.mbqm(x, m[0], m[1], self.knobs.single_rounding)
+        return fx.mbqm(x, m[0], m[1], self.knobs.rounding)
 
     def _peephole(self, gate: np.ndarray, w: np.ndarray, c: np.ndarray, m: Multiplier) -> np.ndarray:
         """VectorBatchVectorCwiseProductAccumulate(w, n_output, c, n_batch): the first n_batch * n_output
@@ -160,10 +160,7 @@ class LiteRTKernel:
         scaled = self._mbqm(prod, m)
         if self.knobs.neon_peephole:  # blocks of 16 per batch row: vqrdmulh then vrshl (half up)
             block = (np.arange(count) % n_out) < (n_out // 16) * 16
-            left, right = max(m[1], 0), max(-m[1], 0)
-            hi = fx.srdhm32(fx.wrap(prod << left, 32), m[0])
-            neon = (hi + ((1 << right) >> 1)) >> right
-            scaled = np.where(block, neon, scaled)
+            scaled = np.where(block, fx.mbqm(prod, m[0], m[1], "half-up"), scaled)
         flat_g[:count] = fx.clamp(flat_g[:count] + scaled, 16)
         return flat_g.reshape(gate.shape)
 
@@ -173,7 +170,7 @@ class LiteRTKernel:
         bias = self.t.bias[g]
         return apply_layer_norm(
             gate, self.t.layer_norm[g], np.zeros(gate.shape[1], np.int64) if bias is None else bias,
-            self.p.mln[g], self.p.guard[g], self.knobs.single_rounding,
+            self.p.mln[g], self.p.guard[g], self.knobs.rounding,
         )  # fmt: skip
 
     def _gate(self, g: str, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:

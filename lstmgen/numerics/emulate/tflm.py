@@ -24,7 +24,7 @@ Multiplier = tuple[int, int]
 class Knobs:
     """Deliberate faults, for tests that show the 0-LSB check fails on a slightly wrong emulator."""
 
-    single_rounding: bool = False
+    rounding: str = "double"  # see fixedpoint.mbqm
     activations: str = "lut"  # "gemmlowp": LiteRT's activations instead
 
 
@@ -76,10 +76,10 @@ class TflmKernel:
     def _requantize(self, acc: np.ndarray, m: Multiplier) -> np.ndarray:
         if self.wide:
             return fx.mbqm64(acc, m[0], m[1])
-        return fx.mbqm(fx.wrap(acc, 32), m[0], m[1], self.knobs.single_rounding)
+        return fx.mbqm(fx.wrap(acc, 32), m[0], m[1], self.knobs.rounding)
 
     def _mul(self, a: np.ndarray, b: np.ndarray, m: Multiplier) -> np.ndarray:
-        return fx.mbqm(a * b, m[0], m[1], self.knobs.single_rounding)
+        return fx.mbqm(a * b, m[0], m[1], self.knobs.rounding)
 
     def _gate(self, g: str, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         t = self.t

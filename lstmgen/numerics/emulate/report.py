@@ -1,0 +1,99 @@
+"""The interpreter against the emulator of its own kernel, in output steps (LSB): verify's `emulation` objects."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+
+from lstmgen.errors import LstmgenError
+from lstmgen.numerics.emulate.runner import Emulation, emulate_graph
+from lstmgen.tflite.records import ModelRecord, TensorRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
+
+# interpreter name (Session.runtime) -> emulator flavour
+RUNTIME_FLAVOUR: dict[str, str] = {"litert": "litert", "tflite-runtime": "litert", "tensorflow": "litert",
+                                   "tflite-micro": "tflm"}  # fmt: skip
+NEON_MACHINES = ("arm64", "aarch64", "armv7l", "armv8l")
+
+
+def platform_flavour(flavour: str, machine: str | None = None) -> str:
+    """The build the numbers come from: LiteRT on x86 runs the portable kernels; on Arm, NEON rounding."""
+    if flavour == "tflm":
+        return "tflm-reference"
+    return "arm-neon" if (machine or platform.machine()).lower() in NEON_MACHINES else "x86-portable"
+
+
+def allowed_lsb(model: ModelRecord, label: str) -> int:
+    """0, except LiteRT's NEON kernels round exact negative ties of the peephole, projection and layer-norm
+    requantization half up (MultiplyByQuantizedMultiplier4Rows): one step, where the model has them."""
+    if label != "arm-neon":
+        return 0
+    for op in model.operators:
+        if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM and any(
+            s < len(op.inputs) and op.inputs[s] >= 0 for s in (9, 10, 11, 16, 20, 21, 22, 23)
+        ):
+            return 1
+    return 0
+
+
+def _codes(t: TensorRecord, real: np.ndarray) -> np.ndarray:
+    q = t.quantization
+    assert q is not None
+    return np.round(np.asarray(real, np.float64) / q.scale[0]) + q.zero_point[0]
+
+
+def _feed(t: TensorRecord, x: np.ndarray) -> np.ndarray:
+    if t.dtype.kind == "f":
+        return np.asarray(x, np.float32)
+    info = np.iinfo(t.dtype)
+    return np.clip(_codes(t, x), info.min, info.max).astype(np.int64)
+
+
+def _steps(model: ModelRecord, index: int, got_real: np.ndarray, emulated: np.ndarray) -> int:
+    """Largest difference in steps of the tensor's grid (a float output: of the grid DEQUANTIZE reads)."""
+    t = model.tensors[index]
+    if t.dtype.kind == "f":
+        src = next(model.tensors[o.inputs[0]] for o in model.operators if o.outputs and o.outputs[0] == index)
+        assert src.quantization is not None
+        diff = np.abs(np.asarray(got_real, np.float64) - emulated) / src.quantization.scale[0]
+    else:
+        diff = np.abs(_codes(t, got_real) - emulated)
+    return int(np.round(diff.max(initial=0.0)))
+
+
+def emulation_report(
+    model: ModelRecord,
+    runtime: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    finals: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    knobs: Any = None,
+    data_ops: Any = None,
+) -> dict[str, Any]:
+    """{"runtime", "flavour", "max_lsb", "allowed_lsb", "ok"} for the interpreter `runtime` that turned the real
+    input x into the real output y (and final states `finals`, real, per LSTM op), from the zero state.
+    A model the emulator cannot run gives max_lsb None and the reason in "skipped"."""
+    flavour = RUNTIME_FLAVOUR.get(runtime, runtime)
+    label = platform_flavour(flavour)
+    out: dict[str, Any] = {"runtime": runtime, "flavour": label, "max_lsb": None, "allowed_lsb": 0, "ok": True}
+    if data_ops is None:
+        from lstmgen.numerics.emulate import DATA_OPS as data_ops
+    try:
+        em: Emulation = emulate_graph(
+            model, {model.inputs[0]: _feed(model.tensors[model.inputs[0]], x)}, flavour,
+            knobs=knobs, data_ops=data_ops,
+        )  # fmt: skip
+    except LstmgenError as exc:
+        out["skipped"] = str(exc)
+        return out
+    worst = _steps(model, model.outputs[0], y, em.values[model.outputs[0]])
+    lstm_ops = [k for k, op in enumerate(model.operators) if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
+    for k, (h, c) in zip(lstm_ops, finals or [], strict=False):
+        op = model.operators[k]
+        for index, real in ((op.inputs[18], h), (op.inputs[19], c)):
+            worst = max(worst, _steps(model, index, real, em.final_states[k][0 if index == op.inputs[18] else 1]))
+    allowed = allowed_lsb(model, label)
+    out |= {"max_lsb": worst, "allowed_lsb": allowed, "ok": worst <= allowed}
+    return out

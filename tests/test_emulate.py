@@ -1,0 +1,192 @@
+"""numerics.emulate: the integer kernels reproduced bit for bit (0 LSB) against LiteRT and TFLM, and the
+0-LSB check failing on an emulator that is only a little wrong (one rounding mode, the other runtime's sigmoid)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lstmgen.build import build
+from lstmgen.errors import ModelFileError
+from lstmgen.numerics.emulate import emulate, emulation_report, litert, make_kernel, run_op, tflm
+from lstmgen.numerics.emulate.lut import derived_table, sigmoid_table, table_in_library
+from lstmgen.numerics.emulate.report import allowed_lsb
+from lstmgen.runtimes.micro import open_micro_session
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.records import ModelRecord
+from lstmgen.tflite.schema import BuiltinOperator as Op
+
+needs_tflm = pytest.mark.skipif(importlib.util.find_spec("tflite_micro") is None, reason="tflite-micro not installed")
+FIXTURES = Path(__file__).parent / "fixtures"
+B, T, I, N = 2, 10, 5, 16  # noqa: E741
+# int8 variants LiteRT's integer kernel takes (lstmgen refuses peepholes together with a projection)
+LITERT_VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "peephole_ln_cifg": {"use_peepholes": True, "layer_norm": True, "cifg": True},
+    "projection_clips": {"num_proj": 6, "proj_clip": 0.3, "cell_clip": 1.0},
+    "time_major_bidirectional": {"time_major": True, "bidirectional": True},
+    "stacked": {"num_layers": 2},
+}
+TFLM_VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "int16x8": {"quantize": "int16x8"},
+    "int16x8_time_major_clip": {"quantize": "int16x8", "time_major": True, "cell_clip": 1.0},
+    "float_io_stacked": {"io_type": "float32", "num_layers": 2},
+}
+
+
+def _build(tmp: Path, name: str, options: dict[str, Any]) -> Path:
+    cell = {"num_units": N, "input_size": I, "batch_size": B, "time_steps": T, "quantize": "int8"} | options
+    shape = (T, B, I) if cell.get("time_major") else (B, T, I)
+    calib = tmp / f"{name}.npy"
+    np.save(calib, 2 * np.random.default_rng(5).standard_normal((6, *shape)).astype(np.float32))
+    path = tmp / f"{name}.tflite"
+    build(path, cell, calibration_data=calib, verify=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("emulate")
+    every = {f"litert_{k}": v for k, v in LITERT_VARIANTS.items()} | {f"tflm_{k}": v for k, v in TFLM_VARIANTS.items()}
+    return {name: _build(tmp, name, options) for name, options in every.items()}
+
+
+def _inputs(model: ModelRecord, seed: int) -> list[np.ndarray]:
+    """A random and a saturating input, in the model input's type."""
+    t = model.tensors[model.inputs[0]]
+    rng = np.random.default_rng(seed)
+    if t.dtype.kind == "f":
+        x = 3 * rng.standard_normal(t.shape)
+        return [x.astype(np.float32), np.where(x < 0, -1e3, 1e3).astype(np.float32)]
+    info = np.iinfo(t.dtype)
+    return [
+        rng.integers(info.min, info.max + 1, t.shape).astype(t.dtype),
+        np.where(rng.random(t.shape) < 0.5, info.min, info.max).astype(t.dtype),
+    ]
+
+
+def _litert(path: Path, x: np.ndarray) -> Any:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(
+        str(path),
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor
+
+
+def _tflm(path: Path, x: np.ndarray) -> Any:
+    session = open_micro_session(path)
+    session.invoke_raw(x)
+    model = session.model
+    get = session.interpreter.GetTensor
+    return lambda i: np.array(get(i, 0)["tensor_data"]).reshape(model.tensors[i].shape)
+
+
+def max_lsb(path: Path, x: np.ndarray, flavour: str, knobs: Any = None) -> int:
+    """Largest difference, in codes, between the interpreter and the emulator over the model's output and
+    every LSTM op's output, h and c."""
+    model = read_model(path.read_bytes())
+    get = _litert(path, x) if flavour == "litert" else _tflm(path, x)
+    em = emulate(model, {model.inputs[0]: x}, flavour, knobs=knobs)
+    worst = 0
+    for k, op in enumerate(model.operators):
+        if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            pairs = [(op.outputs[0], em.values[op.outputs[0]]), (op.inputs[18], em.final_states[k][0])]
+            for index, want in [*pairs, (op.inputs[19], em.final_states[k][1])]:
+                got = get(index).astype(np.int64).reshape(want.shape)
+                worst = max(worst, int(np.abs(got - want).max()))
+    out = model.outputs[0]
+    return max(worst, int(np.abs(get(out).astype(np.float64) - em.values[out]).max() > 0))
+
+
+@pytest.mark.parametrize("name", LITERT_VARIANTS)
+def test_litert_int8_kernel_is_reproduced_bit_for_bit(models: dict[str, Path], name: str) -> None:
+    path = models[f"litert_{name}"]
+    for x in _inputs(read_model(path.read_bytes()), 1):
+        assert max_lsb(path, x, "litert") == 0
+
+
+@needs_tflm
+@pytest.mark.parametrize("name", TFLM_VARIANTS)
+def test_tflm_kernel_is_reproduced_bit_for_bit(models: dict[str, Path], name: str) -> None:
+    path = models[f"tflm_{name}"]
+    for x in _inputs(read_model(path.read_bytes()), 2):
+        assert max_lsb(path, x, "tflm") == 0
+
+
+@pytest.mark.parametrize(
+    ("flavour", "knobs"),
+    [
+        ("litert", litert.Knobs(rounding="half-up")),  # one rounding mode flipped: ties of negatives end up
+        ("litert", litert.Knobs(activations="lut")),  # TFLM's sigmoid/tanh in LiteRT's kernel
+        pytest.param("tflm", tflm.Knobs(rounding="half-up"), marks=needs_tflm),
+        pytest.param("tflm", tflm.Knobs(activations="gemmlowp"), marks=needs_tflm),
+    ],
+)
+def test_a_slightly_wrong_emulator_fails_the_0_lsb_check(models: dict[str, Path], flavour: str, knobs: Any) -> None:
+    path = models[f"{flavour}_plain"]
+    x = _inputs(read_model(path.read_bytes()), 3)[0]
+    assert max_lsb(path, x, flavour) == 0
+    assert max_lsb(path, x, flavour, knobs) > 0
+
+
+@pytest.mark.parametrize("name", ["tf/tfint8_lstm", "heads/int8_head", "heads/tf_classifier_int8"])
+@pytest.mark.parametrize("flavour", ["litert", pytest.param("tflm", marks=needs_tflm)])
+def test_tf_converter_int8_files_are_reproduced_op_by_op(name: str, flavour: str) -> None:
+    """TF's converter output (with heads around the LSTM): each LSTM op fed the tensor the interpreter fed it."""
+    path = FIXTURES / f"{name}.tflite"
+    model = read_model(path.read_bytes())
+    for x in _inputs(model, 4):
+        get = _litert(path, x) if flavour == "litert" else _tflm(path, x)
+        for k, op in enumerate(model.operators):
+            if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
+                y, h, c = run_op(make_kernel(model, k, flavour), get(op.inputs[0]))
+                assert np.array_equal(y, get(op.outputs[0]))
+                assert np.array_equal(h.reshape(-1), get(op.inputs[18]).reshape(-1))
+                assert np.array_equal(c.reshape(-1), get(op.inputs[19]).reshape(-1))
+
+
+@needs_tflm
+def test_the_table_read_from_tflite_micro_is_the_derived_one() -> None:
+    from lstmgen.numerics.emulate.lut import _library
+
+    lib = _library()
+    assert lib is not None
+    table = table_in_library(lib)
+    assert table is not None and np.array_equal(table, derived_table())
+    assert "tflite-micro" in sigmoid_table()[1]
+
+
+def test_runtimes_refuse_what_their_kernels_refuse(models: dict[str, Path]) -> None:
+    model = read_model(models["litert_peephole_ln_cifg"].read_bytes())
+    with pytest.raises(ModelFileError, match="TFLM's integer LSTM kernel takes the plain cell"):
+        make_kernel(model, 0, "tflm")
+    model16 = read_model(models["tflm_int16x8"].read_bytes())
+    with pytest.raises(ModelFileError, match="LiteRT has no 16x8 LSTM kernel"):
+        make_kernel(model16, 0, "litert")
+
+
+def test_the_report_names_runtime_flavour_and_lsb(models: dict[str, Path]) -> None:
+    path = models["litert_plain"]
+    model = read_model(path.read_bytes())
+    x = _inputs(model, 6)[0]
+    get = _litert(path, x)
+    q = model.tensors[model.outputs[0]].quantization
+    y = (get(model.outputs[0]).astype(np.float64) - q.zero_point[0]) * q.scale[0]
+    qx = model.tensors[model.inputs[0]].quantization
+    x_real = (x.astype(np.float64) - qx.zero_point[0]) * qx.scale[0]
+    rep = emulation_report(model, "litert", x_real, y)
+    assert rep["runtime"] == "litert" and rep["max_lsb"] == 0 and rep["ok"] and rep["flavour"] == "x86-portable"
+    wrong = emulation_report(model, "litert", x_real, y, knobs=litert.Knobs(activations="lut"))
+    assert wrong["max_lsb"] > 0 and not wrong["ok"]
+    assert allowed_lsb(read_model(models["litert_peephole_ln_cifg"].read_bytes()), "arm-neon") == 1
