@@ -58,13 +58,14 @@ ALLOWED: dict[str, set[str]] = {
     | {"resolve", "gate", "samples", "embed", "check.verify"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
     "samples": BASE | {"arrays"},
+    "vectors": BASE | {"tflite", "numerics", "modelinfo", "output", "embed"},
     "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph", "quant.affine"},
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo", "targets"},
     "cli": BASE
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
     | {"check.graph", "check.tolerance", "check.report", "check.verify"}
-    | {"build", "resolve", "gate", "run", "describe", "embed", "export", "samples"},
+    | {"build", "resolve", "gate", "run", "describe", "embed", "export", "samples", "vectors"},
     "__main__": {"cli"},
 }
 

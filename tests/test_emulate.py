@@ -190,3 +190,31 @@ def test_the_report_names_runtime_flavour_and_lsb(models: dict[str, Path]) -> No
     wrong = emulation_report(model, "litert", x_real, y, knobs=litert.Knobs(activations="lut"))
     assert wrong["max_lsb"] > 0 and not wrong["ok"]
     assert allowed_lsb(read_model(models["litert_peephole_ln_cifg"].read_bytes()), "arm-neon") == 1
+
+
+def test_litert_peephole_rounds_as_its_neon_code(models: dict[str, Path], tmp_path: Path) -> None:
+    """The x86 wheel runs the peephole's NEON code (through NEON_2_SSE): 16-cell blocks whose last shift rounds
+    half up. Peephole scales that leave a one-bit shift make ties frequent: the portable rounding is then off."""
+    import math
+    from dataclasses import replace
+
+    from lstmgen.tflite.records import Quantization
+    from lstmgen.tflite.writer import serialize
+
+    model = read_model(models["litert_peephole_ln_cifg"].read_bytes())
+    op = model.operators[0]
+    power = round(math.log2(model.tensors[op.inputs[19]].quantization.scale[0]))
+    layer_norm = model.tensors[op.intermediates[1]].quantization.scale[0]  # the gate domain with layer norm
+    tensors = list(model.tensors)
+    rng = np.random.default_rng(5)
+    for slot in (10, 11):  # CIFG: no cell-to-input weights
+        t = tensors[op.inputs[slot]]
+        scale = float(np.float32(2.0 ** (-2 - power) * layer_norm))  # effective multiplier 2^-2
+        tensors[op.inputs[slot]] = replace(
+            t, data=rng.integers(-3, 4, t.shape).astype(np.int16), quantization=Quantization((scale,), (0,))
+        )
+    path = tmp_path / "ties.tflite"
+    path.write_bytes(bytes(serialize(replace(model, tensors=tuple(tensors)))))
+    x = _inputs(read_model(path.read_bytes()), 7)[0]
+    assert max_lsb(path, x, "litert") == 0
+    assert max_lsb(path, x, "litert", litert.Knobs(neon_peephole=False)) > 0

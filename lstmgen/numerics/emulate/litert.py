@@ -24,7 +24,9 @@ class Knobs:
     """Build-dependent rounding (and deliberate faults, for tests that the 0-LSB check can fail)."""
 
     rounding: str = "double"  # "single": TFLITE_SINGLE_ROUNDING builds; "half-up": every requantization as NEON's 4Rows
-    neon_peephole: bool = False  # NEON (and SSE4.1 via NEON_2_SSE) peephole: blocks of 16 round half up
+    # The peephole's NEON code (the x86 wheels run it through NEON_2_SSE; measured): blocks of 16 cells per
+    # batch row requantized by MultiplyByQuantizedMultiplier4Rows, whose last shift rounds half up.
+    neon_peephole: bool = True
     activations: str = "gemmlowp"  # "lut": TFLM's table instead (a wrong emulator, for tests)
 
 

@@ -76,22 +76,43 @@ class Emulation:
     final_states: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-def _quantize(model: ModelRecord, op: OperatorRecord, x: np.ndarray) -> np.ndarray:
-    """QUANTIZE float32 -> integer: round(x / scale) half away from zero, in float32, plus the zero point."""
+def _half_away(v: np.ndarray) -> np.ndarray:
+    """TfLiteRound (std::round): half away from zero, on exact float64 values."""
+    v = np.asarray(v, np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def _quantize(model: ModelRecord, op: OperatorRecord, x: np.ndarray, flavour: str) -> np.ndarray:
+    """QUANTIZE float32 -> integer. TFLM: round(x / scale) in float32, half away from zero. LiteRT's int8
+    kernel (NEON code, on x86 through NEON_2_SSE): blocks of 8 as x * float(1 / scale) rounded half to even,
+    the rest as round(double(x) / scale), half away."""
     out = model.tensors[op.outputs[0]]
-    src = model.tensors[op.inputs[0]]
-    if src.dtype.kind != "f" or out.quantization is None:
+    if model.tensors[op.inputs[0]].dtype.kind != "f" or out.quantization is None:
         raise ModelFileError("lstmgen's emulator runs QUANTIZE from float only (no requantization).")
     scale, zp = np.float32(out.quantization.scale[0]), int(out.quantization.zero_point[0])
-    v = np.asarray(x, np.float32) / scale
+    flat = np.asarray(x, np.float32).reshape(-1)
+    if flavour == "litert" and out.dtype == np.int8:
+        n8 = flat.size // 8 * 8
+        head = np.rint(flat[:n8] * np.float32(1.0 / np.float64(scale))).astype(np.float64)
+        codes = np.concatenate([head, _half_away(flat[n8:].astype(np.float64) / np.float64(scale))])
+    else:
+        codes = _half_away(flat / scale)
     info = np.iinfo(out.dtype)
-    return np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zp, info.min, info.max).astype(I64)
+    return np.clip(codes + zp, info.min, info.max).astype(I64).reshape(np.shape(x))
 
 
-def _dequantize(model: ModelRecord, op: OperatorRecord, x: np.ndarray) -> np.ndarray:
-    q = model.tensors[op.inputs[0]].quantization
-    assert q is not None
-    return (np.float64(q.scale[0]) * (np.asarray(x, np.float64) - q.zero_point[0])).astype(np.float32)
+def _dequantize(model: ModelRecord, op: OperatorRecord, x: np.ndarray, flavour: str) -> np.ndarray:
+    """DEQUANTIZE: float(double(scale) * (q - zp)); LiteRT's int8 kernel (NEON code via NEON_2_SSE on x86)
+    computes blocks of 8 in float32 as q * float(scale) + float(-zp * scale)."""
+    t = model.tensors[op.inputs[0]]
+    assert t.quantization is not None
+    scale, zp = np.float64(t.quantization.scale[0]), int(t.quantization.zero_point[0])
+    q = np.asarray(x, I64).reshape(-1)
+    out = (scale * (q - zp)).astype(np.float32)
+    if flavour == "litert" and t.dtype == np.int8:
+        n8 = q.size // 8 * 8
+        out[:n8] = q[:n8].astype(np.float32) * np.float32(scale) + np.float32(-zp * scale)
+    return out.reshape(np.shape(x))
 
 
 def _same_grid(model: ModelRecord, op: OperatorRecord) -> None:
@@ -126,9 +147,9 @@ def emulate_graph(
             y, h, c = run_op(make_kernel(model, k, flavour, knobs), values[op.inputs[0]], h0, c0)
             values[op.outputs[0]], em.final_states[k] = y, (h, c)
         elif op.opcode == Op.QUANTIZE:
-            values[op.outputs[0]] = _quantize(model, op, values[op.inputs[0]])
+            values[op.outputs[0]] = _quantize(model, op, values[op.inputs[0]], flavour)
         elif op.opcode == Op.DEQUANTIZE:
-            values[op.outputs[0]] = _dequantize(model, op, values[op.inputs[0]])
+            values[op.outputs[0]] = _dequantize(model, op, values[op.inputs[0]], flavour)
         elif op.opcode in data_ops and op.opcode in (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE):
             _same_grid(model, op)
             values[op.outputs[0]] = data_ops[op.opcode](op, values)
