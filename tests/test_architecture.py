@@ -48,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     | {"tflite", "modelinfo", "check.reference", "check.graph", "check.tolerance", "check.source"}
     | {"check.float_bound", "check.report"},
     "check.verify": BASE
-    | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
+    | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine", "numerics"}
     | {"check.reference", "check.graph", "check.tolerance", "check.source", "check.float_bound", "check.report"}
     | {"check.subgraph"},
     "resolve": BASE | {"config", "init", "layout", "weights"},
@@ -63,7 +63,7 @@ ALLOWED: dict[str, set[str]] = {
     "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo", "targets"},
     "cli": BASE
-    | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
+    | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant", "numerics"}
     | {"check.graph", "check.tolerance", "check.report", "check.verify"}
     | {"build", "resolve", "gate", "run", "describe", "embed", "export", "samples", "vectors"},
     "__main__": {"cli"},

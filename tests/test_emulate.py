@@ -186,7 +186,7 @@ def test_the_report_names_runtime_flavour_and_lsb(models: dict[str, Path]) -> No
     qx = model.tensors[model.inputs[0]].quantization
     x_real = (x.astype(np.float64) - qx.zero_point[0]) * qx.scale[0]
     rep = emulation_report(model, "litert", x_real, y)
-    assert rep["runtime"] == "litert" and rep["max_lsb"] == 0 and rep["ok"] and rep["flavour"] == "x86-portable"
+    assert rep["runtime"] == "litert" and rep["max_lsb"] == 0 and rep["ok"] and rep["flavour"] == "x86-64"
     wrong = emulation_report(model, "litert", x_real, y, knobs=litert.Knobs(activations="lut"))
     assert wrong["max_lsb"] > 0 and not wrong["ok"]
     assert allowed_lsb(read_model(models["litert_peephole_ln_cifg"].read_bytes()), "arm-neon") == 1
@@ -218,3 +218,27 @@ def test_litert_peephole_rounds_as_its_neon_code(models: dict[str, Path], tmp_pa
     x = _inputs(read_model(path.read_bytes()), 7)[0]
     assert max_lsb(path, x, "litert") == 0
     assert max_lsb(path, x, "litert", litert.Knobs(neon_peephole=False)) > 0
+
+
+@needs_tflm
+def test_verify_demands_0_lsb_per_runtime_and_says_which_is_off(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    from functools import partial
+
+    import lstmgen.check.verify as verify_module
+    from tests.support import invoke
+
+    path = models["litert_plain"]
+    r = invoke("verify", str(path), "--micro", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [(e["runtime"], e["max_lsb"]) for e in doc["emulation"]] == [("litert", 0), ("tflite-micro", 0)]
+    r = invoke("verify", str(path))
+    assert "bit-exact [litert]" in r.output and "0 LSB from its kernel's exact emulation" in r.output
+    # An emulator a little wrong (TFLM's sigmoid/tanh in LiteRT's kernel) stands for a runtime a little off
+    wrong = partial(emulation_report, knobs=litert.Knobs(activations="lut"))
+    monkeypatch.setattr(verify_module, "emulation_report", wrong)
+    r = invoke("verify", str(path))
+    assert r.exit_code == 1 and "litert differs by" in r.output and "LSB from the exact emulation" in r.output

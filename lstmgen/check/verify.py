@@ -30,6 +30,7 @@ from lstmgen.check.tolerance import RUNS, model_mode, output_scale
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.numerics.emulate import emulation_report
 from lstmgen.progress import expect
 from lstmgen.quant import affine
 from lstmgen.runtimes.interpreter import open_session
@@ -39,6 +40,7 @@ DEFAULT_TIME_STEPS = 9
 MAX_SOURCE_SAMPLES = 32  # inputs a quantized model is compared with the float source on
 
 
+EXACT_MODES = ("int8", "int16x8")  # checked bit for bit against numerics.emulate (hybrid: Eigen floats, no)
 MICRO = "micro"  # runtime name that selects TensorFlow Lite Micro (run --runtime micro, int16x8 models)
 
 
@@ -213,6 +215,8 @@ def _check_quantized(
     for sess in sessions:
         sess.reset()
         y = sess.invoke(x)
+        if report.mode in EXACT_MODES:  # the integer kernels are deterministic: 0 LSB against their emulation
+            report.emulation.append(emulation_report(lm.model, sess.runtime, x, y, finals=sess.state()))
         q = qcheck_report(lm.model, {lm.input_index: x}, {lm.output_index: y}, mode=report.mode, seed=report.seed)
         out = q["outputs"][0]
         tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""
