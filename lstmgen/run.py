@@ -105,6 +105,10 @@ def run_model_states(
             "chunks of any size."
         )
     session = open_model_session(lm, runtime)
+    if hasattr(session, "flavour"):  # --runtime emulate: say which runtime the numbers reproduce
+        from lstmgen.runtimes.emulated import describe
+
+        notes.append(describe(session))
     outputs = []
     fed: tuple[int, ...] = ()
     for start in range(0, steps, chunk):

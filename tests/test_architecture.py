@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "layout": BASE | {"tflite", "config"},
     "weights": BASE | {"tflite", "arrays"},
     "targets": BASE | {"tflite", "config"},
-    "runtimes": BASE | {"tflite", "targets", "arrays", "quant.affine"},
+    "runtimes": BASE | {"tflite", "targets", "arrays", "quant.affine", "numerics"},
     "quant": BASE | {"tflite", "config", "check.graph", "check.reference", "quant.affine"},
     "init": BASE | {"tflite", "config", "layout", "weights"},
     "check.float_bound": {"check.reference"},

@@ -242,3 +242,30 @@ def test_verify_demands_0_lsb_per_runtime_and_says_which_is_off(
     monkeypatch.setattr(verify_module, "emulation_report", wrong)
     r = invoke("verify", str(path))
     assert r.exit_code == 1 and "litert differs by" in r.output and "LSB from the exact emulation" in r.output
+
+
+def test_run_runtime_emulate_reproduces_the_interpreter_and_says_which(tmp_path: Path) -> None:
+    """run --runtime emulate, streamed in chunks carrying the state, gives LiteRT's numbers exactly and says so;
+    a float model is refused with the reason."""
+    from tests.support import invoke
+
+    model = tmp_path / "m.tflite"
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((4, B, 7, I)).astype(np.float32))
+    build(model, {"num_units": N, "input_size": I, "batch_size": B, "quantize": "int8"},
+          calibration_data=tmp_path / "calib.npy", verify=False)  # fmt: skip
+    np.save(tmp_path / "x.npy", 2 * np.random.default_rng(1).standard_normal((B, 23, I)).astype(np.float32))
+    outs = {}
+    for runtime in ("litert", "emulate"):
+        y, s = tmp_path / f"y_{runtime}.npy", tmp_path / f"s_{runtime}.npz"
+        r = invoke("run", model, "--input", tmp_path / "x.npy", "--output", y, "--final-state", s,
+                   "--chunk", "5", "--runtime", runtime)  # fmt: skip
+        assert r.exit_code == 0, r.output
+        outs[runtime] = (np.load(y), dict(np.load(s)))
+        if runtime == "emulate":
+            assert "no interpreter ran: lstmgen's bit-exact emulation of LiteRT's integer LSTM kernel" in r.output
+    assert np.array_equal(outs["litert"][0], outs["emulate"][0])
+    assert all(np.array_equal(outs["litert"][1][k], outs["emulate"][1][k]) for k in "hc")
+    build(tmp_path / "f.tflite", {"num_units": N, "input_size": I, "batch_size": B}, verify=False)
+    r = invoke("run", tmp_path / "f.tflite", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+               "--runtime", "emulate")  # fmt: skip
+    assert r.exit_code == 2 and "not a full-integer LSTM" in r.output and not (tmp_path / "y.npy").exists()

@@ -33,6 +33,7 @@ from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.numerics.emulate import emulation_report
 from lstmgen.progress import expect
 from lstmgen.quant import affine
+from lstmgen.runtimes import EMULATE_CHOICES
 from lstmgen.runtimes.interpreter import open_session
 from lstmgen.tflite.schema import BuiltinOperator
 
@@ -47,6 +48,10 @@ MICRO = "micro"  # runtime name that selects TensorFlow Lite Micro (run --runtim
 def open_model_session(lm: LstmModel, runtime: str) -> Any:
     """A Session (TFLite) or MicroSession (runtime 'micro'; also 'auto' for int16x8 models, which only TFLM runs).
     LSTM ops inside a larger graph: a Session that keeps every intermediate tensor (their inputs and outputs)."""
+    if runtime in EMULATE_CHOICES:  # no interpreter: the bit-exact emulation of an integer kernel
+        from lstmgen.runtimes.emulated import open_emulated_session
+
+        return open_emulated_session(lm.model, runtime)
     if runtime == MICRO or (runtime == "auto" and model_mode(lm.model) == "int16x8"):
         from lstmgen.runtimes.micro import open_micro_session
 
