@@ -58,6 +58,18 @@ RESOLVER_METHODS: dict[int, str] = {
 # and T=1 with the state in variable tensors is the usual streaming pattern on a microcontroller.
 DYNAMIC_RULE = "dynamic shape"
 ALIGNMENT = 16  # TFLM reads the flatbuffer in place; many targets need 16-byte aligned model data
+# Checked in tflite-micro's source (main at 90b983c2, 2026-08-20: kernels/cmsis_nn/unidirectional_sequence_lstm.cc
+# passes scratch buffer 2 as cell_state and no hidden_state; CMSIS-NN arm_lstm_unidirectional_s8/s16 then zero the
+# cell and skip the recurrent term at t=0). Fix proposed in tflite-micro PR #3564 (closed, not merged).
+CMSIS_NN_NOTE = (
+    "CMSIS-NN: TFLM built with OPTIMIZED_KERNEL_DIR=cmsis_nn runs this integer LSTM with CMSIS-NN's kernel, which "
+    "starts every Invoke() from the zero state (tflite-micro main as of 2026-08 never hands it the state tensors). "
+    "Whole sequences per Invoke() after Reset() compute right; streaming a few time steps per Invoke() with the "
+    "state carried over is wrong there (each call forgets the previous ones). To stream on such a build, compile "
+    "the reference kernel for this op (kernels/unidirectional_sequence_lstm.cc instead of "
+    "kernels/cmsis_nn/unidirectional_sequence_lstm.cc), or apply tflite-micro PR #3564; check on the device with "
+    "lstmgen vectors. Batch-major input with batch > 1 is also misread by CMSIS-NN releases before its PR #219."
+)
 # The measured figure comes from TFLM on this (64-bit) host: its own structures are smaller with 32-bit
 # pointers, but another kernel set (e.g. CMSIS-NN's scratch buffers) or allocator can need more.
 MARGIN_FRACTION = 0.25
@@ -89,6 +101,7 @@ class EmbedResult:
     ops: list[str]
     tflm_version: str
     notes: list[str] = field(default_factory=list)
+    cmsis_nn: str | None = None  # CMSIS_NN_NOTE, for models with an integer LSTM op
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -277,6 +290,8 @@ def render(
         ]
     for note in notes:
         head += ["//", *textwrap.wrap(f"Note: {note}", 100, initial_indent="// ", subsequent_indent="//   ")]
+    if integer_lstm(model):
+        head += ["//", *textwrap.wrap(CMSIS_NN_NOTE, 100, initial_indent="// ", subsequent_indent="//   ")]
     guard = _guard(header)
     h = "\n".join(
         [
@@ -336,7 +351,16 @@ def embed(
     write_atomic(header, h.encode(), inputs={"MODEL": src})
     write_atomic(out, cc.encode(), inputs={"MODEL": src})
     ops = [RESOLVER_METHODS[c] for c in sorted({op.opcode for op in model.operators})]
-    return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version, notes)
+    cmsis = CMSIS_NN_NOTE if integer_lstm(model) else None
+    return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version, notes, cmsis)
+
+
+def integer_lstm(model: ModelRecord) -> bool:
+    """Does the model hold an int8 or int16 LSTM op (the ones CMSIS-NN's kernel takes)?"""
+    return any(
+        op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM and model.tensors[op.inputs[0]].dtype.kind == "i"
+        for op in model.operators
+    )
 
 
 def check_embed_target(output: str | Path) -> None:

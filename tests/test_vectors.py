@@ -142,3 +142,22 @@ def test_cli_writes_and_refuses(tmp_path: Path) -> None:
     build(tmp_path / "f.tflite", CELL, verify=False)
     r = invoke("vectors", str(tmp_path / "f.tflite"), "-o", str(tmp_path / "fw"), "--name", "g_f")
     assert r.exit_code == 2 and "not an integer model" in r.output and not (tmp_path / "fw" / "g_f_vectors.h").exists()
+
+
+@needs_tflm
+def test_embed_and_target_micro_tell_the_cmsis_nn_state_truth(tmp_path: Path) -> None:
+    from lstmgen.embed import embed
+
+    model = _model(tmp_path)
+    result = embed(model, tmp_path / "m.cc")
+    header = " ".join(line.lstrip("/ ") for line in (tmp_path / "m.h").read_text().splitlines())
+    assert result.cmsis_nn is not None and "starts every Invoke() from the zero state" in header
+    assert "streaming a few time steps per Invoke()" in header and "PR #3564" in header
+    r = invoke("embed", model, "-o", tmp_path / "again.cc")
+    assert "note: CMSIS-NN:" in r.output
+    build(tmp_path / "f.tflite", CELL, verify=False)
+    assert embed(tmp_path / "f.tflite", tmp_path / "f.cc").cmsis_nn is None  # float: the reference kernel runs
+    r = invoke("build", "--num-units", 8, "--input-size", 4, "--time-steps", 5, "--quantize", "int8",
+               "--calibration", "random", "--target", "micro", "--no-verify", "-o", tmp_path / "t.tflite")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "CMSIS-NN" in r.output and "zero state" in r.output
