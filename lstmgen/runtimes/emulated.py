@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from lstmgen.errors import ModelFileError
+from lstmgen.numerics import affine
 from lstmgen.numerics.emulate import emulate, make_kernel
-from lstmgen.quant import affine
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 
@@ -104,7 +104,7 @@ class EmulatedSession:
 
 def open_emulated_session(model: ModelRecord, runtime: str) -> EmulatedSession:
     """A session over `model` (one input, one output) for --runtime emulate[-litert|-tflm]."""
-    from lstmgen import __version__ as version
+    from lstmgen.version import __version__ as version
 
     flavour = pick_flavour(model, runtime)
     ops = [k for k, op in enumerate(model.operators) if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.graph import DATA_OPS
+from lstmgen.numerics.emulate.report import emulation_report
 from lstmgen.numerics.emulate.runner import FLAVOURS, Emulation, emulate_graph, make_kernel, run_op
+from lstmgen.numerics.graph import DATA_OPS
 from lstmgen.tflite.records import ModelRecord
 
 __all__ = ["DATA_OPS", "FLAVOURS", "Emulation", "emulate", "emulation_report", "make_kernel", "run_op"]
@@ -26,8 +27,3 @@ def emulate(
     return emulate_graph(model, feeds, flavour, states=states, knobs=knobs, data_ops=DATA_OPS)
 
 
-def emulation_report(model: ModelRecord, runtime: str, x: np.ndarray, y: np.ndarray, **kw: Any) -> dict[str, Any]:
-    """verify's `emulation` object: the interpreter `runtime` (x -> y, real values) against its emulator."""
-    from lstmgen.numerics.emulate.report import emulation_report as report
-
-    return report(model, runtime, x, y, data_ops=DATA_OPS, **kw)

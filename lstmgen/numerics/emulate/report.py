@@ -9,6 +9,7 @@ import numpy as np
 
 from lstmgen.errors import LstmgenError
 from lstmgen.numerics.emulate.runner import Emulation, emulate_graph
+from lstmgen.numerics.graph import DATA_OPS
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 
@@ -71,7 +72,6 @@ def emulation_report(
     y: np.ndarray,
     finals: list[tuple[np.ndarray, np.ndarray]] | None = None,
     knobs: Any = None,
-    data_ops: Any = None,
 ) -> dict[str, Any]:
     """{"runtime", "flavour", "max_lsb", "allowed_lsb", "ok"} for the interpreter `runtime` that turned the real
     input x into the real output y (and final states `finals`, real, per LSTM op), from the zero state.
@@ -79,12 +79,10 @@ def emulation_report(
     flavour = RUNTIME_FLAVOUR.get(runtime, runtime)
     label = platform_flavour(flavour)
     out: dict[str, Any] = {"runtime": runtime, "flavour": label, "max_lsb": None, "allowed_lsb": 0, "ok": True}
-    if data_ops is None:
-        from lstmgen.numerics.emulate import DATA_OPS as data_ops
     try:
         em: Emulation = emulate_graph(
             model, {model.inputs[0]: _feed(model.tensors[model.inputs[0]], x)}, flavour,
-            knobs=knobs, data_ops=data_ops,
+            knobs=knobs, data_ops=DATA_OPS,
         )  # fmt: skip
     except LstmgenError as exc:
         out["skipped"] = str(exc)
