@@ -269,3 +269,23 @@ def test_run_runtime_emulate_reproduces_the_interpreter_and_says_which(tmp_path:
     r = invoke("run", tmp_path / "f.tflite", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
                "--runtime", "emulate")  # fmt: skip
     assert r.exit_code == 2 and "not a full-integer LSTM" in r.output and not (tmp_path / "y.npy").exists()
+
+
+def test_run_names_the_runtime_whose_integer_output_is_off(models: dict[str, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """run cross-checks an interpreter's integer output against its kernel's emulation: silent when exact; a
+    runtime off by any step is named (stood in for by a slightly wrong emulator)."""
+    from functools import partial
+
+    import lstmgen.numerics.emulate as emulate_package
+    from tests.support import invoke
+
+    path = models["litert_plain"]
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).standard_normal((B, T, I)).astype(np.float32))
+    args = ("run", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--runtime", "litert")
+    r = invoke(*args)
+    assert r.exit_code == 0 and "LSB" not in r.output, r.output
+    wrong = partial(emulate_package.emulation_report, knobs=litert.Knobs(activations="lut"))
+    monkeypatch.setattr(emulate_package, "emulation_report", wrong)
+    r = invoke(*args)
+    assert r.exit_code == 0 and "litert differs by" in r.output and "its own integer kernel" in r.output

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("lstmgen.cli.cmd_embed", "Write MODEL as firmware sources NAME.cc/NAME.h with the TFLM arena size."),
     "vectors": (
         "lstmgen.cli.cmd_vectors",
-        "Write golden test vectors for an integer MODEL: inputs and each runtime's bit-exact outputs, .npy and C++.",
+        "Write golden test vectors for an integer MODEL: inputs and the outputs each runtime must give, bit for bit.",
     ),
     "cells": (
         "lstmgen.cli.cmd_cells",

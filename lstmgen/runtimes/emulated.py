@@ -119,3 +119,15 @@ def describe(session: Any) -> str:
         f"no interpreter ran: lstmgen's bit-exact emulation of {REPRODUCES[session.flavour]} computed the output "
         "(0 LSB from that runtime on every model tested)"
     )
+
+
+def cross_check(model: ModelRecord, runtime: str, x: np.ndarray, y: np.ndarray, finals: list[Any]) -> str | None:
+    """run's note when an interpreter's integer output (from the zero state) is not what the exact emulation
+    of its own kernel gives: that runtime build is the one that is off. None when it agrees (or cannot tell)."""
+    from lstmgen.numerics.emulate import emulation_report
+    from lstmgen.numerics.emulate.report import emulation_verdict
+
+    rep = emulation_report(model, runtime, x, y, finals=finals)
+    if rep["max_lsb"] is None or rep["ok"]:
+        return None
+    return emulation_verdict([rep]).strip()
