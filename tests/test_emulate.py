@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +141,21 @@ def test_a_slightly_wrong_emulator_fails_the_0_lsb_check(models: dict[str, Path]
     assert max_lsb(path, x, flavour, knobs) > 0
 
 
-@pytest.mark.parametrize("name", ["tf/tfint8_lstm", "heads/int8_head", "heads/tf_classifier_int8"])
+# tflite-micro's examples/mnist_lstm/trained_lstm_int8.tflite (not committed), where LSTMGEN_THIRD_PARTY_MODELS
+# names a directory holding it as tfm_trained_lstm_int8.tflite (as in test_embed)
+EXT = Path(os.environ.get("LSTMGEN_THIRD_PARTY_MODELS", "/nonexistent")) / "tfm_trained_lstm_int8.tflite"
+CONVERTER_FILES = [FIXTURES / f"{n}.tflite" for n in ("tf/tfint8_lstm", "heads/int8_head", "heads/tf_classifier_int8")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*CONVERTER_FILES, pytest.param(EXT, marks=pytest.mark.skipif(not EXT.is_file(), reason="not present"))],
+    ids=lambda p: p.stem,
+)
 @pytest.mark.parametrize("flavour", ["litert", pytest.param("tflm", marks=needs_tflm)])
-def test_tf_converter_int8_files_are_reproduced_op_by_op(name: str, flavour: str) -> None:
-    """TF's converter output (with heads around the LSTM): each LSTM op fed the tensor the interpreter fed it."""
-    path = FIXTURES / f"{name}.tflite"
+def test_tf_converter_int8_files_are_reproduced_op_by_op(path: Path, flavour: str) -> None:
+    """TF's converter output (gate intermediates without scales, heads around the LSTM): each LSTM op fed the
+    tensor the interpreter fed it."""
     model = read_model(path.read_bytes())
     for x in _inputs(model, 4):
         get = _litert(path, x) if flavour == "litert" else _tflm(path, x)
