@@ -15,7 +15,7 @@ from lstmgen.build import build
 from lstmgen.errors import ModelFileError
 from lstmgen.numerics.emulate import emulate, emulation_report, litert, make_kernel, run_op, tflm
 from lstmgen.numerics.emulate.lut import derived_table, sigmoid_table, table_in_library
-from lstmgen.numerics.emulate.report import allowed_lsb
+from lstmgen.numerics.emulate.report import allowed_lsb, platform_flavour
 from lstmgen.runtimes.micro import open_micro_session
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import ModelRecord
@@ -197,10 +197,12 @@ def test_the_report_names_runtime_flavour_and_lsb(models: dict[str, Path]) -> No
     qx = model.tensors[model.inputs[0]].quantization
     x_real = (x.astype(np.float64) - qx.zero_point[0]) * qx.scale[0]
     rep = emulation_report(model, "litert", x_real, y)
-    assert rep["runtime"] == "litert" and rep["max_lsb"] == 0 and rep["ok"] and rep["flavour"] == "x86-64"
+    assert rep["runtime"] == "litert" and rep["max_lsb"] == 0 and rep["ok"] and rep["flavour"] == "x86-64-sse4.1"
     wrong = emulation_report(model, "litert", x_real, y, knobs=litert.Knobs(activations="lut"))
     assert wrong["max_lsb"] > 0 and not wrong["ok"]
     assert allowed_lsb(read_model(models["litert_peephole_ln_cifg"].read_bytes()), "arm-neon") == 1
+    assert platform_flavour("litert", "tflite-runtime", "x86_64") == "x86-64-portable"  # measured: 2.14.0
+    assert platform_flavour("litert", "litert", "aarch64") == "arm-neon"
 
 
 def test_litert_peephole_rounds_as_its_neon_code(models: dict[str, Path], tmp_path: Path) -> None:

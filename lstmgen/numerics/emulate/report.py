@@ -17,14 +17,26 @@ from lstmgen.tflite.schema import BuiltinOperator as Op
 RUNTIME_FLAVOUR: dict[str, str] = {"litert": "litert", "tflite-runtime": "litert", "tensorflow": "litert",
                                    "tflite-micro": "tflm"}  # fmt: skip
 NEON_MACHINES = ("arm64", "aarch64", "armv7l", "armv8l")
+# x86-64 builds whose peephole is the portable C++ (measured: tflite-runtime 2.14.0), not NEON through NEON_2_SSE
+# (measured: ai-edge-litert 2.3.0; tensorflow's wheels are assumed to build like it)
+PORTABLE_X86 = ("tflite-runtime",)
 
 
-def platform_flavour(flavour: str, machine: str | None = None) -> str:
-    """The build the numbers come from: LiteRT's x86-64 wheels (portable kernels, the NEON peephole through
-    NEON_2_SSE: emulated exactly) or Arm (NEON projection and layer norm: one step of tie rounding allowed)."""
+def platform_flavour(flavour: str, runtime: str = "litert", machine: str | None = None) -> str:
+    """The kernel build the numbers come from: TFLM's reference kernels; LiteRT's x86-64 wheels, which run the
+    NEON peephole through NEON_2_SSE (SSE4.1 builds) or the portable one; or Arm's NEON kernels."""
     if flavour == "tflm":
         return "tflm-reference"
-    return "arm-neon" if (machine or platform.machine()).lower() in NEON_MACHINES else "x86-64"
+    if (machine or platform.machine()).lower() in NEON_MACHINES:
+        return "arm-neon"
+    return "x86-64-portable" if runtime in PORTABLE_X86 else "x86-64-sse4.1"
+
+
+def build_knobs(label: str) -> Any:
+    """The emulator settings for a LiteRT build label (None: the defaults)."""
+    from lstmgen.numerics.emulate.litert import Knobs
+
+    return Knobs(neon_peephole=False) if label == "x86-64-portable" else None
 
 
 def allowed_lsb(model: ModelRecord, label: str) -> int:
@@ -77,7 +89,8 @@ def emulation_report(
     input x into the real output y (and final states `finals`, real, per LSTM op), from the zero state.
     A model the emulator cannot run gives max_lsb None and the reason in "skipped"."""
     flavour = RUNTIME_FLAVOUR.get(runtime, runtime)
-    label = platform_flavour(flavour)
+    label = platform_flavour(flavour, runtime)
+    knobs = knobs if knobs is not None or flavour != "litert" else build_knobs(label)
     out: dict[str, Any] = {"runtime": runtime, "flavour": label, "max_lsb": None, "allowed_lsb": 0, "ok": True}
     try:
         em: Emulation = emulate_graph(
