@@ -302,3 +302,35 @@ def test_run_names_the_runtime_whose_integer_output_is_off(models: dict[str, Pat
     monkeypatch.setattr(emulate_package, "emulation_report", wrong)
     r = invoke(*args)
     assert r.exit_code == 0 and "litert differs by" in r.output and "its own integer kernel" in r.output
+
+
+@needs_tflm
+def test_a_file_litert_reads_wrong_is_named_with_the_reason(models: dict[str, Path], tmp_path: Path) -> None:
+    """A third-party-style int8 file whose intermediate 4 (the hidden grid LiteRT's kernel writes) differs from
+    the output state's scale (which TFLM's uses): LiteRT's output saturates, TFLM's is right. verify and run say
+    which runtime is wrong and why; both runtimes are still bit-exact to their own kernels."""
+    import json
+    from dataclasses import replace
+
+    from lstmgen.tflite.records import Quantization
+    from lstmgen.tflite.writer import serialize
+    from tests.support import invoke
+
+    model = read_model(models["litert_plain"].read_bytes())
+    op = model.operators[0]
+    tensors = list(model.tensors)
+    hidden = tensors[op.intermediates[4]]
+    q = hidden.quantization
+    tensors[op.intermediates[4]] = replace(hidden, quantization=Quantization((q.scale[0] / 8,), q.zero_point))
+    path = tmp_path / "third_party_style.tflite"
+    path.write_bytes(bytes(serialize(replace(model, tensors=tuple(tensors)))))
+    r = invoke("verify", path, "--runtime", "litert", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["emulation"][0]["max_lsb"] == 0
+    assert "LiteRT's output is wrong" in doc["error"] and "TFLM's right" in doc["error"]
+    r = invoke("verify", path, "--runtime", "micro")
+    assert r.exit_code == 0 and "runtimes disagree: LSTM op 0: LiteRT's integer kernel" in r.output
+    np.save(tmp_path / "x.npy", np.random.default_rng(3).standard_normal((B, T, I)).astype(np.float32))
+    run = ("run", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--runtime")
+    assert "LiteRT's output is wrong" in invoke(*run, "litert").output
+    assert "LiteRT's output is wrong" not in invoke(*run, "micro").output

@@ -77,6 +77,30 @@ def _steps(model: ModelRecord, index: int, got_real: np.ndarray, emulated: np.nd
     return int(np.round(diff.max(initial=0.0)))
 
 
+def runtime_disagreements(model: ModelRecord) -> list[str]:
+    """Where LiteRT's and TFLM's integer kernels read the same file differently, and which reads it right:
+    a file another tool wrote can compute different things in the two runtimes, both bit-exact to their kernels."""
+    found = []
+    for k, op in enumerate(model.operators):
+        if op.opcode != Op.UNIDIRECTIONAL_SEQUENCE_LSTM or model.tensors[op.inputs[0]].dtype != np.int8:
+            continue
+        state = model.tensors[op.inputs[18]].quantization
+        hidden = model.tensors[op.intermediates[4]].quantization if len(op.intermediates) == 5 else None
+        projection = len(op.inputs) > 16 and op.inputs[16] >= 0
+        if hidden is None or state is None or projection:
+            continue
+        if (hidden.scale[0], hidden.zero_point[0]) != (state.scale[0], state.zero_point[0]):
+            found.append(
+                f"LSTM op {k}: LiteRT's integer kernel writes the hidden state on intermediate 4's grid (scale "
+                f"{hidden.scale[0]:.6g}, zero point {hidden.zero_point[0]}), but the file reads it back as the output "
+                f"state and the output with scale {state.scale[0]:.6g}, zero point {state.zero_point[0]}, which "
+                "TFLM's kernel uses: on this file LiteRT's output is wrong (off by the ratio of the scales, "
+                "saturating where intermediate 4's is smaller) and TFLM's right. Give intermediate 4 the output "
+                "state's scale and zero point (lstmgen writes them equal)."
+            )
+    return found
+
+
 def emulation_report(
     model: ModelRecord,
     runtime: str,
@@ -92,6 +116,9 @@ def emulation_report(
     label = platform_flavour(flavour, runtime)
     knobs = knobs if knobs is not None or flavour != "litert" else build_knobs(label)
     out: dict[str, Any] = {"runtime": runtime, "flavour": label, "max_lsb": None, "allowed_lsb": 0, "ok": True}
+    disagreements = runtime_disagreements(model)
+    if disagreements:
+        out["runtimes_disagree"] = disagreements
     try:
         em: Emulation = emulate_graph(
             model, {model.inputs[0]: _feed(model.tensors[model.inputs[0]], x)}, flavour,
@@ -122,6 +149,8 @@ def emulation_lines(reports: list[dict[str, Any]]) -> list[str]:
         allowed = f" (allowed {r['allowed_lsb']}: NEON tie rounding)" if r["allowed_lsb"] else ""
         lines.append(f"{name:<34} {r['max_lsb']} LSB from its kernel's exact emulation ({r['flavour']}){allowed}  "
                      f"{'ok' if r['ok'] else 'FAIL'}")  # fmt: skip
+    for note in dict.fromkeys(n for r in reports for n in r.get("runtimes_disagree", [])):
+        lines.append(f"runtimes disagree: {note}")
     return lines
 
 
@@ -135,6 +164,9 @@ def emulation_verdict(reports: list[dict[str, Any]]) -> str:
             f"({r['flavour']}): this runtime build computes something other than its kernel's documented arithmetic"
             for r in off
         ) + "."
+    disagree = list(dict.fromkeys(n for r in reports for n in r.get("runtimes_disagree", [])))
+    if disagree:
+        return " " + " ".join(disagree)
     exact = [r["runtime"] for r in reports if r["max_lsb"] is not None]
     if exact:
         return (
