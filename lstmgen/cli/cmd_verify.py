@@ -291,11 +291,11 @@ def _cross_check(lm: LstmModel, stated: dict[str, Any]) -> dict[str, Any]:
     from lstmgen.describe import topology
 
     topo = topology(lm)
-    recorded = {key: get(lm, topo) for key, get in _RECORDED.items()}
+    recorded = {key: _recorded(get, lm, topo) for key, get in _RECORDED.items()}
     differ = [
         _difference(key, stated[key], recorded[key])
         for key in _RECORDED
-        if key in stated and stated[key] != recorded[key]
+        if key in stated and recorded[key] is not None and stated[key] != recorded[key]
     ]
     if differ:
         raise VerificationError(
@@ -303,6 +303,14 @@ def _cross_check(lm: LstmModel, stated: dict[str, Any]) -> dict[str, Any]:
             "options (verify reads them from the model), or check that MODEL is the file you meant."
         )
     return recorded
+
+
+def _recorded(get: Callable[[Any, dict[str, Any]], Any], lm: LstmModel, topo: dict[str, Any]) -> Any:
+    """One recorded value; None where the graph does not say (an input of another rank, inside a larger graph)."""
+    try:
+        return get(lm, topo)
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
 
 
 # Boolean options by their two spellings (as the build takes them).
@@ -341,12 +349,12 @@ def _reference(
     # valid after the close.
     with open_weights(weights, weights_format, stated_sizes(recorded)) as source:
         listed = len(source.cells(layer))
-        if "num_layers" not in options and recorded["num_layers"] <= listed:
+        if "num_layers" not in options and recorded["num_layers"] is not None and recorded["num_layers"] <= listed:
             options["num_layers"] = recorded["num_layers"]
         layers = load_stack(source, layer, options.get("num_layers"))
     said = {k for cells in layers for c in cells for k in c.hyperparameters}
     for key in ("return_sequences", "time_major"):  # unless the file states it (a Keras config does)
-        if key not in options and key not in said:
+        if key not in options and key not in said and recorded[key] is not None:
             options[key] = recorded[key]
     config, layers, _, _ = resolve(options, layers)
     reference, why = source_reference(config, layers, options.get("forget_bias"))
