@@ -70,10 +70,39 @@ def looks_transposed(shape: Sequence[int], model_shape: Sequence[int], signature
     return shape[b_axis] != batch and shape[other] == batch and sig[other] in (-1, shape[b_axis])
 
 
+def either_layout(shape: Sequence[int], model_shape: Sequence[int], signature: Sequence[int] | None,
+                  time_major: bool) -> bool:  # fmt: skip
+    """Data [a, b, I] whose batch a the model's fixed batch refuses, and that reads as well in the other layout
+    (a steps of b rows): the batch error must not advise --dynamic-batch alone."""
+    sig = list(signature) if signature else list(model_shape)
+    b_axis = 1 if time_major else 0
+    if len(shape) != 3 or len(model_shape) != 3 or sig[b_axis] == -1:
+        return False
+    other = 1 - b_axis
+    return shape[b_axis] != model_shape[b_axis] and sig[other] in (-1, shape[b_axis])
+
+
 def layout_hint(label: str, shape: Sequence[int], model_shape: Sequence[int], signature: Sequence[int] | None,
                 time_major: bool) -> str:  # fmt: skip
     """Why data of the other layout does not fit, and the way forward (--time-major / --batch-major)."""
     want = free_shape(model_shape, signature, time_major)
+    if not looks_transposed(shape, model_shape, signature, time_major):  # either reading: say both ways out
+        b_axis = 1 if time_major else 0
+        flag, mine, theirs = (
+            ("--batch-major", "time-major [T, B, I]", "batch-major [B, T, I]")
+            if time_major
+            else (
+                "--time-major",
+                "batch-major [B, T, I]",
+                "time-major [T, B, I] (nn.LSTM's default, batch_first=False)",
+            )
+        )
+        return (
+            f"{label} has shape {list(shape)}, but the model is {mine} = {want}, with a fixed batch of "
+            f"{model_shape[b_axis]}. If the data are {theirs}, rebuild the model with {flag} (or transpose the data: "
+            f"x.transpose(1, 0, 2)); if they are a batch of {shape[b_axis]}, rebuild it with --dynamic-batch (or "
+            f"--batch-size {shape[b_axis]})."
+        )
     if time_major:
         return (
             f"{label} has shape {list(shape)}, but the model is time-major [T, B, I] = {want}. The data look "

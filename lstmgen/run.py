@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmgen.arrays import layout_hint, looks_transposed
+from lstmgen.arrays import either_layout, layout_hint
 from lstmgen.check.verify import open_model_session
 from lstmgen.errors import LstmgenError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
@@ -82,7 +82,7 @@ def run_model_states(
         )
     initial = list(initial or [])
     sig = tuple(lm.input.shape_signature or lm.input.shape)
-    if not lm.head and looks_transposed(x.shape, lm.input.shape, sig, lm.time_major):
+    if not lm.head and either_layout(x.shape, lm.input.shape, sig, lm.time_major):
         raise LstmgenError(layout_hint(input_label, x.shape, lm.input.shape, sig, lm.time_major))
     if lm.head:
         return _run_whole_model(lm, x, initial, chunk, runtime, input_label, state_label, notes)

@@ -331,3 +331,11 @@ def test_verify_test_shape_is_bounded(tmp_path: Path, small: tuple[Path, Path, P
     _, model, _ = small
     refused(invoke("verify", model, "--time-steps", 100_000_000_000), "--time-steps")  # was OverflowError (exit 70)
     refused(invoke("verify", model, "--time-steps", 1 << 20, "--batch-size", 1 << 20), "GiB")
+
+
+def test_batch_error_for_data_of_either_layout_names_both(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    assert invoke("build", "--weights", _state_dict(tmp_path / "sd.npz"), "-o", model, "-q").exit_code == 0
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((25, 4, 16), np.float32))  # 25 steps of 4 rows, or 25 sequences of 4 steps
+    refused(invoke("run", model, "--input", x, "--output", tmp_path / "y.npy"), "--time-major", "--dynamic-batch")
