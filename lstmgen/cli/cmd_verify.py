@@ -189,7 +189,7 @@ def verify_cmd(
     reference = None
     if weights is not None:
         reference = _reference(weights, weights_format, layer, stated, recorded)
-    elif max_error is not None or any(k not in _RECORDED for k in stated if config_file is None):
+    elif max_error is not None or any(v is not None and k not in _RECORDED for k, v in cell.items()):
         raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
     with showing(progress_sink(quiet or as_json)), task("verifying"):
         reports = [
