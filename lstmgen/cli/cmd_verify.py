@@ -172,10 +172,6 @@ def verify_cmd(
       lstmgen verify lstm_int8.tflite --config kws.toml --input calib.npy --max-error 0.05
     """
     weights, weights_format, layer, stated = _stated(config_file, weights, weights_format, layer, cell)
-    lm = read_lstm_model(model, head_ok=True)  # read once: the cross-checks and the reading of --input use it
-    if batch_size is not None or time_steps is not None:  # before anything of that size is allocated
-        _check_test_size(lm, batch_size, time_steps)
-    samples, reading = _inputs(lm, input_path, max_samples)
     inputs = {"MODEL": model, "--input": input_path, "--weights": weights, "--config": config_file}
     refuse_same({"--report": report, "--plot": plot})
     for target in (report, plot):
@@ -185,6 +181,10 @@ def verify_cmd(
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
+    lm = read_lstm_model(model, head_ok=True)  # read once: the cross-checks and the reading of --input use it
+    if batch_size is not None or time_steps is not None:  # before anything of that size is allocated
+        _check_test_size(lm, batch_size, time_steps)
+    samples, reading = _inputs(lm, input_path, max_samples)
     recorded = _cross_check(lm, stated)  # a stated topology or size the model does not have: FAIL now
     reference = None
     if weights is not None:
