@@ -15,6 +15,7 @@ from lstmgen.config import INTEGER_MODES, CellConfig
 from lstmgen.errors import ConfigError
 from lstmgen.gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.layout import layout
+from lstmgen.layout_graph import layout_graph
 from lstmgen.output import write_atomic
 from lstmgen.resolve import CONFIG_FIELDS, check_options, load_stack, resolve
 from lstmgen.samples import read_samples
@@ -156,7 +157,8 @@ def build(
         "notes": notes,
     }
     tensors = [[c.tensors for c in cells] for cells in layers]
-    record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    write_layout = layout_graph if config.form == "graph" else layout
+    record = write_layout(config, tensors, shapes, provenance, source=cell_weights.source)
     _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
     # After layout: its checks have refused malformed arrays.
     reference, no_reference = source_reference(config, layers, opts.get("forget_bias")) if verify else (None, None)
@@ -276,6 +278,9 @@ def _quantize(
     """The float record quantized as --quantize asks (unchanged for none), and the calibration samples."""
     if config.quantize == "none":
         return record, None
+    if config.form == "graph":  # layout_graph wrote the weights in their type already
+        notes.append(_GRAPH_NOTES[config.quantize])
+        return record, None
     if config.diagonal_recurrent:
         raise ConfigError(
             f"--quantize {config.quantize} with diagonal recurrent weights: the quantized kernels' diagonal path "
@@ -306,6 +311,13 @@ def _quantize(
         io_type=config.io_type,
     )
     return quantized, samples
+
+
+_GRAPH_NOTES = {
+    "float16": "float16 graph form: FULLY_CONNECTED weights stored in float16, each behind a DEQUANTIZE",
+    "dynamic-int8": "dynamic-int8 graph form: FULLY_CONNECTED weights in int8 with one scale per output row "
+    "(per channel); the kernels quantize each input row on the fly",
+}
 
 
 def _check_size(record: ModelRecord, config: CellConfig) -> None:

@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "check.source": BASE | {"tflite", "config", "weights", "arrays", "check.reference"},
     "modelinfo": BASE | {"tflite", "check.graph"},
     "layout": BASE | {"tflite", "config"},
+    "layout_graph": BASE | {"tflite", "config", "layout"},
     "weights": BASE | {"tflite", "arrays"},
     "targets": BASE | {"tflite", "config"},
     "runtimes": BASE | {"tflite", "targets", "arrays", "quant.affine"},
@@ -53,7 +54,8 @@ ALLOWED: dict[str, set[str]] = {
     "resolve": BASE | {"config", "init", "layout", "weights"},
     "gate": BASE | {"tflite", "config", "weights", "check.verify", "check.source", "targets", "embed"},
     "build": BASE
-    | {"tflite", "config", "arrays", "output", "layout", "init", "weights", "quant", "targets", "runtimes"}
+    | {"tflite", "config", "arrays", "output", "layout", "layout_graph", "init", "weights", "quant", "targets"}
+    | {"runtimes"}
     | {"resolve", "gate", "samples", "embed", "check.verify"},
     "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
     "samples": BASE | {"arrays"},

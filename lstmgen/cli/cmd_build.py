@@ -19,7 +19,7 @@ from lstmgen.cli.common import (
     runtime_option,
     verify_line,
 )
-from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
+from lstmgen.config import FORMS, INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
 from lstmgen.output import check_target
 from lstmgen.progress import showing
 from lstmgen.targets import ACCELERATORS
@@ -128,6 +128,13 @@ from lstmgen.weights import FORMATS
     "refuse what vela would leave on the CPU, then compile with vela when installed (exit 1 on any CPU operator).",
 )
 @click.option(
+    "--form",
+    type=click.Choice(FORMS),
+    help="fused (default): one fused LSTM op per layer and direction (TFLite, TFLM, NPUs); graph: the cell "
+    "unrolled over --time-steps into FULLY_CONNECTED/ADD/LOGISTIC/... ops that XNNPACK runs on every thread "
+    "(float32, float16, dynamic-int8 with per-channel scales).",
+)
+@click.option(
     "--embed",
     "embed_path",
     type=PATH,
@@ -190,6 +197,8 @@ def build_cmd(
       # 16-bit activations (verified in TFLite Micro), for an Ethos-U NPU, checked by vela
       lstmgen build --weights model.keras --time-steps 50 --quantize int16x8 \\
           --calibration-data calib.npy --target ethos-u -o npu.tflite
+      # a big model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
+      lstmgen build --weights big.pt --time-steps 50 --form graph --quantize dynamic-int8 -o big.tflite
     """
     options: dict[str, Any] = {}
     if config_file is not None:
