@@ -60,7 +60,7 @@ class _Builder:
         self.ops: list[OperatorRecord] = []
         self.batch = config.batch_size
         self.steps = int(config.time_steps or 1)
-        self._consts: dict[tuple[str, float], int] = {}
+        self._consts: dict[tuple[str, Any], int] = {}
 
     def tensor(self, name: str, shape: Sequence[int], dtype: np.dtype = F32, **kw: Any) -> int:
         self.tensors.append(TensorRecord(name, tuple(int(d) for d in shape), dtype, **kw))
@@ -74,6 +74,14 @@ class _Builder:
         key = ("scalar", float(value))
         if key not in self._consts:
             self._consts[key] = self.const(f"{self.c.name}/const_{value:g}", np.full((1,), value, F32))
+        return self._consts[key]
+
+    def ints(self, values: Sequence[int], scalar: bool = False) -> int:
+        """A shared int32 constant (axes, shapes)."""
+        key = (f"ints{'0' if scalar else ''}", tuple(int(v) for v in values))
+        if key not in self._consts:
+            data = np.asarray(values, I32).reshape(() if scalar else (len(values),))
+            self._consts[key] = self.const(f"{self.c.name}/const_{'_'.join(map(str, values))}", data)
         return self._consts[key]
 
     def op(self, code: int, inputs: Sequence[int], out: str | Sequence[str], shape: Sequence[int], **kw: Any) -> int:
@@ -96,18 +104,16 @@ class _Builder:
             return self.op(Op.DEQUANTIZE, (half,), name, w.shape, version=3), 1
         return self.const(name, w), 1
 
-    def fc(self, x: int, w: np.ndarray, bias: np.ndarray | None, name: str, rows: int) -> int:
-        wi, version = self.weight(f"{name}/weights", w)
-        bi = self.const(f"{name}/bias", bias.astype(F32)) if bias is not None else -1
+    def fc(self, x: int, w: tuple[int, int], bias: int, name: str, rows: int) -> int:
+        """FULLY_CONNECTED of x with a weight from `weight` (shared by every step) and a bias index (-1: none)."""
+        index, version = w
+        hybrid = self.c.quantize == "dynamic-int8" and bool(self.c.asymmetric_inputs)
         opts = Options(
             "FullyConnectedOptions",
-            (
-                ("FusedActivationFunction", 0),
-                ("KeepNumDims", False),
-                ("AsymmetricQuantizeInputs", bool(self.c.quantize == "dynamic-int8" and self.c.asymmetric_inputs)),
-            ),
+            (("FusedActivationFunction", 0), ("KeepNumDims", False), ("AsymmetricQuantizeInputs", hybrid)),
         )
-        return self.op(Op.FULLY_CONNECTED, (x, wi, bi), name, (rows, w.shape[0]), options=opts, version=version)
+        out = self.tensors[index].shape[0]
+        return self.op(Op.FULLY_CONNECTED, (x, index, bias), name, (rows, out), options=opts, version=version)
 
     def binary(self, code: int, a: int, b: int, name: str) -> int:
         return self.op(code, (a, b), name, self.tensors[a].shape)
@@ -125,7 +131,7 @@ class _Builder:
             return [x]
         shape = list(self.tensors[x].shape)
         shape[axis] //= parts
-        ax = self.const(f"{name}/axis", np.asarray(axis, I32).reshape(()))
+        ax = self.ints([axis], scalar=True)
         opts = Options("SplitOptions", (("NumSplits", parts),))
         first = self.op(Op.SPLIT, (ax, x), [f"{name}_{k}" for k in range(parts)], shape, options=opts)
         return list(range(first, first + parts))
@@ -139,16 +145,16 @@ class _Builder:
         return self.op(Op.CONCATENATION, tuple(parts), name, shape, options=opts)
 
     def reshape(self, x: int, shape: Sequence[int], name: str) -> int:
-        target = self.const(f"{name}/shape", np.asarray(shape, I32))
+        target = self.ints(shape)
         return self.op(Op.RESHAPE, (x, target), name, shape, options=None)  # the shape input says it all
 
     def transpose(self, x: int, perm: Sequence[int], name: str) -> int:
         shape = [self.tensors[x].shape[p] for p in perm]
-        return self.op(Op.TRANSPOSE, (x, self.const(f"{name}/perm", np.asarray(perm, I32))), name, shape)
+        return self.op(Op.TRANSPOSE, (x, self.ints(perm)), name, shape)
 
     def layer_norm(self, v: int, name: str) -> int:
         """(v - mean) / sqrt(var + 1e-8) over the cells, as the fused kernel normalises a gate."""
-        axis = self.const(f"{name}/axis", np.asarray([1], I32))
+        axis = self.ints([1])
         opts = Options("ReducerOptions", (("KeepDims", True),))
         rows = self.tensors[v].shape[0]
         mean = self.op(Op.MEAN, (v, axis), f"{name}/mean", (rows, 1), options=opts)
@@ -159,24 +165,33 @@ class _Builder:
 
 
 class _Cell:
-    """One cell's weights arranged for the graph: stacked gate matrices and the small per-gate vectors."""
+    """One cell's tensors, written once and shared by every step: stacked gate matrices and per-gate vectors."""
 
-    def __init__(self, shape: CellShape, w: Weights, forget_bias: float) -> None:
+    def __init__(self, b: _Builder, shape: CellShape, w: Weights, forget_bias: float, name: str) -> None:
         self.shape = shape
         self.gates = ("forget", "cell", "output") if shape.cifg else ("input", "forget", "cell", "output")
         arr = {k: _array(v) for k, v in w.items()}
         arr["forget_gate_bias"] = arr["forget_gate_bias"] + np.float32(forget_bias)  # TF adds it at run time
-        self.arr = arr
-        self.w_x = np.concatenate([arr[f"input_to_{g}_weights"] for g in self.gates])
-        self.w_h = np.concatenate([arr[f"recurrent_to_{g}_weights"] for g in self.gates])
-        self.bias = np.concatenate([arr[f"{g}_gate_bias"] for g in self.gates])
+        stacked = {
+            kind: np.concatenate([arr[f"{kind}_to_{g}_weights"] for g in self.gates]) for kind in ("input", "recurrent")
+        }
+        self.w_x = b.weight(f"{name}/input_weights", stacked["input"])
+        self.w_h = b.weight(f"{name}/recurrent_weights", stacked["recurrent"])
+        # With layer norm the bias comes after the norm, per gate; else it rides on the input projection.
+        bias = np.concatenate([arr[f"{g}_gate_bias"] for g in self.gates])
+        self.bias = -1 if shape.layer_norm else b.const(f"{name}/gate_bias", bias)
+        vectors = [f"cell_to_{g}_weights" for g in self.gates] + [f"{g}_layer_norm_coefficients" for g in self.gates]
+        vectors += [f"{g}_gate_bias" for g in self.gates] if shape.layer_norm else []
+        self.v = {k: b.const(f"{name}/{k}", arr[k]) for k in vectors if k in arr}
+        self.proj = b.weight(f"{name}/projection_weights", arr["projection_weights"]) if shape.num_proj else None
+        self.proj_bias = b.const(f"{name}/projection_bias", arr["projection_bias"]) if "projection_bias" in arr else -1
 
 
 def _step(b: _Builder, cell: _Cell, xs: int, h: int | None, c: int | None, name: str) -> tuple[int, int]:
     """One time step from the input projection `xs` [B, G*N] and the previous (h, c) (None: zero); new (h, c)."""
     cfg, s = b.c, cell.shape
     pre = (
-        xs if h is None else b.binary(Op.ADD, xs, b.fc(h, cell.w_h, None, f"{name}/recurrent", b.batch), f"{name}/pre")
+        xs if h is None else b.binary(Op.ADD, xs, b.fc(h, cell.w_h, -1, f"{name}/recurrent", b.batch), f"{name}/pre")
     )
     parts = dict(zip(cell.gates, b.split(pre, len(cell.gates), 1, f"{name}/gate"), strict=True))
     act = ACT_OPS[cfg.activation]
@@ -184,12 +199,12 @@ def _step(b: _Builder, cell: _Cell, xs: int, h: int | None, c: int | None, name:
     def gate(g: str, peep: int | None, fn: int) -> int:
         v = parts[g]
         if peep is not None and s.use_peepholes and g != "cell":
-            pw = b.const(f"{name}/cell_to_{g}_weights", cell.arr[f"cell_to_{g}_weights"])
+            pw = cell.v[f"cell_to_{g}_weights"]
             v = b.binary(Op.ADD, v, b.binary(Op.MUL, peep, pw, f"{name}/{g}_peephole"), f"{name}/{g}_peeped")
         if s.layer_norm:
-            coef = b.const(f"{name}/{g}_layer_norm_coefficients", cell.arr[f"{g}_layer_norm_coefficients"])
+            coef = cell.v[f"{g}_layer_norm_coefficients"]
             v = b.binary(Op.MUL, b.layer_norm(v, f"{name}/{g}_ln"), coef, f"{name}/{g}_scaled")
-            v = b.binary(Op.ADD, v, b.const(f"{name}/{g}_gate_bias", cell.arr[f"{g}_gate_bias"]), f"{name}/{g}_biased")
+            v = b.binary(Op.ADD, v, cell.v[f"{g}_gate_bias"], f"{name}/{g}_biased")
         return b.unary(fn, v, f"{name}/{g}")
 
     f = gate("forget", c, Op.LOGISTIC)
@@ -200,9 +215,9 @@ def _step(b: _Builder, cell: _Cell, xs: int, h: int | None, c: int | None, name:
         c_new = b.clip(c_new, cfg.cell_clip, f"{name}/c")
     o = gate("output", c_new, Op.LOGISTIC)  # the output peephole sees the new, clipped c
     m = b.binary(Op.MUL, o, b.unary(act, c_new, f"{name}/c_act"), f"{name}/m")
-    if s.num_proj is None:
+    if cell.proj is None:
         return m, c_new
-    h_new = b.fc(m, cell.arr["projection_weights"], cell.arr.get("projection_bias"), f"{name}/projection", b.batch)
+    h_new = b.fc(m, cell.proj, cell.proj_bias, f"{name}/projection", b.batch)
     if cfg.proj_clip > 0:
         h_new = b.clip(h_new, cfg.proj_clip, f"{name}/h")
     return h_new, c_new
@@ -210,9 +225,7 @@ def _step(b: _Builder, cell: _Cell, xs: int, h: int | None, c: int | None, name:
 
 def _direction(b: _Builder, cell: _Cell, x2d: int, backward: bool, name: str) -> list[int]:
     """One direction over a flat time-major input [T*B, W]: h of every step, in processing order."""
-    s = cell.shape
-    bias = None if s.layer_norm else cell.bias  # with layer norm the bias comes after the norm
-    proj = b.fc(x2d, cell.w_x, bias, f"{name}/input_projection", b.steps * b.batch)
+    proj = b.fc(x2d, cell.w_x, cell.bias, f"{name}/input_projection", b.steps * b.batch)
     xs = b.split(proj, b.steps, 0, f"{name}/step_input")
     order = range(b.steps - 1, -1, -1) if backward else range(b.steps)
     h: int | None = None
@@ -267,7 +280,7 @@ def layout_graph(
         outs = []
         for d, (w, shape) in enumerate(zip(cells, cell_shapes, strict=True)):
             cell_scope = f"{scope}/{'bw' if d else 'fw'}" if len(cells) > 1 else scope
-            cell = _Cell(shape, w, float(config.forget_bias))
+            cell = _Cell(b, shape, w, float(config.forget_bias), cell_scope)
             seq = _direction(b, cell, cur, d == 1 or config.go_backwards, cell_scope)
             outs.append(seq[::-1] if d == 1 else seq)  # a backward direction's outputs at their positions
             final_last.append(seq[-1])  # the last processed step (Keras' last output of each direction)
