@@ -190,9 +190,7 @@ class _Cell:
 def _step(b: _Builder, cell: _Cell, xs: int, h: int | None, c: int | None, name: str) -> tuple[int, int]:
     """One time step from the input projection `xs` [B, G*N] and the previous (h, c) (None: zero); new (h, c)."""
     cfg, s = b.c, cell.shape
-    pre = (
-        xs if h is None else b.binary(Op.ADD, xs, b.fc(h, cell.w_h, -1, f"{name}/recurrent", b.batch), f"{name}/pre")
-    )
+    pre = xs if h is None else b.binary(Op.ADD, xs, b.fc(h, cell.w_h, -1, f"{name}/recurrent", b.batch), f"{name}/pre")
     parts = dict(zip(cell.gates, b.split(pre, len(cell.gates), 1, f"{name}/gate"), strict=True))
     act = ACT_OPS[cfg.activation]
 
@@ -300,6 +298,11 @@ def layout_graph(
         "hyperparameters": hyperparameters(config, shapes),
         "provenance": dict(provenance or {}),
     }
+    if config.quantize != "none":
+        meta["quantization"] = {
+            "mode": config.quantize,
+            "weights": "per-channel" if config.quantize != "float16" else "float16",
+        }
     return ModelRecord(
         tensors=tuple(b.tensors),
         operators=tuple(b.ops),

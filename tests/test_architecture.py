@@ -47,8 +47,11 @@ ALLOWED: dict[str, set[str]] = {
     "check.subgraph": BASE
     | {"tflite", "modelinfo", "check.reference", "check.graph", "check.tolerance", "check.source"}
     | {"check.float_bound", "check.report"},
+    "check.unrolled": BASE
+    | {"tflite", "modelinfo", "runtimes", "check.graph", "check.tolerance", "check.source", "check.float_bound"}
+    | {"check.report"},
     "check.verify": BASE
-    | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
+    | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine", "check.unrolled"}
     | {"check.reference", "check.graph", "check.tolerance", "check.source", "check.float_bound", "check.report"}
     | {"check.subgraph"},
     "resolve": BASE | {"config", "init", "layout", "weights"},

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.graph import constant_values, data_op, evaluate, lstm_spec
+from lstmgen.check.graph import constant_values, evaluate, lstm_spec, store_data_op
 from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
 from lstmgen.progress import step_hook
@@ -106,7 +106,10 @@ def _time_major(model: ModelRecord) -> bool:
     for op in model.operators:
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM and op.options is not None:
             return bool(op.options.get("TimeMajor", False))
-    return False
+    try:  # the graph form has no LSTM op: its metadata says (the per-step report only groups by it)
+        return bool(json.loads(model.metadata_dict().get("lstmgen", b"{}"))["hyperparameters"]["time_major"])
+    except (ValueError, RecursionError, KeyError, TypeError):
+        return False
 
 
 def _per_step(err: np.ndarray, time_axis: int | None) -> np.ndarray:
@@ -196,9 +199,26 @@ def _noisy_evaluate(model: ModelRecord, feeds: Mapping[int, np.ndarray], mode: s
     for k, op in enumerate(model.operators):
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng)
+        elif (
+            op.opcode == Op.FULLY_CONNECTED and mode == "dynamic-int8" and model.tensors[op.inputs[1]].dtype == np.int8
+        ):
+            _noisy_hybrid_fc(model, k, values, rng)
         else:
-            values[op.outputs[0]] = data_op(model, k, values)
+            store_data_op(model, k, values)
     return values
+
+
+def _noisy_hybrid_fc(model: ModelRecord, k: int, values: dict[int, np.ndarray], rng: np.random.Generator) -> None:
+    """A hybrid FULLY_CONNECTED (the graph form): its float input rounded per row to int8 as noise of one step."""
+    op = model.operators[k]
+    asym = bool(op.options.get("AsymmetricQuantizeInputs", False)) if op.options is not None else False
+    x = values[op.inputs[0]]
+    rows = x.reshape(-1, x.shape[-1])
+    noisy = dict(values)
+    noisy[op.inputs[0]] = (rows + (rng.random(rows.shape) - 0.5) * _row_step(rows, asym)).reshape(x.shape)
+    store_data_op(model, k, noisy)
+    for i in op.outputs:
+        values[i] = noisy[i]
 
 
 @dataclass

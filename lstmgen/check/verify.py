@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check import subgraph
+from lstmgen.check import subgraph, unrolled
 from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, float_bound
 from lstmgen.check.graph import constant_values, evaluate, quantize_real
 from lstmgen.check.reference import Jitter
@@ -148,7 +148,7 @@ def verify_model(
     interpreter computed it (check/subgraph.py).
     """
     try:
-        lm = read_lstm_model(path, head_ok=not strict_structure)
+        lm = read_lstm_model(path, head_ok=not strict_structure, graph_ok=True)
     except ModelFileError as exc:
         if not strict_structure or source is None:
             raise
@@ -156,6 +156,11 @@ def verify_model(
         bad = SourceReport(source.reference, False, "structure", structure=[str(exc)], structure_is_error=True)
         shape = list(x.shape) if x is not None else []
         return VerifyReport(str(path), "none", "", shape, seed, atol, rtol, against_source=bad)
+    if lm.form == "graph":  # no LSTM op: the whole graph is evaluated op by op (check/unrolled.py)
+        return unrolled.verify_graph_form(
+            lm, runtime=runtime, seed=seed, atol=atol, rtol=rtol, x=x, batch_size=batch_size,
+            time_steps=time_steps, micro=micro, source=source, max_error=max_error, float_runs=float_runs,
+        )  # fmt: skip
     mode = model_mode(lm.model)
     n_runs = FLOAT_RUNS if float_runs is None else float_runs
     if lm.head:
