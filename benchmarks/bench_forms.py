@@ -138,9 +138,18 @@ def accuracy(models: dict[tuple[str, str], Path], units: int, uneven: bool = Fal
     return errors
 
 
+def prepare(tmp: Path, units: int) -> None:
+    """In a child: build both forms (both weight sets), print the accuracy of each as JSON."""
+    models = build_models(tmp, units)
+    errors = {str(units): accuracy(models, units)}
+    errors[f"{units} uneven rows"] = accuracy(build_models(tmp, units, uneven=True), units, uneven=True)
+    print(json.dumps(errors))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", nargs=3)
+    ap.add_argument("--prepare", nargs=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--units", default="64,256,1024")
     ap.add_argument("--json", type=Path)
@@ -148,13 +157,21 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1] == "1", int(args.child[2]))
         return
+    if args.prepare:
+        prepare(Path(args.prepare[0]), int(args.prepare[1]))
+        return
     rows: list[dict[str, Any]] = []
     errors = {}
     with tempfile.TemporaryDirectory() as tmp:
         for units in (int(u) for u in args.units.split(",")):
-            models = build_models(Path(tmp), units)
-            errors[units] = accuracy(models, units)
-            errors[f"{units} uneven rows"] = accuracy(build_models(Path(tmp), units, uneven=True), units, uneven=True)
+            # built and measured for accuracy in a child: the parent stays small (a child's peak RSS counts
+            # what it shared with the parent before exec)
+            argv = [sys.executable, __file__, "--prepare", tmp, str(units)]
+            done = subprocess.run(argv, capture_output=True, env=CHILD_ENV, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"building the {units}-unit models failed:\n{done.stderr.decode()}")
+            errors.update(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+            models = {(m, f): Path(tmp) / f"{units}_{m}_{f}.tflite" for m in MODES for f in ("fused", "graph")}
             for mode in MODES:
                 for xnnpack in (True, False):
                     for threads in (1, 2):

@@ -25,6 +25,7 @@ from lstmgen.tflite.tables import METADATA_KEY, min_runtime
 
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
+SHARED_RECURRENT_BYTES = 256 * 2**20  # float recurrent weights x time steps above this: one shared copy
 ACT_OPS: dict[str, int] = {"tanh": Op.TANH, "relu": Op.RELU, "relu6": Op.RELU6, "relu_n1_to_1": Op.RELU_N1_TO_1}
 _NO_OPTS: dict[int, Options] = {
     Op.ADD: Options("AddOptions", (("FusedActivationFunction", 0),)),
@@ -177,6 +178,13 @@ class _Cell:
         }
         self.w_x = b.weight(f"{name}/input_weights", stacked["input"])
         self.w_h = b.weight(f"{name}/recurrent_weights", stacked["recurrent"])
+        if b.c.quantize != "dynamic-int8" and b.steps * 4 * stacked["recurrent"].size > SHARED_RECURRENT_BYTES:
+            # XNNPACK packs a private copy of a constant weight for every FULLY_CONNECTED: T steps would hold
+            # T copies. Past the budget the steps read one copy through a RESHAPE (XNNPACK leaves the recurrent
+            # FULLY_CONNECTED to the builtin kernel, and takes the rest). Hybrid weights stay constant: the
+            # builtin hybrid kernel with non-constant weights was 2x slower than the fused op (1024 units).
+            index, version = self.w_h
+            self.w_h = (b.reshape(index, b.tensors[index].shape, f"{name}/recurrent_weights_shared"), version)
         # With layer norm the bias comes after the norm, per gate; else it rides on the input projection.
         bias = np.concatenate([arr[f"{g}_gate_bias"] for g in self.gates])
         self.bias = -1 if shape.layer_norm else b.const(f"{name}/gate_bias", bias)

@@ -205,3 +205,16 @@ def test_hybrid_file_check_catches_a_missing_input_rounding_model(
         tolerance, "_noisy_hybrid_fc", lambda model, k, values, rng: tolerance.store_data_op(model, k, values)
     )
     assert not verify_model(out).passed
+
+
+def test_big_float_recurrent_weights_are_shared_through_one_reshape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SHARED_RECURRENT_BYTES the steps read one copy (XNNPACK would pack one per step); still verified."""
+    monkeypatch.setattr(layout_graph, "SHARED_RECURRENT_BYTES", 0)
+    r = build(tmp_path / "g.tflite", SMALL | {"num_layers": 2})
+    assert r.verification is not None and r.verification.passed
+    model = read_model((tmp_path / "g.tflite").read_bytes(), "g")
+    reshaped = {op.outputs[0] for op in model.operators if op.opcode == Op.RESHAPE}
+    recurrent = [op for op in model.operators if op.opcode == Op.FULLY_CONNECTED and op.inputs[1] in reshaped]
+    assert len(recurrent) == 2 * 3  # two layers, steps 1..3
