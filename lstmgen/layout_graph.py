@@ -25,7 +25,10 @@ from lstmgen.tflite.tables import METADATA_KEY, min_runtime
 
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
-SHARED_RECURRENT_BYTES = 256 * 2**20  # float recurrent weights x time steps above this: one shared copy
+# Float recurrent weights x time steps above this: one shared copy. XNNPACK's per-step copies are fastest while
+# they stay in cache (64 units, T=50: 3 MB, 0.7x the fused op's time); past it they lose to one shared copy
+# (256 units: 50 MB, 1.5-2x the fused op's time, shared 0.8x) and cost T x the memory (1024 units: 873 MB).
+SHARED_RECURRENT_BYTES = 8 * 2**20
 ACT_OPS: dict[str, int] = {"tanh": Op.TANH, "relu": Op.RELU, "relu6": Op.RELU6, "relu_n1_to_1": Op.RELU_N1_TO_1}
 _NO_OPTS: dict[int, Options] = {
     Op.ADD: Options("AddOptions", (("FusedActivationFunction", 0),)),
@@ -182,7 +185,8 @@ class _Cell:
             # XNNPACK packs a private copy of a constant weight for every FULLY_CONNECTED: T steps would hold
             # T copies. Past the budget the steps read one copy through a RESHAPE (XNNPACK leaves the recurrent
             # FULLY_CONNECTED to the builtin kernel, and takes the rest). Hybrid weights stay constant: the
-            # builtin hybrid kernel with non-constant weights was 2x slower than the fused op (1024 units).
+            # builtin hybrid kernel with non-constant weights was 2x slower than the fused op (1024 units),
+            # and XNNPACK's int8 copies are a quarter of the float ones.
             index, version = self.w_h
             self.w_h = (b.reshape(index, b.tensors[index].shape, f"{name}/recurrent_weights_shared"), version)
         # With layer norm the bias comes after the norm, per gate; else it rides on the input projection.
