@@ -95,6 +95,7 @@ bench: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python benchmarks/bench_build.py --json > build/bench/build.json
 	$(TEST_BIN)/python benchmarks/bench_quant.py --json > build/bench/quant.json
 	$(TEST_BIN)/python benchmarks/bench_process.py --output build/bench/process.json
+	$(TEST_BIN)/python benchmarks/bench_forms.py --json build/bench/forms.json
 	$(TEST_BIN)/python docs/update_numbers.py build/bench
 
 fuzz: $(TEST_BIN)/.installed

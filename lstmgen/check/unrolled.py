@@ -118,7 +118,8 @@ def verify_graph_form(
     src = _source_report(source, mode, atol, rtol, max_error) if source is not None else None
     report.against_source = src
     inputs = [("zero state", x_run)]
-    if source is not None and (source.stated.cell_clip > 0 or source.stated.proj_clip > 0):
+    clipped = source is not None and (source.stated.cell_clip > 0 or source.stated.proj_clip > 0)
+    if clipped and mode == "none":  # quantized errors grow with the input: the float build checks the clip ops
         inputs.append((f"inputs x{STRESS:g}, where the clips bind", (x_run * STRESS).astype(np.float32)))
     constants = constant_values(lm.model)
     lm.release_pages()
