@@ -114,7 +114,7 @@ def accuracy(models: dict[tuple[str, str], Path], units: int, uneven: bool = Fal
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_accuracy import signals
 
-    from lstmgen.check.reference import lstm_reference
+    from lstmgen.numerics.reference import lstm_reference
 
     w = bench_weights(units, uneven)
     xs = signals(8, STEPS, SIZES[units], seed=1)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lstmgen.config import CellConfig
-from lstmgen.init import init_weights
-from lstmgen.layout import layout, shapes_from_config
+from lstmgen.pipeline.initializers import init_weights
+from lstmgen.pipeline.layout import layout, shapes_from_config
 from lstmgen.quant import calibrate as cal
 from lstmgen.quant.quantize import quantize
 from lstmgen.tflite.records import ModelRecord, materialize

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lstmgen import layout_graph
 from lstmgen.build import build
-from lstmgen.check import graph as graph_eval
 from lstmgen.check.verify import verify_model
 from lstmgen.errors import ConfigError, VerificationError
+from lstmgen.numerics import graph as graph_eval
+from lstmgen.pipeline import layout_graph
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from tests.support import ROOT, invoke

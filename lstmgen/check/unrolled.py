@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.float_bound import FLOAT_RUNS, float_bound
-from lstmgen.check.graph import constant_values, evaluate
 from lstmgen.check.report import (
     GROSS_ERROR_FRACTION,
     Comparison,
@@ -32,6 +30,8 @@ from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.check.tolerance import model_mode
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
+from lstmgen.numerics.float_bound import FLOAT_RUNS, float_bound
+from lstmgen.numerics.graph import constant_values, evaluate
 from lstmgen.runtimes.interpreter import has_default_delegates, open_session
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 

@@ -33,6 +33,7 @@ FRAMEWORKS: dict[str, str] = {
     "torch": "lstmgen.check.source.torch_lstm:torch_cell",
     "onnx": "lstmgen.check.source.onnx_lstm:onnx_cell",
     "tflite": "lstmgen.check.source.canonical:canonical_cell",
+    "cudnn": "lstmgen.check.source.cudnn_lstm:opaque_cell",
 }
 
 
@@ -47,6 +48,7 @@ REFERENCE_NAMES = {
     "torch": "pytorch",
     "onnx": "onnx",
     "tflite": "tflite-op",
+    "cudnn": "cudnn",
 }
 
 # Keras Bidirectional merge_mode (PyTorch and ONNX always concatenate, forward first).
@@ -112,7 +114,7 @@ class SourceModel:
     ) -> tuple[Array, list[tuple[Array, Array]]]:
         """Output in the model's layout and the final (h, c) of every cell, in the caller's op order.
 
-        jitter perturbs every cell step's (x_t, h, c) (float sensitivity, see check/float_bound.py)."""
+        jitter perturbs every cell step's (x_t, h, c) (float sensitivity, see numerics/float_bound.py)."""
         time_major = bool(self.setting("time_major"))
         seq = np.asarray(x, np.float64)
         if not time_major:

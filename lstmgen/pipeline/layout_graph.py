@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen import __version__
 from lstmgen.config import CellConfig
-from lstmgen.layout import CellShape, Weights, check_weights, hyperparameters, shapes_from_config
+from lstmgen.pipeline.layout import CellShape, Weights, check_weights, hyperparameters, shapes_from_config
 from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Quantization, Signature, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import METADATA_KEY, min_runtime
+from lstmgen.version import __version__
 
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
