@@ -92,3 +92,31 @@ def test_the_comparison_catches_a_wrong_batching(monkeypatch: pytest.MonkeyPatch
     old = _per_sample(rec, samples, monkeypatch)
     monkeypatch.setattr(cal, "_batched", lambda arr, tm, chunk: [np.concatenate(list(arr), axis=1)])
     assert not _close(old, cal.calibrate(rec, samples))
+
+
+@pytest.mark.parametrize(
+    ("stated", "layers"),
+    [({}, 1), ({"time_major": True}, 1), ({"return_sequences": False}, 1), ({}, 2)],
+    ids=["batch-major", "time-major", "last-step", "bidirectional-2-layers"],
+)
+def test_source_outputs_run_together_equal_one_by_one(stated: dict[str, Any], layers: int) -> None:
+    """verify's comparison with the float source runs its inputs side by side; each equals its own run."""
+    from lstmgen.check.source import source_model
+    from lstmgen.check.source.common import Stated
+    from lstmgen.check.verify import _source_outputs
+    from lstmgen.weights import load_layers
+    from tests.support import ROOT
+
+    if layers == 2:
+        cells = load_layers(ROOT / "examples" / "encoder.npz", "auto")
+    else:
+        cells = [load_layers(ROOT / "examples" / "weights_tf1.npz", "auto")[0]]
+    source = source_model(cells, Stated(**stated))
+    width = cells[0][0].tensors["input_to_forget_weights"].shape[1]
+    shape = (9, 2, width) if stated.get("time_major") else (2, 9, width)
+    xs = [np.random.default_rng(k).standard_normal(shape) for k in range(5)]
+    together = _source_outputs(source, xs)
+    for x, y in zip(xs, together, strict=True):
+        alone, _ = source.run(x)
+        assert y.shape == alone.shape
+        np.testing.assert_allclose(y, alone, rtol=1e-12, atol=1e-14)
