@@ -110,7 +110,7 @@ def forms_table(f: dict[str, Any]) -> str:
     for (units, mode), by in _forms_rows(f).items():
         cells = [
             f"**{by[c]['graph_over_fused']:.2f}**"
-            if by[c]["graph_over_fused"] < 1
+            if round(by[c]["graph_over_fused"], 2) < 1
             else f"{by[c]['graph_over_fused']:.2f}"
             for c in cols
             if c in by
