@@ -240,6 +240,8 @@ def _shape_lines(r: BuildResult) -> list[str]:
     """One op: its cell and sizes, as before. Several: the shared settings, one line per op, the total output."""
     c = r.config
     layout = f"batch={c.batch_size} time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}"
+    if c.form == "graph":
+        layout += "; graph form (unrolled builtin ops)"
     if len(r.layers) <= 1:
         return [
             f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "
