@@ -218,3 +218,14 @@ def test_big_float_recurrent_weights_are_shared_through_one_reshape(
     reshaped = {op.outputs[0] for op in model.operators if op.opcode == Op.RESHAPE}
     recurrent = [op for op in model.operators if op.opcode == Op.FULLY_CONNECTED and op.inputs[1] in reshaped]
     assert len(recurrent) == 2 * 3  # two layers, steps 1..3
+
+
+def test_a_note_says_how_much_xnnpack_packs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hybrid: the int8 recurrent weights once per step after the first (T - 1 ops) plus the input projection."""
+    monkeypatch.setattr(layout_graph, "PACKED_COPIES_NOTE", 0)
+    r = build(tmp_path / "g.tflite", SMALL | {"quantize": "dynamic-int8"}, verify=False)
+    note = next(n for n in r.notes if "XNNPACK delegate packs" in n)
+    expected = (4 * 8 * 5 + 3 * 4 * 8 * 8) / 2**20  # int8 [4N, I] once, [4N, N] for steps 1..3
+    assert f"about {expected:.0f} MB" in note
+    monkeypatch.setattr(layout_graph, "PACKED_COPIES_NOTE", 64 * 2**20)
+    assert not any("XNNPACK delegate packs" in n for n in build(tmp_path / "h.tflite", SMALL, verify=False).notes)

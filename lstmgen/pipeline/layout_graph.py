@@ -330,6 +330,25 @@ def layout_graph(
     )
 
 
+PACKED_COPIES_NOTE = 64 * 2**20  # say how much XNNPACK's per-step weight copies hold past this
+
+
+def packed_copies_note(model: ModelRecord) -> str | None:
+    """A note when XNNPACK would hold many copies of constant FULLY_CONNECTED weights (one per op using them)."""
+    uses: dict[int, int] = {}
+    for op in model.operators:
+        if op.opcode == Op.FULLY_CONNECTED and model.tensors[op.inputs[1]].data is not None:
+            uses[op.inputs[1]] = uses.get(op.inputs[1], 0) + 1
+    total = sum(n * model.tensors[i].dtype.itemsize * int(np.prod(model.tensors[i].shape)) for i, n in uses.items())
+    if total <= PACKED_COPIES_NOTE:
+        return None
+    return (
+        f"graph form: LiteRT's XNNPACK delegate packs a copy of each FULLY_CONNECTED's weights, about "
+        f"{total / 2**20:.0f} MB for this model (the recurrent weights once per time step); without XNNPACK, or "
+        "with --form fused, the weights are held once"
+    )
+
+
 def _renamed(t: TensorRecord, name: str) -> TensorRecord:
     from dataclasses import replace
 

@@ -16,7 +16,7 @@ from lstmgen.errors import ConfigError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
 from lstmgen.pipeline.layout import layout
-from lstmgen.pipeline.layout_graph import layout_graph
+from lstmgen.pipeline.layout_graph import layout_graph, packed_copies_note
 from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve, stated_sizes
 from lstmgen.pipeline.verify_gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.samples import read_samples
@@ -160,6 +160,8 @@ def build(
     tensors = [[c.tensors for c in cells] for cells in layers]
     write_layout = layout_graph if config.form == "graph" else layout
     record = write_layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    if config.form == "graph" and (copies := packed_copies_note(record)) is not None:
+        notes.append(copies)
     _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
     # After layout: its checks have refused malformed arrays.
     reference, no_reference = source_reference(config, layers, opts.get("forget_bias")) if verify else (None, None)
