@@ -229,3 +229,38 @@ def test_a_note_says_how_much_xnnpack_packs(tmp_path: Path, monkeypatch: pytest.
     assert f"about {expected:.0f} MB" in note
     monkeypatch.setattr(layout_graph, "PACKED_COPIES_NOTE", 64 * 2**20)
     assert not any("XNNPACK delegate packs" in n for n in build(tmp_path / "h.tflite", SMALL, verify=False).notes)
+
+
+def _mutations(model: Any) -> dict[str, Any]:
+    """Graph-form records broken three ways: a weight's shape, a SPLIT's outputs, an op the checker lacks."""
+    import dataclasses
+
+    ops = list(model.operators)
+    fc = next(o for o in ops if o.opcode == Op.FULLY_CONNECTED)
+    t = model.tensors[fc.inputs[1]]
+    flipped = dataclasses.replace(t, shape=t.shape[::-1], data=np.asarray(t.data).reshape(t.shape[::-1]))
+    tensors = tuple(flipped if i == fc.inputs[1] else x for i, x in enumerate(model.tensors))
+    k_split = next(k for k, o in enumerate(ops) if o.opcode == Op.SPLIT and len(o.outputs) == 4)
+    k_sig = next(k for k, o in enumerate(ops) if o.opcode == Op.LOGISTIC)
+    split_ops, softmax_ops = list(ops), list(ops)
+    split_ops[k_split] = dataclasses.replace(ops[k_split], outputs=ops[k_split].outputs[:3])
+    softmax_ops[k_sig] = dataclasses.replace(ops[k_sig], opcode=Op.SOFTMAX)
+    return {
+        "weight shape": dataclasses.replace(model, tensors=tensors),
+        "split outputs": dataclasses.replace(model, operators=tuple(split_ops)),
+        "unevaluated op": dataclasses.replace(model, operators=tuple(softmax_ops)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["weight shape", "split outputs", "unevaluated op"])
+def test_a_broken_graph_form_file_is_refused_not_crashed(tmp_path: Path, kind: str) -> None:
+    from lstmgen.errors import ModelFileError
+    from lstmgen.tflite.writer import serialize
+
+    build(tmp_path / "g.tflite", SMALL, verify=False)
+    bad = _mutations(read_model((tmp_path / "g.tflite").read_bytes(), "g"))[kind]
+    (tmp_path / "bad.tflite").write_bytes(bytes(serialize(bad)))
+    with pytest.raises(ModelFileError):
+        verify_model(tmp_path / "bad.tflite")
+    r = invoke("verify", tmp_path / "bad.tflite")
+    assert r.exit_code == 2 and "Traceback" not in r.output
