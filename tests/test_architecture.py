@@ -42,14 +42,15 @@ ALLOWED: dict[str, set[str]] = {
     "quant": BASE | {"tflite", "config", "check.graph", "check.reference", "quant.affine"},
     "init": BASE | {"tflite", "config", "layout", "weights"},
     "check.float_bound": {"check.reference"},
-    "check.report": {"check.float_bound"},
+    "check.tensors": BASE | {"tflite", "check.source"},  # each LSTM constant against the source's array
+    "check.report": {"check.float_bound", "check.tensors"},
     "check.subgraph": BASE
     | {"tflite", "modelinfo", "check.reference", "check.graph", "check.tolerance", "check.source"}
     | {"check.float_bound", "check.report"},
     "check.verify": BASE
     | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
     | {"check.reference", "check.graph", "check.tolerance", "check.source", "check.float_bound", "check.report"}
-    | {"check.subgraph"},
+    | {"check.subgraph", "check.tensors"},
     "resolve": BASE | {"config", "init", "layout", "weights"},
     "gate": BASE | {"tflite", "config", "weights", "check.verify", "check.source", "targets", "embed"},
     "build": BASE

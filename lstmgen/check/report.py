@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check.float_bound import FLOAT_MARGIN
+from lstmgen.check.tensors import TensorCheck, worst
 
 # float32 kernel vs float64 reference: each step rounds a handful of dot products of length
 # I + P to float32 (relative error ~ sqrt(I+P) * 6e-8) and the recurrence carries it forward.
@@ -73,6 +74,9 @@ class SourceReport:
     output_step: float | None = None  # the output's quantization step
     worst_time_step: int | None = None
     samples: int = 1  # inputs compared (quantized models: x plus calibration samples)
+    tensors: list[TensorCheck] = field(default_factory=list)  # each LSTM constant against the source's array
+    options: list[str] = field(default_factory=list)  # options that change the source's numbers (each a FAIL)
+    notes: list[str] = field(default_factory=list)  # what the inputs tested, options that never bind, ...
 
     @property
     def max_abs_error(self) -> float:
@@ -84,7 +88,8 @@ class SourceReport:
 
     @property
     def passed(self) -> bool:
-        ok = all(c.passed for c in self.checks) and not self.incompatible
+        ok = all(c.passed for c in self.checks) and not self.incompatible and not self.options
+        ok = ok and all(t.passed for t in self.tensors)
         return ok and not (self.structure_is_error and self.structure)
 
     @property
@@ -98,7 +103,33 @@ class SourceReport:
             return "; ".join(self.incompatible)
         if self.shape_mismatches:
             return "the outputs differ in shape: " + "; ".join(self.shape_mismatches)
+        bad = worst(self.tensors)
+        if bad is not None:
+            return f"a constant tensor differs from the source's: {bad.describe(self.ops)}"
+        if self.options:
+            return "; ".join(self.options)
         return f"max abs error {self.max_abs_error:.3g}"
+
+    @property
+    def ops(self) -> int:
+        return 1 + max((t.op for t in self.tensors), default=0)
+
+    def tensor_line(self) -> str:
+        """One line on the tensor-level check: how many tensors, the worst."""
+        if not self.tensors:
+            return "    tensors: no per-tensor view of this source (outputs only)"
+        bad = [t for t in self.tensors if not t.passed]
+        if bad:
+            return f"    tensors: {len(bad)} of {len(self.tensors)} differ from the source: FAIL; worst " + (
+                worst(self.tensors).describe(self.ops)  # type: ignore[union-attr]
+            )
+        top = max(self.tensors, key=lambda t: t.steps / t.allowed)
+        if top.steps == 0:
+            return f"    tensors: all {len(self.tensors)} LSTM constants equal the source's exactly"
+        return (
+            f"    tensors: all {len(self.tensors)} LSTM constants equal the source's within their type "
+            f"(closest to its allowance: {top.describe(self.ops)})"
+        )
 
     def summary(self) -> str:
         """Two lines or more for the text output: the verdict, then each structural difference."""
@@ -119,8 +150,11 @@ class SourceReport:
         if self.incompatible:
             lines = [f"  against the source ({self.reference}): not this LSTM, its sizes differ: FAIL"]
             lines += [f"    {d}" for d in self.incompatible]
+        lines.append(self.tensor_line())
+        lines += [f"    error: {d}" for d in self.options]
         kind = "error" if self.structure_is_error else "note"
         lines += [f"    {kind}: {d}" for d in self.structure]
+        lines += [f"    note: {d}" for d in self.notes]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +173,9 @@ class SourceReport:
             "structure_is_error": self.structure_is_error,
             "incompatible": list(self.incompatible),
             "checks": [asdict(c) for c in self.checks],
+            "tensors": [t.to_dict() for t in self.tensors],
+            "options": list(self.options),
+            "notes": list(self.notes),
         }
 
 
@@ -160,6 +197,7 @@ class VerifyReport:
     against_source: SourceReport | None = None
     scope: list[str] = field(default_factory=list)  # LSTM ops inside a larger graph: what was checked, what not
     float_bound: float = 0.0  # float models: the largest derived float32-sensitivity bound (0: the floor held)
+    notes: list[str] = field(default_factory=list)  # what the check could not see, labels that disagree, ...
 
     @property
     def passed(self) -> bool:

@@ -34,16 +34,22 @@ Q0_15 = 2.0**-15  # ... and gate outputs (sigmoid/tanh) in Q0.15
 ACTIVATION_LSB = 4
 
 
-def model_mode(model: ModelRecord) -> str:
-    """The quantization mode recorded by lstmgen.quant.quantize, else inferred from the LSTM tensor types."""
+def labelled_mode(model: ModelRecord) -> str | None:
+    """The quantization mode lstmgen's metadata claims (anyone can write it: it only ever adds a note)."""
     raw = model.metadata_dict().get("lstmgen")
-    if raw:
-        try:
-            mode = json.loads(raw).get("quantization", {}).get("mode")
-            if mode:
-                return str(mode)
-        except (ValueError, RecursionError, AttributeError):  # foreign or damaged metadata: read the graph
-            pass
+    if not raw:
+        return None
+    try:
+        meta = json.loads(raw)
+        q = meta.get("quantization") if isinstance(meta, dict) else None
+        mode = q.get("mode") if isinstance(q, dict) else None
+    except (ValueError, RecursionError):  # foreign or damaged metadata
+        return None
+    return str(mode) if mode else "none" if isinstance(meta, dict) else None
+
+
+def model_mode(model: ModelRecord) -> str:
+    """The quantization mode, from the LSTM tensor types alone (the types decide the tolerances)."""
     for op in model.operators:
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             if model.tensors[op.inputs[Slot.INPUT]].dtype == np.int8:

@@ -26,7 +26,8 @@ from lstmgen.check.report import (
 )
 from lstmgen.check.source import SourceModel
 from lstmgen.check.source.structure import differences, size_mismatches
-from lstmgen.check.tolerance import RUNS, model_mode, output_scale
+from lstmgen.check.tensors import check_tensors
+from lstmgen.check.tolerance import RUNS, labelled_mode, model_mode, output_scale
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
@@ -181,6 +182,7 @@ def verify_model(
     x_given = None if x is None else np.asarray(x, np.float32)
     x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
+    report.notes += mode_notes(lm, mode)
     report.against_source = src
     if lm.head:
         report.scope = subgraph.scope_lines(lm)
@@ -197,6 +199,17 @@ def verify_model(
     else:
         _check_float(lm, sessions, x, rng, report, source, n_runs)
     return report
+
+
+def mode_notes(lm: LstmModel, mode: str) -> list[str]:
+    """The mode comes from the tensor types; metadata that claims another gets a note of its own."""
+    label = labelled_mode(lm.model)
+    if label is None or label == mode:
+        return []
+    return [
+        f"the file's lstmgen metadata says quantization mode {label!r}, its LSTM tensor types say {mode!r}: "
+        f"checked as {mode!r} (the types decide; the label is ignored)"
+    ]
 
 
 def _check_quantized(
@@ -342,6 +355,7 @@ def _source_report(
     ops, cells = [s.op_index for s in lm.lstms], source.cells_in_op_order()
     src.incompatible = size_mismatches(lm.model, ops, cells)
     src.structure = [] if src.incompatible else differences(lm.model, ops, cells, stated)
+    src.tensors = [] if src.incompatible else check_tensors(lm.model, ops, cells)
     # Steps of the (last) LSTM's output; inside a larger graph, not of the head's.
     out = lm.model.operators[lm.lstms[-1].op_index].outputs[0] if lm.head else lm.output_index
     src.output_step = output_scale(lm.model, out) if quantized else None

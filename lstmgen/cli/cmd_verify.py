@@ -195,6 +195,8 @@ def verify_cmd(
         click.echo(verify_line(rep))
         for line in rep.scope:
             click.echo(f"  {line}")
+        for note in rep.notes:
+            click.echo(f"  note: {note}")
         if rep.against_source is not None:
             click.echo(rep.against_source.summary())
         if reading is not None:

@@ -12,9 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
+from lstmgen.check.source.common import (
+    Array,
+    Cell,
+    Fn,
+    SourceUnsupported,
+    Stated,
+    clip,
+    f64,
+    mm,
+    per_gate,
+    relu,
+    sigmoid,
+    stored,
+)
 
 GATES = ("i", "f", "c", "o")
+NAMES = {"i": "input", "f": "forget", "c": "cell", "o": "output"}  # the op's gate per Keras gate
 # Keras activation names (keras.activations) -> the function; hard_sigmoid is Keras 3's relu6(x + 3) / 6.
 ACTIVATIONS: dict[str, Fn] = {
     "tanh": np.tanh,
@@ -57,6 +71,12 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
         c = clip(ract(f + fb) * c_prev + ract(i) * act(g), stated.cell_clip)
         return ract(o) * act(c), c
 
+    def tensors() -> dict[str, Array]:
+        def blocks(g: str) -> dict[str, Array]:
+            return {"input_to": kernel[:, cols[g]].T, "recurrent_to": recurrent[:, cols[g]].T, "bias": bias[cols[g]]}
+
+        return per_gate(NAMES, blocks, fb)
+
     half = attrs.get("half")
     overrides: dict[str, object] = {}
     if config and half is None:  # a plain LSTM layer states its direction and what it returns
@@ -69,4 +89,6 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     if attrs.get("merge_mode") is not None:
         overrides["merge_mode"] = attrs["merge_mode"]
     backward = None if half is None else half == "backward"
-    return Cell("keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides)
+    return Cell(
+        "keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides, tensors=tensors
+    )

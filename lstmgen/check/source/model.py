@@ -40,6 +40,8 @@ def _factory(framework: str) -> CellFactory:
     module, name = FRAMEWORKS[framework].split(":")
     factory: CellFactory = getattr(importlib.import_module(module), name)
     return factory
+
+
 # What the "reference" field names: the framework whose documented equations were run.
 REFERENCE_NAMES = {
     "tf1": "tf1-lstmcell",

@@ -1,0 +1,163 @@
+"""Tensor-level equivalence: every constant input of each LSTM op against the source cell's own arrays.
+
+The source side is each framework's own gate table (Cell.tensors in check/source/); the file side is
+the tensor in the op's input slot (through a DEQUANTIZE for float16 weights), dequantized with its own
+scale and zero point. What the file's type allows (docs/verification.md):
+  float32 / float16: the source value rounded to nearest once (a folded bias sum: one more rounding);
+  integer codes: within half a quantization step of the source value clamped to the type's range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from lstmgen.check.source.common import Cell
+from lstmgen.check.source.structure import SLOTS
+from lstmgen.tflite.schema import BuiltinOperator as Op
+
+CHUNK = 1 << 18  # elements compared at a time: float64 temporaries stay a few MB for any tensor size
+STEP_SLACK = 1e-3  # quantizers divide in float32 or float64: a code may sit this much past half a step
+CLAMP_NOTE = "clamped to the type's range"
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """One constant tensor of one LSTM op against the source's array."""
+
+    op: int  # the LSTM op's position among the file's LSTM ops
+    name: str  # its slot name (tflite-lstm-op.md §2)
+    dtype: str
+    max_abs_error: float  # |file value - source value| at the worst element
+    steps: float  # that error in steps of the file's type there (quantization step or float ulp)
+    step: float  # that step
+    allowed: float  # steps the type allows
+    clamped: int = 0  # source values beyond the integer range, stored at its end
+    shape_error: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.shape_error and self.steps <= self.allowed
+
+    def describe(self, ops: int = 1) -> str:
+        """e.g. 'forget_gate_bias: off by 0.2 = 51 steps of 0.0039'."""
+        where = f"LSTM op {self.op} " if ops > 1 else ""
+        if self.shape_error:
+            return f"{where}{self.name}: {self.shape_error}"
+        return (
+            f"{where}{self.name}: off by {self.max_abs_error:.3g} = {self.steps:.3g} steps of {self.step:.2g} "
+            f"({self.dtype}; allowed {self.allowed:g})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def _stored(model: Any, index: int) -> Any:
+    """The tensor holding the slot's data: itself, or the input of the DEQUANTIZE that produces it."""
+    t = model.tensors[index]
+    if t.data is not None:
+        return t
+    for op in model.operators:
+        if op.opcode == Op.DEQUANTIZE and op.outputs and op.outputs[0] == index:
+            return model.tensors[op.inputs[0]]
+    return t
+
+
+def _rows(a: np.ndarray) -> Iterator[slice]:
+    """Row blocks of about CHUNK elements (vectors: one block)."""
+    if a.ndim < 2:
+        yield slice(None)
+        return
+    per = max(1, CHUNK // max(1, int(np.prod(a.shape[1:]))))
+    for r in range(0, a.shape[0], per):
+        yield slice(r, r + per)
+
+
+def _float_steps(data: np.ndarray, src: np.ndarray) -> tuple[float, float, float]:
+    """(worst error, in ulps of the file's float type at the source value, that ulp)."""
+    worst = (0.0, 0.0, 0.0)
+    for rows in _rows(data):
+        ref = np.asarray(src[rows], np.float64)
+        err = np.abs(np.asarray(data[rows], np.float64) - ref)
+        ulp = np.spacing(np.abs(ref).astype(data.dtype)).astype(np.float64)
+        steps = err / ulp
+        k = int(np.argmax(steps)) if steps.size else 0
+        if steps.size and steps.flat[k] > worst[1]:
+            worst = (float(err.flat[k]), float(steps.flat[k]), float(ulp.flat[k]))
+    return worst
+
+
+def _int_steps(t: Any, src: np.ndarray) -> tuple[float, float, float, int]:
+    """(worst error against the clamped source value, in the tensor's steps, that step, clamped count)."""
+    q = t.quantization
+    info = np.iinfo(t.dtype)
+    scale, zero = np.asarray(q.scale, np.float64), np.asarray(q.zero_point, np.float64)
+    axis = q.quantized_dimension if scale.size > 1 else None
+    worst, clamped = (0.0, 0.0, 0.0), 0
+    for rows in _rows(t.data):
+        s, z = scale, zero
+        if axis is not None:  # per channel: parameters along `axis`, cut to the rows in this block
+            shape = [1] * t.data.ndim
+            shape[axis] = -1
+            s, z = scale.reshape(shape), zero.reshape(shape)
+            if axis == 0:
+                s, z = s[rows], z[rows]
+        real = (np.asarray(t.data[rows], np.float64) - z) * s
+        ref = np.asarray(src[rows], np.float64)
+        lo, hi = (info.min - z) * s, (info.max - z) * s
+        clamped += int(np.count_nonzero((ref < lo - s / 2) | (ref > hi + s / 2)))
+        err = np.abs(real - np.clip(ref, lo, hi))
+        steps = err / np.broadcast_to(s, err.shape)
+        k = int(np.argmax(steps)) if steps.size else 0
+        if steps.size and steps.flat[k] > worst[1]:
+            worst = (
+                float(np.abs(real - ref).flat[k]),
+                float(steps.flat[k]),
+                float(np.broadcast_to(s, err.shape).flat[k]),
+            )
+    return (*worst, clamped)
+
+
+def compare_tensor(op: int, name: str, t: Any, src: np.ndarray) -> TensorCheck:
+    """One file tensor (already resolved to the one holding data) against the source's array."""
+    dtype = np.dtype(t.dtype).name
+    if t.data is None or not isinstance(t.data, np.ndarray):
+        return TensorCheck(op, name, dtype, float("inf"), float("inf"), 0.0, 0.5, shape_error="holds no data")
+    if tuple(t.data.shape) != tuple(src.shape):
+        why = f"shape {list(t.data.shape)} in the file, {list(src.shape)} in the source"
+        return TensorCheck(op, name, dtype, float("inf"), float("inf"), 0.0, 0.5, shape_error=why)
+    bias = name.endswith("_bias")  # a folded sum (forget bias, two framework biases): one more rounding
+    if t.data.dtype.kind == "f":
+        err, steps, step = _float_steps(t.data, src)
+        return TensorCheck(op, name, dtype, err, steps, step, 1.0 if bias else 0.5)
+    if t.quantization is None or not len(t.quantization.scale):
+        why = "integer codes without a scale"
+        return TensorCheck(op, name, dtype, float("inf"), float("inf"), 0.0, 0.5, shape_error=why)
+    err, steps, step, clamped = _int_steps(t, src)
+    return TensorCheck(op, name, dtype, err, steps, step, 0.5 + STEP_SLACK, clamped)
+
+
+def check_tensors(model: Any, op_indices: Sequence[int], cells: Sequence[Cell]) -> list[TensorCheck]:
+    """Every constant input the file's LSTM ops and the source cells (in op order) both have.
+
+    Inputs only one side has are the structural check's (check/source/structure.py)."""
+    found: list[TensorCheck] = []
+    for k, (index, cell) in enumerate(zip(op_indices, cells, strict=True)):
+        if cell.tensors is None:
+            continue
+        src = cell.tensors()
+        inputs = model.operators[index].inputs
+        for slot, (name, _, _) in SLOTS.items():
+            if name in src and slot < len(inputs) and inputs[slot] >= 0:
+                found.append(compare_tensor(k, name, _stored(model, inputs[slot]), np.asarray(src[name])))
+    return found
+
+
+def worst(checks: Sequence[TensorCheck]) -> TensorCheck | None:
+    """The failing tensor furthest outside its allowance (else None)."""
+    bad = [c for c in checks if not c.passed]
+    return max(bad, key=lambda c: c.steps) if bad else None
