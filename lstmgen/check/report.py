@@ -18,10 +18,6 @@ from lstmgen.check.tensors import TensorCheck, worst
 # pass where the reference's own float32 sensitivity is larger (check/float_bound.py).
 FLOAT_ATOL = 1e-5
 FLOAT_RTOL = 1e-5
-# Quantized models against the float source, when no --max-error is given: a gross-error bound as a
-# fraction of the output's range (int8 errors are a few output steps, ~1-3 % of it; an int8 scale
-# off by 8x or a wrong zero point gives tens of percent).
-GROSS_ERROR_FRACTION = 0.1
 
 
 @dataclass

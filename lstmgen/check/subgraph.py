@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
 from lstmgen.check.graph import LstmSpec, constant_values, evaluate
 from lstmgen.check.reference import Jitter
 from lstmgen.check.report import (
-    GROSS_ERROR_FRACTION,
     Comparison,
     SourceReport,
     VerifyReport,
@@ -107,6 +107,7 @@ def check_ops(
     report: VerifyReport,
     source: SourceModel | None,
     float_runs: int = FLOAT_RUNS,
+    smoke: bool = False,
 ) -> None:
     """Each LSTM op against the file's reference (and the source's cell in its position), on its own
     input tensor as `session` (which keeps every tensor) computed it from x. Float ops also pass where
@@ -137,7 +138,20 @@ def check_ops(
             if report.mode != "none":
                 _check_quantized_op(lm, run, report)
                 if src is not None and cell is not None:
-                    _quantized_against_cell(src, run, cell(None)[0])
+                    sub, op = op_alone(lm.model, spec.op_index), lm.model.operators[spec.op_index]
+                    sample = Sample({op.inputs[0]: run.x}, run.y, cell(None)[0])
+                    name = f"{run.tag}output vs float source"
+                    quantized_vs_source(
+                        src,
+                        name,
+                        sub,
+                        op.outputs[0],
+                        [sample],
+                        mode=report.mode,
+                        time_axis=run.time_axis,
+                        seed=report.seed,
+                        smoke=smoke,
+                    )
                 continue
             seed = report.seed + s * len(lm.lstms) + k
             source_ref = cell(None) if cell is not None else None
@@ -242,15 +256,3 @@ def _float_against_cell(
     )
     if not src.checks[-1].passed and 0 < run.spec.cell_clip < reach and why not in src.structure:
         src.structure.append(why)
-
-
-def _quantized_against_cell(src: SourceReport, run: _OpRun, y_ref: np.ndarray) -> None:
-    """What quantization cost, gated like the whole-model check (--max-error, else a gross bound)."""
-    err = np.abs(np.asarray(run.y, np.float64).reshape(y_ref.shape) - y_ref)
-    bound = src.max_error if src.max_error is not None else GROSS_ERROR_FRACTION * float(np.abs(y_ref).max(initial=0.0))
-    per_step = np.moveaxis(err, run.time_axis, 0).reshape(err.shape[run.time_axis], -1)
-    src.worst_time_step = int(np.argmax(per_step.max(axis=1, initial=0.0))) if per_step.size else None
-    top = float(err.max(initial=0.0))
-    worst = [int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)] if err.size else []
-    rel = top / max(float(np.abs(y_ref).max(initial=0.0)), 1e-12)
-    src.checks.append(Comparison(f"{run.tag}output vs float source", top, rel, worst, top <= bound))

@@ -1,0 +1,93 @@
+"""The quantized comparator against the float source, shared by whole models and LSTM ops inside a graph.
+
+The bound follows from the file's own quantization steps (check/tolerance.py, weights=True): the kernel's
+rounding and each constant's rounding to its grid, propagated through the file's reference; or the
+user's --max-error when given. A --calibration random smoke build reports the error without gating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmgen.check.graph import evaluate
+from lstmgen.check.report import Comparison, SourceReport
+from lstmgen.check.tolerance import derive_tolerance
+from lstmgen.tflite.records import ModelRecord
+
+BOUND_SAMPLES = 4  # inputs the source bound is derived on (the largest per step of them applies to all)
+SMOKE_NOTE = (
+    "SMOKE TEST: calibrated on random inputs (--calibration random), so the output against the float source "
+    "is reported, not gated; the tensors and the kernel check still are. Calibrate on representative data "
+    "(--calibration-data) for a model to ship"
+)
+
+
+@dataclass
+class Sample:
+    """One input run: the model's graph fed `feeds` (its input on its grid) gave `y`; the source gave `y_src`."""
+
+    feeds: dict[int, np.ndarray]
+    y: np.ndarray
+    y_src: np.ndarray
+
+
+def _per_step(err: np.ndarray, time_axis: int) -> np.ndarray:
+    if err.ndim != 3:
+        return np.array([float(err.max(initial=0.0))])
+    return np.moveaxis(err, time_axis, 0).reshape(err.shape[time_axis], -1).max(axis=1, initial=0.0)
+
+
+def source_bound(
+    model: ModelRecord, out: int, samples: Sequence[Sample], mode: str, time_axis: int, seed: int
+) -> np.ndarray:
+    """Per time step: how far the file may be from the float source given its own quantization steps."""
+    bound: np.ndarray | None = None
+    for k, s in enumerate(samples[:BOUND_SAMPLES]):
+        ref = evaluate(model, s.feeds).values[out]
+        tol = derive_tolerance(model, s.feeds, {out: ref}, mode=mode, seed=seed + k, weights=True)[out].per_step
+        bound = tol if bound is None or bound.shape != tol.shape else np.maximum(bound, tol)
+    return bound if bound is not None else np.zeros(1)
+
+
+def quantized_vs_source(
+    src: SourceReport,
+    name: str,
+    model: ModelRecord,
+    out: int,
+    samples: Sequence[Sample],
+    *,
+    mode: str,
+    time_axis: int,
+    seed: int,
+    smoke: bool = False,
+) -> None:
+    """Append one Comparison: the largest error over `samples`, per time step within the bound."""
+    bound = None if src.max_error is not None else source_bound(model, out, samples, mode, time_axis, seed)
+    top, rel, worst, step, ok = -1.0, 0.0, [], None, True
+    for k, s in enumerate(samples):
+        err = np.abs(np.asarray(s.y, np.float64).reshape(s.y_src.shape) - s.y_src)
+        steps = _per_step(err, time_axis)
+        limit = (
+            np.full(steps.shape, src.max_error)
+            if bound is None
+            else np.broadcast_to(bound if bound.shape == steps.shape else bound.max(initial=0.0), steps.shape)
+        )
+        ok = ok and bool(np.all(steps <= limit))
+        if float(err.max(initial=0.0)) > top:
+            top = float(err.max(initial=0.0))
+            rel = top / max(float(np.abs(s.y_src).max(initial=0.0)), 1e-12)
+            worst = ([k] if len(samples) > 1 else []) + [
+                int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)
+            ]
+            step = int(np.argmax(steps)) if err.ndim == 3 else None
+    src.worst_time_step = step
+    src.samples = len(samples)
+    if bound is not None:
+        src.tolerance = f"{mode} vs float source: derived from the file's quantization steps, up to {bound.max():.3g}"
+    if smoke:
+        src.notes.append(SMOKE_NOTE)
+        ok = True
+    src.checks.append(Comparison(name, max(top, 0.0), rel, worst, ok))
