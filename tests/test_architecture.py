@@ -44,14 +44,15 @@ ALLOWED: dict[str, set[str]] = {
     "check.float_bound": {"check.reference"},
     "check.tensors": BASE | {"tflite", "check.source"},  # each LSTM constant against the source's array
     "check.report": {"check.float_bound", "check.tensors"},
+    "check.options": {"check.float_bound", "check.reference", "check.report", "check.source"},  # clips on the source
     "check.against": BASE | {"tflite", "check.graph", "check.tolerance", "check.report"},  # quantized vs source
     "check.subgraph": BASE
     | {"tflite", "modelinfo", "check.reference", "check.graph", "check.tolerance", "check.source"}
-    | {"check.float_bound", "check.report", "check.against"},
+    | {"check.float_bound", "check.report", "check.against", "check.options"},
     "check.verify": BASE
     | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
     | {"check.reference", "check.graph", "check.tolerance", "check.source", "check.float_bound", "check.report"}
-    | {"check.subgraph", "check.tensors", "check.against"},
+    | {"check.subgraph", "check.tensors", "check.against", "check.options"},
     "resolve": BASE | {"config", "init", "layout", "weights"},
     "gate": BASE | {"tflite", "config", "weights", "check.verify", "check.source", "targets", "embed"},
     "build": BASE

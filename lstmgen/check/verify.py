@@ -13,6 +13,7 @@ from lstmgen.check import subgraph
 from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, float_bound
 from lstmgen.check.graph import constant_values, evaluate, quantize_real
+from lstmgen.check.options import OPTIONS, TestInput, check_options, stress_scale
 from lstmgen.check.reference import Jitter
 from lstmgen.check.report import (
     FLOAT_ATOL,
@@ -185,10 +186,15 @@ def verify_model(
     x = draw_input(lm, shape, rng) if x is None else quantize_real(x, _input_grid(lm) or lm.input).astype(np.float32)
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
     report.notes += mode_notes(lm, mode)
+    starts = [] if lm.head else _starts(lm, mode, shape[1 if lm.time_major else 0], rng)
+    if src is not None and source is not None and not lm.head:
+        x_src = x if x_given is None else x_given
+        decide_options(lm, src, source, _test_inputs(lm, source, x_src, starts, x_given is None), seed)
     report.against_source = src
     if lm.head:
         report.scope = subgraph.scope_lines(lm)
         subgraph.check_ops(lm, session, x, rng, report, source, n_runs, smoke)
+        report.notes += report.scope_notes()
         return report
     sessions: list[Any] = [session]
     if micro and session.runtime != "tflite-micro":
@@ -199,8 +205,49 @@ def verify_model(
     if mode != "none":
         _check_quantized(lm, sessions, x, report, source, source_inputs, x if x_given is None else x_given, smoke)
     else:
-        _check_float(lm, sessions, x, rng, report, source, n_runs)
+        _check_float(lm, sessions, x, starts, report, source, n_runs)
+    report.notes += report.scope_notes()
     return report
+
+
+def _starts(lm: LstmModel, mode: str, batch: int, rng: np.random.Generator) -> list[tuple[str, dict[int, Any]]]:
+    """The start states checked: the zero state; float models also a random one per LSTM op (which
+    proves that the state tensors are wired to the right slots)."""
+    if mode != "none":
+        return [("zero state", {})]
+    random_states = {}
+    for k, spec in enumerate(lm.lstms):
+        h0 = rng.uniform(-1, 1, (batch, spec.output_size)).astype(np.float32)
+        c0 = rng.uniform(-1, 1, (batch, spec.num_units)).astype(np.float32)
+        random_states[k] = (h0, c0)
+    return [("zero state", {}), ("random initial state", random_states)]
+
+
+def _test_inputs(
+    lm: LstmModel, source: SourceModel, x_src: np.ndarray, starts: list[tuple[str, dict[int, Any]]], stress: bool
+) -> list[TestInput]:
+    """The option check's inputs: the test input from each start; the default set adds the stress sequence."""
+    t_axis = 0 if lm.time_major else 1
+
+    def from_start(initial: dict[int, Any], x: np.ndarray) -> Any:
+        return lambda sm, jitter: sm.run(x, initial, jitter)
+
+    inputs = [TestInput(f"the test input from the {label}", from_start(init, x_src), t_axis) for label, init in starts]
+    if stress:
+        k = stress_scale(x_src, source.cells_in_op_order()[0])
+        inputs.append(TestInput(f"the stress input (the test input x{k:.3g})", from_start({}, x_src * k), t_axis))
+    return inputs
+
+
+def decide_options(lm: LstmModel, src: SourceReport, source: SourceModel, inputs: list[TestInput], seed: int) -> None:
+    """Clips that differ from the source's: decided on the source reference (check/options.py), which
+    replaces the structural note about them; our own builds (structure errors) are decided already."""
+    if src.structure_is_error or src.incompatible:
+        return
+    failures, notes = check_options(lm.model, [s.op_index for s in lm.lstms], source, inputs, seed)
+    src.options += failures
+    src.notes += notes
+    src.structure = [d for d in src.structure if not any(f": {key} is " in d for key in OPTIONS)]
 
 
 def mode_notes(lm: LstmModel, mode: str) -> list[str]:
@@ -253,21 +300,14 @@ def _check_float(
     lm: LstmModel,
     sessions: list[Any],
     x: np.ndarray,
-    rng: np.random.Generator,
+    starts: list[tuple[str, dict[int, Any]]],
     report: VerifyReport,
     source: SourceModel | None,
     n_runs: int,
 ) -> None:
-    """Output, h and c of each runtime from the zero and a random initial state, against the file's
-    reference and the source, within atol + rtol|ref| or the derived float32 bound."""
+    """Output, h and c of each runtime from each start (the zero and a random initial state), against the
+    file's reference and the source, within atol + rtol|ref| or the derived float32 bound."""
     atol, rtol, seed, src = report.atol, report.rtol, report.seed, report.against_source
-    batch = report.input_shape[1 if lm.time_major else 0]
-    random_states = {}
-    for k, spec in enumerate(lm.lstms):
-        h0 = rng.uniform(-1, 1, (batch, spec.output_size)).astype(np.float32)
-        c0 = rng.uniform(-1, 1, (batch, spec.num_units)).astype(np.float32)
-        random_states[k] = (h0, c0)
-    starts = [("zero state", {}), ("random initial state", random_states)]
     # The source runs first: its arrays' pages and the file's widened constants are never resident together.
     source_runs = {label: source.run(x, initial) for label, initial in starts} if source is not None else {}
     t_axis = 0 if lm.time_major else 1

@@ -1,0 +1,121 @@
+"""Options decided on the source reference: a clip the file has and the source does not (or another value).
+
+The source reference runs each test input twice, once as stated and once with the file's value. Outputs
+apart by more than the float bound -> FAIL, naming the option and the first time step and element where
+it binds; else a note with the margin ("cell_clip 10 in the file never binds on these inputs: max |c| 3.2").
+Without --input the test inputs include a stress sequence: the random one scaled up until the gates
+saturate, so a clip that can bind within the test horizon is reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from lstmgen.check.float_bound import FLOAT_RUNS, Finals, float_bound
+from lstmgen.check.reference import Jitter
+from lstmgen.check.report import FLOAT_ATOL, FLOAT_RTOL
+from lstmgen.check.source import SourceModel
+from lstmgen.check.source.common import Cell
+
+# The source's stated field -> (the op's option, the quantity it clips: the recorder's name for it).
+OPTIONS: dict[str, tuple[str, str]] = {"cell_clip": ("CellClip", "c"), "proj_clip": ("ProjClip", "h")}
+SATURATED = 6.0  # |pre-activation| where sigmoid is within 0.25 % of 0 or 1
+STRESS_LIMITS = (2.0, 1e3)  # the stress sequence's scale factor stays within these
+
+
+@dataclass
+class TestInput:
+    """One test input: `run(model, jitter)` gives its output and final states through a source variant."""
+
+    label: str
+    run: Callable[[SourceModel, Jitter | None], tuple[np.ndarray, Finals]]
+    time_axis: int
+
+
+def stress_scale(x: np.ndarray, cell: Cell) -> float:
+    """The factor that drives the cell's forget gate into saturation on x (median |W_f x| = 6)."""
+    tensors = cell.tensors() if cell.tensors is not None else {}
+    w = tensors.get("input_to_forget_weights")
+    if w is None or np.shape(w)[-1] != x.shape[-1]:
+        return 10.0
+    pre = np.abs(np.asarray(x, np.float64).reshape(-1, x.shape[-1]) @ np.asarray(w, np.float64).T)
+    typical = float(np.median(pre)) if pre.size else 0.0
+    return float(np.clip(SATURATED / typical, *STRESS_LIMITS)) if typical > 0 else STRESS_LIMITS[1]
+
+
+def _recorder(peaks: dict[str, float]) -> Jitter:
+    """A jitter that changes nothing: it records the largest |c| and |h| each cell step starts from."""
+
+    def record(x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        peaks["c"] = max(peaks["c"], float(np.abs(c).max(initial=0.0)))
+        peaks["h"] = max(peaks["h"], float(np.abs(h).max(initial=0.0)))
+        return x_t, h, c
+
+    return record
+
+
+def _file_values(model: object, op_indices: Sequence[int], option: str) -> set[float]:
+    ops = [model.operators[i] for i in op_indices]  # type: ignore[attr-defined]
+    return {float(op.options.get(option, 0.0)) if op.options is not None else 0.0 for op in ops}
+
+
+def _binds(inp: TestInput, base: SourceModel, other: SourceModel, seed: int, peaks: dict[str, float]) -> str | None:
+    """Where the two variants' outputs first differ beyond the float bound on `inp` (None: nowhere)."""
+    y_a, finals_a = inp.run(base, _recorder(peaks))
+    for _, c in finals_a:
+        peaks["c"] = max(peaks["c"], float(np.abs(c).max(initial=0.0)))
+    peaks["h"] = max(peaks["h"], float(np.abs(y_a).max(initial=0.0)))
+    y_b, _ = inp.run(other, None)
+    bound = float_bound(partial(inp.run, base), y_a, finals_a, inp.time_axis, seed, FLOAT_RUNS)
+    diff = np.abs(np.asarray(y_b, np.float64).reshape(y_a.shape) - y_a)
+    over = diff > np.maximum(FLOAT_ATOL + FLOAT_RTOL * np.abs(y_a), bound.output)
+    if not over.any():
+        return None
+    idx = np.argwhere(over)
+    first = idx[np.argmin(idx[:, inp.time_axis])] if y_a.ndim == 3 else idx[0]
+    step = f"time step {int(first[inp.time_axis]) + 1}, " if y_a.ndim == 3 else ""
+    return f"on {inp.label}, first at {step}element {[int(i) for i in first]} (output apart by up to {diff.max():.3g})"
+
+
+def check_options(
+    model: object, op_indices: Sequence[int], source: SourceModel, inputs: Sequence[TestInput], seed: int
+) -> tuple[list[str], list[str]]:
+    """(failures, notes) for every clip whose file value differs from the source's stated one."""
+    failures: list[str] = []
+    notes: list[str] = []
+    for key, (option, quantity) in OPTIONS.items():
+        values = _file_values(model, op_indices, option)
+        stated = float(getattr(source.stated, key))
+        if len(values) > 1:
+            failures.append(
+                f"{key}: the file's LSTM ops differ among themselves ({sorted(values)}); the source: {stated:g}"
+            )
+            continue
+        (value,) = values
+        if abs(value - stated) <= 1e-6 * max(1.0, abs(stated)):  # stored as float32
+            continue
+        other = source.restated(**{key: value})
+        peaks = {"c": 0.0, "h": 0.0}
+        where = next((w for inp in inputs if (w := _binds(inp, source, other, seed, peaks)) is not None), None)
+        src_text = f"{stated:g}" if stated else "none"
+        if where is not None:
+            failures.append(f"{key} {value:g} in the file (the source's: {src_text}) changes the numbers {where}")
+        elif not stated:
+            notes.append(
+                f"{key} {value:g} in the file never binds on these inputs: max |{quantity}| {peaks[quantity]:.3g}"
+            )
+        elif not value:
+            notes.append(
+                f"the source's {key} {stated:g} (the file has none) never binds on these inputs: "
+                f"max |{quantity}| {peaks[quantity]:.3g}"
+            )
+        else:
+            notes.append(
+                f"{key}: {value:g} in the file, {src_text} in the source: the same numbers on these inputs "
+                f"(max |{quantity}| {peaks[quantity]:.3g})"
+            )
+    return failures, notes
