@@ -17,7 +17,7 @@ import numpy as np
 
 from lstmgen.check.float_bound import FLOAT_RUNS, Finals, float_bound
 from lstmgen.check.reference import Jitter
-from lstmgen.check.report import FLOAT_ATOL, FLOAT_RTOL
+from lstmgen.check.report import FLOAT_ATOL, FLOAT_RTOL, SourceReport
 from lstmgen.check.source import SourceModel
 from lstmgen.check.source.common import Cell
 
@@ -81,6 +81,58 @@ def _binds(inp: TestInput, base: SourceModel, other: SourceModel, seed: int, pea
     return f"on {inp.label}, first at {step}element {[int(i) for i in first]} (output apart by up to {diff.max():.3g})"
 
 
+def _unreached(key: str, quantity: str, value: float, source: SourceModel, inputs: Sequence[TestInput]) -> list[str]:
+    """A clip both sides have that the test inputs never reach: the outputs cannot show that it works."""
+    if not value:
+        return []
+    peaks = {"c": 0.0, "h": 0.0}
+    for inp in inputs:
+        y, finals = inp.run(source, _recorder(peaks))
+        peaks["c"] = max([peaks["c"]] + [float(np.abs(c).max(initial=0.0)) for _, c in finals])
+        peaks["h"] = max(peaks["h"], float(np.abs(y).max(initial=0.0)))
+    if peaks[quantity] >= value * (1 - 1e-6):
+        return []
+    return [
+        f"{key} {value:g} (the file's and the source's) is never reached on these inputs: max |{quantity}| "
+        f"{peaks[quantity]:.3g}, so the outputs do not exercise it (the option itself was compared)"
+    ]
+
+
+def input_notes(x: np.ndarray) -> list[str]:
+    """Parts of the cell the test input leaves unexercised: an all-zero input, or features zero throughout."""
+    flat = np.asarray(x).reshape(-1, np.shape(x)[-1])
+    if not np.any(flat):
+        return [
+            "the test input is all zeros: the input weights (input_to_*) do not reach the outputs, so only the "
+            "tensor check covers them; use random or representative inputs to test the cell"
+        ]
+    zero = np.flatnonzero(~np.any(flat, axis=0))
+    if zero.size:
+        return [
+            f"input features {zero.tolist()[:10]}{' ...' if zero.size > 10 else ''} are zero throughout the test "
+            "input: their input weights are covered by the tensor check only"
+        ]
+    return []
+
+
+def decide_options(
+    model: object,
+    op_indices: Sequence[int],
+    src: SourceReport,
+    source: SourceModel,
+    inputs: Sequence[TestInput],
+    seed: int,
+) -> None:
+    """Clips that differ from the source's, decided on the source reference; this replaces the structural
+    note about them. Our own builds (where any difference is already a structure error) are decided."""
+    if src.structure_is_error or src.incompatible:
+        return
+    failures, notes = check_options(model, op_indices, source, inputs, seed)
+    src.options += failures
+    src.notes += notes
+    src.structure = [d for d in src.structure if not any(f": {key} is " in d for key in OPTIONS)]
+
+
 def check_options(
     model: object, op_indices: Sequence[int], source: SourceModel, inputs: Sequence[TestInput], seed: int
 ) -> tuple[list[str], list[str]]:
@@ -97,6 +149,7 @@ def check_options(
             continue
         (value,) = values
         if abs(value - stated) <= 1e-6 * max(1.0, abs(stated)):  # stored as float32
+            notes += _unreached(key, quantity, value, source, inputs)
             continue
         other = source.restated(**{key: value})
         peaks = {"c": 0.0, "h": 0.0}

@@ -16,6 +16,7 @@ import numpy as np
 from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
 from lstmgen.check.graph import LstmSpec, constant_values, evaluate
+from lstmgen.check.options import TestInput, decide_options, stress_scale
 from lstmgen.check.reference import Jitter
 from lstmgen.check.report import (
     Comparison,
@@ -108,6 +109,7 @@ def check_ops(
     source: SourceModel | None,
     float_runs: int = FLOAT_RUNS,
     smoke: bool = False,
+    stress: bool = False,
 ) -> None:
     """Each LSTM op against the file's reference (and the source's cell in its position), on its own
     input tensor as `session` (which keeps every tensor) computed it from x. Float ops also pass where
@@ -119,6 +121,7 @@ def check_ops(
     if report.mode == "none":  # a random initial state also proves the state tensors sit in the right slots
         starts.append(("random initial state", _random_states(lm, session, rng)))
     constants = constant_values(lm.model)
+    option_inputs: list[TestInput] = []
     for s, (label, initial) in enumerate(starts):
         session.reset(initial)
         session.invoke(x)
@@ -135,6 +138,8 @@ def check_ops(
                 label,
             )
             cell = _cell_run(cells[k], run) if cells else None
+            if cells and not s:
+                option_inputs += _option_inputs(k, run, cells[k], stress)
             if report.mode != "none":
                 _check_quantized_op(lm, run, report)
                 if src is not None and cell is not None:
@@ -158,6 +163,9 @@ def check_ops(
             bound = _check_float_op(lm, run, report, constants, cell, source_ref, seed, float_runs)
             if src is not None and source_ref is not None:
                 _float_against_cell(src, run, source_ref, bound, report.atol, report.rtol)
+    if src is not None and source is not None:
+        ops = [spec.op_index for spec in lm.lstms]
+        decide_options(lm.model, ops, src, source, option_inputs, report.seed)
     if report.mode != "none":
         report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
         report.rtol = 0.0
@@ -221,6 +229,28 @@ def _cell_run(cell: Any, run: _OpRun) -> Run:
         return (y_seq if run.spec.time_major else y_seq.transpose(1, 0, 2)), [(h, c)]
 
     return cell_run
+
+
+def _option_inputs(k: int, run: _OpRun, cell: Any, stress: bool) -> list[TestInput]:
+    """The option check's inputs for op k: its own input from the zero state (and, for the default test
+    set, that input scaled until the gates saturate), run through the k-th cell of a source variant."""
+
+    def through(x: np.ndarray) -> Any:
+        seq = np.asarray(x, np.float64)
+        seq = seq if run.spec.time_major else seq.transpose(1, 0, 2)
+
+        def op_run(sm: SourceModel, jitter: Jitter | None) -> tuple[np.ndarray, Finals]:
+            y, h, c = sm.cells_in_op_order()[k].run(seq, None, None, jitter)
+            return (y if run.spec.time_major else y.transpose(1, 0, 2)), [(h, c)]
+
+        return op_run
+
+    where = f"LSTM op {run.spec.op_index}'s input"
+    inputs = [TestInput(where, through(run.x), run.time_axis)]
+    if stress:
+        scale = stress_scale(np.asarray(run.x, np.float64), cell)
+        inputs.append(TestInput(f"{where} x{scale:.3g} (stress)", through(run.x * scale), run.time_axis))
+    return inputs
 
 
 def _random_states(lm: LstmModel, session: Any, rng: np.random.Generator) -> States:

@@ -13,7 +13,7 @@ from lstmgen.check import subgraph
 from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, float_bound
 from lstmgen.check.graph import constant_values, evaluate, quantize_real
-from lstmgen.check.options import OPTIONS, TestInput, check_options, stress_scale
+from lstmgen.check.options import TestInput, decide_options, input_notes, stress_scale
 from lstmgen.check.reference import Jitter
 from lstmgen.check.report import (
     FLOAT_ATOL,
@@ -187,13 +187,15 @@ def verify_model(
     report = VerifyReport(str(path), session.runtime, session.version, shape, seed, atol, rtol, mode=mode)
     report.notes += mode_notes(lm, mode)
     starts = [] if lm.head else _starts(lm, mode, shape[1 if lm.time_major else 0], rng)
+    x_src = x if x_given is None else x_given
+    report.notes += input_notes(x_src)
     if src is not None and source is not None and not lm.head:
-        x_src = x if x_given is None else x_given
-        decide_options(lm, src, source, _test_inputs(lm, source, x_src, starts, x_given is None), seed)
+        ops = [s.op_index for s in lm.lstms]
+        decide_options(lm.model, ops, src, source, _test_inputs(lm, source, x_src, starts, x_given is None), seed)
     report.against_source = src
     if lm.head:
         report.scope = subgraph.scope_lines(lm)
-        subgraph.check_ops(lm, session, x, rng, report, source, n_runs, smoke)
+        subgraph.check_ops(lm, session, x, rng, report, source, n_runs, smoke, stress=x_given is None)
         report.notes += report.scope_notes()
         return report
     sessions: list[Any] = [session]
@@ -237,17 +239,6 @@ def _test_inputs(
         k = stress_scale(x_src, source.cells_in_op_order()[0])
         inputs.append(TestInput(f"the stress input (the test input x{k:.3g})", from_start({}, x_src * k), t_axis))
     return inputs
-
-
-def decide_options(lm: LstmModel, src: SourceReport, source: SourceModel, inputs: list[TestInput], seed: int) -> None:
-    """Clips that differ from the source's: decided on the source reference (check/options.py), which
-    replaces the structural note about them; our own builds (structure errors) are decided already."""
-    if src.structure_is_error or src.incompatible:
-        return
-    failures, notes = check_options(lm.model, [s.op_index for s in lm.lstms], source, inputs, seed)
-    src.options += failures
-    src.notes += notes
-    src.structure = [d for d in src.structure if not any(f": {key} is " in d for key in OPTIONS)]
 
 
 def mode_notes(lm: LstmModel, mode: str) -> list[str]:
