@@ -73,6 +73,8 @@ def source_failure(report: VerifyReport) -> str:
         return ""
     if src.structure and src.structure_is_error:
         return "the file's LSTM ops differ from what was asked: " + "; ".join(src.structure) + ". "
+    if src.options or not all(t.passed for t in src.tensors):
+        return f"the model does not compute the source LSTM ({src.reference}): {src.failure_reason()}. "
     steps = f" ({src.error_in_output_steps:.3g} output steps)" if src.error_in_output_steps is not None else ""
     return (
         f"the model does not compute the source LSTM ({src.reference}): max abs error {src.max_abs_error:.3g}"

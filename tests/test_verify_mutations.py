@@ -317,3 +317,23 @@ def test_all_zero_input_is_said(built: dict[str, tuple[Path, Path]], tmp_path: P
     np.save(zeros, np.zeros((1, T, I), np.float32))
     doc = json.loads(_verify(model, weights, "--input", zeros).stdout)
     assert any("all zeros" in n for n in doc["notes"])
+
+
+@pytest.mark.parametrize(("mode", "offset"), [("float16", 0.2), ("dynamic-int8", 0.2), ("int8", 0.5)])
+def test_output_bound_alone_catches_a_bias_offset(
+    built: dict[str, tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, offset: float
+) -> None:
+    """The derived quantized bound is a check of its own: with the tensor check switched off, the output
+    against the float source still fails a forget bias offset. In int8 it takes +0.5 (26 output steps
+    against a bound of 12): +0.2 (11.6 steps) sits inside the int8 noise, which is why the tensor check
+    comes first."""
+    import lstmgen.check.verify
+
+    monkeypatch.setattr(lstmgen.check.verify, "check_tensors", lambda *a: [])
+    model, weights = built[mode]
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(bytes(serialize(add_real(FB, offset)(read_model(model.read_bytes(), str(model))))))
+    doc = json.loads(_verify(bad, weights).stdout)
+    src = doc["against_source"]
+    assert not doc["ok"] and not src["tensors"] and not src["passed"]
+    assert any("vs float source" in c["name"] and not c["passed"] for c in src["checks"])

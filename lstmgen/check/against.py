@@ -18,6 +18,12 @@ from lstmgen.check.tolerance import derive_tolerance
 from lstmgen.tflite.records import ModelRecord
 
 BOUND_SAMPLES = 4  # inputs the source bound is derived on (the largest per step of them applies to all)
+# The weights' rounding is one fixed draw, not a fresh one per run, and a recurrent cell carries it along:
+# 4x the largest simulated deviation (measured headroom on right models: docs/verification.md).
+SOURCE_SAFETY = 4.0
+# Steps where the bound exceeds this fraction of max(1, max|source|) prove little: the comparison stops
+# before the first of them and says so (a chaotic cell amplifies quantization as it does float32 rounding).
+LOOSE_FRACTION = 0.1
 SMOKE_NOTE = (
     "SMOKE TEST: calibrated on random inputs (--calibration random), so the output against the float source "
     "is reported, not gated; the tensors and the kernel check still are. Calibrate on representative data "
@@ -47,9 +53,36 @@ def source_bound(
     bound: np.ndarray | None = None
     for k, s in enumerate(samples[:BOUND_SAMPLES]):
         ref = evaluate(model, s.feeds).values[out]
-        tol = derive_tolerance(model, s.feeds, {out: ref}, mode=mode, seed=seed + k, weights=True)[out].per_step
+        derived = derive_tolerance(
+            model, s.feeds, {out: ref}, mode=mode, seed=seed + k, safety=SOURCE_SAFETY, weights=True
+        )
+        tol = derived[out].per_step
         bound = tol if bound is None or bound.shape != tol.shape else np.maximum(bound, tol)
     return bound if bound is not None else np.zeros(1)
+
+
+def _limits(steps: np.ndarray, bound: np.ndarray | None, max_error: float | None, y_src: np.ndarray) -> np.ndarray:
+    """The allowed error per step: --max-error at every step; else the derived bound over its tight steps
+    (the leading ones where it stays within LOOSE_FRACTION of the output's range; shorter array)."""
+    if bound is None:
+        return np.full(steps.shape, max_error)
+    limit = np.broadcast_to(bound if bound.shape == steps.shape else bound.max(initial=0.0), steps.shape)
+    loose = np.flatnonzero(limit > LOOSE_FRACTION * max(1.0, float(np.abs(y_src).max(initial=0.0))))
+    return limit[: int(loose[0])] if loose.size else limit
+
+
+def _scope(tight: int, total: int) -> str:
+    if tight >= total:
+        return ""
+    if tight:
+        return (
+            f"steps 1-{tight} of {total}; later steps amplify the quantization beyond {LOOSE_FRACTION:g} of the "
+            "output's range (the tensors are checked whatever the step)"
+        )
+    return (
+        f"not compared: the quantization moves the output by more than {LOOSE_FRACTION:g} of its range from "
+        "the first step (the tensors are checked)"
+    )
 
 
 def quantized_vs_source(
@@ -67,15 +100,13 @@ def quantized_vs_source(
     """Append one Comparison: the largest error over `samples`, per time step within the bound."""
     bound = None if src.max_error is not None else source_bound(model, out, samples, mode, time_axis, seed)
     top, rel, worst, step, ok = -1.0, 0.0, [], None, True
+    tight, total = 1 << 30, 0
     for k, s in enumerate(samples):
         err = np.abs(np.asarray(s.y, np.float64).reshape(s.y_src.shape) - s.y_src)
         steps = _per_step(err, time_axis)
-        limit = (
-            np.full(steps.shape, src.max_error)
-            if bound is None
-            else np.broadcast_to(bound if bound.shape == steps.shape else bound.max(initial=0.0), steps.shape)
-        )
-        ok = ok and bool(np.all(steps <= limit))
+        limit = _limits(steps, bound, src.max_error, s.y_src)
+        tight, total = min(tight, limit.size), steps.size
+        ok = ok and bool(np.all(steps[: limit.size] <= limit))
         if float(err.max(initial=0.0)) > top:
             top = float(err.max(initial=0.0))
             rel = top / max(float(np.abs(s.y_src).max(initial=0.0)), 1e-12)
@@ -90,4 +121,4 @@ def quantized_vs_source(
     if smoke:
         src.notes.append(SMOKE_NOTE)
         ok = True
-    src.checks.append(Comparison(name, max(top, 0.0), rel, worst, ok))
+    src.checks.append(Comparison(name, max(top, 0.0), rel, worst, ok, _scope(tight, total)))

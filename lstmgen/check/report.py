@@ -158,7 +158,7 @@ class SourceReport:
             return f"    tensors: all {len(self.tensors)} LSTM constants equal the source's exactly"
         return (
             f"    tensors: all {len(self.tensors)} LSTM constants equal the source's within their type "
-            f"(closest to its allowance: {top.describe(self.ops)})"
+            f"(largest: {top.steps:.2g} steps, {top.name})"
         )
 
     def summary(self) -> str:

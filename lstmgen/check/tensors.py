@@ -4,7 +4,8 @@ The source side is each framework's own gate table (Cell.tensors in check/source
 the tensor in the op's input slot (through a DEQUANTIZE for float16 weights), dequantized with its own
 scale and zero point. What the file's type allows (docs/verification.md):
   float32 / float16: the source value rounded to nearest once (a folded bias sum: one more rounding);
-  integer codes: within half a quantization step of the source value clamped to the type's range.
+  integer codes: within half a quantization step of the source value clamped to the type's range
+  (a folded bias: plus the float32 rounding of the sum the writer quantized).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lstmgen.tflite.schema import BuiltinOperator as Op
 
 CHUNK = 1 << 18  # elements compared at a time: float64 temporaries stay a few MB for any tensor size
 STEP_SLACK = 1e-3  # quantizers divide in float32 or float64: a code may sit this much past half a step
-CLAMP_NOTE = "clamped to the type's range"
+FLOAT32_EPS = 2.0**-24  # float32's unit roundoff
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,11 @@ def _float_steps(data: np.ndarray, src: np.ndarray) -> tuple[float, float, float
     return worst
 
 
-def _int_steps(t: Any, src: np.ndarray) -> tuple[float, float, float, int]:
-    """(worst error against the clamped source value, in the tensor's steps, that step, clamped count)."""
+def _int_steps(t: Any, src: np.ndarray, folded: bool) -> tuple[float, float, float, int]:
+    """(worst error against the clamped source value, in the tensor's steps, that step, clamped count).
+
+    folded: a bias the writer summed in float32 (forget bias, two framework biases) before quantizing:
+    that float32 rounding of the value is allowed on top of the half step."""
     q = t.quantization
     info = np.iinfo(t.dtype)
     scale, zero = np.asarray(q.scale, np.float64), np.asarray(q.zero_point, np.float64)
@@ -106,11 +110,16 @@ def _int_steps(t: Any, src: np.ndarray) -> tuple[float, float, float, int]:
             s, z = scale.reshape(shape), zero.reshape(shape)
             if axis == 0:
                 s, z = s[rows], z[rows]
-        real = (np.asarray(t.data[rows], np.float64) - z) * s
+        codes = np.asarray(t.data[rows], np.float64) - z
+        real = codes * s
         ref = np.asarray(src[rows], np.float64)
         lo, hi = (info.min - z) * s, (info.max - z) * s
         clamped += int(np.count_nonzero((ref < lo - s / 2) | (ref > hi + s / 2)))
-        err = np.abs(real - np.clip(ref, lo, hi))
+        # The scale is stored in float32: a quantizer that divided by the unrounded scale is off by up to
+        # one float32 rounding of it per code, which matters for int32 biases with large codes.
+        err = np.maximum(np.abs(real - np.clip(ref, lo, hi)) - np.abs(codes) * s * FLOAT32_EPS, 0.0)
+        if folded:
+            err = np.maximum(err - np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64), 0.0)
         steps = err / np.broadcast_to(s, err.shape)
         k = int(np.argmax(steps)) if steps.size else 0
         if steps.size and steps.flat[k] > worst[1]:
@@ -137,7 +146,7 @@ def compare_tensor(op: int, name: str, t: Any, src: np.ndarray) -> TensorCheck:
     if t.quantization is None or not len(t.quantization.scale):
         why = "integer codes without a scale"
         return TensorCheck(op, name, dtype, float("inf"), float("inf"), 0.0, 0.5, shape_error=why)
-    err, steps, step, clamped = _int_steps(t, src)
+    err, steps, step, clamped = _int_steps(t, src, bias)
     return TensorCheck(op, name, dtype, err, steps, step, 0.5 + STEP_SLACK, clamped)
 
 
