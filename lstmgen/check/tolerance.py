@@ -223,7 +223,7 @@ def _noisy_lstm(
             x_t[None], step_params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options()
         )
         y = y[0]
-        if proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) before the projection
+        if proj is not None and mode != "float16":  # m is rounded (hybrid: per row; int8: intermediate 4) first
             m = rec["hidden"][0]
             step = _row_step(m, asym) if mode == "dynamic-int8" else s_m
             y = y + u(step, m.shape) @ proj.T
