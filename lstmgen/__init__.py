@@ -15,7 +15,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from lstmgen.version import __version__ as __version__  # the one eager import: a constant
 
 # Public name -> "module:attribute", or a module for a whole namespace.
 _EXPORTS: dict[str, str] = {

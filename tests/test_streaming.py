@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import lstmgen
-import lstmgen.build
+import lstmgen.pipeline.steps as build_module  # the build steps: verify_written is patched there
 from lstmgen.tflite import reader, writer
 from lstmgen.weights.npz import NpzArrays
-
-build_module = sys.modules["lstmgen.build"]  # the module (lstmgen.build is also the function's name)
 
 
 def _tf1(path: Path, units: int = 16, inputs: int = 8, proj: int = 0) -> Path:
@@ -47,9 +44,7 @@ def test_weight_pages_dropped_after_the_write_before_verification(
     events: list[str] = []
     real_release, real_verify = NpzArrays.release, build_module.verify_written
     monkeypatch.setattr(NpzArrays, "release", lambda self: events.append("release") or real_release(self))
-    monkeypatch.setattr(
-        build_module, "verify_written", lambda *a, **k: events.append("verify") or real_verify(*a, **k)
-    )
+    monkeypatch.setattr(build_module, "verify_written", lambda *a, **k: events.append("verify") or real_verify(*a, **k))
     lstmgen.build(tmp_path / "m.tflite", {}, _tf1(tmp_path / "w.npz"))
     assert events == ["release", "verify"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmgen.check.graph import evaluate
 from lstmgen.check.report import Comparison, SourceReport
 from lstmgen.check.tolerance import derive_tolerance
+from lstmgen.numerics.graph import evaluate
 from lstmgen.tflite.records import ModelRecord
 
 BOUND_SAMPLES = 4  # inputs the source bound is derived on (the largest per step of them applies to all)

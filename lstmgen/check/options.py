@@ -15,11 +15,12 @@ from functools import partial
 
 import numpy as np
 
-from lstmgen.check.float_bound import FLOAT_RUNS, Finals, float_bound
-from lstmgen.check.reference import Jitter
-from lstmgen.check.report import FLOAT_ATOL, FLOAT_RTOL, SourceReport
+from lstmgen.check.report import SourceReport
 from lstmgen.check.source import SourceModel
 from lstmgen.check.source.common import Cell
+from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, float_bound
+from lstmgen.numerics.reference import Jitter
+from lstmgen.numerics.tables import FLOAT_ATOL, FLOAT_RTOL
 
 # The source's stated field -> (the op's option, the quantity it clips: the recorder's name for it).
 OPTIONS: dict[str, tuple[str, str]] = {"cell_clip": ("CellClip", "c"), "proj_clip": ("ProjClip", "h")}

@@ -8,16 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.float_bound import FLOAT_MARGIN
 from lstmgen.check.tensors import TensorCheck, worst
-
-# float32 kernel vs float64 reference: each step rounds a handful of dot products of length
-# I + P to float32 (relative error ~ sqrt(I+P) * 6e-8) and the recurrence carries it forward.
-# For moderate weights that stays <= 5e-7 up to 2048 units, so 1e-5 absolute + 1e-5 relative is the
-# floor; a swapped gate, transposed matrix or missing bias gives errors of 1e-2 and above. Steep cells
-# pass where the reference's own float32 sensitivity is larger (check/float_bound.py).
-FLOAT_ATOL = 1e-5
-FLOAT_RTOL = 1e-5
+from lstmgen.numerics.float_bound import FLOAT_MARGIN
 
 
 @dataclass

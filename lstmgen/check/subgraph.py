@@ -14,10 +14,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check.against import Sample, quantized_vs_source
-from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
-from lstmgen.check.graph import LstmSpec, constant_values, evaluate
 from lstmgen.check.options import TestInput, decide_options, stress_scale
-from lstmgen.check.reference import Jitter
 from lstmgen.check.report import (
     Comparison,
     SourceReport,
@@ -30,6 +27,9 @@ from lstmgen.check.source import SourceModel
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
+from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
+from lstmgen.numerics.graph import LstmSpec, constant_values, evaluate
+from lstmgen.numerics.reference import Jitter
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 

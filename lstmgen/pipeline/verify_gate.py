@@ -15,6 +15,7 @@ import numpy as np
 
 from lstmgen.config import CellConfig
 from lstmgen.errors import VerificationError
+from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.progress import task
 from lstmgen.tflite.records import Deferred
 from lstmgen.weights import CellWeights
@@ -108,7 +109,7 @@ def verify_written(
             max_error=max_error,
             strict_structure=True,
             source_inputs=samples,
-            smoke=config.quantize in ("int8", "int16x8") and samples is None,  # --calibration random
+            smoke=config.quantize in INTEGER_MODES and samples is None,  # --calibration random
         )
     report.model = str(output)
     if not report.passed:
