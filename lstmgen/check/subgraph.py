@@ -14,17 +14,14 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check.against import Sample, quantized_vs_source
+from lstmgen.check.compare import float_triple, kernel_check, starts
 from lstmgen.check.options import TestInput, decide_options, stress_scale
 from lstmgen.check.report import (
-    Comparison,
     SourceReport,
     VerifyReport,
-    compare,
     first_step_note,
-    float_tolerance_text,
 )
 from lstmgen.check.source import SourceModel
-from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
 from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
@@ -32,8 +29,6 @@ from lstmgen.numerics.graph import LstmSpec, constant_values, evaluate
 from lstmgen.numerics.reference import Jitter
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
-
-States = dict[int, tuple[np.ndarray | None, np.ndarray | None]]
 
 
 def op_alone(model: ModelRecord, op_index: int) -> ModelRecord:
@@ -117,12 +112,15 @@ def check_ops(
     `float_runs` perturbed runs) exceeds atol + rtol|ref|, as whole models do."""
     src = report.against_source
     cells = source.cells_in_op_order() if source is not None else []
-    starts: list[tuple[str, States]] = [("zero state", {})]
-    if report.mode == "none":  # a random initial state also proves the state tensors sit in the right slots
-        starts.append(("random initial state", _random_states(lm, session, rng)))
+    h_tensors = [h for h, _ in lm.states()]
+
+    def batch_of(k: int) -> int:
+        return int(np.prod(session.detail(h_tensors[k])["shape"])) // lm.lstms[k].output_size
+
+    begin = starts(lm.lstms, report.mode, batch_of, rng)
     constants = constant_values(lm.model)
     option_inputs: list[TestInput] = []
-    for s, (label, initial) in enumerate(starts):
+    for s, (label, initial) in enumerate(begin):
         session.reset(initial)
         session.invoke(x)
         finals = session.state()
@@ -141,9 +139,10 @@ def check_ops(
             if cells and not s:
                 option_inputs += _option_inputs(k, run, cells[k], stress)
             if report.mode != "none":
-                _check_quantized_op(lm, run, report)
+                sub, op = op_alone(lm.model, spec.op_index), lm.model.operators[spec.op_index]
+                name = f"{run.tag}output ({report.mode})"
+                kernel_check(report, sub, {op.inputs[0]: run.x}, op.outputs[0], run.y, name)
                 if src is not None and cell is not None:
-                    sub, op = op_alone(lm.model, spec.op_index), lm.model.operators[spec.op_index]
                     sample = Sample({op.inputs[0]: run.x}, run.y, cell(None)[0])
                     name = f"{run.tag}output vs float source"
                     quantized_vs_source(
@@ -166,23 +165,6 @@ def check_ops(
     if src is not None and source is not None:
         ops = [spec.op_index for spec in lm.lstms]
         decide_options(lm.model, ops, src, source, option_inputs, report.seed)
-    if report.mode != "none":
-        report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
-        report.rtol = 0.0
-    elif src is not None:
-        src.tolerance = float_tolerance_text(report.atol, report.rtol, report.float_bound)
-
-
-def _check_quantized_op(lm: LstmModel, run: _OpRun, report: VerifyReport) -> None:
-    """The op's output within the tolerance qcheck derives for the mode."""
-    op = lm.model.operators[run.spec.op_index]
-    sub = op_alone(lm.model, run.spec.op_index)
-    q = qcheck_report(sub, {op.inputs[0]: run.x}, {op.outputs[0]: run.y}, mode=report.mode, seed=report.seed)
-    out = q["outputs"][0]
-    report.quantization.append(q)
-    rel = out["max_abs_error"] / max(float(np.abs(run.y).max(initial=0.0)), 1e-12)
-    name = f"{run.tag}output ({report.mode})"
-    report.checks.append(Comparison(name, out["max_abs_error"], rel, [out["worst_step"]], out["ok"]))
 
 
 def _check_float_op(
@@ -210,11 +192,8 @@ def _check_float_op(
     else:
         bound = float_bound(reference, y_ref, finals_ref, run.time_axis, seed, runs)
     report.float_bound = max(report.float_bound, bound.largest)
-    (h_ref, c_ref), (bh, bc) = finals_ref[0], bound.finals[0]
-    atol, rtol = report.atol, report.rtol
-    report.checks.append(compare(f"{run.tag}output ({run.label})", run.y, y_ref, atol, rtol, bound.output))
-    report.checks.append(compare(f"{run.tag}h ({run.label})", run.final[0], h_ref, atol, rtol, bh))
-    report.checks.append(compare(f"{run.tag}c ({run.label})", run.final[1], c_ref, atol, rtol, bc))
+    finals = [(run.final, finals_ref[0])]
+    float_triple(report.checks, run.label, (run.y, y_ref), finals, bound, report.atol, report.rtol, prefix=run.tag)
     return bound
 
 
@@ -253,16 +232,6 @@ def _option_inputs(k: int, run: _OpRun, cell: Any, stress: bool) -> list[TestInp
     return inputs
 
 
-def _random_states(lm: LstmModel, session: Any, rng: np.random.Generator) -> States:
-    states: States = {}
-    for k, (spec, (h_idx, _)) in enumerate(zip(lm.lstms, lm.states(), strict=True)):
-        batch = int(np.prod(session.detail(h_idx)["shape"])) // spec.output_size
-        h0 = rng.uniform(-1, 1, (batch, spec.output_size)).astype(np.float32)
-        c0 = rng.uniform(-1, 1, (batch, spec.num_units)).astype(np.float32)
-        states[k] = (h0, c0)
-    return states
-
-
 def _float_against_cell(
     src: SourceReport,
     run: _OpRun,
@@ -273,12 +242,11 @@ def _float_against_cell(
 ) -> None:
     """The op against its source cell: output, h and c within atol + rtol|ref| or the derived bound."""
     y_ref, ((h, c),) = reference
-    (bh, bc), tag, label = bound.finals[0], run.tag, run.label
-    src.checks.append(compare(f"{tag}output ({label})", run.y, y_ref, atol, rtol, bound.output))
-    if all(v is None for v in run.initial):  # from the zero state
+    tag = run.tag
+    n = len(src.checks)
+    float_triple(src.checks, run.label, (run.y, y_ref), [(run.final, (h, c))], bound, atol, rtol, prefix=tag)
+    if all(v is None for v in run.initial) and not src.checks[n].passed:  # from the zero state
         first_step_note(src, run.y, y_ref, run.time_axis, atol, rtol)
-    src.checks.append(compare(f"{tag}h ({label})", run.final[0], h, atol, rtol, bh))
-    src.checks.append(compare(f"{tag}c ({label})", run.final[1], c, atol, rtol, bc))
     reach = float(np.abs(c).max(initial=0.0))
     why = (
         f"{tag}c: the source's cell state reaches |c| = {reach:.3g}, beyond the file's cell_clip of "
