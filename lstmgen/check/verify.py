@@ -402,6 +402,8 @@ def _source_report(
     src.incompatible = size_mismatches(lm.model, ops, cells)
     src.structure = [] if src.incompatible else differences(lm.model, ops, cells, stated)
     src.tensors = [] if src.incompatible else check_tensors(lm.model, ops, cells)
+    lm.release_pages()  # both sides' pages were read once for the comparison; the checks below read them again
+    source.release_pages()
     # Steps of the (last) LSTM's output; inside a larger graph, not of the head's.
     out = lm.model.operators[lm.lstms[-1].op_index].outputs[0] if lm.head else lm.output_index
     src.output_step = output_scale(lm.model, out) if quantized else None
