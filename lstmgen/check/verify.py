@@ -135,8 +135,10 @@ def verify_model(
     per-time-step errors. micro=True also runs the model in TensorFlow Lite Micro.
 
     With `source` (the weight file's own reference), the same runs are also compared with it:
-    float models within atol + rtol|ref|, quantized ones within `max_error` (else a gross-error bound),
-    and the file's LSTM options and inputs are compared with what was asked (errors if strict_structure).
+    float models within atol + rtol|ref|, quantized ones within `max_error` (else the bound derived from
+    the file's quantization steps, check/against.py); every LSTM constant is compared with the source's
+    (check/tensors.py), clips that differ are decided on the source (check/options.py), and the file's
+    LSTM options and inputs are compared with what was asked (errors if strict_structure).
     Quantized models are compared with the source on x and on further inputs from `source_inputs`
     ([n, *input shape], e.g. the calibration data; up to MAX_SOURCE_SAMPLES in all).
     smoke=True (a --calibration random build): the quantized output against the source is reported, not gated.
