@@ -18,6 +18,7 @@ from lstmgen.check.source.common import (
     Fn,
     SourceUnsupported,
     Stated,
+    Tensors,
     clip,
     f64,
     mm,
@@ -26,6 +27,7 @@ from lstmgen.check.source.common import (
     sigmoid,
     stored,
 )
+from lstmgen.check.source.cudnn_lstm import Step, cudnn_tensors, keras_cudnn_step, keras_cudnn_weights
 
 GATES = ("i", "f", "c", "o")
 NAMES = {"i": "input", "f": "forget", "c": "cell", "o": "output"}  # the op's gate per Keras gate
@@ -65,7 +67,7 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     fb = stated.forget_bias or 0.0  # Keras adds nothing at run time (unit_forget_bias only initialises)
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
-    def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
+    def keras_step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
         z = mm(x, kernel) + mm(h, recurrent) + bias
         i, f, g, o = (z[:, cols[k]] for k in GATES)
         c = clip(ract(f + fb) * c_prev + ract(i) * act(g), stated.cell_clip)
@@ -76,6 +78,14 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
             return {"input_to": kernel[:, cols[g]].T, "recurrent_to": recurrent[:, cols[g]].T, "bias": bias[cols[g]]}
 
         return per_gate(NAMES, blocks, fb)
+
+    step: Step = keras_step
+    view: Tensors = tensors
+    # A Keras 2 CuDNNLSTM (its file's [8N] bias says so, whatever the reader made of it) runs cuDNN's
+    # equations on the arrays as cuDNN reads them: tanh and sigmoid, no forget bias of its own.
+    if bias.shape == (8 * n,):
+        step = keras_cudnn_step(kernel, recurrent, bias, stated)
+        view = cudnn_tensors(*keras_cudnn_weights(kernel, recurrent, bias), stated.forget_bias or 0.0)
 
     half = attrs.get("half")
     overrides: dict[str, object] = {}
@@ -89,6 +99,4 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     if attrs.get("merge_mode") is not None:
         overrides["merge_mode"] = attrs["merge_mode"]
     backward = None if half is None else half == "backward"
-    return Cell(
-        "keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides, tensors=tensors
-    )
+    return Cell("keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides, tensors=view)
