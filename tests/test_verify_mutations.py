@@ -172,6 +172,18 @@ def one_element(slot: Slot, factor: float) -> FileMutation:
     return mutate
 
 
+def drop(*slots: Slot) -> FileMutation:
+    """Leave slots empty (-1), as a writer that forgot a feature would."""
+
+    def mutate(m: ModelRecord) -> ModelRecord:
+        op = _lstm(m)
+        inputs = [-1 if k in slots else i for k, i in enumerate(op.inputs)]
+        ops = tuple(replace(o, inputs=tuple(inputs)) if o is op else o for o in m.operators)
+        return replace(m, operators=ops)
+
+    return mutate
+
+
 def option(name: str, value: Any) -> FileMutation:
     def mutate(m: ModelRecord) -> ModelRecord:
         op = _lstm(m)
@@ -210,6 +222,10 @@ FILE_DEFECTS: dict[str, tuple[tuple[str, ...], FileMutation]] = {
         swap(Slot.INPUT_TO_INPUT_WEIGHTS, Slot.INPUT_TO_FORGET_WEIGHTS),
     ),
     "i/f peepholes swapped": (PEEPHOLE_MODES, swap(Slot.CELL_TO_INPUT_WEIGHTS, Slot.CELL_TO_FORGET_WEIGHTS)),
+    "peepholes dropped": (
+        PEEPHOLE_MODES,
+        drop(Slot.CELL_TO_INPUT_WEIGHTS, Slot.CELL_TO_FORGET_WEIGHTS, Slot.CELL_TO_OUTPUT_WEIGHTS),
+    ),
     "forget bias +0.02": (MODES, add_real(FB, 0.02)),
     "one recurrent weight x1.3": (MODES, one_element(Slot.RECURRENT_TO_INPUT_WEIGHTS, 1.3)),
     "cell clip 0.3 the source does not have": (MODES, option("CellClip", 0.3)),
@@ -284,6 +300,23 @@ def test_source_defect_is_caught(built: dict[str, tuple[Path, Path]], tmp_path: 
     assert any(not np.array_equal(v, np.load(weights)[k]) for k, v in arrays.items())
     result = _verify(model, other)
     assert result.exit_code in (1, 2), result.output
+
+
+@pytest.mark.parametrize("mode", PEEPHOLE_MODES)
+def test_source_without_the_files_peepholes_is_caught(
+    built: dict[str, tuple[Path, Path]], tmp_path: Path, mode: str
+) -> None:
+    """The source has no peepholes; the file (built from weights that had them) does."""
+    model, weights = built[mode]
+    arrays = {k: v for k, v in np.load(weights).items() if not k.startswith("cell_to_")}
+    other = tmp_path / "nopeep.npz"
+    np.savez(other, **arrays)
+    result = _verify(model, other)
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1, result.output
+    assert any(
+        t["shape_error"].startswith("in the file, absent from the source") for t in doc["against_source"]["tensors"]
+    )
 
 
 def test_the_suite_has_at_least_40_defects_over_every_mode() -> None:
