@@ -184,6 +184,18 @@ def drop(*slots: Slot) -> FileMutation:
     return mutate
 
 
+def output_scale(factor: float) -> FileMutation:
+    """The LSTM output's quantization scale x factor (not a constant: only the outputs can show it)."""
+
+    def mutate(m: ModelRecord) -> ModelRecord:
+        k = _lstm(m).outputs[0]
+        q = m.tensors[k].quantization
+        assert q is not None
+        return _set(m, k, quantization=replace(q, scale=tuple(float(s) * factor for s in q.scale)))
+
+    return mutate
+
+
 def option(name: str, value: Any) -> FileMutation:
     def mutate(m: ModelRecord) -> ModelRecord:
         op = _lstm(m)
@@ -230,6 +242,7 @@ FILE_DEFECTS: dict[str, tuple[tuple[str, ...], FileMutation]] = {
     "one recurrent weight x1.3": (MODES, one_element(Slot.RECURRENT_TO_INPUT_WEIGHTS, 1.3)),
     "cell clip 0.3 the source does not have": (MODES, option("CellClip", 0.3)),
     "activation relu for tanh": (("none", "float16", "dynamic-int8"), option("FusedActivationFunction", 1)),
+    "output grid x20 (a coarse output scale)": (("int8", "int16x8"), output_scale(20.0)),
     "weight zero point +3": (("dynamic-int8", "int8", "int16x8"), zero_point(Slot.INPUT_TO_CELL_WEIGHTS, 3)),
     "spoofed float16 label on a wrong forget bias": (("none",), spoof("float16", add_real(FB, 0.2))),
     "spoofed int8 label on a wrong float16 weight": (
