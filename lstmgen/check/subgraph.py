@@ -24,9 +24,11 @@ from lstmgen.check.report import (
 from lstmgen.check.source import SourceModel
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
+from lstmgen.numerics.emulate import emulation_report
 from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
 from lstmgen.numerics.graph import LstmSpec, constant_values, evaluate
 from lstmgen.numerics.reference import Jitter
+from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
@@ -142,6 +144,9 @@ def check_ops(
                 sub, op = op_alone(lm.model, spec.op_index), lm.model.operators[spec.op_index]
                 name = f"{run.tag}output ({report.mode})"
                 kernel_check(report, sub, {op.inputs[0]: run.x}, op.outputs[0], run.y, name)
+                if report.mode in INTEGER_MODES:  # the op alone, bit for bit against its kernel's emulation
+                    emulated = emulation_report(sub, report.runtime, run.x, run.y, finals=[run.final])
+                    report.emulation.append(emulated | {"op": run.spec.op_index})
                 if src is not None and cell is not None:
                     sample = Sample({op.inputs[0]: run.x}, run.y, cell(None)[0])
                     name = f"{run.tag}output vs float source"
