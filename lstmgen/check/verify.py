@@ -136,25 +136,15 @@ def verify_model(
 ) -> VerifyReport:
     """Run the model in the interpreter and the reference on the same seeded input and compare.
 
-    Float models: output, h and c from the zero state and from a random initial state per LSTM op
-    (which also proves that the state tensors are wired to the right slots), within atol + rtol|ref|.
-    Quantized models: the output within the tolerance qcheck derives for the mode (see README), with
-    per-time-step errors. micro=True also runs the model in TensorFlow Lite Micro.
-
-    With `source` (the weight file's own reference), the same runs are also compared with it:
-    float models within atol + rtol|ref|, quantized ones within `max_error` (else the bound derived from
-    the file's quantization steps, check/against.py); every LSTM constant is compared with the source's
-    (check/tensors.py), clips that differ are decided on the source (check/options.py), and the file's
-    LSTM options and inputs are compared with what was asked (errors if strict_structure).
-    Quantized models are compared with the source on x and on further inputs from `source_inputs`
-    ([n, *input shape], e.g. the calibration data; up to MAX_SOURCE_SAMPLES in all).
-    smoke=True (a --calibration random build): the quantized output against the source is reported, not gated.
-    Float models also pass where the reference's own float32 sensitivity (float_bound, from
-    `float_runs` perturbed runs, default FLOAT_RUNS; 0 = the fixed tolerance alone) exceeds atol + rtol|ref|.
-
-    Fused LSTM ops inside a larger graph (a converter's head around them; not with strict_structure,
-    which judges lstmgen's own builds) are checked each in isolation, on its own input tensor as the
-    interpreter computed it (check/subgraph.py).
+    Float models: output, h and c from the zero and a random initial state per LSTM op, within atol +
+    rtol|ref| or the reference's float32 sensitivity (`float_runs` perturbed runs; 0 = the fixed tolerance).
+    Quantized: the output within the tolerance derived for the kernel. micro=True also runs TFLite Micro.
+    With `source` (the weight file's own reference): the same runs against it (quantized: within
+    `max_error`, else the bound from the file's quantization steps, on x and up to MAX_SOURCE_SAMPLES - 1
+    inputs from `source_inputs`; smoke=True reports it ungated), every LSTM constant against the source's
+    (check/tensors.py), clips decided on the source (check/options.py), and the file's options and
+    inputs against what was asked (errors if strict_structure). LSTM ops inside a larger graph (not with
+    strict_structure) are checked each on its own input tensor (check/subgraph.py).
     """
     try:
         lm = read_lstm_model(path, head_ok=not strict_structure)
