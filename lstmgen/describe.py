@@ -159,11 +159,8 @@ def _graph(lm: LstmModel) -> dict[str, Any]:
     return {
         "operators": names,
         "lstm_ops": [
-            {
-                "op_index": s.op_index,
-                "input": _tensor(lm, lm.model.operators[s.op_index].inputs[0]),
-                "output": _tensor(lm, lm.model.operators[s.op_index].outputs[0]),
-            }
+            {"op_index": s.op_index, "input": _tensor(lm, lm.model.operators[s.op_index].inputs[0]),
+             "output": _tensor(lm, lm.model.operators[s.op_index].outputs[0])}
             for s in lm.lstms
         ],
         "unchecked_ops": [{"op_index": k, "op": names[k]} for k in lm.head],

@@ -75,9 +75,9 @@ def draw_inputs(model: ModelRecord, count: int, seed: int) -> np.ndarray:
 def expected_outputs(model: ModelRecord, inputs: np.ndarray, flavour: str) -> np.ndarray:
     """Each input through the emulated kernels of `flavour`, from the zero state."""
     out_t = model.tensors[model.outputs[0]]
-    return np.stack([emulate(model, {model.inputs[0]: x}, flavour).values[model.outputs[0]] for x in inputs]).astype(
-        out_t.dtype
-    )
+    return np.stack(
+        [emulate(model, {model.inputs[0]: x}, flavour).values[model.outputs[0]] for x in inputs]
+    ).astype(out_t.dtype)
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -59,3 +59,4 @@ def invoke(*args: object) -> Result:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
     return result
+

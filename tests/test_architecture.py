@@ -72,7 +72,6 @@ def _unit(module: str) -> str:
     parts = module.split(".")[1:]
     return parts[0] if parts else "lstmgen"
 
-
 def _imports(module: str, path: Path) -> list[tuple[int, str]]:
     """Every lstmgen module imported anywhere in the file (also inside functions and TYPE_CHECKING)."""
     tree = ast.parse(path.read_text(), str(path))

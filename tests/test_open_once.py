@@ -120,10 +120,10 @@ def test_safetensors_header_is_read_once_and_tensors_on_use(tmp_path: Path, monk
     assert sorted(read) == sorted(k for k in state if k.startswith("enc."))  # each once, none of 'dec'
 
 
-@pytest.mark.parametrize(("name", "layers"), [("ckpt_tf1_sharded", 1), ("ckpt_tf2_keras", 1), ("ckpt_tflite_cell", 1)])
-def test_checkpoint_index_is_parsed_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, layers: int
-) -> None:
+@pytest.mark.parametrize(
+    ("name", "layers"), [("ckpt_tf1_sharded", 1), ("ckpt_tf2_keras", 1), ("ckpt_tflite_cell", 1)]
+)
+def test_checkpoint_index_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, layers: int) -> None:  # noqa: E501
     from lstmgen.weights import tfbundle
 
     with counting(monkeypatch, tfbundle, "_load") as calls:
@@ -196,7 +196,9 @@ PROBE = (
 
 
 def _reader_modules(*argv: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=False, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=False, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
     return list(json.loads(proc.stdout.strip().splitlines()[-1]))
 

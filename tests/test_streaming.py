@@ -44,7 +44,9 @@ def test_weight_pages_dropped_after_the_write_before_verification(
     events: list[str] = []
     real_release, real_verify = NpzArrays.release, build_module.verify_written
     monkeypatch.setattr(NpzArrays, "release", lambda self: events.append("release") or real_release(self))
-    monkeypatch.setattr(build_module, "verify_written", lambda *a, **k: events.append("verify") or real_verify(*a, **k))
+    monkeypatch.setattr(
+        build_module, "verify_written", lambda *a, **k: events.append("verify") or real_verify(*a, **k)
+    )
     lstmgen.build(tmp_path / "m.tflite", {}, _tf1(tmp_path / "w.npz"))
     assert events == ["release", "verify"]
 

@@ -102,7 +102,8 @@ def _no_lstm(source: str, keys: list[str]) -> WeightFileError:
     return WeightFileError(
         f"{source}: no PyTorch nn.LSTM parameters found (expected keys like weight_ih_l0, weight_hh_l0, "
         f"bias_ih_l0, bias_hh_l0, optionally under a module prefix such as 'encoder.lstm.'); keys found: "
-        f"{_key_list(keys)}. Save the state_dict of the nn.LSTM or of a module holding one: {_SAVE_STATE_DICT}." + hint
+        f"{_key_list(keys)}. Save the state_dict of the nn.LSTM or of a module holding one: {_SAVE_STATE_DICT}."
+        + hint
     )
 
 

@@ -25,3 +25,5 @@ def emulate(
 ) -> Emulation:
     """Run an integer model in `flavour` ('litert' or 'tflm') from `feeds` (input tensor index -> codes)."""
     return emulate_graph(model, feeds, flavour, states=states, knobs=knobs, data_ops=DATA_OPS)
+
+

@@ -159,15 +159,11 @@ def emulation_verdict(reports: list[dict[str, Any]]) -> str:
     exactly what the file says (so the file, not the runtime, is what differs from the reference)."""
     off = [r for r in reports if not r["ok"]]
     if off:
-        return (
-            " "
-            + "; ".join(
-                f"{r['runtime']} differs by {r['max_lsb']} LSB from the exact emulation of its own integer kernel "
-                f"({r['flavour']}): this runtime build computes something other than its kernel's documented arithmetic"
-                for r in off
-            )
-            + "."
-        )
+        return " " + "; ".join(
+            f"{r['runtime']} differs by {r['max_lsb']} LSB from the exact emulation of its own integer kernel "
+            f"({r['flavour']}): this runtime build computes something other than its kernel's documented arithmetic"
+            for r in off
+        ) + "."
     disagree = list(dict.fromkeys(n for r in reports for n in r.get("runtimes_disagree", [])))
     if disagree:
         return " " + " ".join(disagree)
