@@ -179,15 +179,11 @@ def verify_cmd(
     failure = None
     if not rep.passed:
         src = rep.against_source
-        failure = (
-            f"{model}: "
-            + (
-                f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
-                if src is not None and not src.passed
-                else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
-            )
-            + emulation_verdict(rep.emulation)
-        )
+        failure = f"{model}: " + (
+            f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
+            if src is not None and not src.passed
+            else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+        ) + emulation_verdict(rep.emulation)
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
