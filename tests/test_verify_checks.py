@@ -67,3 +67,26 @@ def test_calibration_random_is_a_labelled_smoke_build(tmp_path: Path, mode: str)
     assert result.exit_code == 0 and doc["ok"], doc.get("error")
     src = doc["verification"]["against_source"]
     assert any("SMOKE TEST" in n for n in src["notes"]) and all(t["passed"] for t in src["tensors"])
+
+
+def test_a_chaotic_cell_is_compared_over_its_tight_steps_and_a_clip_still_fails(tmp_path: Path) -> None:
+    """WEAK is not PASS: a 32-unit TF1 cell with weights std 2 over 200 steps is chaotic in float32 (its
+    derived bound reaches ~19, where a file clipping c at 5 used to pass). The right model passes over
+    the leading tight steps and says so; the file with the clip fails."""
+    rng = np.random.default_rng(33)
+    weights = tmp_path / "chaos.npz"
+    kernel = (rng.standard_normal((8 + 32, 4 * 32)) * 2).astype(np.float32)
+    np.savez(weights, kernel=kernel, bias=rng.standard_normal(4 * 32).astype(np.float32))
+    right, clipped = tmp_path / "right.tflite", tmp_path / "clip5.tflite"
+    common = ("build", "--weights", weights, "--weights-format", "tf1", "--time-steps", 200, "-q")
+    assert invoke(*common, "-o", right).exit_code == 0
+    doc = json.loads(invoke("verify", right, "--weights", weights, "--weights-format", "tf1", "--json").stdout)
+    assert doc["ok"], doc.get("error")
+    scoped = [c["scope"] for c in doc["against_source"]["checks"] if c["name"].startswith("output")]
+    assert scoped and all(
+        s.startswith("steps 1-") and s.endswith("of 200; later steps are chaotic in float32") for s in scoped
+    )
+    assert any("compared over steps 1-" in n for n in doc["notes"])
+    assert invoke(*common, "--cell-clip", 5, "--no-verify", "-o", clipped).exit_code == 0
+    result = invoke("verify", clipped, "--weights", weights, "--weights-format", "tf1", "--json")
+    assert result.exit_code == 1

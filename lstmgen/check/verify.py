@@ -251,7 +251,10 @@ def _test_inputs(
     def from_start(initial: dict[int, Any], x: np.ndarray) -> Any:
         return lambda sm, jitter: sm.run(x, initial, jitter)
 
-    tests = [TestInput(f"the test input from the {label}", from_start(init, x_src), t_axis) for label, init in begin]
+    tests = [
+        TestInput(f"the test input from the {label}", from_start(init, x_src), t_axis, zero_start=not init)
+        for label, init in begin
+    ]
     if stress:
         k = stress_scale(x_src, source.cells_in_op_order()[0])
         tests.append(TestInput(f"the stress input (the test input x{k:.3g})", from_start({}, x_src * k), t_axis))
