@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.report import (
-    GROSS_ERROR_FRACTION,
     Comparison,
     SourceReport,
     VerifyReport,
@@ -133,7 +133,7 @@ def verify_graph_form(
             y = sess.invoke(xk)
             _check_file(lm, report, label + tag, xk, y, y_ref, bound)
             if src is not None and y_src is not None:
-                _check_source(lm, src, label + tag, y, y_src, bound, atol, rtol)
+                _check_source(lm, src, label + tag, (xk, y, y_src), bound, report)
     if mode != "none" and report.quantization:
         report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
         report.rtol = 0.0
@@ -172,7 +172,7 @@ def _check_file(
 def _source_report(source: SourceModel, mode: str, atol: float, rtol: float, max_error: float | None) -> SourceReport:
     quantized = mode != "none"
     if quantized:
-        gate = f"{max_error:g} (--max-error)" if max_error is not None else f"{GROSS_ERROR_FRACTION:g}·max|ref|"
+        gate = f"{max_error:g} (--max-error)" if max_error is not None else "derived from the file's quantization steps"
         tolerance = f"{mode} vs float source: {gate}"
     else:
         tolerance = f"{atol:g} + {rtol:g}·|ref|"
@@ -183,27 +183,20 @@ def _check_source(
     lm: LstmModel,
     src: SourceReport,
     label: str,
-    y: np.ndarray,
-    y_src: np.ndarray,
+    run: tuple[np.ndarray, np.ndarray, np.ndarray],
     bound: np.ndarray,
-    atol: float,
-    rtol: float,
+    report: VerifyReport,
 ) -> None:
-    """The output against the source: float within atol + rtol|ref| (or the bound), quantized within the gate."""
+    """The output against the source: float within atol + rtol|ref| (or the bound); quantized within the
+    bound derived from the file's own quantization steps, or --max-error (check/against.py)."""
+    x, y, y_src = run
+    atol, rtol, mode, seed = report.atol, report.rtol, report.mode, report.seed
     t_axis = 0 if lm.time_major else 1
     if not src.quantized:
         src.checks.append(compare(f"output ({label})", y, y_src, atol, rtol, bound))
         if not src.structure:  # said once, from the first run that shows it
             first_step_note(src, y, y_src, t_axis, atol, rtol)
         return
-    if np.size(y) != np.size(y_src):
-        src.checks.append(compare(f"output vs float source ({label})", y, y_src, atol, rtol))
-        return
-    err = np.abs(np.asarray(y, np.float64).reshape(y_src.shape) - y_src)
-    scale = float(np.abs(y_src).max(initial=0.0))
-    gate = src.max_error if src.max_error is not None else GROSS_ERROR_FRACTION * scale
-    top = float(err.max(initial=0.0))
-    worst = [int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)] if err.size else []
-    if err.ndim == 3:
-        src.worst_time_step = int(np.argmax(np.moveaxis(err, t_axis, 0).reshape(err.shape[t_axis], -1).max(axis=1)))
-    src.checks.append(Comparison(f"output vs float source ({label})", top, top / max(scale, 1e-12), worst, top <= gate))
+    sample = Sample({lm.input_index: x}, y, y_src)
+    quantized_vs_source(src, f"output vs float source ({label})", lm.model, lm.output_index, [sample],
+                        mode=mode, time_axis=t_axis, seed=seed)  # fmt: skip
