@@ -122,7 +122,7 @@ class LayerSummary:
 def build(
     output: str | Path,
     options: Mapping[str, Any] | CellConfig,
-    weights: str | Path | CellWeights | list[list[CellWeights]] | None = None,
+    weights: str | Path | WeightSource | CellWeights | list[list[CellWeights]] | None = None,
     *,
     weights_format: str = "auto",
     layer: str | None = None,
@@ -149,11 +149,12 @@ def build(
     cell_weights = layers[0][0]
     notes = _cell_notes([c for cells in layers for c in cells]) + notes
     t1 = time.perf_counter()
+    # What the weights are, not where they were kept: a module and its saved state_dict, or one state_dict as
+    # .pt, .safetensors and .npz, give the same bytes (so does a renamed file), and a rebuild compares exactly.
     provenance = {
         "weights_format": cell_weights.format,
-        "weights_file": Path(cell_weights.source).name if weights is not None else cell_weights.source,
         "layers": [[c.layer for c in cells] for cells in layers],
-        "notes": notes,
+        "notes": [n for n in notes if source is None or n != source.note],
     }
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
@@ -251,13 +252,15 @@ def _check_run_options(runtime: str, accelerator: str | None, max_error: float |
 
 
 def _read(
-    weights: str | Path | CellWeights | list[list[CellWeights]] | None,
+    weights: str | Path | WeightSource | CellWeights | list[list[CellWeights]] | None,
     weights_format: str,
     layer: str | None,
     num_layers: int | None,
     say: Callable[[str], None],
 ) -> tuple[list[list[CellWeights]] | None, WeightSource | None]:
     """The cells to build (None: --init), and the open weight file they come from (None: given as arrays)."""
+    if isinstance(weights, WeightSource):  # opened by the caller (a live object, lstmgen.weights.live)
+        return load_stack(weights, layer, num_layers), weights
     if not isinstance(weights, (str, Path)):
         return ([[weights]] if isinstance(weights, CellWeights) else weights), None
     say(f"reading weights {weights}")

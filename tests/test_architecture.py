@@ -64,6 +64,9 @@ ALLOWED: dict[str, set[str]] = {
     | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
     | {"check.graph", "check.tolerance", "check.report", "check.verify"}
     | {"build", "resolve", "gate", "run", "describe", "embed", "export", "samples"},
+    # The public API (lstmgen.api): on top, beside the CLI, whose build summary it prints.
+    "api": BASE | {"build", "run", "describe", "export", "config", "output", "resolve", "gate", "weights"}
+    | {"check.verify", "cli", "modelinfo"},
     "__main__": {"cli"},
 }
 

@@ -160,10 +160,16 @@ class VerifyReport:
     against_source: SourceReport | None = None
     scope: list[str] = field(default_factory=list)  # LSTM ops inside a larger graph: what was checked, what not
     float_bound: float = 0.0  # float models: the largest derived float32-sensitivity bound (0: the floor held)
+    # A live torch/Keras object run itself (lstmgen.api.witness.FrameworkReport; the Python API only).
+    framework: Any = None
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks) and (self.against_source is None or self.against_source.passed)
+        return (
+            all(c.passed for c in self.checks)
+            and (self.against_source is None or self.against_source.passed)
+            and (self.framework is None or self.framework.passed is not False)
+        )
 
     @property
     def max_abs_error(self) -> float:
@@ -183,6 +189,8 @@ class VerifyReport:
         d.update(passed=self.passed, max_abs_error=self.max_abs_error, max_rel_error=self.max_rel_error)
         d["tolerance"] = self.tolerance_text()
         d["against_source"] = self.against_source.to_dict() if self.against_source else None
+        if self.framework is None:
+            del d["framework"]  # the CLI's reports (schemas/report.schema.json) never have one
         return d
 
 

@@ -774,6 +774,17 @@ class KerasFile:
     def __init__(self, path: Path) -> None:
         self._h5, self._handle, self._cells, self.source = _open_cells(path)
 
+    @classmethod
+    def in_memory(
+        cls, config: Mapping[str, Any], cells: Mapping[str, Mapping[str, np.ndarray]], source: str
+    ) -> KerasFile:
+        """A live model's cells (name path -> arrays by role) and its config, found as in a .keras file."""
+        found = [_Cell(name, f"{source} [{name}]", dict(arrays)) for name, arrays in cells.items()]
+        self = cls.__new__(cls)
+        self._h5, self._handle, self.source = None, None, source
+        self._cells = _listed(_attach_configs(found, config, source))
+        return self
+
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The LSTM layers in model order: ('lstm',), ('lstm_1',), a Bidirectional as one layer
         ('bidirectional/forward_layer', 'bidirectional/backward_layer').
@@ -793,7 +804,7 @@ class KerasFile:
         _check_chained(layers, self.source)
         notes = [note] if note else []
         if len(layers) > 1 and any(c.config is None for g in layers for c in g):
-            others = _other_weights(self._h5, self._cells)
+            others = _other_weights(self._h5, self._cells) if self._h5 is not None else []
             if others:
                 notes.append(
                     f"the file also holds weights of other layers ({', '.join(others)}) and does not record where "
@@ -816,7 +827,8 @@ class KerasFile:
         return False
 
     def close(self) -> None:
-        self._h5.close()
+        if self._h5 is not None:
+            self._h5.close()
         if self._handle is not None:
             self._handle.close()
 
