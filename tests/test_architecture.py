@@ -67,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
     # The public API (lstmgen.api): on top, beside the CLI, whose build summary it prints.
     "api": BASE | {"build", "run", "describe", "export", "config", "output", "resolve", "gate", "weights"}
     | {"check.verify", "cli", "modelinfo"},
+    "precommit": BASE | {"api", "config"},  # the pre-commit hook's script: the public API's build
     "__main__": {"cli"},
 }
 

@@ -20,7 +20,7 @@ from lstmgen.cli.common import (
     verify_line,
 )
 from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
-from lstmgen.output import check_target
+from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing
 from lstmgen.targets import ACCELERATORS
 from lstmgen.weights import FORMATS
@@ -152,6 +152,12 @@ from lstmgen.weights import FORMATS
     help="Refuse weight files whose arrays declare more bytes than this, before reading them [default: 2 GiB].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON on stdout.")
+@click.option(
+    "--summary-md",
+    "summary_md",
+    type=PATH,
+    help="Also write the summary as Markdown (a table of the layers, the verification): a CI job summary.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 @handle_errors
 def build_cmd(
@@ -168,6 +174,7 @@ def build_cmd(
     embed_path: Path | None,
     max_weights_bytes: int | None,
     as_json: bool,
+    summary_md: Path | None,
     quiet: bool,
     max_error: float | None,
     **cell: Any,
@@ -204,6 +211,9 @@ def build_cmd(
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
     inputs = {"--weights": weights_path, "--config": config_file, "--calibration-data": calibration_data or file_calib}
     check_target(output, inputs)  # before any work: -o may not name an input
+    if summary_md is not None:
+        refuse_same({"-o": output, "--summary-md": summary_md})
+        check_target(summary_md, inputs)
     with guard.byte_limit(max_weights_bytes), showing(progress_sink(quiet or as_json)):
         result = build(
             output,
@@ -220,6 +230,10 @@ def build_cmd(
             embed=embed_path,
             max_error=max_error,
         )
+    if summary_md is not None:
+        from lstmgen.cli.summary_md import build_markdown
+
+        write_atomic(summary_md, build_markdown(result.to_dict()).encode())
     if as_json:
         click.echo(json_document({"ok": True, **result.to_dict()}))
     else:
