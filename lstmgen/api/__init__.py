@@ -18,15 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lstmgen.config import CellConfig
 from lstmgen.errors import VerificationError
+from lstmgen.weights import load_weights
 
 if TYPE_CHECKING:
-    from lstmgen.api.witness import FrameworkReport
+    from lstmgen.api._witness import FrameworkReport
     from lstmgen.build import BuildResult as BuildDetails
     from lstmgen.check.verify import VerifyReport
     from lstmgen.export import ExportResult
 
-__all__ = ["BuildResult", "build", "export", "inspect", "run", "verify"]
+# Documented here (make docs) under the names the package gives them: lstmgen.CellConfig, lstmgen.load_weights.
+__all__ = ["BuildResult", "CellConfig", "build", "export", "inspect", "load_weights", "run", "verify"]
 
 # Keys of a config file (or **options) that choose the inputs rather than describe the cell.
 _INPUT_KEYS = ("weights", "weights_format", "layer", "calibration_data", "calibration")
@@ -127,7 +130,7 @@ def build(
             max_error=max_error,
         )
         if details.verification is not None:
-            details.verification.framework = _witness(source, target, details, layer)
+            details.verification.framework = _framework_witness(source, target, details, layer)
         result = BuildResult(target.read_bytes(), None, details)
     details.output = str(out) if out is not None else "(in memory)"
     if details.verification is not None:
@@ -160,11 +163,11 @@ def _weights(source: object, weights_format: str) -> Iterator[Any]:
         yield opened
 
 
-def _witness(source: object, model: Path, details: BuildDetails, layer: str | None) -> FrameworkReport | None:
+def _framework_witness(source: object, model: Path, details: BuildDetails, layer: str | None) -> FrameworkReport | None:
     """The live object run on the model's input; VerificationError when it disagrees (nothing is saved)."""
     if source is None or isinstance(source, (str, Path)):
         return None
-    from lstmgen.api.witness import framework_report
+    from lstmgen.api._witness import framework_report
 
     options = details.config.to_dict()
     report = framework_report(source, model, options, layer)
@@ -215,7 +218,7 @@ def verify(
         report = verify_model(path, runtime=runtime, seed=seed, x=x, micro=micro, source=reference, max_error=max_error)
         report.model = str(model) if isinstance(model, (str, Path)) else "(in memory)"
         if source is not None and not isinstance(source, (str, Path)):
-            from lstmgen.api.witness import framework_report
+            from lstmgen.api._witness import framework_report
 
             options = {**cell_options, "num_layers": cell_options.get("num_layers", 1)}
             report.framework = framework_report(source, path, options, layer)

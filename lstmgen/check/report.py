@@ -160,7 +160,7 @@ class VerifyReport:
     against_source: SourceReport | None = None
     scope: list[str] = field(default_factory=list)  # LSTM ops inside a larger graph: what was checked, what not
     float_bound: float = 0.0  # float models: the largest derived float32-sensitivity bound (0: the floor held)
-    # A live torch/Keras object run itself (lstmgen.api.witness.FrameworkReport; the Python API only).
+    # A live torch/Keras object run itself (lstmgen.api._witness.FrameworkReport; the Python API only).
     framework: Any = None
 
     @property
