@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.build import build
-from lstmgen.check.graph import evaluate
+from lstmgen.numerics.graph import evaluate
 from lstmgen.run import run_model
 from lstmgen.tflite.reader import read_model
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from lstmgen.config import CellConfig
-from lstmgen.layout import layout
+from lstmgen.pipeline.layout import layout
 from lstmgen.quant.calibrate import random_calibration
 from lstmgen.quant.quantize import quantize
 from lstmgen.tflite.records import ModelRecord

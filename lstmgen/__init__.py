@@ -16,7 +16,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from lstmgen.version import __version__ as __version__  # the one eager import: a constant
 
 # Public name -> "module:attribute", or a module for a whole namespace. These names are the stable API
 # (tests/test_facade.py pins them); every other module is private and may move.

@@ -14,12 +14,10 @@ from typing import Any
 
 from lstmgen import guard
 from lstmgen.errors import ConfigError
+from lstmgen.numerics.tables import QUANTIZE_MODES
 from lstmgen.tflite.tables import ACTIVATIONS, REFUSED_ACTIVATIONS
 
 INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "normal", "zeros")
-QUANTIZE_MODES: tuple[str, ...] = ("none", "float16", "dynamic-int8", "int8", "int16x8")
-# Full-integer modes (calibrated): mode -> activation type. int16x8 = int16 activations, int8 weights.
-INTEGER_MODES: dict[str, str] = {"int8": "int8", "int16x8": "int16"}
 IO_TYPES: tuple[str, ...] = ("int8", "int16", "float32")
 TARGETS: tuple[str, ...] = ("tflite", "micro", "ethos-u")
 DTYPES: tuple[str, ...] = ("float32",)

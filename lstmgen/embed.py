@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen import __version__
 from lstmgen.errors import ConfigError, ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import check_target, write_atomic
@@ -25,9 +24,10 @@ from lstmgen.targets.rules import find_problems
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
+from lstmgen.version import __version__
 
 # Builtin name -> the tflite::MicroMutableOpResolver method that registers it (micro_mutable_op_resolver.h),
-# for every builtin with a TFLM kernel (targets/rules.py MICRO_BUILTIN_OPS; a test keeps the two in step).
+# for every builtin with a TFLM kernel (targets/micro.py MICRO_BUILTIN_OPS; a test keeps the two in step).
 _RESOLVER_TEXT = """
     ABS:Abs ADD:Add ADD_N:AddN ARG_MAX:ArgMax ARG_MIN:ArgMin ASSIGN_VARIABLE:AssignVariable
     AVERAGE_POOL_2D:AveragePool2D BATCH_MATMUL:BatchMatMul BATCH_TO_SPACE_ND:BatchToSpaceNd

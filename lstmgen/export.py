@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.graph import real_value
 from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.numerics.graph import real_value
+from lstmgen.numerics.tables import GATES
 from lstmgen.output import write_atomic
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 from lstmgen.weights.base import GATE_ORDERS
 
-GATES = ("input", "forget", "cell", "output")
 PEEPHOLES = ("cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights")
 LAYER_NORM = tuple(f"{g}_layer_norm_coefficients" for g in GATES)
 

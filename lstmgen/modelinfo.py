@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from lstmgen import guard
-from lstmgen.check.graph import LstmSpec, lstm_spec
 from lstmgen.errors import ModelFileError
+from lstmgen.numerics.graph import LstmSpec, lstm_spec
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op

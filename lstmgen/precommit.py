@@ -35,14 +35,14 @@ def _inputs(config: Path) -> set[Path]:
 
 def check(pairs: list[tuple[Path, Path]], changed: set[Path] | None, write: bool) -> list[str]:
     """Rebuild the pairs whose files changed (None: all); the problems found, one line each."""
-    import lstmgen
+    from lstmgen.api import build
 
     problems = []
     for config, model in pairs:
         try:
             if changed is not None and not ((_inputs(config) | {model.resolve()}) & changed):
                 continue
-            built = lstmgen.build(config=config, progress=None)
+            built = build(config=config)
         except LstmgenError as exc:
             problems.append(f"{model}: cannot be rebuilt from {config}: {exc}")
             continue

@@ -1,4 +1,4 @@
-"""Import contracts: the layering cli -> build/run/describe -> layout/quant/check -> tflite, checked statically."""
+"""Import contracts: cli -> build/run/describe -> pipeline -> check/quant/weights -> numerics -> tflite, statically."""
 
 from __future__ import annotations
 
@@ -10,63 +10,45 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lstmgen"
 
-# Unit -> the units it may import from (besides itself). A unit is a top-level module or subpackage;
-# check/ is split per module because its layers differ (the reference sits at the bottom, verify on top).
-# "lstmgen" is the package root: __version__, and the lazy facade (its imports run on attribute access
-# only, so nothing imports the facade's targets at import time). Bottom-up, the layering reads:
-#   errors, quant.affine < tflite < config < check.reference < check.float_bound < check.report < check.graph
-#   < modelinfo/layout/weights/targets/... < check.subgraph
-#   < check.verify/init < build/run/describe < cli.
+# Unit -> the units it may import from (besides itself). A unit is a top-level module or subpackage.
+# "lstmgen" is the package root: it re-exports __version__ and holds the lazy facade (its imports run on
+# attribute access only, so nothing imports the facade's targets at import time). Bottom-up, the layering reads:
+#   version, errors, progress, guard < tflite < numerics < config < arrays/output/modelinfo/weights/targets
+#   < runtimes/quant < check < samples/embed < pipeline < build/run/describe/export < cli.
 # A new module needs a row here: say where it sits before it imports anything.
-BASE = {"lstmgen", "errors", "guard", "progress"}  # guard: hostile-input checks; progress: step counting
+BASE = {"version", "errors", "guard", "progress"}  # guard: hostile-input checks; progress: step counting
 ALLOWED: dict[str, set[str]] = {
-    "lstmgen": set(),  # module level; the facade's function-level imports: test_facade_imports_lazily
+    "lstmgen": {"version"},  # module level; the facade's function-level imports: test_facade_imports_lazily
+    "version": set(),
     "errors": set(),
     "progress": set(),
     "guard": {"errors"},
-    "check": set(),  # the package's __init__ (a docstring)
-    "quant.affine": set(),  # the affine quantization arithmetic (NumPy only): every layer may use it
-    "tflite": {"errors"},
+    "tflite": {"errors"},  # file-format facts only: test_tflite_imports_only_errors
+    "numerics": BASE | {"tflite"},  # graph evaluation, the reference, the float bound, affine arithmetic, tables
+    "config": BASE | {"tflite", "numerics"},
     "arrays": BASE,
     "output": BASE,
-    "config": BASE | {"tflite"},
-    "check.reference": set(),
-    "check.graph": BASE | {"tflite", "check.reference", "quant.affine"},
-    "check.tolerance": BASE | {"tflite", "check.reference", "check.graph", "quant.affine"},
-    "check.source": BASE | {"tflite", "config", "weights", "arrays", "check.reference"},
-    "modelinfo": BASE | {"tflite", "check.graph"},
-    "layout": BASE | {"tflite", "config"},
+    "modelinfo": BASE | {"tflite", "numerics"},
     "weights": BASE | {"tflite", "arrays"},
-    "targets": BASE | {"tflite", "config"},
-    "runtimes": BASE | {"tflite", "targets", "arrays", "quant.affine"},
-    "quant": BASE | {"tflite", "config", "check.graph", "check.reference", "quant.affine"},
-    "init": BASE | {"tflite", "config", "layout", "weights"},
-    "check.float_bound": {"check.reference"},
-    "check.report": {"check.float_bound"},
-    "check.subgraph": BASE
-    | {"tflite", "modelinfo", "check.reference", "check.graph", "check.tolerance", "check.source"}
-    | {"check.float_bound", "check.report"},
-    "check.verify": BASE
-    | {"tflite", "config", "arrays", "modelinfo", "runtimes", "weights", "quant.affine"}
-    | {"check.reference", "check.graph", "check.tolerance", "check.source", "check.float_bound", "check.report"}
-    | {"check.subgraph"},
-    "resolve": BASE | {"config", "init", "layout", "weights"},
-    "gate": BASE | {"tflite", "config", "weights", "check.verify", "check.source", "targets", "embed"},
-    "build": BASE
-    | {"tflite", "config", "arrays", "output", "layout", "init", "weights", "quant", "targets", "runtimes"}
-    | {"resolve", "gate", "samples", "embed", "check.verify"},
-    "run": BASE | {"tflite", "arrays", "output", "modelinfo", "runtimes", "check.graph", "check.verify"},
+    "targets": BASE | {"tflite", "config", "numerics"},
+    "runtimes": BASE | {"tflite", "numerics", "targets", "arrays"},
+    "quant": BASE | {"tflite", "numerics", "config"},
+    "check": BASE | {"tflite", "numerics", "config", "arrays", "modelinfo", "runtimes", "weights"},
     "samples": BASE | {"arrays"},
-    "export": BASE | {"tflite", "output", "modelinfo", "weights", "check.graph", "quant.affine"},
-    "describe": BASE | {"tflite", "config", "modelinfo", "targets", "check.graph"},
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo", "targets"},
+    "pipeline": BASE
+    | {"tflite", "numerics", "config", "arrays", "output", "weights", "quant", "targets", "runtimes", "check"}
+    | {"samples", "embed"},
+    "build": {"pipeline"},  # the public entry point, re-exported
+    "run": BASE | {"tflite", "numerics", "arrays", "output", "modelinfo", "runtimes", "check"},
+    "export": BASE | {"tflite", "numerics", "output", "modelinfo", "weights"},
+    "describe": BASE | {"tflite", "numerics", "config", "modelinfo", "targets"},
     "cli": BASE
-    | {"tflite", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check.graph", "check.tolerance", "check.report", "check.verify"}
-    | {"build", "resolve", "gate", "run", "describe", "embed", "export", "samples"},
+    | {"tflite", "numerics", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
+    | {"check", "pipeline", "build", "run", "describe", "embed", "export", "samples"},
     # The public API (lstmgen.api): on top, beside the CLI, whose build summary it prints.
-    "api": BASE | {"build", "run", "describe", "export", "config", "output", "resolve", "gate", "weights"}
-    | {"check.verify", "cli", "modelinfo"},
+    "api": BASE | {"build", "run", "describe", "export", "config", "output", "pipeline", "weights", "check"}
+    | {"cli", "modelinfo"},
     "precommit": BASE | {"api", "config"},  # the pre-commit hook's script: the public API's build
     "__main__": {"cli"},
 }
@@ -89,16 +71,9 @@ def _is_module(name: str) -> bool:
 
 
 def _unit(module: str) -> str:
-    """lstmgen.check.graph -> check.graph; lstmgen.quant.affine -> quant.affine; lstmgen.weights.keras -> weights."""
+    """lstmgen.numerics.graph -> numerics; lstmgen.weights.keras -> weights; lstmgen -> lstmgen."""
     parts = module.split(".")[1:]
-    if not parts:
-        return "lstmgen"
-    if parts[0] == "check" and len(parts) > 1:
-        return f"check.{parts[1]}"
-    if parts[:2] == ["quant", "affine"]:
-        return "quant.affine"
-    return parts[0]
-
+    return parts[0] if parts else "lstmgen"
 
 def _imports(module: str, path: Path) -> list[tuple[int, str]]:
     """Every lstmgen module imported anywhere in the file (also inside functions and TYPE_CHECKING)."""
@@ -146,10 +121,32 @@ def test_allowed_edges_form_no_cycle() -> None:
 LAYERED = [(m, p) for m, p in MODULES if m != "lstmgen"]
 
 
+def test_modules_import_no_cycle() -> None:
+    """Inside a unit too: no module reaches itself through its imports (also function-level ones)."""
+    names = {m for m, _ in MODULES}
+
+    def module_of(name: str) -> str:
+        while name not in names:  # `from lstmgen.x import attribute`: the module x
+            name = name.rpartition(".")[0]
+        return name
+
+    edges = {m: {module_of(n) for _, n in _imports(m, p)} - {m, "lstmgen"} for m, p in LAYERED}
+    for start in edges:
+        seen: set[str] = set()
+        todo = list(edges[start])
+        while todo:
+            m = todo.pop()
+            assert m != start, f"{start} imports itself through a chain of imports: an import cycle"
+            if m not in seen:
+                seen.add(m)
+                todo += edges.get(m, set())
+
+
 def test_facade_imports_lazily() -> None:
-    """The package root imports nothing from lstmgen at module level (`import lstmgen` stays cheap)."""
+    """The package root imports only __version__ at module level (`import lstmgen` stays cheap)."""
     tree = ast.parse((PACKAGE / "__init__.py").read_text())
-    eager = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and "lstmgen" in ast.dump(n)]
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and "lstmgen" in ast.dump(n)]
+    eager = [n for n in imports if not (isinstance(n, ast.ImportFrom) and n.module == "lstmgen.version")]
     assert not eager, "lstmgen/__init__.py must import submodules lazily (inside __getattr__)"
 
 
@@ -167,8 +164,8 @@ def test_imports_follow_the_layering(module: str, path: Path) -> None:
 
 def test_reference_imports_nothing_from_lstmgen() -> None:
     """The judging reference shares no code or tables with the writer."""
-    path = PACKAGE / "check" / "reference.py"
-    assert _imports("lstmgen.check.reference", path) == []
+    path = PACKAGE / "numerics" / "reference.py"
+    assert _imports("lstmgen.numerics.reference", path) == []
 
 
 def test_tflite_imports_only_errors() -> None:

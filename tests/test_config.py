@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lstmgen import init
 from lstmgen.build import build as build_model  # the pipeline's own signature
 from lstmgen.config import INITIALIZERS, CellConfig, load_config_file
 from lstmgen.errors import ConfigError
+from lstmgen.pipeline import initializers as init
 
 BASE = {"num_units": 6, "input_size": 5}
 

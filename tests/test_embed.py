@@ -16,7 +16,7 @@ from lstmgen.build import build
 from lstmgen.cli.main import main
 from lstmgen.embed import DYNAMIC_RULE, RESOLVER_BY_NAME, arena_with_margin, embed, symbol_for
 from lstmgen.errors import ConfigError, ModelFileError
-from lstmgen.targets.rules import MICRO_BUILTIN_OPS, MICRO_RULES
+from lstmgen.targets.micro import MICRO_BUILTIN_OPS, MICRO_RULES
 
 needs_tflm = pytest.mark.skipif(importlib.util.find_spec("tflite_micro") is None, reason="tflite-micro not installed")
 GXX = shutil.which("g++")
@@ -248,9 +248,9 @@ def test_a_third_party_int8_classifier_is_embedded(tmp_path: Path) -> None:
 @needs_tflm
 def test_a_head_tflm_cannot_run_is_refused_naming_the_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Were SOFTMAX without a TFLM kernel, the classifier would be refused, naming the op (the same rule table)."""
-    import lstmgen.targets.rules as rules
+    import lstmgen.targets.micro as micro
 
-    monkeypatch.setattr(rules, "MICRO_BUILTIN_OPS", rules.MICRO_BUILTIN_OPS - {"SOFTMAX"})
+    monkeypatch.setattr(micro, "MICRO_BUILTIN_OPS", micro.MICRO_BUILTIN_OPS - {"SOFTMAX"})
     r = CliRunner().invoke(main, ["embed", str(HEADS / "tf_classifier.tflite"), "-o", str(tmp_path / "m.cc")])
     assert r.exit_code == 2 and "operator without a TFLM kernel (operator 3 SOFTMAX)" in r.output, r.output
     assert not (tmp_path / "m.cc").exists() and not (tmp_path / "m.h").exists()

@@ -17,7 +17,16 @@ import lstmgen
 from lstmgen.cli.main import COMMANDS
 
 # Loaded by `lstmgen --help` / `--version` neither directly nor through a dependency.
-HEAVY = ("lstmgen.quant", "lstmgen.check", "lstmgen.tflite", "lstmgen.weights", "lstmgen.build", "numpy", "tflite")
+HEAVY = (
+    "lstmgen.quant",
+    "lstmgen.check",
+    "lstmgen.numerics",
+    "lstmgen.tflite",
+    "lstmgen.weights",
+    "lstmgen.build",
+    "numpy",
+    "tflite",
+)
 
 PROBE = """
 import json, sys
@@ -50,7 +59,7 @@ def test_import_lstmgen_loads_nothing_else() -> None:
         text=True,
         check=True,
     ).stdout
-    assert [m for m in json.loads(out) if m.startswith("lstmgen.")] == []
+    assert [m for m in json.loads(out) if m.startswith("lstmgen.")] == ["lstmgen.version"]  # a constant
 
 
 def test_a_command_loads_on_use() -> None:
@@ -81,7 +90,8 @@ def test_facade_exports() -> None:
     # A fresh import offers exactly these (submodules bind themselves as attributes once imported).
     code = "import lstmgen, json; print(json.dumps(sorted(n for n in dir(lstmgen) if not n.startswith('_'))))"
     fresh = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert set(fresh) - {"annotations", "importlib", "sys", "types", "TYPE_CHECKING", "Any"} == set(PUBLIC)
+    modules = {"annotations", "importlib", "sys", "types", "TYPE_CHECKING", "Any", "version"}
+    assert set(fresh) - modules == set(PUBLIC)
 
 
 def test_every_public_name_is_documented() -> None:
@@ -113,8 +123,10 @@ def test_a_float_build_does_not_load_quantization(tmp_path: Path) -> None:
     out = tmp_path / "m.tflite"
     loaded = _modules_after("build", "--num-units", "8", "--input-size", "4", "-o", str(out), "--no-verify", "-q")
     assert out.is_file()
-    # Only the affine arithmetic (NumPy only; the interpreter adapters encode/decode with it), not the quantizer.
-    assert {m for m in loaded if m.startswith("lstmgen.quant")} <= {"lstmgen.quant", "lstmgen.quant.affine"}
+    # Not the quantizer: of numerics, only the tables and the affine arithmetic (the interpreter adapters use it).
+    assert not [m for m in loaded if m.startswith("lstmgen.quant")]
+    numerics = {"lstmgen.numerics", "lstmgen.numerics.tables", "lstmgen.numerics.affine"}
+    assert {m for m in loaded if m.startswith("lstmgen.numerics")} <= numerics
     # --no-verify loads neither the references nor an interpreter adapter (a faster start for big builds)
     assert not [m for m in loaded if m.startswith(("lstmgen.check.verify", "lstmgen.check.source"))]
 
@@ -123,12 +135,17 @@ def test_a_float_build_does_not_load_quantization(tmp_path: Path) -> None:
 # formats' readers, verification, quantization, the interpreters, vela's rules, version lookups, TOML.
 NOT_FOR_A_PLAIN_BUILD = (
     "lstmgen.check",
+    "lstmgen.numerics.graph",
+    "lstmgen.numerics.reference",
+    "lstmgen.numerics.float_bound",
     "lstmgen.quant.quantize",
     "lstmgen.quant.calibrate",
     "lstmgen.runtimes.interpreter",
     "lstmgen.runtimes.micro",
     "lstmgen.targets.ethos_u",
     "lstmgen.targets.rules",
+    "lstmgen.targets.checks",
+    "lstmgen.targets.micro",
     "lstmgen.weights.keras",
     "lstmgen.weights.torch_sd",
     "lstmgen.weights.onnx_lstm",

@@ -229,8 +229,8 @@ def test_terminal_progress_shows_long_tasks_only_and_ends_the_line(capsys: pytes
 
 def test_calibration_and_verification_report_their_steps(tmp_path: Path) -> None:
     from lstmgen import progress
-    from lstmgen.check.float_bound import FLOAT_RUNS
     from lstmgen.check.verify import verify_model
+    from lstmgen.numerics.float_bound import FLOAT_RUNS
     from lstmgen.quant.calibrate import calibrate
     from lstmgen.tflite.reader import read_model
 

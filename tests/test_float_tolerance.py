@@ -1,4 +1,4 @@
-"""Float tolerance on steep cells: the float32 sensitivity derived from the reference side (check/float_bound.py).
+"""Float tolerance on steep cells: the float32 sensitivity derived from the reference side (numerics/float_bound.py).
 
 A 32-unit TF1 cell with std-normal weights over 50 steps: the interpreter's float32 rounding, amplified by
 the recurrence, ends ~1e-4 from the float64 reference, 7-20x the fixed 1e-5 + 1e-5|ref| (a false FAIL before
@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import lstmgen.layout
+import lstmgen.pipeline.layout
 from lstmgen.build import build
-from lstmgen.check.report import FLOAT_ATOL
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.main import main
 from lstmgen.errors import VerificationError
 from lstmgen.modelinfo import read_lstm_model
+from lstmgen.numerics.tables import FLOAT_ATOL
 from lstmgen.runtimes.interpreter import Session
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import OperatorRecord, TensorRecord
@@ -65,12 +65,12 @@ def test_steep_cell_fails_without_derived_bound(tmp_path: Path, steep: Path) -> 
 
 def _forget_bias_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The injected bug: the layout folds forget_bias + 1 into the forget-gate bias."""
-    real = lstmgen.layout._Graph.lstm
+    real = lstmgen.pipeline.layout._Graph.lstm
 
     def lstm(self: Any, scope: str, shape: Any, weights: Any, x: int, forget_bias: float) -> int:
         return real(self, scope, shape, weights, x, forget_bias + 1.0)
 
-    monkeypatch.setattr(lstmgen.layout._Graph, "lstm", lstm)
+    monkeypatch.setattr(lstmgen.pipeline.layout._Graph, "lstm", lstm)
 
 
 def test_steep_cell_forget_bias_off_by_one_is_caught(

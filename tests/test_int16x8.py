@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 import lstmgen.quant.quantize as quantize_module
 from lstmgen.build import build
-from lstmgen.check.graph import evaluate
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.main import main
 from lstmgen.errors import ConfigError, ModelFileError, VerificationError
+from lstmgen.numerics.graph import evaluate
 from lstmgen.run import run_model
 from lstmgen.runtimes.micro import open_micro_session
 from lstmgen.tflite.reader import read_model

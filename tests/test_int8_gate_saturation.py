@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmgen.check import reference
-from lstmgen.check.graph import lstm_spec
-from lstmgen.check.reference import lstm_reference, sigmoid
 from lstmgen.check.tolerance import check, to_codes, to_real
 from lstmgen.config import CellConfig
-from lstmgen.layout import layout
+from lstmgen.numerics import reference
+from lstmgen.numerics.graph import lstm_spec
+from lstmgen.numerics.reference import lstm_reference, sigmoid
+from lstmgen.pipeline.layout import layout
 from lstmgen.quant.calibrate import calibrate
 from lstmgen.quant.quantize import quantize
 from lstmgen.tflite.records import ModelRecord

@@ -1,4 +1,4 @@
-"""TensorFlow Lite Micro: target rules (targets.py) and the TFLM runner, checked against TFLite and NumPy."""
+"""TensorFlow Lite Micro: target rules (targets/micro.py) and the TFLM runner, checked against TFLite and NumPy."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import tflite
 from support import TF_FIXTURES
 
 from lstmgen.build import build
-from lstmgen.check.graph import evaluate
+from lstmgen.config import TARGETS
 from lstmgen.errors import ConfigError, LstmgenError, ModelFileError, RuntimeNotAvailable
+from lstmgen.numerics.graph import evaluate
 from lstmgen.run import run_model, run_model_states
-from lstmgen.targets.rules import MICRO_BUILTIN_OPS, MICRO_RULES, TARGETS, check_target, find_problems
+from lstmgen.targets.micro import MICRO_BUILTIN_OPS, MICRO_RULES
+from lstmgen.targets.rules import check_target, find_problems
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.slots import Slot

@@ -12,8 +12,8 @@ from support import random_tflite_weights
 
 from lstmgen.build import build
 from lstmgen.config import CellConfig
-from lstmgen.layout import layout
 from lstmgen.modelinfo import describe_graph
+from lstmgen.pipeline.layout import layout
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import DATA_ALIGNMENT
 from lstmgen.tflite.slots import WEIGHT_SLOTS, Slot

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from support import TF_FIXTURES, random_tflite_weights
 
-import lstmgen.layout
+import lstmgen.pipeline.layout
 import lstmgen.quant.quantize
 from lstmgen.build import build
 from lstmgen.cli.main import main
@@ -66,25 +66,25 @@ def assert_caught(
 
 def _wrap_options(m: pytest.MonkeyPatch, key: str, change: Callable[[Any], Any]) -> None:
     """Alter one field of the LSTM options table the writer emits."""
-    real = lstmgen.layout.Options
+    real = lstmgen.pipeline.layout.Options
 
     def options(table: str, fields: tuple[tuple[str, Any], ...]) -> Any:
-        if table == lstmgen.layout.OPTIONS_TABLE:
+        if table == lstmgen.pipeline.layout.OPTIONS_TABLE:
             fields = tuple((k, change(v) if k == key else v) for k, v in fields)
         return real(table, fields)
 
-    m.setattr(lstmgen.layout, "Options", options)
+    m.setattr(lstmgen.pipeline.layout, "Options", options)
 
 
 def _wrap_lstm(m: pytest.MonkeyPatch, change: Callable[[dict[str, Any], float], tuple[dict[str, Any], float]]) -> None:
     """Alter what the writer puts into each LSTM op (its weights and the folded forget bias)."""
-    real = lstmgen.layout._Graph.lstm
+    real = lstmgen.pipeline.layout._Graph.lstm
 
     def lstm(self: Any, scope: str, shape: Any, weights: Any, x: int, forget_bias: float) -> int:
         w, fb = change(dict(weights), forget_bias)
         return real(self, scope, shape, w, x, fb)
 
-    m.setattr(lstmgen.layout._Graph, "lstm", lstm)
+    m.setattr(lstmgen.pipeline.layout._Graph, "lstm", lstm)
 
 
 def _wrap_reader(m: pytest.MonkeyPatch, fmt: str, change: Callable[[dict[str, np.ndarray]], None]) -> None:
@@ -175,10 +175,10 @@ READER_MODULES = {
 
 def test_activation_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """relu written as tanh (the activation table off by one entry)."""
-    table = dict(lstmgen.layout.ACTIVATIONS)
+    table = dict(lstmgen.pipeline.layout.ACTIVATIONS)
     bad = {**table, "relu": table["tanh"]}
     opts = {"num_units": N, "input_size": I, "activation": "relu"}
-    assert_caught(tmp_path, monkeypatch, lambda m: m.setattr(lstmgen.layout, "ACTIVATIONS", bad), opts, None)
+    assert_caught(tmp_path, monkeypatch, lambda m: m.setattr(lstmgen.pipeline.layout, "ACTIVATIONS", bad), opts, None)
 
 
 def test_cell_clip_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,7 +234,7 @@ def test_layer_norm_coefficient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_swapped_state_slots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """h and c state tensors wired to each other's slot (with a projection they differ in size)."""
-    real = lstmgen.layout._Graph._state
+    real = lstmgen.pipeline.layout._Graph._state
 
     def state(self: Any, name: str, width: int) -> int:
         swapped = {"output_state": "cell_state", "cell_state": "output_state"}
@@ -243,7 +243,8 @@ def test_swapped_state_slots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         return real(self, name.replace(leaf, swapped[leaf]), other)
 
     opts = {"num_units": N, "input_size": I, "num_proj": 3}
-    err = assert_caught(tmp_path, monkeypatch, lambda m: m.setattr(lstmgen.layout._Graph, "_state", state), opts, None)
+    graph = lstmgen.pipeline.layout._Graph
+    err = assert_caught(tmp_path, monkeypatch, lambda m: m.setattr(graph, "_state", state), opts, None)
     assert "output_state" in str(err)
 
 

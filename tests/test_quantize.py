@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import tflite
 
-from lstmgen.check.graph import evaluate
 from lstmgen.check.tolerance import check, to_codes, to_real
 from lstmgen.config import CellConfig
 from lstmgen.errors import ConfigError
-from lstmgen.layout import layout
+from lstmgen.numerics.graph import evaluate
+from lstmgen.pipeline.layout import layout
 from lstmgen.quant.calibrate import calibrate, random_calibration
 from lstmgen.quant.quantize import quantize
 from lstmgen.tflite.reader import read_model

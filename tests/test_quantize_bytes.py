@@ -66,7 +66,7 @@ def build_case(name: str, folder: Path) -> str:
 @pytest.fixture
 def fixed_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The generator's version is written into the file: pin it; build in tmp_path, by relative names."""
-    monkeypatch.setattr("lstmgen.layout.__version__", "0+pinned")
+    monkeypatch.setattr("lstmgen.pipeline.layout.__version__", "0+pinned")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -77,9 +77,9 @@ def test_quantized_bytes_are_pinned(name: str, fixed_version: Path) -> None:
 
 
 if __name__ == "__main__":  # print the current hashes (run from the repository root)
-    import lstmgen.layout
+    import lstmgen.pipeline.layout
 
-    lstmgen.layout.__version__ = "0+pinned"
+    lstmgen.pipeline.layout.__version__ = "0+pinned"
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         for case in CASES:

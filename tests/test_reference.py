@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lstmgen.check.reference import lstm_reference
+from lstmgen.numerics.reference import lstm_reference
 
 
 def sig(v: float) -> float:

@@ -139,7 +139,7 @@ def test_source_reference_matches_onnx(tmp_path: Path, direction: str, layout: i
 def test_canonical_reference_is_the_op() -> None:
     from support import random_tflite_weights
 
-    from lstmgen.check.reference import lstm_reference
+    from lstmgen.numerics.reference import lstm_reference
     from lstmgen.weights import get_reader
 
     w = random_tflite_weights(6, 5, 3, peepholes=True, projection_bias=True)
@@ -186,7 +186,7 @@ def test_source_reference_matches_real_files(case: str) -> None:
 def test_canonical_variants_are_the_op(variant: str) -> None:
     from support import random_tflite_weights
 
-    from lstmgen.check.reference import lstm_reference
+    from lstmgen.numerics.reference import lstm_reference
     from lstmgen.weights import get_reader
 
     rng = np.random.default_rng(4)

@@ -9,8 +9,8 @@ import pytest
 from support import TF_FIXTURES, tf_manifest
 
 from lstmgen.build import build
-from lstmgen.check.reference import lstm_reference
 from lstmgen.modelinfo import read_lstm_model
+from lstmgen.numerics.reference import lstm_reference
 from lstmgen.run import run_model
 from lstmgen.weights import load_weights
 

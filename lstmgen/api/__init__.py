@@ -228,8 +228,8 @@ def verify(
 def _reference(weights: Any, weights_format: str, layer: str | None, options: Mapping[str, Any]) -> Any:
     """The source reference of a path or an opened live source, with the build's rules for what it implies."""
     from lstmgen.errors import ConfigError
-    from lstmgen.gate import source_reference
-    from lstmgen.resolve import load_stack, resolve
+    from lstmgen.pipeline.resolve import load_stack, resolve
+    from lstmgen.pipeline.verify_gate import source_reference
     from lstmgen.weights import open as open_weights
 
     if isinstance(weights, (str, Path)):

@@ -8,15 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.float_bound import FLOAT_MARGIN
+from lstmgen.numerics.float_bound import FLOAT_MARGIN
 
-# float32 kernel vs float64 reference: each step rounds a handful of dot products of length
-# I + P to float32 (relative error ~ sqrt(I+P) * 6e-8) and the recurrence carries it forward.
-# For moderate weights that stays <= 5e-7 up to 2048 units, so 1e-5 absolute + 1e-5 relative is the
-# floor; a swapped gate, transposed matrix or missing bias gives errors of 1e-2 and above. Steep cells
-# pass where the reference's own float32 sensitivity is larger (check/float_bound.py).
-FLOAT_ATOL = 1e-5
-FLOAT_RTOL = 1e-5
 # Quantized models against the float source, when no --max-error is given: a gross-error bound as a
 # fraction of the output's range (int8 errors are a few output steps, ~1-3 % of it; an int8 scale
 # off by 8x or a wrong zero point gives tens of percent).

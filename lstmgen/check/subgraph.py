@@ -13,9 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
-from lstmgen.check.graph import LstmSpec, constant_values, evaluate
-from lstmgen.check.reference import Jitter
 from lstmgen.check.report import (
     GROSS_ERROR_FRACTION,
     Comparison,
@@ -29,6 +26,9 @@ from lstmgen.check.source import SourceModel
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
+from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
+from lstmgen.numerics.graph import LstmSpec, constant_values, evaluate
+from lstmgen.numerics.reference import Jitter
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 

@@ -11,24 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.graph import constant_values, data_op, evaluate, lstm_spec
-from lstmgen.check.reference import lstm_reference
 from lstmgen.errors import ModelFileError
+from lstmgen.numerics import affine
+from lstmgen.numerics.graph import constant_values, data_op, evaluate, lstm_spec
+from lstmgen.numerics.reference import lstm_reference
+from lstmgen.numerics.tables import FLOAT_ATOL, FLOAT_RTOL, INTEGER_MODES, Q0_15, Q3_12
 from lstmgen.progress import step_hook
-from lstmgen.quant import affine
 from lstmgen.tflite.records import ModelRecord, Quantization, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import Slot
 
-FLOAT_ATOL = 1e-5  # same as float verification: float32 arithmetic vs the float64 reference
-FLOAT_RTOL = 1e-5
 RUNS = 8  # Monte-Carlo trajectories per derivation
 SAFETY = 2.0  # multiplies the largest simulated deviation (the kernel's error is one more draw of it)
 MIN_INT8_LSB = 1  # the output is rounded to its grid and ties may break either way: never below 1 step
-INTEGER = (np.dtype(np.int8), np.dtype(np.int16))  # activation types of the full-integer modes
-INTEGER_MODES = ("int8", "int16x8")
-Q3_12 = 2.0**-12  # the integer kernels hold gate pre-activations in int16 at this fixed scale (no layer norm)
-Q0_15 = 2.0**-15  # ... and gate outputs (sigmoid/tanh) in Q0.15
+INTEGER = tuple(m.activation for m in INTEGER_MODES.values())  # activation types of the full-integer modes
 # int16x8: the int16 sigmoid/tanh are approximations a few Q0.15 steps off; they enter h through
 # o * tanh(c) and c through f * c and i * z, modelled as this many extra Q0.15 steps of noise.
 ACTIVATION_LSB = 4

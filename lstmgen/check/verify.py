@@ -10,12 +10,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check import subgraph
-from lstmgen.check.float_bound import FLOAT_RUNS, Finals, FloatBound, float_bound
-from lstmgen.check.graph import constant_values, evaluate, quantize_real
-from lstmgen.check.reference import Jitter
 from lstmgen.check.report import (
-    FLOAT_ATOL,
-    FLOAT_RTOL,
     GROSS_ERROR_FRACTION,
     Comparison,
     SourceReport,
@@ -30,8 +25,12 @@ from lstmgen.check.tolerance import RUNS, model_mode, output_scale
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.numerics import affine
+from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, float_bound
+from lstmgen.numerics.graph import constant_values, evaluate, quantize_real
+from lstmgen.numerics.reference import Jitter
+from lstmgen.numerics.tables import FLOAT_ATOL, FLOAT_RTOL
 from lstmgen.progress import expect
-from lstmgen.quant import affine
 from lstmgen.runtimes.interpreter import open_session
 from lstmgen.tflite.schema import BuiltinOperator
 

@@ -19,7 +19,8 @@ from lstmgen.cli.common import (
     runtime_option,
     verify_line,
 )
-from lstmgen.config import INITIALIZERS, IO_TYPES, QUANTIZE_MODES, TARGETS, check_keys, load_config_file
+from lstmgen.config import INITIALIZERS, IO_TYPES, TARGETS, check_keys, load_config_file
+from lstmgen.numerics.tables import QUANTIZE_MODES
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing
 from lstmgen.targets import ACCELERATORS

@@ -207,8 +207,8 @@ def verify_cmd(
 def _reference(weights: Path, weights_format: str, layer: str | None, options: dict[str, Any]) -> Any:
     """The source reference for --weights, with the build's rules for what the file implies."""
     from lstmgen.errors import ConfigError
-    from lstmgen.gate import source_reference
-    from lstmgen.resolve import load_stack, resolve
+    from lstmgen.pipeline.resolve import load_stack, resolve
+    from lstmgen.pipeline.verify_gate import source_reference
     from lstmgen.weights import open as open_weights
 
     with open_weights(weights, weights_format) as source:  # loaded weights stay valid after the close

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from lstmgen import __version__
 from lstmgen.cli.common import EXIT_CODES, echo_json_error, internal_error
+from lstmgen.version import __version__
 
 # Command name -> (module exposing `command`, the one-line help `lstmgen --help` shows), in --help order.
 # The help text lives here so that listing the commands imports none of them (a test keeps it in sync).

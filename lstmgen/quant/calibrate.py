@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.graph import evaluate
 from lstmgen.errors import ConfigError
+from lstmgen.numerics.graph import evaluate
 from lstmgen.progress import task
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op

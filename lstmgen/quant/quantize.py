@@ -12,16 +12,16 @@ from typing import Any
 import numpy as np
 
 from lstmgen.config import IO_TYPES
-from lstmgen.config import QUANTIZE_MODES as MODES
 from lstmgen.errors import ConfigError
-from lstmgen.quant import affine
+from lstmgen.numerics import affine
+from lstmgen.numerics.tables import F16, F32, I8, I16, I32, INTEGER_MODES, Q3_12, IntegerMode
+from lstmgen.numerics.tables import QUANTIZE_MODES as MODES
 from lstmgen.quant.calibrate import CalibrationStats, LstmRanges
 from lstmgen.tflite.records import ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import GATES, NUM_INPUTS, Slot, gate_slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, OP_MIN_RUNTIME, min_runtime
 
-F32, F16, I8, I16, I32, I64 = (np.dtype(t) for t in (np.float32, np.float16, np.int8, np.int16, np.int32, np.int64))
 _DATA_OPS = (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE)
 # Slots holding matmul weights (int8 in hybrid and int8 modes).
 MATMUL_SLOTS: tuple[Slot, ...] = (
@@ -33,22 +33,7 @@ BIAS_SLOTS: tuple[Slot, ...] = tuple(gate_slot("{}_GATE_BIAS", g) for g in GATES
 LN_SLOTS: tuple[Slot, ...] = tuple(gate_slot("{}_LAYER_NORM_COEFFICIENTS", g) for g in GATES)
 # The integer tanh of the cell state handles 15 - k integer bits, only 0..6 of them: 2^-15 <= s_c <= 2^-9.
 CELL_K_MIN, CELL_K_MAX = 9, 15
-Q3_12 = 2.0**-12  # the kernel's fixed gate pre-activation scale without layer norm
 
-
-@dataclass(frozen=True)
-class IntegerMode:
-    """What differs between the full-integer modes (TFLM kernels/unidirectional_sequence_lstm.cc Eval)."""
-
-    activation: np.dtype  # input, output, h state and every activation tensor around the LSTMs
-    bias: np.dtype  # gate biases: the accumulator type of the kernel's fully connected
-    symmetric: bool  # int16 activations are symmetric (zero point 0), the 16x8 convention
-
-
-INTEGER_MODES: dict[str, IntegerMode] = {
-    "int8": IntegerMode(I8, I32, False),  # 8x8->16: int16 cell, 32-bit bias
-    "int16x8": IntegerMode(I16, I64, True),  # 16x8->16: int16 cell, 64-bit bias
-}
 # Cell variants the 16x8 kernel (TFLM's, the only one that exists) does not implement: quantizing them
 # would give a file no interpreter can run or check.
 _NOT_16X8: tuple[tuple[str, tuple[Slot, ...]], ...] = (

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
-from lstmgen.quant import affine
+from lstmgen.numerics import affine
 from lstmgen.runtimes import INSTALL_HINTS, RUNTIME_ALIASES, RUNTIME_CHOICES, RUNTIMES
 from lstmgen.runtimes.probe import probe
 

@@ -17,7 +17,8 @@ import numpy as np
 from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.runtimes.interpreter import decode, encode
 from lstmgen.runtimes.probe import probe
-from lstmgen.targets.rules import LSTM, check_target
+from lstmgen.targets.checks import LSTM
+from lstmgen.targets.rules import check_target
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.slots import Slot

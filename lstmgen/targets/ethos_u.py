@@ -21,23 +21,21 @@ from typing import Any
 import numpy as np
 
 from lstmgen.errors import RuntimeNotAvailable, VerificationError
+from lstmgen.numerics.tables import F32, I8, I16
 from lstmgen.targets import DEFAULT_ACCELERATOR
-from lstmgen.targets.rules import (
-    F32,
-    I8,
-    I16,
+from lstmgen.targets.checks import (
     Rule,
-    _cifg,
-    _diagonal,
-    _dynamic_shapes,
-    _input_count,
-    _layer_norm,
-    _lstms,
-    _non_variable_state,
-    _op_name,
-    _peepholes,
-    _projection,
-    _tensor,
+    cifg,
+    diagonal,
+    dynamic_shapes,
+    input_count,
+    layer_norm,
+    lstms,
+    non_variable_state,
+    op_name,
+    peepholes,
+    projection,
+    tensor,
 )
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
@@ -56,19 +54,19 @@ def _cpu_ops(model: ModelRecord) -> list[str]:
     found = []
     for k, op in enumerate(model.operators):
         if op.opcode not in NPU_OPS:
-            found.append(f"operator {k} {_op_name(op)} (not in vela's supported operators)")
+            found.append(f"operator {k} {op_name(op)} (not in vela's supported operators)")
             continue
         io = [model.tensors[i] for i in (*op.inputs[:1], *op.outputs) if i >= 0]
         bad = sorted({t.dtype.name for t in io if t.dtype not in NPU_TYPES})
         if bad:
-            found.append(f"operator {k} {_op_name(op)} on {', '.join(bad)} tensors")
+            found.append(f"operator {k} {op_name(op)} on {', '.join(bad)} tensors")
     return found
 
 
 def _float_lstm(model: ModelRecord) -> list[str]:
     found = []
-    for where, op in _lstms(model):
-        x, w = _tensor(model, op, Slot.INPUT), _tensor(model, op, Slot.INPUT_TO_FORGET_WEIGHTS)
+    for where, op in lstms(model):
+        x, w = tensor(model, op, Slot.INPUT), tensor(model, op, Slot.INPUT_TO_FORGET_WEIGHTS)
         if x is not None and w is not None and x.dtype == F32 and w.dtype == F32:
             found.append(f"{where}: float32 input and weights")
     return found
@@ -76,8 +74,8 @@ def _float_lstm(model: ModelRecord) -> list[str]:
 
 def _hybrid_lstm(model: ModelRecord) -> list[str]:
     found = []
-    for where, op in _lstms(model):
-        x, w = _tensor(model, op, Slot.INPUT), _tensor(model, op, Slot.INPUT_TO_FORGET_WEIGHTS)
+    for where, op in lstms(model):
+        x, w = tensor(model, op, Slot.INPUT), tensor(model, op, Slot.INPUT_TO_FORGET_WEIGHTS)
         if x is not None and w is not None and x.dtype == F32 and w.dtype != F32:
             found.append(f"{where}: float32 input, {w.dtype.name} weights")
     return found
@@ -85,8 +83,8 @@ def _hybrid_lstm(model: ModelRecord) -> list[str]:
 
 def _other_input_type(model: ModelRecord) -> list[str]:
     found = []
-    for where, op in _lstms(model):
-        x = _tensor(model, op, Slot.INPUT)
+    for where, op in lstms(model):
+        x = tensor(model, op, Slot.INPUT)
         if x is not None and x.dtype not in (F32, I8, I16):
             found.append(f"{where}: {x.dtype.name} input")
     return found
@@ -94,8 +92,8 @@ def _other_input_type(model: ModelRecord) -> list[str]:
 
 def _in_out_types(model: ModelRecord) -> list[str]:
     found = []
-    for where, op in _lstms(model):
-        x = _tensor(model, op, Slot.INPUT)
+    for where, op in lstms(model):
+        x = tensor(model, op, Slot.INPUT)
         if x is not None and op.outputs and model.tensors[op.outputs[0]].dtype != x.dtype:
             found.append(f"{where}: input {x.dtype.name}, output {model.tensors[op.outputs[0]].dtype.name}")
     return found
@@ -103,8 +101,8 @@ def _in_out_types(model: ModelRecord) -> list[str]:
 
 def _rank(model: ModelRecord) -> list[str]:
     found = []
-    for where, op in _lstms(model):
-        x = _tensor(model, op, Slot.INPUT)
+    for where, op in lstms(model):
+        x = tensor(model, op, Slot.INPUT)
         y = model.tensors[op.outputs[0]] if op.outputs else None
         if x is None or y is None or len(x.shape) != 3 or len(y.shape) != 3:
             found.append(f"{where}: input shape {list(x.shape) if x else None}, output {list(y.shape) if y else None}")
@@ -113,15 +111,15 @@ def _rank(model: ModelRecord) -> list[str]:
 
 def _intermediates(model: ModelRecord) -> list[str]:
     return [
-        f"{where}: {len(op.intermediates)} intermediates" for where, op in _lstms(model) if len(op.intermediates) != 5
+        f"{where}: {len(op.intermediates)} intermediates" for where, op in lstms(model) if len(op.intermediates) != 5
     ]
 
 
 def _per_channel(model: ModelRecord) -> list[str]:
     found = []
-    for where, op in _lstms(model):
+    for where, op in lstms(model):
         for slot in range(1, len(op.inputs)):
-            t = _tensor(model, op, slot)
+            t = tensor(model, op, slot)
             if t is not None and t.quantization is not None and len(t.quantization.scale) > 1:
                 found.append(f"{where}: {Slot(slot).key} has {len(t.quantization.scale)} scales")
     return found
@@ -130,11 +128,11 @@ def _per_channel(model: ModelRecord) -> list[str]:
 def _dimensions(model: ModelRecord) -> list[str]:
     lo, hi = TENSOR_DIM_RANGE
     found = []
-    for where, op in _lstms(model):
+    for where, op in lstms(model):
         # vela checks the op's IFM, weights (input 1) and OFM (get_ifm_ifm2_weights_ofm)
         for label, t in (
-            ("input", _tensor(model, op, Slot.INPUT)),
-            ("input_to_input_weights", _tensor(model, op, Slot.INPUT_TO_INPUT_WEIGHTS)),
+            ("input", tensor(model, op, Slot.INPUT)),
+            ("input_to_input_weights", tensor(model, op, Slot.INPUT_TO_INPUT_WEIGHTS)),
             ("output", model.tensors[op.outputs[0]] if op.outputs else None),
         ):
             if t is not None and not all(lo <= d <= hi for d in t.shape):
@@ -144,8 +142,8 @@ def _dimensions(model: ModelRecord) -> list[str]:
 
 def _hidden_scale(model: ModelRecord) -> list[str]:
     found = []
-    for where, op in _lstms(model):
-        h = _tensor(model, op, Slot.OUTPUT_STATE)
+    for where, op in lstms(model):
+        h = tensor(model, op, Slot.OUTPUT_STATE)
         if len(op.intermediates) != 5 or h is None:
             continue
         inter = model.tensors[op.intermediates[4]].quantization
@@ -193,7 +191,7 @@ ETHOS_U_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "20-input LSTM form",
-        _input_count,
+        input_count,
         f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'Must have 24 input tensors'.",
     ),
     Rule(
@@ -204,28 +202,28 @@ ETHOS_U_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "non-variable state",
-        _non_variable_state,
+        non_variable_state,
         f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'State tensors must be variable'.",
     ),
-    Rule("CIFG (no input gate)", _cifg, f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'Must not use CIFG'."),
+    Rule("CIFG (no input gate)", cifg, f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'Must not use CIFG'."),
     Rule(
         "peepholes",
-        _peepholes,
+        peepholes,
         f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'Must not use Peephole'. Build without --use-peepholes.",
     ),
     Rule(
         "projection",
-        _projection,
+        projection,
         f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'Must not use Projection'. Build without --num-proj.",
     ),
     Rule(
         "layer normalization",
-        _layer_norm,
+        layer_norm,
         f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'Must not use Normalisation'.",
     ),
     Rule(
         "diagonal recurrent weights",
-        _diagonal,
+        diagonal,
         f"{_SUPPORTED}, UNIDIRECTIONAL_SEQUENCE_LSTM: 'All recurrent weights must be 2D'.",
     ),
     Rule(
@@ -242,7 +240,7 @@ ETHOS_U_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "dynamic shape",
-        _dynamic_shapes,
+        dynamic_shapes,
         "vela compiles Tensor.shape and never reads shape_signature (ethosu/vela/tflite_reader.py), so a "
         "resizable axis is compiled at its stored size (lstmgen stores 1 time step). Build with fixed "
         "--time-steps and --batch-size.",

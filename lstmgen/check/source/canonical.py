@@ -1,7 +1,7 @@
 """The canonical per-gate .npz (the op's own input names): the op's equations (tflite-lstm-op.md §3).
 
 A TFLiteLSTMCell checkpoint stores the same per-gate arrays (forget bias included), so it lands here
-too, as do --init weights. Written again here (not check/reference.py, which widens every array to
+too, as do --init weights. Written again here (not numerics/reference.py, which widens every array to
 float64 at once) so that matrices stay as stored and are widened a slice at a time (mm).
 """
 

@@ -48,7 +48,7 @@ class Cell:
     ) -> tuple[Array, Array, Array]:
         """Run over seq [T, B, I] in the given order; returns (outputs [T, B, P], final h, final c).
 
-        jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see check/float_bound.py)."""
+        jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see numerics/float_bound.py)."""
         batch = seq.shape[1]
         h = np.zeros((batch, self.output_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, -1)
         c = np.zeros((batch, self.num_units)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, -1)

@@ -112,7 +112,7 @@ class SourceModel:
     ) -> tuple[Array, list[tuple[Array, Array]]]:
         """Output in the model's layout and the final (h, c) of every cell, in the caller's op order.
 
-        jitter perturbs every cell step's (x_t, h, c) (float sensitivity, see check/float_bound.py)."""
+        jitter perturbs every cell step's (x_t, h, c) (float sensitivity, see numerics/float_bound.py)."""
         time_major = bool(self.setting("time_major"))
         seq = np.asarray(x, np.float64)
         if not time_major:

@@ -7,10 +7,11 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, cast
 
-from lstmgen.config import INTEGER_MODES, CellConfig, check_fields
+from lstmgen.config import CellConfig, check_fields
 from lstmgen.errors import ConfigError, WeightFileError
-from lstmgen.init import init_weights
-from lstmgen.layout import CellShape, shapes_from_config
+from lstmgen.numerics.tables import INTEGER_MODES
+from lstmgen.pipeline.initializers import init_weights
+from lstmgen.pipeline.layout import CellShape, shapes_from_config
 from lstmgen.weights import CellWeights, WeightSource
 
 CONFIG_FIELDS = tuple(f.name for f in fields(CellConfig))

@@ -15,18 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen import __version__
 from lstmgen.config import CellConfig
 from lstmgen.errors import WeightFileError
+from lstmgen.numerics.tables import F32, I32
 from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Signature, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot, SlotSpec
 from lstmgen.tflite.tables import ACTIVATIONS, METADATA_KEY, min_runtime
+from lstmgen.version import __version__
 
 OPCODE = BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
 OPTIONS_TABLE = "UnidirectionalSequenceLSTMOptions"
-F32 = np.dtype(np.float32)
-I32 = np.dtype(np.int32)
 Weights = Mapping[str, "np.ndarray | Deferred"]
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.reference import Jitter, lstm_reference
 from lstmgen.errors import ModelFileError
+from lstmgen.numerics import affine
+from lstmgen.numerics.reference import Jitter, lstm_reference
+from lstmgen.numerics.tables import Q3_12
 from lstmgen.progress import step_hook
-from lstmgen.quant import affine
 from lstmgen.tflite.records import ModelRecord, OperatorRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.slots import NUM_INPUTS, WEIGHT_SLOTS, Slot
@@ -107,7 +108,7 @@ def lstm_spec(model: ModelRecord, op_index: int, source: str = "model") -> LstmS
         gate_bounds = {}
         for k, gate in enumerate(("input", "forget", "cell", "output")):
             q = model.tensors[op.intermediates[k]].quantization if len(op.intermediates) == 5 else None
-            scale = q.scale[0] if layer_norm and q is not None else 2.0**-12
+            scale = q.scale[0] if layer_norm and q is not None else Q3_12
             lo, hi = affine.real_range(np.int16, scale)
             gate_bounds[gate] = (float(lo), float(hi))
     return LstmSpec(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmgen.check.reference import Jitter
+from lstmgen.numerics.reference import Jitter
 
 FLOAT32_ROUNDOFF = 2.0**-24  # float32's unit roundoff
 FLOAT_RUNS = 3  # perturbed reference runs per start state

@@ -8,7 +8,7 @@ from typing import cast
 import numpy as np
 
 from lstmgen.config import CellConfig
-from lstmgen.layout import CellShape, slot_enabled
+from lstmgen.pipeline.layout import CellShape, slot_enabled
 from lstmgen.tflite.records import Deferred
 from lstmgen.tflite.slots import WEIGHT_SLOTS
 from lstmgen.weights import CellWeights

@@ -90,7 +90,7 @@ def lstm_reference(
     '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
     the clip), 'hidden' (o * g(c), before projection) and 'output' (h) — what int8 calibration needs.
     on_step, if given, is called after every time step (progress of long sequences).
-    jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see check/float_bound.py).
+    jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see numerics/float_bound.py).
     """
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     g = CELL_ACTIVATIONS[activation]
