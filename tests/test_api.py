@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import ROOT, TF_FIXTURES
+from support import ROOT, TF_FIXTURES, invoke
 
 import lstmgen
 from lstmgen.errors import ConfigError, VerificationError, WeightFileError
@@ -46,14 +46,13 @@ def test_build_in_memory_then_save_and_use_everywhere(tmp_path: Path) -> None:
 
 
 def test_build_out_equals_cli_and_config_file(tmp_path: Path) -> None:
-    from support import invoke
-
     assert invoke("build", "--config", EXAMPLES / "cell.toml", "-o", tmp_path / "cli.tflite", "-q").exit_code == 0
     result = lstmgen.build(config=EXAMPLES / "cell.toml", out=tmp_path / "api.tflite")
     assert result.path == tmp_path / "api.tflite"
     assert (tmp_path / "api.tflite").read_bytes() == (tmp_path / "cli.tflite").read_bytes() == result.data
     assert f"wrote {tmp_path / 'api.tflite'}" in result.summary
     assert result.to_dict()["verification"]["passed"] is True
+    assert lstmgen.build(EXAMPLES / "cell.toml").data == result.data  # a config file as the source
 
 
 def test_a_renamed_or_repacked_weight_file_gives_the_same_bytes(tmp_path: Path) -> None:
@@ -103,6 +102,9 @@ def test_torch_module_builds_the_bytes_of_its_saved_state_dict(tmp_path: Path, o
     live = lstmgen.build(lstm, **options)
     saved = lstmgen.build(tmp_path / "w.pt", **options)
     assert live.data == saved.data
+    flags = ["--num-layers", "2", "--bidirectional"] if options else []
+    assert invoke("build", "--weights", tmp_path / "w.pt", *flags, "-o", tmp_path / "cli.tflite", "-q").exit_code == 0
+    assert (tmp_path / "cli.tflite").read_bytes() == live.data  # the CLI on the saved file: the same bytes
     fw = live.framework
     assert fw is not None and fw.passed and fw.max_abs_error is not None and fw.max_abs_error < 1e-6
     assert "against torch" in live.summary and saved.framework is None

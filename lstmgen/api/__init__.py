@@ -95,8 +95,9 @@ def build(
 ) -> BuildResult:
     """Build (and by default verify) a model; save it to `out` when given.
 
-    `source`: a weight file's path, a live object (see the module docstring), or None for random weights
-    (`--init`). `config`: a TOML/JSON config file (its `weights` is the source when none is given).
+    `source`: a weight file's path, a live object (see the module docstring), a config file (.toml/.json),
+    or None for random weights (`--init`). `config`: a TOML/JSON config file (its `weights` is the source
+    when none is given).
     `cell_options`: the CLI's cell options by their config names (num_units=64, cell_clip=3.0,
     quantize="int8", ...), overriding the config file. Raises lstmgen.errors.LstmgenError subclasses on
     bad input and VerificationError when a check fails (then nothing is saved).
@@ -108,6 +109,8 @@ def build(
     from lstmgen.build import build as run_build
     from lstmgen.output import check_target
 
+    if config is None and isinstance(source, (str, Path)) and Path(source).suffix.lower() in (".toml", ".json"):
+        config, source = source, None  # a config file given as the source (no weight format is TOML or JSON)
     options, inputs = _options(config, cell_options)
     source = source if source is not None else inputs.get("weights")
     layer = layer or inputs.get("layer")

@@ -150,13 +150,11 @@ def build(
     cell_weights = layers[0][0]
     notes = _cell_notes([c for cells in layers for c in cells]) + notes
     t1 = time.perf_counter()
-    # What the weights are, not where they were kept: a module and its saved state_dict, or one state_dict as
-    # .pt, .safetensors and .npz, give the same bytes (so does a renamed file), and a rebuild compares exactly.
-    provenance = {
-        "weights_format": cell_weights.format,
-        "layers": [[c.layer for c in cells] for cells in layers],
-        "notes": [n for n in notes if source is None or n != source.note],
-    }
+    # What the weights are, not where or how they were kept: the file's name and the build's notes (which differ
+    # between a .keras and a .weights.h5 of one model) go to the build report. So a live module and its saved
+    # state_dict, one state_dict as .pt, .safetensors or .npz, or a renamed file give the same bytes, and a rebuild
+    # compares exactly (the pre-commit hook). The hyperparameters, forget_bias folded included, are recorded.
+    provenance = {"weights_format": cell_weights.format, "layers": [[c.layer for c in cells] for cells in layers]}
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
     _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
