@@ -149,6 +149,18 @@ def test_torch_witness_fails_on_a_module_that_computes_something_else(tmp_path: 
 
 
 @needs_torch
+def test_torch_witness_runs_a_training_module_as_at_inference() -> None:
+    """Dropout between layers in training mode would make torch's output random: the witness runs eval()."""
+    import torch
+
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(4, 6, num_layers=2, dropout=0.5, batch_first=True).double()  # float64, training
+    result = lstmgen.build(lstm, num_layers=2)
+    assert result.framework is not None and result.framework.passed and lstm.training
+    assert "converted from float64" in result.summary
+
+
+@needs_torch
 def test_torch_witness_is_skipped_with_options_the_module_lacks() -> None:
     import torch
 

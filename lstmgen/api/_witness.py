@@ -111,9 +111,15 @@ def _torch_runner(obj: Any, layer: str | None, options: dict[str, Any]) -> Any:
         return f"the model has {options.get('num_layers', 1)} of the nn.LSTM's {picked.num_layers} layers"
 
     def run(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x if picked.batch_first else np.swapaxes(x, 0, 1).copy())
-        with torch.no_grad():
-            y = picked(t)[0].numpy().astype(np.float64)
+        weight = next(picked.parameters())  # the module's device and dtype (a GPU or float64 module too)
+        t = torch.from_numpy(x if picked.batch_first else np.swapaxes(x, 0, 1).copy()).to(weight.device, weight.dtype)
+        training = picked.training
+        picked.eval()  # inference: no dropout between layers (the model has none)
+        try:
+            with torch.no_grad():
+                y = picked(t)[0].detach().cpu().double().numpy()
+        finally:
+            picked.train(training)
         return y if picked.batch_first else np.swapaxes(y, 0, 1)
 
     return run
