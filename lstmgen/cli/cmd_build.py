@@ -190,6 +190,8 @@ def build_cmd(
       lstmgen build --weights cell_tf1.npz --use-peepholes --cell-clip 3 -o lstm.tflite
       # everything from a config file, machine-readable report for CI
       lstmgen build --config cell.toml -o lstm.tflite --json > build-report.json
+      # ... and a Markdown summary for a CI job (GitHub: append it to $GITHUB_STEP_SUMMARY)
+      lstmgen build --config cell.toml -o lstm.tflite --summary-md summary.md
       # a 2-layer bidirectional PyTorch LSTM (state_dict), batch-first input
       lstmgen build --weights enc.pt --layer encoder.lstm --num-layers 2 --bidirectional -o enc.tflite
       # full-integer int8 for a microcontroller, calibrated on representative inputs
