@@ -315,6 +315,25 @@ def test_keras_witness_fails_on_a_layer_that_computes_something_else(tmp_path: P
     assert not (tmp_path / "m.tflite").exists()
 
 
+def test_verify_counts_the_keras_witness(tmp_path: Path) -> None:
+    layer = fake_keras(TF_FIXTURES / "keras3_lstm.keras").layers[0]
+    model = lstmgen.build(layer, verify=False)
+    good = lstmgen.verify(model, layer)
+    assert good.passed and good.framework.passed and good.against_source is not None and good.against_source.passed
+
+    class Odd(FakeLSTM):
+        def __call__(self, x: np.ndarray) -> np.ndarray:
+            return super().__call__(x) + 1e-3
+
+    Odd.__name__ = "LSTM"
+    bad = lstmgen.verify(model.data, Odd(layer.get_config(), layer.get_weights()))
+    assert bad.against_source is not None and bad.against_source.passed  # the weights are right ...
+    assert bad.framework.passed is False and not bad.passed  # ... but the object computes something else
+    assert bad.to_dict()["framework"]["passed"] is False
+    with pytest.raises(ConfigError, match="pass the source"):
+        lstmgen.verify(model, cell_clip=3.0)
+
+
 def test_keras_model_with_a_head_builds_its_lstm_and_says_why_no_witness() -> None:
     model = fake_keras(ROOT / "tests" / "fixtures" / "real" / "k3_stacked_head.keras")
     config = json.loads(zipfile.ZipFile(ROOT / "tests/fixtures/real/k3_stacked_head.keras").read("config.json"))

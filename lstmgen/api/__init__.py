@@ -217,7 +217,9 @@ def verify(
             with _weights(source, weights_format) as weights:
                 reference = _reference(weights, weights_format, layer, cell_options)
         elif cell_options or max_error is not None:
-            raise VerificationError("max_error and cell options describe the source LSTM: pass source= too.")
+            from lstmgen.errors import ConfigError
+
+            raise ConfigError("max_error and the cell options describe the source LSTM: pass the source too.")
         report = verify_model(path, runtime=runtime, seed=seed, x=x, micro=micro, source=reference, max_error=max_error)
         report.model = str(model) if isinstance(model, (str, Path)) else "(in memory)"
         if source is not None and not isinstance(source, (str, Path)):
