@@ -346,6 +346,12 @@ def test_keras_model_with_a_head_builds_its_lstm_and_says_why_no_witness() -> No
     assert live.framework is not None and live.framework.passed is None and "Dense" in live.framework.reason
 
 
+def test_an_unbuilt_keras_layer_is_refused_with_what_to_do() -> None:
+    config = fake_keras(TF_FIXTURES / "keras3_lstm.keras").layers[0].get_config()
+    with pytest.raises(WeightFileError, match="has no weights yet"):
+        lstmgen.build(FakeLSTM(config, []))
+
+
 def test_keras_layer_with_a_config_lstmgen_refuses_is_refused_as_the_file_is() -> None:
     model = fake_keras(TF_FIXTURES / "keras3_lstm.keras")
     layer = model.layers[0]

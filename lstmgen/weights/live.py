@@ -172,7 +172,10 @@ def keras_cells(obj: Any, prefix: tuple[str, ...] = ()) -> dict[str, dict[str, n
     if cls in _KERAS_CELLS:
         weights = [_to_numpy(w, role, cls) for w, role in zip(obj.get_weights(), _KERAS_ROLES, strict=False)]
         if len(weights) < 2:
-            return {}
+            raise WeightFileError(
+                f"Keras layer {obj.name!r} has no weights yet: it was never built. Call the model on an input (or "
+                "build it with an input shape, or load its trained weights) before passing it to lstmgen."
+            )
         return {"/".join(prefix): dict(zip(_KERAS_ROLES, weights, strict=False))}
     out = {}
     for layer in getattr(obj, "layers", None) or []:
