@@ -104,7 +104,6 @@ wheel: $(TEST_BIN)/.installed
 	  $(TEST_BIN)/python -c "import sys; from setuptools import build_meta; getattr(build_meta, sys.argv[1])(sys.argv[2])" \
 	    $$hook $(WHEEL_DIR) >> $(WHEEL_DIR)/build.log 2>&1 || { cat $(WHEEL_DIR)/build.log; exit 1; }; \
 	done
-	@rm -rf lstmgen.egg-info
 	@ls -l $(WHEEL_DIR)
 
 test-wheel: wheel

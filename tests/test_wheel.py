@@ -35,10 +35,10 @@ DEFAULT_DEPENDENCIES = {
 OPTIONAL = ("torch", "onnx", "h5py", "tflite", "matplotlib", "jsonschema", "tflite_runtime", "tflite_micro", "yaml")
 
 
-def _build(hook: str, out: Path) -> None:
+def _build(hook: str, src: Path, out: Path) -> None:
     code = "import sys; from setuptools import build_meta; getattr(build_meta, sys.argv[1])(sys.argv[2])"
     done = subprocess.run(
-        [sys.executable, "-c", code, hook, str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code, hook, str(out)], cwd=src, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -49,11 +49,15 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if given:
         return ROOT / given
     pytest.importorskip("setuptools")
+    # Built from a copy of the checkout: setuptools writes build/ and *.egg-info beside its sources.
+    src = tmp_path_factory.mktemp("src") / "lstmgen"
+    skip = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "*.tflite")
+    shutil.copytree(ROOT, src, ignore=skip)
+    for name in (".pre-commit-hooks.yaml",):  # dotfiles the sdist ships
+        shutil.copy(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("dist")
-    shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)  # a previous build's modules would be packaged too
     for hook in ("build_wheel", "build_sdist"):  # one per process: build_wheel rewrites sys.argv
-        _build(hook, out)
-    shutil.rmtree(ROOT / "lstmgen.egg-info", ignore_errors=True)
+        _build(hook, src, out)
     return out
 
 
