@@ -153,6 +153,8 @@ class VerifyReport:
     against_source: SourceReport | None = None
     scope: list[str] = field(default_factory=list)  # LSTM ops inside a larger graph: what was checked, what not
     float_bound: float = 0.0  # float models: the largest derived float32-sensitivity bound (0: the floor held)
+    # integer models: each runtime against the exact emulation of its kernel (numerics/emulate/report.py)
+    emulation: list[dict[str, Any]] = field(default_factory=list)
     # A live torch/Keras object run itself (lstmgen.api._witness.FrameworkReport; the Python API only).
     framework: Any = None
 
@@ -161,6 +163,7 @@ class VerifyReport:
         return (
             all(c.passed for c in self.checks)
             and (self.against_source is None or self.against_source.passed)
+            and all(e["ok"] for e in self.emulation)
             and (self.framework is None or self.framework.passed is not False)
         )
 
