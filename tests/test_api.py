@@ -111,6 +111,16 @@ def test_torch_module_builds_the_bytes_of_its_saved_state_dict(tmp_path: Path, o
 
 
 @needs_torch
+def test_a_state_dict_of_tensors_is_a_dict_source() -> None:
+    import torch
+
+    torch.manual_seed(4)
+    lstm = torch.nn.LSTM(3, 5, proj_size=2, batch_first=True)
+    from_dict = lstmgen.build(lstm.state_dict())  # tensors, not arrays: converted as the live module's are
+    assert from_dict.data == lstmgen.build(lstm).data and from_dict.framework is None  # a dict runs nothing
+
+
+@needs_torch
 def test_torch_module_holding_an_lstm_with_layer(tmp_path: Path) -> None:
     import torch
 
