@@ -10,6 +10,7 @@ writes the fresh build (unless --check) and fails, as formatters do, so the user
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +19,24 @@ from lstmgen.errors import LstmgenError
 CONFIG_SUFFIXES = (".toml", ".json")
 
 
-def _pairs(patterns: list[str]) -> list[tuple[Path, Path]]:
-    """(config, model) for every config the glob patterns find that has a .tflite beside it."""
-    found = sorted({p for pattern in patterns for p in Path().glob(pattern) if p.suffix.lower() in CONFIG_SUFFIXES})
+_SKIPPED_DIRS = {"node_modules", "site-packages", "__pycache__", "build", "dist"}
+
+
+def _configs(pattern: str | None) -> set[Path]:
+    """Config files by glob, or (None) every TOML/JSON of the repository outside hidden dirs, venvs, build/."""
+    if pattern is not None:
+        return {p for p in Path().glob(pattern) if p.suffix.lower() in CONFIG_SUFFIXES}
+    found = set()
+    for folder, dirs, files in os.walk("."):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS]  # .git, .venv, ...
+        found |= {Path(folder, f) for f in files if Path(f).suffix.lower() in CONFIG_SUFFIXES}
+    return found
+
+
+def _pairs(patterns: list[str] | None) -> list[tuple[Path, Path]]:
+    """(config, model) for every config found (see _configs) that has a .tflite beside it."""
+    wanted: list[str | None] = list(patterns) if patterns else [None]
+    found = sorted({p for pattern in wanted for p in _configs(pattern)})
     return [(c, c.with_suffix(".tflite")) for c in found if c.with_suffix(".tflite").is_file()]
 
 
@@ -66,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--configs",
         action="append",
-        help="Glob of config files, each building the .tflite of the same name beside it [default: **/*.toml].",
+        help="Glob of config files, each building the .tflite of the same name beside it [default: every .toml "
+        "and .json outside hidden folders, virtualenvs and build/].",
     )
     parser.add_argument("--all", action="store_true", help="Rebuild every pair, changed or not.")
     parser.add_argument("--check", action="store_true", help="Only report stale models; do not rewrite them.")
     args = parser.parse_args(argv)
-    pairs = _pairs(args.configs or ["**/*.toml"])
+    pairs = _pairs(args.configs)
     changed = None if args.all else {p.resolve() for p in args.files}
     problems = check(pairs, changed, write=not args.check)
     for line in problems:

@@ -48,6 +48,18 @@ def test_an_up_to_date_model_passes(repo: Path) -> None:
     done = hook(repo, "models/cell.toml", "models/cell.tflite")
     assert done.returncode == 0, done.stderr
     assert hook(repo, "--all").returncode == 0
+    assert hook(repo, "--all", "--configs", "models/*.toml").returncode == 0
+
+
+def test_hidden_folders_and_venvs_are_not_searched(repo: Path) -> None:
+    """A stale pair inside .venv/ or build/ is no committed model of the repository."""
+    for folder in (".venv/lib", "build"):
+        (repo / folder).mkdir(parents=True)
+        shutil.copy(repo / "models" / "cell.toml", repo / folder / "x.toml")
+        (repo / folder / "x.tflite").write_bytes(b"stale")
+    assert hook(repo, "--all").returncode == 0
+    done = hook(repo, "--all", "--configs", "build/*.toml")  # named explicitly: checked
+    assert done.returncode == 1 and "build/x.tflite" in done.stderr
 
 
 def test_changed_weights_fail_and_the_model_is_rewritten(repo: Path) -> None:
