@@ -163,3 +163,16 @@ def test_a_failed_build_fails_the_job_and_says_why_in_the_summary(workdir: Path)
     assert "build failed" in job.summary and "does not exist" in job.summary
     assert [p.name for p in job.uploaded] == ["model.tflite.build.json"]  # the report of the failure
     assert not (workdir / "model.tflite").exists()
+
+
+def test_summary_md_may_not_be_the_model(tmp_path: Path) -> None:
+    from support import invoke
+
+    out = tmp_path / "m.tflite"
+    result = invoke("build", "--num-units", "4", "--input-size", "3", "-o", out, "--summary-md", out)
+    assert result.exit_code == 2 and "same file" in result.output and not out.exists()
+    assert (
+        invoke("build", "--num-units", "4", "--input-size", "3", "-o", out, "--summary-md", tmp_path / "s.md").exit_code
+        == 0
+    )
+    assert "| 0 | forward | 4 | 3 | 4 |" in (tmp_path / "s.md").read_text()

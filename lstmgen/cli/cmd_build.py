@@ -234,13 +234,18 @@ def build_cmd(
             max_error=max_error,
         )
     if summary_md is not None:
-        from lstmgen.cli.summary_md import build_markdown
-
-        write_atomic(summary_md, build_markdown(result.to_dict()).encode())
+        _write_markdown(summary_md, result)
     if as_json:
         click.echo(json_document({"ok": True, **result.to_dict()}))
     else:
         click.echo(_build_text(result))
+
+
+def _write_markdown(path: Path, result: BuildResult) -> None:
+    """--summary-md: the build's report as Markdown (a CI job summary), written atomically."""
+    from lstmgen.cli.summary_md import build_markdown
+
+    write_atomic(path, build_markdown(result.to_dict()).encode())
 
 
 def _shape_lines(r: BuildResult) -> list[str]:
