@@ -13,7 +13,7 @@ import importlib.util
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -354,6 +354,29 @@ def test_keras_model_with_a_head_builds_its_lstm_and_says_why_no_witness() -> No
     live = lstmgen.build(model, num_layers=n)
     assert live.data == lstmgen.build(ROOT / "tests/fixtures/real/k3_stacked_head.keras", num_layers=n).data
     assert live.framework is not None and live.framework.passed is None and "Dense" in live.framework.reason
+
+
+def test_the_witness_feeds_a_keras_model_its_declared_time_steps() -> None:
+    """tf_keras refuses other lengths than its Input((7, 5)) declares: the witness uses 7 on a dynamic model."""
+    model = fake_keras(TF_FIXTURES / "keras3_lstm.keras")
+
+    class Fixed(Sequential):
+        inputs: ClassVar[list[np.ndarray]] = [np.zeros((0, 7, 5))]  # as a Keras model's .inputs: (None, 7, 5)
+
+        def __call__(self, x: np.ndarray) -> np.ndarray:
+            if x.shape[1] != 7:
+                raise ValueError(
+                    f'Input 0 of layer "sequential" is incompatible: expected (None, 7, 5), found {x.shape}'
+                )
+            return super().__call__(x)
+
+    Fixed.__name__ = "Sequential"
+    fixed = Fixed(model.get_config(), model.layers)
+    result = lstmgen.build(fixed)
+    assert result.framework is not None and result.framework.passed and result.framework.input_shape == [1, 7, 5]
+    refused = lstmgen.build(fixed, time_steps=9)  # a fixed model of another length: the object refuses it
+    assert refused.framework is not None and refused.framework.passed is None
+    assert "refused the input: ValueError" in refused.framework.reason and refused.report.passed
 
 
 def test_an_unbuilt_keras_layer_is_refused_with_what_to_do() -> None:

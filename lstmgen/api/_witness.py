@@ -67,12 +67,18 @@ def framework_report(obj: object, model: Path, options: dict[str, Any], layer: s
     lm = read_lstm_model(model)
     shape = list(lm.input.shape)
     axis = 0 if lm.time_major else 1
-    if list(lm.input.shape_signature or shape)[axis] == -1:  # a dynamic time axis: give it some steps
-        shape[axis] = TIME_STEPS
+    if list(lm.input.shape_signature or shape)[axis] == -1:  # a dynamic time axis: the object's own, or some
+        shape[axis] = (_keras_time_steps(obj) if family == "keras" else None) or TIME_STEPS
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     y_model = run_model(model, x)[0]
     x_bt = np.swapaxes(x, 0, 1) if lm.time_major else x
-    y_fw = runner(x_bt)
+    try:
+        y_fw = runner(x_bt)
+    except Exception as exc:  # the object refused the input (a fixed shape, a device): no verdict, say why
+        why = " ".join(str(exc).split())[:200]
+        return FrameworkReport(
+            name, None, input_shape=shape, reason=f"it refused the input: {type(exc).__name__}: {why}"
+        )
     got = np.swapaxes(y_model, 0, 1) if lm.time_major and y_model.ndim == 3 else y_model
     if got.ndim == 2 and y_fw.ndim == 3:  # the model returns the last step: as the framework's sequence gives it
         y_fw = _last_step(y_fw, options)
@@ -81,6 +87,17 @@ def framework_report(obj: object, model: Path, options: dict[str, Any], layer: s
     err = np.abs(got.astype(np.float64) - y_fw)
     passed = bool(np.all(err <= ATOL + RTOL * np.abs(y_fw)))
     return FrameworkReport(name, passed, float(err.max(initial=0.0)), shape)
+
+
+def _keras_time_steps(obj: Any) -> int | None:
+    """The time steps a Keras model's input declares (Input((7, 5)) -> 7), or None (dynamic, or a bare layer)."""
+    try:
+        inputs = getattr(obj, "inputs", None)
+        shape = tuple(inputs[0].shape) if inputs else tuple(getattr(obj, "input_shape", ()) or ())
+    except Exception:  # a layer never called, several inputs, ...: nothing declared
+        return None
+    steps = shape[1] if len(shape) == 3 else None
+    return int(steps) if isinstance(steps, int) and steps > 0 else None
 
 
 def _last_step(y: np.ndarray, options: dict[str, Any]) -> np.ndarray:
@@ -93,7 +110,8 @@ def _last_step(y: np.ndarray, options: dict[str, Any]) -> np.ndarray:
 def _framework_name(obj: object, family: str) -> str:
     import sys
 
-    module = sys.modules.get("torch" if family == "torch" else "keras")
+    package = type(obj).__module__.partition(".")[0]  # torch, keras, tf_keras (Keras 2), or a test's module
+    module = sys.modules.get(package if package in ("torch", "keras", "tf_keras") else family)
     version = getattr(module, "__version__", None)
     return f"{family} {version}" if version else family
 
