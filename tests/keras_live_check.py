@@ -63,8 +63,37 @@ def main() -> int:
             witness = result.framework.summary().strip() if result.framework else "no live object, no witness"
             ok = ok and same and (result.framework is None or result.framework.passed is not False)
             print(f"{name} {what}: same bytes as the .keras file: {same}; {witness}")
+    ok = _tf_keras(folder) and ok
     print("keras", keras.__version__, "ALL SAME" if ok else "DIFFERENCES")
     return 0 if ok else 1
+
+
+def _tf_keras(folder: str) -> bool:
+    """Keras 2 (tf_keras, where installed): its .h5 and .keras files and the live model and layer."""
+    try:
+        import tf_keras
+    except ImportError:
+        print("tf_keras not installed: Keras 2 not checked")
+        return True
+    ok = True
+    for name, layers, opts in (
+        ("k2_lstm", [tf_keras.layers.LSTM(6, return_sequences=True)], {}),
+        (
+            "k2_bidir",
+            [tf_keras.layers.Bidirectional(tf_keras.layers.LSTM(4, return_sequences=True))],
+            {"bidirectional": True},
+        ),
+        ("k2_stacked", [tf_keras.layers.LSTM(6, return_sequences=True), tf_keras.layers.LSTM(3)], {"num_layers": 2}),
+    ):
+        model = tf_keras.Sequential([tf_keras.Input((7, 5)), *layers])
+        model.save(f"{folder}/{name}.h5")
+        model.save(f"{folder}/{name}.keras")
+        live = lstmgen.build(model, **opts)
+        same = all(lstmgen.build(f"{folder}/{name}.{ext}", **opts).data == live.data for ext in ("h5", "keras"))
+        fw = live.framework
+        ok = ok and same and fw is not None and fw.passed is True
+        print(f"{name}: .h5 and .keras give the live model's bytes: {same}; {fw.summary().strip() if fw else ''}")
+    return ok
 
 
 if __name__ == "__main__":
