@@ -222,6 +222,8 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)  # what the check could not see, labels that disagree, ...
     # integer models: each runtime against the exact emulation of its kernel (numerics/emulate/report.py)
     emulation: list[dict[str, Any]] = field(default_factory=list)
+    # A live torch/Keras object run itself (lstmgen.api._witness.FrameworkReport; the Python API only).
+    framework: Any = None
 
     @property
     def passed(self) -> bool:
@@ -229,6 +231,7 @@ class VerifyReport:
             all(c.passed for c in self.checks)
             and (self.against_source is None or self.against_source.passed)
             and all(e["ok"] for e in self.emulation)
+            and (self.framework is None or self.framework.passed is not False)
         )
 
     @property
@@ -259,6 +262,8 @@ class VerifyReport:
         d.update(passed=self.passed, max_abs_error=self.max_abs_error, max_rel_error=self.max_rel_error)
         d["tolerance"] = self.tolerance_text()
         d["against_source"] = self.against_source.to_dict() if self.against_source else None
+        if self.framework is None:
+            del d["framework"]  # the CLI's reports (schemas/report.schema.json) never have one
         return d
 
 

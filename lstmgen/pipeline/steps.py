@@ -124,7 +124,7 @@ class LayerSummary:
 def build(
     output: str | Path,
     options: Mapping[str, Any] | CellConfig,
-    weights: str | Path | CellWeights | list[list[CellWeights]] | None = None,
+    weights: str | Path | WeightSource | CellWeights | list[list[CellWeights]] | None = None,
     *,
     weights_format: str = "auto",
     layer: str | None = None,
@@ -151,12 +151,11 @@ def build(
     cell_weights = layers[0][0]
     notes = _cell_notes([c for cells in layers for c in cells]) + notes
     t1 = time.perf_counter()
-    provenance = {
-        "weights_format": cell_weights.format,
-        "weights_file": Path(cell_weights.source).name if weights is not None else cell_weights.source,
-        "layers": [[c.layer for c in cells] for cells in layers],
-        "notes": notes,
-    }
+    # What the weights are, not where or how they were kept: the file's name and the build's notes (which differ
+    # between a .keras and a .weights.h5 of one model) go to the build report. So a live module and its saved
+    # state_dict, one state_dict as .pt, .safetensors or .npz, or a renamed file give the same bytes, and a rebuild
+    # compares exactly (the pre-commit hook). The hyperparameters, forget_bias folded included, are recorded.
+    provenance = {"weights_format": cell_weights.format, "layers": [[c.layer for c in cells] for cells in layers]}
     tensors = [[c.tensors for c in cells] for cells in layers]
     write_layout = layout_graph if config.form == "graph" else layout
     record = write_layout(config, tensors, shapes, provenance, source=cell_weights.source)
@@ -260,13 +259,15 @@ def _check_run_options(runtime: str, accelerator: str | None, max_error: float |
 
 
 def _read(
-    weights: str | Path | CellWeights | list[list[CellWeights]] | None,
+    weights: str | Path | WeightSource | CellWeights | list[list[CellWeights]] | None,
     weights_format: str,
     layer: str | None,
     opts: Mapping[str, Any],
     say: Callable[[str], None],
 ) -> tuple[list[list[CellWeights]] | None, WeightSource | None]:
     """The cells to build (None: --init), and the open weight file they come from (None: given as arrays)."""
+    if isinstance(weights, WeightSource):  # opened by the caller (a live object, lstmgen.weights.live)
+        return load_stack(weights, layer, opts.get("num_layers")), weights
     if not isinstance(weights, (str, Path)):
         return ([[weights]] if isinstance(weights, CellWeights) else weights), None
     say(f"reading weights {weights}")
