@@ -47,14 +47,14 @@ def test_export_never_overwrites_its_model(tmp_path: Path, small: tuple[Path, Pa
 
 
 def test_api_build_and_export_refuse_their_inputs(small: tuple[Path, Path, Path]) -> None:
-    import lstmgen
     from lstmgen.errors import OutputError
     from lstmgen.export import export_weights
+    from lstmgen.pipeline.steps import build
 
     weights, model, _ = small
     w_before, m_before = weights.read_bytes(), model.read_bytes()
     with pytest.raises(OutputError):
-        lstmgen.build(weights, {}, weights, verify=False)
+        build(weights, {}, weights, verify=False)
     with pytest.raises(OutputError):
         export_weights(model, model, "tflite")
     assert weights.read_bytes() == w_before and model.read_bytes() == m_before
@@ -155,8 +155,8 @@ _MODELS = {  # build options of the exported model; the formats whose layout hol
 
 @pytest.mark.parametrize("name", list(_MODELS))
 def test_export_then_default_build_is_exact(tmp_path: Path, name: str) -> None:
-    from lstmgen import build
     from lstmgen.export import export_weights
+    from lstmgen.pipeline.steps import build
     from lstmgen.run import run_model
 
     options, formats = _MODELS[name]
