@@ -63,7 +63,7 @@ _CELL_FLAGS: list[Callable[[Any], Any]] = [
 ]
 # What the model records, checked against a stated flag before anything runs (a difference is a FAIL).
 _RECORDED: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
-    "num_units": lambda lm, topo: lm.lstms[0].num_units,
+    "num_units": lambda lm, topo: lm.lstms[0].num_units if lm.lstms else lm.metadata["hyperparameters"]["num_units"],
     "input_size": lambda lm, topo: lm.input_size,
     "num_layers": lambda lm, topo: topo["num_layers"],
     "bidirectional": lambda lm, topo: topo["bidirectional"],
@@ -182,7 +182,7 @@ def verify_cmd(
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
-    lm = read_lstm_model(model, head_ok=True)  # read once: the cross-checks and the reading of --input use it
+    lm = read_lstm_model(model, head_ok=True, graph_ok=True)  # once: for the cross-checks and --input
     if batch_size is not None or time_steps is not None:  # before anything of that size is allocated
         _check_test_size(lm, batch_size, time_steps)
     samples, reading = _inputs(lm, input_path, max_samples)
@@ -280,7 +280,8 @@ def _check_test_size(lm: LstmModel, batch_size: int | None, time_steps: int | No
     """A test run of --batch-size x --time-steps within the byte budget (the float64 references hold a few
     arrays of the input and the gates per step), refused before any allocation."""
     shape = input_shape_for(lm, batch_size, time_steps)
-    width = lm.input_size + 4 * max(s.num_units for s in lm.lstms)
+    units = max((s.num_units for s in lm.lstms), default=_recorded(_RECORDED["num_units"], lm, {}) or lm.input_size)
+    width = lm.input_size + 4 * int(units)
     need = math.prod(shape[:-1]) * width * 8 * 4
     if need > guard.MODEL_SIZE_LIMIT:
         raise LstmgenError(
