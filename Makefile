@@ -64,7 +64,7 @@ $(TFL_BIN)/.installed: pyproject.toml $(PY_STAMP)
 	$(TFL_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	@if $(TFL_BIN)/pip download $(PIP_FLAGS) --no-deps --only-binary=:all: -d $(TFL_VENV)/wheel '$(TFL_PIN)' \
 	      >$(TFL_VENV)/pip-download.log 2>&1; then \
-	  $(TFL_BIN)/pip install $(PIP_FLAGS) 'numpy<2' flatbuffers tflite click pytest h5py matplotlib jsonschema \
+	  $(TFL_BIN)/pip install $(PIP_FLAGS) 'numpy<2' flatbuffers tflite click pytest pyyaml h5py matplotlib jsonschema \
 	    '$(TFL_PIN)' && $(TFL_BIN)/pip install $(PIP_FLAGS) --no-deps -e . ; \
 	else \
 	  echo "no $(TFL_PIN) wheel for $$($(TFL_BIN)/python -c 'import platform; print("CPython", platform.python_version(), platform.machine())')" \
