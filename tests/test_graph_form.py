@@ -14,6 +14,7 @@ from lstmgen.check.verify import verify_model
 from lstmgen.errors import ConfigError, VerificationError
 from lstmgen.numerics import graph as graph_eval
 from lstmgen.pipeline import layout_graph
+from lstmgen.runtimes.interpreter import resolve_runtime
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from tests.support import ROOT, invoke
@@ -37,20 +38,50 @@ VARIANTS: list[dict[str, Any]] = [
 ]
 
 
+# FULLY_CONNECTED v12 (per-channel hybrid) is registered from TFLite 2.17; tflite-runtime 2.14 refuses it.
+NO_V12 = "tflite-runtime 2.14 has no FULLY_CONNECTED v12 (per-channel hybrid; TFLite >= 2.17)"
+
+
+def _skip_hybrid_on_old_runtime(extra: dict[str, Any]) -> None:
+    if extra.get("quantize") == "dynamic-int8" and resolve_runtime() == "tflite-runtime":
+        pytest.skip(NO_V12 + "; test_old_runtime_refuses_the_hybrid_graph_form checks the refusal")
+
+
+@pytest.mark.runtime
 @pytest.mark.parametrize("extra", VARIANTS, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "plain")
 def test_every_variant_passes_against_its_source(tmp_path: Path, extra: dict[str, Any]) -> None:
+    _skip_hybrid_on_old_runtime(extra)
     r = build(tmp_path / "g.tflite", SMALL | extra)
     assert r.verification is not None and r.verification.passed
     src = r.verification.against_source
     assert src is not None and src.passed and src.checks
-    # the builtin kernels and LiteRT's default delegate (XNNPACK) are both run
-    assert any("XNNPACK" in c.name for c in r.verification.checks)
+    # the builtin kernels and LiteRT's default delegate (XNNPACK) are both run (tflite-runtime has no such switch)
+    assert resolve_runtime() == "tflite-runtime" or any("XNNPACK" in c.name for c in r.verification.checks)
 
 
+@pytest.mark.runtime
+def test_old_runtime_refuses_the_hybrid_graph_form(tmp_path: Path) -> None:
+    """Under tflite-runtime 2.14 the per-channel hybrid graph form is refused (exit 2), never verified as wrong:
+    written as FULLY_CONNECTED v3 it ran there, reading one scale of many (max error 0.365 against the source)."""
+    if resolve_runtime() != "tflite-runtime":
+        pytest.skip("checks the refusal by tflite-runtime 2.14 (LSTMGEN_RUNTIME=tflite-runtime)")
+    r = invoke("build", *_cli(SMALL | {"quantize": "dynamic-int8"}), "-o", tmp_path / "g.tflite")
+    assert r.exit_code == 2 and "FULLY_CONNECTED' version '12'" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "g.tflite").exists()
+
+
+def _cli(opts: dict[str, Any]) -> list[str]:
+    return [a for k, v in opts.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+@pytest.mark.runtime
 def test_graph_output_equals_the_fused_form(tmp_path: Path) -> None:
     """Same weights, both forms, one input: the same numbers (float32 rounding apart)."""
-    from ai_edge_litert.interpreter import Interpreter
+    import importlib
 
+    from lstmgen.runtimes import RUNTIMES
+
+    Interpreter = importlib.import_module(RUNTIMES[resolve_runtime()][0]).Interpreter
     opts = SMALL | {"use_peepholes": True, "num_proj": 3, "cell_clip": 0.5}
     ys = []
     x = np.random.default_rng(3).standard_normal((2, 4, 5)).astype(np.float32)
@@ -64,18 +95,23 @@ def test_graph_output_equals_the_fused_form(tmp_path: Path) -> None:
     assert np.abs(ys[0] - ys[1]).max() < 1e-5
 
 
-def test_framework_sources(tmp_path: Path) -> None:
+@pytest.mark.runtime
+@pytest.mark.parametrize(
+    ("name", "opts"),
+    [
+        ("model.keras", {"time_steps": 12}),
+        ("model.onnx", {"time_steps": 7}),
+        ("weights_tf1.npz", {"time_steps": 9, "cell_clip": 3.0, "proj_clip": 1.0, "batch_size": 2}),
+        ("encoder.npz", {"time_steps": 5, "num_layers": 2, "bidirectional": True}),
+    ],
+)
+def test_framework_sources(tmp_path: Path, name: str, opts: dict[str, Any]) -> None:
     """Keras, ONNX, TF1 (peepholes, projection, clips) and a bidirectional PyTorch stack, against their files."""
-    cases = [
-        (EXAMPLES / "model.keras", {"time_steps": 12}),
-        (EXAMPLES / "model.onnx", {"time_steps": 7}),
-        (EXAMPLES / "weights_tf1.npz", {"time_steps": 9, "cell_clip": 3.0, "proj_clip": 1.0, "batch_size": 2}),
-        (EXAMPLES / "encoder.npz", {"time_steps": 5, "num_layers": 2, "bidirectional": True}),
-    ]
-    for weights, opts in cases:
-        r = build(tmp_path / "g.tflite", opts | {"form": "graph"}, weights)
-        assert r.verification is not None and r.verification.passed, weights
-        assert r.verification.against_source is not None and r.verification.against_source.passed
+    if name.endswith(".onnx"):
+        pytest.importorskip("onnx", reason="reading .onnx needs the onnx package (not in the tflite-runtime venv)")
+    r = build(tmp_path / "g.tflite", opts | {"form": "graph"}, EXAMPLES / name)
+    assert r.verification is not None and r.verification.passed
+    assert r.verification.against_source is not None and r.verification.against_source.passed
 
 
 def test_input_projection_is_one_batched_fully_connected(tmp_path: Path) -> None:
@@ -97,6 +133,9 @@ def test_hybrid_weights_have_one_scale_per_output_row(tmp_path: Path) -> None:
     weights = [model.tensors[op.inputs[1]] for op in model.operators if op.opcode == Op.FULLY_CONNECTED]
     assert weights and all(w.dtype == np.int8 and w.quantization is not None for w in weights)
     assert all(len(w.quantization.scale) == w.shape[0] for w in weights if w.quantization is not None)
+    # op_version.cc: float input, int8 per-channel weights -> v12 (runtime_version.cc: 2.17.0), never v3/v9
+    assert {op.version for op in model.operators if op.opcode == Op.FULLY_CONNECTED} == {12}
+    assert model.metadata_dict()["min_runtime_version"].rstrip(b"\0") == b"2.17.0"
 
 
 @pytest.mark.parametrize(
@@ -149,6 +188,7 @@ def _swap_forget_and_output(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(layout_graph._Cell, "__init__", init)
 
 
+@pytest.mark.runtime
 def test_a_swapped_gate_fails_against_the_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _swap_forget_and_output(monkeypatch)
     with pytest.raises(VerificationError, match="does not compute the source LSTM"):
@@ -156,6 +196,7 @@ def test_a_swapped_gate_fails_against_the_source(tmp_path: Path, monkeypatch: py
     assert not (tmp_path / "g.tflite").exists()
 
 
+@pytest.mark.runtime
 def test_a_dropped_cell_clip_fails_on_the_stressed_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the clip ops the unit-variance input may stay inside the clip; the x10 input does not."""
     monkeypatch.setattr(layout_graph._Builder, "clip", lambda self, x, limit, name: x)
@@ -165,6 +206,7 @@ def test_a_dropped_cell_clip_fails_on_the_stressed_input(tmp_path: Path, monkeyp
     assert any("x10" in c["name"] and not c["passed"] for c in checks)
 
 
+@pytest.mark.runtime
 def test_hybrid_scales_in_the_wrong_rows_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Per-channel scales written in reverse row order: the file's own check passes (it reads those scales),
     the source check does not."""
@@ -174,6 +216,7 @@ def test_hybrid_scales_in_the_wrong_rows_fail(tmp_path: Path, monkeypatch: pytes
         q, quant = original(w)
         return q, type(quant)(quant.scale[::-1], quant.zero_point, quant.quantized_dimension)
 
+    _skip_hybrid_on_old_runtime({"quantize": "dynamic-int8"})
     monkeypatch.setattr(layout_graph, "per_channel_int8", reversed_scales)
     weights = EXAMPLES / "weights_tf1.npz"
     with pytest.raises(VerificationError) as err:
@@ -183,6 +226,7 @@ def test_hybrid_scales_in_the_wrong_rows_fail(tmp_path: Path, monkeypatch: pytes
     assert not report["against_source"]["passed"]
 
 
+@pytest.mark.runtime
 def test_the_file_check_evaluates_every_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A wrong LOGISTIC in the checker's evaluator makes the file check fail: the graph really is evaluated."""
     out = tmp_path / "g.tflite"
@@ -192,12 +236,14 @@ def test_the_file_check_evaluates_every_op(tmp_path: Path, monkeypatch: pytest.M
     assert not verify_model(out).passed
 
 
+@pytest.mark.runtime
 def test_hybrid_file_check_catches_a_missing_input_rounding_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hybrid tolerance comes from modelling the per-row input rounding; without it the check fails."""
     from lstmgen.check import tolerance
 
+    _skip_hybrid_on_old_runtime({"quantize": "dynamic-int8"})
     out = tmp_path / "g.tflite"
     build(out, SMALL | {"num_units": 32, "input_size": 16, "quantize": "dynamic-int8"}, verify=False)
     assert verify_model(out).passed
@@ -207,6 +253,7 @@ def test_hybrid_file_check_catches_a_missing_input_rounding_model(
     assert not verify_model(out).passed
 
 
+@pytest.mark.runtime
 def test_big_float_recurrent_weights_are_shared_through_one_reshape(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -101,8 +101,9 @@ class _Builder:
         mode = self.c.quantize
         if mode == "dynamic-int8":
             q, quant = per_channel_int8(w)
-            version = 9 if self.c.asymmetric_inputs else 3  # hybrid; asymmetric input quantization from v9
-            return self.tensor(name, q.shape, q.dtype, data=q, quantization=quant), version
+            # per-channel hybrid is v12 whatever the input quantization (op_version.cc checks it before v3/v9);
+            # runtimes before 2.17 refuse v12 rather than read one scale of many
+            return self.tensor(name, q.shape, q.dtype, data=q, quantization=quant), 12
         if mode == "float16":
             half = self.const(f"{name}/float16", w.astype(np.float16))
             return self.op(Op.DEQUANTIZE, (half,), name, w.shape, version=3), 1
