@@ -163,13 +163,35 @@ def test_other_commands_refuse_the_graph_form_clearly(tmp_path: Path) -> None:
     build(out, SMALL, verify=False)
     np.save(tmp_path / "x.npy", np.zeros((2, 4, 5), np.float32))
     for args in (
-        ("inspect", out),
         ("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"),
         ("export", out, "--format", "tflite", "-o", tmp_path / "e.npz"),
     ):
         r = invoke(*args)
         assert r.exit_code == 2, (args, r.output)
         assert "graph form" in r.output and "--form fused" in r.output
+
+
+def test_inspect_describes_the_graph_form(tmp_path: Path) -> None:
+    """inspect: hyperparameters, op counts with versions, the per-channel weights, how state works; valid JSON;
+    --check micro says it does not run there (the target rules look at LSTM ops, which this form has none of)."""
+    import jsonschema
+
+    out = tmp_path / "g.tflite"
+    build(out, SMALL | {"quantize": "dynamic-int8", "num_layers": 2}, verify=False)
+    r = invoke("inspect", out)
+    assert r.exit_code == 0, r.output
+    assert "graph form" in r.output and "FULLY_CONNECTED v12 x" in r.output and "min runtime 2.17.0" in r.output
+    assert "zero state" in r.output and "32 scale(s)" in r.output
+    doc = json.loads(invoke("inspect", out, "--json").stdout)
+    assert doc["num_units"] == 8 and doc["num_layers"] == 2 and doc["time_steps"] == 4 and doc["batch_size"] == 2
+    assert [w["uses"] for w in doc["weights"]] == [1, 3, 1, 3]  # input projection once, recurrent in steps 1..3
+    schema = json.loads((ROOT / "schemas" / "report.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    with pytest.raises(jsonschema.ValidationError):  # not mistaken for a fused-op description
+        jsonschema.validate(doc, {**schema, "anyOf": [{"$ref": "#/$defs/inspect"}]})
+    for target in ("micro", "ethos-u"):
+        r = invoke("inspect", out, "--check", target)
+        assert r.exit_code == 1 and "does NOT run there" in r.output and "--form fused" in r.output
 
 
 # ------------------------------------------------------------------------- each check shown able to fail
