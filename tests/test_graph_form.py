@@ -147,7 +147,16 @@ def test_hybrid_weights_have_one_scale_per_output_row(tmp_path: Path) -> None:
         ({"target": "micro"}, "TFLite Micro"),
     ],
 )
-def test_refusals_name_the_reason(tmp_path: Path, extra: dict[str, Any], needle: str) -> None:
+def test_refusals_name_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], needle: str
+) -> None:
+    from lstmgen.errors import RuntimeNotAvailable
+    from lstmgen.runtimes import micro
+
+    def no_tflm() -> None:
+        raise RuntimeNotAvailable("tflite-micro is not installed")
+
+    monkeypatch.setattr(micro, "import_tflm", no_tflm)  # the refusal, not "install tflite-micro" first
     with pytest.raises(ConfigError, match=needle):
         build(tmp_path / "g.tflite", SMALL | extra)
     assert not (tmp_path / "g.tflite").exists()

@@ -233,7 +233,8 @@ def _preflight(
         from lstmgen.embed import check_embed_target
 
         check_embed_target(embed)
-    if verify and opts.get("target") in ("micro", "ethos-u"):
+    # (the graph form is refused for these targets by the config: say that, not "install tflite-micro")
+    if verify and opts.get("target") in ("micro", "ethos-u") and opts.get("form") != "graph":
         from lstmgen.runtimes.micro import import_tflm
 
         import_tflm()  # the TFLM check needs it: say so before reading, calibrating and writing anything
