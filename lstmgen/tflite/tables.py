@@ -95,6 +95,11 @@ OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
     (_OP.MAXIMUM, 1): "1.14.0",
     (_OP.MEAN, 1): "1.6.0",
     (_OP.RSQRT, 1): "1.10.0",
+    # its WHILE loop over a dynamic time axis
+    (_OP.WHILE, 1): "1.15.0",
+    (_OP.LESS, 1): "1.14.0",
+    (_OP.GATHER, 1): "1.6.0",
+    (_OP.SHAPE, 1): "1.10.0",
 }
 
 
