@@ -326,6 +326,8 @@ def _quantize(model: ModelRecord, where: str, op: OperatorRecord, problems: _Pro
 
 def _while(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
     """cond and body are subgraphs of this model (not the main one, no loop inside), with matching arity."""
+    if not model.subgraphs:  # a foreign loop (its subgraphs not read): refused later, naming TF's Keras 3 LSTM
+        return
     n = len(op.inputs)
     for field, outputs in (("CondSubgraphIndex", 1), ("BodySubgraphIndex", n)):
         k = int(op.options.get(field, 0)) if op.options is not None else 0
