@@ -56,9 +56,16 @@ def scope_lines(lm: LstmModel) -> list[str]:
 
 
 def _fixed_shape(lm: LstmModel, x: np.ndarray | None, batch_size: int | None, time_steps: int | None) -> list[int]:
-    """The graph form's shape is fixed: the given input, batch or time must match it."""
+    """The graph form's batch is fixed, and so is its time axis unless it loops (WHILE): the given input,
+    batch or time must match; a looping model is run over time_steps, x's steps or DEFAULT_TIME_STEPS."""
+    from lstmgen.check.verify import DEFAULT_TIME_STEPS
+
     shape = [int(d) for d in lm.input.shape]
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
+    if (lm.input.shape_signature or shape)[t_axis] == -1:
+        shape[t_axis] = (
+            int(np.shape(x)[t_axis]) if x is not None and np.ndim(x) == 3 else time_steps or DEFAULT_TIME_STEPS
+        )
     asked = {t_axis: time_steps, b_axis: batch_size}
     if x is not None:
         asked = dict(enumerate(np.shape(x)))
@@ -72,7 +79,7 @@ def _fixed_shape(lm: LstmModel, x: np.ndarray | None, batch_size: int | None, ti
     return shape
 
 
-def _sessions(lm: LstmModel, runtime: str) -> list[tuple[Any, str]]:
+def _sessions(lm: LstmModel, runtime: str, shape: list[int]) -> list[tuple[Any, str]]:
     """The builtin kernels, and (LiteRT) the default delegates; (session, tag) pairs."""
     kw: dict[str, Any] = {
         "runtime": runtime,
@@ -85,6 +92,8 @@ def _sessions(lm: LstmModel, runtime: str) -> list[tuple[Any, str]]:
     out = [(builtin, "")]
     if has_default_delegates(builtin.runtime):
         out.append((open_session(lm.path, default_delegates=True, **kw), " [default delegates: XNNPACK]"))
+    for sess, _ in out:  # a WHILE loop's time axis is dynamic
+        sess.resize(tuple(shape), lm.input.shape_signature)
     return out
 
 
@@ -108,7 +117,7 @@ def verify_graph_form(
         raise ModelFileError(MICRO_REFUSAL.format(path=lm.path))
     mode = model_mode(lm.model)
     shape = _fixed_shape(lm, x, batch_size, time_steps)
-    sessions = _sessions(lm, runtime)
+    sessions = _sessions(lm, runtime, shape)
     first = sessions[0][0]
     report = VerifyReport(str(lm.path), first.runtime, first.version, shape, seed, atol, rtol, mode=mode)
     report.scope = scope_lines(lm)

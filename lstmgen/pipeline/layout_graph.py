@@ -91,7 +91,9 @@ class _Builder:
     def op(self, code: int, inputs: Sequence[int], out: str | Sequence[str], shape: Sequence[int], **kw: Any) -> int:
         """One op with one (or, for a list of names, several same-shaped) float outputs; the first output."""
         names = [out] if isinstance(out, str) else list(out)
-        outs = tuple(self.tensor(n, shape) for n in names)
+        sig = kw.get("signature")  # a dynamic time axis (-1) in a WHILE-loop graph
+        dtype = kw.get("dtype", F32)
+        outs = tuple(self.tensor(n, shape, dtype, shape_signature=None if sig is None else tuple(sig)) for n in names)
         options = kw.get("options", _NO_OPTS.get(code))
         self.ops.append(OperatorRecord(code, kw.get("version", 1), tuple(inputs), outs, options))
         return outs[0]
@@ -109,7 +111,7 @@ class _Builder:
             return self.op(Op.DEQUANTIZE, (half,), name, w.shape, version=3), 1
         return self.const(name, w), 1
 
-    def fc(self, x: int, w: tuple[int, int], bias: int, name: str, rows: int) -> int:
+    def fc(self, x: int, w: tuple[int, int], bias: int, name: str, rows: int, **kw: Any) -> int:
         """FULLY_CONNECTED of x with a weight from `weight` (shared by every step) and a bias index (-1: none)."""
         index, version = w
         hybrid = self.c.quantize == "dynamic-int8" and bool(self.c.asymmetric_inputs)
@@ -118,7 +120,7 @@ class _Builder:
             (("FusedActivationFunction", 0), ("KeepNumDims", False), ("AsymmetricQuantizeInputs", hybrid)),
         )
         out = self.tensors[index].shape[0]
-        return self.op(Op.FULLY_CONNECTED, (x, index, bias), name, (rows, out), options=opts, version=version)
+        return self.op(Op.FULLY_CONNECTED, (x, index, bias), name, (rows, out), options=opts, version=version, **kw)
 
     def binary(self, code: int, a: int, b: int, name: str) -> int:
         return self.op(code, (a, b), name, self.tensors[a].shape)
@@ -172,7 +174,10 @@ class _Builder:
 class _Cell:
     """One cell's tensors, written once and shared by every step: stacked gate matrices and per-gate vectors."""
 
-    def __init__(self, b: _Builder, shape: CellShape, w: Weights, forget_bias: float, name: str) -> None:
+    def __init__(
+        self, b: _Builder, shape: CellShape, w: Weights, forget_bias: float, name: str, main: _Builder | None = None
+    ) -> None:
+        """main: where the input projection's weights and bias go (a WHILE loop's body holds the rest)."""
         self.shape = shape
         self.gates = ("forget", "cell", "output") if shape.cifg else ("input", "forget", "cell", "output")
         arr = {k: _array(v) for k, v in w.items()}
@@ -180,9 +185,14 @@ class _Cell:
         stacked = {
             kind: np.concatenate([arr[f"{kind}_to_{g}_weights"] for g in self.gates]) for kind in ("input", "recurrent")
         }
-        self.w_x = b.weight(f"{name}/input_weights", stacked["input"])
+        self.w_x = (main or b).weight(f"{name}/input_weights", stacked["input"])
         self.w_h = b.weight(f"{name}/recurrent_weights", stacked["recurrent"])
-        if b.c.quantize != "dynamic-int8" and b.steps * 4 * stacked["recurrent"].size > SHARED_RECURRENT_BYTES:
+        unrolled = b.c.time_steps is not None  # a WHILE loop's body holds one FULLY_CONNECTED per weight
+        if (
+            unrolled
+            and b.c.quantize != "dynamic-int8"
+            and b.steps * 4 * stacked["recurrent"].size > SHARED_RECURRENT_BYTES
+        ):
             # XNNPACK packs a private copy of a constant weight for every FULLY_CONNECTED: T steps would hold
             # T copies. Past the budget the steps read one copy through a RESHAPE (XNNPACK leaves the recurrent
             # FULLY_CONNECTED to the builtin kernel, and takes the rest). Hybrid weights stay constant: the
@@ -192,7 +202,7 @@ class _Cell:
             self.w_h = (b.reshape(index, b.tensors[index].shape, f"{name}/recurrent_weights_shared"), version)
         # With layer norm the bias comes after the norm, per gate; else it rides on the input projection.
         bias = np.concatenate([arr[f"{g}_gate_bias"] for g in self.gates])
-        self.bias = -1 if shape.layer_norm else b.const(f"{name}/gate_bias", bias)
+        self.bias = -1 if shape.layer_norm else (main or b).const(f"{name}/gate_bias", bias)
         vectors = [f"cell_to_{g}_weights" for g in self.gates] + [f"{g}_layer_norm_coefficients" for g in self.gates]
         vectors += [f"{g}_gate_bias" for g in self.gates] if shape.layer_norm else []
         self.v = {k: b.const(f"{name}/{k}", arr[k]) for k in vectors if k in arr}
@@ -282,6 +292,46 @@ def layout_graph(
     for cells, cell_shapes in zip(layers, shapes, strict=True):
         for w, shape in zip(cells, cell_shapes, strict=True):
             check_weights(shape, w, source)
+    if config.time_steps is None:  # a dynamic time axis: the recurrent part in a WHILE loop
+        from lstmgen.pipeline.layout_loop import loop_graph
+
+        b, x, y, subgraphs = loop_graph(config, layers, shapes)
+    else:
+        (b, x, y), subgraphs = _unrolled(config, layers, shapes), ()
+    b.tensors[y] = _renamed(b.tensors[y], f"{config.name}/output")
+    meta = {
+        "generator": f"lstmgen {__version__}",
+        "op": "graph",
+        "form": "graph",
+        "hyperparameters": hyperparameters(config, shapes),
+        "provenance": dict(provenance or {}),
+    }
+    if config.quantize != "none":
+        meta["quantization"] = {
+            "mode": config.quantize,
+            "weights": "per-channel" if config.quantize != "float16" else "float16",
+        }
+    ops = [(o.opcode, o.version) for g in (b, *subgraphs) for o in (g.ops if isinstance(g, _Builder) else g.operators)]
+    return ModelRecord(
+        tensors=tuple(b.tensors),
+        operators=tuple(b.ops),
+        inputs=(x,),
+        outputs=(y,),
+        subgraph_name="main",
+        description=f"lstmgen {__version__}",
+        signatures=(Signature("serving_default", (("input", x),), (("output", y),)),),
+        metadata=(
+            ("min_runtime_version", min_runtime(ops).encode().ljust(16, b"\0")),
+            (METADATA_KEY, json.dumps(meta, sort_keys=True).encode()),
+        ),
+        subgraphs=tuple(subgraphs),
+    )
+
+
+def _unrolled(
+    config: CellConfig, layers: Sequence[Sequence[Weights]], shapes: Sequence[Sequence[CellShape]]
+) -> tuple[_Builder, int, int]:
+    """A fixed time axis unrolled: the builder, the model input and output."""
     b = _Builder(config)
     prefix = config.name
     x, cur = _model_input(b, shapes[0][0].input_size)
@@ -303,32 +353,7 @@ def layout_graph(
     else:
         lasts = final_last[-len(layers[-1]) :]
         y = b.concat(lasts, 1, f"{prefix}/output") if len(lasts) > 1 else lasts[0]
-    b.tensors[y] = _renamed(b.tensors[y], f"{prefix}/output")
-    meta = {
-        "generator": f"lstmgen {__version__}",
-        "op": "graph",
-        "form": "graph",
-        "hyperparameters": hyperparameters(config, shapes),
-        "provenance": dict(provenance or {}),
-    }
-    if config.quantize != "none":
-        meta["quantization"] = {
-            "mode": config.quantize,
-            "weights": "per-channel" if config.quantize != "float16" else "float16",
-        }
-    return ModelRecord(
-        tensors=tuple(b.tensors),
-        operators=tuple(b.ops),
-        inputs=(x,),
-        outputs=(y,),
-        subgraph_name="main",
-        description=f"lstmgen {__version__}",
-        signatures=(Signature("serving_default", (("input", x),), (("output", y),)),),
-        metadata=(
-            ("min_runtime_version", min_runtime([(o.opcode, o.version) for o in b.ops]).encode().ljust(16, b"\0")),
-            (METADATA_KEY, json.dumps(meta, sort_keys=True).encode()),
-        ),
-    )
+    return b, x, y
 
 
 PACKED_COPIES_NOTE = 64 * 2**20  # say how much XNNPACK's per-step weight copies hold past this
