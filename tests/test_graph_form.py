@@ -141,7 +141,6 @@ def test_hybrid_weights_have_one_scale_per_output_row(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        ({"time_steps": None}, "--time-steps"),
         ({"dynamic_batch": True}, "--dynamic-batch"),
         ({"quantize": "int8"}, "int8"),
         ({"target": "micro"}, "TFLite Micro"),
@@ -163,8 +162,10 @@ def test_refusals_name_the_reason(
 
 
 def test_cli_refusal_exit_2(tmp_path: Path) -> None:
-    r = invoke("build", "--num-units", 4, "--input-size", 3, "--form", "graph", "-o", tmp_path / "g.tflite")
-    assert r.exit_code == 2 and "--time-steps" in r.output and "Traceback" not in r.output
+    r = invoke(
+        "build", "--num-units", 4, "--input-size", 3, "--form", "graph", "--dynamic-batch", "-o", tmp_path / "g.tflite"
+    )
+    assert r.exit_code == 2 and "--dynamic-batch" in r.output and "Traceback" not in r.output
 
 
 def test_other_commands_refuse_the_graph_form_clearly(tmp_path: Path) -> None:
@@ -339,6 +340,132 @@ def test_a_broken_graph_form_file_is_refused_not_crashed(tmp_path: Path, kind: s
     bad = _mutations(read_model((tmp_path / "g.tflite").read_bytes(), "g"))[kind]
     (tmp_path / "bad.tflite").write_bytes(bytes(serialize(bad)))
     with pytest.raises(ModelFileError):
+        verify_model(tmp_path / "bad.tflite")
+    r = invoke("verify", tmp_path / "bad.tflite")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+# ------------------------------------------------------------------------- a dynamic time axis: WHILE loops
+
+LOOP = SMALL | {"time_steps": None}
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("extra", VARIANTS, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "plain")
+def test_every_loop_variant_passes_against_its_source(tmp_path: Path, extra: dict[str, Any]) -> None:
+    _skip_hybrid_on_old_runtime(extra)
+    opts = LOOP | {k: v for k, v in extra.items() if k != "time_steps"}
+    r = build(tmp_path / "g.tflite", opts)
+    assert r.verification is not None and r.verification.passed
+    assert r.verification.input_shape[0 if opts.get("time_major") else 1] == 9  # run over several steps, not the stored 1
+    src = r.verification.against_source
+    assert src is not None and src.passed and src.checks
+
+
+def _loop_model(tmp_path: Path, extra: dict[str, Any] | None = None) -> Any:
+    build(tmp_path / "g.tflite", LOOP | (extra or {}), verify=False)
+    return read_model((tmp_path / "g.tflite").read_bytes(), "g")
+
+
+def test_a_loop_holds_the_recurrent_weights_once(tmp_path: Path) -> None:
+    """Per direction: one batched input projection outside the loop, one WHILE; its body has one recurrent
+    FULLY_CONNECTED whatever T is; cond and body are subgraphs 1 and 2 (3 and 4 for the backward direction)."""
+    model = _loop_model(tmp_path, {"bidirectional": True, "quantize": "dynamic-int8"})
+    loops = [op for op in model.operators if op.opcode == Op.WHILE]
+    assert [(op.options.get("CondSubgraphIndex"), op.options.get("BodySubgraphIndex")) for op in loops] == [
+        (1, 2),
+        (3, 4),
+    ]
+    assert sum(op.opcode == Op.FULLY_CONNECTED for op in model.operators) == 2
+    for body in (model.subgraphs[1], model.subgraphs[3]):
+        fcs = [op for op in body.operators if op.opcode == Op.FULLY_CONNECTED]
+        assert len(fcs) == 1 and body.tensors[fcs[0].inputs[1]].shape == (32, 8) and fcs[0].version == 12
+    assert model.inputs and model.tensors[model.inputs[0]].shape_signature == (2, -1, 5)
+    assert model.metadata_dict()["min_runtime_version"].rstrip(b"\0") == b"2.17.0"
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("steps", [1, 2, 13])
+def test_the_loop_equals_the_fused_form_at_any_length(tmp_path: Path, steps: int) -> None:
+    import importlib
+
+    from lstmgen.runtimes import RUNTIMES
+
+    Interpreter = importlib.import_module(RUNTIMES[resolve_runtime()][0]).Interpreter
+    opts = LOOP | {"use_peepholes": True, "num_proj": 3, "cell_clip": 0.5, "num_layers": 2}
+    x = np.random.default_rng(steps).standard_normal((2, steps, 5)).astype(np.float32)
+    ys = []
+    for form in ("fused", "graph"):
+        build(tmp_path / f"{form}.tflite", opts | {"form": form}, verify=False)
+        it = Interpreter(str(tmp_path / f"{form}.tflite"))
+        it.resize_tensor_input(it.get_input_details()[0]["index"], list(x.shape))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        ys.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    assert ys[0].shape == ys[1].shape == (2, steps, 3)
+    assert np.abs(ys[0] - ys[1]).max() < 1e-5
+
+
+@pytest.mark.runtime
+def test_the_file_check_runs_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checker that takes the wrong step's projection inside the loop fails the file: the body is evaluated."""
+    build(tmp_path / "g.tflite", LOOP, verify=False)
+    assert verify_model(tmp_path / "g.tflite").passed
+    gather = graph_eval.DATA_OPS[Op.GATHER]
+
+    def off_by_one(op: Any, values: Any) -> Any:
+        i = np.asarray(values[op.inputs[1]])
+        steps = values[op.inputs[0]].shape[0]
+        return gather(op, {**values, op.inputs[1]: np.minimum(i + 1, steps - 1)})
+
+    monkeypatch.setitem(graph_eval.DATA_OPS, Op.GATHER, off_by_one)
+    assert not verify_model(tmp_path / "g.tflite").passed
+
+
+@pytest.mark.runtime
+def test_hybrid_loop_tolerance_models_the_body(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The derived hybrid tolerance runs the loop body with the per-row input rounding: without the body's
+    noise it is smaller; without any FULLY_CONNECTED's rounding modelled the file check fails."""
+    _skip_hybrid_on_old_runtime({"quantize": "dynamic-int8"})
+    from lstmgen.check import tolerance
+
+    out = tmp_path / "g.tflite"
+    build(out, LOOP | {"num_units": 32, "input_size": 16, "quantize": "dynamic-int8"}, verify=False)
+    full = verify_model(out)
+    assert full.passed
+    with monkeypatch.context() as m:
+        m.setattr(tolerance, "while_loop", lambda model, op, values, body: graph_eval.while_loop(model, op, values))
+        assert verify_model(out).atol < full.atol  # 0.0121 against 0.0145 (seeded)
+    monkeypatch.setattr(
+        tolerance, "_noisy_hybrid_fc", lambda model, k, values, rng: tolerance.store_data_op(model, k, values)
+    )
+    assert not verify_model(out).passed
+
+
+@pytest.mark.parametrize("kind", ["cond index", "body arity"])
+def test_a_broken_loop_is_refused_not_crashed(tmp_path: Path, kind: str) -> None:
+    import dataclasses
+
+    from lstmgen.errors import ModelFileError
+    from lstmgen.tflite.records import Options
+    from lstmgen.tflite.writer import serialize
+
+    model = _loop_model(tmp_path)
+    k = next(k for k, o in enumerate(model.operators) if o.opcode == Op.WHILE)
+    ops = list(model.operators)
+    if kind == "cond index":
+        ops[k] = dataclasses.replace(
+            ops[k], options=Options("WhileOptions", (("CondSubgraphIndex", 7), ("BodySubgraphIndex", 2)))
+        )
+        bad = dataclasses.replace(model, operators=tuple(ops))
+    else:
+        body = model.subgraphs[1]
+        bad = dataclasses.replace(
+            model, subgraphs=(model.subgraphs[0], dataclasses.replace(body, outputs=body.outputs[:-1]))
+        )
+    (tmp_path / "bad.tflite").write_bytes(bytes(serialize(bad)))
+    with pytest.raises(ModelFileError, match="subgraph|Subgraph"):
         verify_model(tmp_path / "bad.tflite")
     r = invoke("verify", tmp_path / "bad.tflite")
     assert r.exit_code == 2 and "Traceback" not in r.output
