@@ -168,7 +168,7 @@ _GRAPH_KEYS = (
     "return_sequences",
 )
 GRAPH_FORM_STATE = (
-    "each invoke runs the whole fixed-length sequence from the zero state and returns the output only "
+    "each invoke runs the whole sequence from the zero state and returns the output only "
     "(no state tensors): stream with --form fused"
 )
 
@@ -179,21 +179,24 @@ def _describe_graph_form(path: Path, lm: LstmModel) -> dict[str, Any]:
 
     hp = lm.metadata.get("hyperparameters", {})
     model = lm.model
-    ops = [(o.opcode, o.version) for o in model.operators]
+    graphs = (model, *model.subgraphs)  # a WHILE loop's cond and body subgraphs hold the recurrent ops
+    ops = [(o.opcode, o.version) for g in graphs for o in g.operators]
     counts: dict[str, int] = {}
     for code, version in ops:
         key = f"{BUILTIN_OPERATOR_NAMES.get(code, code)} v{version}"
         counts[key] = counts.get(key, 0) + 1
-    weights: dict[int, dict[str, Any]] = {}
-    for o in model.operators:
-        if o.opcode == Op.FULLY_CONNECTED and o.inputs[1] not in weights:
-            weights[o.inputs[1]] = {
-                **_tensor(lm, o.inputs[1]),
-                "uses": 0,
-                "constant": model.tensors[o.inputs[1]].data is not None,
-            }
-        if o.opcode == Op.FULLY_CONNECTED:
-            weights[o.inputs[1]]["uses"] += 1
+    weights: dict[tuple[int, int], dict[str, Any]] = {}
+    for k, g in enumerate(graphs):
+        for o in g.operators:
+            if o.opcode != Op.FULLY_CONNECTED:
+                continue
+            t = g.tensors[o.inputs[1]]
+            entry = weights.setdefault(
+                (k, o.inputs[1]),
+                {"name": t.name, "shape": list(t.shape), "dtype": _dtype(t), "quantization": _quant(t), "uses": 0,
+                 "constant": t.data is not None, "subgraph": k},
+            )  # fmt: skip
+            entry["uses"] += 1
     raw_rt = model.metadata_dict().get("min_runtime_version")
     sig = lm.input.shape_signature or lm.input.shape
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
@@ -210,7 +213,8 @@ def _describe_graph_form(path: Path, lm: LstmModel) -> dict[str, Any]:
         "quantization": lm.metadata.get("quantization"),
         "time_major": lm.time_major,
         "batch_size": int(sig[b_axis]),
-        "time_steps": int(sig[t_axis]) if len(sig) == 3 else None,
+        "time_steps": int(sig[t_axis]) if len(sig) == 3 and sig[t_axis] > 0 else None,
+        "loops": sum(o.opcode == Op.WHILE for o in model.operators),
         "input": {"shape": list(lm.input.shape), "dtype": _dtype(lm.input), "quantization": _quant(lm.input)},
         "output": {"shape": list(lm.output.shape), "dtype": _dtype(lm.output), "quantization": _quant(lm.output)},
         "forget_bias_folded": hp.get("forget_bias"),
@@ -236,7 +240,8 @@ def _format_graph_form(info: dict[str, Any]) -> str:
         + (f", made by {info['generator']}" if info["generator"] else ""),
         f"  {info['num_operators']} operators: " + ", ".join(f"{k} x{n}" for k, n in info["operators"].items()),
         f"  input {info['input']['dtype']} {info['input']['shape']}, output {info['output']['dtype']} "
-        f"{info['output']['shape']}; batch={info['batch_size']} time={info['time_steps']} "
+        f"{info['output']['shape']}; batch={info['batch_size']} "
+        f"time={info['time_steps'] or 'dynamic (a WHILE loop per layer and direction)'} "
         f"{'time-major' if info['time_major'] else 'batch-major'}; "
         f"signatures: {', '.join(info['signature']) or 'none'}",
         f"  num_units={info['num_units']} input_size={info['input_size']} num_proj={info['num_proj']} "
@@ -254,6 +259,7 @@ def _format_graph_form(info: dict[str, Any]) -> str:
         q = w["quantization"]
         qtext = f" {len(q['scale'])} scale(s)" if q else ""
         source = "" if w["constant"] else " (computed: DEQUANTIZE/RESHAPE output)"
+        source += f" (loop subgraph {w['subgraph']})" if w["subgraph"] else ""
         lines.append(f"    {w['name']:<44} {w['dtype']:<8} {w['shape']!s:<12} used by {w['uses']} op(s){qtext}{source}")
     return "\n".join(lines)
 

@@ -357,7 +357,7 @@ def test_every_loop_variant_passes_against_its_source(tmp_path: Path, extra: dic
     opts = LOOP | {k: v for k, v in extra.items() if k != "time_steps"}
     r = build(tmp_path / "g.tflite", opts)
     assert r.verification is not None and r.verification.passed
-    assert r.verification.input_shape[0 if opts.get("time_major") else 1] == 9  # run over several steps, not the stored 1
+    assert r.verification.input_shape[0 if opts.get("time_major") else 1] == 9  # several steps, not the stored 1
     src = r.verification.against_source
     assert src is not None and src.passed and src.checks
 
@@ -469,3 +469,16 @@ def test_a_broken_loop_is_refused_not_crashed(tmp_path: Path, kind: str) -> None
         verify_model(tmp_path / "bad.tflite")
     r = invoke("verify", tmp_path / "bad.tflite")
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_inspect_describes_the_loop_form(tmp_path: Path) -> None:
+    import jsonschema
+
+    _loop_model(tmp_path, {"bidirectional": True})
+    r = invoke("inspect", tmp_path / "g.tflite")
+    assert r.exit_code == 0 and "time=dynamic (a WHILE loop" in r.output and "WHILE v1 x2" in r.output
+    assert "(loop subgraph 2)" in r.output and "min runtime 1.15.0" in r.output
+    doc = json.loads(invoke("inspect", tmp_path / "g.tflite", "--json").stdout)
+    assert doc["time_steps"] is None and doc["loops"] == 2
+    assert [(w["subgraph"], w["uses"]) for w in doc["weights"]] == [(0, 1), (0, 1), (2, 1), (4, 1)]
+    jsonschema.validate(doc, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))

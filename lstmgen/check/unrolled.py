@@ -44,10 +44,12 @@ MICRO_REFUSAL = (
 
 def scope_lines(lm: LstmModel) -> list[str]:
     """What the check covers: every op of the file, by kind."""
-    kinds = Counter(BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in lm.model.operators)
+    graphs = (lm.model, *lm.model.subgraphs)  # with a WHILE loop's cond and body
+    kinds = Counter(BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for g in graphs for o in g.operators)
     ops = ", ".join(f"{n} x{c}" for n, c in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    where = f" (in {len(graphs)} subgraphs: the loops run step by step)" if len(graphs) > 1 else ""
     return [
-        f"checked: the graph form, all {len(lm.model.operators)} ops ({ops}) evaluated op by op in float64 on the "
+        f"checked: the graph form, all {kinds.total()} ops{where} ({ops}) evaluated op by op in float64 on the "
         "file's constants, against the interpreter's output (builtin kernels, and LiteRT's default XNNPACK "
         "delegate where the runtime has it)",
         "state: each invoke starts from the zero state and returns the output only (no state tensors); streaming "

@@ -297,7 +297,7 @@ def layout_graph(
 
         b, x, y, subgraphs = loop_graph(config, layers, shapes)
     else:
-        (b, x, y), subgraphs = _unrolled(config, layers, shapes), ()
+        (b, x, y), subgraphs = _unrolled(config, layers, shapes), []
     b.tensors[y] = _renamed(b.tensors[y], f"{config.name}/output")
     meta = {
         "generator": f"lstmgen {__version__}",
@@ -311,7 +311,7 @@ def layout_graph(
             "mode": config.quantize,
             "weights": "per-channel" if config.quantize != "float16" else "float16",
         }
-    ops = [(o.opcode, o.version) for g in (b, *subgraphs) for o in (g.ops if isinstance(g, _Builder) else g.operators)]
+    ops = [(o.opcode, o.version) for o in (*b.ops, *(o for g in subgraphs for o in g.operators))]
     return ModelRecord(
         tensors=tuple(b.tensors),
         operators=tuple(b.ops),
@@ -341,7 +341,7 @@ def _unrolled(
         outs = []
         for d, (w, shape) in enumerate(zip(cells, cell_shapes, strict=True)):
             cell_scope = f"{scope}/{'bw' if d else 'fw'}" if len(cells) > 1 else scope
-            cell = _Cell(b, shape, w, float(config.forget_bias), cell_scope)
+            cell = _Cell(b, shape, w, float(config.forget_bias or 0.0), cell_scope)  # resolved by layout_graph
             seq = _direction(b, cell, cur, d == 1 or config.go_backwards, cell_scope)
             outs.append(seq[::-1] if d == 1 else seq)  # a backward direction's outputs at their positions
             final_last.append(seq[-1])  # the last processed step (Keras' last output of each direction)
