@@ -21,7 +21,7 @@ BASE = {"num_units": 6, "input_size": 5}
         ("num_units", 6.5, "num_units = 6.5"),
         ("num_units", True, "num_units = True"),
         ("input_size", -3, "input_size = -3"),
-        ("cell_clip", -1.0, "cell_clip = -1.0 is not allowed: expected a finite number >= 0"),
+        ("cell_clip", -1.0, "cell_clip = -1.0 is not allowed: expected a number from 0 to 3.4028235e+38"),
         ("cell_clip", float("nan"), "cell_clip = nan"),
         ("proj_clip", -0.5, "proj_clip = -0.5"),
         ("num_proj", 0, "num_proj = 0"),
