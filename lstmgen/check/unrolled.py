@@ -57,17 +57,15 @@ def scope_lines(lm: LstmModel) -> list[str]:
     ]
 
 
-def _fixed_shape(lm: LstmModel, x: np.ndarray | None, batch_size: int | None, time_steps: int | None) -> list[int]:
+def _fixed_shape(
+    lm: LstmModel, x: np.ndarray | None, batch_size: int | None, time_steps: int | None, default_steps: int
+) -> list[int]:
     """The graph form's batch is fixed, and so is its time axis unless it loops (WHILE): the given input,
-    batch or time must match; a looping model is run over time_steps, x's steps or DEFAULT_TIME_STEPS."""
-    from lstmgen.check.verify import DEFAULT_TIME_STEPS
-
+    batch or time must match; a looping model is run over time_steps, x's steps or default_steps."""
     shape = [int(d) for d in lm.input.shape]
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
     if (lm.input.shape_signature or shape)[t_axis] == -1:
-        shape[t_axis] = (
-            int(np.shape(x)[t_axis]) if x is not None and np.ndim(x) == 3 else time_steps or DEFAULT_TIME_STEPS
-        )
+        shape[t_axis] = int(np.shape(x)[t_axis]) if x is not None and np.ndim(x) == 3 else time_steps or default_steps
     asked = {t_axis: time_steps, b_axis: batch_size}
     if x is not None:
         asked = dict(enumerate(np.shape(x)))
@@ -113,12 +111,14 @@ def verify_graph_form(
     source: SourceModel | None = None,
     max_error: float | None = None,
     float_runs: int | None = None,
+    default_steps: int = 9,
 ) -> VerifyReport:
-    """The graph-form model against its own graph evaluated op by op and (given) against the source."""
+    """The graph-form model against its own graph evaluated op by op and (given) against the source
+    (a WHILE-loop model over default_steps steps unless x or time_steps say otherwise)."""
     if micro or runtime == "micro":
         raise ModelFileError(MICRO_REFUSAL.format(path=lm.path))
     mode = model_mode(lm.model)
-    shape = _fixed_shape(lm, x, batch_size, time_steps)
+    shape = _fixed_shape(lm, x, batch_size, time_steps, default_steps)
     sessions = _sessions(lm, runtime, shape)
     first = sessions[0][0]
     report = VerifyReport(str(lm.path), first.runtime, first.version, shape, seed, atol, rtol, mode=mode)

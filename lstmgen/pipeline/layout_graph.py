@@ -10,18 +10,15 @@ the zero state (step 0 has no recurrent term); the model keeps no state between 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from lstmgen.config import CellConfig
-from lstmgen.pipeline.layout import CellShape, Weights, check_weights, hyperparameters, shapes_from_config
-from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Quantization, Signature, TensorRecord
+from lstmgen.pipeline.layout import CellShape, Weights
+from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
-from lstmgen.tflite.tables import METADATA_KEY, min_runtime
-from lstmgen.version import __version__
 
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
@@ -276,59 +273,7 @@ def _model_output(b: _Builder, y2d: int, name: str) -> int:
     return b.transpose(b.reshape(y2d, (t, n, width), f"{name}/time_major"), (1, 0, 2), name)
 
 
-def layout_graph(
-    config: CellConfig,
-    layers: Sequence[Sequence[Weights]],
-    shapes: Sequence[Sequence[CellShape]] | None = None,
-    provenance: Mapping[str, Any] | None = None,
-    source: str = "weights",
-) -> ModelRecord:
-    """Records of the graph form for the whole model (same arguments as layout.layout)."""
-    if config.form != "graph":
-        raise ValueError("layout_graph writes the graph form (config.form == 'graph')")
-    if config.forget_bias is None:
-        raise ValueError("forget_bias must be resolved before layout")
-    shapes = shapes if shapes is not None else shapes_from_config(config)
-    for cells, cell_shapes in zip(layers, shapes, strict=True):
-        for w, shape in zip(cells, cell_shapes, strict=True):
-            check_weights(shape, w, source)
-    if config.time_steps is None:  # a dynamic time axis: the recurrent part in a WHILE loop
-        from lstmgen.pipeline.layout_loop import loop_graph
-
-        b, x, y, subgraphs = loop_graph(config, layers, shapes)
-    else:
-        (b, x, y), subgraphs = _unrolled(config, layers, shapes), []
-    b.tensors[y] = _renamed(b.tensors[y], f"{config.name}/output")
-    meta = {
-        "generator": f"lstmgen {__version__}",
-        "op": "graph",
-        "form": "graph",
-        "hyperparameters": hyperparameters(config, shapes),
-        "provenance": dict(provenance or {}),
-    }
-    if config.quantize != "none":
-        meta["quantization"] = {
-            "mode": config.quantize,
-            "weights": "per-channel" if config.quantize != "float16" else "float16",
-        }
-    ops = [(o.opcode, o.version) for o in (*b.ops, *(o for g in subgraphs for o in g.operators))]
-    return ModelRecord(
-        tensors=tuple(b.tensors),
-        operators=tuple(b.ops),
-        inputs=(x,),
-        outputs=(y,),
-        subgraph_name="main",
-        description=f"lstmgen {__version__}",
-        signatures=(Signature("serving_default", (("input", x),), (("output", y),)),),
-        metadata=(
-            ("min_runtime_version", min_runtime(ops).encode().ljust(16, b"\0")),
-            (METADATA_KEY, json.dumps(meta, sort_keys=True).encode()),
-        ),
-        subgraphs=tuple(subgraphs),
-    )
-
-
-def _unrolled(
+def unrolled(
     config: CellConfig, layers: Sequence[Sequence[Weights]], shapes: Sequence[Sequence[CellShape]]
 ) -> tuple[_Builder, int, int]:
     """A fixed time axis unrolled: the builder, the model input and output."""
@@ -373,9 +318,3 @@ def packed_copies_note(model: ModelRecord) -> str | None:
         f"{total / 2**20:.0f} MB for this model (the recurrent weights once per time step); without XNNPACK, or "
         "with --form fused, the weights are held once"
     )
-
-
-def _renamed(t: TensorRecord, name: str) -> TensorRecord:
-    from dataclasses import replace
-
-    return replace(t, name=name)

@@ -16,8 +16,9 @@ from lstmgen.config import CellConfig
 from lstmgen.errors import ConfigError, WeightFileError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
+from lstmgen.pipeline.graph_form import layout_graph
 from lstmgen.pipeline.layout import layout
-from lstmgen.pipeline.layout_graph import layout_graph, packed_copies_note
+from lstmgen.pipeline.layout_graph import packed_copies_note
 from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve, stated_sizes
 from lstmgen.pipeline.verify_gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.samples import read_samples
