@@ -14,7 +14,7 @@ from typing import Any
 
 from lstmgen import guard
 from lstmgen.errors import ConfigError
-from lstmgen.numerics.tables import QUANTIZE_MODES
+from lstmgen.numerics.tables import INTEGER_MODES, QUANTIZE_MODES
 from lstmgen.tflite.tables import ACTIVATIONS, REFUSED_ACTIVATIONS
 
 INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "normal", "zeros")
@@ -209,6 +209,13 @@ class CellConfig:
             raise ConfigError(
                 f"io_type = 'int16' only applies to quantize = 'int16x8' (int16 activations), not {self.quantize!r}. "
                 "Use io_type 'int8' or 'float32'."
+            )
+        if self.quantize in INTEGER_MODES and self.activation != "tanh":
+            raise ConfigError(
+                f"activation = {self.activation!r} with quantize = {self.quantize!r}: LiteRT's integer LSTM kernel "
+                "ignores the activation option and computes tanh, while TFLite Micro's honours it, so the file would "
+                "compute different things in the two runtimes. Use activation 'tanh', or quantize 'dynamic-int8' or "
+                "'float16' (their kernels compute the activation the file names)."
             )
         if self.form == "graph":
             why = next((text for refused, text in _GRAPH_REFUSALS if refused(self)), None)

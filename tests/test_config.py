@@ -123,3 +123,10 @@ def test_options_are_refused_before_the_weights_are_read(
     with pytest.raises(ConfigError, match="--calibration-data / --calibration apply to --quantize"):
         build_model(tmp_path / "m.tflite", {}, tmp_path / "w.npz", calibration="random")
     assert not opened
+
+
+def test_integer_modes_refuse_a_non_tanh_activation() -> None:
+    # LiteRT's integer kernel computes tanh whatever the option says; TFLM honours it: the file would be two models.
+    with pytest.raises(ConfigError, match=r"activation = 'relu' with quantize = 'int8'.*ignores the activation"):
+        CellConfig(num_units=4, input_size=2, activation="relu", quantize="int8")
+    assert CellConfig(num_units=4, input_size=2, activation="relu", quantize="dynamic-int8").activation == "relu"
