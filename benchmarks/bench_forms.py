@@ -1,9 +1,10 @@
 """--form fused vs --form graph: invoke time and peak RSS in LiteRT, XNNPACK on and off, 1 and 2 threads.
 
-The same weights are built in both forms (float32 and dynamic-int8) for 64, 256 and 1024 units (inputs 32,
-128, 512; T = 50, batch 1). Every measurement is a fresh child process (load, 3 warm-up invokes, then
-INVOKES timed invokes: their median), and the two forms alternate within each round (fused, graph, graph,
-fused, ...), so a busy shared machine slows both alike: the ratio graph/fused per round is what to read
+The same weights are built in three forms (float32 and dynamic-int8) for 64, 256 and 1024 units (inputs 32,
+128, 512; T = 50, batch 1): fused, graph (--time-steps 50: unrolled) and loop (graph without --time-steps: a
+WHILE loop per layer, run at T = 50). Every measurement is a fresh child process (load, 3 warm-up invokes, then
+INVOKES timed invokes: their median), and the forms alternate within each round (fused, graph, loop, then
+reversed, ...), so a busy shared machine slows all alike: the ratio graph/fused per round is what to read
 (its median over the rounds is reported, with the medians of the absolute times). Peak RSS is the child's
 (os.wait4 rusage): XNNPACK packs a copy of each FULLY_CONNECTED's weights per op, so the unrolled graph
 holds the recurrent weights once per time step.
@@ -32,6 +33,7 @@ SIZES = {64: 32, 256: 128, 1024: 512}  # units -> input size
 STEPS = 50
 INVOKES = 20
 MODES = {"float32": {}, "dynamic-int8": {"quantize": "dynamic-int8"}}
+FORMS = {"fused": {"form": "fused"}, "graph": {"form": "graph"}, "loop": {"form": "graph", "time_steps": None}}
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
@@ -45,7 +47,7 @@ def child(model: str, xnnpack: bool, threads: int) -> None:
     )
     t0 = time.perf_counter()
     it = Interpreter(model_path=model, num_threads=threads, **kw)
-    it.allocate_tensors()
+    _steps(it)
     d = it.get_input_details()[0]
     it.set_tensor(d["index"], np.random.default_rng(0).standard_normal(d["shape"]).astype(np.float32))
     it.invoke()
@@ -58,6 +60,15 @@ def child(model: str, xnnpack: bool, threads: int) -> None:
         it.invoke()
         times.append(time.perf_counter() - a)
     print(json.dumps({"load_s": load, "invoke_ms": 1000 * statistics.median(times)}))
+
+
+def _steps(it: Any) -> None:
+    """Allocate, at STEPS time steps where the time axis is dynamic (the loop form)."""
+    d = it.get_input_details()[0]
+    if -1 in list(d["shape_signature"]):
+        shape = [STEPS if s == -1 else int(s) for s in d["shape_signature"]]
+        it.resize_tensor_input(d["index"], shape)
+    it.allocate_tensors()
 
 
 def run_child(model: Path, xnnpack: bool, threads: int) -> dict[str, float]:
@@ -98,9 +109,9 @@ def build_models(tmp: Path, units: int, uneven: bool = False) -> dict[tuple[str,
     np.savez(npz, **bench_weights(units, uneven))  # the op's own names: biases taken as complete
     out = {}
     for mode, extra in MODES.items():
-        for form in ("fused", "graph"):
+        for form, form_opts in FORMS.items():
             path = tmp / f"{units}_{mode}_{form}{'_u' if uneven else ''}.tflite"
-            opts = {"time_steps": STEPS, "form": form} | extra
+            opts = {"time_steps": STEPS} | form_opts | extra
             build(path, opts, npz, weights_format="tflite", verify=False)
             out[(mode, form)] = path
     return out
@@ -124,7 +135,7 @@ def accuracy(models: dict[tuple[str, str], Path], units: int, uneven: bool = Fal
             model_path=str(models[(mode, form)]),
             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         )
-        it.allocate_tensors()
+        _steps(it)
         d, o = it.get_input_details()[0], it.get_output_details()[0]
         worst, mean = 0.0, []
         for x in xs:
@@ -171,7 +182,7 @@ def main() -> None:
             if done.returncode != 0:
                 raise SystemExit(f"building the {units}-unit models failed:\n{done.stderr.decode()}")
             errors.update(json.loads(done.stdout.decode().strip().splitlines()[-1]))
-            models = {(m, f): Path(tmp) / f"{units}_{m}_{f}.tflite" for m in MODES for f in ("fused", "graph")}
+            models = {(m, f): Path(tmp) / f"{units}_{m}_{f}.tflite" for m in MODES for f in FORMS}
             for mode in MODES:
                 for xnnpack in (True, False):
                     for threads in (1, 2):
@@ -196,28 +207,32 @@ def main() -> None:
 def _paired(
     models: dict[tuple[str, str], Path], units: int, mode: str, xnnpack: bool, threads: int, rounds: int
 ) -> dict[str, Any]:
-    """Alternating runs of both forms; per-round ratio graph/fused, medians."""
-    runs: dict[str, list[dict[str, float]]] = {"fused": [], "graph": []}
-    ratios = []
+    """Alternating runs of the forms; per-round ratios graph/fused and loop/fused, medians."""
+    runs: dict[str, list[dict[str, float]]] = {form: [] for form in FORMS}
+    ratios: dict[str, list[float]] = {"graph": [], "loop": []}
     for r in range(rounds):
-        order = ("fused", "graph") if r % 2 == 0 else ("graph", "fused")
+        order = tuple(FORMS) if r % 2 == 0 else tuple(reversed(FORMS))
         got = {form: run_child(models[(mode, form)], xnnpack, threads) for form in order}
         for form in order:
             runs[form].append(got[form])
-        ratios.append(got["graph"]["invoke_ms"] / got["fused"]["invoke_ms"])
+        for form, values in ratios.items():
+            values.append(got[form]["invoke_ms"] / got["fused"]["invoke_ms"])
     row: dict[str, Any] = {"units": units, "input": SIZES[units], "mode": mode, "xnnpack": xnnpack, "threads": threads}
     for form, rs in runs.items():
         row[f"{form}_ms"] = round(statistics.median(r["invoke_ms"] for r in rs), 3)
         row[f"{form}_load_s"] = round(statistics.median(r["load_s"] for r in rs), 3)
         row[f"{form}_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
-    row["graph_over_fused"] = round(statistics.median(ratios), 3)
+    row["graph_over_fused"] = round(statistics.median(ratios["graph"]), 3)
+    row["loop_over_fused"] = round(statistics.median(ratios["loop"]), 3)
     return row
 
 
 def _line(r: dict[str, Any]) -> str:
     return (
         f"{r['units']:5d} {r['mode']:13s} xnnpack={'on ' if r['xnnpack'] else 'off'} threads={r['threads']}: "
-        f"fused {r['fused_ms']:.3g} ms, graph {r['graph_ms']:.3g} ms, graph/fused {r['graph_over_fused']:.2f}"
+        f"fused {r['fused_ms']:.3g} ms, graph {r['graph_ms']:.3g} ms, loop {r['loop_ms']:.3g} ms, graph/fused "
+        f"{r['graph_over_fused']:.2f}, loop/fused {r['loop_over_fused']:.2f}; peak RSS {r['fused_rss_mb']:.0f} / "
+        f"{r['graph_rss_mb']:.0f} / {r['loop_rss_mb']:.0f} MB"
     )
 
 

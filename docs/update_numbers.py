@@ -98,32 +98,37 @@ def _forms_rows(f: dict[str, Any]) -> dict[tuple[int, str], dict[tuple[bool, int
 
 
 def forms_table(f: dict[str, Any]) -> str:
-    """benchmarks/bench_forms.py: invoke time graph / fused, per size, mode, XNNPACK and threads."""
+    """benchmarks/bench_forms.py: invoke time graph / fused (unrolled; and the WHILE loop), per size, mode,
+    XNNPACK and threads."""
     cols = [(True, 1), (True, 2), (False, 1), (False, 2)]
+    loop = any("loop_over_fused" in r for r in f["rows"])
     lines = [
         f"`benchmarks/bench_forms.py` ({f['date']}, {f['machine']['cpus']}-core machine, load "
-        f"{f['machine']['load']:.1f}; median of {f['rounds']} paired rounds of {f['invokes']} invokes):",
+        f"{f['machine']['load']:.1f}; median of {f['rounds']} paired rounds of {f['invokes']} invokes"
+        + ("; each cell: unrolled / WHILE loop" if loop else "")
+        + "):",
         "",
         "| units (input) | weights | XNNPACK, 1 thread | XNNPACK, 2 threads | builtin, 1 thread | builtin, 2 threads |",
         "|---|---|---|---|---|---|",
     ]
     for (units, mode), by in _forms_rows(f).items():
-        cells = [
-            f"**{by[c]['graph_over_fused']:.2f}**"
-            if round(by[c]["graph_over_fused"], 2) < 1
-            else f"{by[c]['graph_over_fused']:.2f}"
-            for c in cols
-            if c in by
-        ]
+        keys = ("graph_over_fused", "loop_over_fused") if loop else ("graph_over_fused",)
+        cells = [" / ".join(_ratio(by[c][k]) for k in keys if k in by[c]) for c in cols if c in by]
         lines.append(f"| {units} ({by[cols[0]]['input']}) | {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _ratio(v: float) -> str:
+    return f"**{v:.2f}**" if round(v, 2) < 1 else f"{v:.2f}"
+
+
 def forms_detail(f: dict[str, Any]) -> str:
     """Absolute medians and peak RSS (XNNPACK, 2 threads), and accuracy against the float64 reference."""
+    loop = any("loop_over_fused" in r for r in f["rows"])
     lines = [
-        "| units | weights | XNNPACK threads | fused | graph | graph / fused | peak RSS fused | peak RSS graph |",
-        "|---|---|---|---|---|---|---|---|",
+        "| units | weights | XNNPACK threads | fused | graph | graph / fused | peak RSS fused | peak RSS graph |"
+        + (" loop | loop / fused | peak RSS loop |" if loop else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if loop else ""),
     ]
     for (units, mode), by in _forms_rows(f).items():
         for threads in (1, 2):
@@ -133,6 +138,11 @@ def forms_detail(f: dict[str, Any]) -> str:
             lines.append(
                 f"| {units} | {mode} | {threads} | {r['fused_ms']:.3g} ms | {r['graph_ms']:.3g} ms | "
                 f"{r['graph_over_fused']:.2f} | {r['fused_rss_mb']:.0f} MB | {r['graph_rss_mb']:.0f} MB |"
+                + (
+                    f" {r['loop_ms']:.3g} ms | {r['loop_over_fused']:.2f} | {r['loop_rss_mb']:.0f} MB |"
+                    if "loop_ms" in r
+                    else ""
+                )
             )
     lines += [
         "",

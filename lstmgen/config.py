@@ -90,11 +90,6 @@ def _check_name(value: Any) -> None:
 GRAPH_QUANTIZE: tuple[str, ...] = ("none", "float16", "dynamic-int8")
 _GRAPH_REFUSALS: tuple[tuple[Callable[[Any], bool], str], ...] = (
     (
-        lambda c: c.time_steps is None,
-        "form = 'graph' unrolls a fixed time axis: pass --time-steps T (a dynamic time axis would need a WHILE "
-        "loop, which lstmgen does not write; --form fused keeps the time axis resizable)",
-    ),
-    (
         lambda c: c.dynamic_batch,
         "form = 'graph' fixes the batch size (its reshapes hold it): drop --dynamic-batch or use --form fused",
     ),

@@ -1,4 +1,4 @@
-"""`inspect`: describe a fused-LSTM model file (topology, per-cell hyperparameters, slots, versions) as a dict."""
+"""`inspect`: describe a fused-LSTM or graph-form model file (topology, hyperparameters, slots, versions) as a dict."""
 
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def describe(path: str | Path, lm: LstmModel | None = None) -> dict[str, Any]:
     """
     path = Path(path)
     lm = lm or read_lstm_model(path)
+    if lm.form == "graph":
+        return _describe_graph_form(path, lm)
     topo = topology(lm)
     hp = lm.metadata.get("hyperparameters", {})
     sig = lm.input.shape_signature or lm.input.shape
@@ -148,6 +150,120 @@ def describe(path: str | Path, lm: LstmModel | None = None) -> dict[str, Any]:
     }
 
 
+_GRAPH_KEYS = (
+    "num_units",
+    "input_size",
+    "num_proj",
+    "output_size",
+    "state_size",
+    "use_peepholes",
+    "cifg",
+    "layer_norm",
+    "cell_clip",
+    "proj_clip",
+    "activation",
+    "num_layers",
+    "bidirectional",
+    "go_backwards",
+    "return_sequences",
+)
+GRAPH_FORM_STATE = (
+    "each invoke runs the whole sequence from the zero state and returns the output only "
+    "(no state tensors): stream with --form fused"
+)
+
+
+def _describe_graph_form(path: Path, lm: LstmModel) -> dict[str, Any]:
+    """lstmgen's graph form: hyperparameters from its metadata, ops counted, the FULLY_CONNECTED weights listed."""
+    from lstmgen.tflite.schema import BuiltinOperator as Op
+
+    hp = lm.metadata.get("hyperparameters", {})
+    model = lm.model
+    graphs = (model, *model.subgraphs)  # a WHILE loop's cond and body subgraphs hold the recurrent ops
+    ops = [(o.opcode, o.version) for g in graphs for o in g.operators]
+    counts: dict[str, int] = {}
+    for code, version in ops:
+        key = f"{BUILTIN_OPERATOR_NAMES.get(code, code)} v{version}"
+        counts[key] = counts.get(key, 0) + 1
+    weights: dict[tuple[int, int], dict[str, Any]] = {}
+    for k, g in enumerate(graphs):
+        for o in g.operators:
+            if o.opcode != Op.FULLY_CONNECTED:
+                continue
+            t = g.tensors[o.inputs[1]]
+            entry = weights.setdefault(
+                (k, o.inputs[1]),
+                {"name": t.name, "shape": list(t.shape), "dtype": _dtype(t), "quantization": _quant(t), "uses": 0,
+                 "constant": t.data is not None, "subgraph": k},
+            )  # fmt: skip
+            entry["uses"] += 1
+    raw_rt = model.metadata_dict().get("min_runtime_version")
+    sig = lm.input.shape_signature or lm.input.shape
+    t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
+    return {
+        "file": str(path),
+        "file_size": path.stat().st_size,
+        "generator": lm.metadata.get("generator"),
+        "op": "graph form",
+        "form": "graph",
+        "min_runtime_version": raw_rt.rstrip(b"\0").decode(errors="replace") if raw_rt else min_runtime(ops),
+        "operators": counts,
+        "num_operators": len(ops),
+        **{k: hp.get(k) for k in _GRAPH_KEYS},
+        "quantization": lm.metadata.get("quantization"),
+        "time_major": lm.time_major,
+        "batch_size": int(sig[b_axis]),
+        "time_steps": int(sig[t_axis]) if len(sig) == 3 and sig[t_axis] > 0 else None,
+        "loops": sum(o.opcode == Op.WHILE for o in model.operators),
+        "input": {"shape": list(lm.input.shape), "dtype": _dtype(lm.input), "quantization": _quant(lm.input)},
+        "output": {"shape": list(lm.output.shape), "dtype": _dtype(lm.output), "quantization": _quant(lm.output)},
+        "forget_bias_folded": hp.get("forget_bias"),
+        "name": hp.get("name"),
+        "provenance": lm.metadata.get("provenance"),
+        "signature": [s.key for s in model.signatures],
+        "weights": list(weights.values()),
+        "state": GRAPH_FORM_STATE,
+    }
+
+
+def _format_graph_form(info: dict[str, Any]) -> str:
+    topo = (
+        f"{info['num_layers']} layer(s)"
+        + (", bidirectional" if info["bidirectional"] else "")
+        + (", go_backwards" if info["go_backwards"] else "")
+        + ("" if info["return_sequences"] else ", last step only")
+    )
+    quant = info["quantization"] or {"mode": "none"}
+    lines = [
+        f"{info['file']}: graph form (--form graph), {topo}; {info['file_size']:,} bytes "
+        f"(min runtime {info['min_runtime_version']})"
+        + (f", made by {info['generator']}" if info["generator"] else ""),
+        f"  {info['num_operators']} operators: " + ", ".join(f"{k} x{n}" for k, n in info["operators"].items()),
+        f"  input {info['input']['dtype']} {info['input']['shape']}, output {info['output']['dtype']} "
+        f"{info['output']['shape']}; batch={info['batch_size']} "
+        f"time={info['time_steps'] or 'dynamic (a WHILE loop per layer and direction)'} "
+        f"{'time-major' if info['time_major'] else 'batch-major'}; "
+        f"signatures: {', '.join(info['signature']) or 'none'}",
+        f"  num_units={info['num_units']} input_size={info['input_size']} num_proj={info['num_proj']} "
+        f"peepholes={info['use_peepholes']} cifg={info['cifg']} layer_norm={info['layer_norm']} "
+        f"activation={info['activation']} cell_clip={info['cell_clip']:g} proj_clip={info['proj_clip']:g}; "
+        f"weights {quant.get('mode')}"
+        + (f" ({quant['weights']})" if quant.get("weights") else "")
+        + (
+            f"; forget_bias (folded) = {info['forget_bias_folded']:g}" if info["forget_bias_folded"] is not None else ""
+        ),
+        f"  state: {info['state']}",
+        "  FULLY_CONNECTED weights:",
+    ]
+    for w in info["weights"]:
+        q = w["quantization"]
+        qtext = f" {len(q['scale'])} scale(s)" if q else ""
+        source = "" if w["constant"] else " (computed: DEQUANTIZE/RESHAPE output)"
+        source += f" (loop subgraph {w['subgraph']})" if w["subgraph"] else ""
+        lines.append(f"    {w['name']:<44} {w['dtype']:<8} {w['shape']!s:<12} used by {w['uses']} op(s){qtext}{source}")
+    return "\n".join(lines)
+
+
 def _tensor(lm: LstmModel, index: int) -> dict[str, Any]:
     t = lm.model.tensors[index]
     return {"index": index, "name": t.name, "shape": list(t.shape), "dtype": _dtype(t), "quantization": _quant(t)}
@@ -159,8 +275,11 @@ def _graph(lm: LstmModel) -> dict[str, Any]:
     return {
         "operators": names,
         "lstm_ops": [
-            {"op_index": s.op_index, "input": _tensor(lm, lm.model.operators[s.op_index].inputs[0]),
-             "output": _tensor(lm, lm.model.operators[s.op_index].outputs[0])}
+            {
+                "op_index": s.op_index,
+                "input": _tensor(lm, lm.model.operators[s.op_index].inputs[0]),
+                "output": _tensor(lm, lm.model.operators[s.op_index].outputs[0]),
+            }
             for s in lm.lstms
         ],
         "unchecked_ops": [{"op_index": k, "op": names[k]} for k in lm.head],
@@ -172,6 +291,8 @@ def _graph(lm: LstmModel) -> dict[str, Any]:
 
 def format_text(info: dict[str, Any]) -> str:
     """Human-readable form of describe()."""
+    if info.get("form") == "graph":
+        return _format_graph_form(info)
     topo = (
         f"{info['num_layers']} layer(s)"
         + (", bidirectional" if info["bidirectional"] else "")

@@ -118,8 +118,9 @@ GRAPH_FORM_REFUSAL = (
 
 def is_graph_form(model: ModelRecord, metadata: dict[str, Any]) -> bool:
     """lstmgen's graph form: says so in its metadata, has no LSTM op, and only ops the checker evaluates."""
-    ops = {o.opcode for o in model.operators}
-    return metadata.get("form") == "graph" and Op.UNIDIRECTIONAL_SEQUENCE_LSTM not in ops and ops <= set(DATA_OPS)
+    ops = {o.opcode for g in (model, *model.subgraphs) for o in g.operators}
+    known = {*DATA_OPS, Op.WHILE}  # the evaluator runs a WHILE loop's subgraphs with the same ops
+    return metadata.get("form") == "graph" and Op.UNIDIRECTIONAL_SEQUENCE_LSTM not in ops and ops <= known
 
 
 def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False, graph_ok: bool = False) -> LstmModel:

@@ -13,7 +13,7 @@ import numpy as np
 
 from lstmgen.errors import ModelFileError
 from lstmgen.numerics import affine
-from lstmgen.numerics.graph import constant_values, evaluate, lstm_spec, store_data_op
+from lstmgen.numerics.graph import constant_values, evaluate, lstm_spec, store_data_op, while_loop
 from lstmgen.numerics.reference import lstm_reference
 from lstmgen.numerics.tables import FLOAT_ATOL, FLOAT_RTOL, INTEGER_MODES, Q0_15, Q3_12
 from lstmgen.progress import step_hook
@@ -250,10 +250,36 @@ def _noisy_evaluate(
     if weights:  # against the source: the input as given was also rounded to the model's input grid
         for i, x in feeds.items():
             values[i] = values[i] + (rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
+    return _noisy_ops(model, values, mode, rng, weights)
+
+
+def _noisy_ops(
+    model: ModelRecord,
+    values: dict[int, np.ndarray],
+    mode: str,
+    rng: np.random.Generator,
+    weights: bool,
+    fixed: Mapping[int, np.ndarray] | None = None,
+) -> dict[int, np.ndarray]:
+    """Every op of one (sub)graph with the kernels' rounding as noise; a WHILE loop's body the same way, its
+    weights' own rounding drawn once for the whole loop."""
     fc_weights = {op.inputs[1] for op in model.operators if op.opcode == Op.FULLY_CONNECTED} if weights else set()
     for i in fc_weights & set(values):  # the graph form's constant weights, each rounded once when written
         values[i] = values[i] + (rng.random(values[i].shape) - 0.5) * weight_step(model, i, values[i])
+    drawn: dict[int, dict[int, np.ndarray]] = {}  # per body: its weights as rounded when written
+
+    def body(sub: ModelRecord, vals: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        kept = drawn.get(id(sub))
+        out = _noisy_ops(sub, {**vals, **(kept or {})}, mode, rng, weights and kept is None, kept)
+        if kept is None:  # the first iteration drew them: constants and float16 weights' DEQUANTIZE outputs
+            dequantized = {o.outputs[0] for o in sub.operators if o.opcode == Op.DEQUANTIZE}
+            drawn[id(sub)] = {i: out[i] for i in out if sub.tensors[i].data is not None or i in dequantized}
+        return out
+
     for k, op in enumerate(model.operators):
+        if op.opcode == Op.WHILE and model.subgraphs:
+            values.update(zip(op.outputs, while_loop(model, op, values, body), strict=True))
+            continue
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng, weights)
         elif (
@@ -265,6 +291,8 @@ def _noisy_evaluate(
             if op.opcode == Op.DEQUANTIZE and op.outputs[0] in fc_weights:  # float16 weights of the graph form
                 v = values[op.outputs[0]]
                 values[op.outputs[0]] = v + (rng.random(v.shape) - 0.5) * weight_step(model, op.outputs[0], v)
+            elif fixed and op.outputs[0] in fixed:  # a loop body's weights, as drawn in its first iteration
+                values[op.outputs[0]] = fixed[op.outputs[0]]
     return values
 
 

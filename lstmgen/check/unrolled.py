@@ -44,10 +44,12 @@ MICRO_REFUSAL = (
 
 def scope_lines(lm: LstmModel) -> list[str]:
     """What the check covers: every op of the file, by kind."""
-    kinds = Counter(BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in lm.model.operators)
+    graphs = (lm.model, *lm.model.subgraphs)  # with a WHILE loop's cond and body
+    kinds = Counter(BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for g in graphs for o in g.operators)
     ops = ", ".join(f"{n} x{c}" for n, c in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    where = f" (in {len(graphs)} subgraphs: the loops run step by step)" if len(graphs) > 1 else ""
     return [
-        f"checked: the graph form, all {len(lm.model.operators)} ops ({ops}) evaluated op by op in float64 on the "
+        f"checked: the graph form, all {kinds.total()} ops{where} ({ops}) evaluated op by op in float64 on the "
         "file's constants, against the interpreter's output (builtin kernels, and LiteRT's default XNNPACK "
         "delegate where the runtime has it)",
         "state: each invoke starts from the zero state and returns the output only (no state tensors); streaming "
@@ -55,10 +57,15 @@ def scope_lines(lm: LstmModel) -> list[str]:
     ]
 
 
-def _fixed_shape(lm: LstmModel, x: np.ndarray | None, batch_size: int | None, time_steps: int | None) -> list[int]:
-    """The graph form's shape is fixed: the given input, batch or time must match it."""
+def _fixed_shape(
+    lm: LstmModel, x: np.ndarray | None, batch_size: int | None, time_steps: int | None, default_steps: int
+) -> list[int]:
+    """The graph form's batch is fixed, and so is its time axis unless it loops (WHILE): the given input,
+    batch or time must match; a looping model is run over time_steps, x's steps or default_steps."""
     shape = [int(d) for d in lm.input.shape]
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
+    if (lm.input.shape_signature or shape)[t_axis] == -1:
+        shape[t_axis] = int(np.shape(x)[t_axis]) if x is not None and np.ndim(x) == 3 else time_steps or default_steps
     asked = {t_axis: time_steps, b_axis: batch_size}
     if x is not None:
         asked = dict(enumerate(np.shape(x)))
@@ -72,7 +79,7 @@ def _fixed_shape(lm: LstmModel, x: np.ndarray | None, batch_size: int | None, ti
     return shape
 
 
-def _sessions(lm: LstmModel, runtime: str) -> list[tuple[Any, str]]:
+def _sessions(lm: LstmModel, runtime: str, shape: list[int]) -> list[tuple[Any, str]]:
     """The builtin kernels, and (LiteRT) the default delegates; (session, tag) pairs."""
     kw: dict[str, Any] = {
         "runtime": runtime,
@@ -85,6 +92,8 @@ def _sessions(lm: LstmModel, runtime: str) -> list[tuple[Any, str]]:
     out = [(builtin, "")]
     if has_default_delegates(builtin.runtime):
         out.append((open_session(lm.path, default_delegates=True, **kw), " [default delegates: XNNPACK]"))
+    for sess, _ in out:  # a WHILE loop's time axis is dynamic
+        sess.resize(tuple(shape), lm.input.shape_signature)
     return out
 
 
@@ -102,13 +111,15 @@ def verify_graph_form(
     source: SourceModel | None = None,
     max_error: float | None = None,
     float_runs: int | None = None,
+    default_steps: int = 9,
 ) -> VerifyReport:
-    """The graph-form model against its own graph evaluated op by op and (given) against the source."""
+    """The graph-form model against its own graph evaluated op by op and (given) against the source
+    (a WHILE-loop model over default_steps steps unless x or time_steps say otherwise)."""
     if micro or runtime == "micro":
         raise ModelFileError(MICRO_REFUSAL.format(path=lm.path))
     mode = model_mode(lm.model)
-    shape = _fixed_shape(lm, x, batch_size, time_steps)
-    sessions = _sessions(lm, runtime)
+    shape = _fixed_shape(lm, x, batch_size, time_steps, default_steps)
+    sessions = _sessions(lm, runtime, shape)
     first = sessions[0][0]
     report = VerifyReport(str(lm.path), first.runtime, first.version, shape, seed, atol, rtol, mode=mode)
     report.scope = scope_lines(lm)

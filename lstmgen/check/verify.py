@@ -159,6 +159,7 @@ def verify_model(
         return unrolled.verify_graph_form(
             lm, runtime=runtime, seed=seed, atol=atol, rtol=rtol, x=x, batch_size=batch_size,
             time_steps=time_steps, micro=micro, source=source, max_error=max_error, float_runs=float_runs,
+            default_steps=DEFAULT_TIME_STEPS,
         )  # fmt: skip
     mode = model_mode(lm.model)
     n_runs = FLOAT_RUNS if float_runs is None else float_runs

@@ -266,7 +266,9 @@ def _shape_lines(r: BuildResult) -> list[str]:
     c = r.config
     layout = f"batch={c.batch_size} time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}"
     if c.form == "graph":
-        layout += "; graph form (unrolled builtin ops)"
+        layout += "; graph form (" + (
+            "unrolled builtin ops)" if c.time_steps else "builtin ops, a WHILE loop per layer)"
+        )
     if len(r.layers) <= 1:
         return [
             f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "

@@ -42,12 +42,14 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_confi
       lstmgen inspect lstm_int8.tflite --check micro
       lstmgen inspect npu.tflite --check ethos-u
     """
-    lm = read_lstm_model(model, head_ok=True)  # fused LSTM ops inside a converter's graph too
+    lm = read_lstm_model(model, head_ok=True, graph_ok=True)  # fused LSTM ops in a larger graph; the graph form
     info = describe(model, lm)
     problems = None
     vela = None
     if check is not None:
         problems = [p.to_dict() for p in find_problems(lm.model, check)]
+        if lm.form == "graph" and check != "tflite":  # the rules look at LSTM ops; the graph form has none
+            problems.insert(0, _graph_form_problem(check))
         info["target_check"] = {"target": check, "ok": not problems, "problems": problems}
         vela = _vela(model, check, accelerator_config) if not problems else None
         if vela is not None:
@@ -74,6 +76,16 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_confi
                 click.echo(vela.line())
     if problems:
         sys.exit(1)
+
+
+def _graph_form_problem(target: str) -> dict[str, Any]:
+    return {
+        "target": target,
+        "feature": "graph form",
+        "where": ["the whole model (no UNIDIRECTIONAL_SEQUENCE_LSTM op)"],
+        "message": "the graph form is for TFLite and its delegates (per-channel hybrid FULLY_CONNECTED v12, "
+        "unrolled steps); TFLite Micro and Ethos-U run the fused op: rebuild with --form fused.",
+    }
 
 
 def _vela(model: Path, target: str, accelerator: str | None) -> Any:

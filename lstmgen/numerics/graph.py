@@ -264,6 +264,20 @@ def _transpose(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarr
     return np.transpose(values[op.inputs[0]], [int(p) for p in values[op.inputs[1]]])
 
 
+def _gather(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
+    if op.options is not None and int(op.options.get("BatchDims", 0)):
+        raise ModelFileError("GATHER with batch_dims is not evaluated by lstmgen's checker.")
+    x, index = values[op.inputs[0]], np.asarray(values[op.inputs[1]]).astype(np.int64)
+    if np.any(index < 0) or np.any(index >= x.shape[axis]):
+        raise ModelFileError(f"GATHER index {index.tolist()} outside an axis of {x.shape[axis]}.")
+    return np.take(x, index, axis=axis)
+
+
+def _shape(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    return np.asarray(np.shape(values[op.inputs[0]]), np.float64)
+
+
 Value = np.ndarray | tuple[np.ndarray, ...]  # one output, or one per output (SPLIT)
 # The ops lstmgen writes besides the LSTM op (around it in the fused form, the whole cell in the graph form),
 # each as (operator, values so far) -> its output's real value, before the output grid's rounding.
@@ -290,17 +304,49 @@ DATA_OPS: dict[int, Callable[[OperatorRecord, Mapping[int, np.ndarray]], Value]]
     Op.MEAN: _mean,
     Op.SPLIT: _split,
     Op.TRANSPOSE: _transpose,
+    Op.GATHER: _gather,
+    Op.SHAPE: _shape,
+    Op.LESS: _binary(np.less),
 }
+MAX_ITERATIONS = 1_000_000  # a WHILE loop still running after this many steps is a corrupt file, not a model
+Body = Callable[[ModelRecord, dict[int, np.ndarray]], dict[int, np.ndarray]]
+
+
+def _plain_body(body: ModelRecord, values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    return evaluate(body, {}, constants=values).values
+
+
+def while_loop(
+    model: ModelRecord, op: OperatorRecord, values: Mapping[int, np.ndarray], run_body: Body = _plain_body
+) -> tuple[np.ndarray, ...]:
+    """WHILE: the cond subgraph on the loop variables, then the body (run_body: its values from the body's
+    constants and inputs), until cond is false; the final loop variables."""
+    opts = op.options
+    cond, body = (
+        model.subgraphs[int(opts.get(f, 0) if opts is not None else 0) - 1]
+        for f in ("CondSubgraphIndex", "BodySubgraphIndex")
+    )
+    loop = tuple(values[i] for i in op.inputs)
+    cond_consts, body_consts = constant_values(cond), constant_values(body)
+    for _ in range(MAX_ITERATIONS):
+        if not evaluate(cond, dict(zip(cond.inputs, loop, strict=True)), constants=cond_consts).values[cond.outputs[0]]:
+            return loop
+        out = run_body(body, {**body_consts, **{i: np.asarray(v) for i, v in zip(body.inputs, loop, strict=True)}})
+        loop = tuple(out[i] for i in body.outputs)
+    raise ModelFileError(f"a WHILE loop still runs after {MAX_ITERATIONS} iterations (corrupt loop condition).")
 
 
 def data_op_outputs(model: ModelRecord, k: int, values: Mapping[int, np.ndarray]) -> tuple[np.ndarray, ...]:
     """Operator k (not an LSTM) on the real values so far: each output, rounded to its grid."""
     op = model.operators[k]
     fn = DATA_OPS.get(op.opcode)
-    if fn is None:
+    if op.opcode == Op.WHILE and model.subgraphs:
+        result: Value = while_loop(model, op, values)
+    elif fn is None:
         name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
         raise ModelFileError(f"operator {k} is {name}, which lstmgen's checker does not evaluate.")
-    result = fn(op, values)
+    else:
+        result = fn(op, values)
     outs = result if isinstance(result, tuple) else (result,)
     if len(outs) != len(op.outputs):
         raise ModelFileError(f"operator {k} has {len(op.outputs)} outputs; its evaluation gave {len(outs)}.")

@@ -10,18 +10,15 @@ the zero state (step 0 has no recurrent term); the model keeps no state between 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from lstmgen.config import CellConfig
-from lstmgen.pipeline.layout import CellShape, Weights, check_weights, hyperparameters, shapes_from_config
-from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Quantization, Signature, TensorRecord
+from lstmgen.pipeline.layout import CellShape, Weights
+from lstmgen.tflite.records import Deferred, ModelRecord, OperatorRecord, Options, Quantization, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
-from lstmgen.tflite.tables import METADATA_KEY, min_runtime
-from lstmgen.version import __version__
 
 F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
@@ -91,7 +88,9 @@ class _Builder:
     def op(self, code: int, inputs: Sequence[int], out: str | Sequence[str], shape: Sequence[int], **kw: Any) -> int:
         """One op with one (or, for a list of names, several same-shaped) float outputs; the first output."""
         names = [out] if isinstance(out, str) else list(out)
-        outs = tuple(self.tensor(n, shape) for n in names)
+        sig = kw.get("signature")  # a dynamic time axis (-1) in a WHILE-loop graph
+        dtype = kw.get("dtype", F32)
+        outs = tuple(self.tensor(n, shape, dtype, shape_signature=None if sig is None else tuple(sig)) for n in names)
         options = kw.get("options", _NO_OPTS.get(code))
         self.ops.append(OperatorRecord(code, kw.get("version", 1), tuple(inputs), outs, options))
         return outs[0]
@@ -101,14 +100,15 @@ class _Builder:
         mode = self.c.quantize
         if mode == "dynamic-int8":
             q, quant = per_channel_int8(w)
-            version = 9 if self.c.asymmetric_inputs else 3  # hybrid; asymmetric input quantization from v9
-            return self.tensor(name, q.shape, q.dtype, data=q, quantization=quant), version
+            # per-channel hybrid is v12 whatever the input quantization (op_version.cc checks it before v3/v9);
+            # runtimes before 2.17 refuse v12 rather than read one scale of many
+            return self.tensor(name, q.shape, q.dtype, data=q, quantization=quant), 12
         if mode == "float16":
             half = self.const(f"{name}/float16", w.astype(np.float16))
             return self.op(Op.DEQUANTIZE, (half,), name, w.shape, version=3), 1
         return self.const(name, w), 1
 
-    def fc(self, x: int, w: tuple[int, int], bias: int, name: str, rows: int) -> int:
+    def fc(self, x: int, w: tuple[int, int], bias: int, name: str, rows: int, **kw: Any) -> int:
         """FULLY_CONNECTED of x with a weight from `weight` (shared by every step) and a bias index (-1: none)."""
         index, version = w
         hybrid = self.c.quantize == "dynamic-int8" and bool(self.c.asymmetric_inputs)
@@ -117,7 +117,7 @@ class _Builder:
             (("FusedActivationFunction", 0), ("KeepNumDims", False), ("AsymmetricQuantizeInputs", hybrid)),
         )
         out = self.tensors[index].shape[0]
-        return self.op(Op.FULLY_CONNECTED, (x, index, bias), name, (rows, out), options=opts, version=version)
+        return self.op(Op.FULLY_CONNECTED, (x, index, bias), name, (rows, out), options=opts, version=version, **kw)
 
     def binary(self, code: int, a: int, b: int, name: str) -> int:
         return self.op(code, (a, b), name, self.tensors[a].shape)
@@ -171,7 +171,10 @@ class _Builder:
 class _Cell:
     """One cell's tensors, written once and shared by every step: stacked gate matrices and per-gate vectors."""
 
-    def __init__(self, b: _Builder, shape: CellShape, w: Weights, forget_bias: float, name: str) -> None:
+    def __init__(
+        self, b: _Builder, shape: CellShape, w: Weights, forget_bias: float, name: str, main: _Builder | None = None
+    ) -> None:
+        """main: where the input projection's weights and bias go (a WHILE loop's body holds the rest)."""
         self.shape = shape
         self.gates = ("forget", "cell", "output") if shape.cifg else ("input", "forget", "cell", "output")
         arr = {k: _array(v) for k, v in w.items()}
@@ -179,9 +182,14 @@ class _Cell:
         stacked = {
             kind: np.concatenate([arr[f"{kind}_to_{g}_weights"] for g in self.gates]) for kind in ("input", "recurrent")
         }
-        self.w_x = b.weight(f"{name}/input_weights", stacked["input"])
+        self.w_x = (main or b).weight(f"{name}/input_weights", stacked["input"])
         self.w_h = b.weight(f"{name}/recurrent_weights", stacked["recurrent"])
-        if b.c.quantize != "dynamic-int8" and b.steps * 4 * stacked["recurrent"].size > SHARED_RECURRENT_BYTES:
+        unrolled = b.c.time_steps is not None  # a WHILE loop's body holds one FULLY_CONNECTED per weight
+        if (
+            unrolled
+            and b.c.quantize != "dynamic-int8"
+            and b.steps * 4 * stacked["recurrent"].size > SHARED_RECURRENT_BYTES
+        ):
             # XNNPACK packs a private copy of a constant weight for every FULLY_CONNECTED: T steps would hold
             # T copies. Past the budget the steps read one copy through a RESHAPE (XNNPACK leaves the recurrent
             # FULLY_CONNECTED to the builtin kernel, and takes the rest). Hybrid weights stay constant: the
@@ -191,7 +199,7 @@ class _Cell:
             self.w_h = (b.reshape(index, b.tensors[index].shape, f"{name}/recurrent_weights_shared"), version)
         # With layer norm the bias comes after the norm, per gate; else it rides on the input projection.
         bias = np.concatenate([arr[f"{g}_gate_bias"] for g in self.gates])
-        self.bias = -1 if shape.layer_norm else b.const(f"{name}/gate_bias", bias)
+        self.bias = -1 if shape.layer_norm else (main or b).const(f"{name}/gate_bias", bias)
         vectors = [f"cell_to_{g}_weights" for g in self.gates] + [f"{g}_layer_norm_coefficients" for g in self.gates]
         vectors += [f"{g}_gate_bias" for g in self.gates] if shape.layer_norm else []
         self.v = {k: b.const(f"{name}/{k}", arr[k]) for k in vectors if k in arr}
@@ -265,22 +273,10 @@ def _model_output(b: _Builder, y2d: int, name: str) -> int:
     return b.transpose(b.reshape(y2d, (t, n, width), f"{name}/time_major"), (1, 0, 2), name)
 
 
-def layout_graph(
-    config: CellConfig,
-    layers: Sequence[Sequence[Weights]],
-    shapes: Sequence[Sequence[CellShape]] | None = None,
-    provenance: Mapping[str, Any] | None = None,
-    source: str = "weights",
-) -> ModelRecord:
-    """Records of the graph form for the whole model (same arguments as layout.layout)."""
-    if config.form != "graph":
-        raise ValueError("layout_graph writes the graph form (config.form == 'graph')")
-    if config.forget_bias is None:
-        raise ValueError("forget_bias must be resolved before layout")
-    shapes = shapes if shapes is not None else shapes_from_config(config)
-    for cells, cell_shapes in zip(layers, shapes, strict=True):
-        for w, shape in zip(cells, cell_shapes, strict=True):
-            check_weights(shape, w, source)
+def unrolled(
+    config: CellConfig, layers: Sequence[Sequence[Weights]], shapes: Sequence[Sequence[CellShape]]
+) -> tuple[_Builder, int, int]:
+    """A fixed time axis unrolled: the builder, the model input and output."""
     b = _Builder(config)
     prefix = config.name
     x, cur = _model_input(b, shapes[0][0].input_size)
@@ -290,7 +286,7 @@ def layout_graph(
         outs = []
         for d, (w, shape) in enumerate(zip(cells, cell_shapes, strict=True)):
             cell_scope = f"{scope}/{'bw' if d else 'fw'}" if len(cells) > 1 else scope
-            cell = _Cell(b, shape, w, float(config.forget_bias), cell_scope)
+            cell = _Cell(b, shape, w, float(config.forget_bias or 0.0), cell_scope)  # resolved by layout_graph
             seq = _direction(b, cell, cur, d == 1 or config.go_backwards, cell_scope)
             outs.append(seq[::-1] if d == 1 else seq)  # a backward direction's outputs at their positions
             final_last.append(seq[-1])  # the last processed step (Keras' last output of each direction)
@@ -302,32 +298,7 @@ def layout_graph(
     else:
         lasts = final_last[-len(layers[-1]) :]
         y = b.concat(lasts, 1, f"{prefix}/output") if len(lasts) > 1 else lasts[0]
-    b.tensors[y] = _renamed(b.tensors[y], f"{prefix}/output")
-    meta = {
-        "generator": f"lstmgen {__version__}",
-        "op": "graph",
-        "form": "graph",
-        "hyperparameters": hyperparameters(config, shapes),
-        "provenance": dict(provenance or {}),
-    }
-    if config.quantize != "none":
-        meta["quantization"] = {
-            "mode": config.quantize,
-            "weights": "per-channel" if config.quantize != "float16" else "float16",
-        }
-    return ModelRecord(
-        tensors=tuple(b.tensors),
-        operators=tuple(b.ops),
-        inputs=(x,),
-        outputs=(y,),
-        subgraph_name="main",
-        description=f"lstmgen {__version__}",
-        signatures=(Signature("serving_default", (("input", x),), (("output", y),)),),
-        metadata=(
-            ("min_runtime_version", min_runtime([(o.opcode, o.version) for o in b.ops]).encode().ljust(16, b"\0")),
-            (METADATA_KEY, json.dumps(meta, sort_keys=True).encode()),
-        ),
-    )
+    return b, x, y
 
 
 PACKED_COPIES_NOTE = 64 * 2**20  # say how much XNNPACK's per-step weight copies hold past this
@@ -347,9 +318,3 @@ def packed_copies_note(model: ModelRecord) -> str | None:
         f"{total / 2**20:.0f} MB for this model (the recurrent weights once per time step); without XNNPACK, or "
         "with --form fused, the weights are held once"
     )
-
-
-def _renamed(t: TensorRecord, name: str) -> TensorRecord:
-    from dataclasses import replace
-
-    return replace(t, name=name)

@@ -16,8 +16,9 @@ from lstmgen.config import CellConfig
 from lstmgen.errors import ConfigError, WeightFileError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
+from lstmgen.pipeline.graph_form import layout_graph
 from lstmgen.pipeline.layout import layout
-from lstmgen.pipeline.layout_graph import layout_graph, packed_copies_note
+from lstmgen.pipeline.layout_graph import packed_copies_note
 from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve, stated_sizes
 from lstmgen.pipeline.verify_gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.samples import read_samples
@@ -235,7 +236,8 @@ def _preflight(
         from lstmgen.embed import check_embed_target
 
         check_embed_target(embed)
-    if verify and opts.get("target") in ("micro", "ethos-u"):
+    # (the graph form is refused for these targets by the config: say that, not "install tflite-micro")
+    if verify and opts.get("target") in ("micro", "ethos-u") and opts.get("form") != "graph":
         from lstmgen.runtimes.micro import import_tflm
 
         import_tflm()  # the TFLM check needs it: say so before reading, calibrating and writing anything
@@ -330,7 +332,8 @@ def _quantize(
 _GRAPH_NOTES = {
     "float16": "float16 graph form: FULLY_CONNECTED weights stored in float16, each behind a DEQUANTIZE",
     "dynamic-int8": "dynamic-int8 graph form: FULLY_CONNECTED weights in int8 with one scale per output row "
-    "(per channel); the kernels quantize each input row on the fly",
+    "(per channel); the kernels quantize each input row on the fly. FULLY_CONNECTED version 12 needs a TFLite "
+    "runtime >= 2.17.0 (ai-edge-litert; tflite-runtime 2.14 refuses it); --form fused runs from 2.3.0",
 }
 
 

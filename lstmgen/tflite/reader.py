@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -53,34 +55,53 @@ def _read(buf: Any, source: str) -> ModelRecord:
     # TF's converter may leave empty extra subgraphs behind (no operators): the first one is the model.
     n_subgraphs = m.length("Subgraphs")
     busy = [k for k in range(1, n_subgraphs) if m.item("Subgraphs", k).length("Operators")]
-    if n_subgraphs == 0 or busy:
+    buffers = _Buffers(m, buf, source)
+    metadata = []
+    for md in m.items("Metadata"):
+        raw = buffers.data(md.get("Buffer"))
+        metadata.append((_text(md.get("Name")), bytes(raw) if raw is not None else b""))
+    loops = bool(busy) and _graph_form(dict(metadata))  # lstmgen's graph form: WHILE loops in extra subgraphs
+    if n_subgraphs == 0 or (busy and not loops):
         raise ModelFileError(
             f"{source}: has {n_subgraphs} subgraphs, {len(busy)} of them besides the first with operators; "
             "lstmgen handles one subgraph (plus empty ones). Control flow (WHILE, IF) runs in extra subgraphs: a "
             "TF-converted Keras 3 LSTM is a WHILE loop, not a fused LSTM."
         )
-    buffers = _Buffers(m, buf, source)
-    sg = m.item("Subgraphs", 0)
-    tensors = tuple(_tensor(t, i, buffers) for i, t in enumerate(sg.items("Tensors")))
-    operators = _operators(m, sg, source)
+    main = _subgraph(m, 0, buffers, source)
     signatures = tuple(_signature(s) for s in m.items("SignatureDefs"))
-    metadata = []
-    for md in m.items("Metadata"):
-        raw = buffers.data(md.get("Buffer"))
-        metadata.append((_text(md.get("Name")), bytes(raw) if raw is not None else b""))
-    record = ModelRecord(
-        tensors=tensors,
-        operators=operators,
-        inputs=_ints(sg, "Inputs"),
-        outputs=_ints(sg, "Outputs"),
-        subgraph_name=_text(sg.get("Name")),
+    extra = tuple(_subgraph(m, k, buffers, source) for k in range(1, n_subgraphs)) if loops else ()
+    record = replace(
+        main,
         description=_text(m.get("Description")),
         signatures=signatures,
         metadata=tuple(metadata),
-        empty_subgraphs=n_subgraphs - 1,
+        empty_subgraphs=0 if loops else n_subgraphs - 1,
+        subgraphs=extra,
     )
     _check_indices(record, source)
+    for k, sg in enumerate(extra, 1):
+        _check_indices(sg, f"{source} (subgraph {k})")
     return record
+
+
+def _subgraph(m: Reader, k: int, buffers: _Buffers, source: str) -> ModelRecord:
+    sg = m.item("Subgraphs", k)
+    return ModelRecord(
+        tensors=tuple(_tensor(t, i, buffers) for i, t in enumerate(sg.items("Tensors"))),
+        operators=_operators(m, sg, source),
+        inputs=_ints(sg, "Inputs"),
+        outputs=_ints(sg, "Outputs"),
+        subgraph_name=_text(sg.get("Name")),
+    )
+
+
+def _graph_form(metadata: dict[str, bytes]) -> bool:
+    """lstmgen's graph form says so in its metadata (its WHILE loops are the only extra subgraphs read)."""
+    try:
+        meta = json.loads(metadata.get("lstmgen", b"{}"))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(meta, dict) and meta.get("form") == "graph"
 
 
 class _Buffers:

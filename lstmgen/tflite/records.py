@@ -81,7 +81,7 @@ class Signature:
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """A single-subgraph model."""
+    """A model: its main subgraph, and the subgraphs its WHILE ops run (lstmgen's graph form only)."""
 
     tensors: tuple[TensorRecord, ...]
     operators: tuple[OperatorRecord, ...]
@@ -92,6 +92,9 @@ class ModelRecord:
     signatures: tuple[Signature, ...] = ()
     metadata: tuple[tuple[str, bytes], ...] = field(default=())
     empty_subgraphs: int = 0  # empty subgraphs after the first (TF's converter leaves some): ignored
+    # further subgraphs with operators (a WHILE loop's cond and body), numbered 1, 2, ... after the main one; each
+    # holds its own tensors, operators, inputs and outputs (its other fields unused)
+    subgraphs: tuple[ModelRecord, ...] = ()
 
     def metadata_dict(self) -> dict[str, bytes]:
         return dict(self.metadata)
@@ -107,4 +110,5 @@ def materialize(model: ModelRecord) -> ModelRecord:
         t.data.fill(out)
         return replace(t, data=out)
 
-    return replace(model, tensors=tuple(real(t) for t in model.tensors))
+    subgraphs = tuple(materialize(sg) for sg in model.subgraphs)
+    return replace(model, tensors=tuple(real(t) for t in model.tensors), subgraphs=subgraphs)

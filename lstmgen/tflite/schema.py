@@ -630,6 +630,7 @@ OPTIONS: dict[str, TableSchema] = _tables(
     T("ReshapeOptions", 1, (F("NewShape", 0, "[int32]"),)),
     T("SqueezeOptions", 1, (F("SqueezeDims", 0, "[int32]"),)),
     T("GatherOptions", 2, (F("Axis", 0, "int32", 0), F("BatchDims", 1, "int32", 0))),
+    T("WhileOptions", 2, (F("CondSubgraphIndex", 0, "int32", 0), F("BodySubgraphIndex", 1, "int32", 0))),
     T("PackOptions", 2, (F("ValuesCount", 0, "int32", 0), F("Axis", 1, "int32", 0))),
     T("UnpackOptions", 2, (F("Num", 0, "int32", 0), F("Axis", 1, "int32", 0))),
     T("AddOptions", 2, (_ACT, F("PotScaleInt16", 1, "bool", True))),
@@ -650,6 +651,7 @@ OPTIONS: dict[str, TableSchema] = _tables(
         T(name, 0, ())
         for name in (
             "ReverseV2Options",
+            "LessOptions",
             "QuantizeOptions",
             "DequantizeOptions",
             "TransposeOptions",

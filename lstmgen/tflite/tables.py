@@ -50,7 +50,8 @@ BUILTIN_OPERATOR_NAMES: dict[int, str] = {
 }
 
 # Minimum runtime per (builtin operator, version), for the ops lstmgen emits (LiteRT
-# tflite/converter/tools/versioning/runtime_version.cc at f6745779). The model's
+# tflite/converter/tools/versioning/runtime_version.cc at f6745779; each op's version as
+# tflite/converter/tools/versioning/op_version.cc there assigns it). The model's
 # min_runtime_version is the maximum over its operators.
 _OP = BuiltinOperator
 OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
@@ -74,15 +75,16 @@ OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
     (_OP.STRIDED_SLICE, 3): "2.1.0",  # bool
     (_OP.STRIDED_SLICE, 4): "2.2.0",  # more than 4 dimensions
     (_OP.STRIDED_SLICE, 6): "2.6.0",  # ellipsis / new-axis masks
-    # the graph form (layout_graph.py)
+    # the graph form (layout_graph.py); versions as op_version.cc (same commit) assigns them to float32 inputs
     (_OP.FULLY_CONNECTED, 1): "1.5.0",
-    (_OP.FULLY_CONNECTED, 3): "1.14.0",  # hybrid (int8 weights, float input)
-    (_OP.FULLY_CONNECTED, 9): "2.3.0",  # hybrid with asymmetric input quantization
+    (_OP.FULLY_CONNECTED, 3): "1.14.0",  # hybrid, one weight scale (the graph form never writes this)
+    (_OP.FULLY_CONNECTED, 9): "2.3.0",  # hybrid with asymmetric input quantization (idem)
+    (_OP.FULLY_CONNECTED, 12): "2.17.0",  # hybrid with per-channel weight scales (checked before v3/v9)
     (_OP.ADD, 1): "1.5.0",
     (_OP.SUB, 1): "1.6.0",
     (_OP.MUL, 1): "1.5.0",
-    (_OP.LOGISTIC, 1): "1.5.0",
-    (_OP.TANH, 1): "1.5.0",
+    (_OP.LOGISTIC, 1): "1.14.0",
+    (_OP.TANH, 1): "1.14.0",
     (_OP.RELU, 1): "1.5.0",
     (_OP.RELU6, 1): "1.5.0",
     (_OP.RELU_N1_TO_1, 1): "1.5.0",
@@ -93,6 +95,11 @@ OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
     (_OP.MAXIMUM, 1): "1.14.0",
     (_OP.MEAN, 1): "1.6.0",
     (_OP.RSQRT, 1): "1.10.0",
+    # its WHILE loop over a dynamic time axis
+    (_OP.WHILE, 1): "1.15.0",
+    (_OP.LESS, 1): "1.14.0",
+    (_OP.GATHER, 1): "1.6.0",
+    (_OP.SHAPE, 1): "1.10.0",
 }
 
 

@@ -28,7 +28,7 @@ class OpRule:
 
     options: str  # the BuiltinOptions table the kernel parses (absent is fine: defaults are used)
     inputs: tuple[int, ...]  # allowed input counts (empty: any count >= 1)
-    outputs: int
+    outputs: int  # -1: as many as inputs (WHILE)
     optional: frozenset[int] = frozenset()
 
 
@@ -50,6 +50,11 @@ OP_RULES: dict[int, OpRule] = {
     Op.RESHAPE: OpRule("ReshapeOptions", (1, 2), 1),
     Op.MEAN: OpRule("ReducerOptions", (2,), 1),
     Op.TRANSPOSE: OpRule("TransposeOptions", (2,), 1),
+    # the graph form's WHILE loop (dynamic time axis): the loop, its counter and its step's input
+    Op.WHILE: OpRule("WhileOptions", (), -1),
+    Op.LESS: OpRule("LessOptions", (2,), 1),
+    Op.GATHER: OpRule("GatherOptions", (2,), 1),
+    Op.SHAPE: OpRule("ShapeOptions", (1,), 1),
     **{op: OpRule("", (1,), 1) for op in (Op.LOGISTIC, Op.TANH, Op.RELU, Op.RELU6, Op.RELU_N1_TO_1, Op.RSQRT)},
 }
 
@@ -83,11 +88,12 @@ class _Problems(list[str]):
 def check_model(model: ModelRecord, source: str) -> None:
     """Refuse a model an interpreter could crash on or misread; lists up to eight problems."""
     problems = _Problems()
-    _tensors(model, problems)
-    _graph(model, problems)
-    if not problems:  # per-op checks index tensors, so only on a graph whose indices are sound
-        for k, op in enumerate(model.operators):
-            _operator(model, k, op, problems)
+    _subgraph(model, problems)
+    for k, sg in enumerate(model.subgraphs, 1):  # a WHILE loop's cond and body (lstmgen's graph form)
+        inner = _Problems()
+        _subgraph(sg, inner)
+        for text in inner:
+            problems.add(f"subgraph {k}: {text}")
     if problems:
         more = " (and more)" if len(problems) > _MAX_PROBLEMS else ""
         raise ModelFileError(
@@ -96,6 +102,14 @@ def check_model(model: ModelRecord, source: str) -> None:
             + more
             + "\nRebuild the file (lstmgen build) or re-export it from its framework."
         )
+
+
+def _subgraph(model: ModelRecord, problems: _Problems) -> None:
+    _tensors(model, problems)
+    _graph(model, problems)
+    if not problems:  # per-op checks index tensors, so only on a graph whose indices are sound
+        for k, op in enumerate(model.operators):
+            _operator(model, k, op, problems)
 
 
 def _tensors(model: ModelRecord, problems: _Problems) -> None:
@@ -182,8 +196,9 @@ def _operator(model: ModelRecord, k: int, op: OperatorRecord, problems: _Problem
     if (rule.inputs and len(op.inputs) not in rule.inputs) or not op.inputs:
         problems.add(f"{where} has {len(op.inputs)} inputs; its kernel takes {' or '.join(map(str, rule.inputs))}")
         return
-    if len(op.outputs) != rule.outputs:
-        problems.add(f"{where} has {len(op.outputs)} outputs; its kernel writes {rule.outputs}")
+    outputs = len(op.inputs) if rule.outputs < 0 else rule.outputs
+    if len(op.outputs) != outputs:
+        problems.add(f"{where} has {len(op.outputs)} outputs; its kernel writes {outputs}")
         return
     absent = [s for s, i in enumerate(op.inputs) if i == -1 and s not in rule.optional]
     if absent:
@@ -309,7 +324,26 @@ def _quantize(model: ModelRecord, where: str, op: OperatorRecord, problems: _Pro
         problems.add(f"{where}: input shape {list(a.shape)} differs from output shape {list(b.shape)}")
 
 
+def _while(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
+    """cond and body are subgraphs of this model (not the main one, no loop inside), with matching arity."""
+    if not model.subgraphs:  # a foreign loop (its subgraphs not read): refused later, naming TF's Keras 3 LSTM
+        return
+    n = len(op.inputs)
+    for field, outputs in (("CondSubgraphIndex", 1), ("BodySubgraphIndex", n)):
+        k = int(op.options.get(field, 0)) if op.options is not None else 0
+        if not 1 <= k <= len(model.subgraphs):
+            problems.add(f"{where}: {field} {k} is not one of the {len(model.subgraphs)} loop subgraph(s)")
+            continue
+        sg = model.subgraphs[k - 1]
+        if len(sg.inputs) != n or len(sg.outputs) != outputs or any(o.opcode == Op.WHILE for o in sg.operators):
+            problems.add(
+                f"{where}: subgraph {k} takes {len(sg.inputs)} inputs and gives {len(sg.outputs)} outputs; the loop "
+                f"needs {n} and {outputs} (and no loop inside)"
+            )
+
+
 _OP_CHECKS = {
+    Op.WHILE: _while,
     Op.UNIDIRECTIONAL_SEQUENCE_LSTM: _lstm,
     Op.STRIDED_SLICE: _strided_slice,
     Op.REVERSE_V2: _reverse,

@@ -165,7 +165,8 @@ def estimate_size(model: ModelRecord) -> int:
     # per-axis quantization: a float scale and an int64 zero point per channel, each vector padded
     quant = sum(12 * len(t.quantization.scale) + 64 for t in model.tensors if t.quantization is not None)
     ops = sum(128 + 4 * (len(o.inputs) + len(o.outputs) + len(o.intermediates)) for o in model.operators)
-    return data + meta + names + quant + ops + 64 * 1024
+    subgraphs = sum(estimate_size(sg) for sg in model.subgraphs)  # a WHILE loop's cond and body
+    return data + meta + names + quant + ops + subgraphs + 64 * 1024
 
 
 def serialize(model: ModelRecord) -> memoryview:
@@ -182,16 +183,21 @@ def plan_file(model: ModelRecord) -> PlannedFile:
     # Constant data first: flatbuffers build back to front, so the weights end up at the end of
     # the file, after all the small tables.
     holes: list[_Hole] = []
-    buffer_of = _buffer_indices(model)
+    graphs = (model, *model.subgraphs)  # the main subgraph, then a WHILE loop's cond and body subgraphs
+    buffer_of = _buffer_indices(graphs)
     data_offsets: list[int | None] = [None]  # buffer 0: the empty sentinel
-    data_offsets += [_data_vector(b, t.data, t.dtype, holes) for t in model.tensors if t.data is not None]
+    for g in graphs:
+        data_offsets += [_data_vector(b, t.data, t.dtype, holes) for t in g.tensors if t.data is not None]
     meta_buffer = list(range(len(data_offsets), len(data_offsets) + len(model.metadata)))
     for _, blob in model.metadata:
         data_offsets.append(_data_vector(b, np.frombuffer(blob, dtype=np.uint8), np.dtype(np.uint8), holes))
     buffers = [_BUFFER.build(b, (("Data", off),)) for off in data_offsets]
-    tensors = [_tensor(b, t, buf) for t, buf in zip(model.tensors, buffer_of, strict=True)]
-    codes: list[tuple[int, int]] = sorted({(op.opcode, op.version) for op in model.operators})
-    operators = [_operator(b, op, codes.index((op.opcode, op.version))) for op in model.operators]
+    tensors = [
+        [_tensor(b, t, buf) for t, buf in zip(g.tensors, bufs, strict=True)]
+        for g, bufs in zip(graphs, buffer_of, strict=True)
+    ]
+    codes: list[tuple[int, int]] = sorted({(op.opcode, op.version) for g in graphs for op in g.operators})
+    operators = [[_operator(b, op, codes.index((op.opcode, op.version))) for op in g.operators] for g in graphs]
     subgraphs = _subgraphs(b, model, tensors, operators)
     opcodes = [_opcode(b, code, version) for code, version in codes]
     sigdefs = [_signature(b, s) for s in model.signatures]
@@ -236,7 +242,7 @@ def check_size(model: ModelRecord) -> int:
 def _builder(model: ModelRecord) -> flatbuffers.Builder:
     """A builder sized for the whole file up front (growing would copy everything written so far)."""
     size = check_size(model)
-    for t in model.tensors:
+    for t in (t for g in (model, *model.subgraphs) for t in g.tensors):
         if t.data is not None and tuple(t.data.shape) != tuple(t.shape):
             raise ValueError(f"tensor {t.name}: data shape {t.data.shape} != declared shape {t.shape}")
     b = flatbuffers.Builder(0)
@@ -248,12 +254,15 @@ def _builder(model: ModelRecord) -> flatbuffers.Builder:
     return b
 
 
-def _buffer_indices(model: ModelRecord) -> list[int]:
-    """Each tensor's buffer: 0 (the empty sentinel) without data, else the next one, in tensor order."""
-    out, k = [], 0
-    for t in model.tensors:
-        k += t.data is not None
-        out.append(k if t.data is not None else 0)
+def _buffer_indices(graphs: tuple[ModelRecord, ...]) -> list[list[int]]:
+    """Each tensor's buffer per subgraph: 0 (the empty sentinel) without data, else the next one, in tensor order."""
+    out: list[list[int]] = []
+    k = 0
+    for g in graphs:
+        out.append([])
+        for t in g.tensors:
+            k += t.data is not None
+            out[-1].append(k if t.data is not None else 0)
     return out
 
 
@@ -290,16 +299,21 @@ def _operator(b: flatbuffers.Builder, op: OperatorRecord, opcode_index: int) -> 
     return _OPERATOR.build(b, fields)
 
 
-def _subgraphs(b: flatbuffers.Builder, model: ModelRecord, tensors: list[int], operators: list[int]) -> list[int]:
-    """The model's subgraph, then the empty ones TF's converter sometimes leaves behind (kept on a rewrite)."""
-    name = b.CreateString(model.subgraph_name)
-    vectors = (
-        ("Tensors", _offsets_vector(b, tensors)),
-        ("Inputs", _int_vector(b, model.inputs)),
-        ("Outputs", _int_vector(b, model.outputs)),
-        ("Operators", _offsets_vector(b, operators)),
-    )
-    out = [_SUBGRAPH.build(b, (*vectors, ("Name", name)))]
+def _subgraphs(
+    b: flatbuffers.Builder, model: ModelRecord, tensors: list[list[int]], operators: list[list[int]]
+) -> list[int]:
+    """The model's subgraph, its WHILE loops' subgraphs, then the empty ones TF's converter sometimes leaves
+    behind (kept on a rewrite)."""
+    out = []
+    for g, g_tensors, g_ops in zip((model, *model.subgraphs), tensors, operators, strict=True):
+        name = b.CreateString(g.subgraph_name)
+        vectors = (
+            ("Tensors", _offsets_vector(b, g_tensors)),
+            ("Inputs", _int_vector(b, g.inputs)),
+            ("Outputs", _int_vector(b, g.outputs)),
+            ("Operators", _offsets_vector(b, g_ops)),
+        )
+        out.append(_SUBGRAPH.build(b, (*vectors, ("Name", name))))
     for _ in range(model.empty_subgraphs):
         empty = [_offsets_vector(b, []), _int_vector(b, []), _int_vector(b, []), _offsets_vector(b, [])]
         # the interpreters want every vector present, even empty
