@@ -339,7 +339,7 @@ def _h5_config(h5: Any, path: Path) -> dict[str, Any] | None:
         return None
     try:
         return json.loads(_decode(h5.attrs["model_config"]))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: a nesting bomb
         raise WeightFileError(
             f"{path}: the 'model_config' attribute is not valid JSON ({exc}). Re-save the model with Keras."
         ) from None
@@ -909,7 +909,7 @@ def _read_keras_zip(path: Path) -> tuple[io.IOBase, dict[str, Any] | None]:
         return weights, None
     try:
         config = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: a nesting bomb
         weights.close()
         raise WeightFileError(
             f"{path}: config.json in the archive is not valid JSON ({exc}). Save the model again with Keras."
