@@ -170,13 +170,21 @@ class _Graph:
             try:
                 # Loaded per tensor, and only for the LSTM's inputs: the rest of a big model is never read.
                 helper.load_external_data_for_tensor(tensor, str(self.path.parent))
-            except Exception as exc:  # missing/short data file, or a location outside the model's folder
+            except (OSError, ValueError, self.onnx.checker.ValidationError) as exc:
+                # a missing/short data file, or a location outside the model's folder
                 raise WeightFileError(
                     f"weights file {self.path}: LSTM node '{node}' input {what} ('{tensor.name}') is stored as "
                     f"external data that cannot be read ({exc}). Keep the external data file(s) beside the "
                     ".onnx, as they were saved."
                 ) from None
-        return self.onnx.numpy_helper.to_array(tensor)
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except (KeyError, ValueError) as exc:  # onnx's parse of the tensor: an unknown data type, a bad size
+            raise WeightFileError(
+                f"weights file {self.path}: LSTM node '{node}' input {what} ('{tensor.name}') is malformed: "
+                f"data type {tensor.data_type} with dims {list(tensor.dims)} does not parse as an ONNX tensor "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Export the model again."
+            ) from None
 
 
 class OnnxReader:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle  # for its exception class only: lstmgen never unpickles
 import re
 import struct
 import warnings
@@ -330,11 +331,16 @@ def _open_torch(path: Path) -> _StateDict:
         warnings.simplefilter("always")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
+        except _TORCH_LOAD_ERRORS as exc:  # torch's own parse: a corrupt zip, a refused pickle, a cut-off file
             raise _torch_load_error(path, exc) from None
     notes = [f"torch.load: {str(w.message).split('. ')[0]}" for w in caught]
     keys, state = _state_dict_of(obj, path, notes, torch)
     return _StateDict(str(path), keys, lambda key, notes: _tensor_to_numpy(state[key], key, path, notes, torch), notes)
+
+
+# What torch.load raises for a file that is not a sound torch.save archive (its zip reader raises
+# RuntimeError; its restricted unpickler UnpicklingError; a cut-off legacy file EOFError).
+_TORCH_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, KeyError, zipfile.BadZipFile)
 
 
 def _torch_load_error(path: Path, exc: Exception) -> WeightFileError:
