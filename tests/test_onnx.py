@@ -257,6 +257,22 @@ def test_constant_identity_external_data_and_zero_state_are_read(tmp_path: Path)
         np.testing.assert_array_equal(got[k], plain[k])
 
 
+def test_cast_of_an_initializer_builds_and_verifies(tmp_path: Path) -> None:
+    """W = Cast(float64 initializer, to=FLOAT), as exporters write for a double-precision source: folded, read
+    as the plain model's W, and the build verifies against the source."""
+    arrays = lstm_arrays(seed=14)
+    plain = load_weights(save(simple_model(arrays), tmp_path / "plain.onnx")).tensors
+    nodes = [helper.make_node("Cast", ["W64"], ["W"], to=TensorProto.FLOAT), lstm_node(inputs=["X", "W", "R", "B"])]
+    inits = {"W64": arrays["W"].astype(np.float64), "R": arrays["R"], "B": arrays["B"]}
+    path = save(make_model(nodes, inits), tmp_path / "cast.onnx")
+    weights = load_weights(path)
+    assert any("Cast" in note for note in weights.notes), weights.notes
+    for k in weights.tensors:
+        np.testing.assert_array_equal(weights.tensors[k], plain[k])
+    result = build(tmp_path / "cast.tflite", {"batch_size": NB}, path)
+    assert result.verification is not None and result.verification.passed
+
+
 def test_no_bias_means_zero_bias(tmp_path: Path) -> None:
     arrays = lstm_arrays(seed=14, peepholes=False)
     del arrays["B"]

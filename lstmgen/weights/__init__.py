@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from dataclasses import replace
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 from lstmgen import guard
-from lstmgen.errors import LstmgenError, WeightFileError
+from lstmgen.errors import WeightFileError
 from lstmgen.weights import detect
 from lstmgen.weights.base import GATE_ORDERS, CellWeights, NpzFile, WeightFile, WeightReader, split_gates
 from lstmgen.weights.npz import NpzArrays
@@ -52,31 +49,6 @@ def _native_reader(path: Path) -> WeightReader | None:
     return next((reader for reader in sniffers if reader.claims(path)), None)
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-# What reader code raises when a file's structure is not what its format promises (a list where a
-# table belongs, a missing key, a nesting bomb): bad input, exit 2, never "internal error".
-_MALFORMED = (KeyError, IndexError, TypeError, AttributeError, RecursionError, OverflowError, ValueError, MemoryError)
-
-
-def _malformed_is_bad_input(func: _F) -> _F:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        path = args[0].path if isinstance(args[0], WeightSource) else args[0]  # a method, or open(path)
-        try:
-            return func(*args, **kwargs)
-        except LstmgenError:
-            raise
-        except _MALFORMED as exc:
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            raise WeightFileError(
-                f"weights file {path} is malformed: its contents do not have the structure its format defines "
-                f"({detail}). Re-save it with its framework; if the framework loads it, please report this to "
-                "lstmgen."
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 class WeightSource:
     """One weight file, opened once, with its reader chosen: `.cells()` lists its LSTM cells, `.load()` reads one.
 
@@ -110,7 +82,6 @@ class WeightSource:
             self._file = self.reader.open_file(self.path)
         return self._file
 
-    @_malformed_is_bad_input
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The file's LSTM layers in model order, each (forward cell,) or (forward, backward).
 
@@ -120,12 +91,10 @@ class WeightSource:
         """
         return self._opened().cells(layer)
 
-    @_malformed_is_bad_input
     def load(self, cell: str | None = None) -> CellWeights:
         """One cell's weights in TFLite layout (None: the file's only cell, or its first per the reader)."""
         return self._noted(self._opened().load(cell))
 
-    @_malformed_is_bad_input
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
         """Every cell of every layer `cells(layer)` gives, in the same order.
 
@@ -134,7 +103,6 @@ class WeightSource:
         """
         return [[self._noted(w) for w in row] for row in self._opened().load_layers(layer)]
 
-    @_malformed_is_bad_input
     def cell_names(self) -> list[str]:
         """Every LSTM cell of the file, each accepted by `load` (also in files of several unrelated groups)."""
         return self._opened().cell_names()
@@ -164,7 +132,6 @@ class WeightSource:
         return replace(weights, notes=(self.note, *weights.notes)) if self.note else weights
 
 
-@_malformed_is_bad_input
 def open(path: str | Path, format: str = "auto") -> WeightSource:
     """Open a weight file, choosing its reader by `format`, the file type or (.npz) the array names."""
     path = Path(path)
