@@ -14,8 +14,11 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
+from lstmgen.weights.library_errors import raised_in
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra field length
+# What zipfile raises for a member it cannot open: an unknown compression method, an encrypted member.
+_ZIP_REFUSALS = (NotImplementedError, RuntimeError)
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -62,6 +65,10 @@ class NpzArrays(Mapping[str, np.ndarray]):
         except WeightFileError:
             raise
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as exc:
+            raise _corrupt(path, exc) from None
+        except _ZIP_REFUSALS as exc:
+            if not raised_in(exc, "zipfile"):
+                raise
             raise _corrupt(path, exc) from None
 
     def _check_head(self) -> None:
@@ -139,6 +146,10 @@ class NpzArrays(Mapping[str, np.ndarray]):
                 with self._zip.open(m.info) as fh:  # zipfile checks the CRC as it decompresses
                     return np.lib.format.read_array(fh, allow_pickle=False)
             except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+                raise _corrupt(self.path, exc) from None
+            except _ZIP_REFUSALS as exc:
+                if not raised_in(exc, "zipfile"):
+                    raise
                 raise _corrupt(self.path, exc) from None
         start = m.data_offset - (m.info.file_size - count * m.dtype.itemsize)
         if zlib.crc32(memoryview(self._map)[start : m.data_offset + count * m.dtype.itemsize]) != m.info.CRC:
