@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -19,6 +20,7 @@ from lstmgen.errors import LstmgenError, UnknownOrderError, WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
 from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
 from lstmgen.weights.detect import FORMATS, KERAS_ROLES
+from lstmgen.weights.library_errors import parser_errors
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.zipped import stored_member
 
@@ -764,6 +766,12 @@ class KerasReader:
         return npz_file(self, path) if path.suffix.lower() == ".npz" else KerasFile(path)
 
 
+def _h5_errors(where: str) -> contextlib.AbstractContextManager[None]:
+    """What h5py raises on a damaged file (a bad heap, an address past the end): bad input, exit 2."""
+    advice = "The file is truncated or corrupt; save it again with Keras."
+    return parser_errors("h5py", (OSError, RuntimeError, KeyError, ValueError), where, advice)
+
+
 class KerasFile:
     """A .weights.h5, full-model .h5 or .keras file, open from the first use to `close()`.
 
@@ -772,7 +780,8 @@ class KerasFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self._h5, self._handle, self._cells, self.source = _open_cells(path)
+        with _h5_errors(str(path)):
+            self._h5, self._handle, self._cells, self.source = _open_cells(path)
 
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The LSTM layers in model order: ('lstm',), ('lstm_1',), a Bidirectional as one layer
@@ -783,12 +792,18 @@ class KerasFile:
         UnknownOrderError; layers the config does not wire one into the next, WeightFileError. Whether
         their sizes chain is checked by the caller.
         """
-        return [tuple(c.name for c in group) for group in _layers(self._cells, layer, self.source)]
+        with _h5_errors(self.source):
+            return [tuple(c.name for c in group) for group in _layers(self._cells, layer, self.source)]
 
     def load(self, cell: str | None = None) -> CellWeights:
-        return _to_weights(_select(self._cells, cell, self.source), self.source, [])
+        with _h5_errors(self.source):
+            return _to_weights(_select(self._cells, cell, self.source), self.source, [])
 
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        with _h5_errors(self.source):
+            return self._load_layers(layer)
+
+    def _load_layers(self, layer: str | None) -> list[list[CellWeights]]:
         layers, note = _model_order(_grouped(self._cells, layer, self.source), self.source)
         _check_chained(layers, self.source)
         notes = [note] if note else []
@@ -897,7 +912,7 @@ def _read_keras_zip(path: Path) -> tuple[io.IOBase, dict[str, Any] | None]:
     except BaseException as exc:
         if weights is not None:
             weights.close()
-        broken = (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile)
+        broken = (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, NotImplementedError)
         if isinstance(exc, broken) and not isinstance(exc, LstmgenError):
             raise WeightFileError(
                 f"{path} is not a readable .keras archive ({exc}): it is truncated or corrupt. Expected the zip "
