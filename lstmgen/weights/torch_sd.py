@@ -19,6 +19,7 @@ from lstmgen import guard
 from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
 from lstmgen.weights.detect import FORMATS, TORCH_KEY
+from lstmgen.weights.library_errors import raised_in
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.stfile import Corrupt, SafetensorsFile
 
@@ -331,7 +332,9 @@ def _open_torch(path: Path) -> _StateDict:
         warnings.simplefilter("always")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except _TORCH_LOAD_ERRORS as exc:  # torch's own parse: a corrupt zip, a refused pickle, a cut-off file
+        except Exception as exc:  # torch's own parse: a corrupt zip, a refused pickle, a cut-off file
+            if not (isinstance(exc, _TORCH_LOAD_ERRORS) or raised_in(exc, "torch")):
+                raise  # not torch's parse (no lstmgen code runs inside torch.load: a wrong call of it)
             raise _torch_load_error(path, exc) from None
     notes = [f"torch.load: {str(w.message).split('. ')[0]}" for w in caught]
     keys, state = _state_dict_of(obj, path, notes, torch)
@@ -339,8 +342,20 @@ def _open_torch(path: Path) -> _StateDict:
 
 
 # What torch.load raises for a file that is not a sound torch.save archive (its zip reader raises
-# RuntimeError; its restricted unpickler UnpicklingError; a cut-off legacy file EOFError).
-_TORCH_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, KeyError, zipfile.BadZipFile)
+# RuntimeError; its restricted unpickler UnpicklingError; a cut-off legacy file EOFError). Its unpickler
+# also raises TypeError/AttributeError from inside torch on a hostile pickle: those are taken when the
+# innermost frame is torch's.
+_TORCH_LOAD_ERRORS = (
+    RuntimeError,
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    OSError,
+    KeyError,
+    IndexError,
+    struct.error,
+    zipfile.BadZipFile,
+)
 
 
 def _torch_load_error(path: Path, exc: Exception) -> WeightFileError:
