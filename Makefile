@@ -4,7 +4,8 @@
 #                under tflite-runtime 2.14 where a wheel exists for this Python
 #   make bench   benchmarks/ (whole processes: wall time and peak memory)
 #   make lint    ruff and mypy only
-#   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs)
+#   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs),
+#                then 2,000 mutations of each weight-file kind through the readers (counts internal errors)
 # Other Pythons: PYTHON=python3.12 make test (use a fresh checkout or `make clean` when switching).
 PYTHON ?= python3
 PIP_FLAGS := --disable-pip-version-check -q
@@ -99,6 +100,7 @@ bench: $(TEST_BIN)/.installed
 
 fuzz: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python tests/fuzz_models.py --count $${FUZZ_COUNT:-10000} --seed $${FUZZ_SEED:-0} --jobs 2
+	$(TEST_BIN)/python tests/fuzz_weights.py --count $${FUZZ_WEIGHTS_COUNT:-2000} --seed $${FUZZ_SEED:-0}
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) build .pytest_cache

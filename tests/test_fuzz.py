@@ -35,3 +35,26 @@ def test_the_harness_sees_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     fuzz_models._run_batch([(str(bad), "verify"), (str(base), "inspect")], x, outcome)
     assert outcome.counts["crash"] == 1 and outcome.counts["ok"] == 1, outcome.counts
     assert os.path.exists(bad)
+
+
+def test_mutated_weight_files_are_read_or_refused(tmp_path: Path) -> None:
+    """Every parser's damaged-file errors are refusals (exit 2), never internal errors; `make fuzz` runs more."""
+    import fuzz_weights
+
+    outcome = fuzz_weights.run_fuzz(count=25, seed=3, folder=tmp_path)
+    assert outcome.failures == [], outcome.failures
+    assert outcome.counts["refused"] > 0 and outcome.counts["ok"] > 0
+
+
+def test_a_parser_error_is_a_refusal_but_the_same_class_from_lstmgen_is_a_bug() -> None:
+    import zipfile
+
+    from lstmgen.errors import WeightFileError
+    from lstmgen.weights.library_errors import parser_errors
+
+    with pytest.raises(WeightFileError, match="w.zip cannot be read: zipfile reports BadZipFile"):
+        with parser_errors("zipfile", (zipfile.BadZipFile, KeyError), "w.zip", "Save it again."):
+            zipfile.ZipFile(__file__)
+    with pytest.raises(KeyError):
+        with parser_errors("zipfile", (zipfile.BadZipFile, KeyError), "w.zip", "Save it again."):
+            {}["lstmgen's own bug"]
