@@ -585,3 +585,28 @@ def test_fuzz_findings_in_the_reference_exit_2(tmp_path: Path, built: tuple[Path
         bad = tmp_path / "bad.tflite"
         bad.write_bytes(bytes(serialize(replace(record, tensors=tuple(tensors)))))
         refused(invoke("verify", bad), words)
+
+
+def test_npy_header_that_does_not_tokenize(tmp_path: Path) -> None:
+    """From tests/fuzz_weights.py: an .npy header with an unclosed bracket makes numpy's tokenize raise
+    TokenError (not ValueError); in a weights .npz and in calibration data alike, a refusal."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((4, 12), np.float32))
+    member = buf.getvalue().replace(b"'shape': (4, 12), }", b"'shape': (4, 12 , }", 1)
+    assert member != buf.getvalue()
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("kernel.npy", member)
+        zf.writestr("bias.npy", member)
+    out = tmp_path / "o.tflite"
+    refused(invoke("build", "--weights", bad, "--num-units", 3, "-o", out, "--no-verify"), "corrupt")
+    refused(
+        invoke(
+            "build", "--num-units", 3, "--input-size", 2, "--quantize", "int8", "--calibration-data", bad, "-o", out
+        ),
+        "header",
+    )
+    assert not out.exists()

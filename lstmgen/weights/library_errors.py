@@ -24,7 +24,7 @@ def parser_errors(library: str, errors: tuple[type[Exception], ...], what: str, 
     """`errors` that `library`'s parser raises on a damaged file become WeightFileError (exit 2).
 
     Only those raised inside the library: the same classes raised by lstmgen's own code pass through,
-    as bugs (exit 70). Never give AttributeError or TypeError here: they are lstmgen's bugs.
+    as bugs (exit 70). Give only the classes the library is seen to raise on damaged files.
     """
     try:
         yield

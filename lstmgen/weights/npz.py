@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import tokenize  # numpy parses an .npy header with it: its TokenError is a damaged header
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -64,7 +65,7 @@ class NpzArrays(Mapping[str, np.ndarray]):
             self._scan()
         except WeightFileError:
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error, tokenize.TokenError) as exc:
             raise _corrupt(path, exc) from None
         except _ZIP_REFUSALS as exc:
             if not raised_in(exc, "zipfile"):
