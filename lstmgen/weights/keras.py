@@ -18,8 +18,15 @@ import numpy as np
 from lstmgen import guard
 from lstmgen.errors import LstmgenError, UnknownOrderError, WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
-from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
-from lstmgen.weights.detect import FORMATS, KERAS_ROLES
+from lstmgen.weights.base import (
+    CellWeights,
+    FrameworkReader,
+    WeightFile,
+    as_float32,
+    gate_tensors,
+    npz_file,
+)
+from lstmgen.weights.detect import KERAS_ROLES
 from lstmgen.weights.library_errors import parser_errors
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.zipped import stored_member
@@ -736,16 +743,8 @@ def _direction(cell: _Cell) -> str:
 # ------------------------------------------------------------------------------------ reader
 
 
-class KerasReader:
+class KerasReader(FrameworkReader):
     name = "keras"
-    description = FORMATS[name].description
-    suffixes = FORMATS[name].suffixes
-
-    def matches(self, keys: frozenset[str]) -> bool:
-        return FORMATS[self.name].matches(keys)
-
-    def claims(self, path: Path) -> bool:
-        return False  # recognised by its suffixes only
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         cells, others = _checked_npz_cells(arrays, source)
@@ -767,9 +766,10 @@ class KerasReader:
 
 
 def _h5_errors(where: str) -> contextlib.AbstractContextManager[None]:
-    """What h5py raises on a damaged file (a bad heap, an address past the end): bad input, exit 2."""
+    """What h5py raises on a damaged file (a bad heap, an address past the end, an unknown string
+    encoding: TypeError): bad input, exit 2, when raised inside h5py."""
     advice = "The file is truncated or corrupt; save it again with Keras."
-    return parser_errors("h5py", (OSError, RuntimeError, KeyError, ValueError), where, advice)
+    return parser_errors("h5py", (OSError, RuntimeError, KeyError, ValueError, TypeError), where, advice)
 
 
 class KerasFile:
@@ -1094,12 +1094,6 @@ def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
             "layer; check the export (or --layer)."
         )
     hyper = _check_config(cell, where, n, "bias" in raw, local)
-    tensors: dict[str, np.ndarray] = {}
-    # Keras computes x @ kernel + h @ recurrent_kernel; TFLite wants W [N, I] per gate: transposed views.
-    for gate, block in split_gates(kernel.T, "keras", axis=0).items():
-        tensors[f"input_to_{gate}_weights"] = block
-    for gate, block in split_gates(recurrent.T, "keras", axis=0).items():
-        tensors[f"recurrent_to_{gate}_weights"] = block
     if "bias" in raw:
         bias = as_float32("bias", raw["bias"], where, local)
         if bias.shape != (4 * n,):
@@ -1108,8 +1102,8 @@ def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
     else:
         bias = np.zeros(4 * n, np.float32)  # use_bias=False: the fused op needs the bias slots, as zeros
         local.append("no bias (use_bias=False): gate biases are zero")
-    for gate, b in split_gates(bias, "keras").items():
-        tensors[f"{gate}_gate_bias"] = b
+    # Keras computes x @ kernel + h @ recurrent_kernel; TFLite wants W [N, I] per gate: transposed views.
+    tensors = gate_tensors("keras", kernel.T, recurrent.T, bias)
     local.append(NO_CLIP_NOTE)
     return CellWeights(
         tensors,

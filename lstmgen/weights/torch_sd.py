@@ -17,8 +17,15 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
-from lstmgen.weights.detect import FORMATS, TORCH_KEY
+from lstmgen.weights.base import (
+    CellWeights,
+    FrameworkReader,
+    WeightFile,
+    as_float32,
+    gate_tensors,
+    npz_file,
+)
+from lstmgen.weights.detect import TORCH_KEY
 from lstmgen.weights.library_errors import raised_in
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.stfile import Corrupt, SafetensorsFile
@@ -203,12 +210,6 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
             f"{src}: '{k['weight_hh']}' has shape {_shape(wh)}, expected [{n4}, {p}]{why}. The two matrices must "
             "come from the same nn.LSTM layer; re-save its complete state_dict()."
         )
-    tensors: dict[str, np.ndarray] = {}
-    # nn.LSTM already stores [out, in] matrices, the TFLite layout: split the gate rows, no transpose.
-    for gate, block in split_gates(wi, "torch").items():
-        tensors[f"input_to_{gate}_weights"] = block
-    for gate, block in split_gates(wh, "torch").items():
-        tensors[f"recurrent_to_{gate}_weights"] = block
     bi, bh = w.get("bias_ih"), w.get("bias_hh")
     if (bi is None) != (bh is None):
         have, miss = ("bias_ih", "bias_hh") if bh is None else ("bias_hh", "bias_ih")
@@ -227,8 +228,8 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
     else:
         bias = np.zeros(n4, np.float32)
         notes.append(f"{cell.name}: no bias_ih/bias_hh (bias=False), gate biases are zero")
-    for gate, b in split_gates(bias, "torch").items():
-        tensors[f"{gate}_gate_bias"] = b
+    # nn.LSTM already stores [out, in] matrices, the TFLite layout: split the gate rows, no transpose.
+    tensors = gate_tensors("torch", wi, wh, bias)
     if wr is not None:
         tensors["projection_weights"] = wr  # [proj, hidden], as TFLite; nn.LSTM's projection has no bias
     return CellWeights(
@@ -538,13 +539,8 @@ class TorchFile:
         self.sd.release()
 
 
-class TorchReader:
+class TorchReader(FrameworkReader):
     name = "torch"
-    description = FORMATS[name].description
-    suffixes = FORMATS[name].suffixes
-
-    def matches(self, keys: frozenset[str]) -> bool:
-        return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
         """Other names torch or safetensors files go by (pytorch_model.bin, ...): sniff the header."""
