@@ -394,7 +394,7 @@ def _mismatched_npz(tmp_path: Path) -> Path:
 def _bad_bias_npz(tmp_path: Path) -> Path:
     path = tmp_path / "bias.npz"
     z = np.zeros
-    np.savez(path, kernel=z((5, 24), np.float32), recurrent_kernel=z((6, 24), np.float32), bias=z(48, np.float32))
+    np.savez(path, kernel=z((5, 24), np.float32), recurrent_kernel=z((6, 24), np.float32), bias=z(36, np.float32))
     return path
 
 
@@ -415,7 +415,7 @@ BAD_INPUTS = [
         id="h5-shape-mismatch",
     ),
     pytest.param(_mismatched_npz, [], ["kernel has shape [5, 24]", "[7, 28]"], id="npz-shape-mismatch"),
-    pytest.param(_bad_bias_npz, [], ["bias has shape [48]", "CuDNNLSTM"], id="npz-bias-8n"),
+    pytest.param(_bad_bias_npz, [], ["bias has shape [36]", "CuDNNLSTM"], id="npz-bias-6n"),
     pytest.param(
         _fixture("keras3_stacked.weights.h5"),
         [],
@@ -528,7 +528,8 @@ def test_weights_only_layer_order_from_the_storage_group_numbers() -> None:
     """Keras 3 / tf_keras .weights.h5 groups: '<class>[_k]' per model, k = position among that class.
     One class in one model orders numerically (lstm_10 after lstm_9); anything else is refused."""
     from lstmgen.errors import UnknownOrderError
-    from lstmgen.weights.keras import _Cell, _model_order
+    from lstmgen.weights.keras_cells import _Cell
+    from lstmgen.weights.keras_topology import _model_order
 
     def layers(*paths: str) -> list[tuple[_Cell, ...]]:
         return [(_Cell(p, "", {}, path=p),) for p in paths]

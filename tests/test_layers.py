@@ -343,7 +343,7 @@ def test_keras_stateful_is_still_refused(tmp_path: Path) -> None:
 
 @needs_h5py
 def test_keras_load_layers_opens_the_file_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lstmgen.weights import keras
+    from lstmgen.weights import keras_h5 as keras
 
     calls: list[Path] = []
     real = keras._open_cells

@@ -164,7 +164,7 @@ def _weights(name: str, request: pytest.FixtureRequest) -> Path:
 
 READER_MODULES = {
     "tf1": "lstmgen.weights.tf1",
-    "keras": "lstmgen.weights.keras",
+    "keras": "lstmgen.weights.keras_convert",  # where the Keras cell is laid out per gate
     "torch": "lstmgen.weights.torch_sd",
     "onnx": "lstmgen.weights.onnx_lstm",
 }
@@ -276,7 +276,7 @@ def test_transposed_matrix_in_reader(
 
 def test_reader_activation_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Keras reader that reports relu as tanh (the issue's `encoder` case): only the source knows."""
-    import lstmgen.weights.keras as keras
+    import lstmgen.weights.keras_convert as keras
 
     path = TF_FIXTURES / "keras3_go_backwards.keras"
     real = keras._check_config

@@ -332,7 +332,7 @@ def test_a_wrong_layer_order_is_caught_by_the_keras_outputs(
     """The bug these tests guard: layers stacked alphabetically by storage name. Every size chains, and
     the source reference gets the same order, so the build passes; only Keras' own outputs tell."""
     pytest.importorskip("h5py")
-    from lstmgen.weights import keras as keras_reader
+    from lstmgen.weights import keras_topology as keras_reader
 
     def alphabetical(groups: list[Any], source: str) -> tuple[list[Any], None]:
         return sorted(groups, key=lambda g: g[0].path), None

@@ -88,7 +88,7 @@ def test_object_member_is_refused_without_unpickling(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("weights", "target"),
     [
-        ("examples/classifier.keras", "lstmgen.weights.keras._check_config"),
+        ("examples/classifier.keras", "lstmgen.weights.keras_convert._check_config"),
         ("examples/model.onnx", "lstmgen.weights.onnx_lstm.OnnxReader.open_file"),
         ("examples/weights_tf1.npz", "lstmgen.weights.tf1.Tf1Reader.read"),
     ],

@@ -39,6 +39,8 @@ _CELL_FLAGS: list[Callable[[Any], Any]] = [
     click.option("--num-proj", type=int, help="Projection size P."),
     click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate."),
     click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates."),
+    click.option("--num-units", type=int, help="Units, for a file that records no sizes (a CudnnLSTM opaque_kernel)."),
+    click.option("--input-size", type=int, help="Input size, for a file that records no sizes (an opaque_kernel)."),
     click.option("--num-layers", type=int, help="How many of the file's layers the model stacks."),
     click.option("--bidirectional/--no-bidirectional", default=None, help="Forward + backward per layer."),
     click.option("--go-backwards/--no-go-backwards", default=None, help="A single layer over the reversed sequence."),
@@ -128,6 +130,7 @@ def verify_cmd(
       lstmgen verify converted.tflite --weights model.keras            # TF converter output vs Keras
       lstmgen verify lstm.tflite --weights cell_tf1.npz --cell-clip 3 --use-peepholes
       lstmgen verify int8.tflite --weights enc.pt --input calib.npy --max-error 0.05
+      lstmgen verify cudnn.tflite --weights opaque.npz --num-units 64 --input-size 32   # a CudnnLSTM buffer
     """
     samples, reading = _inputs(model, input_path, max_samples)
     inputs = {"MODEL": model, "--input": input_path}
@@ -207,11 +210,12 @@ def verify_cmd(
 def _reference(weights: Path, weights_format: str, layer: str | None, options: dict[str, Any]) -> Any:
     """The source reference for --weights, with the build's rules for what the file implies."""
     from lstmgen.errors import ConfigError
-    from lstmgen.pipeline.resolve import load_stack, resolve
+    from lstmgen.pipeline.resolve import load_stack, resolve, stated_sizes
     from lstmgen.pipeline.verify_gate import source_reference
     from lstmgen.weights import open as open_weights
 
-    with open_weights(weights, weights_format) as source:  # loaded weights stay valid after the close
+    # The loaded weights stay valid after the close.
+    with open_weights(weights, weights_format, stated_sizes(options)) as source:
         layers = load_stack(source, layer, options.get("num_layers"))
     config, layers, _, _ = resolve(options, layers)
     reference, why = source_reference(config, layers, options.get("forget_bias"))

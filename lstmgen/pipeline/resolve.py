@@ -134,18 +134,36 @@ def resolve(
     fb_defaults = {c.forget_bias_default for cells in layers for c in cells}
     fb = opts.get("forget_bias", max(fb_defaults))
     config = CellConfig(**(opts | {"forget_bias": float(fb)}))
-    fmt = layers[0][0].format
-    if fb:
-        if options.get("forget_bias") is not None:
-            why = "given explicitly"
-        elif fmt.startswith("init"):
-            why = "TFLiteLSTMCell's default, used with --init"
-        else:
-            why = f"default for {fmt}: that framework adds it at run time"
-        notes.append(f"forget_bias {fb:g} folded into forget_gate_bias ({why})")
-    else:
-        notes.append(f"forget_bias 0 (biases taken as complete: {fmt})")
+    notes.extend(_forget_bias_notes(float(fb), options.get("forget_bias") is not None, layers))
     return config, layers, shapes, notes
+
+
+def _forget_bias_notes(fb: float, explicit: bool, layers: list[list[CellWeights]]) -> list[str]:
+    """What was folded and why: the cell class the file names sets the default; an explicit value wins."""
+    first = layers[0][0]
+    fmt, classed = first.format, first.forget_bias_why
+    if explicit:
+        why = "given explicitly"
+    elif classed:
+        why = classed
+    elif fmt.startswith("init"):
+        why = "TFLiteLSTMCell's default, used with --init"
+    else:
+        why = f"default for {fmt}: that framework adds it at run time"
+    if fb:
+        notes = [f"forget_bias {fb:g} folded into forget_gate_bias ({why})"]
+    elif classed and not explicit:
+        notes = [f"forget_bias 0 ({classed})"]
+    else:
+        notes = [f"forget_bias 0 (biases taken as complete: {fmt})"]
+    clashes = {(c.cell_class, c.forget_bias_default) for row in layers for c in row if c.cell_class}
+    for cls, default in sorted(clashes, key=str) if explicit else ():
+        if default != fb:
+            notes.append(
+                f"--forget-bias {fb:g} contradicts the file's cell class {cls}, which adds {default:g} at run time: "
+                "the model will not compute the checkpoint's LSTM (verify without --forget-bias fails it)"
+            )
+    return notes
 
 
 def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) -> list[list[CellShape]]:
@@ -210,6 +228,11 @@ def check_options(opts: Mapping[str, Any], calibration_data: str | Path | None, 
             "representative inputs of shape [n, *input shape] (tens to hundreds of samples), or --calibration "
             "random for a smoke test (the model is then labelled as calibrated on random data)."
         )
+
+
+def stated_sizes(options: Mapping[str, Any]) -> dict[str, object]:
+    """The sizes the user stated, for weight files that record none (a CudnnLSTM opaque buffer)."""
+    return {k: options.get(k) for k in ("num_units", "input_size", "num_layers", "bidirectional")}
 
 
 def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) -> list[list[CellWeights]]:

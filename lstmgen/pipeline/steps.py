@@ -16,7 +16,7 @@ from lstmgen.errors import ConfigError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
 from lstmgen.pipeline.layout import layout
-from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve
+from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve, stated_sizes
 from lstmgen.pipeline.verify_gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.samples import read_samples
 from lstmgen.tflite.records import ModelRecord, materialize
@@ -145,7 +145,7 @@ def build(
     opts = _preflight(options, weights, weights_format, calibration_data, calibration, embed, verify)
     _check_run_options(runtime, accelerator, max_error)
     t0 = time.perf_counter()
-    layers, source = _read(weights, weights_format, layer, opts.get("num_layers"), say)
+    layers, source = _read(weights, weights_format, layer, opts, say)
     config, layers, shapes, notes = resolve(opts, layers)
     cell_weights = layers[0][0]
     notes = _cell_notes([c for cells in layers for c in cells]) + notes
@@ -255,15 +255,15 @@ def _read(
     weights: str | Path | CellWeights | list[list[CellWeights]] | None,
     weights_format: str,
     layer: str | None,
-    num_layers: int | None,
+    opts: Mapping[str, Any],
     say: Callable[[str], None],
 ) -> tuple[list[list[CellWeights]] | None, WeightSource | None]:
     """The cells to build (None: --init), and the open weight file they come from (None: given as arrays)."""
     if not isinstance(weights, (str, Path)):
         return ([[weights]] if isinstance(weights, CellWeights) else weights), None
     say(f"reading weights {weights}")
-    source = open_weights(weights, weights_format)
-    return load_stack(source, layer, num_layers), source
+    source = open_weights(weights, weights_format, stated_sizes(opts))
+    return load_stack(source, layer, opts.get("num_layers")), source
 
 
 def _quantize(

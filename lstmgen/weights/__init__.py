@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,12 +67,24 @@ class WeightSource:
         ...     cell = src.load("lstm.l0")
     """
 
-    def __init__(self, path: Path, reader: WeightReader, arrays: NpzArrays | None, note: str | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        reader: WeightReader,
+        arrays: NpzArrays | None,
+        note: str | None,
+        sizes: Mapping[str, object] | None = None,
+    ) -> None:
         self.path = path
         self.reader = reader
         self.note = note  # how the format was detected (None when --weights-format named it)
-        # An .npz is already open (detection read its keys); other files are opened on first use.
-        self._file: WeightFile | None = None if arrays is None else NpzFile(reader, arrays, str(path))
+        # An .npz is already open (detection read its keys); other files are opened on first use. A file
+        # that records no sizes (a CudnnLSTM opaque buffer) is cut up by the sizes the caller states.
+        self.sizes = sizes or {}
+        sized = getattr(reader, "sized_file", None)
+        self._file: WeightFile | None = None
+        if arrays is not None:
+            self._file = sized(arrays, str(path), sizes or {}) if sized else NpzFile(reader, arrays, str(path))
 
     @property
     def format(self) -> str:
@@ -79,7 +92,8 @@ class WeightSource:
 
     def _opened(self) -> WeightFile:
         if self._file is None:
-            self._file = self.reader.open_file(self.path)
+            sized = getattr(self.reader, "open_sized", None)  # files that may record no sizes of their own
+            self._file = sized(self.path, self.sizes) if sized else self.reader.open_file(self.path)
         return self._file
 
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
@@ -132,8 +146,11 @@ class WeightSource:
         return replace(weights, notes=(self.note, *weights.notes)) if self.note else weights
 
 
-def open(path: str | Path, format: str = "auto") -> WeightSource:
-    """Open a weight file, choosing its reader by `format`, the file type or (.npz) the array names."""
+def open(path: str | Path, format: str = "auto", sizes: Mapping[str, object] | None = None) -> WeightSource:
+    """Open a weight file, choosing its reader by `format`, the file type or (.npz) the array names.
+
+    `sizes` (num_units, input_size, num_layers, bidirectional as stated) read files that record none.
+    """
     path = Path(path)
     if format not in FORMATS:
         raise WeightFileError(f"--weights-format {format!r} is unknown; choose one of {', '.join(FORMATS)}.")
@@ -156,10 +173,10 @@ def open(path: str | Path, format: str = "auto") -> WeightSource:
                 f"{', '.join(known)}. Pass --weights-format."
             )
         note = f"format detected from the file type: {reader.name}" if format == "auto" else None
-        return WeightSource(path, reader, None, note)
+        return WeightSource(path, reader, None, note, sizes)
     arrays = NpzArrays(path)
     if format != "auto":
-        return WeightSource(path, get_reader(format), arrays, None)
+        return WeightSource(path, get_reader(format), arrays, None, sizes)
     keys = frozenset(arrays)
     found = detect.by_keys(keys)  # no reader is imported to tell them apart
     if len(found) != 1:
@@ -169,7 +186,7 @@ def open(path: str | Path, format: str = "auto") -> WeightSource:
             f"weights file {path} {what} (keys found: {', '.join(sorted(keys)) or 'none'}). "
             f"Layouts tried: {tried}. Pass --weights-format to choose one."
         )
-    return WeightSource(path, get_reader(found[0]), arrays, f"format detected from keys: {found[0]}")
+    return WeightSource(path, get_reader(found[0]), arrays, f"format detected from keys: {found[0]}", sizes)
 
 
 # The one-call forms (each opens the file once).

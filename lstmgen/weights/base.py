@@ -64,6 +64,10 @@ class CellWeights:
     # with it (bidirectional layer, --go-backwards, or an error); readers only report it.
     direction: str = "forward"
     origin: SourceArrays | None = None  # the arrays as stored, for the source reference (check/source/)
+    # The framework cell class the file's names say (TF1 'CudnnCompatibleLSTMCell', ...), when it sets
+    # forget_bias_default, and why that default (for the build's note).
+    cell_class: str | None = None
+    forget_bias_why: str | None = None
 
     def implied(self) -> dict[str, object]:
         """Hyperparameters the source implies (sizes, peepholes, projection, and any stated ones)."""

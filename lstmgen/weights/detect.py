@@ -23,6 +23,11 @@ TORCH_KEY = re.compile(
 )
 
 
+# HDF5's superblock signature, at byte 0 or (after a user block) at 512, 1024, 2048, ... (HDF5 spec §II.A).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
+
+
 def bare(key: str) -> str:
     """A TF variable name without its output index: 'rnn/lstm_cell/kernel:0' -> 'rnn/lstm_cell/kernel'."""
     return key[:-2] if key.endswith(":0") else key
@@ -58,6 +63,11 @@ def _keras(keys: frozenset[str]) -> bool:
 
 def _onnx(keys: frozenset[str]) -> bool:
     return {"W", "R"} <= keys <= set(ONNX_KEYS)
+
+
+def _cudnn_opaque(keys: frozenset[str]) -> bool:
+    """A CudnnLSTM 'opaque_kernel', unless the canonical cells its checkpoints also hold are there."""
+    return any(bare(k).rpartition("/")[2] == "opaque_kernel" for k in keys) and not _tf1(keys)
 
 
 def _never(keys: frozenset[str]) -> bool:
@@ -101,15 +111,24 @@ FORMATS: dict[str, Format] = {
     "keras": Format(
         "lstmgen.weights.keras:KerasReader",
         "Keras LSTM weights: kernel [I,4N], recurrent_kernel [N,4N], bias [4N] (gates i,f,c,o), bare or as "
-        "'<layer path>/kernel' keys; also .weights.h5, full-model .h5 and .keras files",
+        "'<layer path>/kernel' keys; also .weights.h5, full-model .h5 (any HDF5 file, e.g. .hdf5) and .keras "
+        "files; Keras 2 CuDNNLSTM weights (bias [8N]) are converted",
         (".h5", ".keras"),
         _keras,
+        sniffs=True,  # an HDF5 file by its signature, whatever its name ('.hdf5', '.weights')
     ),
     "onnx": Format(
         "lstmgen.weights.onnx_lstm:OnnxReader",
         "ONNX LSTM: an .onnx model, or an .npz with W [dirs,4H,I], R [dirs,4H,H], B [dirs,8H], P [dirs,3H]",
         (".onnx",),
         _onnx,
+    ),
+    "cudnn-opaque": Format(
+        "lstmgen.weights.cudnn:OpaqueReader",
+        "TF CudnnLSTM 'opaque_kernel' buffer (a {v.name: v.eval()} dump), cuDNN canonical layout; sizes from "
+        "--num-units, --input-size, --num-layers, --bidirectional",
+        (),
+        _cudnn_opaque,
     ),
     "tf-checkpoint": Format(
         "lstmgen.weights.tf_checkpoint:TfCheckpointReader",

@@ -14,7 +14,7 @@ from lstmgen.errors import WeightFileError
 from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, gate_tensors, single_cell
 from lstmgen.weights.detect import TF1_KEYS, bare
 from lstmgen.weights.raw import SourceArrays
-from lstmgen.weights.tf_scopes import layer_of, lstm_scopes, select_layers
+from lstmgen.weights.tf_scopes import cell_class, layer_of, lstm_scopes, select_layers
 
 KEYS = TF1_KEYS
 PEEPHOLES = {
@@ -72,7 +72,7 @@ class Tf1Reader(SingleCellNpzReader):
         names = _scoped(arrays)
         if names is None:
             single_cell(self.name, layer)
-            return self._read_flat({bare(k): v for k, v in arrays.items()}, source)
+            return self.read_scope({bare(k): v for k, v in arrays.items()}, source)
         cells = _scopes(names, arrays, source)
         listed = [s for row in select_layers(source, cells, layer) for s in row]
         if len(listed) != 1:
@@ -82,12 +82,13 @@ class Tf1Reader(SingleCellNpzReader):
             )
         scope = listed[0]
         mine = {leaf: arrays[names[f"{scope}/{leaf}"]] for leaf in KEYS if f"{scope}/{leaf}" in names}
-        weights = self._read_flat(mine, f"{source} [{scope}]")
+        weights = self.read_scope(mine, f"{source} [{scope}]", scope)
         others = len(arrays) - len(mine)
         notes = [f"variables of scope '{scope}'" + (f"; ignored {others} other variable(s)" if others else "")]
         return replace(weights, layer=scope, direction=layer_of(scope)[2], notes=(*notes, *weights.notes))
 
-    def _read_flat(self, arrays: Mapping[str, np.ndarray], source: str) -> CellWeights:
+    def read_scope(self, arrays: Mapping[str, np.ndarray], source: str, scope: str = "") -> CellWeights:
+        """One cell's variables under their leaf names; `scope` (the file's own) names the cell class."""
         unknown = sorted(set(arrays) - set(KEYS))
         if unknown:
             raise WeightFileError(
@@ -140,6 +141,17 @@ class Tf1Reader(SingleCellNpzReader):
                 tensors[slot] = d
         if proj is not None:
             tensors["projection_weights"] = proj.T
+        cls = cell_class(scope)
+        if scope:
+            notes.append(f"cell class {cls.name}, from the scope name '{scope.rpartition('/')[2]}'")
         return CellWeights(
-            tensors, self.name, source, forget_bias_default=1.0, notes=tuple(notes), origin=SourceArrays("tf1", arrays)
+            tensors,
+            self.name,
+            source,
+            forget_bias_default=cls.forget_bias,
+            notes=tuple(notes),
+            # The scope goes to the source reference as the file names it: it reads the class itself.
+            origin=SourceArrays("tf1", arrays, {"scope": scope} if scope else {}),
+            cell_class=cls.name if scope else None,
+            forget_bias_why=cls.why if scope else None,
         )

@@ -11,6 +11,7 @@ import numpy as np
 from lstmgen.errors import WeightFileError
 from lstmgen.weights import tfbundle
 from lstmgen.weights.base import CellWeights, FrameworkReader, WeightFile
+from lstmgen.weights.cudnn import OPAQUE_LEAF, OpaqueFile
 from lstmgen.weights.tf1 import Tf1Reader
 from lstmgen.weights.tf_scopes import KERAS_ATTR, layer_of, lstm_scopes, select_layers
 from lstmgen.weights.tflite_npz import TfliteReader
@@ -70,7 +71,19 @@ class TfCheckpointReader(FrameworkReader):
         return []
 
     def open_file(self, path: Path) -> WeightFile:
-        return CheckpointFile(path)
+        return self.open_sized(path, {})
+
+    def open_sized(self, path: Path, sizes: Mapping[str, object]) -> WeightFile:
+        """The checkpoint; one holding only a CudnnLSTM 'opaque_kernel' is cut up by the stated sizes."""
+        checkpoint = CheckpointFile(path)
+        opaque = [n for n in checkpoint.names if n.rpartition("/")[2] == OPAQUE_LEAF]
+        if lstm_scopes(checkpoint.variables) or len(opaque) != 1:
+            return checkpoint
+        try:
+            blob = checkpoint.checkpoint.read(opaque)
+        finally:
+            checkpoint.close()
+        return OpaqueFile(blob, str(path), sizes)
 
 
 class CheckpointFile:
@@ -138,7 +151,7 @@ class CheckpointFile:
             weights = TfliteReader().read({_TFLITE_CELL[k]: arrays[v] for k, v in keys.items()}, source)
             weights = replace(weights, notes=(*weights.notes, "TFLiteLSTMCell: forget bias already in its variable"))
         else:
-            weights = Tf1Reader().read(self._tf1_variables(scope), source)
+            weights = Tf1Reader().read_scope(self._tf1_variables(scope), source, scope)
         direction = layer_of(scope)[2]  # a bidirectional_dynamic_rnn's 'bw' cell reads the sequence reversed
         return replace(
             weights,

@@ -4,12 +4,54 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from lstmgen.errors import WeightFileError
 
 KERAS_ATTR = "/.ATTRIBUTES/VARIABLE_VALUE"  # TF2 object-based checkpoint key suffix
+
+# TFLiteLSTMCell's own documentation (tensorflow/lite/experimental/examples/lstm/rnn_cell.py), which
+# lstmgen's vocabulary follows, on forget_bias.
+CUDNN_WARNING = (
+    "TFLiteLSTMCell's documentation: forget_bias 'Must set it manually to 0.0 when restoring from CudnnLSTM "
+    "trained checkpoints'"
+)
+
+
+@dataclass(frozen=True)
+class CellClass:
+    """A TF1 cell class whose kernel [I+P, 4N] (gates i, j, f, o) + bias the scope holds."""
+
+    name: str
+    forget_bias: float  # what the class adds to the forget gate at run time by default
+    why: str
+
+
+# The cell's own scope segment (its class's default name) -> the class. Every one of them stores
+# 'kernel' and 'bias' in the LSTMCell layout; they differ in the forget bias they add at run time.
+# tf.contrib.cudnn_rnn: CudnnCompatibleLSTMCell(LSTMBlockCell) passes forget_bias=0, and CudnnLSTM's
+# saveable writes '.../cudnn_compatible_lstm_cell/{kernel,bias}' with the two cuDNN biases summed.
+# tf.contrib.rnn lstm_ops: LSTMBlockCell (scope 'lstm_cell', as LSTMCell) and LSTMBlockFusedCell
+# (scope 'lstm_fused_cell') both default to forget_bias=1.0.
+CELL_CLASSES: dict[str, CellClass] = {
+    "cudnn_compatible_lstm_cell": CellClass(
+        "CudnnCompatibleLSTMCell",
+        0.0,
+        "CudnnCompatibleLSTMCell, the cell of CudnnLSTM's checkpoints, adds none at run time: its bias holds "
+        f"cuDNN's two biases summed; {CUDNN_WARNING}",
+    ),
+    "lstm_fused_cell": CellClass(
+        "LSTMBlockFusedCell", 1.0, "LSTMBlockFusedCell's default: that cell adds it at run time"
+    ),
+}
+DEFAULT_CLASS = CellClass("LSTMCell", 1.0, "LSTMCell's (and LSTMBlockCell's) default: that cell adds it at run time")
+
+
+def cell_class(scope: str) -> CellClass:
+    """The TF1 cell class a scope's own name segment says ('.../cudnn_compatible_lstm_cell'); LSTMCell else."""
+    return CELL_CLASSES.get(scope.rpartition("/")[2], DEFAULT_CLASS)
 
 
 def lstm_scopes(variables: Mapping[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
+from lstmgen.check.source.cudnn_lstm import Step, keras_cudnn_step
 
 GATES = ("i", "f", "c", "o")
 # Keras activation names (keras.activations) -> the function; hard_sigmoid is Keras 3's relu6(x + 3) / 6.
@@ -51,11 +52,17 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     fb = stated.forget_bias or 0.0  # Keras adds nothing at run time (unit_forget_bias only initialises)
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
-    def step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
+    def keras_step(x: Array, h: Array, c_prev: Array) -> tuple[Array, Array]:
         z = mm(x, kernel) + mm(h, recurrent) + bias
         i, f, g, o = (z[:, cols[k]] for k in GATES)
         c = clip(ract(f + fb) * c_prev + ract(i) * act(g), stated.cell_clip)
         return ract(o) * act(c), c
+
+    step: Step = keras_step
+    # A Keras 2 CuDNNLSTM (its file's [8N] bias says so, whatever the reader made of it) runs cuDNN's
+    # equations on the arrays as cuDNN reads them: tanh and sigmoid, no forget bias of its own.
+    if bias.shape == (8 * n,):
+        step = keras_cudnn_step(kernel, recurrent, bias, stated)
 
     half = attrs.get("half")
     overrides: dict[str, object] = {}

@@ -33,6 +33,7 @@ FRAMEWORKS: dict[str, str] = {
     "torch": "lstmgen.check.source.torch_lstm:torch_cell",
     "onnx": "lstmgen.check.source.onnx_lstm:onnx_cell",
     "tflite": "lstmgen.check.source.canonical:canonical_cell",
+    "cudnn": "lstmgen.check.source.cudnn_lstm:opaque_cell",
 }
 
 
@@ -47,6 +48,7 @@ REFERENCE_NAMES = {
     "torch": "pytorch",
     "onnx": "onnx",
     "tflite": "tflite-op",
+    "cudnn": "cudnn",
 }
 
 # Keras Bidirectional merge_mode (PyTorch and ONNX always concatenate, forward first).

@@ -3,6 +3,11 @@
 From LSTMCell.call: lstm_matrix = concat([x, m_prev]) @ kernel + bias; i, j, f, o = split(4);
 c = sigmoid(f + forget_bias + w_f_diag*c_prev) * c_prev + sigmoid(i + w_i_diag*c_prev) * act(j);
 c clipped to cell_clip; m = sigmoid(o + w_o_diag*c) * act(c); m = m @ projection/kernel, clipped to proj_clip.
+
+The run-time forget_bias default is the cell class's, read here from the scope name the file gives
+the variables (not from the reader): tf.contrib.cudnn_rnn's CudnnCompatibleLSTMCell, whose scope
+CudnnLSTM's checkpoints use, passes forget_bias=0 to LSTMBlockCell; LSTMCell, LSTMBlockCell and
+LSTMBlockFusedCell default to 1.0.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stat
 
 GATES = ("i", "j", "f", "o")  # the kernel's column blocks
 DEFAULT_FORGET_BIAS = 1.0  # LSTMCell(forget_bias=1.0)
+# A cell's own scope segment -> its class's default forget_bias, where it is not 1.0.
+CLASS_FORGET_BIAS = {"cudnn_compatible_lstm_cell": 0.0}
 ACTIVATIONS: dict[str, Fn] = {  # the activation= callables TF1 users pass, by lstmgen's option names
     "tanh": np.tanh,
     "relu": relu,
@@ -31,7 +38,9 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
     n = kernel.shape[1] // 4
     proj = stored(arrays["projection/kernel"]) if "projection/kernel" in arrays else None
     diag = {g: f64(arrays[f"w_{g}_diag"]) for g in "ifo" if f"w_{g}_diag" in arrays}
-    fb = DEFAULT_FORGET_BIAS if stated.forget_bias is None else stated.forget_bias
+    own = str(attrs.get("scope", "")).split("/")[-1]
+    default = CLASS_FORGET_BIAS.get(own, DEFAULT_FORGET_BIAS)
+    fb = default if stated.forget_bias is None else stated.forget_bias
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
     def step(x: Array, m_prev: Array, c_prev: Array) -> tuple[Array, Array]:
