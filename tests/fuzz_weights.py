@@ -31,6 +31,8 @@ BASES: tuple[str, ...] = (
     "examples/weights_tf1.npz",
     "examples/tf1_ckpt/model.ckpt.index",
     "examples/tf1_ckpt/model.ckpt.data-00000-of-00001",
+    "tests/fixtures/cudnn/k2_cudnn.h5",
+    "tests/fixtures/cudnn/opaque_l1.npz",
 )
 
 
