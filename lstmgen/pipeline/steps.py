@@ -15,7 +15,7 @@ from lstmgen.config import CellConfig
 from lstmgen.errors import ConfigError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
-from lstmgen.pipeline.layout import layout
+from lstmgen.pipeline.layout import CellShape, layout
 from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve, stated_sizes
 from lstmgen.pipeline.verify_gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.samples import read_samples
@@ -150,12 +150,7 @@ def build(
     cell_weights = layers[0][0]
     notes = _cell_notes([c for cells in layers for c in cells]) + notes
     t1 = time.perf_counter()
-    provenance = {
-        "weights_format": cell_weights.format,
-        "weights_file": Path(cell_weights.source).name if weights is not None else cell_weights.source,
-        "layers": [[c.layer for c in cells] for cells in layers],
-        "notes": notes,
-    }
+    provenance = _provenance(layers, notes, named_file=weights is not None)
     tensors = [[c.tensors for c in cells] for cells in layers]
     record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
     _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
@@ -167,15 +162,7 @@ def build(
     _check_target(record, config)
     say("writing model")
     planned = plan_file(record)  # the tables; each weight is copied once, as the file is written
-    result = BuildResult(
-        str(output), config, cell_weights.format, cell_weights.source, cell_weights.layer, planned.size, notes
-    )
-    result.layers = [
-        LayerSummary(k, _DIRECTION[d or config.go_backwards], s.num_units, s.input_size, s.output_size, cells[d].layer)
-        for k, (dirs, cells) in enumerate(zip(shapes, layers, strict=True))
-        for d, s in enumerate(dirs)
-    ]
-    result.output_width = sum(s.output_size for s in shapes[-1])
+    result = _result(output, config, layers, shapes, planned.size, notes)
     written: list[float] = []
 
     def write(fh: BinaryIO) -> None:
@@ -204,6 +191,37 @@ def build(
         "layout_and_write": round(written[0] - t1, 4),
         "verify_and_save": round(t3 - written[0], 4),
     }
+    return result
+
+
+def _provenance(layers: list[list[CellWeights]], notes: list[str], named_file: bool) -> dict[str, Any]:
+    """What the model file records of where its weights came from (its metadata)."""
+    first = layers[0][0]
+    return {
+        "weights_format": first.format,
+        "weights_file": Path(first.source).name if named_file else first.source,
+        "layers": [[c.layer for c in cells] for cells in layers],
+        "notes": notes,
+    }
+
+
+def _result(
+    output: str | Path,
+    config: CellConfig,
+    layers: list[list[CellWeights]],
+    shapes: list[list[CellShape]],
+    size: int,
+    notes: list[str],
+) -> BuildResult:
+    """The BuildResult of a planned model, before it is written and verified: its ops, one summary each."""
+    first = layers[0][0]
+    result = BuildResult(str(output), config, first.format, first.source, first.layer, size, notes)
+    result.layers = [
+        LayerSummary(k, _DIRECTION[d or config.go_backwards], s.num_units, s.input_size, s.output_size, cells[d].layer)
+        for k, (dirs, cells) in enumerate(zip(shapes, layers, strict=True))
+        for d, s in enumerate(dirs)
+    ]
+    result.output_width = sum(s.output_size for s in shapes[-1])
     return result
 
 
