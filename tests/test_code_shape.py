@@ -93,3 +93,14 @@ def test_the_length_check_can_fail(tmp_path: Path) -> None:
 
     (tmp_path / "m.py").write_text(f"def long():\n{body(80)}\n\ndef short():\n{body(79)}")
     assert long_functions(tmp_path) == {"m.py:long": 81}  # short: 80 lines, the limit
+
+
+def test_no_test_imports_another_test_file() -> None:
+    """Shared helpers live in support.py and the helper modules (hostile_corpus, tf_bundle_writer, fuzz_*)."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert found == []

@@ -21,11 +21,12 @@ def test_mutated_models_never_crash_or_exit_70(tmp_path: Path) -> None:
 
 def test_the_harness_sees_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the model checker and the crash probe off, a -1 STRIDED_SLICE input kills the interpreter: a crash."""
-    from test_hostile import STRIDED_SLICE, _set_input, invoke
+    from hostile_corpus import STRIDED_SLICE, set_input
+    from support import invoke
 
     base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
     assert invoke("build", "--num-units", 4, "--input-size", 3, "--last-step", "-o", base, "--no-verify").exit_code == 0
-    _set_input(base, bad, STRIDED_SLICE, 2)
+    set_input(base, bad, STRIDED_SLICE, 2)
     x = tmp_path / "x.npy"
     import numpy as np
 
@@ -52,9 +53,11 @@ def test_a_parser_error_is_a_refusal_but_the_same_class_from_lstmgen_is_a_bug() 
     from lstmgen.errors import WeightFileError
     from lstmgen.weights.library_errors import parser_errors
 
-    with pytest.raises(WeightFileError, match="w.zip cannot be read: zipfile reports BadZipFile"):
-        with parser_errors("zipfile", (zipfile.BadZipFile, KeyError), "w.zip", "Save it again."):
-            zipfile.ZipFile(__file__)
-    with pytest.raises(KeyError):
-        with parser_errors("zipfile", (zipfile.BadZipFile, KeyError), "w.zip", "Save it again."):
-            {}["lstmgen's own bug"]
+    errors = (zipfile.BadZipFile, KeyError)
+    with (
+        pytest.raises(WeightFileError, match="w.zip cannot be read: zipfile reports BadZipFile"),
+        parser_errors("zipfile", errors, "w.zip", "Save it again."),
+    ):
+        zipfile.ZipFile(__file__)
+    with pytest.raises(KeyError), parser_errors("zipfile", errors, "w.zip", "Save it again."):
+        {}["lstmgen's own bug"]

@@ -17,6 +17,7 @@ import hostile_corpus as corpus
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from hostile_corpus import LSTM, STRIDED_SLICE, set_input
 from support import random_tflite_weights
 
 from lstmgen.cli.main import main
@@ -195,27 +196,6 @@ def test_fifos_and_devices_are_refused_up_front(tmp_path: Path, weights_npz) -> 
 # ------------------------------------------------------------------- finding 2: interpreter crashes
 
 
-def _set_input(src: Path, dst: Path, opcode: int, slot: int, value: int = -1) -> None:
-    """Record-level mutation: one operator input index replaced (what a 4-byte corruption does)."""
-    from dataclasses import replace
-
-    from lstmgen.tflite.reader import read_model
-    from lstmgen.tflite.records import materialize
-    from lstmgen.tflite.writer import serialize
-
-    model = read_model(src.read_bytes())
-    ops = tuple(
-        replace(op, inputs=tuple(value if k == slot else i for k, i in enumerate(op.inputs)))
-        if op.opcode == opcode
-        else op
-        for op in model.operators
-    )
-    dst.write_bytes(bytes(serialize(materialize(replace(model, operators=ops)))))
-
-
-LSTM, STRIDED_SLICE = 44, 45
-
-
 @pytest.mark.parametrize(
     ("opcode", "slot", "extra"),
     [
@@ -235,7 +215,7 @@ def test_absent_required_inputs_never_reach_the_interpreter(
     """These files made verify/run/verify --micro die with SIGSEGV; now every command refuses them (exit 2)."""
     base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
     assert invoke("build", "--num-units", 4, "--input-size", 3, *extra, "-o", base, "--no-verify").exit_code == 0
-    _set_input(base, bad, opcode, slot)
+    set_input(base, bad, opcode, slot)
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((1, 2, 3), np.float32))
     for args in (
@@ -498,7 +478,7 @@ def test_initial_state_and_calibration_bombs(tmp_path: Path, secret: Path, built
 
 def test_checkpoint_slice_declaring_terabytes(tmp_path: Path) -> None:
     """A partitioned variable's full shape is declared, not stored: checked before assembling it."""
-    from test_tfbundle import crc32c_bitwise, entry_proto, header_proto, masked, slice_key, write_table
+    from tf_bundle_writer import crc32c_bitwise, entry_proto, header_proto, masked, slice_key, write_table
 
     from lstmgen.errors import WeightFileError
     from lstmgen.weights.tfbundle import read_variables
@@ -523,7 +503,7 @@ def test_interpreter_crash_is_contained_in_a_child(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(lstmgen.modelinfo, "check_model", lambda model, source: None)
     base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
     assert invoke("build", "--num-units", 4, "--input-size", 3, "--last-step", "-o", base, "--no-verify").exit_code == 0
-    _set_input(base, bad, STRIDED_SLICE, 2)
+    set_input(base, bad, STRIDED_SLICE, 2)
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((1, 2, 3), np.float32))
     refused(invoke("verify", bad), "crashed (SIGSEGV)")
@@ -535,7 +515,7 @@ def test_embed_checks_the_model_before_tflm(tmp_path: Path) -> None:
     pytest.importorskip("tflite_micro")
     base, bad = tmp_path / "base.tflite", tmp_path / "bad.tflite"
     assert invoke("build", "--num-units", 4, "--input-size", 3, "--last-step", "-o", base, "--no-verify").exit_code == 0
-    _set_input(base, bad, STRIDED_SLICE, 2)
+    set_input(base, bad, STRIDED_SLICE, 2)
     refused(invoke("embed", bad, "-o", tmp_path / "m.cc"), "corrupt or malformed")
     assert not (tmp_path / "m.cc").exists()
 

@@ -526,7 +526,7 @@ def _tf1_cell(rng: np.random.Generator, scope: str, i: int, n: int) -> dict[str,
 
 
 def _checkpoint(tmp_path: Path, scopes: list[tuple[str, int]]) -> Path:
-    from test_tfbundle import write_bundle
+    from tf_bundle_writer import write_bundle
 
     rng = np.random.default_rng(0)
     tensors: dict[str, np.ndarray] = {"global_step": np.array(7, np.int64)}
