@@ -91,3 +91,17 @@ def assert_close(
     for name, g, w in zip(names, got, want, strict=True):
         assert np.size(g) == np.size(w), f"{name}: shape {np.shape(g)} vs {np.shape(w)}"
         np.testing.assert_allclose(np.reshape(g, np.shape(w)), w, atol=atol, rtol=0, err_msg=name)
+
+
+def json_report(result: Result, code: int = 0) -> dict[str, Any]:
+    """The one JSON document a `--json` command printed: its exit code checked, `ok` true exactly when it is 0,
+    and the document valid against schemas/report.schema.json (when jsonschema is installed)."""
+    assert result.exit_code == code, f"exit {result.exit_code}, expected {code}; output:\n{result.output}"
+    doc = json.loads(result.stdout)  # exactly one document: trailing text is a JSONDecodeError
+    assert isinstance(doc, dict) and doc.get("ok") is (code == 0), doc
+    try:
+        import jsonschema
+    except ImportError:
+        return doc
+    jsonschema.validate(doc, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))
+    return doc

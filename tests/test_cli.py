@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import Result
-from support import assert_user_error, invoke
+from support import assert_user_error, invoke, json_report
 
 import lstmgen.check.verify
 import lstmgen.cli.cmd_verify
@@ -917,9 +917,9 @@ def test_inspect_model_with_out_of_range_tensor_index(tmp_path: Path, models: di
 
 
 def test_inspect_text_and_json(models: dict[str, Path]) -> None:
-    info = json.loads(invoke("inspect", models["fixed5"], "--json").stdout)
+    info = json_report(invoke("inspect", models["fixed5"], "--json"))
     assert (info["time_steps"], info["batch_size"], info["num_proj"], info["activation"]) == (5, 1, None, "tanh")
-    info = json.loads(invoke("inspect", models["full"], "--json").stdout)
+    info = json_report(invoke("inspect", models["full"], "--json"))
     assert (info["time_steps"], info["batch_size"], info["num_proj"], info["time_major"]) == (None, 2, NUM_PROJ, True)
     result = invoke("inspect", models["dynamic"])
     assert result.exit_code == 0 and "time=dynamic" in result.stdout
