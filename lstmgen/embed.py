@@ -58,6 +58,18 @@ RESOLVER_METHODS: dict[int, str] = {
 # and T=1 with the state in variable tensors is the usual streaming pattern on a microcontroller.
 DYNAMIC_RULE = "dynamic shape"
 ALIGNMENT = 16  # TFLM reads the flatbuffer in place; many targets need 16-byte aligned model data
+# Checked in tflite-micro's source (main at 90b983c2, 2026-08-20: kernels/cmsis_nn/unidirectional_sequence_lstm.cc
+# passes scratch buffer 2 as cell_state and no hidden_state; CMSIS-NN arm_lstm_unidirectional_s8/s16 then zero the
+# cell and skip the recurrent term at t=0). Fix proposed in tflite-micro PR #3564 (closed, not merged).
+CMSIS_NN_NOTE = (
+    "CMSIS-NN: TFLM built with OPTIMIZED_KERNEL_DIR=cmsis_nn runs this integer LSTM with CMSIS-NN's kernel, which "
+    "starts every Invoke() from the zero state (tflite-micro main as of 2026-08 never hands it the state tensors). "
+    "Whole sequences per Invoke() after Reset() compute right; streaming a few time steps per Invoke() with the "
+    "state carried over is wrong there (each call forgets the previous ones). To stream on such a build, compile "
+    "the reference kernel for this op (kernels/unidirectional_sequence_lstm.cc instead of "
+    "kernels/cmsis_nn/unidirectional_sequence_lstm.cc), or apply tflite-micro PR #3564; check on the device with "
+    "lstmgen vectors. Batch-major input with batch > 1 is also misread by CMSIS-NN releases before its PR #219."
+)
 # The measured figure comes from TFLM on this (64-bit) host: its own structures are smaller with 32-bit
 # pointers, but another kernel set (e.g. CMSIS-NN's scratch buffers) or allocator can need more.
 MARGIN_FRACTION = 0.25
@@ -89,6 +101,7 @@ class EmbedResult:
     ops: list[str]
     tflm_version: str
     notes: list[str] = field(default_factory=list)
+    cmsis_nn: str | None = None  # CMSIS_NN_NOTE, for models with an integer LSTM op
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -277,6 +290,8 @@ def render(
         ]
     for note in notes:
         head += ["//", *textwrap.wrap(f"Note: {note}", 100, initial_indent="// ", subsequent_indent="//   ")]
+    if integer_lstm(model):
+        head += ["//", *textwrap.wrap(CMSIS_NN_NOTE, 100, initial_indent="// ", subsequent_indent="//   ")]
     guard = _guard(header)
     h = "\n".join(
         [
@@ -336,7 +351,16 @@ def embed(
     write_atomic(header, h.encode(), inputs={"MODEL": src})
     write_atomic(out, cc.encode(), inputs={"MODEL": src})
     ops = [RESOLVER_METHODS[c] for c in sorted({op.opcode for op in model.operators})]
-    return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version, notes)
+    cmsis = CMSIS_NN_NOTE if integer_lstm(model) else None
+    return EmbedResult(str(out), str(header), symbol, len(data), measured, arena, ops, version, notes, cmsis)
+
+
+def integer_lstm(model: ModelRecord) -> bool:
+    """Does the model hold an int8 or int16 LSTM op (the ones CMSIS-NN's kernel takes)?"""
+    return any(
+        op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM and model.tensors[op.inputs[0]].dtype.kind == "i"
+        for op in model.operators
+    )
 
 
 def check_embed_target(output: str | Path) -> None:
@@ -348,3 +372,100 @@ def check_embed_target(output: str | Path) -> None:
     for target in (out, out.with_suffix(".h")):
         check_target(target)
     import_tflm()  # the arena is measured in TFLM: say it is missing before any work
+
+
+# ------------------------------------------------------------------------------- golden test vectors
+
+_C_TYPES = {"int8": "int8_t", "int16": "int16_t", "float32": "float"}
+
+
+def _c_values(array: np.ndarray, per_line: int = 16) -> list[str]:
+    """Each vector as a brace-enclosed list of C literals (floats in hex: exact), `per_line` to a line."""
+    flat = array.reshape(array.shape[0], -1)
+    literal = (lambda v: f"{float(v).hex()}f") if array.dtype.kind == "f" else (lambda v: str(int(v)))
+    out = []
+    for row in flat:
+        items = [literal(v) for v in row]
+        chunks = [", ".join(items[k : k + per_line]) for k in range(0, len(items), per_line)]
+        out.append("  {" + ",\n   ".join(chunks) + "},")
+    return out
+
+
+def render_vectors(
+    symbol: str, source: str, inputs: np.ndarray, expected: dict[str, np.ndarray], runtimes: dict[str, str]
+) -> tuple[str, str]:
+    """(NAME_vectors.h, NAME_vectors.cc): the vectors as C arrays and, where TFLM takes the model,
+    NAME_check_vectors(interpreter), which runs each from Reset() and compares the output bit for bit."""
+    count = inputs.shape[0]
+    in_len, out_len = int(np.prod(inputs.shape[1:])), int(np.prod(next(iter(expected.values())).shape[1:]))
+    in_type = _C_TYPES[inputs.dtype.name]
+    guard = _guard(Path(f"{symbol}_vectors.h"))
+    arrays = [f"extern const {in_type} {symbol}_inputs[{symbol}_vector_count][{symbol}_input_len];"]
+    lines = ["// Expected outputs per runtime flavour (the device's codes), from lstmgen's bit-exact emulation:"]
+    for flavour, y in expected.items():
+        arrays.append(f"extern const {_C_TYPES[y.dtype.name]} {symbol}_expected_{flavour}"
+                      f"[{symbol}_vector_count][{symbol}_output_len];")  # fmt: skip
+        lines.append(f"//   {symbol}_expected_{flavour}: {runtimes[flavour]}")
+    check = "tflm" in expected
+    h = [
+        f"// Generated by lstmgen {__version__}: {count} golden vectors for {source}. Do not edit.",
+        "// Each input is one Invoke() from the zero state (interpreter.Reset() first).",
+        *lines,
+        "",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <cstdint>",
+        "",
+        f"constexpr int {symbol}_vector_count = {count};",
+        f"constexpr int {symbol}_input_len = {in_len};",
+        f"constexpr int {symbol}_output_len = {out_len};",
+        *arrays,
+    ]
+    if check:
+        h += [
+            "",
+            "namespace tflite {",
+            "class MicroInterpreter;",
+            "}  // namespace tflite",
+            "",
+            "// Runs every vector through `interpreter` (already AllocateTensors()'d) and compares the output with",
+            f"// {symbol}_expected_tflm bit for bit. Returns the number of vectors that differ (0: pass), -1 on error.",
+            f"int {symbol}_check_vectors(tflite::MicroInterpreter& interpreter);",
+        ]
+    h += ["", f"#endif  // {guard}", ""]
+    cc = [
+        f"// Generated by lstmgen {__version__}: golden vectors for {source}; see {symbol}_vectors.h.",
+        f'#include "{symbol}_vectors.h"',
+    ]
+    if check:
+        cc += ["", "#include <cstring>", "", '#include "tensorflow/lite/micro/micro_interpreter.h"']
+    cc += ["", f"const {in_type} {symbol}_inputs[{symbol}_vector_count][{symbol}_input_len] = {{",
+           *_c_values(inputs), "};"]  # fmt: skip
+    for flavour, y in expected.items():
+        cc += ["", f"const {_C_TYPES[y.dtype.name]} {symbol}_expected_{flavour}"
+               f"[{symbol}_vector_count][{symbol}_output_len] = {{", *_c_values(y), "};"]  # fmt: skip
+    if check:
+        cc += _check_function(symbol)
+    return "\n".join(h), "\n".join([*cc, ""])
+
+
+def _check_function(symbol: str) -> list[str]:
+    expected = f"{symbol}_expected_tflm"
+    return [
+        "",
+        f"int {symbol}_check_vectors(tflite::MicroInterpreter& interpreter) {{",
+        "  int differing = 0;",
+        f"  for (int k = 0; k < {symbol}_vector_count; ++k) {{",
+        "    if (interpreter.Reset() != kTfLiteOk) return -1;",
+        "    TfLiteTensor* input = interpreter.input(0);",
+        f"    if (input == nullptr || input->bytes != sizeof({symbol}_inputs[k])) return -1;",
+        f"    std::memcpy(input->data.raw, {symbol}_inputs[k], sizeof({symbol}_inputs[k]));",
+        "    if (interpreter.Invoke() != kTfLiteOk) return -1;",
+        "    const TfLiteTensor* output = interpreter.output(0);",
+        f"    if (output == nullptr || output->bytes != sizeof({expected}[k])) return -1;",
+        f"    if (std::memcmp(output->data.raw, {expected}[k], sizeof({expected}[k])) != 0) ++differing;",
+        "  }",
+        "  return differing;",
+        "}",
+    ]

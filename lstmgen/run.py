@@ -105,6 +105,10 @@ def run_model_states(
             "chunks of any size."
         )
     session = open_model_session(lm, runtime)
+    if hasattr(session, "flavour"):  # --runtime emulate: say which runtime the numbers reproduce
+        from lstmgen.runtimes.emulated import describe
+
+        notes.append(describe(session))
     outputs = []
     fed: tuple[int, ...] = ()
     for start in range(0, steps, chunk):
@@ -121,7 +125,13 @@ def run_model_states(
         outputs.append(session.invoke(piece))
     # A last-step model outputs [B, F] per invoke: the final chunk's output is the sequence's last step.
     y = np.concatenate(outputs, axis=t_axis) if lm.output_has_time else outputs[-1]
-    return y.astype(np.float32), session.state()
+    finals = session.state()
+    if len(outputs) == 1 and not initial and lm.input.dtype.kind == "i" and not hasattr(session, "flavour"):
+        from lstmgen.runtimes.emulated import cross_check  # an integer kernel off its exact arithmetic: say so
+
+        off = cross_check(lm.model, session.runtime, x, y, finals)
+        notes.extend([off] if off else [])
+    return y.astype(np.float32), finals
 
 
 def _check_states(

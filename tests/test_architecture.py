@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "quant": BASE | {"tflite", "numerics", "config"},
     "check": BASE | {"tflite", "numerics", "config", "arrays", "modelinfo", "runtimes", "weights"},
     "samples": BASE | {"arrays"},
+    "vectors": BASE | {"tflite", "numerics", "modelinfo", "output", "embed"},  # golden vectors for firmware
     "embed": BASE | {"tflite", "output", "runtimes", "modelinfo", "targets"},
     "pipeline": BASE
     | {"tflite", "numerics", "config", "arrays", "output", "weights", "quant", "targets", "runtimes", "check"}
@@ -45,7 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "describe": BASE | {"tflite", "numerics", "config", "modelinfo", "targets"},
     "cli": BASE
     | {"tflite", "numerics", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check", "pipeline", "build", "run", "describe", "embed", "export", "samples"},
+    | {"check", "pipeline", "build", "run", "describe", "embed", "export", "samples", "vectors"},
     "__main__": {"cli"},
 }
 

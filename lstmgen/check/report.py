@@ -153,10 +153,16 @@ class VerifyReport:
     against_source: SourceReport | None = None
     scope: list[str] = field(default_factory=list)  # LSTM ops inside a larger graph: what was checked, what not
     float_bound: float = 0.0  # float models: the largest derived float32-sensitivity bound (0: the floor held)
+    # integer models: each runtime against the exact emulation of its kernel (numerics/emulate/report.py)
+    emulation: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks) and (self.against_source is None or self.against_source.passed)
+        return (
+            all(c.passed for c in self.checks)
+            and (self.against_source is None or self.against_source.passed)
+            and all(e["ok"] for e in self.emulation)
+        )
 
     @property
     def max_abs_error(self) -> float:

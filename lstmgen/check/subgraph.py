@@ -26,6 +26,7 @@ from lstmgen.check.source import SourceModel
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
+from lstmgen.numerics.emulate import emulation_report
 from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
 from lstmgen.numerics.graph import LstmSpec, constant_values, evaluate
 from lstmgen.numerics.reference import Jitter
@@ -161,6 +162,9 @@ def _check_quantized_op(lm: LstmModel, run: _OpRun, report: VerifyReport) -> Non
     rel = out["max_abs_error"] / max(float(np.abs(run.y).max(initial=0.0)), 1e-12)
     name = f"{run.tag}output ({report.mode})"
     report.checks.append(Comparison(name, out["max_abs_error"], rel, [out["worst_step"]], out["ok"]))
+    if report.mode in ("int8", "int16x8"):  # the op alone, bit for bit against its kernel's emulation
+        emulated = emulation_report(sub, report.runtime, run.x, run.y, finals=[run.final])
+        report.emulation.append(emulated | {"op": run.spec.op_index})
 
 
 def _check_float_op(

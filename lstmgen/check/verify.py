@@ -26,11 +26,13 @@ from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.numerics import affine
+from lstmgen.numerics.emulate import emulation_report
 from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, float_bound
 from lstmgen.numerics.graph import constant_values, evaluate, quantize_real
 from lstmgen.numerics.reference import Jitter
 from lstmgen.numerics.tables import FLOAT_ATOL, FLOAT_RTOL
 from lstmgen.progress import expect
+from lstmgen.runtimes import EMULATE_CHOICES
 from lstmgen.runtimes.interpreter import open_session
 from lstmgen.tflite.schema import BuiltinOperator
 
@@ -38,12 +40,17 @@ DEFAULT_TIME_STEPS = 9
 MAX_SOURCE_SAMPLES = 32  # inputs a quantized model is compared with the float source on
 
 
+EXACT_MODES = ("int8", "int16x8")  # checked bit for bit against numerics.emulate (hybrid: Eigen floats, no)
 MICRO = "micro"  # runtime name that selects TensorFlow Lite Micro (run --runtime micro, int16x8 models)
 
 
 def open_model_session(lm: LstmModel, runtime: str) -> Any:
     """A Session (TFLite) or MicroSession (runtime 'micro'; also 'auto' for int16x8 models, which only TFLM runs).
     LSTM ops inside a larger graph: a Session that keeps every intermediate tensor (their inputs and outputs)."""
+    if runtime in EMULATE_CHOICES:  # no interpreter: the bit-exact emulation of an integer kernel
+        from lstmgen.runtimes.emulated import open_emulated_session
+
+        return open_emulated_session(lm.model, runtime)
     if runtime == MICRO or (runtime == "auto" and model_mode(lm.model) == "int16x8"):
         from lstmgen.runtimes.micro import open_micro_session
 
@@ -212,6 +219,8 @@ def _check_quantized(
     for sess in sessions:
         sess.reset()
         y = sess.invoke(x)
+        if report.mode in EXACT_MODES:  # the integer kernels are deterministic: 0 LSB against their emulation
+            report.emulation.append(emulation_report(lm.model, sess.runtime, x, y, finals=sess.state()))
         q = qcheck_report(lm.model, {lm.input_index: x}, {lm.output_index: y}, mode=report.mode, seed=report.seed)
         out = q["outputs"][0]
         tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""

@@ -17,6 +17,7 @@ def embed_text(r: EmbedResult) -> str:
             f"{r.symbol}_arena_size = {r.arena_size:,} bytes (TFLM measured {r.arena_measured:,} + margin)",
             f"  register: {', '.join(r.ops)}",
             *(f"  note: {n}" for n in r.notes),
+            *([f"  note: {r.cmsis_nn}"] if r.cmsis_nn else []),
         ]
     )
 

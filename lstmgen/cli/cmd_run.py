@@ -15,6 +15,7 @@ from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_documen
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.run import run_model_states
+from lstmgen.runtimes import EMULATE_CHOICES
 
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:
@@ -61,7 +62,12 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     type=click.IntRange(min=1),
     help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
 )
-@runtime_option("Interpreter; micro = TensorFlow Lite Micro (pip install 'lstmgen[micro]'), auto picks it for int16x8.")
+@runtime_option(
+    "Interpreter; micro = TensorFlow Lite Micro (pip install 'lstmgen[micro]'), auto picks it for int16x8; "
+    "emulate = no interpreter: lstmgen's bit-exact emulation of LiteRT's integer kernel (else TFLM's; "
+    "emulate-litert, emulate-tflm choose).",
+    EMULATE_CHOICES,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was run and written as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No notes on stderr.")
 @handle_errors
@@ -88,6 +94,8 @@ def run_cmd(
       lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
       # in TensorFlow Lite Micro (int16x8 models always run there; TFLM takes the stored input shape)
       lstmgen run lstm_mcu.tflite --input x.npy --output y.npy --runtime micro
+      # an integer model without any interpreter (bit for bit what TFLM computes)
+      lstmgen run lstm_int8.tflite --input x.npy --output y.npy --runtime emulate-tflm
       # a converted Keras classifier, whole: y.npy holds the class probabilities
       lstmgen run classifier.tflite --input x.npy --output y.npy
     """

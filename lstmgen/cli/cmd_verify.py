@@ -23,6 +23,7 @@ from lstmgen.cli.common import (
 )
 from lstmgen.errors import LstmgenError, VerificationError
 from lstmgen.modelinfo import read_lstm_model
+from lstmgen.numerics.emulate.report import emulation_lines, emulation_verdict
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing, task
 from lstmgen.runtimes.micro import import_tflm
@@ -181,7 +182,7 @@ def verify_cmd(
             f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
             if src is not None and not src.passed
             else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
-        )
+        ) + emulation_verdict(rep.emulation)
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
@@ -196,6 +197,8 @@ def verify_cmd(
                 f"{'ok' if check.passed else 'FAIL'}"
             )
         click.echo(verify_line(rep))
+        for line in emulation_lines(rep.emulation):
+            click.echo(f"  {line}")
         for line in rep.scope:
             click.echo(f"  {line}")
         if rep.against_source is not None:

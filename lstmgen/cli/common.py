@@ -32,10 +32,10 @@ EXIT_CODES_RUN = "Exit status: 0 success, 2 bad input or usage, 70 internal erro
 PATH = click.Path(path_type=Path, dir_okay=False)
 
 
-def runtime_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--runtime, as build, verify and run take it: a TFLite interpreter, micro (TFLM) or auto."""
+def runtime_option(help: str, extra: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--runtime, as build, verify and run take it: a TFLite interpreter, micro (TFLM) or auto (+ `extra`)."""
     return click.option(
-        "--runtime", type=click.Choice(CLI_RUNTIME_CHOICES), default="auto", show_default=True, help=help
+        "--runtime", type=click.Choice((*CLI_RUNTIME_CHOICES, *extra)), default="auto", show_default=True, help=help
     )
 
 

@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "run": ("lstmgen.cli.cmd_run", "Run MODEL on an input sequence from the zero (or a given) state."),
     "embed": ("lstmgen.cli.cmd_embed", "Write MODEL as firmware sources NAME.cc/NAME.h with the TFLM arena size."),
+    "vectors": (
+        "lstmgen.cli.cmd_vectors",
+        "Write golden test vectors for an integer MODEL: inputs and the outputs each runtime must give, bit for bit.",
+    ),
     "cells": (
         "lstmgen.cli.cmd_cells",
         "List the LSTM cells in WEIGHTS: the names --layer accepts, kind, sizes and direction, in model order.",

@@ -160,6 +160,10 @@ def build(
         notes.append(no_reference)
     record, samples = _quantize(record, config, calibration_data, calibration, notes, say)
     _check_target(record, config)
+    if config.target == "micro" and config.quantize in ("int8", "int16x8"):
+        from lstmgen.embed import CMSIS_NN_NOTE
+
+        notes.append(CMSIS_NN_NOTE)  # the kernel a Cortex-M build of TFLM picks for this op
     say("writing model")
     planned = plan_file(record)  # the tables; each weight is copied once, as the file is written
     result = _result(output, config, layers, shapes, planned.size, notes)

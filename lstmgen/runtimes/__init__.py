@@ -18,3 +18,6 @@ RUNTIME_ALIASES: dict[str, str] = {"ai-edge-litert": "litert"}
 RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES, *RUNTIME_ALIASES)
 # What --runtime accepts: the TFLite interpreters plus "micro", TensorFlow Lite Micro (runtimes/micro.py).
 CLI_RUNTIME_CHOICES: tuple[str, ...] = (*RUNTIME_CHOICES, "micro")
+# `run --runtime emulate[-litert|-tflm]`: no interpreter, lstmgen's bit-exact emulation of an integer kernel
+# (runtimes/emulated.py); run only, since verify compares interpreters with that emulation.
+EMULATE_CHOICES: tuple[str, ...] = ("emulate", "emulate-litert", "emulate-tflm")
