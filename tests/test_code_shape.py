@@ -66,6 +66,7 @@ MAX_FUNCTION_LINES = 80
 TOO_LONG_FOR_NOW = {
     "check/verify.py:verify_model",  # issue 17 (one verification path)
     "cli/cmd_verify.py:verify_cmd",  # issue 23
+    "run.py:run_model_states",  # issue 23's file; grew past 80 on main with issue 19's emulated runtime
 }
 
 

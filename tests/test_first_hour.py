@@ -153,6 +153,7 @@ def test_a_runtime_that_is_installed_but_broken_says_so(monkeypatch: pytest.Monk
 HYBRID = ROOT / "tests" / "fixtures" / "hybrid"  # made by TF: tests/fixtures/hybrid/make_hybrid.py
 
 
+@pytest.mark.slow
 @pytest.mark.runtime
 def test_default_hybrid_is_as_accurate_as_tf_s_own_conversion(tmp_path: Path) -> None:
     """TF's converter quantizes hybrid LSTM inputs asymmetrically (op v3); lstmgen's default does too, and on the

@@ -12,6 +12,7 @@ import fuzz_models
 import pytest
 
 
+@pytest.mark.slow
 def test_mutated_models_never_crash_or_exit_70(tmp_path: Path) -> None:
     outcome = fuzz_models.run_fuzz(count=200, seed=12, jobs=2, folder=tmp_path, micro=False)
     assert outcome.failures == [], outcome.failures[:10]
@@ -38,6 +39,7 @@ def test_the_harness_sees_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert os.path.exists(bad)
 
 
+@pytest.mark.slow
 def test_mutated_weight_files_are_read_or_refused(tmp_path: Path) -> None:
     """Every parser's damaged-file errors are refusals (exit 2), never internal errors; `make fuzz` runs more."""
     import fuzz_weights

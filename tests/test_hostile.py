@@ -154,6 +154,7 @@ def _start_cli(*args: object) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_fifos_and_devices_are_refused_up_front(tmp_path: Path, weights_npz) -> None:
     """A FIFO would block forever and /dev/zero never ends: both refused before opening (run as processes)."""

@@ -56,6 +56,7 @@ def test_swapped_input_and_forget_gates_exit_1(tmp_path: Path) -> None:
     assert "differ already at the first time step" in result.stdout
 
 
+@pytest.mark.slow
 def test_tf_int8_reports_error_against_float_source_and_gates() -> None:
     calib = TF_FIXTURES / "tfint8_calibration.npy"
     args = ("verify", TF_FIXTURES / "tfint8_lstm.tflite", "--weights", KERAS_W, "--input", calib, "--json")
@@ -83,6 +84,7 @@ def test_int8_build_reports_error_and_max_error_gates(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["ok"] is False
 
 
+@pytest.mark.slow
 def test_int8_input_clipping_counts_against_the_source(tmp_path: Path) -> None:
     """Calibrated on inputs 100x too small, the int8 input grid clips real inputs: the source must see them
     as given (not clipped), so the error the user would see is the error reported (a fresh-user finding:

@@ -255,6 +255,7 @@ def test_truncated_index(simple: Bundle, keep: int) -> None:
     assert "expected" in msg
 
 
+@pytest.mark.slow
 def test_every_truncation_and_byte_flip_of_the_index_is_a_weight_file_error(simple: Bundle) -> None:
     data = simple.index.read_bytes()
     for n in range(len(data)):
@@ -271,6 +272,7 @@ def test_every_truncation_and_byte_flip_of_the_index_is_a_weight_file_error(simp
             assert simple.index.name in str(exc) or simple.prefix.name in str(exc)
 
 
+@pytest.mark.slow
 def test_fuzzed_entries_with_valid_block_checksums_only_raise_weight_file_error(tmp_path: Path) -> None:
     # Byte flips in the raw index are mostly caught by block crcs; rebuild the table after mutating the
     # entry protobufs so the varint/protobuf/shape/slice decoding is exercised too.

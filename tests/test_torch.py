@@ -147,6 +147,7 @@ def test_reverse_direction_matches_torch(tmp_path: Path) -> None:
     assert_close(got, (y[:, ::-1, P:], h[1], c[1]), ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.runtime
 def test_cli_build_from_checkpoint_dict(tmp_path: Path) -> None:
     """A training checkpoint {'epoch', 'model_state_dict', 'optimizer_state_dict'} is read via its state_dict."""
