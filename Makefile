@@ -23,7 +23,7 @@ TFL_BIN  := $(TFL_VENV)/bin
 TFL_PIN  := tflite-runtime==2.14.0
 TORCH_PIN ?= torch==2.13.0+cpu
 
-.PHONY: demo test test-fast test-main test-tflite-runtime lint bench fuzz clean help
+.PHONY: demo test test-fast test-main test-tflite-runtime test-wheel wheel docs lint bench fuzz clean help
 
 help:
 	@echo "make demo   lean .venv with lstmgen, then build, verify and inspect the example model (examples/)"
@@ -32,6 +32,8 @@ help:
 	@echo "make bench  run the benchmarks in benchmarks/"
 	@echo "make lint   ruff and mypy only"
 	@echo "make fuzz   10,000 mutated models: crashes, internal errors and hangs counted (all must be 0)"
+	@echo "make wheel  the wheel and sdist as users get them, into build/dist"
+	@echo "make docs   the API reference of the public names (pdoc), into build/docs"
 
 $(BIN)/.installed: pyproject.toml
 	@# --clear: a venv left by another Python (a failed `PYTHON=python3.9 make demo`) is rebuilt, not reused
@@ -94,7 +96,40 @@ test-tflite-runtime: $(TFL_BIN)/.installed
 	  LSTMGEN_RUNTIME=tflite-runtime $(TFL_BIN)/python -m pytest -m runtime -p no:cacheprovider; \
 	fi
 
-test: lint test-main test-tflite-runtime
+test: lint test-main test-tflite-runtime test-wheel
+
+# The package as users get it: wheel and sdist built by setuptools' PEP 517 hooks (the test venv has
+# setuptools; nothing is downloaded to build), the wheel installed (not editable) into a fresh venv with
+# its default dependencies only, then tests/test_wheel.py runs the installed commands from outside the checkout.
+WHEEL_DIR  := build/dist
+WHEEL_VENV := .venv-wheel
+wheel: $(TEST_BIN)/.installed
+	@# build/lib holds the previous build's modules: a module deleted since would still be packaged
+	rm -rf $(WHEEL_DIR) build/lib build/bdist.* && mkdir -p $(WHEEL_DIR)
+	@# one hook per process: build_wheel rewrites sys.argv, which the second call would read its folder from
+	for hook in build_wheel build_sdist; do \
+	  $(TEST_BIN)/python -c "import sys; from setuptools import build_meta; getattr(build_meta, sys.argv[1])(sys.argv[2])" \
+	    $$hook $(WHEEL_DIR) >> $(WHEEL_DIR)/build.log 2>&1 || { cat $(WHEEL_DIR)/build.log; exit 1; }; \
+	done
+	@ls -l $(WHEEL_DIR)
+
+test-wheel: wheel
+	$(PYTHON) -m venv --clear $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install $(PIP_FLAGS) $(WHEEL_DIR)/lstmgen-*.whl
+	LSTMGEN_WHEEL_VENV=$(WHEEL_VENV) LSTMGEN_WHEEL_DIR=$(WHEEL_DIR) $(TEST_BIN)/python -m pytest tests/test_wheel.py \
+	  -p no:cacheprovider -q
+
+# API reference (pdoc) of the public names, in its own venv: pdoc is no dependency of lstmgen.
+DOCS_VENV := .venv-docs
+$(DOCS_VENV)/bin/.installed: pyproject.toml
+	$(PYTHON) -m venv --clear $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install $(PIP_FLAGS) pdoc -e .
+	touch $@
+
+docs: $(DOCS_VENV)/bin/.installed
+	rm -rf build/docs
+	$(DOCS_VENV)/bin/python docs/make_api_docs.py build/docs
+	@echo "API reference: build/docs/index.html"
 
 # Writes build/bench/*.json, then rewrites the marked numbers in README.md and docs/measurements.md.
 bench: $(TEST_BIN)/.installed
@@ -102,6 +137,7 @@ bench: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python benchmarks/bench_build.py --json > build/bench/build.json
 	$(TEST_BIN)/python benchmarks/bench_quant.py --json > build/bench/quant.json
 	$(TEST_BIN)/python benchmarks/bench_process.py --output build/bench/process.json
+	$(TEST_BIN)/python benchmarks/bench_forms.py --json build/bench/forms.json
 	$(TEST_BIN)/python docs/update_numbers.py build/bench
 
 fuzz: $(TEST_BIN)/.installed
@@ -109,4 +145,4 @@ fuzz: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python tests/fuzz_weights.py --count $${FUZZ_WEIGHTS_COUNT:-2000} --seed $${FUZZ_SEED:-0}
 
 clean:
-	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) build .pytest_cache
+	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) $(WHEEL_VENV) $(DOCS_VENV) build .pytest_cache

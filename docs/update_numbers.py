@@ -1,7 +1,8 @@
 """Rewrite the measured numbers in README.md and docs/measurements.md from `make bench`'s JSON output.
 
 Usage: python docs/update_numbers.py BENCH_DIR (holding build.json from benchmarks/bench_build.py --json,
-quant.json from benchmarks/bench_quant.py --json and process.json from benchmarks/bench_process.py).
+quant.json from benchmarks/bench_quant.py --json, process.json from benchmarks/bench_process.py and
+forms.json from benchmarks/bench_forms.py).
 Each `<!-- bench:NAME -->...<!-- /bench:NAME -->` region is replaced; a region whose numbers are missing
 is left as it is.
 """
@@ -66,15 +67,17 @@ def process_table(p: dict[str, Any]) -> str:
 
 
 def build_table(b: dict[str, Any]) -> str:
-    return "\n".join([
-        f"`benchmarks/bench_build.py`: {b['num_units']} units, input {b['input_size']}, float32, no verification, "
-        f"{b['cpus']}-core machine, Python {b['python']}:",
-        "",
-        "| model | wall time (best) | median | peak traced memory | peak RSS growth |",
-        "|---|---|---|---|---|",
-        f"| {b['model_mb']} MB (`--init glorot_uniform`) | {b['best_wall_s']} s | {b['median_wall_s']} s | "
-        f"{b['traced_peak_mb']} MB = {b['traced_peak_x_model']}x the model | {b['rss_growth_mb']} MB |",
-    ])
+    return "\n".join(
+        [
+            f"`benchmarks/bench_build.py`: {b['num_units']} units, input {b['input_size']}, float32, no verification, "
+            f"{b['cpus']}-core machine, Python {b['python']}:",
+            "",
+            "| model | wall time (best) | median | peak traced memory | peak RSS growth |",
+            "|---|---|---|---|---|",
+            f"| {b['model_mb']} MB (`--init glorot_uniform`) | {b['best_wall_s']} s | {b['median_wall_s']} s | "
+            f"{b['traced_peak_mb']} MB = {b['traced_peak_x_model']}x the model | {b['rss_growth_mb']} MB |",
+        ]
+    )
 
 
 def quant_table(rows: list[dict[str, Any]]) -> str:
@@ -87,7 +90,71 @@ def quant_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _forms_rows(f: dict[str, Any]) -> dict[tuple[int, str], dict[tuple[bool, int], dict[str, Any]]]:
+    table: dict[tuple[int, str], dict[tuple[bool, int], dict[str, Any]]] = {}
+    for r in f["rows"]:
+        table.setdefault((r["units"], r["mode"]), {})[(r["xnnpack"], r["threads"])] = r
+    return table
+
+
+def forms_table(f: dict[str, Any]) -> str:
+    """benchmarks/bench_forms.py: invoke time graph / fused, per size, mode, XNNPACK and threads."""
+    cols = [(True, 1), (True, 2), (False, 1), (False, 2)]
+    lines = [
+        f"`benchmarks/bench_forms.py` ({f['date']}, {f['machine']['cpus']}-core machine, load "
+        f"{f['machine']['load']:.1f}; median of {f['rounds']} paired rounds of {f['invokes']} invokes):",
+        "",
+        "| units (input) | weights | XNNPACK, 1 thread | XNNPACK, 2 threads | builtin, 1 thread | builtin, 2 threads |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (units, mode), by in _forms_rows(f).items():
+        cells = [
+            f"**{by[c]['graph_over_fused']:.2f}**"
+            if round(by[c]["graph_over_fused"], 2) < 1
+            else f"{by[c]['graph_over_fused']:.2f}"
+            for c in cols
+            if c in by
+        ]
+        lines.append(f"| {units} ({by[cols[0]]['input']}) | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def forms_detail(f: dict[str, Any]) -> str:
+    """Absolute medians and peak RSS (XNNPACK, 2 threads), and accuracy against the float64 reference."""
+    lines = [
+        "| units | weights | XNNPACK threads | fused | graph | graph / fused | peak RSS fused | peak RSS graph |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (units, mode), by in _forms_rows(f).items():
+        for threads in (1, 2):
+            r = by.get((True, threads))
+            if r is None:
+                continue
+            lines.append(
+                f"| {units} | {mode} | {threads} | {r['fused_ms']:.3g} ms | {r['graph_ms']:.3g} ms | "
+                f"{r['graph_over_fused']:.2f} | {r['fused_rss_mb']:.0f} MB | {r['graph_rss_mb']:.0f} MB |"
+            )
+    lines += [
+        "",
+        "Error against the float64 reference of the float weights (8 sensor-like sequences, T = 50; "
+        "hybrid = `dynamic-int8`, asymmetric inputs):",
+        "",
+        "| units | weights | hybrid fused (one scale per matrix): max / mean | hybrid graph (per row): max / mean |",
+        "|---|---|---|---|",
+    ]
+    for key, errs in f["accuracy"].items():
+        units, _, rest = key.partition(" ")
+        fused, graph = errs["dynamic-int8 fused"], errs["dynamic-int8 graph"]
+        lines.append(
+            f"| {units} | {rest or 'glorot (rows alike)'} | {fused['max_abs_error']:.3g} / "
+            f"{fused['mean_abs_error']:.3g} | {graph['max_abs_error']:.3g} / {graph['mean_abs_error']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
 REGIONS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "forms": ("forms.json", forms_table),
+    "forms_detail": ("forms.json", forms_detail),
     "headline": ("process.json", headline),
     "process": ("process.json", process_table),
     "build": ("build.json", build_table),

@@ -5,7 +5,8 @@ on first use (so `lstmgen --help` and scripts that need one function stay fast).
 
 Example:
     >>> import lstmgen                                                       # doctest: +SKIP
-    >>> lstmgen.build("lstm.tflite", {"num_units": 64, "input_size": 32})   # doctest: +SKIP
+    >>> result = lstmgen.build(None, "lstm.tflite", num_units=64, input_size=32)   # doctest: +SKIP
+    >>> lstmgen.inspect("lstm.tflite")["num_units"]                          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,25 +18,25 @@ from typing import TYPE_CHECKING, Any
 
 from lstmgen.version import __version__ as __version__  # the one eager import: a constant
 
-# Public name -> "module:attribute", or a module for a whole namespace.
+# Public name -> "module:attribute", or a module for a whole namespace. These names are the stable API
+# (tests/test_facade.py pins them); every other module is private and may move.
 _EXPORTS: dict[str, str] = {
-    "build": "lstmgen.build:build",
-    "verify": "lstmgen.check.verify:verify_model",
-    "describe": "lstmgen.describe:describe",
-    "run": "lstmgen.run:run_model",
+    "build": "lstmgen.api:build",
+    "verify": "lstmgen.api:verify",
+    "run": "lstmgen.api:run",
+    "inspect": "lstmgen.api:inspect",
+    "export": "lstmgen.api:export",
+    "BuildResult": "lstmgen.api:BuildResult",
     "load_weights": "lstmgen.weights:load_weights",
     "CellConfig": "lstmgen.config:CellConfig",
     "errors": "lstmgen.errors",
 }
-__all__ = ["CellConfig", "build", "describe", "errors", "load_weights", "run", "verify"]
+__all__ = ["BuildResult", "CellConfig", "build", "errors", "export", "inspect", "load_weights", "run", "verify"]
 
 if TYPE_CHECKING:
     from lstmgen import errors
-    from lstmgen.build import build
-    from lstmgen.check.verify import verify_model as verify
+    from lstmgen.api import BuildResult, build, export, inspect, run, verify
     from lstmgen.config import CellConfig
-    from lstmgen.describe import describe
-    from lstmgen.run import run_model as run
     from lstmgen.weights import load_weights
 
 
@@ -58,7 +59,7 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """Keeps the facade's functions bound when a same-named submodule (lstmgen.build, .run, .describe) loads.
+    """Keeps the facade's functions bound when a same-named submodule (lstmgen.build, .run, .export) loads.
 
     Importing a submodule binds it as an attribute of its package, which would replace `lstmgen.build` the
     function by `lstmgen.build` the module. Code that needs the module imports from it (`from lstmgen.build
@@ -66,8 +67,8 @@ class _Package(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name, "").startswith(f"{value.__name__}:"):
-            value = getattr(value, _EXPORTS[name].partition(":")[2])
+        if isinstance(value, types.ModuleType) and name in _EXPORTS and _EXPORTS[name] != value.__name__:
+            return  # a submodule named like a public function: the name stays the function (resolved lazily)
         super().__setattr__(name, value)
 
 

@@ -21,6 +21,9 @@ INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "nor
 IO_TYPES: tuple[str, ...] = ("int8", "int16", "float32")
 TARGETS: tuple[str, ...] = ("tflite", "micro", "ethos-u")
 DTYPES: tuple[str, ...] = ("float32",)
+# fused: one UNIDIRECTIONAL_SEQUENCE_LSTM op per layer and direction (runs everywhere, TFLM too);
+# graph: the cell unrolled into builtin ops that XNNPACK and other delegates take (layout_graph.py).
+FORMS: tuple[str, ...] = ("fused", "graph")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}$")
 _MAX_DIM = 1 << 20
 _MAX_BIAS = 1e30  # far inside float32 (3.4e38), so bias + forget_bias stays finite
@@ -75,6 +78,34 @@ def _check_name(value: Any) -> None:
         raise _fail("name", value, "1-128 characters from A-Z a-z 0-9 _ . / - (a tensor-name prefix)")
 
 
+# What the graph form does not write: (field, is it refused for this config, why and what to use instead).
+GRAPH_QUANTIZE: tuple[str, ...] = ("none", "float16", "dynamic-int8")
+_GRAPH_REFUSALS: tuple[tuple[Callable[[Any], bool], str], ...] = (
+    (
+        lambda c: c.time_steps is None,
+        "form = 'graph' unrolls a fixed time axis: pass --time-steps T (a dynamic time axis would need a WHILE "
+        "loop, which lstmgen does not write; --form fused keeps the time axis resizable)",
+    ),
+    (
+        lambda c: c.dynamic_batch,
+        "form = 'graph' fixes the batch size (its reshapes hold it): drop --dynamic-batch or use --form fused",
+    ),
+    (
+        lambda c: c.diagonal_recurrent,
+        "form = 'graph' does not write diagonal recurrent weights (IndyLSTM): use --form fused",
+    ),
+    (
+        lambda c: c.target != "tflite",
+        "form = 'graph' is for TFLite and its delegates; TFLite Micro and Ethos-U run the fused op: "
+        "use --form fused with this --target",
+    ),
+    (
+        lambda c: c.quantize not in GRAPH_QUANTIZE,
+        "form = 'graph' writes float32, float16 and dynamic-int8 (per-channel weight scales) only; full-integer "
+        "int8 and int16x8 are written in the fused form (--form fused)",
+    ),
+)
+
 _NO_CLIP = "Use 0 (or leave it out) for no clipping."
 _FLAGS: tuple[str, ...] = ("use_peepholes", "time_major", "dynamic_batch", "bidirectional", "cifg", "layer_norm")
 _FLAGS += ("return_sequences", "go_backwards", "diagonal_recurrent", "asymmetric_inputs")
@@ -98,6 +129,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
     "quantize": lambda v: _check_choice("quantize", v, QUANTIZE_MODES),
     "io_type": lambda v: _check_choice("io_type", v, IO_TYPES),
     "target": lambda v: _check_choice("target", v, TARGETS),
+    "form": lambda v: _check_choice("form", v, FORMS),
     **{flag: functools.partial(_check_bool, flag) for flag in _FLAGS},
 }
 _OPTIONAL = ("num_proj", "forget_bias", "time_steps", "asymmetric_inputs")
@@ -145,6 +177,7 @@ class CellConfig:
     asymmetric_inputs: bool | None = None  # None: True for dynamic-int8 (as TF's converter), else False
     io_type: str = "int8"
     target: str = "tflite"
+    form: str = "fused"
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
@@ -174,6 +207,10 @@ class CellConfig:
                 f"io_type = 'int16' only applies to quantize = 'int16x8' (int16 activations), not {self.quantize!r}. "
                 "Use io_type 'int8' or 'float32'."
             )
+        if self.form == "graph":
+            why = next((text for refused, text in _GRAPH_REFUSALS if refused(self)), None)
+            if why is not None:
+                raise ConfigError(f"{why}.")
         if self.go_backwards and (self.bidirectional or self.num_layers > 1):
             raise ConfigError(
                 "go_backwards = true reverses a single unidirectional layer (Keras go_backwards); it cannot be "

@@ -10,7 +10,7 @@ from typing import Any
 
 from lstmgen import guard
 from lstmgen.errors import ModelFileError
-from lstmgen.numerics.graph import LstmSpec, lstm_spec
+from lstmgen.numerics.graph import DATA_OPS, LstmSpec, lstm_spec
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.records import ModelRecord, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
@@ -40,6 +40,7 @@ class LstmModel:
     # FULLY_CONNECTED, SOFTMAX, ...). Only read with head_ok=True; verify then checks the LSTM ops alone.
     head: tuple[int, ...] = ()
     mapping: mmap.mmap | None = field(default=None, repr=False, compare=False)  # the file, when read from one
+    form: str = "fused"  # "graph": lstmgen's graph form (--form graph), no LSTM op (read with graph_ok=True)
 
     def release_pages(self) -> None:
         """Drop the mapped file's pages read so far from memory (the constants stay valid, read again on use)."""
@@ -64,6 +65,8 @@ class LstmModel:
 
     @property
     def time_major(self) -> bool:
+        if not self.lstms:  # the graph form: its metadata says
+            return bool(self.metadata.get("hyperparameters", {}).get("time_major", False))
         return self.lstms[0].time_major
 
     @property
@@ -84,10 +87,11 @@ class LstmModel:
         return [(s.h_index, s.c_index) for s in self.lstms]
 
 
-def read_lstm_model(path: str | Path, *, head_ok: bool = False) -> LstmModel:
+def read_lstm_model(path: str | Path, *, head_ok: bool = False, graph_ok: bool = False) -> LstmModel:
     """Read a .tflite file and check it is a graph lstmgen can verify and run.
 
-    head_ok=True also accepts fused LSTM ops inside a larger graph (inspect, verify of the LSTM ops alone).
+    head_ok=True also accepts fused LSTM ops inside a larger graph (inspect, verify of the LSTM ops alone);
+    graph_ok=True also lstmgen's graph form (form "graph", no LSTM op: verify evaluates it op by op).
     """
     path = Path(path)
     size = guard.regular_file(path, "model file", error=ModelFileError)  # no FIFO, no /dev/zero
@@ -101,14 +105,34 @@ def read_lstm_model(path: str | Path, *, head_ok: bool = False) -> LstmModel:
     except OSError as exc:
         raise ModelFileError(f"model file {path} cannot be read ({exc.strerror}).") from None
     model = read_model(memoryview(data) if data is not None else b"", str(path))
-    lm = describe_graph(model, str(path), head_ok=head_ok)
+    lm = describe_graph(model, str(path), head_ok=head_ok, graph_ok=graph_ok)
     return replace(lm, mapping=data)
 
 
-def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False) -> LstmModel:
+GRAPH_FORM_REFUSAL = (
+    "{source} is lstmgen's graph form (built with --form graph: the cell unrolled into FULLY_CONNECTED, ADD, "
+    "LOGISTIC, ... ops, no fused LSTM op). `lstmgen verify` checks it (against the source with --weights); {what} "
+    "needs the fused form. Rebuild with --form fused (the default) for this command."
+)
+
+
+def is_graph_form(model: ModelRecord, metadata: dict[str, Any]) -> bool:
+    """lstmgen's graph form: says so in its metadata, has no LSTM op, and only ops the checker evaluates."""
+    ops = {o.opcode for o in model.operators}
+    return metadata.get("form") == "graph" and Op.UNIDIRECTIONAL_SEQUENCE_LSTM not in ops and ops <= set(DATA_OPS)
+
+
+def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False, graph_ok: bool = False) -> LstmModel:
     check_model(model, source)  # before anything indexes the graph or an interpreter loads it
     names = [BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in model.operators]
     lstm_ops = [k for k, o in enumerate(model.operators) if o.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
+    metadata = read_metadata(model)
+    if not lstm_ops and is_graph_form(model, metadata):
+        if not graph_ok:
+            raise ModelFileError(GRAPH_FORM_REFUSAL.format(source=source, what="this command"))
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ModelFileError(f"{source}: a graph-form model has one input and one output; found other counts.")
+        return LstmModel(source, model, (), metadata, form="graph")
     head = tuple(k for k, o in enumerate(model.operators) if o.opcode not in SUPPORTED_OPS)
     unsupported = sorted({names[k] for k in head})
     if not lstm_ops or (head and not head_ok):
@@ -143,7 +167,7 @@ def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False) ->
                 raise ModelFileError(f"{source}: LSTM input {key} ({t.name}) has no constant data.")
     if not head and len(model.tensors[model.inputs[0]].shape) != 3:
         raise ModelFileError(f"{source}: the model input must be rank 3 ([batch, time, features] or time-major).")
-    return LstmModel(source, model, lstms, read_metadata(model), head=head)
+    return LstmModel(source, model, lstms, metadata, head=head)
 
 
 def read_metadata(model: ModelRecord) -> dict[str, Any]:
@@ -163,12 +187,14 @@ def read_metadata(model: ModelRecord) -> dict[str, Any]:
 
 
 _METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "form": str,
     "hyperparameters": dict,
     "quantization": dict,
     "provenance": dict,
     "generator": str,
 }
 _HYPER_TYPES: dict[str, type | tuple[type, ...]] = {
+    "time_major": bool,
     "bidirectional": bool,
     "go_backwards": bool,
     "return_sequences": bool,

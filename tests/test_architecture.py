@@ -47,6 +47,10 @@ ALLOWED: dict[str, set[str]] = {
     "cli": BASE
     | {"tflite", "numerics", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
     | {"check", "pipeline", "build", "run", "describe", "embed", "export", "samples", "vectors"},
+    # The public API (lstmgen.api): on top, beside the CLI, whose build summary it prints.
+    "api": BASE | {"build", "run", "describe", "export", "config", "output", "pipeline", "weights", "check"}
+    | {"cli", "modelinfo"},
+    "precommit": BASE | {"api", "config"},  # the pre-commit hook's script: the public API's build
     "__main__": {"cli"},
 }
 

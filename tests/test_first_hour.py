@@ -241,8 +241,9 @@ def test_calibration_and_verification_report_their_steps(tmp_path: Path) -> None
     seen: list[tuple[str, int, int]] = []
     with progress.showing(lambda *a: seen.append(a)):
         calibrate(read_model(model.read_bytes()), np.zeros((3, 1, 7, 3), np.float32))
-    assert seen[-1] == ("calibrating", 42, 42) and len(seen) == 43  # 3 samples x 2 ops x 7 steps, then done
-    assert [d for _, d, _ in seen[:-1]] == [*range(1, 42), 41]  # never 100% before the end
+    # the 3 samples run together (one batched evaluation): 2 ops x 7 steps, then done
+    assert seen[-1] == ("calibrating", 14, 14) and len(seen) == 15
+    assert [d for _, d, _ in seen[:-1]] == [*range(1, 14), 13]  # never 100% before the end
     seen.clear()
     with progress.showing(lambda *a: seen.append(a)), progress.task("verifying"):  # verify_model states the total
         assert verify_model(model, time_steps=5).passed

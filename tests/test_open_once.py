@@ -18,6 +18,7 @@ import pytest
 from support import TF_FIXTURES
 
 import lstmgen
+from lstmgen.build import build as build_model  # the pipeline's own signature
 from lstmgen.errors import WeightFileError
 from lstmgen.weights import FORMATS, READER_CLASSES, WeightReader, detect, get_reader
 from lstmgen.weights import open as open_weights
@@ -53,7 +54,7 @@ def counting(m: pytest.MonkeyPatch, owner: Any, name: str, of: Path | None = Non
 
 
 def _build(tmp_path: Path, weights: Path, verify: bool = True, **kw: Any) -> None:
-    lstmgen.build(tmp_path / "m.tflite", kw.pop("options", {}), weights, verify=verify, **kw)
+    build_model(tmp_path / "m.tflite", kw.pop("options", {}), weights, verify=verify, **kw)
     assert (tmp_path / "m.tflite").exists()
 
 

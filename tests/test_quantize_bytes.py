@@ -1,6 +1,8 @@
 """Quantized files are pinned byte for byte: a refactor of the quantizer must not move a single byte.
 
-The hashes were taken before quant/quantize.py's integer path was split into one-job functions. If a
+The hashes were taken before quant/quantize.py's integer path was split into one-job functions, and
+retaken when the metadata's provenance lost the weight file's name and the build notes (issue 21: only
+that metadata buffer changed, every weight buffer compared equal). If a
 change to the written bytes is intended (layout, metadata, serialization or quantization), check
 the new files with `lstmgen verify`, then print the new hashes with
 `python tests/test_quantize_bytes.py` and paste them below.
@@ -34,15 +36,15 @@ CASES: dict[str, dict[str, Any]] = {
     "float16-bidirectional-layer-norm": {"bidirectional": True, "layer_norm": True},
 }
 PINNED = {
-    "int8-peephole-projection-clips": "e202db8081ef7d6d9c10dfbf0af56f16cbde5f2d84d14df9aaa6260dd45dc85f",
-    "int8-cifg-layer-norm-float-io": "8aa54a551c678ffa3927b4ae63d31e4bb049730e35d2e69273156dd703b4a5aa",
-    "int8-bidirectional-stacked-last-step": "61d693820a60f41e97c9fc26d2014926f3135f6fa58a564470b855800e463827",
-    "int8-projection-go-backwards": "97637b97db918b3b692e62e2528e073d5dc9f79c9e2afeaa16110b949d824f6d",
-    "int16x8-stacked-float-io": "6eb36bdbbd91bd70588eeec13699c643e79fe0f686e426cc02123bff7925482c",
-    "int16x8-bidirectional": "f2da896937d86b09d1ce4d316f0a2ade51baa7b490c4eab0076c1840cf1abfa1",
-    "dynamic-int8-projection": "6eb77dbbe0e2889c52e2de5e619cf3bf9219fef210ed8c4918e7f582b3a5363c",
-    "dynamic-int8-peephole-symmetric": "f5b17741e04b0991f753fe9a243e5350b7bb6e0fd14e2ed5f0f23ea77093fe53",
-    "float16-bidirectional-layer-norm": "6459b835239800228e74bee9d6c2960d7ed79384a889e41af004e4c74596f320",
+    "int8-peephole-projection-clips": "d53ea946c6169c128081edf20884a4da5bca180e7960445f83068f4fc40c3b4c",
+    "int8-cifg-layer-norm-float-io": "8a470f72ac6d5f4fcade3741b8f791c75ac83e9cb9f7014322c05061e0bb6b04",
+    "int8-bidirectional-stacked-last-step": "00fe02c4b48439e333712dc45b053dacea1e5383fe46aa9909eac18002731df4",
+    "int8-projection-go-backwards": "71493edbdfda776b7679000314cd946cf38c936ea0fdae54a2e58621f1a08249",
+    "int16x8-stacked-float-io": "8fad37e17ab4579efd8d4562999fd21a97fa21959375bd3a3657555298baf222",
+    "int16x8-bidirectional": "b9ebc606903b44a1b120453f587ede5c6d227946355275ab8c1a310634d7ad94",
+    "dynamic-int8-projection": "82646689bd83f97cbbf817f43f712b1b752c77666dabb961431082344912f153",
+    "dynamic-int8-peephole-symmetric": "ed7bb776e4f3cd23b9a5b18d63a8fbfae6a51188e86c5b7fd0331826d6d71351",
+    "float16-bidirectional-layer-norm": "92ddc6e83f044095dd1d06a327ff8f7ce38135c0af3eda07c5324478a72dabe7",
 }
 
 
@@ -51,7 +53,7 @@ def _mode(name: str) -> str:
 
 
 def build_case(name: str, folder: Path) -> str:
-    """sha256 of the case's file, built in `folder` (the calibration file's name is part of the metadata)."""
+    """sha256 of the case's file, built in `folder`."""
     mode = _mode(name)
     calib = None
     if mode in ("int8", "int16x8"):

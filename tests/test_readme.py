@@ -149,7 +149,7 @@ def test_every_block_is_run_or_marked() -> None:
         assert b.lang in RUNNABLE or marked, f"README.md line {b.line}: a ```{b.lang} block neither runs nor is marked"
         assert not b.marker or marked or b.lang == "yaml", f"README.md line {b.line}: unknown marker {b.marker!r}"
         assert b.lang in RUNNABLE or not b.marker.startswith("needs "), f"README.md line {b.line}: needs on a {b.lang}"
-    assert _ci_commands(next(b.body for b in BLOCKS if b.lang == "yaml"))
+    assert any(_ci_commands(b.body) for b in BLOCKS if b.lang == "yaml")
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lstmgen
 import lstmgen.pipeline.steps as build_module  # the build steps: verify_written is patched there
+from lstmgen.build import build as build_model  # the pipeline's own signature
 from lstmgen.tflite import reader, writer
 from lstmgen.weights.npz import NpzArrays
 
@@ -31,9 +31,9 @@ def test_streamed_file_is_byte_identical(tmp_path: Path, monkeypatch: pytest.Mon
     weights = _tf1(tmp_path / "w.npz", proj=proj)
     with monkeypatch.context() as m:  # one slab per tensor
         m.setattr(writer, "_CHUNK_BYTES", 2**40)
-        lstmgen.build(tmp_path / "a.tflite", {}, weights, verify=False)
+        build_model(tmp_path / "a.tflite", {}, weights, verify=False)
     monkeypatch.setattr(writer, "_CHUNK_BYTES", 256)  # many slabs per tensor, some smaller than a row
-    lstmgen.build(tmp_path / "b.tflite", {}, weights, verify=False)
+    build_model(tmp_path / "b.tflite", {}, weights, verify=False)
     assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
 
 
@@ -47,7 +47,7 @@ def test_weight_pages_dropped_after_the_write_before_verification(
     monkeypatch.setattr(
         build_module, "verify_written", lambda *a, **k: events.append("verify") or real_verify(*a, **k)
     )
-    lstmgen.build(tmp_path / "m.tflite", {}, _tf1(tmp_path / "w.npz"))
+    build_model(tmp_path / "m.tflite", {}, _tf1(tmp_path / "w.npz"))
     assert events == ["release", "verify"]
 
 
@@ -64,7 +64,7 @@ def test_tiled_copy_of_views(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_written_file_equals_the_in_memory_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PlannedFile.write_to (slabs into a reused buffer) and serialize (in place) give the same bytes."""
     weights = _tf1(tmp_path / "w.npz", proj=6)
-    lstmgen.build(tmp_path / "a.tflite", {}, weights, verify=False)
+    build_model(tmp_path / "a.tflite", {}, weights, verify=False)
     model = reader.read_model((tmp_path / "a.tflite").read_bytes())
     monkeypatch.setattr(writer, "_CHUNK_BYTES", 100)  # slabs smaller than one row of some tensors
     with open(tmp_path / "b.tflite", "wb") as fh:

@@ -13,27 +13,24 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen.check.against import Sample, quantized_vs_source
+from lstmgen.check.compare import float_triple, kernel_check, starts
+from lstmgen.check.options import TestInput, decide_options, stress_scale
 from lstmgen.check.report import (
-    GROSS_ERROR_FRACTION,
-    Comparison,
     SourceReport,
     VerifyReport,
-    compare,
     first_step_note,
-    float_tolerance_text,
 )
 from lstmgen.check.source import SourceModel
-from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
 from lstmgen.numerics.emulate import emulation_report
 from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, FloatBound, Run, float_bound
 from lstmgen.numerics.graph import LstmSpec, constant_values, evaluate
 from lstmgen.numerics.reference import Jitter
+from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
-
-States = dict[int, tuple[np.ndarray | None, np.ndarray | None]]
 
 
 def op_alone(model: ModelRecord, op_index: int) -> ModelRecord:
@@ -108,6 +105,8 @@ def check_ops(
     report: VerifyReport,
     source: SourceModel | None,
     float_runs: int = FLOAT_RUNS,
+    smoke: bool = False,
+    stress: bool = False,
 ) -> None:
     """Each LSTM op against the file's reference (and the source's cell in its position), on its own
     input tensor as `session` (which keeps every tensor) computed it from x. Float ops also pass where
@@ -115,11 +114,15 @@ def check_ops(
     `float_runs` perturbed runs) exceeds atol + rtol|ref|, as whole models do."""
     src = report.against_source
     cells = source.cells_in_op_order() if source is not None else []
-    starts: list[tuple[str, States]] = [("zero state", {})]
-    if report.mode == "none":  # a random initial state also proves the state tensors sit in the right slots
-        starts.append(("random initial state", _random_states(lm, session, rng)))
+    h_tensors = [h for h, _ in lm.states()]
+
+    def batch_of(k: int) -> int:
+        return int(np.prod(session.detail(h_tensors[k])["shape"])) // lm.lstms[k].output_size
+
+    begin = starts(lm.lstms, report.mode, batch_of, rng)
     constants = constant_values(lm.model)
-    for s, (label, initial) in enumerate(starts):
+    option_inputs: list[TestInput] = []
+    for s, (label, initial) in enumerate(begin):
         session.reset(initial)
         session.invoke(x)
         finals = session.state()
@@ -135,36 +138,38 @@ def check_ops(
                 label,
             )
             cell = _cell_run(cells[k], run) if cells else None
+            if cells and not s:
+                option_inputs += _option_inputs(k, run, cells[k], stress)
             if report.mode != "none":
-                _check_quantized_op(lm, run, report)
+                sub, op = op_alone(lm.model, spec.op_index), lm.model.operators[spec.op_index]
+                name = f"{run.tag}output ({report.mode})"
+                kernel_check(report, sub, {op.inputs[0]: run.x}, op.outputs[0], run.y, name)
+                if report.mode in INTEGER_MODES:  # the op alone, bit for bit against its kernel's emulation
+                    emulated = emulation_report(sub, report.runtime, run.x, run.y, finals=[run.final])
+                    report.emulation.append(emulated | {"op": run.spec.op_index})
                 if src is not None and cell is not None:
-                    _quantized_against_cell(src, run, cell(None)[0])
+                    sample = Sample({op.inputs[0]: run.x}, run.y, cell(None)[0])
+                    name = f"{run.tag}output vs float source"
+                    quantized_vs_source(
+                        src,
+                        name,
+                        sub,
+                        op.outputs[0],
+                        [sample],
+                        mode=report.mode,
+                        time_axis=run.time_axis,
+                        seed=report.seed,
+                        smoke=smoke,
+                    )
                 continue
             seed = report.seed + s * len(lm.lstms) + k
             source_ref = cell(None) if cell is not None else None
             bound = _check_float_op(lm, run, report, constants, cell, source_ref, seed, float_runs)
             if src is not None and source_ref is not None:
                 _float_against_cell(src, run, source_ref, bound, report.atol, report.rtol)
-    if report.mode != "none":
-        report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
-        report.rtol = 0.0
-    elif src is not None:
-        src.tolerance = float_tolerance_text(report.atol, report.rtol, report.float_bound)
-
-
-def _check_quantized_op(lm: LstmModel, run: _OpRun, report: VerifyReport) -> None:
-    """The op's output within the tolerance qcheck derives for the mode."""
-    op = lm.model.operators[run.spec.op_index]
-    sub = op_alone(lm.model, run.spec.op_index)
-    q = qcheck_report(sub, {op.inputs[0]: run.x}, {op.outputs[0]: run.y}, mode=report.mode, seed=report.seed)
-    out = q["outputs"][0]
-    report.quantization.append(q)
-    rel = out["max_abs_error"] / max(float(np.abs(run.y).max(initial=0.0)), 1e-12)
-    name = f"{run.tag}output ({report.mode})"
-    report.checks.append(Comparison(name, out["max_abs_error"], rel, [out["worst_step"]], out["ok"]))
-    if report.mode in ("int8", "int16x8"):  # the op alone, bit for bit against its kernel's emulation
-        emulated = emulation_report(sub, report.runtime, run.x, run.y, finals=[run.final])
-        report.emulation.append(emulated | {"op": run.spec.op_index})
+    if src is not None and source is not None:
+        ops = [spec.op_index for spec in lm.lstms]
+        decide_options(lm.model, ops, src, source, option_inputs, report.seed)
 
 
 def _check_float_op(
@@ -192,11 +197,8 @@ def _check_float_op(
     else:
         bound = float_bound(reference, y_ref, finals_ref, run.time_axis, seed, runs)
     report.float_bound = max(report.float_bound, bound.largest)
-    (h_ref, c_ref), (bh, bc) = finals_ref[0], bound.finals[0]
-    atol, rtol = report.atol, report.rtol
-    report.checks.append(compare(f"{run.tag}output ({run.label})", run.y, y_ref, atol, rtol, bound.output))
-    report.checks.append(compare(f"{run.tag}h ({run.label})", run.final[0], h_ref, atol, rtol, bh))
-    report.checks.append(compare(f"{run.tag}c ({run.label})", run.final[1], c_ref, atol, rtol, bc))
+    finals = [(run.final, finals_ref[0])]
+    float_triple(report.checks, run.label, (run.y, y_ref), finals, bound, report.atol, report.rtol, prefix=run.tag)
     return bound
 
 
@@ -213,14 +215,26 @@ def _cell_run(cell: Any, run: _OpRun) -> Run:
     return cell_run
 
 
-def _random_states(lm: LstmModel, session: Any, rng: np.random.Generator) -> States:
-    states: States = {}
-    for k, (spec, (h_idx, _)) in enumerate(zip(lm.lstms, lm.states(), strict=True)):
-        batch = int(np.prod(session.detail(h_idx)["shape"])) // spec.output_size
-        h0 = rng.uniform(-1, 1, (batch, spec.output_size)).astype(np.float32)
-        c0 = rng.uniform(-1, 1, (batch, spec.num_units)).astype(np.float32)
-        states[k] = (h0, c0)
-    return states
+def _option_inputs(k: int, run: _OpRun, cell: Any, stress: bool) -> list[TestInput]:
+    """The option check's inputs for op k: its own input from the zero state (and, for the default test
+    set, that input scaled until the gates saturate), run through the k-th cell of a source variant."""
+
+    def through(x: np.ndarray) -> Any:
+        seq = np.asarray(x, np.float64)
+        seq = seq if run.spec.time_major else seq.transpose(1, 0, 2)
+
+        def op_run(sm: SourceModel, jitter: Jitter | None) -> tuple[np.ndarray, Finals]:
+            y, h, c = sm.cells_in_op_order()[k].run(seq, None, None, jitter)
+            return (y if run.spec.time_major else y.transpose(1, 0, 2)), [(h, c)]
+
+        return op_run
+
+    where = f"LSTM op {run.spec.op_index}'s input"
+    inputs = [TestInput(where, through(run.x), run.time_axis)]
+    if stress:
+        scale = stress_scale(np.asarray(run.x, np.float64), cell)
+        inputs.append(TestInput(f"{where} x{scale:.3g} (stress)", through(run.x * scale), run.time_axis))
+    return inputs
 
 
 def _float_against_cell(
@@ -233,12 +247,11 @@ def _float_against_cell(
 ) -> None:
     """The op against its source cell: output, h and c within atol + rtol|ref| or the derived bound."""
     y_ref, ((h, c),) = reference
-    (bh, bc), tag, label = bound.finals[0], run.tag, run.label
-    src.checks.append(compare(f"{tag}output ({label})", run.y, y_ref, atol, rtol, bound.output))
-    if all(v is None for v in run.initial):  # from the zero state
+    tag = run.tag
+    n = len(src.checks)
+    float_triple(src.checks, run.label, (run.y, y_ref), [(run.final, (h, c))], bound, atol, rtol, prefix=tag)
+    if all(v is None for v in run.initial) and not src.checks[n].passed:  # from the zero state
         first_step_note(src, run.y, y_ref, run.time_axis, atol, rtol)
-    src.checks.append(compare(f"{tag}h ({label})", run.final[0], h, atol, rtol, bh))
-    src.checks.append(compare(f"{tag}c ({label})", run.final[1], c, atol, rtol, bc))
     reach = float(np.abs(c).max(initial=0.0))
     why = (
         f"{tag}c: the source's cell state reaches |c| = {reach:.3g}, beyond the file's cell_clip of "
@@ -246,15 +259,3 @@ def _float_against_cell(
     )
     if not src.checks[-1].passed and 0 < run.spec.cell_clip < reach and why not in src.structure:
         src.structure.append(why)
-
-
-def _quantized_against_cell(src: SourceReport, run: _OpRun, y_ref: np.ndarray) -> None:
-    """What quantization cost, gated like the whole-model check (--max-error, else a gross bound)."""
-    err = np.abs(np.asarray(run.y, np.float64).reshape(y_ref.shape) - y_ref)
-    bound = src.max_error if src.max_error is not None else GROSS_ERROR_FRACTION * float(np.abs(y_ref).max(initial=0.0))
-    per_step = np.moveaxis(err, run.time_axis, 0).reshape(err.shape[run.time_axis], -1)
-    src.worst_time_step = int(np.argmax(per_step.max(axis=1, initial=0.0))) if per_step.size else None
-    top = float(err.max(initial=0.0))
-    worst = [int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)] if err.size else []
-    rel = top / max(float(np.abs(y_ref).max(initial=0.0)), 1e-12)
-    src.checks.append(Comparison(f"{run.tag}output vs float source", top, rel, worst, top <= bound))

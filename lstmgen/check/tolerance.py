@@ -13,7 +13,7 @@ import numpy as np
 
 from lstmgen.errors import ModelFileError
 from lstmgen.numerics import affine
-from lstmgen.numerics.graph import constant_values, data_op, evaluate, lstm_spec
+from lstmgen.numerics.graph import constant_values, evaluate, lstm_spec, store_data_op
 from lstmgen.numerics.reference import lstm_reference
 from lstmgen.numerics.tables import FLOAT_ATOL, FLOAT_RTOL, INTEGER_MODES, Q0_15, Q3_12
 from lstmgen.progress import step_hook
@@ -30,16 +30,22 @@ INTEGER = tuple(m.activation for m in INTEGER_MODES.values())  # activation type
 ACTIVATION_LSB = 4
 
 
-def model_mode(model: ModelRecord) -> str:
-    """The quantization mode recorded by lstmgen.quant.quantize, else inferred from the LSTM tensor types."""
+def labelled_mode(model: ModelRecord) -> str | None:
+    """The quantization mode lstmgen's metadata claims (anyone can write it: it only ever adds a note)."""
     raw = model.metadata_dict().get("lstmgen")
-    if raw:
-        try:
-            mode = json.loads(raw).get("quantization", {}).get("mode")
-            if mode:
-                return str(mode)
-        except (ValueError, RecursionError, AttributeError):  # foreign or damaged metadata: read the graph
-            pass
+    if not raw:
+        return None
+    try:
+        meta = json.loads(raw)
+        q = meta.get("quantization") if isinstance(meta, dict) else None
+        mode = q.get("mode") if isinstance(q, dict) else None
+    except (ValueError, RecursionError):  # foreign or damaged metadata
+        return None
+    return str(mode) if mode else "none" if isinstance(meta, dict) else None
+
+
+def model_mode(model: ModelRecord) -> str:
+    """The quantization mode, from the LSTM tensor types alone (the types decide the tolerances)."""
     for op in model.operators:
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             if model.tensors[op.inputs[Slot.INPUT]].dtype == np.int8:
@@ -48,6 +54,9 @@ def model_mode(model: ModelRecord) -> str:
                 return "int16x8"
             if model.tensors[op.inputs[Slot.INPUT_TO_FORGET_WEIGHTS]].dtype == np.int8:
                 return "dynamic-int8"
+        hybrid_fc = op.opcode == Op.FULLY_CONNECTED and model.tensors[op.inputs[1]].dtype == np.int8
+        if hybrid_fc and model.tensors[op.inputs[0]].dtype == np.float32:  # the graph form's hybrid
+            return "dynamic-int8"
     if any(op.opcode == Op.DEQUANTIZE and model.tensors[op.inputs[0]].dtype == np.float16 for op in model.operators):
         return "float16"
     return "none"
@@ -102,7 +111,10 @@ def _time_major(model: ModelRecord) -> bool:
     for op in model.operators:
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM and op.options is not None:
             return bool(op.options.get("TimeMajor", False))
-    return False
+    try:  # the graph form has no LSTM op: its metadata says (the per-step report only groups by it)
+        return bool(json.loads(model.metadata_dict().get("lstmgen", b"{}"))["hyperparameters"]["time_major"])
+    except (ValueError, RecursionError, KeyError, TypeError):
+        return False
 
 
 def _per_step(err: np.ndarray, time_axis: int | None) -> np.ndarray:
@@ -123,13 +135,57 @@ def _row_step(v: np.ndarray, asymmetric: bool) -> np.ndarray:
     return np.abs(v).max(axis=-1, keepdims=True) / 127.0
 
 
+def weight_step(model: ModelRecord, index: int, value: np.ndarray) -> np.ndarray | float:
+    """The grid step a constant was rounded to when written: its scale (integer codes, per channel too),
+    its float16 ulp (float16 weights behind a DEQUANTIZE), else 0 (float32: a rounding too small to matter)."""
+    t = model.tensors[index]
+    if t.data is None:
+        t = next(
+            (
+                model.tensors[o.inputs[0]]
+                for o in model.operators
+                if o.opcode == Op.DEQUANTIZE and o.outputs[0] == index
+            ),
+            t,
+        )
+    q = t.quantization
+    if t.dtype.kind in "iu" and q is not None and len(q.scale):
+        scale = np.asarray(q.scale, np.float64)
+        if scale.size == 1 or value.ndim == 0:
+            return float(scale.flat[0])
+        shape = [1] * value.ndim
+        shape[q.quantized_dimension] = -1
+        return scale.reshape(shape)
+    if t.dtype == np.float16:
+        return np.spacing(np.abs(value).astype(np.float16)).astype(np.float64)
+    return 0.0
+
+
+def _input_step(model: ModelRecord, index: int) -> float:
+    """The grid a graph input is rounded to: its own (integer input) or a QUANTIZE's right after it."""
+    t = model.tensors[index]
+    if t.dtype in INTEGER and t.quantization is not None:
+        return float(t.quantization.scale[0])
+    for op in model.operators:
+        if op.opcode == Op.QUANTIZE and op.inputs[0] == index:
+            q = model.tensors[op.outputs[0]].quantization
+            return float(q.scale[0]) if q is not None else 0.0
+    return 0.0
+
+
 def _noisy_lstm(
-    model: ModelRecord, k: int, values: dict[int, np.ndarray], mode: str, rng: np.random.Generator
+    model: ModelRecord, k: int, values: dict[int, np.ndarray], mode: str, rng: np.random.Generator, weights: bool
 ) -> np.ndarray:
-    """One LSTM op, step by step, with the kernel's rounding injected as uniform noise of its step size."""
+    """One LSTM op, step by step, with the kernel's rounding injected as uniform noise of its step size
+    (weights=True: also each constant's own rounding when the file was written, ± half its step)."""
     spec = lstm_spec(model, k)
     op = model.operators[k]
     params = {key: values[i] for key, i in spec.weight_inputs.items()}
+    if weights:
+        params = {
+            key: v + (rng.random(v.shape) - 0.5) * weight_step(model, spec.weight_inputs[key], v)
+            for key, v in params.items()
+        }
     asym = bool(op.options.get("AsymmetricQuantizeInputs", False)) if op.options is not None else False
     x = values[op.inputs[Slot.INPUT]]
     x = x if spec.time_major else x.transpose(1, 0, 2)  # [T, B, I]
@@ -169,7 +225,7 @@ def _noisy_lstm(
             x_t[None], step_params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options()
         )
         y = y[0]
-        if proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) before the projection
+        if proj is not None and mode != "float16":  # m is rounded (hybrid: per row; int8: intermediate 4) first
             m = rec["hidden"][0]
             step = _row_step(m, asym) if mode == "dynamic-int8" else s_m
             y = y + u(step, m.shape) @ proj.T
@@ -185,16 +241,44 @@ def _noisy_lstm(
     return out if spec.time_major else out.transpose(1, 0, 2)
 
 
-def _noisy_evaluate(model: ModelRecord, feeds: Mapping[int, np.ndarray], mode: str, seed: int) -> dict[int, np.ndarray]:
+def _noisy_evaluate(
+    model: ModelRecord, feeds: Mapping[int, np.ndarray], mode: str, seed: int, weights: bool = False
+) -> dict[int, np.ndarray]:
     rng = np.random.default_rng(seed)
     values = constant_values(model)
     values.update({i: np.asarray(x, np.float64) for i, x in feeds.items()})
+    if weights:  # against the source: the input as given was also rounded to the model's input grid
+        for i, x in feeds.items():
+            values[i] = values[i] + (rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
+    fc_weights = {op.inputs[1] for op in model.operators if op.opcode == Op.FULLY_CONNECTED} if weights else set()
+    for i in fc_weights & set(values):  # the graph form's constant weights, each rounded once when written
+        values[i] = values[i] + (rng.random(values[i].shape) - 0.5) * weight_step(model, i, values[i])
     for k, op in enumerate(model.operators):
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
-            values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng)
+            values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng, weights)
+        elif (
+            op.opcode == Op.FULLY_CONNECTED and mode == "dynamic-int8" and model.tensors[op.inputs[1]].dtype == np.int8
+        ):
+            _noisy_hybrid_fc(model, k, values, rng)
         else:
-            values[op.outputs[0]] = data_op(model, k, values)
+            store_data_op(model, k, values)
+            if op.opcode == Op.DEQUANTIZE and op.outputs[0] in fc_weights:  # float16 weights of the graph form
+                v = values[op.outputs[0]]
+                values[op.outputs[0]] = v + (rng.random(v.shape) - 0.5) * weight_step(model, op.outputs[0], v)
     return values
+
+
+def _noisy_hybrid_fc(model: ModelRecord, k: int, values: dict[int, np.ndarray], rng: np.random.Generator) -> None:
+    """A hybrid FULLY_CONNECTED (the graph form): its float input rounded per row to int8 as noise of one step."""
+    op = model.operators[k]
+    asym = bool(op.options.get("AsymmetricQuantizeInputs", False)) if op.options is not None else False
+    x = values[op.inputs[0]]
+    rows = x.reshape(-1, x.shape[-1])
+    noisy = dict(values)
+    noisy[op.inputs[0]] = (rows + (rng.random(rows.shape) - 0.5) * _row_step(rows, asym)).reshape(x.shape)
+    store_data_op(model, k, noisy)
+    for i in op.outputs:
+        values[i] = noisy[i]
 
 
 @dataclass
@@ -224,8 +308,13 @@ def derive_tolerance(
     runs: int = RUNS,
     seed: int = 0,
     safety: float = SAFETY,
+    weights: bool = False,
 ) -> dict[int, Tolerance]:
     """Tolerance per graph output for `model` on real-valued `feeds` against `reference` (graph.evaluate).
+
+    weights=True gives the bound against the float SOURCE instead: every constant's own rounding to its
+    grid when the file was written (± half its scale; float16: ± half its ulp) is injected too, on top of
+    the kernel's, so the bound follows from the file's own quantization steps (docs/verification.md).
 
     float16 / none: the kernel computes in float32 on exactly the dequantized weights, so the float
     bound applies (1e-5 + 1e-5 |ref|). dynamic-int8 and int8: the reference (dequantized parameters,
@@ -238,25 +327,27 @@ def derive_tolerance(
     mode = mode or model_mode(model)
     time_axis = 0 if _time_major(model) else 1
     floor = {i: FLOAT_ATOL + FLOAT_RTOL * _per_step(np.abs(reference[i]), time_axis) for i in model.outputs}
-    if mode in ("none", "float16"):
+    if mode == "none" or (mode == "float16" and not weights):
         return {
             i: Tolerance(floor[i], "float32 arithmetic on the dequantized weights: 1e-5 + 1e-5|ref|")
             for i in model.outputs
         }
     dev = {i: np.zeros_like(floor[i]) for i in model.outputs}
     for r in range(runs):
-        noisy = _noisy_evaluate(model, feeds, mode, seed + r)
+        noisy = _noisy_evaluate(model, feeds, mode, seed + r, weights)
         for i in model.outputs:
             dev[i] = np.maximum(dev[i], _per_step(np.abs(noisy[i] - reference[i]), time_axis))
     result = {}
     for i in model.outputs:
         tol = floor[i] + safety * np.maximum.accumulate(dev[i])
         what = {
+            "float16": "float16: float32 arithmetic",
             "dynamic-int8": "hybrid: per-row int8 rounding of x, h (and m)",
             "int8": "int8: rounding of h/output, c (2^-k) and m",
             "int16x8": "int16x8: rounding of the Q3.12 gate pre-activations (input and recurrent FC), h/output "
             "(int16), c (2^-k, twice) and the int16 sigmoid/tanh approximations",
         }[mode]
+        what += "; each constant's rounding to its own grid" if weights else ""
         method = f"{what} propagated through the reference, {runs} runs, x{safety:g} + float bound"
         s = output_scale(model, i)
         if mode in INTEGER_MODES and s:

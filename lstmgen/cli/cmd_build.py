@@ -19,9 +19,9 @@ from lstmgen.cli.common import (
     runtime_option,
     verify_line,
 )
-from lstmgen.config import INITIALIZERS, IO_TYPES, TARGETS, check_keys, load_config_file
+from lstmgen.config import FORMS, INITIALIZERS, IO_TYPES, TARGETS, check_keys, load_config_file
 from lstmgen.numerics.tables import QUANTIZE_MODES
-from lstmgen.output import check_target
+from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing
 from lstmgen.targets import ACCELERATORS
 from lstmgen.weights import FORMATS
@@ -129,6 +129,13 @@ from lstmgen.weights import FORMATS
     "refuse what vela would leave on the CPU, then compile with vela when installed (exit 1 on any CPU operator).",
 )
 @click.option(
+    "--form",
+    type=click.Choice(FORMS),
+    help="fused (default): one fused LSTM op per layer and direction (TFLite, TFLM, NPUs); graph: the cell "
+    "unrolled over --time-steps into FULLY_CONNECTED/ADD/LOGISTIC/... ops that XNNPACK runs on every thread "
+    "(float32, float16, dynamic-int8 with per-channel scales).",
+)
+@click.option(
     "--embed",
     "embed_path",
     type=PATH,
@@ -153,6 +160,12 @@ from lstmgen.weights import FORMATS
     help="Refuse weight files whose arrays declare more bytes than this, before reading them [default: 2 GiB].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON on stdout.")
+@click.option(
+    "--summary-md",
+    "summary_md",
+    type=PATH,
+    help="Also write the summary as Markdown (a table of the layers, the verification): a CI job summary.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 @handle_errors
 def build_cmd(
@@ -169,6 +182,7 @@ def build_cmd(
     embed_path: Path | None,
     max_weights_bytes: int | None,
     as_json: bool,
+    summary_md: Path | None,
     quiet: bool,
     max_error: float | None,
     **cell: Any,
@@ -183,6 +197,8 @@ def build_cmd(
       lstmgen build --weights cell_tf1.npz --use-peepholes --cell-clip 3 -o lstm.tflite
       # everything from a config file, machine-readable report for CI
       lstmgen build --config cell.toml -o lstm.tflite --json > build-report.json
+      # ... and a Markdown summary for a CI job (GitHub: append it to $GITHUB_STEP_SUMMARY)
+      lstmgen build --config cell.toml -o lstm.tflite --summary-md summary.md
       # a 2-layer bidirectional PyTorch LSTM (state_dict), batch-first input
       lstmgen build --weights enc.pt --layer encoder.lstm --num-layers 2 --bidirectional -o enc.tflite
       # full-integer int8 for a microcontroller, calibrated on representative inputs
@@ -191,6 +207,8 @@ def build_cmd(
       # 16-bit activations (verified in TFLite Micro), for an Ethos-U NPU, checked by vela
       lstmgen build --weights model.keras --time-steps 50 --quantize int16x8 \\
           --calibration-data calib.npy --target ethos-u -o npu.tflite
+      # a big model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
+      lstmgen build --weights big.pt --time-steps 50 --form graph --quantize dynamic-int8 -o big.tflite
     """
     options: dict[str, Any] = {}
     if config_file is not None:
@@ -205,6 +223,9 @@ def build_cmd(
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
     inputs = {"--weights": weights_path, "--config": config_file, "--calibration-data": calibration_data or file_calib}
     check_target(output, inputs)  # before any work: -o may not name an input
+    if summary_md is not None:
+        refuse_same({"-o": output, "--summary-md": summary_md})
+        check_target(summary_md, inputs)
     with guard.byte_limit(max_weights_bytes), showing(progress_sink(quiet or as_json)):
         result = build(
             output,
@@ -221,16 +242,27 @@ def build_cmd(
             embed=embed_path,
             max_error=max_error,
         )
+    if summary_md is not None:
+        _write_markdown(summary_md, result)
     if as_json:
         click.echo(json_document({"ok": True, **result.to_dict()}))
     else:
         click.echo(_build_text(result))
 
 
+def _write_markdown(path: Path, result: BuildResult) -> None:
+    """--summary-md: the build's report as Markdown (a CI job summary), written atomically."""
+    from lstmgen.cli.summary_md import build_markdown
+
+    write_atomic(path, build_markdown(result.to_dict()).encode())
+
+
 def _shape_lines(r: BuildResult) -> list[str]:
     """One op: its cell and sizes, as before. Several: the shared settings, one line per op, the total output."""
     c = r.config
     layout = f"batch={c.batch_size} time={c.time_steps or 'dynamic'} {'time-major' if c.time_major else 'batch-major'}"
+    if c.form == "graph":
+        layout += "; graph form (unrolled builtin ops)"
     if len(r.layers) <= 1:
         return [
             f"  cell: num_units={c.num_units} input_size={c.input_size} num_proj={c.num_proj} "

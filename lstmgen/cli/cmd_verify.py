@@ -118,9 +118,10 @@ def verify_cmd(
     quantized. Without --weights the reference is fed from the file itself: that proves the interpreter
     computes what the file says, not that the file is your LSTM. With --weights (plus the cell flags
     the file does not state) the model is also run against the weight file in its framework's own
-    equations: exit 1 if the numbers differ; option differences that did not change them are notes.
-    Quantized models are judged against a tolerance derived per time step from the kernel's rounding,
-    and their error against the float source is reported (gated by --max-error).
+    equations: every LSTM constant must equal the source's within its type, a clip the source lacks must not
+    change the numbers (else exit 1, naming it; a note with the margin if it never binds), and the outputs
+    must agree. Quantized models are judged against tolerances derived per time step from the kernel's
+    rounding and the file's own quantization steps (--max-error sets your own gate against the source).
 
     \b
     Examples:
@@ -201,6 +202,8 @@ def verify_cmd(
             click.echo(f"  {line}")
         for line in rep.scope:
             click.echo(f"  {line}")
+        for note in rep.notes:
+            click.echo(f"  note: {note}")
         if rep.against_source is not None:
             click.echo(rep.against_source.summary())
         if reading is not None:

@@ -204,26 +204,114 @@ def _strided_slice(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.n
     return x[tuple(index)]
 
 
-# The ops around the LSTMs, each as (operator, values so far) -> its output's real value, before the output
-# grid's rounding. The LSTM op itself is evaluated by the caller (reference, or a noise model).
-DATA_OPS: dict[int, Callable[[OperatorRecord, Mapping[int, np.ndarray]], np.ndarray]] = {
+_FUSED: dict[int, Callable[[np.ndarray], np.ndarray]] = {  # schema ActivationFunctionType -> function
+    0: lambda v: v,
+    1: lambda v: np.maximum(v, 0.0),
+    2: lambda v: np.clip(v, -1.0, 1.0),
+    3: lambda v: np.clip(v, 0.0, 6.0),
+    4: np.tanh,
+}
+
+
+def _fused(op: OperatorRecord, v: np.ndarray) -> np.ndarray:
+    """The op's fused activation (ADD, MUL, FULLY_CONNECTED, ...)."""
+    code = int(op.options.get("FusedActivationFunction", 0)) if op.options is not None else 0
+    if code not in _FUSED:
+        raise ModelFileError(f"fused activation code {code} is not evaluated by lstmgen's checker.")
+    return _FUSED[code](v)
+
+
+def _fully_connected(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    """x [..., K] flattened to rows, times W^T [K, N] (+ bias): [rows, N] (KeepNumDims keeps x's leading dims)."""
+    x, w = values[op.inputs[0]], values[op.inputs[1]]
+    y = x.reshape(-1, w.shape[1]) @ w.T
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        y = y + values[op.inputs[2]]
+    if op.options is not None and op.options.get("KeepNumDims", False):
+        y = y.reshape(*x.shape[:-1], w.shape[0])
+    return _fused(op, y)
+
+
+def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    return lambda op, values: _fused(op, fn(values[op.inputs[0]], values[op.inputs[1]]))
+
+
+def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    return lambda op, values: fn(values[op.inputs[0]])
+
+
+def _reshape(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    if len(op.inputs) > 1 and op.inputs[1] >= 0:
+        shape = [int(d) for d in np.atleast_1d(values[op.inputs[1]])]
+    else:
+        shape = [int(d) for d in (op.options.get("NewShape", []) if op.options is not None else [])]
+    return values[op.inputs[0]].reshape(shape)
+
+
+def _mean(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    keep = bool(op.options.get("KeepDims", False)) if op.options is not None else False
+    axes = tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]]))
+    return values[op.inputs[0]].mean(axis=axes, keepdims=keep)
+
+
+def _split(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """SPLIT(axis, x) into len(outputs) equal parts."""
+    axis = int(np.asarray(values[op.inputs[0]]).reshape(-1)[0])
+    return tuple(np.split(values[op.inputs[1]], len(op.outputs), axis=axis))
+
+
+def _transpose(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    return np.transpose(values[op.inputs[0]], [int(p) for p in values[op.inputs[1]]])
+
+
+Value = np.ndarray | tuple[np.ndarray, ...]  # one output, or one per output (SPLIT)
+# The ops lstmgen writes besides the LSTM op (around it in the fused form, the whole cell in the graph form),
+# each as (operator, values so far) -> its output's real value, before the output grid's rounding.
+# The LSTM op itself is evaluated by the caller (reference, or a noise model).
+DATA_OPS: dict[int, Callable[[OperatorRecord, Mapping[int, np.ndarray]], Value]] = {
     Op.REVERSE_V2: _reverse,
     Op.CONCATENATION: _concatenation,
     Op.STRIDED_SLICE: _strided_slice,
     Op.DEQUANTIZE: _real_valued,
     Op.QUANTIZE: _real_valued,
+    Op.FULLY_CONNECTED: _fully_connected,
+    Op.ADD: _binary(np.add),
+    Op.SUB: _binary(np.subtract),
+    Op.MUL: _binary(np.multiply),
+    Op.MINIMUM: _binary(np.minimum),
+    Op.MAXIMUM: _binary(np.maximum),
+    Op.LOGISTIC: _unary(lambda v: 0.5 * (1.0 + np.tanh(0.5 * v))),  # sigmoid without overflow
+    Op.TANH: _unary(np.tanh),
+    Op.RELU: _unary(_FUSED[1]),
+    Op.RELU_N1_TO_1: _unary(_FUSED[2]),
+    Op.RELU6: _unary(_FUSED[3]),
+    Op.RSQRT: _unary(lambda v: 1.0 / np.sqrt(v)),
+    Op.RESHAPE: _reshape,
+    Op.MEAN: _mean,
+    Op.SPLIT: _split,
+    Op.TRANSPOSE: _transpose,
 }
 
 
-def data_op(model: ModelRecord, k: int, values: Mapping[int, np.ndarray]) -> np.ndarray:
-    """Operator k (not an LSTM) on the real values so far, rounded to its output's grid."""
+def data_op_outputs(model: ModelRecord, k: int, values: Mapping[int, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Operator k (not an LSTM) on the real values so far: each output, rounded to its grid."""
     op = model.operators[k]
     fn = DATA_OPS.get(op.opcode)
     if fn is None:
         name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
         raise ModelFileError(f"operator {k} is {name}, which lstmgen's checker does not evaluate.")
+    result = fn(op, values)
+    outs = result if isinstance(result, tuple) else (result,)
+    if len(outs) != len(op.outputs):
+        raise ModelFileError(f"operator {k} has {len(op.outputs)} outputs; its evaluation gave {len(outs)}.")
     # Real values of a quantized output are on its grid: model the rounding the kernel does.
-    return quantize_real(fn(op, values), model.tensors[op.outputs[0]])
+    return tuple(quantize_real(v, model.tensors[i]) for v, i in zip(outs, op.outputs, strict=True))
+
+
+def store_data_op(model: ModelRecord, k: int, values: dict[int, np.ndarray]) -> None:
+    """Evaluate operator k (not an LSTM) and store every output in `values`."""
+    for i, v in zip(model.operators[k].outputs, data_op_outputs(model, k, values), strict=True):
+        values[i] = v
 
 
 def constant_values(model: ModelRecord) -> dict[int, np.ndarray]:
@@ -253,5 +341,5 @@ def evaluate(
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
             values[op.outputs[0]] = _lstm(model, k, values, states or {}, ev, trace, jitter)
         else:
-            values[op.outputs[0]] = data_op(model, k, values)
+            store_data_op(model, k, values)
     return ev

@@ -131,6 +131,8 @@ def _symbolic(spec: SlotSpec) -> str:
 def hyperparameters(config: CellConfig, shapes: Sequence[Sequence[CellShape]] = ()) -> dict[str, Any]:
     """The JSON stored in the model's 'lstmgen' metadata (and printed by inspect)."""
     d = config.to_dict()
+    if d["form"] == "fused":
+        del d["form"]  # the default form: files written before the option existed stay byte-identical
     d["output_size"] = config.output_size
     d["state_size"] = config.state_size
     if shapes:

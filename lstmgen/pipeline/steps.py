@@ -16,6 +16,7 @@ from lstmgen.errors import ConfigError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
 from lstmgen.pipeline.layout import CellShape, layout
+from lstmgen.pipeline.layout_graph import layout_graph, packed_copies_note
 from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve, stated_sizes
 from lstmgen.pipeline.verify_gate import compile_for_npu, source_reference, verify_written, write_firmware
 from lstmgen.samples import read_samples
@@ -123,7 +124,7 @@ class LayerSummary:
 def build(
     output: str | Path,
     options: Mapping[str, Any] | CellConfig,
-    weights: str | Path | CellWeights | list[list[CellWeights]] | None = None,
+    weights: str | Path | WeightSource | CellWeights | list[list[CellWeights]] | None = None,
     *,
     weights_format: str = "auto",
     layer: str | None = None,
@@ -150,9 +151,12 @@ def build(
     cell_weights = layers[0][0]
     notes = _cell_notes([c for cells in layers for c in cells]) + notes
     t1 = time.perf_counter()
-    provenance = _provenance(layers, notes, named_file=weights is not None)
+    provenance = _provenance(layers)
     tensors = [[c.tensors for c in cells] for cells in layers]
-    record = layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    write_layout = layout_graph if config.form == "graph" else layout
+    record = write_layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    if config.form == "graph" and (copies := packed_copies_note(record)) is not None:
+        notes.append(copies)
     _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
     # After layout: its checks have refused malformed arrays.
     reference, no_reference = source_reference(config, layers, opts.get("forget_bias")) if verify else (None, None)
@@ -198,15 +202,13 @@ def build(
     return result
 
 
-def _provenance(layers: list[list[CellWeights]], notes: list[str], named_file: bool) -> dict[str, Any]:
+def _provenance(layers: list[list[CellWeights]]) -> dict[str, Any]:
     """What the model file records of where its weights came from (its metadata)."""
-    first = layers[0][0]
-    return {
-        "weights_format": first.format,
-        "weights_file": Path(first.source).name if named_file else first.source,
-        "layers": [[c.layer for c in cells] for cells in layers],
-        "notes": notes,
-    }
+    # What the weights are, not where or how they were kept: the file's name and the build's notes (which differ
+    # between a .keras and a .weights.h5 of one model) go to the build report. So a live module and its saved
+    # state_dict, one state_dict as .pt, .safetensors or .npz, or a renamed file give the same bytes, and a rebuild
+    # compares exactly (the pre-commit hook). The hyperparameters, forget_bias folded included, are recorded.
+    return {"weights_format": layers[0][0].format, "layers": [[c.layer for c in cells] for cells in layers]}
 
 
 def _result(
@@ -274,13 +276,15 @@ def _check_run_options(runtime: str, accelerator: str | None, max_error: float |
 
 
 def _read(
-    weights: str | Path | CellWeights | list[list[CellWeights]] | None,
+    weights: str | Path | WeightSource | CellWeights | list[list[CellWeights]] | None,
     weights_format: str,
     layer: str | None,
     opts: Mapping[str, Any],
     say: Callable[[str], None],
 ) -> tuple[list[list[CellWeights]] | None, WeightSource | None]:
     """The cells to build (None: --init), and the open weight file they come from (None: given as arrays)."""
+    if isinstance(weights, WeightSource):  # opened by the caller (a live object, lstmgen.weights.live)
+        return load_stack(weights, layer, opts.get("num_layers")), weights
     if not isinstance(weights, (str, Path)):
         return ([[weights]] if isinstance(weights, CellWeights) else weights), None
     say(f"reading weights {weights}")
@@ -298,6 +302,9 @@ def _quantize(
 ) -> tuple[ModelRecord, np.ndarray | None]:
     """The float record quantized as --quantize asks (unchanged for none), and the calibration samples."""
     if config.quantize == "none":
+        return record, None
+    if config.form == "graph":  # layout_graph wrote the weights in their type already
+        notes.append(_GRAPH_NOTES[config.quantize])
         return record, None
     if config.diagonal_recurrent:
         raise ConfigError(
@@ -329,6 +336,13 @@ def _quantize(
         io_type=config.io_type,
     )
     return quantized, samples
+
+
+_GRAPH_NOTES = {
+    "float16": "float16 graph form: FULLY_CONNECTED weights stored in float16, each behind a DEQUANTIZE",
+    "dynamic-int8": "dynamic-int8 graph form: FULLY_CONNECTED weights in int8 with one scale per output row "
+    "(per channel); the kernels quantize each input row on the fly",
+}
 
 
 def _check_size(record: ModelRecord, config: CellConfig) -> None:

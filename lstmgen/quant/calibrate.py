@@ -109,8 +109,30 @@ def _check_samples(model: ModelRecord, samples: Any) -> np.ndarray:
     return arr
 
 
+CHUNK_BYTES = 256 * 2**20  # float64 internals held per batched evaluation (the samples go in chunks below it)
+
+
+def _batched(arr: np.ndarray, time_major: bool, chunk: int) -> list[np.ndarray]:
+    """The samples [n, *input] as chunks of `chunk` samples stacked along the batch axis: one evaluation each.
+    Every op of the graph treats batch rows independently (the LSTM's matmuls per row, the others along the
+    time or feature axes), so a chunk computes exactly the per-sample values, side by side."""
+    b_axis = 1 if time_major else 0
+    out = []
+    for start in range(0, len(arr), chunk):
+        part = arr[start : start + chunk]  # [k, *input]
+        out.append(np.concatenate(list(part), axis=b_axis) if len(part) > 1 else part[0])
+    return out
+
+
+def _chunk_size(model: ModelRecord, arr: np.ndarray, time_major: bool) -> int:
+    """Samples per evaluation: what keeps the recorded internals ([T, rows, width] float64) under CHUNK_BYTES."""
+    widest = max((int(np.prod(t.shape[-1:])) for t in model.tensors if t.data is None), default=1)
+    per_sample = 8 * 16 * widest * int(np.prod(arr.shape[1:-1]))  # ~16 recorded tensors of the widest width
+    return max(1, min(len(arr), CHUNK_BYTES // max(per_sample, 1)))
+
+
 def calibrate(model: ModelRecord, samples: np.ndarray, *, source: str = "data") -> CalibrationStats:
-    """Run every sample through graph.evaluate (zero initial state) and record real-valued ranges."""
+    """Run the samples through graph.evaluate (zero initial state), batched, and record real-valued ranges."""
     arr = _check_samples(model, samples)
     index = _single_input(model)
     lo: dict[int, float] = {}
@@ -133,14 +155,16 @@ def calibrate(model: ModelRecord, samples: np.ndarray, *, source: str = "data") 
     lstms = [op for op in model.operators if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
     time_major = bool(lstms and lstms[0].options is not None and lstms[0].options.get("TimeMajor", False))
     steps = int(arr.shape[1 if time_major else 2]) if arr.ndim == 4 else 1
-    with task("calibrating", len(arr) * len(lstms) * steps):
-        for x in arr:
+    chunks = _batched(arr, time_major, _chunk_size(model, arr, time_major)) if arr.ndim == 4 else list(arr)
+    with task("calibrating", len(chunks) * len(lstms) * steps):
+        for x in chunks:
             ev = evaluate(model, {index: x}, trace=trace)
             note(index, x)
             for op in model.operators:
                 for o in op.outputs:
                     if o in ev.values:
                         note(o, ev.values[o])
+            del ev
     ranges = {
         k: LstmRanges(
             gate_pre_abs_max={

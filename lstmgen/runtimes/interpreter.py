@@ -51,6 +51,31 @@ def resolve_runtime(name: str = "auto") -> str:
     )
 
 
+@contextlib.contextmanager
+def _without_delegate_banner() -> Iterator[None]:
+    """Native stderr while LiteRT applies its default delegate, minus its "INFO: Created ... delegate" line."""
+    import tempfile
+
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = [ln for ln in tmp.read().decode(errors="replace").splitlines() if not ln.startswith("INFO: ")]
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
+
+
+def has_default_delegates(name: str) -> bool:
+    """Whether the runtime can load a model without its default delegates (so loading WITH them differs)."""
+    return getattr(_import(resolve_runtime(name)), "OpResolverType", None) is not None
+
+
 def _version(name: str, module: Any) -> str:
     """The runtime's version: its package's __version__ (importlib.metadata costs 30-70 ms of imports)."""
     package = sys.modules.get(module.__name__.partition(".")[0])
@@ -197,10 +222,12 @@ def open_session(
     states: list[tuple[int, int]],
     time_major: bool,
     preserve_all_tensors: bool = False,
+    default_delegates: bool = False,
 ) -> Session:
     """Load a model file with the builtin kernels only (no default delegates), allocated and reset.
 
-    preserve_all_tensors keeps every intermediate tensor readable after invoke (to check one op inside a graph).
+    preserve_all_tensors keeps every intermediate tensor readable after invoke (to check one op inside a graph);
+    default_delegates=True loads it as users do by default instead (LiteRT applies XNNPACK).
     """
     name = resolve_runtime(runtime)
     mod = _import(name)
@@ -208,7 +235,7 @@ def open_session(
     if preserve_all_tensors:
         kwargs["experimental_preserve_all_tensors"] = True
     resolver = getattr(mod, "OpResolverType", None)
-    if resolver is not None:
+    if resolver is not None and not default_delegates:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
     def load_and_step() -> None:
@@ -218,8 +245,9 @@ def open_session(
 
     probe(model_path, name, load_and_step)  # a crash on a foreign file happens in a child, not here
     try:
-        interp = mod.Interpreter(**kwargs)
-        interp.allocate_tensors()
+        with _without_delegate_banner() if default_delegates else contextlib.nullcontext():
+            interp = mod.Interpreter(**kwargs)
+            interp.allocate_tensors()
         interp.reset_all_variables()
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{model_path}: the {name} interpreter refused the model: {exc}") from None

@@ -74,6 +74,25 @@ OP_MIN_RUNTIME: dict[tuple[int, int], str] = {
     (_OP.STRIDED_SLICE, 3): "2.1.0",  # bool
     (_OP.STRIDED_SLICE, 4): "2.2.0",  # more than 4 dimensions
     (_OP.STRIDED_SLICE, 6): "2.6.0",  # ellipsis / new-axis masks
+    # the graph form (layout_graph.py)
+    (_OP.FULLY_CONNECTED, 1): "1.5.0",
+    (_OP.FULLY_CONNECTED, 3): "1.14.0",  # hybrid (int8 weights, float input)
+    (_OP.FULLY_CONNECTED, 9): "2.3.0",  # hybrid with asymmetric input quantization
+    (_OP.ADD, 1): "1.5.0",
+    (_OP.SUB, 1): "1.6.0",
+    (_OP.MUL, 1): "1.5.0",
+    (_OP.LOGISTIC, 1): "1.5.0",
+    (_OP.TANH, 1): "1.5.0",
+    (_OP.RELU, 1): "1.5.0",
+    (_OP.RELU6, 1): "1.5.0",
+    (_OP.RELU_N1_TO_1, 1): "1.5.0",
+    (_OP.SPLIT, 1): "1.5.0",
+    (_OP.RESHAPE, 1): "1.5.0",
+    (_OP.TRANSPOSE, 1): "1.6.0",
+    (_OP.MINIMUM, 1): "1.14.0",
+    (_OP.MAXIMUM, 1): "1.14.0",
+    (_OP.MEAN, 1): "1.6.0",
+    (_OP.RSQRT, 1): "1.10.0",
 }
 
 

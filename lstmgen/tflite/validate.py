@@ -40,6 +40,17 @@ OP_RULES: dict[int, OpRule] = {
     Op.CONCATENATION: OpRule("ConcatenationOptions", (), 1),
     Op.QUANTIZE: OpRule("QuantizeOptions", (1,), 1),
     Op.DEQUANTIZE: OpRule("DequantizeOptions", (1,), 1),
+    # the graph form's ops (SPLIT has no rule: its output count is its NumSplits)
+    Op.FULLY_CONNECTED: OpRule("FullyConnectedOptions", (2, 3), 1, frozenset({2})),  # bias optional
+    Op.ADD: OpRule("AddOptions", (2,), 1),
+    Op.SUB: OpRule("SubOptions", (2,), 1),
+    Op.MUL: OpRule("MulOptions", (2,), 1),
+    Op.MINIMUM: OpRule("MaximumMinimumOptions", (2,), 1),
+    Op.MAXIMUM: OpRule("MaximumMinimumOptions", (2,), 1),
+    Op.RESHAPE: OpRule("ReshapeOptions", (1, 2), 1),
+    Op.MEAN: OpRule("ReducerOptions", (2,), 1),
+    Op.TRANSPOSE: OpRule("TransposeOptions", (2,), 1),
+    **{op: OpRule("", (1,), 1) for op in (Op.LOGISTIC, Op.TANH, Op.RELU, Op.RELU6, Op.RELU_N1_TO_1, Op.RSQRT)},
 }
 
 # LSTM slots that exist together or not at all (lstm_eval CheckInputTensorDimensions), by feature.

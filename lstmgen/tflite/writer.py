@@ -162,7 +162,10 @@ def estimate_size(model: ModelRecord) -> int:
     data = sum(t.data.size * t.dtype.itemsize + 2 * DATA_ALIGNMENT for t in model.tensors if t.data is not None)
     meta = sum(len(v) + 2 * DATA_ALIGNMENT for _, v in model.metadata)
     names = sum(len(t.name) + 64 + 8 * len(t.shape) for t in model.tensors)
-    return data + meta + names + 64 * 1024
+    # per-axis quantization: a float scale and an int64 zero point per channel, each vector padded
+    quant = sum(12 * len(t.quantization.scale) + 64 for t in model.tensors if t.quantization is not None)
+    ops = sum(128 + 4 * (len(o.inputs) + len(o.outputs) + len(o.intermediates)) for o in model.operators)
+    return data + meta + names + quant + ops + 64 * 1024
 
 
 def serialize(model: ModelRecord) -> memoryview:
@@ -213,6 +216,8 @@ def plan_file(model: ModelRecord) -> PlannedFile:
         ),
     )
     b.Finish(root, file_identifier=FILE_IDENTIFIER)
+    if not isinstance(b.Bytes, mmap.mmap):  # the builder grew: its copy moved the holes' positions
+        raise AssertionError(f"estimate_size was too small for this model ({len(b.Bytes) - b.Head()} bytes)")
     return PlannedFile(b.Bytes, b.Head(), holes)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lstmgen.weights import keras_convert, keras_h5, keras_npz, keras_topology
+from lstmgen.weights import keras_cells, keras_convert, keras_h5, keras_npz, keras_topology
 from lstmgen.weights.base import CellWeights, FrameworkReader, WeightFile, npz_file
 from lstmgen.weights.detect import HDF5_OFFSETS, HDF5_SIGNATURE
 from lstmgen.weights.library_errors import parser_errors
@@ -65,6 +66,17 @@ class KerasFile:
         with _h5_errors(str(path)):
             self._h5, self._handle, self._cells, self.source = keras_h5._open_cells(path)
 
+    @classmethod
+    def in_memory(
+        cls, config: Mapping[str, Any], cells: Mapping[str, Mapping[str, np.ndarray]], source: str
+    ) -> KerasFile:
+        """A live model's cells (name path -> arrays by role) and its config, found as in a .keras file."""
+        found = [keras_cells._Cell(name, f"{source} [{name}]", dict(arrays)) for name, arrays in cells.items()]
+        self = cls.__new__(cls)
+        self._h5, self._handle, self.source = None, None, source
+        self._cells = keras_topology._listed(keras_topology._attach_configs(found, config, source))
+        return self
+
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The LSTM layers in model order: ('lstm',), ('lstm_1',), a Bidirectional as one layer
         ('bidirectional/forward_layer', 'bidirectional/backward_layer').
@@ -92,7 +104,7 @@ class KerasFile:
         keras_topology._check_chained(layers, self.source)
         notes = [note] if note else []
         if len(layers) > 1 and any(c.config is None for g in layers for c in g):
-            others = keras_h5._other_weights(self._h5, self._cells)
+            others = keras_h5._other_weights(self._h5, self._cells) if self._h5 is not None else []
             if others:
                 notes.append(
                     f"the file also holds weights of other layers ({', '.join(others)}) and does not record where "
@@ -118,6 +130,7 @@ class KerasFile:
         return False
 
     def close(self) -> None:
-        self._h5.close()
+        if self._h5 is not None:
+            self._h5.close()
         if self._handle is not None:
             self._handle.close()

@@ -58,6 +58,9 @@ def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], sta
         out = mm(m, proj.T) + vec.get("projection_bias", 0.0)
         return clip(out, stated.proj_clip), c
 
+    def tensors() -> dict[str, Array]:
+        return {k: vec.get(k, v) for k, v in a.items()}  # the forget bias as run, with the stated one added
+
     present = {
         "peephole": "cell_to_forget_weights",
         "projection": "projection_weights",
@@ -67,4 +70,4 @@ def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], sta
     features = {f for f, key in present.items() if key in a}
     features |= {"cifg"} if cifg else set()
     features |= {"diagonal"} if diagonal else set()
-    return Cell("tflite", n, p, step, input_size=i_size, features=frozenset(features))
+    return Cell("tflite", n, p, step, input_size=i_size, features=frozenset(features), tensors=tensors)

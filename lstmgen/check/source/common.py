@@ -11,6 +11,9 @@ import numpy as np
 Array = np.ndarray
 Fn = Callable[[Array], Array]
 Jitter = Callable[[Array, Array, Array], tuple[Array, Array, Array]]  # (x_t, h, c) perturbed before each step
+# The op's constant inputs by their slot names (input_to_forget_weights [N, I], forget_gate_bias [N] with the
+# source's forget bias added, ...), each taken from the source arrays through the framework's own gate table.
+Tensors = Callable[[], dict[str, Array]]
 
 
 class SourceUnsupported(Exception):
@@ -42,6 +45,7 @@ class Cell:
     features: frozenset[str] = frozenset()  # optional parts the source has: peephole, projection, cifg, ...
     backward: bool | None = None  # None: the file does not say; its place in the layer decides
     overrides: Mapping[str, object] = field(default_factory=dict)  # file-stated time_major, go_backwards, ...
+    tensors: Tensors | None = None  # the source's arrays in the op's per-gate form (check/tensors.py)
 
     def run(
         self, seq: Array, h0: Array | None, c0: Array | None, jitter: Jitter | None = None
@@ -105,3 +109,17 @@ def clip(x: Array, bound: float) -> Array:
 
 def relu(x: Array) -> Array:
     return np.maximum(x, 0.0)
+
+
+def per_gate(
+    names: Mapping[str, str], blocks: Callable[[str], dict[str, Array]], forget_bias: float
+) -> dict[str, Array]:
+    """The op's per-gate tensors from a framework's gate letters: names maps letter -> op gate name
+    (input, forget, cell, output); blocks(letter) gives that gate's {"input_to", "recurrent_to", "bias"}
+    arrays (views where they can be). The source's run-time forget bias is added to the forget bias."""
+    out: dict[str, Array] = {}
+    for letter, gate in names.items():
+        for kind, value in blocks(letter).items():
+            key = f"{gate}_gate_bias" if kind == "bias" else f"{kind}_{gate}_weights"
+            out[key] = f64(value) + forget_bias if kind == "bias" and gate == "forget" else value
+    return out

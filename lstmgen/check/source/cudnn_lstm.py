@@ -17,11 +17,38 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, SourceUnsupported, Stated, clip, f64, mm, sigmoid
+from lstmgen.check.source.common import (
+    Array,
+    Cell,
+    SourceUnsupported,
+    Stated,
+    Tensors,
+    clip,
+    f64,
+    mm,
+    per_gate,
+    sigmoid,
+)
 
 Step = Callable[[Array, Array, Array], tuple[Array, Array]]
 
 ORDER = ("i", "f", "c", "o")
+NAMES = {"i": "input", "f": "forget", "c": "cell", "o": "output"}  # the op's gate per cuDNN gate
+
+
+def cudnn_tensors(
+    w: Sequence[Array], r: Sequence[Array], bw: Sequence[Array], br: Sequence[Array], forget_bias: float
+) -> Tensors:
+    """The op's per-gate tensors from cuDNN's W_k, R_k and its two biases per gate (check/tensors.py)."""
+
+    def tensors() -> dict[str, Array]:
+        def blocks(g: str) -> dict[str, Array]:
+            k = ORDER.index(g)
+            return {"input_to": w[k], "recurrent_to": r[k], "bias": f64(bw[k]) + f64(br[k])}
+
+        return per_gate(NAMES, blocks, forget_bias)
+
+    return tensors
 
 
 def cudnn_step(
@@ -47,11 +74,18 @@ def cudnn_step(
 
 def keras_cudnn_step(kernel: Array, recurrent: Array, bias: Array, stated: Stated) -> Step:
     """step(x, h, c) of a Keras 2 CuDNNLSTM's stored kernel [I, 4N], recurrent_kernel [N, 4N], bias [8N]."""
+    return cudnn_step(*keras_cudnn_weights(kernel, recurrent, bias), stated)
+
+
+def keras_cudnn_weights(
+    kernel: Array, recurrent: Array, bias: Array
+) -> tuple[list[Array], list[Array], list[Array], list[Array]]:
+    """cuDNN's W_k, R_k, bW_k, bR_k from a Keras 2 CuDNNLSTM's kernel, recurrent_kernel and [8N] bias."""
     n, i = recurrent.shape[0], kernel.shape[0]
     w = [np.asarray(kernel[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, i) for k in range(4)]
     r = [np.asarray(recurrent[:, k * n : (k + 1) * n]).reshape(-1).reshape(n, n) for k in range(4)]
     b = [bias[k * n : (k + 1) * n] for k in range(8)]
-    return cudnn_step(w, r, b[:4], b[4:], stated)
+    return w, r, b[:4], b[4:]
 
 
 def opaque_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
@@ -77,5 +111,6 @@ def opaque_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated
             pos += 8 * n
             if (k, d) == (layer, direction):
                 step = cudnn_step(mats[:4], mats[4:], biases[:4], biases[4:], stated)
-                return Cell("cudnn", n, n, step, input_size=width, backward=bool(d))
+                view = cudnn_tensors(mats[:4], mats[4:], biases[:4], biases[4:], stated.forget_bias or 0.0)
+                return Cell("cudnn", n, n, step, input_size=width, backward=bool(d), tensors=view)
     raise SourceUnsupported(f"cell {layer}/{direction} is past the end of the opaque buffer")

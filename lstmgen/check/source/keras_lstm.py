@@ -12,10 +12,25 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
-from lstmgen.check.source.cudnn_lstm import Step, keras_cudnn_step
+from lstmgen.check.source.common import (
+    Array,
+    Cell,
+    Fn,
+    SourceUnsupported,
+    Stated,
+    Tensors,
+    clip,
+    f64,
+    mm,
+    per_gate,
+    relu,
+    sigmoid,
+    stored,
+)
+from lstmgen.check.source.cudnn_lstm import Step, cudnn_tensors, keras_cudnn_step, keras_cudnn_weights
 
 GATES = ("i", "f", "c", "o")
+NAMES = {"i": "input", "f": "forget", "c": "cell", "o": "output"}  # the op's gate per Keras gate
 # Keras activation names (keras.activations) -> the function; hard_sigmoid is Keras 3's relu6(x + 3) / 6.
 ACTIVATIONS: dict[str, Fn] = {
     "tanh": np.tanh,
@@ -58,11 +73,19 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
         c = clip(ract(f + fb) * c_prev + ract(i) * act(g), stated.cell_clip)
         return ract(o) * act(c), c
 
+    def tensors() -> dict[str, Array]:
+        def blocks(g: str) -> dict[str, Array]:
+            return {"input_to": kernel[:, cols[g]].T, "recurrent_to": recurrent[:, cols[g]].T, "bias": bias[cols[g]]}
+
+        return per_gate(NAMES, blocks, fb)
+
     step: Step = keras_step
+    view: Tensors = tensors
     # A Keras 2 CuDNNLSTM (its file's [8N] bias says so, whatever the reader made of it) runs cuDNN's
     # equations on the arrays as cuDNN reads them: tanh and sigmoid, no forget bias of its own.
     if bias.shape == (8 * n,):
         step = keras_cudnn_step(kernel, recurrent, bias, stated)
+        view = cudnn_tensors(*keras_cudnn_weights(kernel, recurrent, bias), stated.forget_bias or 0.0)
 
     half = attrs.get("half")
     overrides: dict[str, object] = {}
@@ -76,4 +99,4 @@ def keras_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
     if attrs.get("merge_mode") is not None:
         overrides["merge_mode"] = attrs["merge_mode"]
     backward = None if half is None else half == "backward"
-    return Cell("keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides)
+    return Cell("keras", n, n, step, input_size=kernel.shape[0], backward=backward, overrides=overrides, tensors=view)

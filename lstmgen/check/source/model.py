@@ -41,6 +41,8 @@ def _factory(framework: str) -> CellFactory:
     module, name = FRAMEWORKS[framework].split(":")
     factory: CellFactory = getattr(importlib.import_module(module), name)
     return factory
+
+
 # What the "reference" field names: the framework whose documented equations were run.
 REFERENCE_NAMES = {
     "tf1": "tf1-lstmcell",
@@ -71,6 +73,11 @@ class SourceModel:
     positions: list[list[int]]  # the index each cell had in the caller's layers (its op order)
     stated: Stated
     arrays: list[Mapping[str, Array]] = field(default_factory=list)  # the stored arrays the cells read
+    holders: Sequence[Sequence[object]] = ()  # what the cells were built from (restated() builds them again)
+
+    def restated(self, **changes: object) -> SourceModel:
+        """The same source with other stated options (a clip the file has): check/options.py runs both."""
+        return source_model(self.holders, replace(self.stated, **changes))  # type: ignore[arg-type]
 
     def release_pages(self) -> None:
         """Drop the pages of memory-mapped source arrays read so far (they are read again if used again)."""
@@ -162,4 +169,4 @@ def source_model(layers: Sequence[Sequence[object]], stated: Stated) -> SourceMo
         built.append([c for _, c in row])
         positions.append([p for p, _ in row])
     arrays = [h.origin.arrays for cells in layers for h in cells]  # type: ignore[attr-defined]
-    return SourceModel(built, positions, stated, arrays)
+    return SourceModel(built, positions, stated, arrays, layers)

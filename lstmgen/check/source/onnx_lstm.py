@@ -12,10 +12,24 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
+from lstmgen.check.source.common import (
+    Array,
+    Cell,
+    Fn,
+    SourceUnsupported,
+    Stated,
+    clip,
+    f64,
+    mm,
+    per_gate,
+    relu,
+    sigmoid,
+    stored,
+)
 
 GATES = ("i", "o", "f", "c")  # W, R and each half of B
 PEEPHOLES = ("i", "o", "f")  # P
+NAMES = {"i": "input", "o": "output", "f": "forget", "c": "cell"}  # the op's gate per ONNX gate
 
 
 def _activation(name: str, alpha: float | None, beta: float | None) -> Fn:
@@ -73,4 +87,23 @@ def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: 
     overrides: dict[str, object] = {}
     backward = d == 1 or attrs.get("direction") == "reverse"
     features = frozenset({"peephole"} if peep is not None else set())
-    return Cell("onnx", n, n, step, input_size=w.shape[1], features=features, backward=backward, overrides=overrides)
+
+    def tensors() -> dict[str, Array]:
+        def blocks(g: str) -> dict[str, Array]:
+            return {"input_to": w[rows[g]], "recurrent_to": r[rows[g]], "bias": bias[rows[g]]}
+
+        out = per_gate(NAMES, blocks, fb)
+        out |= {f"cell_to_{NAMES[g]}_weights": v for g, v in (peep or {}).items()}
+        return out
+
+    return Cell(
+        "onnx",
+        n,
+        n,
+        step,
+        input_size=w.shape[1],
+        features=features,
+        backward=backward,
+        overrides=overrides,
+        tensors=tensors,
+    )

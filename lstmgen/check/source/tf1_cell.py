@@ -16,9 +16,24 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid, stored
+from lstmgen.check.source.common import (
+    Array,
+    Cell,
+    Fn,
+    SourceUnsupported,
+    Stated,
+    clip,
+    f64,
+    mm,
+    per_gate,
+    relu,
+    sigmoid,
+    stored,
+)
 
 GATES = ("i", "j", "f", "o")  # the kernel's column blocks
+NAMES = {"i": "input", "j": "cell", "f": "forget", "o": "output"}  # the op's gate per LSTMCell gate
+PEEPHOLES = {"i": "cell_to_input_weights", "f": "cell_to_forget_weights", "o": "cell_to_output_weights"}
 DEFAULT_FORGET_BIAS = 1.0  # LSTMCell(forget_bias=1.0)
 # A cell's own scope segment -> its class's default forget_bias, where it is not 1.0.
 CLASS_FORGET_BIAS = {"cudnn_compatible_lstm_cell": 0.0}
@@ -58,5 +73,18 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
         return m, c
 
     p = proj.shape[1] if proj is not None else n
+    i_size = kernel.shape[0] - p
+
+    def tensors() -> dict[str, Array]:
+        def blocks(g: str) -> dict[str, Array]:
+            col = kernel[:, cols[g]]
+            return {"input_to": col[:i_size].T, "recurrent_to": col[i_size:].T, "bias": bias[cols[g]]}
+
+        out = per_gate(NAMES, blocks, fb)
+        out |= {PEEPHOLES[g]: v for g, v in diag.items()}
+        if proj is not None:
+            out["projection_weights"] = proj.T
+        return out
+
     features = frozenset({"peephole"} if diag else set()) | frozenset({"projection"} if proj is not None else set())
-    return Cell("tf1", n, p, step, input_size=kernel.shape[0] - p, features=features)
+    return Cell("tf1", n, p, step, input_size=i_size, features=features, tensors=tensors)

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Stated, clip, f64, mm, sigmoid, stored
+from lstmgen.check.source.common import Array, Cell, Stated, clip, f64, mm, per_gate, sigmoid, stored
 
 GATES = ("i", "f", "g", "o")
+NAMES = {"i": "input", "f": "forget", "g": "cell", "o": "output"}  # the op's gate per nn.LSTM gate
 
 
 def torch_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
@@ -34,5 +35,24 @@ def torch_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated:
         return h, c
 
     p = w_hr.shape[0] if w_hr is not None else n
+
+    def tensors() -> dict[str, Array]:
+        def blocks(g: str) -> dict[str, Array]:
+            return {"input_to": w_ih[rows[g]], "recurrent_to": w_hh[rows[g]], "bias": bias[rows[g]]}
+
+        out = per_gate(NAMES, blocks, fb)
+        if w_hr is not None:
+            out["projection_weights"] = w_hr
+        return out
+
     features = frozenset({"projection"} if w_hr is not None else set())
-    return Cell("torch", n, p, step, input_size=w_ih.shape[1], features=features, backward=bool(attrs.get("reverse")))
+    return Cell(
+        "torch",
+        n,
+        p,
+        step,
+        input_size=w_ih.shape[1],
+        features=features,
+        backward=bool(attrs.get("reverse")),
+        tensors=tensors,
+    )

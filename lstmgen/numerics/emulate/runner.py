@@ -133,7 +133,7 @@ def emulate_graph(
     *,
     states: Mapping[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
     knobs: Any = None,
-    data_ops: Mapping[int, Callable[[OperatorRecord, Mapping[int, np.ndarray]], np.ndarray]],
+    data_ops: Mapping[int, Callable[[OperatorRecord, Mapping[int, np.ndarray]], np.ndarray | tuple[np.ndarray, ...]]],
 ) -> Emulation:
     """Run the graph from `feeds` (tensor index -> codes, or float32 for a float input) in `flavour`.
     `data_ops` evaluates the reindexing ops (REVERSE_V2, CONCATENATION, STRIDED_SLICE) on any array."""
@@ -152,7 +152,8 @@ def emulate_graph(
             values[op.outputs[0]] = _dequantize(model, op, values[op.inputs[0]], flavour)
         elif op.opcode in data_ops and op.opcode in (Op.REVERSE_V2, Op.CONCATENATION, Op.STRIDED_SLICE):
             _same_grid(model, op)
-            values[op.outputs[0]] = data_ops[op.opcode](op, values)
+            out = data_ops[op.opcode](op, values)  # these three have one output
+            values[op.outputs[0]] = out[0] if isinstance(out, tuple) else out
         else:
             name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
             raise ModelFileError(f"operator {k} is {name}, which lstmgen's integer emulator does not run.")

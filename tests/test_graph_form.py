@@ -1,0 +1,266 @@
+"""--form graph: every variant built, verified against its source, and each check shown able to fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lstmgen.build import build
+from lstmgen.check.verify import verify_model
+from lstmgen.errors import ConfigError, VerificationError
+from lstmgen.numerics import graph as graph_eval
+from lstmgen.pipeline import layout_graph
+from lstmgen.tflite.reader import read_model
+from lstmgen.tflite.schema import BuiltinOperator as Op
+from tests.support import ROOT, invoke
+
+EXAMPLES = ROOT / "examples"
+SMALL = {"num_units": 8, "input_size": 5, "time_steps": 4, "batch_size": 2, "form": "graph"}
+VARIANTS: list[dict[str, Any]] = [
+    {},
+    {"use_peepholes": True, "cell_clip": 0.4},
+    {"num_proj": 3, "proj_clip": 0.2},
+    {"cifg": True, "layer_norm": True, "use_peepholes": True},
+    {"num_layers": 2, "bidirectional": True},
+    {"bidirectional": True, "return_sequences": False},
+    {"go_backwards": True},
+    {"time_major": True},
+    {"activation": "relu"},
+    {"batch_size": 1, "time_steps": 1},
+    {"quantize": "float16"},
+    {"quantize": "dynamic-int8"},
+    {"quantize": "dynamic-int8", "asymmetric_inputs": False, "num_proj": 3, "layer_norm": True},
+]
+
+
+@pytest.mark.parametrize("extra", VARIANTS, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "plain")
+def test_every_variant_passes_against_its_source(tmp_path: Path, extra: dict[str, Any]) -> None:
+    r = build(tmp_path / "g.tflite", SMALL | extra)
+    assert r.verification is not None and r.verification.passed
+    src = r.verification.against_source
+    assert src is not None and src.passed and src.checks
+    # the builtin kernels and LiteRT's default delegate (XNNPACK) are both run
+    assert any("XNNPACK" in c.name for c in r.verification.checks)
+
+
+def test_graph_output_equals_the_fused_form(tmp_path: Path) -> None:
+    """Same weights, both forms, one input: the same numbers (float32 rounding apart)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    opts = SMALL | {"use_peepholes": True, "num_proj": 3, "cell_clip": 0.5}
+    ys = []
+    x = np.random.default_rng(3).standard_normal((2, 4, 5)).astype(np.float32)
+    for form in ("fused", "graph"):
+        build(tmp_path / f"{form}.tflite", opts | {"form": form}, verify=False)
+        it = Interpreter(str(tmp_path / f"{form}.tflite"))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        ys.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    assert np.abs(ys[0] - ys[1]).max() < 1e-5
+
+
+def test_framework_sources(tmp_path: Path) -> None:
+    """Keras, ONNX, TF1 (peepholes, projection, clips) and a bidirectional PyTorch stack, against their files."""
+    cases = [
+        (EXAMPLES / "model.keras", {"time_steps": 12}),
+        (EXAMPLES / "model.onnx", {"time_steps": 7}),
+        (EXAMPLES / "weights_tf1.npz", {"time_steps": 9, "cell_clip": 3.0, "proj_clip": 1.0, "batch_size": 2}),
+        (EXAMPLES / "encoder.npz", {"time_steps": 5, "num_layers": 2, "bidirectional": True}),
+    ]
+    for weights, opts in cases:
+        r = build(tmp_path / "g.tflite", opts | {"form": "graph"}, weights)
+        assert r.verification is not None and r.verification.passed, weights
+        assert r.verification.against_source is not None and r.verification.against_source.passed
+
+
+def test_input_projection_is_one_batched_fully_connected(tmp_path: Path) -> None:
+    """T steps: one FULLY_CONNECTED over [T*B, I] plus one recurrent FULLY_CONNECTED per step after the first;
+    every step reads the same recurrent weight tensor."""
+    build(tmp_path / "g.tflite", SMALL | {"time_steps": 6}, verify=False)
+    model = read_model((tmp_path / "g.tflite").read_bytes(), "g")
+    fcs = [op for op in model.operators if op.opcode == Op.FULLY_CONNECTED]
+    assert len(fcs) == 1 + 5
+    assert model.tensors[fcs[0].outputs[0]].shape == (6 * 2, 4 * 8)
+    assert len({op.inputs[1] for op in fcs[1:]}) == 1
+    meta = json.loads(model.metadata_dict()["lstmgen"])
+    assert meta["form"] == "graph"
+
+
+def test_hybrid_weights_have_one_scale_per_output_row(tmp_path: Path) -> None:
+    build(tmp_path / "g.tflite", SMALL | {"quantize": "dynamic-int8"}, verify=False)
+    model = read_model((tmp_path / "g.tflite").read_bytes(), "g")
+    weights = [model.tensors[op.inputs[1]] for op in model.operators if op.opcode == Op.FULLY_CONNECTED]
+    assert weights and all(w.dtype == np.int8 and w.quantization is not None for w in weights)
+    assert all(len(w.quantization.scale) == w.shape[0] for w in weights if w.quantization is not None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"time_steps": None}, "--time-steps"),
+        ({"dynamic_batch": True}, "--dynamic-batch"),
+        ({"quantize": "int8"}, "int8"),
+        ({"target": "micro"}, "TFLite Micro"),
+    ],
+)
+def test_refusals_name_the_reason(tmp_path: Path, extra: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        build(tmp_path / "g.tflite", SMALL | extra)
+    assert not (tmp_path / "g.tflite").exists()
+
+
+def test_cli_refusal_exit_2(tmp_path: Path) -> None:
+    r = invoke("build", "--num-units", 4, "--input-size", 3, "--form", "graph", "-o", tmp_path / "g.tflite")
+    assert r.exit_code == 2 and "--time-steps" in r.output and "Traceback" not in r.output
+
+
+def test_other_commands_refuse_the_graph_form_clearly(tmp_path: Path) -> None:
+    out = tmp_path / "g.tflite"
+    build(out, SMALL, verify=False)
+    np.save(tmp_path / "x.npy", np.zeros((2, 4, 5), np.float32))
+    for args in (
+        ("inspect", out),
+        ("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"),
+        ("export", out, "--format", "tflite", "-o", tmp_path / "e.npz"),
+    ):
+        r = invoke(*args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "graph form" in r.output and "--form fused" in r.output
+
+
+# ------------------------------------------------------------------------- each check shown able to fail
+
+
+def _swap_forget_and_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer bug: the forget and output gates' rows exchanged in every stacked matrix."""
+    original = layout_graph._Cell.__init__
+
+    def init(self: Any, b: Any, shape: Any, w: Any, forget_bias: float, name: str) -> None:
+        w = dict(w)
+        for kind in ("input_to_{}_weights", "recurrent_to_{}_weights", "{}_gate_bias"):
+            w[kind.format("forget")], w[kind.format("output")] = w[kind.format("output")], w[kind.format("forget")]
+        original(self, b, shape, w, forget_bias, name)
+
+    monkeypatch.setattr(layout_graph._Cell, "__init__", init)
+
+
+def test_a_swapped_gate_fails_against_the_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _swap_forget_and_output(monkeypatch)
+    with pytest.raises(VerificationError, match="does not compute the source LSTM"):
+        build(tmp_path / "g.tflite", SMALL)
+    assert not (tmp_path / "g.tflite").exists()
+
+
+def test_a_dropped_cell_clip_fails_on_the_stressed_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the clip ops the unit-variance input may stay inside the clip; the x10 input does not."""
+    monkeypatch.setattr(layout_graph._Builder, "clip", lambda self, x, limit, name: x)
+    with pytest.raises(VerificationError) as err:
+        build(tmp_path / "g.tflite", SMALL | {"cell_clip": 0.3})
+    checks = err.value.payload["verification"]["against_source"]["checks"]
+    assert any("x10" in c["name"] and not c["passed"] for c in checks)
+
+
+def test_hybrid_scales_in_the_wrong_rows_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-channel scales written in reverse row order: the file's own check passes (it reads those scales),
+    the source check does not."""
+    original = layout_graph.per_channel_int8
+
+    def reversed_scales(w: np.ndarray) -> Any:
+        q, quant = original(w)
+        return q, type(quant)(quant.scale[::-1], quant.zero_point, quant.quantized_dimension)
+
+    monkeypatch.setattr(layout_graph, "per_channel_int8", reversed_scales)
+    weights = EXAMPLES / "weights_tf1.npz"
+    with pytest.raises(VerificationError) as err:
+        build(tmp_path / "g.tflite", {"form": "graph", "time_steps": 9, "quantize": "dynamic-int8"}, weights)
+    report = err.value.payload["verification"]
+    assert all(c["passed"] for c in report["checks"])
+    assert not report["against_source"]["passed"]
+
+
+def test_the_file_check_evaluates_every_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong LOGISTIC in the checker's evaluator makes the file check fail: the graph really is evaluated."""
+    out = tmp_path / "g.tflite"
+    build(out, SMALL, verify=False)
+    assert verify_model(out).passed
+    monkeypatch.setitem(graph_eval.DATA_OPS, Op.LOGISTIC, lambda op, values: np.tanh(values[op.inputs[0]]))
+    assert not verify_model(out).passed
+
+
+def test_hybrid_file_check_catches_a_missing_input_rounding_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hybrid tolerance comes from modelling the per-row input rounding; without it the check fails."""
+    from lstmgen.check import tolerance
+
+    out = tmp_path / "g.tflite"
+    build(out, SMALL | {"num_units": 32, "input_size": 16, "quantize": "dynamic-int8"}, verify=False)
+    assert verify_model(out).passed
+    monkeypatch.setattr(
+        tolerance, "_noisy_hybrid_fc", lambda model, k, values, rng: tolerance.store_data_op(model, k, values)
+    )
+    assert not verify_model(out).passed
+
+
+def test_big_float_recurrent_weights_are_shared_through_one_reshape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SHARED_RECURRENT_BYTES the steps read one copy (XNNPACK would pack one per step); still verified."""
+    monkeypatch.setattr(layout_graph, "SHARED_RECURRENT_BYTES", 0)
+    r = build(tmp_path / "g.tflite", SMALL | {"num_layers": 2})
+    assert r.verification is not None and r.verification.passed
+    model = read_model((tmp_path / "g.tflite").read_bytes(), "g")
+    reshaped = {op.outputs[0] for op in model.operators if op.opcode == Op.RESHAPE}
+    recurrent = [op for op in model.operators if op.opcode == Op.FULLY_CONNECTED and op.inputs[1] in reshaped]
+    assert len(recurrent) == 2 * 3  # two layers, steps 1..3
+
+
+def test_a_note_says_how_much_xnnpack_packs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hybrid: the int8 recurrent weights once per step after the first (T - 1 ops) plus the input projection."""
+    monkeypatch.setattr(layout_graph, "PACKED_COPIES_NOTE", 0)
+    r = build(tmp_path / "g.tflite", SMALL | {"quantize": "dynamic-int8"}, verify=False)
+    note = next(n for n in r.notes if "XNNPACK delegate packs" in n)
+    expected = (4 * 8 * 5 + 3 * 4 * 8 * 8) / 2**20  # int8 [4N, I] once, [4N, N] for steps 1..3
+    assert f"about {expected:.0f} MB" in note
+    monkeypatch.setattr(layout_graph, "PACKED_COPIES_NOTE", 64 * 2**20)
+    assert not any("XNNPACK delegate packs" in n for n in build(tmp_path / "h.tflite", SMALL, verify=False).notes)
+
+
+def _mutations(model: Any) -> dict[str, Any]:
+    """Graph-form records broken three ways: a weight's shape, a SPLIT's outputs, an op the checker lacks."""
+    import dataclasses
+
+    ops = list(model.operators)
+    fc = next(o for o in ops if o.opcode == Op.FULLY_CONNECTED)
+    t = model.tensors[fc.inputs[1]]
+    flipped = dataclasses.replace(t, shape=t.shape[::-1], data=np.asarray(t.data).reshape(t.shape[::-1]))
+    tensors = tuple(flipped if i == fc.inputs[1] else x for i, x in enumerate(model.tensors))
+    k_split = next(k for k, o in enumerate(ops) if o.opcode == Op.SPLIT and len(o.outputs) == 4)
+    k_sig = next(k for k, o in enumerate(ops) if o.opcode == Op.LOGISTIC)
+    split_ops, softmax_ops = list(ops), list(ops)
+    split_ops[k_split] = dataclasses.replace(ops[k_split], outputs=ops[k_split].outputs[:3])
+    softmax_ops[k_sig] = dataclasses.replace(ops[k_sig], opcode=Op.SOFTMAX)
+    return {
+        "weight shape": dataclasses.replace(model, tensors=tensors),
+        "split outputs": dataclasses.replace(model, operators=tuple(split_ops)),
+        "unevaluated op": dataclasses.replace(model, operators=tuple(softmax_ops)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["weight shape", "split outputs", "unevaluated op"])
+def test_a_broken_graph_form_file_is_refused_not_crashed(tmp_path: Path, kind: str) -> None:
+    from lstmgen.errors import ModelFileError
+    from lstmgen.tflite.writer import serialize
+
+    build(tmp_path / "g.tflite", SMALL, verify=False)
+    bad = _mutations(read_model((tmp_path / "g.tflite").read_bytes(), "g"))[kind]
+    (tmp_path / "bad.tflite").write_bytes(bytes(serialize(bad)))
+    with pytest.raises(ModelFileError):
+        verify_model(tmp_path / "bad.tflite")
+    r = invoke("verify", tmp_path / "bad.tflite")
+    assert r.exit_code == 2 and "Traceback" not in r.output
