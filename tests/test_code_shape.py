@@ -66,6 +66,7 @@ MAX_FUNCTION_LINES = 80
 TOO_LONG_FOR_NOW = {
     "cli/cmd_verify.py:verify_cmd",  # issue 23
     "run.py:run_model_states",  # issue 23's file; grew past 80 on main with issue 19's emulated runtime
+    "cli/cmd_build.py:build_cmd",  # grew to 82 on main (--form, API work) during this phase
 }
 
 
