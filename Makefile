@@ -2,9 +2,11 @@
 #   make demo    lean .venv (the package and its default dependencies only), then build/verify/inspect the example
 #   make test    ruff, mypy + the whole suite in .venv-test (with the framework oracles), then the runtime tests again
 #                under tflite-runtime 2.14 where a wheel exists for this Python
+#   make test-fast  the suite without the tests marked slow, for the inner loop (`make test` runs everything)
 #   make bench   benchmarks/ (whole processes: wall time and peak memory)
 #   make lint    ruff and mypy only
-#   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs)
+#   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs),
+#                then 2,000 mutations of each weight-file kind through the readers (counts internal errors)
 # Other Pythons: PYTHON=python3.12 make test (the venvs are rebuilt when the interpreter changes).
 PYTHON ?= python3
 PIP_FLAGS := --disable-pip-version-check -q
@@ -23,11 +25,12 @@ TFL_BIN  := $(TFL_VENV)/bin
 TFL_PIN  := tflite-runtime==2.14.0
 TORCH_PIN ?= torch==2.13.0+cpu
 
-.PHONY: demo test test-main test-tflite-runtime test-wheel wheel docs lint bench fuzz clean help FORCE
+.PHONY: demo test test-fast test-main test-tflite-runtime test-wheel wheel docs lint bench fuzz clean help FORCE
 
 help:
 	@echo "make demo   lean .venv with lstmgen, then build, verify and inspect the example model (examples/)"
 	@echo "make test   ruff, mypy + the whole test suite in .venv-test (also the runtime tests under tflite-runtime 2.14)"
+	@echo "make test-fast  the inner loop: the suite without the tests marked slow (pytest -m 'not slow')"
 	@echo "make bench  run the benchmarks in benchmarks/"
 	@echo "make lint   ruff and mypy only"
 	@echo "make fuzz   10,000 mutated models: crashes, internal errors and hangs counted (all must be 0)"
@@ -89,6 +92,10 @@ lint: $(TEST_BIN)/.installed
 test-main: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python -m pytest
 
+# The inner loop: everything but the tests marked slow (the README, the oracles over every fixture, fuzzing).
+test-fast: $(TEST_BIN)/.installed
+	$(TEST_BIN)/python -m pytest -m "not slow"
+
 test-tflite-runtime: $(TFL_BIN)/.installed
 	@if [ -f $(TFL_VENV)/.skipped ]; then \
 	  echo "SKIPPED: the runtime tests under tflite-runtime: $$(cat $(TFL_VENV)/.skipped)"; \
@@ -142,6 +149,7 @@ bench: $(TEST_BIN)/.installed
 
 fuzz: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python tests/fuzz_models.py --count $${FUZZ_COUNT:-10000} --seed $${FUZZ_SEED:-0} --jobs 2
+	$(TEST_BIN)/python tests/fuzz_weights.py --count $${FUZZ_WEIGHTS_COUNT:-2000} --seed $${FUZZ_SEED:-0}
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) $(WHEEL_VENV) $(DOCS_VENV) build .pytest_cache $(PY_STAMP)

@@ -152,6 +152,8 @@ def npy_header(
     fh: IO[bytes], what: str, error: type[LstmgenError] = WeightFileError
 ) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from an .npy header (the stream is left after it); object dtypes are refused."""
+    import tokenize  # numpy parses the header with it: a TokenError is a damaged header
+
     import numpy as np  # here, not at import: `lstmgen --help` loads this module without numpy
 
     fmt = np.lib.format
@@ -163,7 +165,7 @@ def npy_header(
             shape, _fortran, dtype = reader(fh, version)
         else:
             shape, _fortran, dtype = reader(fh)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, tokenize.TokenError) as exc:
         raise error(f"{what} has no valid .npy header ({' '.join(str(exc).split())[:200]}).") from None
     if dtype.hasobject:
         raise error(

@@ -230,6 +230,28 @@ MAKERS: dict[str, Callable[[Path, Path], Path]] = {
 }
 
 
+def set_input(src: Path, dst: Path, opcode: int, slot: int, value: int = -1) -> None:
+    """Record-level mutation: one operator input index replaced (what a 4-byte corruption does)."""
+    from dataclasses import replace
+
+    from lstmgen.tflite.reader import read_model
+    from lstmgen.tflite.records import materialize
+    from lstmgen.tflite.writer import serialize
+
+    model = read_model(src.read_bytes())
+    ops = tuple(
+        replace(op, inputs=tuple(value if k == slot else i for k, i in enumerate(op.inputs)))
+        if op.opcode == opcode
+        else op
+        for op in model.operators
+    )
+    dst.write_bytes(bytes(serialize(materialize(replace(model, operators=ops)))))
+
+
+# Builtin operator codes of the ops set_input mutates.
+LSTM, STRIDED_SLICE = 44, 45
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(f"usage: {argv[0]} OUTDIR", file=sys.stderr)

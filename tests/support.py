@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,5 +59,49 @@ def invoke(*args: object) -> Result:
     result = CliRunner().invoke(main, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
+    assert "Traceback" not in result.output, result.output
     return result
 
+
+def assert_user_error(result: Result, *names: str, code: int = 2) -> str:
+    """Exit `code` (2: bad input), no traceback, one error paragraph on stderr naming every `names`; returns it.
+
+    The paragraph starts at the one 'lstmgen: error:' (or click's 'Error:') line and runs to the end of
+    stderr (a list of problems follows on indented lines). A name like 'cell_clip' also matches '--cell-clip'.
+    """
+    assert result.exit_code == code, f"exit {result.exit_code}, expected {code}; output:\n{result.output}"
+    assert "Traceback" not in result.output and "internal error" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    starts = [k for k, ln in enumerate(lines) if ln.startswith(("lstmgen: error:", "Error:"))]
+    assert len(starts) == 1, f"expected one error paragraph on stderr, got:\n{result.stderr}"
+    msg = "\n".join(lines[starts[0] :])
+    for name in names:
+        assert name in msg or name in msg.replace("-", "_"), f"{name!r} not in the message: {msg}"
+    return msg
+
+
+def assert_close(
+    got: Sequence[np.ndarray],
+    want: Sequence[np.ndarray],
+    atol: float,
+    names: Sequence[str] = ("output", "final h", "final c"),
+) -> None:
+    """Each array of `got` within `atol` of the same-sized one of `want` (compared in `want`'s shape), none missing."""
+    assert len(got) == len(want) == len(names), (len(got), len(want), names)
+    for name, g, w in zip(names, got, want, strict=True):
+        assert np.size(g) == np.size(w), f"{name}: shape {np.shape(g)} vs {np.shape(w)}"
+        np.testing.assert_allclose(np.reshape(g, np.shape(w)), w, atol=atol, rtol=0, err_msg=name)
+
+
+def json_report(result: Result, code: int = 0) -> dict[str, Any]:
+    """The one JSON document a `--json` command printed: its exit code checked, `ok` true exactly when it is 0,
+    and the document valid against schemas/report.schema.json (when jsonschema is installed)."""
+    assert result.exit_code == code, f"exit {result.exit_code}, expected {code}; output:\n{result.output}"
+    doc = json.loads(result.stdout)  # exactly one document: trailing text is a JSONDecodeError
+    assert isinstance(doc, dict) and doc.get("ok") is (code == 0), doc
+    try:
+        import jsonschema
+    except ImportError:
+        return doc
+    jsonschema.validate(doc, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))
+    return doc

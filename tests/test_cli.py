@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from support import assert_user_error, invoke, json_report
 
 import lstmgen.check.verify
 import lstmgen.cli.cmd_verify
 import lstmgen.cli.main
-from lstmgen.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_UNITS, INPUT_SIZE, NUM_PROJ = 6, 5, 4  # all different, so a swapped dimension cannot go unnoticed
@@ -103,32 +103,6 @@ class UnpickleMarker:
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[str]]:
         return (os.mkdir, (str(self.marker),))
-
-
-def invoke(*args: object) -> Result:
-    """Run the CLI in-process; any exception escaping the command is itself a failure (a traceback)."""
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}; output:\n{result.output}") from result.exception
-    assert "Traceback" not in result.output
-    return result
-
-
-def assert_user_error(result: Result, *names: str, code: int = 2) -> str:
-    """Exit `code`, no traceback, exactly one short error line on stderr that contains every name.
-
-    A name like 'cell_clip' also matches the option spelling '--cell-clip'.
-    """
-    assert result.exit_code == code, f"exit {result.exit_code}, expected {code}; output:\n{result.output}"
-    assert "Traceback" not in result.output
-    assert "internal error" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith(("lstmgen: error:", "Error:"))]
-    assert len(lines) == 1, f"expected one error line on stderr, got:\n{result.stderr}"
-    msg = lines[0]
-    assert len(msg) < 1500, msg
-    for name in names:
-        assert name in msg or name in msg.replace("-", "_"), f"{name!r} not in the message: {msg}"
-    return msg
 
 
 def assert_no_output(path: Path) -> None:
@@ -943,9 +917,9 @@ def test_inspect_model_with_out_of_range_tensor_index(tmp_path: Path, models: di
 
 
 def test_inspect_text_and_json(models: dict[str, Path]) -> None:
-    info = json.loads(invoke("inspect", models["fixed5"], "--json").stdout)
+    info = json_report(invoke("inspect", models["fixed5"], "--json"))
     assert (info["time_steps"], info["batch_size"], info["num_proj"], info["activation"]) == (5, 1, None, "tanh")
-    info = json.loads(invoke("inspect", models["full"], "--json").stdout)
+    info = json_report(invoke("inspect", models["full"], "--json"))
     assert (info["time_steps"], info["batch_size"], info["num_proj"], info["time_major"]) == (None, 2, NUM_PROJ, True)
     result = invoke("inspect", models["dynamic"])
     assert result.exit_code == 0 and "time=dynamic" in result.stdout

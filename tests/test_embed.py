@@ -79,6 +79,7 @@ def test_embed_compiles_and_holds_the_model(tmp_path: Path, options: dict) -> No
         )
 
 
+@pytest.mark.slow
 @needs_tflm
 def test_arena_is_what_tflm_measures(tmp_path: Path) -> None:
     """The measured arena holds at least the activations (int8 input and output) once they dominate."""
@@ -90,6 +91,7 @@ def test_arena_is_what_tflm_measures(tmp_path: Path) -> None:
     assert sizes[1] > sizes[0] and sizes[1] >= 600 * (5 + 8)  # int8 input [1, 600, 5] and output [1, 600, 8]
 
 
+@pytest.mark.slow
 @needs_tflm
 @needs_gxx
 def test_build_embed_and_cli(tmp_path: Path) -> None:
@@ -123,6 +125,7 @@ def test_bad_names_and_paths_are_refused_before_anything_is_written(tmp_path: Pa
     assert not (tmp_path / "x.cc").exists() and not (tmp_path / "x.h").exists()
 
 
+@pytest.mark.slow
 @needs_tflm
 def test_measured_arena_is_the_minimum_tflm_needs(tmp_path: Path) -> None:
     """TFLM runs the model in exactly the measured bytes and not in 16 fewer (each tried in a child process:
@@ -184,6 +187,7 @@ def test_the_refusal_is_the_micro_rules(tmp_path: Path, monkeypatch: pytest.Monk
     assert embed(model, tmp_path / "fw.cc").arena_measured > 0
 
 
+@pytest.mark.slow
 @needs_tflm
 def test_a_dynamic_time_axis_is_embedded_with_a_note(tmp_path: Path) -> None:
     """Built without --time-steps: embedded for the stored [1, 1, I] (one step per invoke), said in the summary,

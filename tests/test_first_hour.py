@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support import ROOT
+from support import ROOT, invoke, json_report
 
 from lstmgen.build import build
 from lstmgen.cli.main import main
@@ -153,6 +153,7 @@ def test_a_runtime_that_is_installed_but_broken_says_so(monkeypatch: pytest.Monk
 HYBRID = ROOT / "tests" / "fixtures" / "hybrid"  # made by TF: tests/fixtures/hybrid/make_hybrid.py
 
 
+@pytest.mark.slow
 @pytest.mark.runtime
 def test_default_hybrid_is_as_accurate_as_tf_s_own_conversion(tmp_path: Path) -> None:
     """TF's converter quantizes hybrid LSTM inputs asymmetrically (op v3); lstmgen's default does too, and on the
@@ -194,7 +195,7 @@ def test_build_summary_describes_every_layer_and_the_output_width(tmp_path: Path
     assert "layer 1 backward  num_units=6 input_size=12 output_size=6" in text and "[lstm.l1_reverse]" in text
     assert "output: 12 features per step (forward 6 || backward 6)" in text
     assert text.count("gate bias = bias_ih + bias_hh") == 1 and "(every cell)" in text
-    doc = json.loads(CliRunner().invoke(main, [*args, "-o", str(tmp_path / "j.tflite"), "--json"]).stdout)
+    doc = json_report(invoke(*args, "-o", tmp_path / "j.tflite", "--json"))
     assert doc["output_width"] == 12 and len(doc["layers"]) == 4
     assert doc["layers"][3] == {
         "layer": 1,

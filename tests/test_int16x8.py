@@ -4,13 +4,13 @@ and `run --runtime micro`."""
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support import invoke, json_report
 
 import lstmgen.quant.quantize as quantize_module
 from lstmgen.build import build
@@ -138,11 +138,7 @@ def test_litert_is_refused_with_the_reason(tmp_path: Path, calib: Path) -> None:
 def test_cli_build_verify_run_micro(tmp_path: Path, calib: Path) -> None:
     out = tmp_path / "m.tflite"
     args = ["--num-units", str(N), "--input-size", str(I), "--batch-size", str(B), "--time-steps", str(T)]
-    r = CliRunner().invoke(
-        main, ["build", *args, "--quantize", "int16x8", "--calibration-data", str(calib), "-o", str(out), "--json"]
-    )
-    assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)
+    doc = json_report(invoke("build", *args, "--quantize", "int16x8", "--calibration-data", calib, "-o", out, "--json"))
     assert doc["verification"]["runtime"] == "tflite-micro" and doc["verification"]["passed"]
     r = CliRunner().invoke(main, ["verify", str(out)])
     assert r.exit_code == 0 and "tflite-micro" in r.stdout
@@ -219,13 +215,9 @@ def test_int16x8_topologies_run_in_tflm(tmp_path: Path, options: dict) -> None:
 @needs_tflm
 def test_json_outputs_validate(tmp_path: Path) -> None:
     """build/verify/inspect --json of an int16x8 model (runtime tflite-micro, empty min runtime) fit the schema."""
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json").read_text())
+    pytest.importorskip("jsonschema")
     out = tmp_path / "m.tflite"
     args = ["--num-units", "4", "--input-size", "3", "--time-steps", "5", "--quantize", "int16x8", "--calibration"]
-    for cmd in (["build", *args, "random", "-o", str(out), "--json"], ["verify", str(out), "--json"]):
-        r = CliRunner().invoke(main, cmd)
-        assert r.exit_code == 0, r.output
-        jsonschema.validate(json.loads(r.stdout), schema)
-    r = CliRunner().invoke(main, ["inspect", str(out), "--json", "--check", "micro"])
-    jsonschema.validate(json.loads(r.stdout), schema)
+    json_report(invoke("build", *args, "random", "-o", out, "--json"))  # exit 0, ok, the report schema
+    json_report(invoke("verify", out, "--json"))
+    json_report(invoke("inspect", out, "--json", "--check", "micro"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import TF_FIXTURES
+from support import TF_FIXTURES, assert_close
 
 from lstmgen.errors import WeightFileError
 from lstmgen.weights import list_layers, load_layers, load_weights
@@ -62,11 +62,6 @@ def build_run(tmp_path: Path, w: CellWeights, x: np.ndarray, **options: Any) -> 
     result = build(out, {"batch_size": x.shape[1] if options.get("time_major") else x.shape[0], **options}, w)
     assert result.verification is not None and result.verification.passed
     return tuple(run_model(out, x))[:3]
-
-
-def assert_close(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> None:
-    for name, g, w in zip(("output", "final h", "final c"), got, want, strict=True):
-        np.testing.assert_allclose(np.asarray(g).reshape(w.shape), w, atol=ATOL, rtol=0, err_msg=name)
 
 
 def cell_table(layers: list[list[CellWeights]]) -> list[list[tuple[str | None, str]]]:
@@ -211,9 +206,9 @@ def test_torch_backward_cells_match_torch(tmp_path: Path, proj: int) -> None:
         fw, bw = layers[k]
         assert (fw.direction, bw.direction) == ("forward", "backward")
         got = build_run(tmp_path, fw, feed)
-        assert_close(got, (want_y[..., :out], h[2 * k], c[2 * k]))
+        assert_close(got, (want_y[..., :out], h[2 * k], c[2 * k]), ATOL)
         got = build_run(tmp_path, as_forward(bw), np.ascontiguousarray(feed[:, ::-1]))
-        assert_close((got[0][:, ::-1], *got[1:]), (want_y[..., out:], h[2 * k + 1], c[2 * k + 1]))
+        assert_close((got[0][:, ::-1], *got[1:]), (want_y[..., out:], h[2 * k + 1], c[2 * k + 1]), ATOL)
 
 
 # ============================================================================================ keras
@@ -364,7 +359,7 @@ def test_keras_go_backwards_cell_matches_keras(tmp_path: Path) -> None:
     (w,), = load_layers(TF_FIXTURES / "keras3_go_backwards.keras")  # fmt: skip
     assert w.direction == "backward" and w.hyperparameters["go_backwards"] is True
     got = build_run(tmp_path, as_forward(w), np.ascontiguousarray(io["x"][:, ::-1]))
-    assert_close(got, (io["y"], io["h"], io["c"]))
+    assert_close(got, (io["y"], io["h"], io["c"]), ATOL)
 
 
 @needs_h5py
@@ -374,7 +369,7 @@ def test_keras_last_step_cell_matches_keras(tmp_path: Path) -> None:
     (w,), = load_layers(TF_FIXTURES / "keras3_last_step.keras")  # fmt: skip
     assert w.hyperparameters["return_sequences"] is False
     y, h, c = build_run(tmp_path, as_forward(w), io["x"])
-    assert_close((y[:, -1], h, c), (io["y"], io["h"], io["c"]))
+    assert_close((y[:, -1], h, c), (io["y"], io["h"], io["c"]), ATOL)
 
 
 @needs_h5py
@@ -383,9 +378,9 @@ def test_keras_last_step_cell_matches_keras(tmp_path: Path) -> None:
 def test_keras_bidirectional_cells_match_keras(tmp_path: Path, name: str) -> None:
     io = _keras_io("keras3_bidir")
     (fw, bw), = load_layers(TF_FIXTURES / name)  # fmt: skip
-    assert_close(build_run(tmp_path, fw, io["x"]), (io["y"][..., :6], io["h_fw"], io["c_fw"]))
+    assert_close(build_run(tmp_path, fw, io["x"]), (io["y"][..., :6], io["h_fw"], io["c_fw"]), ATOL)
     y, h, c = build_run(tmp_path, as_forward(bw), np.ascontiguousarray(io["x"][:, ::-1]))
-    assert_close((y[:, ::-1], h, c), (io["y"][..., 6:], io["h_bw"], io["c_bw"]))
+    assert_close((y[:, ::-1], h, c), (io["y"][..., 6:], io["h_bw"], io["c_bw"]), ATOL)
 
 
 # ============================================================================================= onnx
@@ -512,7 +507,7 @@ def test_onnx_reverse_cell_matches_onnxruntime(tmp_path: Path, direction: str) -
     bw = load_layers(path)[0][-1]
     assert bw.direction == "backward" and bw.hyperparameters.get("onnx_reverse", False) is (d == 0)
     got = build_run(tmp_path, as_forward(bw), np.ascontiguousarray(x[::-1]), time_major=True)
-    assert_close((got[0][::-1], *got[1:]), (y[:, d], h[d], c[d]))
+    assert_close((got[0][::-1], *got[1:]), (y[:, d], h[d], c[d]), ATOL)
 
 
 # =================================================================================== tf-checkpoint
@@ -526,7 +521,7 @@ def _tf1_cell(rng: np.random.Generator, scope: str, i: int, n: int) -> dict[str,
 
 
 def _checkpoint(tmp_path: Path, scopes: list[tuple[str, int]]) -> Path:
-    from test_tfbundle import write_bundle
+    from tf_bundle_writer import write_bundle
 
     rng = np.random.default_rng(0)
     tensors: dict[str, np.ndarray] = {"global_step": np.array(7, np.int64)}

@@ -109,15 +109,15 @@ def _wrap_reader(m: pytest.MonkeyPatch, fmt: str, change: Callable[[dict[str, np
 
 
 def _swap_split(m: pytest.MonkeyPatch, module: Any) -> None:
-    """The reader's gate order table read wrong: input and forget blocks exchanged."""
-    real = module.split_gates
+    """The reader's gate order table read wrong: input and forget blocks exchanged (in its gate_tensors call)."""
+    real = module.gate_tensors
 
-    def split(packed: np.ndarray, order: str, axis: int = 0) -> dict[str, np.ndarray]:
-        g = real(packed, order, axis)
-        g["input"], g["forget"] = g["forget"], g["input"]
-        return g
+    def split(order: str, *packed: np.ndarray) -> dict[str, np.ndarray]:
+        tensors = real(order, *packed)
+        _swap_gates(tensors)
+        return tensors
 
-    m.setattr(module, "split_gates", split)
+    m.setattr(module, "gate_tensors", split)
 
 
 def _transpose_recurrent(tensors: dict[str, np.ndarray]) -> None:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from support import assert_close  # noqa: E402
 
 from lstmgen.build import build  # noqa: E402
 from lstmgen.cli.main import main  # noqa: E402
@@ -25,6 +26,7 @@ from lstmgen.weights.onnx_lstm import list_cells  # noqa: E402
 NB, NT, NI, NH = 3, 7, 5, 6  # batch, time, input, hidden: all different, so a swapped axis cannot hide
 OPSET, IR = 14, 8  # LSTM-14 has `layout`; onnxruntime refuses IR versions newer than it knows
 ATOL = 1e-5
+ONNX_OUTPUTS = ("Y", "Y_h", "Y_c")  # the names assert_close reports
 
 
 # --- building ONNX models ----------------------------------------------------------------------
@@ -126,13 +128,6 @@ def build_and_run(
     return run_model(out, x)
 
 
-def assert_close(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> None:
-    for name, g, w in zip(("Y", "Y_h", "Y_c"), got, want, strict=True):
-        assert g.shape == w.shape, f"{name}: shape {g.shape} != {w.shape}"
-        err = float(np.abs(g - w).max())
-        assert err <= ATOL, f"{name}: max abs error {err:.3g} > {ATOL}"
-
-
 # --- against onnxruntime -----------------------------------------------------------------------
 
 
@@ -144,7 +139,7 @@ def test_matches_onnxruntime(tmp_path: Path, layout: int, peepholes: bool) -> No
     path = save(model, tmp_path / "m.onnx")
     x = random_input(layout)
     got = build_and_run(tmp_path, path, x)
-    assert_close(got, oracle(model, x, layout))
+    assert_close(got, oracle(model, x, layout), ATOL, ONNX_OUTPUTS)
     w = load_weights(path)
     assert w.implied()["time_major"] is (layout == 0)
     assert w.implied()["use_peepholes"] is peepholes
@@ -159,7 +154,7 @@ def test_layout_1_twin_matches_onnx_reference() -> None:
     x = random_input(1)
     y, h, c = ReferenceEvaluator(model).run(None, {"X": x})
     want = oracle(model, x, 1)
-    assert_close((y[:, :, 0], h[:, 0], c[:, 0]), want)
+    assert_close((y[:, :, 0], h[:, 0], c[:, 0]), want, ATOL, ONNX_OUTPUTS)
 
 
 @pytest.mark.runtime
@@ -168,7 +163,7 @@ def test_relu_activations_match_onnxruntime(tmp_path: Path) -> None:
     path = save(model, tmp_path / "relu.onnx")
     x = random_input(0)
     assert load_weights(path).implied()["activation"] == "relu"
-    assert_close(build_and_run(tmp_path, path, x), oracle(model, x, 0))
+    assert_close(build_and_run(tmp_path, path, x), oracle(model, x, 0), ATOL, ONNX_OUTPUTS)
 
 
 @pytest.mark.runtime
@@ -177,7 +172,7 @@ def test_forward_half_of_bidirectional_matches_onnxruntime(tmp_path: Path) -> No
     path = save(model, tmp_path / "bi.onnx")
     x = random_input(0)
     got = build_and_run(tmp_path, path, x, layer="lstm_1/forward")
-    assert_close(got, oracle(model, x, 0, direction=0))
+    assert_close(got, oracle(model, x, 0, direction=0), ATOL, ONNX_OUTPUTS)
 
 
 @pytest.mark.runtime
@@ -194,7 +189,7 @@ def test_initial_state_fed_at_run_time_matches_onnxruntime(tmp_path: Path) -> No
     result = build(out, {"batch_size": NB}, path)
     assert any("initial_h is a graph input" in n for n in result.notes)
     got = run_model(out, x, h0=h0[:, 0], c0=c0[:, 0])
-    assert_close(got, oracle(model, x, layout, h0=h0, c0=c0))
+    assert_close(got, oracle(model, x, layout, h0=h0, c0=c0), ATOL, ONNX_OUTPUTS)
 
 
 @pytest.mark.runtime
@@ -205,7 +200,7 @@ def test_npz_matches_onnxruntime(tmp_path: Path, weights_npz: Callable[..., Path
     path = weights_npz({k: v[0] if squeeze else v for k, v in arrays.items()}, "onnx_lstm.npz")
     x = random_input(0)
     # An .npz does not record the layout: ask for time-major to feed the same [T,B,I] input.
-    assert_close(build_and_run(tmp_path, path, x, {"time_major": True}), oracle(model, x, 0))
+    assert_close(build_and_run(tmp_path, path, x, {"time_major": True}), oracle(model, x, 0), ATOL, ONNX_OUTPUTS)
     assert "format detected from keys: onnx" in load_weights(path).notes
 
 
@@ -255,6 +250,22 @@ def test_constant_identity_external_data_and_zero_state_are_read(tmp_path: Path)
     assert sorted(got) == sorted(plain)
     for k in plain:
         np.testing.assert_array_equal(got[k], plain[k])
+
+
+def test_cast_of_an_initializer_builds_and_verifies(tmp_path: Path) -> None:
+    """W = Cast(float64 initializer, to=FLOAT), as exporters write for a double-precision source: folded, read
+    as the plain model's W, and the build verifies against the source."""
+    arrays = lstm_arrays(seed=14)
+    plain = load_weights(save(simple_model(arrays), tmp_path / "plain.onnx")).tensors
+    nodes = [helper.make_node("Cast", ["W64"], ["W"], to=TensorProto.FLOAT), lstm_node(inputs=["X", "W", "R", "B"])]
+    inits = {"W64": arrays["W"].astype(np.float64), "R": arrays["R"], "B": arrays["B"]}
+    path = save(make_model(nodes, inits), tmp_path / "cast.onnx")
+    weights = load_weights(path)
+    assert any("Cast" in note for note in weights.notes), weights.notes
+    for k in weights.tensors:
+        np.testing.assert_array_equal(weights.tensors[k], plain[k])
+    result = build(tmp_path / "cast.tflite", {"batch_size": NB}, path)
+    assert result.verification is not None and result.verification.passed
 
 
 def test_no_bias_means_zero_bias(tmp_path: Path) -> None:

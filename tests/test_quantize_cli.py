@@ -63,6 +63,7 @@ def test_quantized_sizes(tmp_path: Path, mode: str, limit: float) -> None:
     assert ratio <= limit
 
 
+@pytest.mark.slow
 @pytest.mark.runtime
 def test_int8_with_calibration_data_and_float_io(tmp_path: Path, calib: Path) -> None:
     out = tmp_path / "m.tflite"

@@ -1,7 +1,8 @@
 """The README runs as written: every shell, Python, Makefile and CI block, in order, in one directory.
 
-The directory starts as a copy of examples/ (every file the README uses ships there), as a reader's
-clone would have it. A block is exempt only when an HTML comment right before it says so:
+Each block's test runs the blocks before it first (once per session, in README order), so the tests
+pass in any order and alone. The directory starts as a copy of examples/ (every file the README uses
+ships there), as a reader's clone would have it. A block is exempt only when an HTML comment right before it says so:
 `<!-- readme-test: skip (reason) -->`. A `text` block marked `<!-- readme-test: output of the previous
 block ... -->` must match that block's stdout, numbers with a decimal point (timings, errors, versions)
 aside. In the CI block the `run:` lines run, except `pip install` (the test's environment has lstmgen).
@@ -51,14 +52,74 @@ def blocks(text: str) -> list[Block]:
 
 
 BLOCKS = blocks(README.read_text(encoding="utf-8"))
-_stdout: dict[int, str] = {}  # block line -> what it printed (for the output blocks after it)
+
+
+class Skip(Exception):
+    """A block not run here (marked skip, or an optional package missing)."""
+
+
+@dataclass
+class Reader:
+    """Runs the README the way a reader does: every block, in order, in one directory, each once.
+
+    A test asks for its block's outcome; the blocks before it run first (once, whatever order the tests
+    run in), so each test passes or fails alone, with `-k`, `--lf` or in random order.
+    """
+
+    workdir: Path
+    outcomes: dict[int, tuple[str, str]]  # block line -> ("ok", stdout) | ("skip", why) | ("fail", message)
+
+    def outcome(self, block: Block) -> tuple[str, str]:
+        for b in BLOCKS[: BLOCKS.index(block) + 1]:
+            if b.line not in self.outcomes:
+                try:
+                    self.outcomes[b.line] = ("ok", self._run_block(b))
+                except Skip as why:
+                    self.outcomes[b.line] = ("skip", str(why))
+                except AssertionError as failure:
+                    self.outcomes[b.line] = ("fail", str(failure))
+        return self.outcomes[block.line]
+
+    def _run_block(self, block: Block) -> str:
+        if block.marker.startswith("skip ("):
+            raise Skip(f"marked in the README: {block.marker}")
+        if block.marker.startswith("needs "):
+            missing = [m for m in block.marker.split()[1:] if importlib.util.find_spec(m) is None]
+            if missing:
+                raise Skip(f"README.md line {block.line} needs {', '.join(missing)}, not installed here")
+        if block.marker.startswith("output of the previous block"):
+            before = [b for b in BLOCKS if b.line < block.line and self.outcomes.get(b.line, ("",))[0] == "ok"]
+            assert before, "the block this output belongs to did not run"
+            got = self.outcomes[before[-1].line][1]
+            assert DECIMAL.sub("#", got).strip() == DECIMAL.sub("#", block.body).strip(), (
+                f"README.md line {block.line}: the sample output is stale; the command printed:\n{got}"
+            )
+            return ""
+        workdir = self.workdir
+        if block.lang == "sh":
+            return _run(["bash", "-euo", "pipefail", "-c", block.body], workdir, block)
+        if block.lang == "python":
+            return _run([sys.executable, "-c", block.body], workdir, block)
+        if block.lang == "make":
+            if shutil.which("make") is None:
+                raise Skip("no make on PATH")
+            (workdir / "README.mk").write_text(block.body)
+            target = re.search(r"^([^\s:#]+):", block.body, re.M)
+            assert target, "no target in the Makefile block"
+            out = _run(["make", "-f", "README.mk", target.group(1)], workdir, block)
+            assert (workdir / target.group(1)).is_file()
+            return out
+        # yaml: a CI job
+        return "".join(
+            _run(["bash", "-euo", "pipefail", "-c", cmd], workdir, block) for cmd in _ci_commands(block.body)
+        )
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def reader(tmp_path_factory: pytest.TempPathFactory) -> Reader:
     root = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+    return Reader(root, {})
 
 
 def _env() -> dict[str, str]:
@@ -91,37 +152,14 @@ def test_every_block_is_run_or_marked() -> None:
     assert any(_ci_commands(b.body) for b in BLOCKS if b.lang == "yaml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
-def test_readme_block(block: Block, workdir: Path) -> None:
-    if block.marker.startswith("skip ("):
-        pytest.skip(f"marked in the README: {block.marker}")
-    if block.marker.startswith("needs "):
-        missing = [m for m in block.marker.split()[1:] if importlib.util.find_spec(m) is None]
-        if missing:
-            pytest.skip(f"README.md line {block.line} needs {', '.join(missing)}, not installed here")
-    if block.marker.startswith("output of the previous block"):
-        before = [b for b in BLOCKS if b.line < block.line and b.line in _stdout]
-        assert before, "the block this output belongs to did not run"
-        got = _stdout[before[-1].line]
-        assert DECIMAL.sub("#", got).strip() == DECIMAL.sub("#", block.body).strip(), (
-            f"README.md line {block.line}: the sample output is stale; the command printed:\n{got}"
-        )
-        return
-    if block.lang == "sh":
-        out = _run(["bash", "-euo", "pipefail", "-c", block.body], workdir, block)
-    elif block.lang == "python":
-        out = _run([sys.executable, "-c", block.body], workdir, block)
-    elif block.lang == "make":
-        if shutil.which("make") is None:
-            pytest.skip("no make on PATH")
-        (workdir / "README.mk").write_text(block.body)
-        target = re.search(r"^([^\s:#]+):", block.body, re.M)
-        assert target, "no target in the Makefile block"
-        out = _run(["make", "-f", "README.mk", target.group(1)], workdir, block)
-        assert (workdir / target.group(1)).is_file()
-    else:  # yaml: a CI job
-        out = "".join(_run(["bash", "-euo", "pipefail", "-c", cmd], workdir, block) for cmd in _ci_commands(block.body))
-    _stdout[block.line] = out
+def test_readme_block(block: Block, reader: Reader) -> None:
+    """This block, after the ones before it (run once, in order): passes alone and in any test order."""
+    kind, detail = reader.outcome(block)
+    if kind == "skip":
+        pytest.skip(detail)
+    assert kind == "ok", detail
 
 
 def test_local_links_resolve() -> None:

@@ -199,3 +199,37 @@ def test_time_major_is_a_transpose() -> None:
     y_tm, h_tm, _ = lstm_reference(x.transpose(1, 0, 2), p, time_major=True)
     np.testing.assert_allclose(y_bm, y_tm.transpose(1, 0, 2))
     np.testing.assert_allclose(h_bm, h_tm)
+
+
+def test_step_is_the_whole_equation_set() -> None:
+    """lstm_reference adds nothing to `step`: stepping by hand gives its outputs and record bit for bit
+    (peepholes, projection, layer norm, clips and saturation included)."""
+    from lstmgen.numerics.reference import Cell, Saturation, step
+
+    rng = np.random.default_rng(3)
+    n, i, p_, b, t = 4, 3, 2, 2, 5
+    params = {
+        f"{w}_to_{g}_weights": rng.standard_normal((n, i if w == "input" else p_))
+        for w in ("input", "recurrent")
+        for g in ("input", "forget", "cell", "output")
+    }
+    params |= {f"{g}_gate_bias": rng.standard_normal(n) for g in ("input", "forget", "cell", "output")}
+    params |= {f"{g}_layer_norm_coefficients": rng.standard_normal(n) for g in ("input", "forget", "cell", "output")}
+    params |= {f"cell_to_{g}_weights": rng.standard_normal(n) for g in ("input", "forget", "output")}
+    params |= {"projection_weights": rng.standard_normal((p_, n)), "projection_bias": rng.standard_normal(p_)}
+    x = rng.standard_normal((b, t, i)) * 3
+    sat = Saturation(dict.fromkeys(("input", "forget", "cell", "output"), (-2.0, 2.0)), (-1.5, 1.5), (-0.5, 0.5))
+    record: dict[str, np.ndarray] = {}
+    y, h_end, c_end = lstm_reference(
+        x, params, cell_clip=2.5, proj_clip=0.9, record=record, gate_bounds=sat.gates, c_bounds=sat.c, h_bounds=sat.h
+    )
+    cell = Cell.of(params, "tanh", 2.5, 0.9)
+    h, c = np.zeros((b, p_)), np.zeros((b, n))
+    for k in range(t):
+        out = step(cell, x[:, k], h, c, sat)
+        h, c = out.h, out.c
+        assert np.array_equal(y[:, k], h) and np.array_equal(record["cell_state"][k], c)
+        assert np.array_equal(record["hidden"][k], out.hidden)
+        for g, pre in out.gate_pre.items():
+            assert np.array_equal(record[f"{g}_gate_pre"][k], pre)
+    assert np.array_equal(h, h_end) and np.array_equal(c, c_end)

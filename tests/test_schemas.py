@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import ROOT
+from support import ROOT, invoke, json_report
 
 from lstmgen.cli.main import main
 from lstmgen.config import CONFIG_KEYS, FILE_ONLY_KEYS
@@ -40,7 +40,13 @@ def test_cli_json_outputs_validate(tmp_path: Path) -> None:
     docs.append(runner.invoke(main, ["inspect", str(model), "--json"]))
     docs.append(runner.invoke(main, ["verify", str(model), "--json"]))
     docs.append(runner.invoke(main, ["inspect", str(tmp_path / "missing.tflite"), "--json"]))
-    for result in docs:
-        doc = json.loads(result.stdout)
-        jsonschema.validate(doc, REPORT)
-    assert [json.loads(r.stdout)["ok"] for r in docs] == [True, True, True, False]
+    for result, code in zip(docs, (0, 0, 0, 2), strict=True):
+        jsonschema.validate(json_report(result, code), REPORT)
+
+
+def test_json_report_fails_on_an_error_document(tmp_path: Path) -> None:
+    """The schema accepts error documents too: json_report's exit code and `ok` checks are what catch one."""
+    error = invoke("inspect", tmp_path / "missing.tflite", "--json")
+    with pytest.raises(AssertionError, match="exit 2, expected 0"):
+        json_report(error)
+    assert json_report(error, 2)["error"]

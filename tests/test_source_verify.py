@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import ROOT, TF_FIXTURES, invoke, keras_gates_swapped
+from support import ROOT, TF_FIXTURES, invoke, json_report, keras_gates_swapped
 
 pytestmark = pytest.mark.runtime
 TF_FLOAT = TF_FIXTURES / "tfkeras2_float_lstm.tflite"  # made by TF's converter from these Keras weights:
@@ -58,11 +58,11 @@ def test_swapped_input_and_forget_gates_exit_1(tmp_path: Path) -> None:
     assert "differ already at the first time step" in result.stdout
 
 
+@pytest.mark.slow
 def test_tf_int8_reports_error_against_float_source_and_gates() -> None:
     calib = TF_FIXTURES / "tfint8_calibration.npy"
     args = ("verify", TF_FIXTURES / "tfint8_lstm.tflite", "--weights", KERAS_W, "--input", calib, "--json")
-    doc = json.loads(invoke(*args).stdout)
-    assert doc["ok"], doc
+    doc = json_report(invoke(*args))
     assert not any("first time step" in n for n in doc["against_source"]["structure"])
     src = doc["against_source"]
     assert src["quantized"] and src["output_step"] > 0 and src["error_in_output_steps"] > 0.1
@@ -76,9 +76,9 @@ def test_int8_build_reports_error_and_max_error_gates(tmp_path: Path) -> None:
     out = tmp_path / "m.tflite"
     common = ("build", "--weights", KERAS_W, "--time-steps", "10", "--quantize", "int8")
     calib = ("--calibration-data", TF_FIXTURES / "tfint8_calibration.npy")
-    doc = json.loads(invoke(*common, *calib, "-o", out, "--json").stdout)
+    doc = json_report(invoke(*common, *calib, "-o", out, "--json"))
     src = doc["against_source"]
-    assert doc["ok"] and src["quantized"] and src["reference"] == "keras" and src["error_in_output_steps"] > 0
+    assert src["quantized"] and src["reference"] == "keras" and src["error_in_output_steps"] > 0
     assert src["samples"] == 32  # the whole calibration set, not just the sample verification runs on
     out.unlink()
     result = invoke(*common, *calib, "-o", out, "--max-error", src["max_abs_error"] / 2, "--json")
@@ -86,6 +86,7 @@ def test_int8_build_reports_error_and_max_error_gates(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["ok"] is False
 
 
+@pytest.mark.slow
 def test_int8_input_clipping_counts_against_the_source(tmp_path: Path) -> None:
     """Calibrated on inputs 100x too small, the int8 input grid clips real inputs: the source must see them
     as given (not clipped), so the error the user would see is the error reported (a fresh-user finding:

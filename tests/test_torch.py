@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import Result
-from support import invoke
+from support import assert_close, assert_user_error, invoke
 
 # torch is the oracle: installed by `make test` in .venv, absent from the tflite-runtime venv.
 torch = pytest.importorskip("torch")
@@ -87,22 +86,6 @@ def build_and_run(tmp_path: Path, weights: Path, x: np.ndarray, *, time_major: b
     return run_model(out, x)
 
 
-def assert_close(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> None:
-    for name, g, w in zip(("output", "final h", "final c"), got, want, strict=True):
-        np.testing.assert_allclose(g.reshape(w.shape), w, atol=ATOL, rtol=0, err_msg=name)
-
-
-def assert_user_error(result: Result, *names: str) -> str:
-    """Exit 2, no traceback, one error paragraph on stderr naming every `names`."""
-    assert result.exit_code == 2, f"exit {result.exit_code}; output:\n{result.output}"
-    assert "Traceback" not in result.output and "internal error" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("lstmgen: error:")]
-    assert len(lines) == 1, result.stderr
-    for name in names:
-        assert name in lines[0], f"{name!r} not in: {lines[0]}"
-    return lines[0]
-
-
 def assert_no_output(path: Path) -> None:
     assert not path.exists(), f"{path} was left behind by a failed build"
     assert sorted(path.parent.glob(".*.tmp")) == [], "temporary files left behind"
@@ -128,7 +111,7 @@ def test_single_layer_matches_torch(tmp_path: Path, batch_first: bool, kind: str
     weights = save(prefixed(lstm, "encoder.lstm."), tmp_path / f"w.{fmt}")
     x = inputs(batch_first)
     got = build_and_run(tmp_path, weights, x, time_major=not batch_first, weights_format="auto")
-    assert_close(got, oracle(lstm, x))
+    assert_close(got, oracle(lstm, x), ATOL)
 
 
 @pytest.mark.runtime
@@ -145,7 +128,7 @@ def test_two_layer_lstm_one_layer_at_a_time(tmp_path: Path, index: int, fmt: str
     y0, _, _ = oracle(first, x)
     feed, want = (x, (y0, h[0], c[0])) if index == 0 else (y0, (y, h[1], c[1]))
     got = build_and_run(tmp_path, weights, feed, time_major=False, layer=f"lstm.l{index}")
-    assert_close(got, want)
+    assert_close(got, want, ATOL)
 
 
 @pytest.mark.runtime
@@ -161,9 +144,10 @@ def test_reverse_direction_matches_torch(tmp_path: Path) -> None:
     result = build(out, {"batch_size": B, "time_steps": T}, replace(weights, direction="forward"))
     assert result.verification is not None and result.verification.passed
     got = run_model(out, x[:, ::-1].copy())
-    assert_close(got, (y[:, ::-1, P:], h[1], c[1]))
+    assert_close(got, (y[:, ::-1, P:], h[1], c[1]), ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.runtime
 def test_cli_build_from_checkpoint_dict(tmp_path: Path) -> None:
     """A training checkpoint {'epoch', 'model_state_dict', 'optimizer_state_dict'} is read via its state_dict."""

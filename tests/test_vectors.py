@@ -144,6 +144,7 @@ def test_cli_writes_and_refuses(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "not an integer model" in r.output and not (tmp_path / "fw" / "g_f_vectors.h").exists()
 
 
+@pytest.mark.slow
 @needs_tflm
 def test_embed_and_target_micro_tell_the_cmsis_nn_state_truth(tmp_path: Path) -> None:
     from lstmgen.embed import embed

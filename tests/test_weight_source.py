@@ -83,3 +83,28 @@ def test_object_member_is_refused_without_unpickling(tmp_path: Path) -> None:
     np.savez(path, kernel=np.array([object()], dtype=object))
     with pytest.raises(WeightFileError, match="never unpickles"):
         open_weights(path)
+
+
+@pytest.mark.parametrize(
+    ("weights", "target"),
+    [
+        ("examples/classifier.keras", "lstmgen.weights.keras_convert._check_config"),
+        ("examples/model.onnx", "lstmgen.weights.onnx_lstm.OnnxReader.open_file"),
+        ("examples/weights_tf1.npz", "lstmgen.weights.tf1.Tf1Reader.read"),
+    ],
+)
+def test_a_bug_in_a_reader_is_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weights: str, target: str
+) -> None:
+    """lstmgen's own AttributeError inside a reader is exit 70 with the bug named, not "re-save the file" (exit 2)."""
+    from support import ROOT, invoke
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'injected'")
+
+    monkeypatch.setattr(target, bug)
+    out = tmp_path / "m.tflite"
+    result = invoke("build", "--weights", ROOT / weights, "-o", out, "--no-verify")
+    assert result.exit_code == 70, result.output
+    assert "internal error: AttributeError" in result.output and "re-save" not in result.output.lower()
+    assert not out.exists()

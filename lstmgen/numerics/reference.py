@@ -1,12 +1,15 @@
 """Float64 NumPy reference of the TFLite LSTM kernel's math; imports nothing else from lstmgen.
 
 It follows tflite-lstm-op.md §3 step by step, from the op's own parameter names, so that it
-shares no code with the layout code it checks.
+shares no code with the layout code it checks. `step` holds the equations of one time step and nothing
+else; `lstm_reference` runs it over a sequence, with recording, jitter and progress around it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,6 +58,103 @@ def saturating_sum(terms: list[Array], bounds: tuple[float, float]) -> Array:
     return total
 
 
+@dataclass(frozen=True)
+class Cell:
+    """The op's parameters (float64, keyed by its input names) and options: what `step` needs besides the state.
+
+    Absent optional inputs are missing keys: no input_to_input_weights means CIFG, cell_to_*_weights
+    peepholes, projection_weights projection, *_layer_norm_coefficients layer norm.
+    """
+
+    p: Mapping[str, Array]
+    g: Callable[[Array], Array]  # the cell activation
+    cell_clip: float = 0.0
+    proj_clip: float = 0.0
+
+    @classmethod
+    def of(cls, params: Mapping[str, Array], activation: str, cell_clip: float, proj_clip: float) -> Cell:
+        p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+        return cls(p, CELL_ACTIVATIONS[activation], cell_clip, proj_clip)
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """An integer kernel's saturating stores, (lowest, highest) each; None: float arithmetic.
+
+    `gates` (gate -> bounds) clamps each gate's pre-activation, which the integer kernel holds in int16
+    ([-8, 8 - 2^-12] in Q3.12 without layer norm, the intermediate's range with it: the codes
+    -32768..32767). It accumulates the terms one at a time, saturating after each: input FC (which
+    carries the bias when there is no layer norm), recurrent FC, peephole; the order matters once one
+    term alone passes the bound. `c` and `h` clamp the state to what its type holds (c in int16, h in int8).
+    """
+
+    gates: Mapping[str, tuple[float, float]] | None = None
+    c: tuple[float, float] | None = None
+    h: tuple[float, float] | None = None
+
+
+FLOAT = Saturation()
+
+
+class Step(NamedTuple):
+    """One step's new state and the internals int8 calibration records."""
+
+    h: Array  # the output: projected (and clipped) when the cell projects, else `hidden`
+    c: Array  # the cell state, after the clip
+    hidden: Array  # o * g(c), before the projection
+    gate_pre: dict[str, Array]  # per gate: matmul sums + peephole, before layer norm and bias
+
+
+def _activation_input(cell: Cell, gate: str, terms: list[Array], pre: Array, sat: Saturation) -> Array:
+    """What a gate's activation is applied to: the sum of `terms` (= `pre`), layer-normed, plus the bias."""
+    p, bias = cell.p, cell.p[f"{gate}_gate_bias"]
+    layer_norm = "forget_layer_norm_coefficients" in p
+    if sat.gates is not None:
+        # The integer kernel accumulates the terms one by one into the int16 gate, saturating after
+        # each: input FC (+ bias, without layer norm), then recurrent FC, then peephole.
+        if not layer_norm:
+            return saturating_sum([terms[0] + bias, *terms[1:]], sat.gates[gate])
+        pre = saturating_sum(terms, sat.gates[gate])
+    if layer_norm:
+        pre = _layer_norm(pre) * p[f"{gate}_layer_norm_coefficients"]
+    return pre + bias  # the bias comes after layer norm
+
+
+def step(cell: Cell, x_t: Array, h: Array, c: Array, sat: Saturation = FLOAT) -> Step:
+    """One time step of the fused op (tflite-lstm-op.md §3): x_t [B, I], h [B, P], c [B, N] -> the new state."""
+    p = cell.p
+    gate_pre: dict[str, Array] = {}
+
+    def gate(name: str, c_peep: Array | None, act: Callable[[Array], Array]) -> Array:
+        r = p[f"recurrent_to_{name}_weights"]
+        terms = [x_t @ p[f"input_to_{name}_weights"].T, h * r if r.ndim == 1 else h @ r.T]  # rank 1: diagonal
+        if c_peep is not None and f"cell_to_{name}_weights" in p:
+            terms.append(c_peep * p[f"cell_to_{name}_weights"])
+        gate_pre[name] = sum(terms[1:], terms[0])
+        return act(_activation_input(cell, name, terms, gate_pre[name], sat))
+
+    f = gate("forget", c, sigmoid)
+    i = 1.0 - f if "input_to_input_weights" not in p else gate("input", c, sigmoid)  # CIFG: i = 1 - f
+    z = gate("cell", None, cell.g)  # the cell gate has no peephole
+    c = f * c + i * z
+    if cell.cell_clip > 0:
+        c = np.clip(c, -cell.cell_clip, cell.cell_clip)
+    if sat.c is not None:  # the int16 sum f*c + i*z saturates (before the clip, which commutes with it)
+        c = np.clip(c, *sat.c)
+    o = gate("output", c, sigmoid)  # the output peephole sees the new, clipped c
+    m = o * cell.g(c)
+    h = m
+    if "projection_weights" in p:
+        h = m @ p["projection_weights"].T
+        if "projection_bias" in p:
+            h = h + p["projection_bias"]
+        if cell.proj_clip > 0:
+            h = np.clip(h, -cell.proj_clip, cell.proj_clip)
+    if sat.h is not None:
+        h = np.clip(h, *sat.h)
+    return Step(h, c, m, gate_pre)
+
+
 def lstm_reference(
     x: Array,
     params: Mapping[str, Array],
@@ -72,19 +172,10 @@ def lstm_reference(
     on_step: Callable[[], None] | None = None,
     jitter: Jitter | None = None,
 ) -> tuple[Array, Array, Array]:
-    """Run the sequence; returns (output, final h, final c) in float64.
+    """Run `step` over the sequence; returns (output, final h, final c) in float64.
 
-    params uses the op's input names (input_to_forget_weights [N, I], ...); absent optional
-    inputs are simply missing keys: no input_to_input_weights means CIFG, cell_to_*_weights
-    means peepholes, projection_weights means projection, *_layer_norm_coefficients means LN.
-
-    h_bounds/c_bounds (lowest, highest) model an integer kernel's state saturation (h stored in int8,
-    c in int16): the state is clamped to what its type can hold each step, as the kernel's saturating
-    stores do; gate_bounds (gate -> (lowest, highest)) likewise clamps each gate's pre-activation, which
-    the integer kernel holds in int16 ([-8, 8 - 2^-12] in Q3.12 without layer norm, the intermediate's
-    range with it: the codes -32768..32767). It accumulates
-    the terms one at a time, saturating after each: input FC (which carries the bias when there is no
-    layer norm), recurrent FC, peephole; the order matters once one term alone passes the bound.
+    params uses the op's input names (input_to_forget_weights [N, I], ...; see Cell). h_bounds, c_bounds
+    and gate_bounds model an integer kernel's saturation (see Saturation).
 
     If `record` is a dict, it receives every step's internals stacked over time ([T, B, ·]):
     '<gate>_gate_pre' (matmul sums + peephole, before layer norm and bias), 'cell_state' (after
@@ -92,84 +183,38 @@ def lstm_reference(
     on_step, if given, is called after every time step (progress of long sequences).
     jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see numerics/float_bound.py).
     """
-    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    g = CELL_ACTIVATIONS[activation]
+    cell = Cell.of(params, activation, cell_clip, proj_clip)
+    sat = Saturation(gate_bounds, c_bounds, h_bounds)
     seq = np.asarray(x, dtype=np.float64)
     if not time_major:
         seq = seq.transpose(1, 0, 2)  # -> [T, B, I]
-    steps, batch, _ = seq.shape
-    n = p["input_to_forget_weights"].shape[0]
-    r_out = p["recurrent_to_output_weights"]
+    batch = seq.shape[1]
+    n = cell.p["input_to_forget_weights"].shape[0]
+    r_out = cell.p["recurrent_to_output_weights"]
     out_size = r_out.shape[1] if r_out.ndim == 2 else r_out.shape[0]
     h = np.zeros((batch, out_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, out_size)
     c = np.zeros((batch, n)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, n)
-    cifg = "input_to_input_weights" not in p
-    layer_norm = "forget_layer_norm_coefficients" in p
-
-    def recurrent(gate: str, h_prev: Array) -> Array:
-        r = p[f"recurrent_to_{gate}_weights"]
-        return h_prev * r if r.ndim == 1 else h_prev @ r.T  # rank 1: diagonal recurrence
-
-    steps_seen: dict[str, list[Array]] = {}
-
-    def keep(name: str, value: Array) -> None:
-        if record is not None:
-            steps_seen.setdefault(name, []).append(value)
-
-    def gate_value(gate: str, x_t: Array, h_prev: Array, c_peep: Array | None, act: Callable[[Array], Array]) -> Array:
-        bias = p[f"{gate}_gate_bias"]
-        terms = [x_t @ p[f"input_to_{gate}_weights"].T, recurrent(gate, h_prev)]
-        if c_peep is not None and f"cell_to_{gate}_weights" in p:
-            terms.append(c_peep * p[f"cell_to_{gate}_weights"])
-        keep(f"{gate}_gate_pre", sum(terms[1:], terms[0]))
-        if gate_bounds is not None:
-            # The integer kernel accumulates the terms one by one into the int16 gate, saturating after
-            # each: input FC (+ bias, without layer norm), then recurrent FC, then peephole.
-            if not layer_norm:
-                terms[0] = terms[0] + bias
-            pre = saturating_sum(terms, gate_bounds[gate])
-            if not layer_norm:
-                return act(pre)
-        else:
-            pre = sum(terms[1:], terms[0])
-        if layer_norm:
-            pre = _layer_norm(pre) * p[f"{gate}_layer_norm_coefficients"]
-        return act(pre + bias)  # the bias comes after layer norm
-
-    outputs = []
-    for t in range(steps):
-        x_t = seq[t]
+    outputs, seen = [], []
+    for x_t in seq:
         if jitter is not None:
             x_t, h, c = jitter(x_t, h, c)
-        f = gate_value("forget", x_t, h, c, sigmoid)
-        i = 1.0 - f if cifg else gate_value("input", x_t, h, c, sigmoid)
-        z = gate_value("cell", x_t, h, None, g)  # the cell gate has no peephole
-        c = f * c + i * z
-        if cell_clip > 0:
-            c = np.clip(c, -cell_clip, cell_clip)
-        if c_bounds is not None:  # the int16 sum f*c + i*z saturates (before the clip, which commutes with it)
-            c = np.clip(c, *c_bounds)
-        o = gate_value("output", x_t, h, c, sigmoid)  # output peephole sees the new, clipped c
-        m = o * g(c)
-        keep("cell_state", c)
-        keep("hidden", m)
-        if "projection_weights" in p:
-            h = m @ p["projection_weights"].T
-            if "projection_bias" in p:
-                h = h + p["projection_bias"]
-            if proj_clip > 0:
-                h = np.clip(h, -proj_clip, proj_clip)
-        else:
-            h = m
-        if h_bounds is not None:
-            h = np.clip(h, *h_bounds)
+        out = step(cell, x_t, h, c, sat)
+        h, c = out.h, out.c
         outputs.append(h)
+        if record is not None:
+            seen.append(out)
         if on_step is not None:
             on_step()
     y = np.stack(outputs)  # [T, B, P]
     if record is not None:
-        record.update({k: np.stack(v) for k, v in steps_seen.items()})
+        record.update(_stacked(seen))
         record["output"] = y
-    if not time_major:
-        y = y.transpose(1, 0, 2)
-    return y, h, c
+    return (y if time_major else y.transpose(1, 0, 2)), h, c
+
+
+def _stacked(steps: list[Step]) -> dict[str, Array]:
+    """The recorded internals over time: '<gate>_gate_pre', 'cell_state', 'hidden', each [T, B, ·]."""
+    out = {f"{g}_gate_pre": np.stack([s.gate_pre[g] for s in steps]) for g in steps[0].gate_pre} if steps else {}
+    if steps:
+        out |= {"cell_state": np.stack([s.c for s in steps]), "hidden": np.stack([s.hidden for s in steps])}
+    return out

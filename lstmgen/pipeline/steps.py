@@ -17,7 +17,7 @@ from lstmgen.errors import ConfigError, WeightFileError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
 from lstmgen.pipeline.graph_form import layout_graph
-from lstmgen.pipeline.layout import layout
+from lstmgen.pipeline.layout import CellShape, layout
 from lstmgen.pipeline.layout_graph import packed_copies_note
 from lstmgen.pipeline.resolve import CONFIG_FIELDS, check_options, load_stack, resolve, stated_sizes
 from lstmgen.pipeline.verify_gate import compile_for_npu, source_reference, verify_written, write_firmware
@@ -153,11 +153,7 @@ def build(
     cell_weights = layers[0][0]
     notes = _cell_notes([c for cells in layers for c in cells]) + notes
     t1 = time.perf_counter()
-    # What the weights are, not where or how they were kept: the file's name and the build's notes (which differ
-    # between a .keras and a .weights.h5 of one model) go to the build report. So a live module and its saved
-    # state_dict, one state_dict as .pt, .safetensors or .npz, or a renamed file give the same bytes, and a rebuild
-    # compares exactly (the pre-commit hook). The hyperparameters, forget_bias folded included, are recorded.
-    provenance = {"weights_format": cell_weights.format, "layers": [[c.layer for c in cells] for cells in layers]}
+    provenance = _provenance(layers)
     tensors = [[c.tensors for c in cells] for cells in layers]
     write_layout = layout_graph if config.form == "graph" else layout
     record = write_layout(config, tensors, shapes, provenance, source=cell_weights.source)
@@ -177,15 +173,7 @@ def build(
         notes.append(CMSIS_NN_NOTE)  # the kernel a Cortex-M build of TFLM picks for this op
     say("writing model")
     planned = plan_file(record)  # the tables; each weight is copied once, as the file is written
-    result = BuildResult(
-        str(output), config, cell_weights.format, cell_weights.source, cell_weights.layer, planned.size, notes
-    )
-    result.layers = [
-        LayerSummary(k, _DIRECTION[d or config.go_backwards], s.num_units, s.input_size, s.output_size, cells[d].layer)
-        for k, (dirs, cells) in enumerate(zip(shapes, layers, strict=True))
-        for d, s in enumerate(dirs)
-    ]
-    result.output_width = sum(s.output_size for s in shapes[-1])
+    result = _result(output, config, layers, shapes, planned.size, notes)
     written: list[float] = []
 
     def write(fh: BinaryIO) -> None:
@@ -214,6 +202,35 @@ def build(
         "layout_and_write": round(written[0] - t1, 4),
         "verify_and_save": round(t3 - written[0], 4),
     }
+    return result
+
+
+def _provenance(layers: list[list[CellWeights]]) -> dict[str, Any]:
+    """What the model file records of where its weights came from (its metadata)."""
+    # What the weights are, not where or how they were kept: the file's name and the build's notes (which differ
+    # between a .keras and a .weights.h5 of one model) go to the build report. So a live module and its saved
+    # state_dict, one state_dict as .pt, .safetensors or .npz, or a renamed file give the same bytes, and a rebuild
+    # compares exactly (the pre-commit hook). The hyperparameters, forget_bias folded included, are recorded.
+    return {"weights_format": layers[0][0].format, "layers": [[c.layer for c in cells] for cells in layers]}
+
+
+def _result(
+    output: str | Path,
+    config: CellConfig,
+    layers: list[list[CellWeights]],
+    shapes: list[list[CellShape]],
+    size: int,
+    notes: list[str],
+) -> BuildResult:
+    """The BuildResult of a planned model, before it is written and verified: its ops, one summary each."""
+    first = layers[0][0]
+    result = BuildResult(str(output), config, first.format, first.source, first.layer, size, notes)
+    result.layers = [
+        LayerSummary(k, _DIRECTION[d or config.go_backwards], s.num_units, s.input_size, s.output_size, cells[d].layer)
+        for k, (dirs, cells) in enumerate(zip(shapes, layers, strict=True))
+        for d, s in enumerate(dirs)
+    ]
+    result.output_width = sum(s.output_size for s in shapes[-1])
     return result
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 from lstmgen import guard
-from lstmgen.errors import LstmgenError, WeightFileError
+from lstmgen.errors import WeightFileError
 from lstmgen.weights import detect
 from lstmgen.weights.base import GATE_ORDERS, CellWeights, NpzFile, WeightFile, WeightReader, split_gates
 from lstmgen.weights.npz import NpzArrays
@@ -50,31 +48,6 @@ def _native_reader(path: Path) -> WeightReader | None:
         return get_reader(name)
     sniffers = (get_reader(name) for name, info in detect.FORMATS.items() if info.sniffs)
     return next((reader for reader in sniffers if reader.claims(path)), None)
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-# What reader code raises when a file's structure is not what its format promises (a list where a
-# table belongs, a missing key, a nesting bomb): bad input, exit 2, never "internal error".
-_MALFORMED = (KeyError, IndexError, TypeError, AttributeError, RecursionError, OverflowError, ValueError, MemoryError)
-
-
-def _malformed_is_bad_input(func: _F) -> _F:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        path = args[0].path if isinstance(args[0], WeightSource) else args[0]  # a method, or open(path)
-        try:
-            return func(*args, **kwargs)
-        except LstmgenError:
-            raise
-        except _MALFORMED as exc:
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            raise WeightFileError(
-                f"weights file {path} is malformed: its contents do not have the structure its format defines "
-                f"({detail}). Re-save it with its framework; if the framework loads it, please report this to "
-                "lstmgen."
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 class WeightSource:
@@ -124,7 +97,6 @@ class WeightSource:
             self._file = sized(self.path, self.sizes) if sized else self.reader.open_file(self.path)
         return self._file
 
-    @_malformed_is_bad_input
     def cells(self, layer: str | None = None) -> list[tuple[str, ...]]:
         """The file's LSTM layers in model order, each (forward cell,) or (forward, backward).
 
@@ -134,12 +106,10 @@ class WeightSource:
         """
         return self._opened().cells(layer)
 
-    @_malformed_is_bad_input
     def load(self, cell: str | None = None) -> CellWeights:
         """One cell's weights in TFLite layout (None: the file's only cell, or its first per the reader)."""
         return self._noted(self._opened().load(cell))
 
-    @_malformed_is_bad_input
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
         """Every cell of every layer `cells(layer)` gives, in the same order.
 
@@ -148,7 +118,6 @@ class WeightSource:
         """
         return [[self._noted(w) for w in row] for row in self._opened().load_layers(layer)]
 
-    @_malformed_is_bad_input
     def cell_names(self) -> list[str]:
         """Every LSTM cell of the file, each accepted by `load` (also in files of several unrelated groups)."""
         return self._opened().cell_names()
@@ -185,7 +154,6 @@ class WeightSource:
         return replace(weights, notes=(self.note, *weights.notes)) if self.note else weights
 
 
-@_malformed_is_bad_input
 def open(path: str | Path, format: str = "auto", sizes: Mapping[str, object] | None = None) -> WeightSource:
     """Open a weight file, choosing its reader by `format`, the file type or (.npz) the array names.
 

@@ -34,6 +34,13 @@ def split_gates(packed: np.ndarray, order: str, axis: int = 0) -> dict[str, np.n
     return dict(zip(gates, np.split(packed, len(gates), axis=axis), strict=True))
 
 
+def gate_tensors(order: str, input: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
+    """TFLite's twelve per-gate slots from packed [4N, I] input and [4N, P] recurrent weights (gate rows, in
+    TFLite's [out, in] layout) and a [4N] bias, their gate blocks in the framework's `order`; views, no copies."""
+    packed = {"input_to_{}_weights": input, "recurrent_to_{}_weights": recurrent, "{}_gate_bias": bias}
+    return {slot.format(g): block for slot, a in packed.items() for g, block in split_gates(a, order).items()}
+
+
 @dataclass(frozen=True)
 class CellWeights:
     """Weights keyed by TFLite slot name ('input_to_forget_weights', ...), each in TFLite layout.
@@ -243,22 +250,36 @@ def single_cell(name: str, layer: str | None) -> None:
         raise WeightFileError(f"--layer {layer!r}: a {name} .npz holds a single cell; drop --layer.")
 
 
-class SingleCellNpzReader(ABC):
-    """Shared plumbing of the layouts that exist only as an .npz holding one cell (tflite, tf1)."""
+class FrameworkReader:
+    """What every reader takes from its row of detect.FORMATS: `name` set, the rest follows.
+
+    `description`, `suffixes` and `matches` come from the row (so detection and reader cannot drift);
+    `claims` is False: the file is recognised by its suffixes or its .npz keys. A reader that sniffs
+    headers overrides it.
+    """
 
     name = ""
     description = ""
     suffixes: tuple[str, ...] = ()
 
-    @abstractmethod
-    def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
-        """Map this layout's keys onto TFLite slots."""
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            cls.description, cls.suffixes = FORMATS[cls.name].description, FORMATS[cls.name].suffixes
 
     def matches(self, keys: frozenset[str]) -> bool:
         return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
-        return False  # only ever an .npz, chosen by its keys
+        return False  # recognised by its suffixes, or an .npz by its keys
+
+
+class SingleCellNpzReader(FrameworkReader, ABC):
+    """Shared plumbing of the layouts that exist only as an .npz holding one cell (tflite, tf1)."""
+
+    @abstractmethod
+    def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
+        """Map this layout's keys onto TFLite slots."""
 
     def open_file(self, path: Path) -> WeightFile:
         return npz_only(self, path)

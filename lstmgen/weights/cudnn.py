@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_only
-from lstmgen.weights.detect import FORMATS, bare
+from lstmgen.weights.base import CellWeights, FrameworkReader, WeightFile, as_float32, npz_only
+from lstmgen.weights.detect import bare
 from lstmgen.weights.raw import SourceArrays
 
 GATES = 4  # i, f, c, o in both cuDNN and Keras
@@ -202,18 +202,10 @@ class OpaqueFile:
 GATE_NAMES = ("input", "forget", "cell", "output")  # cuDNN's order, in TFLite's gate names
 
 
-class OpaqueReader:
+class OpaqueReader(FrameworkReader):
     """An .npz dump ({v.name: v.eval()}) of a CudnnLSTM's 'opaque_kernel'; the sizes come from the flags."""
 
     name = "cudnn-opaque"
-    description = FORMATS[name].description
-    suffixes = FORMATS[name].suffixes
-
-    def matches(self, keys: frozenset[str]) -> bool:
-        return FORMATS[self.name].matches(keys)
-
-    def claims(self, path: Path) -> bool:
-        return False
 
     def sized_file(self, arrays: Mapping[str, np.ndarray], source: str, sizes: Mapping[str, object]) -> OpaqueFile:
         return OpaqueFile(arrays, source, sizes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,17 +10,13 @@ from typing import Any
 import numpy as np
 
 from lstmgen.weights import keras_cells, keras_convert, keras_h5, keras_npz, keras_topology
-from lstmgen.weights.base import CellWeights, WeightFile, npz_file
-from lstmgen.weights.detect import FORMATS, HDF5_OFFSETS, HDF5_SIGNATURE
+from lstmgen.weights.base import CellWeights, FrameworkReader, WeightFile, npz_file
+from lstmgen.weights.detect import HDF5_OFFSETS, HDF5_SIGNATURE
+from lstmgen.weights.library_errors import parser_errors
 
 
-class KerasReader:
+class KerasReader(FrameworkReader):
     name = "keras"
-    description = FORMATS[name].description
-    suffixes = FORMATS[name].suffixes
-
-    def matches(self, keys: frozenset[str]) -> bool:
-        return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
         """An HDF5 file of any name (Keras 2 users saved '.hdf5'), by the signature HDF5 files start with."""
@@ -51,6 +48,13 @@ class KerasReader:
         return npz_file(self, path) if path.suffix.lower() == ".npz" else KerasFile(path)
 
 
+def _h5_errors(where: str) -> contextlib.AbstractContextManager[None]:
+    """What h5py raises on a damaged file (a bad heap, an address past the end, an unknown string
+    encoding: TypeError): bad input, exit 2, when raised inside h5py."""
+    advice = "The file is truncated or corrupt; save it again with Keras."
+    return parser_errors("h5py", (OSError, RuntimeError, KeyError, ValueError, TypeError), where, advice)
+
+
 class KerasFile:
     """A .weights.h5, full-model .h5 or .keras file, open from the first use to `close()`.
 
@@ -59,7 +63,8 @@ class KerasFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self._h5, self._handle, self._cells, self.source = keras_h5._open_cells(path)
+        with _h5_errors(str(path)):
+            self._h5, self._handle, self._cells, self.source = keras_h5._open_cells(path)
 
     @classmethod
     def in_memory(
@@ -81,12 +86,18 @@ class KerasFile:
         UnknownOrderError; layers the config does not wire one into the next, WeightFileError. Whether
         their sizes chain is checked by the caller.
         """
-        return [tuple(c.name for c in group) for group in keras_topology._layers(self._cells, layer, self.source)]
+        with _h5_errors(self.source):
+            return [tuple(c.name for c in group) for group in keras_topology._layers(self._cells, layer, self.source)]
 
     def load(self, cell: str | None = None) -> CellWeights:
-        return keras_convert._to_weights(keras_topology._select(self._cells, cell, self.source), self.source, [])
+        with _h5_errors(self.source):
+            return keras_convert._to_weights(keras_topology._select(self._cells, cell, self.source), self.source, [])
 
     def load_layers(self, layer: str | None = None) -> list[list[CellWeights]]:
+        with _h5_errors(self.source):
+            return self._load_layers(layer)
+
+    def _load_layers(self, layer: str | None) -> list[list[CellWeights]]:
         layers, note = keras_topology._model_order(
             keras_topology._grouped(self._cells, layer, self.source), self.source
         )

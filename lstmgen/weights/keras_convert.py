@@ -9,7 +9,7 @@ import numpy as np
 
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.tables import REFUSED_ACTIVATIONS
-from lstmgen.weights.base import CellWeights, as_float32, split_gates
+from lstmgen.weights.base import CellWeights, as_float32, gate_tensors
 from lstmgen.weights.cudnn import NO_FORGET_BIAS, is_cudnn_bias, keras_from_cudnn
 from lstmgen.weights.keras_cells import _Cell
 from lstmgen.weights.raw import SourceArrays
@@ -203,14 +203,8 @@ def _to_weights(cell: _Cell, source: str, notes: list[str]) -> CellWeights:
         )
     hyper = _check_config(cell, where, n, "bias" in raw, local)
     kernel, recurrent, bias = _lstm_arrays(kernel, recurrent, raw, where, local)
-    tensors: dict[str, np.ndarray] = {}
     # Keras computes x @ kernel + h @ recurrent_kernel; TFLite wants W [N, I] per gate: transposed views.
-    for gate, block in split_gates(kernel.T, "keras", axis=0).items():
-        tensors[f"input_to_{gate}_weights"] = block
-    for gate, block in split_gates(recurrent.T, "keras", axis=0).items():
-        tensors[f"recurrent_to_{gate}_weights"] = block
-    for gate, b in split_gates(bias, "keras").items():
-        tensors[f"{gate}_gate_bias"] = b
+    tensors = gate_tensors("keras", kernel.T, recurrent.T, bias)
     local.append(NO_CLIP_NOTE)
     return CellWeights(
         tensors,

@@ -196,7 +196,7 @@ def _h5_config(h5: Any, path: Path) -> dict[str, Any] | None:
         return None
     try:
         config = json.loads(_decode(h5.attrs["model_config"]))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: a nesting bomb
         raise WeightFileError(
             f"{path}: the 'model_config' attribute is not valid JSON ({exc}). Re-save the model with Keras."
         ) from None
@@ -282,7 +282,7 @@ def _read_keras_zip(path: Path) -> tuple[io.IOBase, dict[str, Any] | None]:
     except BaseException as exc:
         if weights is not None:
             weights.close()
-        broken = (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile)
+        broken = (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, NotImplementedError)
         if isinstance(exc, broken) and not isinstance(exc, LstmgenError):
             raise WeightFileError(
                 f"{path} is not a readable .keras archive ({exc}): it is truncated or corrupt. Expected the zip "

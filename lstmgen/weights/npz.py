@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import tokenize  # numpy parses an .npy header with it: its TokenError is a damaged header
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -14,8 +15,11 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
+from lstmgen.weights.library_errors import raised_in
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra field length
+# What zipfile raises for a member it cannot open: an unknown compression method, an encrypted member.
+_ZIP_REFUSALS = (NotImplementedError, RuntimeError)
 # `lstmgen export` records the op settings a weight layout cannot hold (activation, clips, layout) under this
 # key, a JSON string, so that a default build of the exported file computes what the model did.
 SETTINGS_KEY = "lstmgen_settings"
@@ -80,9 +84,9 @@ class NpzArrays(Mapping[str, np.ndarray]):
         except BaseException as exc:
             if opened is not None:  # no handle outlives a refused file
                 opened.close()
-            if isinstance(exc, (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error)) and not isinstance(
-                exc, WeightFileError
-            ):
+            broken = (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error, tokenize.TokenError)
+            refused = isinstance(exc, _ZIP_REFUSALS) and raised_in(exc, "zipfile")
+            if (isinstance(exc, broken) or refused) and not isinstance(exc, WeightFileError):
                 raise _corrupt(path, exc) from None
             raise
 
@@ -180,6 +184,10 @@ class NpzArrays(Mapping[str, np.ndarray]):
                 with self._zip.open(m.info) as fh:  # zipfile checks the CRC as it decompresses
                     return np.lib.format.read_array(fh, allow_pickle=False)
             except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+                raise _corrupt(self.path, exc) from None
+            except _ZIP_REFUSALS as exc:
+                if not raised_in(exc, "zipfile"):
+                    raise
                 raise _corrupt(self.path, exc) from None
         start = m.data_offset - (m.info.file_size - count * m.dtype.itemsize)
         if zlib.crc32(memoryview(self._map)[start : m.data_offset + count * m.dtype.itemsize]) != m.info.CRC:

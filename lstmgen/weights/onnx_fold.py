@@ -138,6 +138,7 @@ class Folder:
         tensor: Callable[[Any], np.ndarray],
     ) -> None:
         self.onnx, self.tensor = onnx, tensor
+        self.ops = {**_OPS, "Cast": _cast(onnx)}  # Cast maps ONNX type numbers through onnx itself
         graph = model.graph
         self.inits = {t.name: t for t in graph.initializer}
         self.producers = {out: n for n in graph.node for out in n.output if out}
@@ -185,7 +186,7 @@ class Folder:
             for out, part in zip(node.output, parts, strict=True):
                 self.memo[out] = part
             return self.memo[name]
-        if op not in _OPS:
+        if op not in self.ops:
             raise Unfoldable(f"'{name}' is computed at run time by {where}")
         data = self.value(node.input[0]) if node.input and node.input[0] else None
         try:
@@ -202,7 +203,7 @@ class Folder:
                 return ZEROS
             raise Unfoldable(f"'{name}' has a run-time shape ({where})")
         try:
-            return _OPS[op](attrs, inputs)
+            return self.ops[op](attrs, inputs)
         except (ValueError, IndexError, TypeError, KeyError) as exc:
             raise Unfoldable(f"{where} cannot be evaluated ({exc})") from None
 

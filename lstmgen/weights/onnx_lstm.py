@@ -11,8 +11,15 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
-from lstmgen.weights.detect import FORMATS, ONNX_KEYS
+from lstmgen.weights.base import (
+    CellWeights,
+    FrameworkReader,
+    WeightFile,
+    as_float32,
+    gate_tensors,
+    npz_file,
+)
+from lstmgen.weights.detect import ONNX_KEYS
 from lstmgen.weights.onnx_fold import ZEROS, Folder, Unfoldable
 from lstmgen.weights.raw import SourceArrays
 
@@ -170,25 +177,25 @@ class _Graph:
             try:
                 # Loaded per tensor, and only for the LSTM's inputs: the rest of a big model is never read.
                 helper.load_external_data_for_tensor(tensor, str(self.path.parent))
-            except Exception as exc:  # missing/short data file, or a location outside the model's folder
+            except (OSError, ValueError, self.onnx.checker.ValidationError) as exc:
+                # a missing/short data file, or a location outside the model's folder
                 raise WeightFileError(
                     f"weights file {self.path}: LSTM node '{node}' input {what} ('{tensor.name}') is stored as "
                     f"external data that cannot be read ({exc}). Keep the external data file(s) beside the "
                     ".onnx, as they were saved."
                 ) from None
-        return self.onnx.numpy_helper.to_array(tensor)
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except (KeyError, ValueError) as exc:  # onnx's parse of the tensor: an unknown data type, a bad size
+            raise WeightFileError(
+                f"weights file {self.path}: LSTM node '{node}' input {what} ('{tensor.name}') is malformed: "
+                f"data type {tensor.data_type} with dims {list(tensor.dims)} does not parse as an ONNX tensor "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Export the model again."
+            ) from None
 
 
-class OnnxReader:
+class OnnxReader(FrameworkReader):
     name = "onnx"
-    description = FORMATS[name].description
-    suffixes = FORMATS[name].suffixes
-
-    def matches(self, keys: frozenset[str]) -> bool:
-        return FORMATS[self.name].matches(keys)
-
-    def claims(self, path: Path) -> bool:
-        return False  # recognised by its suffixes only
 
     # --- .npz ---------------------------------------------------------------------------------
 
@@ -519,22 +526,15 @@ def _to_cell(
                 f"and {dirs} direction(s), so {k} must be {list(shape)}. W and {k} come from different cells "
                 "or layers; export them together."
             )
-    tensors: dict[str, np.ndarray] = {}
-    # ONNX stores [out, in] like TFLite: no transpose, only the i, o, f, c row blocks to split.
-    for gate, block in split_gates(w[d], "onnx").items():
-        tensors[f"input_to_{gate}_weights"] = block
-    for gate, block in split_gates(r[d], "onnx").items():
-        tensors[f"recurrent_to_{gate}_weights"] = block
     if "B" in arrs:
         # ONNX adds Wb and Rb separately; TFLite has one bias per gate, so sum them (a new array).
-        wb, rb = split_gates(arrs["B"][d][: 4 * h], "onnx"), split_gates(arrs["B"][d][4 * h :], "onnx")
-        for gate in wb:
-            tensors[f"{gate}_gate_bias"] = wb[gate] + rb[gate]
+        bias = arrs["B"][d][: 4 * h] + arrs["B"][d][4 * h :]
         notes.append("bias = Wb + Rb per gate (ONNX B holds both halves)")
     else:
-        for gate in ("input", "forget", "cell", "output"):
-            tensors[f"{gate}_gate_bias"] = np.zeros(h, np.float32)
+        bias = np.zeros(4 * h, np.float32)
         notes.append("no B: biases are zero")
+    # ONNX stores [out, in] like TFLite: no transpose, only the i, o, f, c row blocks to split.
+    tensors = gate_tensors("onnx", w[d], r[d], bias)
     if "P" in arrs:
         for slot, block in zip(PEEPHOLE_SLOTS, np.split(arrs["P"][d], 3), strict=True):
             tensors[slot] = block

@@ -11,8 +11,8 @@ from dataclasses import replace
 import numpy as np
 
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, single_cell, split_gates
-from lstmgen.weights.detect import FORMATS, TF1_KEYS, bare
+from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, gate_tensors, single_cell
+from lstmgen.weights.detect import TF1_KEYS, bare
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.tf_scopes import cell_class, layer_of, lstm_scopes, select_layers
 
@@ -55,7 +55,6 @@ def _scopes(names: Mapping[str, str], arrays: Mapping[str, np.ndarray], source: 
 
 class Tf1Reader(SingleCellNpzReader):
     name = "tf1"
-    description = FORMATS[name].description
 
     def npz_layers(
         self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None
@@ -144,13 +143,8 @@ class Tf1Reader(SingleCellNpzReader):
             )
         if bias.shape != (4 * n,):
             raise WeightFileError(f"{source}: 'bias' has shape {list(bias.shape)}, expected [{4 * n}].")
-        tensors: dict[str, np.ndarray] = {}
         # kernel acts on concat([x, h]); transposed, its rows are the gates and its columns x then h.
-        for gate, block in split_gates(kernel.T, "tf1", axis=0).items():
-            tensors[f"input_to_{gate}_weights"] = block[:, :i]
-            tensors[f"recurrent_to_{gate}_weights"] = block[:, i:]
-        for gate, b in split_gates(bias, "tf1").items():
-            tensors[f"{gate}_gate_bias"] = b
+        tensors = gate_tensors("tf1", kernel.T[:, :i], kernel.T[:, i:], bias)
         for key, slot in PEEPHOLES.items():
             if key in arrays:
                 d = as_float32(key, arrays[key], source, notes)

@@ -10,9 +10,8 @@ import numpy as np
 
 from lstmgen.errors import WeightFileError
 from lstmgen.weights import tfbundle
-from lstmgen.weights.base import CellWeights, WeightFile
+from lstmgen.weights.base import CellWeights, FrameworkReader, WeightFile
 from lstmgen.weights.cudnn import OPAQUE_LEAF, OpaqueFile
-from lstmgen.weights.detect import FORMATS
 from lstmgen.weights.tf1 import Tf1Reader
 from lstmgen.weights.tf_scopes import KERAS_ATTR, layer_of, lstm_scopes, select_layers
 from lstmgen.weights.tflite_npz import TfliteReader
@@ -45,10 +44,8 @@ def _found(path: Path, variables: Mapping[str, tuple[np.dtype, tuple[int, ...]]]
     return cells
 
 
-class TfCheckpointReader:
+class TfCheckpointReader(FrameworkReader):
     name = "tf-checkpoint"
-    description = FORMATS[name].description
-    suffixes = FORMATS[name].suffixes
 
     def matches(self, keys: frozenset[str]) -> bool:
         return False  # never an .npz

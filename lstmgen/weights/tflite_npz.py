@@ -9,7 +9,6 @@ import numpy as np
 from lstmgen.errors import WeightFileError
 from lstmgen.tflite.slots import WEIGHT_SLOT_BY_KEY
 from lstmgen.weights.base import CellWeights, SingleCellNpzReader, as_float32, single_cell
-from lstmgen.weights.detect import FORMATS
 from lstmgen.weights.raw import SourceArrays
 
 REQUIRED = tuple(k for k, s in WEIGHT_SLOT_BY_KEY.items() if s.feature == "core")
@@ -17,7 +16,6 @@ REQUIRED = tuple(k for k, s in WEIGHT_SLOT_BY_KEY.items() if s.feature == "core"
 
 class TfliteReader(SingleCellNpzReader):
     name = "tflite"
-    description = FORMATS[name].description
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
         single_cell(self.name, layer)

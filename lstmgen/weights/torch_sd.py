@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle  # for its exception class only: lstmgen never unpickles
 import re
 import struct
 import sys
@@ -17,8 +18,16 @@ import numpy as np
 
 from lstmgen import guard
 from lstmgen.errors import WeightFileError
-from lstmgen.weights.base import CellWeights, WeightFile, as_float32, npz_file, split_gates
-from lstmgen.weights.detect import FORMATS, TORCH_KEY
+from lstmgen.weights.base import (
+    CellWeights,
+    FrameworkReader,
+    WeightFile,
+    as_float32,
+    gate_tensors,
+    npz_file,
+)
+from lstmgen.weights.detect import TORCH_KEY
+from lstmgen.weights.library_errors import raised_in
 from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.stfile import Corrupt, SafetensorsFile
 
@@ -208,12 +217,6 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
             f"{src}: '{k['weight_hh']}' has shape {_shape(wh)}, expected [{n4}, {p}]{why}. The two matrices must "
             "come from the same nn.LSTM layer; re-save its complete state_dict()."
         )
-    tensors: dict[str, np.ndarray] = {}
-    # nn.LSTM already stores [out, in] matrices, the TFLite layout: split the gate rows, no transpose.
-    for gate, block in split_gates(wi, "torch").items():
-        tensors[f"input_to_{gate}_weights"] = block
-    for gate, block in split_gates(wh, "torch").items():
-        tensors[f"recurrent_to_{gate}_weights"] = block
     bi, bh = w.get("bias_ih"), w.get("bias_hh")
     if (bi is None) != (bh is None):
         have, miss = ("bias_ih", "bias_hh") if bh is None else ("bias_hh", "bias_ih")
@@ -232,8 +235,8 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
     else:
         bias = np.zeros(n4, np.float32)
         notes.append(f"{cell.name}: no bias_ih/bias_hh (bias=False), gate biases are zero")
-    for gate, b in split_gates(bias, "torch").items():
-        tensors[f"{gate}_gate_bias"] = b
+    # nn.LSTM already stores [out, in] matrices, the TFLite layout: split the gate rows, no transpose.
+    tensors = gate_tensors("torch", wi, wh, bias)
     notes.extend(_ignored(sd.keys))
     if wr is not None:
         tensors["projection_weights"] = wr  # [proj, hidden], as TFLite; nn.LSTM's projection has no bias
@@ -348,11 +351,30 @@ def _open_torch(path: Path) -> _StateDict:
         warnings.simplefilter("always")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
+        except Exception as exc:  # torch's own parse: a corrupt zip, a refused pickle, a cut-off file
+            if not (isinstance(exc, _TORCH_LOAD_ERRORS) or raised_in(exc, "torch")):
+                raise  # not torch's parse (no lstmgen code runs inside torch.load: a wrong call of it)
             raise _torch_load_error(path, exc) from None
     notes = [f"torch.load: {str(w.message).split('. ')[0]}" for w in caught]
     keys, state = _state_dict_of(obj, path, notes, torch)
     return _StateDict(str(path), keys, lambda key, notes: _tensor_to_numpy(state[key], key, path, notes, torch), notes)
+
+
+# What torch.load raises for a file that is not a sound torch.save archive (its zip reader raises
+# RuntimeError; its restricted unpickler UnpicklingError; a cut-off legacy file EOFError). Its unpickler
+# also raises TypeError/AttributeError from inside torch on a hostile pickle: those are taken when the
+# innermost frame is torch's.
+_TORCH_LOAD_ERRORS = (
+    RuntimeError,
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    OSError,
+    KeyError,
+    IndexError,
+    struct.error,
+    zipfile.BadZipFile,
+)
 
 
 def _torch_load_error(path: Path, exc: Exception) -> WeightFileError:
@@ -535,13 +557,8 @@ class TorchFile:
         self.sd.release()
 
 
-class TorchReader:
+class TorchReader(FrameworkReader):
     name = "torch"
-    description = FORMATS[name].description
-    suffixes = FORMATS[name].suffixes
-
-    def matches(self, keys: frozenset[str]) -> bool:
-        return FORMATS[self.name].matches(keys)
 
     def claims(self, path: Path) -> bool:
         """Other names torch or safetensors files go by (pytorch_model.bin, ...): sniff the header."""
