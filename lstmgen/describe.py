@@ -66,6 +66,30 @@ def topology(lm: LstmModel) -> dict[str, Any]:
     }
 
 
+def _layer(lm: LstmModel, topo: dict[str, Any], k: int, spec: LstmSpec) -> dict[str, Any]:
+    """One LSTM op's row of `inspect`'s layers."""
+    op = lm.model.operators[spec.op_index]
+    w = spec.weight_inputs
+    return {
+        "layer": k // topo["directions"],
+        "direction": "backward" if (k % topo["directions"] or topo["go_backwards"]) else "forward",
+        "op_index": spec.op_index,
+        "op_version": op.version,
+        "num_units": spec.num_units,
+        "input_size": int(lm.model.tensors[w["input_to_output_weights"]].shape[1]),
+        "num_proj": spec.output_size if "projection_weights" in w else None,
+        "output_size": spec.output_size,
+        "use_peepholes": "cell_to_forget_weights" in w,
+        "cifg": "input_to_input_weights" not in w,
+        "layer_norm": "forget_layer_norm_coefficients" in w,
+        "cell_clip": spec.cell_clip,
+        "proj_clip": spec.proj_clip,
+        "activation": spec.activation,
+        "weights_dtype": _dtype(lm.model.tensors[w["input_to_output_weights"]]),
+        "slots": _slots(lm, spec.op_index),
+    }
+
+
 def describe(path: str | Path, lm: LstmModel | None = None) -> dict[str, Any]:
     """Everything `inspect` shows; the keys are listed in schemas/report.schema.json.
 
@@ -79,30 +103,7 @@ def describe(path: str | Path, lm: LstmModel | None = None) -> dict[str, Any]:
     hp = lm.metadata.get("hyperparameters", {})
     sig = lm.input.shape_signature or lm.input.shape
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
-    layers = []
-    for k, spec in enumerate(lm.lstms):
-        op = lm.model.operators[spec.op_index]
-        w = spec.weight_inputs
-        layers.append(
-            {
-                "layer": k // topo["directions"],
-                "direction": "backward" if (k % topo["directions"] or topo["go_backwards"]) else "forward",
-                "op_index": spec.op_index,
-                "op_version": op.version,
-                "num_units": spec.num_units,
-                "input_size": int(lm.model.tensors[w["input_to_output_weights"]].shape[1]),
-                "num_proj": spec.output_size if "projection_weights" in w else None,
-                "output_size": spec.output_size,
-                "use_peepholes": "cell_to_forget_weights" in w,
-                "cifg": "input_to_input_weights" not in w,
-                "layer_norm": "forget_layer_norm_coefficients" in w,
-                "cell_clip": spec.cell_clip,
-                "proj_clip": spec.proj_clip,
-                "activation": spec.activation,
-                "weights_dtype": _dtype(lm.model.tensors[w["input_to_output_weights"]]),
-                "slots": _slots(lm, spec.op_index),
-            }
-        )
+    layers = [_layer(lm, topo, k, spec) for k, spec in enumerate(lm.lstms)]
     first = layers[0]
     raw_rt = lm.model.metadata_dict().get("min_runtime_version")
     ops = [(o.opcode, o.version) for o in lm.model.operators]
