@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.numerics.graph import LstmSpec
 from lstmgen.tflite.slots import Slot
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES, NUMPY_TO_TFLITE, TENSOR_TYPE_NAMES, min_runtime
 
