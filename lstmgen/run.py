@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,23 +64,7 @@ def run_model_states(
     lm = read_lstm_model(path, head_ok=True)  # a converter's head around the LSTM ops: the whole model runs
     notes = [] if notes is None else notes
     layout = "[time, batch, input]" if lm.time_major else "[batch, time, input]"
-    if lm.head:
-        _check_whole_model_input(lm, x, input_label)
-    elif x.ndim != 3 or x.shape[2] != lm.input_size:
-        raise LstmgenError(
-            f"{input_label} has shape {list(x.shape)}, expected {layout} with input size {lm.input_size} for {path}."
-        )
-    if x.dtype.kind != "f":
-        raise LstmgenError(f"{input_label} has dtype {x.dtype}, expected float32 (or float64, converted).")
-    if x.dtype != np.float32:
-        notes.append(f"{input_label} is {x.dtype}; converted to float32")
-    if lm.input.dtype.kind != "f":
-        q = lm.input.quantization
-        grid = f" (scale {q.scale[0]:.6g}, zero point {q.zero_point[0]})" if q is not None else ""
-        notes.append(
-            f"{path} takes {lm.input.dtype} input{grid}: the float input is quantized with its parameters, and the "
-            f"{lm.output.dtype} output dequantized to float32"
-        )
+    _check_input(lm, x, input_label, layout, notes)
     initial = list(initial or [])
     sig = tuple(lm.input.shape_signature or lm.input.shape)
     if not lm.head and either_layout(x.shape, lm.input.shape, sig, lm.time_major):
@@ -92,26 +77,75 @@ def run_model_states(
         raise LstmgenError(f"{input_label} has shape {list(x.shape)}: {layout} needs at least one step and one row.")
     _check_states(lm, initial, batch, state_label)
     chunk = steps if chunk is None else chunk
-    if chunk < 1:
-        raise LstmgenError(f"chunk {chunk}: expected a number of time steps >= 1.")
-    if chunk < steps and lm.has_reverse:
-        raise LstmgenError(
-            f"--chunk {chunk}: {path} has a backward direction (bidirectional or go_backwards), which needs the "
-            "whole sequence in one invoke: its first step is the sequence's last. Run it without --chunk."
-        )
-    fixed = sig[t_axis]
-    if chunk < steps and fixed != -1 and (chunk != fixed or steps % fixed):
-        raise LstmgenError(
-            f"--chunk {chunk}: {path} fixes its time axis to {fixed} steps (built with --time-steps), so every "
-            f"invoke takes exactly {fixed} steps: use --chunk {fixed} with an input whose time size ({steps} here) is "
-            f"a multiple of {fixed}, or rebuild the model without --time-steps (a dynamic time axis) to stream it in "
-            "chunks of any size."
-        )
+    _check_chunk(lm, chunk, steps, sig[t_axis])
     session = open_model_session(lm, runtime)
     if hasattr(session, "flavour"):  # --runtime emulate: say which runtime the numbers reproduce
         from lstmgen.runtimes.emulated import describe
 
         notes.append(describe(session))
+    outputs = _feed_chunks(session, x, chunk, t_axis, sig, initial, input_label)
+    # A last-step model outputs [B, F] per invoke: the final chunk's output is the sequence's last step.
+    y = np.concatenate(outputs, axis=t_axis) if lm.output_has_time else outputs[-1]
+    finals = session.state()
+    if len(outputs) == 1 and not initial and lm.input.dtype.kind == "i" and not hasattr(session, "flavour"):
+        from lstmgen.runtimes.emulated import cross_check  # an integer kernel off its exact arithmetic: say so
+
+        off = cross_check(lm.model, session.runtime, x, y, finals)
+        notes.extend([off] if off else [])
+    return y.astype(np.float32), finals
+
+
+def _check_input(lm: LstmModel, x: np.ndarray, input_label: str, layout: str, notes: list[str]) -> None:
+    """The input's shape and dtype for `lm`; conversions it will need are appended to `notes`."""
+    if lm.head:
+        _check_whole_model_input(lm, x, input_label)
+    elif x.ndim != 3 or x.shape[2] != lm.input_size:
+        raise LstmgenError(
+            f"{input_label} has shape {list(x.shape)}, expected {layout} with input size {lm.input_size} for "
+            f"{lm.path}."
+        )
+    if x.dtype.kind != "f":
+        raise LstmgenError(f"{input_label} has dtype {x.dtype}, expected float32 (or float64, converted).")
+    if x.dtype != np.float32:
+        notes.append(f"{input_label} is {x.dtype}; converted to float32")
+    if lm.input.dtype.kind != "f":
+        q = lm.input.quantization
+        grid = f" (scale {q.scale[0]:.6g}, zero point {q.zero_point[0]})" if q is not None else ""
+        notes.append(
+            f"{lm.path} takes {lm.input.dtype} input{grid}: the float input is quantized with its parameters, and "
+            f"the {lm.output.dtype} output dequantized to float32"
+        )
+
+
+def _check_chunk(lm: LstmModel, chunk: int, steps: int, fixed: int) -> None:
+    """--chunk against the model: >= 1, whole-sequence for a backward direction, a fixed time axis's size."""
+    if chunk < 1:
+        raise LstmgenError(f"chunk {chunk}: expected a number of time steps >= 1.")
+    if chunk < steps and lm.has_reverse:
+        raise LstmgenError(
+            f"--chunk {chunk}: {lm.path} has a backward direction (bidirectional or go_backwards), which needs the "
+            "whole sequence in one invoke: its first step is the sequence's last. Run it without --chunk."
+        )
+    if chunk < steps and fixed != -1 and (chunk != fixed or steps % fixed):
+        raise LstmgenError(
+            f"--chunk {chunk}: {lm.path} fixes its time axis to {fixed} steps (built with --time-steps), so every "
+            f"invoke takes exactly {fixed} steps: use --chunk {fixed} with an input whose time size ({steps} here) is "
+            f"a multiple of {fixed}, or rebuild the model without --time-steps (a dynamic time axis) to stream it in "
+            "chunks of any size."
+        )
+
+
+def _feed_chunks(
+    session: Any,
+    x: np.ndarray,
+    chunk: int,
+    t_axis: int,
+    sig: tuple[int, ...],
+    initial: list[tuple[np.ndarray | None, np.ndarray | None]],
+    input_label: str,
+) -> list[np.ndarray]:
+    """Each chunk's output, invoking `chunk` steps at a time from the `initial` states and carrying them."""
+    steps = x.shape[t_axis]
     outputs = []
     fed: tuple[int, ...] = ()
     for start in range(0, steps, chunk):
@@ -126,16 +160,7 @@ def run_model_states(
             session.reset(dict(enumerate(carried)))
         fed = piece.shape
         outputs.append(session.invoke(piece))
-    # A last-step model outputs [B, F] per invoke: the final chunk's output is the sequence's last step.
-    y = np.concatenate(outputs, axis=t_axis) if lm.output_has_time else outputs[-1]
-    finals = session.state()
-    if len(outputs) == 1 and not initial and lm.input.dtype.kind == "i" and not hasattr(session, "flavour"):
-        from lstmgen.runtimes.emulated import cross_check  # an integer kernel off its exact arithmetic: say so
-
-        off = cross_check(lm.model, session.runtime, x, y, finals)
-        notes.extend([off] if off else [])
-    return y.astype(np.float32), finals
-
+    return outputs
 
 def _check_states(
     lm: LstmModel, initial: list[tuple[np.ndarray | None, np.ndarray | None]], batch: int, state_label: str

@@ -61,14 +61,6 @@ def test_the_handler_check_can_fail(tmp_path: Path) -> None:
 
 
 MAX_FUNCTION_LINES = 80
-# Temporary: functions over the limit in files other helpers were changing at the same time (issue 18
-# phase 2). Each is shortened by its owner; the lead empties this list after merging.
-TOO_LONG_FOR_NOW = {
-    "cli/cmd_verify.py:verify_cmd",  # issue 23
-    "run.py:run_model_states",  # issue 23's file; grew past 80 on main with issue 19's emulated runtime
-    "cli/cmd_build.py:build_cmd",  # grew to 82 on main (--form, API work) during this phase
-}
-
 
 def long_functions(folder: Path, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
     """'path:name' -> lines (def line to last line, nested functions included) of every function over `limit`."""
@@ -83,9 +75,7 @@ def long_functions(folder: Path, limit: int = MAX_FUNCTION_LINES) -> dict[str, i
 
 
 def test_no_function_over_80_lines() -> None:
-    found = long_functions(PACKAGE)
-    assert {k: v for k, v in found.items() if k not in TOO_LONG_FOR_NOW} == {}
-    assert set(found) >= TOO_LONG_FOR_NOW, f"shortened, drop from TOO_LONG_FOR_NOW: {TOO_LONG_FOR_NOW - set(found)}"
+    assert long_functions(PACKAGE) == {}
 
 
 def test_the_length_check_can_fail(tmp_path: Path) -> None:

@@ -214,16 +214,7 @@ def build_cmd(
       # a model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
       lstmgen build --weights encoder.npz --time-steps 20 --form graph --quantize dynamic-int8 -o graph.tflite
     """
-    options: dict[str, Any] = {}
-    if config_file is not None:
-        options.update(load_config_file(config_file))
-    check_keys(options, str(config_file))
-    file_weights = options.pop("weights", None)
-    file_format = options.pop("weights_format", None)
-    file_layer = options.pop("layer", None)
-    file_calib = options.pop("calibration_data", None)
-    file_calibration = options.pop("calibration", None)
-    options.update({k: v for k, v in cell.items() if v is not None})
+    options, (file_weights, file_format, file_layer, file_calib, file_calibration) = _options(config_file, cell)
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)
     inputs = {"--weights": weights_path, "--config": config_file, "--calibration-data": calibration_data or file_calib}
     check_target(output, inputs)  # before any work: -o may not name an input
@@ -252,6 +243,21 @@ def build_cmd(
         click.echo(json_document({"ok": True, **result.to_dict()}))
     else:
         click.echo(_build_text(result))
+
+
+# The keys of a config file that name files and readers, not the cell: build takes them as its own arguments.
+_FILE_KEYS = ("weights", "weights_format", "layer", "calibration_data", "calibration")
+
+
+def _options(config_file: Path | None, cell: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(the cell options: --config's keys under the stated flags, the config's values of _FILE_KEYS in order)."""
+    options: dict[str, Any] = {}
+    if config_file is not None:
+        options.update(load_config_file(config_file))
+    check_keys(options, str(config_file))
+    from_file = tuple(options.pop(key, None) for key in _FILE_KEYS)
+    options.update({k: v for k, v in cell.items() if v is not None})
+    return options, from_file
 
 
 def _write_markdown(path: Path, result: BuildResult, inputs: dict[str, Path | str | None]) -> None:

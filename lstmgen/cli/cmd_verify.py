@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -32,6 +33,9 @@ from lstmgen.progress import showing, task
 from lstmgen.runtimes.micro import import_tflm
 from lstmgen.samples import read_samples
 from lstmgen.weights import FORMATS
+
+if TYPE_CHECKING:
+    from lstmgen.check.report import VerifyReport
 
 # The build's cell flags: the source LSTM (what the weight file does not state) and the model's topology and
 # sizes, which the model records (a stated one is a cross-check: FAIL when the model differs).
@@ -174,52 +178,84 @@ def verify_cmd(
     """
     weights, weights_format, layer, stated = _stated(config_file, weights, weights_format, layer, cell)
     inputs = {"MODEL": model, "--input": input_path, "--weights": weights, "--config": config_file}
-    refuse_same({"--report": report, "--plot": plot})
-    for target in (report, plot):
-        if target is not None:
-            check_target(target, inputs)  # before verifying: an output may not name an input
-    if plot is not None:
-        require_plotting()  # before the (possibly long) verification, not after it
-    if micro:
-        import_tflm()
+    _preflight(report, plot, micro, inputs)
     lm = read_lstm_model(model, head_ok=True, graph_ok=True)  # once: for the cross-checks and --input
     if batch_size is not None or time_steps is not None:  # before anything of that size is allocated
         _check_test_size(lm, batch_size, time_steps)
     samples, reading = _inputs(lm, input_path, max_samples)
     recorded = _cross_check(lm, stated)  # a stated topology or size the model does not have: FAIL now
-    reference = None
-    if weights is not None:
-        reference = _reference(weights, weights_format, layer, stated, recorded)
-    elif max_error is not None or any(v is not None and k not in _RECORDED for k, v in cell.items()):
-        raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
+    reference = _source(weights, weights_format, layer, stated, recorded, max_error, cell)
     with showing(progress_sink(quiet or as_json)), task("verifying"):
-        reports = [
-            verify_model(
-                model,
-                runtime=runtime,
-                seed=seed,
-                batch_size=batch_size,
-                time_steps=time_steps,
-                x=x,
-                micro=micro,
-                source=reference,
-                max_error=max_error,
-            )
-            for x in samples
-        ]
-    # The worst sample speaks for the set: the first that fails, else the largest error.
+        check = partial(verify_model, model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps)
+        reports = [check(x=x, micro=micro, source=reference, max_error=max_error) for x in samples]
+    worst = _worst(reports)
+    rep = reports[worst]
+    if plot is not None:
+        _write_plot(model, rep, plot, inputs)
+    payload, failure = _payload(model, rep, len(reports), worst, reading)
+    if report is not None:
+        write_atomic(report, json_document(payload).encode(), inputs=inputs)
+    if as_json:
+        click.echo(json_document(payload))
+    else:
+        _print_text(model, rep, len(reports), worst, reading)
+    if failure is not None:
+        click.echo(f"lstmgen: error: {failure}", err=True)
+        sys.exit(VerificationError.exit_code)
+
+
+def _source(
+    weights: Path | None,
+    weights_format: str,
+    layer: str | None,
+    stated: dict[str, Any],
+    recorded: dict[str, Any],
+    max_error: float | None,
+    cell: dict[str, Any],
+) -> Any:
+    """The source reference for --weights, else None, refusing the options that only describe a source."""
+    if weights is not None:
+        return _reference(weights, weights_format, layer, stated, recorded)
+    if max_error is not None or any(v is not None and k not in _RECORDED for k, v in cell.items()):
+        raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
+    return None
+
+
+def _preflight(report: Path | None, plot: Path | None, micro: bool, inputs: dict[str, Path | None]) -> None:
+    """Refuse bad outputs and missing extras before the (possibly long) verification, not after it."""
+    refuse_same({"--report": report, "--plot": plot})
+    for target in (report, plot):
+        if target is not None:
+            check_target(target, inputs)  # before verifying: an output may not name an input
+    if plot is not None:
+        require_plotting()
+    if micro:
+        import_tflm()
+
+
+def _worst(reports: list[VerifyReport]) -> int:
+    """The sample that speaks for the set: the first that fails, else the largest error."""
     worst = next((k for k, r in enumerate(reports) if not r.passed), None)
     if worst is None:
         worst = max(range(len(reports)), key=lambda k: reports[k].max_abs_error)
-    rep = reports[worst]
-    if plot is not None:
-        if not rep.quantization:
-            raise LstmgenError(f"--plot draws quantization error over time; {model} is a float model.")
-        quant = rep.quantization[0]
-        write_atomic(plot, lambda fh: plot_error(quant, fh), inputs=inputs)
+    return worst
+
+
+def _write_plot(model: Path, rep: VerifyReport, plot: Path, inputs: dict[str, Path | None]) -> None:
+    """--plot: the quantization error over time, written atomically; a float model has none to draw."""
+    if not rep.quantization:
+        raise LstmgenError(f"--plot draws quantization error over time; {model} is a float model.")
+    quant = rep.quantization[0]
+    write_atomic(plot, lambda fh: plot_error(quant, fh), inputs=inputs)
+
+
+def _payload(
+    model: Path, rep: VerifyReport, count: int, worst: int, reading: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """(the JSON report, the failure's one-line reason or None)."""
     payload = {"ok": rep.passed, **rep.to_dict()}
     if reading is not None:
-        payload["samples"] = {"count": len(reports), "worst": worst, "reading": reading}
+        payload["samples"] = {"count": count, "worst": worst, "reading": reading}
     failure = None
     if not rep.passed:
         src = rep.against_source
@@ -230,32 +266,28 @@ def verify_cmd(
         ) + emulation_verdict(rep.emulation)
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
-    if report is not None:
-        write_atomic(report, json_document(payload).encode(), inputs=inputs)
-    if as_json:
-        click.echo(json_document(payload))
-    else:
-        click.echo(f"{model}:")
-        for check in rep.checks:
-            click.echo(
-                f"  {check.name:<32} max abs {check.max_abs_error:.3g}  max rel {check.max_rel_error:.3g}  "
-                f"{'ok' if check.passed else 'FAIL'}"
-            )
-        click.echo(verify_line(rep))
-        for line in emulation_lines(rep.emulation):
-            click.echo(f"  {line}")
-        for line in rep.scope:
-            click.echo(f"  {line}")
-        for note in rep.notes:
-            click.echo(f"  note: {note}")
-        if rep.against_source is not None:
-            click.echo(rep.against_source.summary())
-        if reading is not None:
-            click.echo(f"  {reading}; ran {len(reports)}, the worst is sample {worst} (shown)")
-    if failure is not None:
-        click.echo(f"lstmgen: error: {failure}", err=True)
-        sys.exit(VerificationError.exit_code)
+    return payload, failure
 
+
+def _print_text(model: Path, rep: VerifyReport, count: int, worst: int, reading: str | None) -> None:
+    """The human-readable report on stdout: one line per check, the verdict, scope, notes, the source check."""
+    click.echo(f"{model}:")
+    for check in rep.checks:
+        click.echo(
+            f"  {check.name:<32} max abs {check.max_abs_error:.3g}  max rel {check.max_rel_error:.3g}  "
+            f"{'ok' if check.passed else 'FAIL'}"
+        )
+    click.echo(verify_line(rep))
+    for line in emulation_lines(rep.emulation):
+        click.echo(f"  {line}")
+    for line in rep.scope:
+        click.echo(f"  {line}")
+    for note in rep.notes:
+        click.echo(f"  note: {note}")
+    if rep.against_source is not None:
+        click.echo(rep.against_source.summary())
+    if reading is not None:
+        click.echo(f"  {reading}; ran {count}, the worst is sample {worst} (shown)")
 
 def _stated(
     config_file: Path | None, weights: Path | None, weights_format: str, layer: str | None, cell: dict[str, Any]
