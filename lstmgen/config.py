@@ -207,6 +207,12 @@ class CellConfig:
                 f"io_type = 'int16' only applies to quantize = 'int16x8' (int16 activations), not {self.quantize!r}. "
                 "Use io_type 'int8' or 'float32'."
             )
+        if self.quantize in ("int8", "int16x8") and self.activation != "tanh":
+            raise ConfigError(
+                f"activation = {self.activation!r} with quantize = {self.quantize!r}: the integer LSTM kernels have "
+                "tanh cells only (LiteRT's applies tanh whatever the op's field says; TFLM's takes tanh or sigmoid), "
+                "so no interpreter would compute this cell. Use quantize 'dynamic-int8' or 'float16' for it."
+            )
         if self.form == "graph":
             why = next((text for refused, text in _GRAPH_REFUSALS if refused(self)), None)
             if why is not None:

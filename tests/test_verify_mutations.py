@@ -196,6 +196,20 @@ def output_scale(factor: float) -> FileMutation:
     return mutate
 
 
+def grid_of(which: str, scale: float = 1.0, shift: int = 0) -> FileMutation:
+    """The LSTM's output (or its output state) on another grid; the integer kernels copy the state's codes
+    into the output, so the two must agree (a zero point one off shifts every output by one step)."""
+
+    def mutate(m: ModelRecord) -> ModelRecord:
+        op = _lstm(m)
+        k = op.outputs[0] if which == "output" else op.inputs[Slot.OUTPUT_STATE]
+        q = m.tensors[k].quantization
+        assert q is not None
+        return _set(m, k, quantization=replace(q, scale=(q.scale[0] * scale,), zero_point=(q.zero_point[0] + shift,)))
+
+    return mutate
+
+
 def option(name: str, value: Any) -> FileMutation:
     def mutate(m: ModelRecord) -> ModelRecord:
         op = _lstm(m)
@@ -243,6 +257,9 @@ FILE_DEFECTS: dict[str, tuple[tuple[str, ...], FileMutation]] = {
     "cell clip 0.3 the source does not have": (MODES, option("CellClip", 0.3)),
     "activation relu for tanh": (("none", "float16", "dynamic-int8"), option("FusedActivationFunction", 1)),
     "output grid x20 (a coarse output scale)": (("int8", "int16x8"), output_scale(20.0)),
+    "output zero point +1 (off the output state's grid)": (("int8", "int16x8"), grid_of("output", shift=1)),
+    "output state scale x1.02 (off the output's grid)": (("int8", "int16x8"), grid_of("state", scale=1.02)),
+    "cell activation sigmoid (code 6) in an integer cell": (("int8", "int16x8"), option("FusedActivationFunction", 6)),
     "weight zero point +3": (("dynamic-int8", "int8", "int16x8"), zero_point(Slot.INPUT_TO_CELL_WEIGHTS, 3)),
     "spoofed float16 label on a wrong forget bias": (("none",), spoof("float16", add_real(FB, 0.2))),
     "spoofed int8 label on a wrong float16 weight": (
