@@ -42,3 +42,22 @@ def load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
         raise LstmgenError(f"{what} {path} does not exist.") from None
     except (ValueError, OSError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
         raise LstmgenError(f"{what} {path} is not a readable .npz ({exc}); lstmgen never unpickles.") from None
+
+
+def real_values(arr: np.ndarray, what: str, path: Path) -> np.ndarray:
+    """The array if it holds finite real numbers; else one paragraph naming the first bad element (a NaN
+    input made verify report a right model as failing, a complex one was cast with its imaginary part lost)."""
+    if arr.dtype.kind not in "biuf":
+        raise LstmgenError(
+            f"{what} {path} holds {arr.dtype} values; expected real numbers (float32, or any float/int type). "
+            "Save the data as numpy.float32."
+        )
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = [int(i) for i in np.argwhere(bad)[0]]
+            raise LstmgenError(
+                f"{what} {path} contains {int(bad.sum())} NaN/Inf value(s), the first at index {first}. An LSTM's "
+                "outputs from them say nothing about the model; clean or drop those samples."
+            )
+    return arr

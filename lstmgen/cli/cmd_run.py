@@ -10,7 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
-from lstmgen.arrays import load_npy, load_npz
+from lstmgen.arrays import load_npy, load_npz, real_values
 from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_document, runtime_option
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, refuse_same, write_atomic
@@ -19,7 +19,7 @@ from lstmgen.runtimes import EMULATE_CHOICES
 
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:
-    state = load_npz(path, "initial state")
+    state = {k: real_values(v, f"initial state {k!r} in", path) for k, v in load_npz(path, "initial state").items()}
     unknown = sorted(k for k in state if not STATE_KEY.match(k))
     if unknown:
         raise LstmgenError(
@@ -99,7 +99,7 @@ def run_cmd(
       # a converted Keras classifier, whole: y.npy holds the class probabilities
       lstmgen run classifier.tflite --input x.npy --output y.npy
     """
-    x = load_npy(input_path, "input")
+    x = real_values(load_npy(input_path, "input"), "input", input_path)
     state = _load_state(initial_state) if initial_state else {}
     inputs = {"MODEL": model, "--input": input_path, "--initial-state": initial_state}
     refuse_same({"--output": output_path, "--final-state": final_state})

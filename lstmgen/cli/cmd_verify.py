@@ -10,6 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
+from lstmgen.arrays import real_values
 from lstmgen.check.tolerance import plot_error, require_plotting
 from lstmgen.check.verify import verify_model
 from lstmgen.cli.common import (
@@ -179,11 +180,15 @@ def verify_cmd(
     failure = None
     if not rep.passed:
         src = rep.against_source
-        failure = f"{model}: " + (
-            f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
-            if src is not None and not src.passed
-            else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
-        ) + emulation_verdict(rep.emulation)
+        failure = (
+            f"{model}: "
+            + (
+                f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
+                if src is not None and not src.passed
+                else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+            )
+            + emulation_verdict(rep.emulation)
+        )
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
@@ -238,6 +243,7 @@ def _inputs(model: Path, path: Path | None, max_samples: int | None) -> tuple[li
         return [None], None
     lm = read_lstm_model(model, head_ok=True)
     samples, reading = read_samples(path, lm.input.shape, lm.input.shape_signature, lm.time_major, "input")
+    real_values(samples, "input", path)
     if samples.shape[0] == 0:
         raise LstmgenError(f"input {path} holds no samples (shape {list(samples.shape)}).")
     return list(samples[:max_samples] if max_samples else samples), reading
