@@ -14,7 +14,7 @@ from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.numerics.graph import real_value
 from lstmgen.numerics.tables import GATES
-from lstmgen.output import write_atomic
+from lstmgen.output import check_target, write_atomic
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
@@ -251,6 +251,7 @@ def export_weights(
     """Write MODEL's LSTM weights to OUTPUT (.npz) in `fmt`'s layout; unsupported features are refused."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
+    check_target(Path(output), {"MODEL": model})  # `export m.tflite -o m.tflite` replaced the model with an .npz
     lm = read_lstm_model(model, head_ok=True)  # a converter's head around the LSTM ops is left out, with a note
     layers, notes = model_layers(lm)
     if lm.head:
