@@ -142,6 +142,8 @@ def verify_cmd(
         if target is not None:
             check_target(target, inputs)  # before verifying: an output may not name an input
     if plot is not None:
+        if plot.suffix.lower() != ".png":  # matplotlib picks the format by suffix: '.npy' was an internal error
+            raise LstmgenError(f"--plot {plot}: the plot is a PNG; give a path ending in .png, e.g. error.png.")
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
