@@ -172,6 +172,20 @@ def one_element(slot: Slot, factor: float) -> FileMutation:
     return mutate
 
 
+def element_steps(slot: Slot, steps: int) -> FileMutation:
+    """One element `steps` codes (integer) or ulps of its own type (float) up: a bias stored as no writer would."""
+
+    def mutate(m: ModelRecord) -> ModelRecord:
+        k, _, data = _data(m, slot)
+        flat = data.reshape(-1)
+        j = flat.size // 2
+        for _ in range(steps):
+            flat[j] = np.nextafter(flat[j], np.inf) if data.dtype.kind == "f" else flat[j] + 1
+        return _set(m, k, data=data)
+
+    return mutate
+
+
 def drop(*slots: Slot) -> FileMutation:
     """Leave slots empty (-1), as a writer that forgot a feature would."""
 
@@ -253,6 +267,7 @@ FILE_DEFECTS: dict[str, tuple[tuple[str, ...], FileMutation]] = {
         drop(Slot.CELL_TO_INPUT_WEIGHTS, Slot.CELL_TO_FORGET_WEIGHTS, Slot.CELL_TO_OUTPUT_WEIGHTS),
     ),
     "forget bias +0.02": (MODES, add_real(FB, 0.02)),
+    "one cell bias element 3 steps off (an unfolded bias)": (MODES, element_steps(Slot.CELL_GATE_BIAS, 3)),
     "one recurrent weight x1.3": (MODES, one_element(Slot.RECURRENT_TO_INPUT_WEIGHTS, 1.3)),
     "cell clip 0.3 the source does not have": (MODES, option("CellClip", 0.3)),
     "activation relu for tanh": (("none", "float16", "dynamic-int8"), option("FusedActivationFunction", 1)),
