@@ -5,9 +5,11 @@
 #   make bench   benchmarks/ (whole processes: wall time and peak memory)
 #   make lint    ruff and mypy only
 #   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs)
-# Other Pythons: PYTHON=python3.12 make test (use a fresh checkout or `make clean` when switching).
+# Other Pythons: PYTHON=python3.12 make test (the venvs are rebuilt when the interpreter changes).
 PYTHON ?= python3
 PIP_FLAGS := --disable-pip-version-check -q
+# Names the interpreter the venvs were made with; rewritten (so the venvs rebuild) only when $(PYTHON) changes.
+PY_STAMP := .python-stamp
 
 # The user's environment: what `pip install lstmgen` gives (numpy, flatbuffers, click, ai-edge-litert).
 VENV := .venv
@@ -21,7 +23,7 @@ TFL_BIN  := $(TFL_VENV)/bin
 TFL_PIN  := tflite-runtime==2.14.0
 TORCH_PIN ?= torch==2.13.0+cpu
 
-.PHONY: demo test test-main test-tflite-runtime test-wheel wheel docs lint bench fuzz clean help
+.PHONY: demo test test-main test-tflite-runtime test-wheel wheel docs lint bench fuzz clean help FORCE
 
 help:
 	@echo "make demo   lean .venv with lstmgen, then build, verify and inspect the example model (examples/)"
@@ -32,7 +34,12 @@ help:
 	@echo "make wheel  the wheel and sdist as users get them, into build/dist"
 	@echo "make docs   the API reference of the public names (pdoc), into build/docs"
 
-$(BIN)/.installed: pyproject.toml
+$(PY_STAMP): FORCE
+	@v="$$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])')" || exit 1; \
+	  [ "$$(cat $@ 2>/dev/null)" = "$$v" ] || { echo "$$v" > $@; echo "Python: $$v (the venvs will be rebuilt)"; }
+FORCE:
+
+$(BIN)/.installed: pyproject.toml $(PY_STAMP)
 	@# --clear: a venv left by another Python (a failed `PYTHON=python3.9 make demo`) is rebuilt, not reused
 	$(PYTHON) -m venv --clear $(VENV)
 	@echo "installing lstmgen and its dependencies into $(VENV) (pip's output: $(VENV)/install.log)"
@@ -40,7 +47,7 @@ $(BIN)/.installed: pyproject.toml
 	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $@
 
-$(TEST_BIN)/.installed: pyproject.toml
+$(TEST_BIN)/.installed: pyproject.toml $(PY_STAMP)
 	$(PYTHON) -m venv --clear $(TEST_VENV)
 	$(TEST_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	@# torch first, and only its CPU build (+cpu): the plain PyPI build pulls ~3 GB of CUDA libraries. Where no CPU
@@ -51,7 +58,7 @@ $(TEST_BIN)/.installed: pyproject.toml
 	touch $@
 
 # Writes .skipped (with the reason) instead of failing where tflite-runtime has no wheel for this Python/platform.
-$(TFL_BIN)/.installed: pyproject.toml
+$(TFL_BIN)/.installed: pyproject.toml $(PY_STAMP)
 	rm -f $(TFL_VENV)/.skipped
 	$(PYTHON) -m venv --clear $(TFL_VENV)
 	$(TFL_BIN)/pip install $(PIP_FLAGS) --upgrade pip
@@ -114,7 +121,7 @@ test-wheel: wheel
 
 # API reference (pdoc) of the public names, in its own venv: pdoc is no dependency of lstmgen.
 DOCS_VENV := .venv-docs
-$(DOCS_VENV)/bin/.installed: pyproject.toml
+$(DOCS_VENV)/bin/.installed: pyproject.toml $(PY_STAMP)
 	$(PYTHON) -m venv --clear $(DOCS_VENV)
 	$(DOCS_VENV)/bin/pip install $(PIP_FLAGS) pdoc -e .
 	touch $@
@@ -137,4 +144,4 @@ fuzz: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python tests/fuzz_models.py --count $${FUZZ_COUNT:-10000} --seed $${FUZZ_SEED:-0} --jobs 2
 
 clean:
-	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) $(WHEEL_VENV) $(DOCS_VENV) build .pytest_cache
+	rm -rf $(VENV) $(TEST_VENV) $(TFL_VENV) $(WHEEL_VENV) $(DOCS_VENV) build .pytest_cache $(PY_STAMP)

@@ -14,7 +14,7 @@ from typing import Any
 
 from lstmgen import guard
 from lstmgen.errors import ConfigError
-from lstmgen.numerics.tables import QUANTIZE_MODES
+from lstmgen.numerics.tables import INTEGER_MODES, QUANTIZE_MODES
 from lstmgen.tflite.tables import ACTIVATIONS, REFUSED_ACTIVATIONS
 
 INITIALIZERS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "uniform", "normal", "zeros")
@@ -27,10 +27,13 @@ FORMS: tuple[str, ...] = ("fused", "graph")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}$")
 _MAX_DIM = 1 << 20
 _MAX_BIAS = 1e30  # far inside float32 (3.4e38), so bias + forget_bias stays finite
+_MAX_CLIP = 3.4028234663852886e38  # the op stores its clips as float32: nothing larger fits
+_MAX_DEPTH = 32  # config nesting: every key takes one scalar, so any deep nesting is a mistake (or an attack)
 
 
 def _fail(field: str, value: Any, allowed: str, hint: str = "") -> ConfigError:
-    msg = f"{field} = {value!r} is not allowed: expected {allowed}."
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:60] + "..."
+    msg = f"{field} = {shown} is not allowed: expected {allowed}."
     return ConfigError(f"{msg} {hint}".strip())
 
 
@@ -41,11 +44,16 @@ def _check_int(field: str, value: Any, lo: int, hi: int = _MAX_DIM) -> None:
         raise _fail(field, value, f"an integer from {lo} to {hi}")
 
 
-def _check_float(field: str, value: Any, lo: float, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(field, value, f"a finite number >= {lo:g}", hint)
-    if value < lo:
-        raise _fail(field, value, f"a finite number >= {lo:g}", hint)
+def _check_float(field: str, value: Any, lo: float, hint: str = "", hi: float = math.inf) -> None:
+    allowed = f"a finite number >= {lo:g}" if hi == math.inf else f"a number from {lo:g} to {hi:.8g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(field, value, allowed, hint)
+    try:
+        ok = math.isfinite(value) and lo <= value <= hi  # an int beyond float's range overflows here
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise _fail(field, value, allowed, hint)
 
 
 def _check_bool(field: str, value: Any) -> None:
@@ -106,7 +114,7 @@ _GRAPH_REFUSALS: tuple[tuple[Callable[[Any], bool], str], ...] = (
     ),
 )
 
-_NO_CLIP = "Use 0 (or leave it out) for no clipping."
+_NO_CLIP = "Use 0 (or leave it out) for no clipping; the op stores the clip as float32, so 3.4e38 is the largest."
 _FLAGS: tuple[str, ...] = ("use_peepholes", "time_major", "dynamic_batch", "bidirectional", "cifg", "layer_norm")
 _FLAGS += ("return_sequences", "go_backwards", "diagonal_recurrent", "asymmetric_inputs")
 # Each field's own rule (type, range, choices). None is "not set" for the optional fields; the rules
@@ -114,9 +122,9 @@ _FLAGS += ("return_sequences", "go_backwards", "diagonal_recurrent", "asymmetric
 FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
     "num_units": lambda v: _check_int("num_units", v, 1),
     "input_size": lambda v: _check_int("input_size", v, 1),
-    "cell_clip": lambda v: _check_float("cell_clip", v, 0.0, _NO_CLIP),
+    "cell_clip": lambda v: _check_float("cell_clip", v, 0.0, _NO_CLIP, _MAX_CLIP),
     "num_proj": lambda v: _check_int("num_proj", v, 1),
-    "proj_clip": lambda v: _check_float("proj_clip", v, 0.0, _NO_CLIP),
+    "proj_clip": lambda v: _check_float("proj_clip", v, 0.0, _NO_CLIP, _MAX_CLIP),
     "forget_bias": _check_forget_bias,
     "activation": _check_activation,
     "init": lambda v: _check_choice("init", v, INITIALIZERS),
@@ -207,11 +215,12 @@ class CellConfig:
                 f"io_type = 'int16' only applies to quantize = 'int16x8' (int16 activations), not {self.quantize!r}. "
                 "Use io_type 'int8' or 'float32'."
             )
-        if self.quantize in ("int8", "int16x8") and self.activation != "tanh":
+        if self.quantize in INTEGER_MODES and self.activation != "tanh":
             raise ConfigError(
-                f"activation = {self.activation!r} with quantize = {self.quantize!r}: the integer LSTM kernels have "
-                "tanh cells only (LiteRT's applies tanh whatever the op's field says; TFLM's takes tanh or sigmoid), "
-                "so no interpreter would compute this cell. Use quantize 'dynamic-int8' or 'float16' for it."
+                f"activation = {self.activation!r} with quantize = {self.quantize!r}: LiteRT's integer LSTM kernel "
+                "ignores the activation option and computes tanh, while TFLite Micro's honours it, so the file would "
+                "compute different things in the two runtimes. Use activation 'tanh', or quantize 'dynamic-int8' or "
+                "'float16' (their kernels compute the activation the file names)."
             )
         if self.form == "graph":
             why = next((text for refused, text in _GRAPH_REFUSALS if refused(self)), None)
@@ -259,6 +268,42 @@ def check_keys(mapping: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: unknown key '{key}'.{hint} Known keys: {', '.join(known)}.")
 
 
+_OPEN, _CLOSE = frozenset("[{"), frozenset("]}")
+
+
+def _check_depth(text: str, path: Path, kind: str) -> None:
+    """Refuse brackets nested deeper than _MAX_DEPTH (outside strings and, in TOML, comments)."""
+    if sum(text.count(c) for c in "[{") <= _MAX_DEPTH:
+        return  # the usual flat file: no scan
+    depth = deepest = 0
+    quote: str | None = None
+    escaped = comment = False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote == '"':
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#" and kind == "TOML":
+            comment = True
+        elif ch in _OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > _MAX_DEPTH:
+                raise ConfigError(
+                    f"config file {path}: brackets nested more than {_MAX_DEPTH} deep. A config is flat (every key "
+                    "takes one value: num_units = 64); fix the file."
+                )
+        elif ch in _CLOSE:
+            depth = max(depth - 1, 0)
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML or JSON cell config; relative 'weights' paths are resolved against its folder."""
     if sys.version_info >= (3, 11):  # imported here: most runs read no config file
@@ -267,12 +312,18 @@ def load_config_file(path: Path) -> dict[str, Any]:
         import tomli as tomllib
 
     raw = guard.read_capped(path, "config file", error=ConfigError)  # no FIFO, no /dev/zero
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid {kind} ({exc}). Fix the syntax.") from None
+    _check_depth(text, path, kind)  # before the parsers, which recurse per level (RecursionError)
+    try:
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: not valid {kind} ({exc}). Fix the syntax.") from None
+    except RecursionError:  # the depth scan is approximate (it skips strings and comments simply)
+        raise ConfigError(f"config file {path}: nested too deeply to parse. A config is flat: key = value.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a table of keys, found {type(data).__name__}.")
     check_keys(data, f"config file {path}")

@@ -50,7 +50,7 @@ def _slots(lm: LstmModel, op_index: int) -> list[dict[str, Any]]:
     return out
 
 
-def _topology(lm: LstmModel) -> dict[str, Any]:
+def topology(lm: LstmModel) -> dict[str, Any]:
     """Layers and directions: from lstmgen's metadata, else inferred from the graph."""
     hp = lm.metadata.get("hyperparameters", {})
     ops = {BUILTIN_OPERATOR_NAMES.get(o.opcode) for o in lm.model.operators}
@@ -73,7 +73,7 @@ def describe(path: str | Path, lm: LstmModel | None = None) -> dict[str, Any]:
     """
     path = Path(path)
     lm = lm or read_lstm_model(path)
-    topo = _topology(lm)
+    topo = topology(lm)
     hp = lm.metadata.get("hyperparameters", {})
     sig = lm.input.shape_signature or lm.input.shape
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)

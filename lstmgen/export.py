@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen.config import check_fields
 from lstmgen.errors import ConfigError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.numerics.graph import real_value
@@ -17,8 +19,9 @@ from lstmgen.numerics.tables import GATES
 from lstmgen.output import check_target, write_atomic
 from lstmgen.tflite.records import ModelRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
-from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
+from lstmgen.tflite.tables import ACTIVATIONS, BUILTIN_OPERATOR_NAMES
 from lstmgen.weights.base import GATE_ORDERS
+from lstmgen.weights.npz import SETTINGS_KEY
 
 PEEPHOLES = ("cell_to_input_weights", "cell_to_forget_weights", "cell_to_output_weights")
 LAYER_NORM = tuple(f"{g}_layer_norm_coefficients" for g in GATES)
@@ -162,11 +165,16 @@ def _onnx(cells: list[Cell]) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in out.items() if v}
 
 
-# Format -> what its layout can hold besides a plain LSTM cell, and how cells are keyed.
+# Format -> what its layout can hold besides a plain tanh cell. The activation, clips and shapes are op
+# settings, recorded beside the weights (SETTINGS_KEY) for lstmgen build; an activation other than tanh only
+# where the framework has one (TF1's LSTMCell(activation=), Keras' LSTM(activation=)): nn.LSTM has only tanh,
+# and an ONNX .npz holds no node attributes.
+_ACTS = {f"activation {a}" for a in ACTIVATIONS if a != "tanh"}
 SUPPORTED: dict[str, set[str]] = {
-    "tflite": {"peepholes", "projection", "projection bias", "CIFG", "layer norm", "diagonal recurrent weights"},
-    "tf1": {"peepholes", "projection"},
-    "keras": set(),
+    "tflite": {"peepholes", "projection", "projection bias", "CIFG", "layer norm", "diagonal recurrent weights"}
+    | _ACTS,
+    "tf1": {"peepholes", "projection"} | _ACTS,
+    "keras": set() | _ACTS,
     "torch": {"projection"},
     "onnx": {"peepholes"},
 }
@@ -211,6 +219,30 @@ def _keyed(fmt: str, layers: list[list[Cell]]) -> dict[str, np.ndarray]:
     return out
 
 
+def _settings(lm: LstmModel, layers: list[list[Cell]], cells: list[Cell]) -> dict[str, object]:
+    """The op settings a default build would not reproduce (batch 1, free time, tanh, no clips, batch-major,
+    every step). Only the LSTM part: a converter's head is not exported, so its shapes are not recorded."""
+    spec = next(s for s in lm.lstms if s.op_index == cells[0].op_index)
+    shape, sig = lm.input.shape, lm.input.shape_signature or lm.input.shape
+    b, t = (1, 0) if lm.time_major else (0, 1)
+    found: dict[str, object] = {
+        "batch_size": int(shape[b]),
+        "dynamic_batch": sig[b] == -1,
+        "time_steps": None if sig[t] == -1 else int(shape[t]),
+        "activation": spec.activation,
+        "cell_clip": spec.cell_clip,
+        "proj_clip": spec.proj_clip,
+        "time_major": lm.time_major,
+        "return_sequences": lm.output_has_time or bool(lm.head),
+        # the whole model one backward cell (go_backwards), not one half of a bidirectional layer picked by --layer
+        "go_backwards": len(lm.lstms) == 1 and layers[0][0].direction == "backward",
+    }
+    defaults: dict[str, object] = {"batch_size": 1, "dynamic_batch": False, "time_steps": None}
+    defaults |= {"activation": "tanh", "cell_clip": 0.0, "proj_clip": 0.0, "time_major": False}
+    defaults |= {"return_sequences": True, "go_backwards": False}
+    return {k: v for k, v in found.items() if v != defaults[k]}
+
+
 @dataclass
 class ExportResult:
     """What `export` wrote (the CLI prints it; --json gives to_dict())."""
@@ -251,7 +283,8 @@ def export_weights(
     """Write MODEL's LSTM weights to OUTPUT (.npz) in `fmt`'s layout; unsupported features are refused."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
-    check_target(Path(output), {"MODEL": model})  # `export m.tflite -o m.tflite` replaced the model with an .npz
+    check_fields({"forget_bias": forget_bias})  # build's range: the result must stay a finite float32 bias
+    check_target(Path(output), {"MODEL": model})  # before reading: -o may not be MODEL (nor a link to it)
     lm = read_lstm_model(model, head_ok=True)  # a converter's head around the LSTM ops is left out, with a note
     layers, notes = model_layers(lm)
     if lm.head:
@@ -263,13 +296,16 @@ def export_weights(
         )
     layers = _select(layers, layer, str(model))
     cells = [c for row in layers for c in row]
-    missing = sorted({f for c in cells for f in c.features} - SUPPORTED[fmt])
+    specs = [s for s in lm.lstms if s.op_index in {c.op_index for c in cells}]
+    used = {f for c in cells for f in c.features} | {f"activation {s.activation}" for s in specs}
+    used -= {"activation tanh"}
+    missing = sorted(used - SUPPORTED[fmt])
     if missing:
-        able = [f for f in FORMATS if not ({f for c in cells for f in c.features} - SUPPORTED[f])]
+        able = [f for f in FORMATS if not (used - SUPPORTED[f])]
         raise ConfigError(
             f"{model}: its LSTM uses {', '.join(missing)}, which the {fmt} layout cannot hold (the framework's "
-            f"LSTM has no such weights), so the export would describe a different cell. Export with --format "
-            f"{' or '.join(able)}."
+            "LSTM has no such weights or setting), so the export would describe a different cell. Export with "
+            f"--format {' or '.join(able)}."
         )
     if fmt == "tflite" and len(cells) > 1:
         raise ConfigError(
@@ -292,14 +328,21 @@ def export_weights(
         notes.append(f"forget_bias {forget_bias:g} subtracted from every forget-gate bias (the framework adds it)")
     elif fmt == "tf1":
         notes.append(
-            "the biases are complete (any forget bias is folded in): TF1 LSTMCell adds forget_bias=1.0 at run "
-            "time, so use LSTMCell(..., forget_bias=0.0), or rebuild with lstmgen build --forget-bias 0"
+            "the biases are complete (any forget bias is folded in), and the file records forget_bias = 0 (its "
+            "'forget_bias' key), which lstmgen build uses; in TF1 itself use LSTMCell(..., forget_bias=0.0)"
         )
-    spec = next(s for s in lm.lstms if s.op_index == cells[0].op_index)
-    hyper = f"activation {spec.activation}, cell_clip {spec.cell_clip:g}, proj_clip {spec.proj_clip:g}"
-    notes.append(f"the op's settings are not weights and are not in the file: {hyper}")
     arrays = _keyed(fmt, layers)
+    settings = _settings(lm, layers, cells)
+    if settings:  # what the layout cannot hold, for a default build of the file to compute what the model did
+        arrays[SETTINGS_KEY] = np.array(json.dumps(settings))
+        shown = ", ".join(f"{k} {v}" for k, v in settings.items())
+        notes.append(
+            f"the op's settings ({shown}) are not weights: they are recorded under the key '{SETTINGS_KEY}', "
+            "which lstmgen build uses; drop that key when loading the file into the framework"
+        )
+    if fmt == "tf1":  # TF1 adds forget_bias at run time, 1.0 unless told: record what these biases need
+        arrays["forget_bias"] = np.array(forget_bias or 0.0, np.float32)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]  # (numpy stubs read one key as allow_pickle)
-    write_atomic(Path(output), buffer.getbuffer())
+    write_atomic(Path(output), buffer.getbuffer(), inputs={"MODEL": model})
     return ExportResult(str(output), fmt, [[c.direction for c in row] for row in layers], list(arrays), notes)

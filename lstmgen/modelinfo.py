@@ -138,8 +138,11 @@ def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False, gr
     if not lstm_ops or (head and not head_ok):
         found = ", ".join(names) or "none"
         hint = (
-            " (A TF-converted Keras 3 LSTM is a WHILE loop, not a fused LSTM: convert a Keras 2 / tf.keras "
-            "model, or build the op with lstmgen build.)"
+            " This is what TF's converter makes of a Keras 3 LSTM: a WHILE loop of small ops, not the fused LSTM "
+            "op, so there is no LSTM op to check or run. The way forward: build the fused op from the Keras model "
+            "the file was converted from (often the .keras or .h5 beside it): lstmgen build --weights "
+            "your_model.keras -o lstm.tflite (verified against the Keras weights), or convert a Keras 2 / tf.keras "
+            "model, which TF's converter fuses."
             if not lstm_ops and "WHILE" in names
             else ""
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -17,7 +16,6 @@ from lstmgen.errors import OutputError
 # later write in the same folder can recognise and remove those a killed process left (SIGKILL).
 TEMP_PREFIX = ".lstmgen-"
 TEMP_SUFFIX = ".tmp"
-_STALE_SECONDS = 60.0
 _live: set[Path] = set()  # temp files of this process, removed by cleanup() on SIGTERM/SIGINT/SIGHUP
 
 
@@ -81,12 +79,14 @@ def _same_file(st: os.stat_result, real: Path, other: Path) -> bool:
 
 
 def remove_stale(parent: Path) -> None:
-    """Remove temp files that killed lstmgen processes left in `parent` (their PID gone, older than a minute)."""
+    """Remove temp files that killed lstmgen processes left in `parent` (the PID in their name is gone).
+
+    A live PID (this process, or another lstmgen writing beside us) keeps its file, whatever its age.
+    """
     try:
         entries = list(os.scandir(parent))
     except OSError:
         return
-    now = time.time()
     for entry in entries:
         name = entry.name
         if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
@@ -95,7 +95,7 @@ def remove_stale(parent: Path) -> None:
         if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
-            if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_SECONDS:
+            if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
 
 
@@ -137,13 +137,16 @@ def write_atomic(
     target: Path,
     data: memoryview | bytes | Callable[[BinaryIO], None],
     check: Callable[[Path], None] | None = None,
-    inputs: Mapping[str, Path | str | None] | None = None,
+    *,
+    inputs: Mapping[str, Path | str | None],
 ) -> None:
     """Write `data` (bytes, or a function writing them to a file) to `target`, never visibly partial or unchecked.
 
     `check(temp_path)` runs on the complete temp file before the rename; if it raises, nothing
     is left behind and an existing target is untouched. Overwrites like a compiler does, through a
     symlink to its target and keeping an existing file's permissions (a 0600 file stays 0600).
+    `inputs` (required, so no caller can forget it) names the files the command read: the one shared
+    guard against an output that is an input (same path, a symlink to it, or a hard link).
     """
     target = Path(target)
     check_target(target, inputs)

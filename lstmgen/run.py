@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmgen.arrays import either_layout, layout_hint
 from lstmgen.check.verify import open_model_session
 from lstmgen.errors import LstmgenError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
@@ -80,6 +81,9 @@ def run_model_states(
             f"{lm.output.dtype} output dequantized to float32"
         )
     initial = list(initial or [])
+    sig = tuple(lm.input.shape_signature or lm.input.shape)
+    if not lm.head and either_layout(x.shape, lm.input.shape, sig, lm.time_major):
+        raise LstmgenError(layout_hint(input_label, x.shape, lm.input.shape, sig, lm.time_major))
     if lm.head:
         return _run_whole_model(lm, x, initial, chunk, runtime, input_label, state_label, notes)
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
@@ -95,7 +99,6 @@ def run_model_states(
             f"--chunk {chunk}: {path} has a backward direction (bidirectional or go_backwards), which needs the "
             "whole sequence in one invoke: its first step is the sequence's last. Run it without --chunk."
         )
-    sig = tuple(lm.input.shape_signature or lm.input.shape)
     fixed = sig[t_axis]
     if chunk < steps and fixed != -1 and (chunk != fixed or steps % fixed):
         raise LstmgenError(

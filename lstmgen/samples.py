@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmgen.arrays import load_npy, load_npz
+from lstmgen.arrays import layout_hint, load_npy, load_npz, looks_transposed
 from lstmgen.errors import ConfigError, LstmgenError
 
 
@@ -53,13 +53,20 @@ def as_samples(
         per_row = [d for k, d in enumerate(array.shape) if k != 0]
         rest = [(d, s) for k, (d, s) in enumerate(zip(shape, sig, strict=True)) if k != batch_axis]
         rows_fit = all(s == -1 or g == d for g, (d, s) in zip(per_row, rest, strict=True))
+        if fits(array.shape):  # first: [T, 1, I] for a time-major model is one sample, not T one-step sequences
+            return array[None], f"{name} {list(array.shape)}: one sample (one batch of the model input {want})"
+        if looks_transposed(array.shape, shape, sig, time_major) and array.shape[1] == 1:
+            # [T, 1, I] data for a batch-major model would read as T one-step sequences: say so, not run that
+            raise ConfigError(
+                layout_hint(name, array.shape, shape, sig, time_major)
+                + f" If these really are {array.shape[0]} one-step sequences, pass them as "
+                f"[{array.shape[0]}, 1, 1, {array.shape[2]}] (n samples of the model input)."
+            )
         if batch == 1 and not free_batch and rows_fit:
             # [N, T, I] for a batch-1 model: N sequences, each fed as one batch of one row.
             out = np.expand_dims(array, 1 + batch_axis)
             seq = "[N, T, I]"
             return out, f"{name} {list(array.shape)} read as {seq}: {array.shape[0]} sequence(s), one per sample"
-        if fits(array.shape):
-            return array[None], f"{name} {list(array.shape)}: one sample (one batch of the model input {want})"
         if not time_major and not free_batch and rows_fit and array.shape[0] % batch == 0:
             n = array.shape[0] // batch
             out = array.reshape(n, batch, *array.shape[1:])

@@ -416,17 +416,17 @@ BAD_INPUTS = [
     ),
     pytest.param(_mismatched_npz, [], ["kernel has shape [5, 24]", "[7, 28]"], id="npz-shape-mismatch"),
     pytest.param(_bad_bias_npz, [], ["bias has shape [36]", "CuDNNLSTM"], id="npz-bias-6n"),
-    pytest.param(
+    pytest.param(  # a stack is built whole by default (a note); more layers than it has is refused
         _fixture("keras3_stacked.weights.h5"),
-        [],
-        ["2 LSTM layers", "lstm; lstm_1", "--num-layers 2", "--layer"],
-        id="ambiguous-stacked",
+        ["--num-layers", "3"],
+        ["--num-layers 3", "only 2 LSTM layer(s)", "lstm; lstm_1"],
+        id="too-many-layers",
     ),
     pytest.param(
         _fixture("keras3_bidir.keras"),
-        [],
-        ["bidirectional weights", "--bidirectional", "--layer"],
-        id="ambiguous-bidir",
+        ["--no-bidirectional"],
+        ["bidirectional weights", "bidirectional = false", "--layer"],
+        id="bidir-stated-false",
     ),
     pytest.param(
         _fixture("keras3_stacked.keras"), ["--layer", "lstm_7"], ["'lstm_7'", "'lstm', 'lstm_1'"], id="unknown-layer"

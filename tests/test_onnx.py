@@ -358,7 +358,7 @@ BAD_INPUTS = [
     pytest.param(_write(_RELU_ONLY), (), ("no LSTM node", "Relu"), id="no-lstm-node"),
     pytest.param(_write(simple_model(_A | {"R": _A["R"][:, :, :-1]})), (), ("R has shape", "[1, 24, 6]"), id="R-shape"),
     pytest.param(
-        _write(_TWO), (), ("2 LSTM layers", "enc/forward; dec/forward", "--num-layers", "--layer"), id="two-nodes"
+        _write(_TWO), ("--num-layers", "3"), ("only 2 LSTM layer(s)", "enc/forward; dec/forward"), id="two-nodes"
     ),
     pytest.param(_write(_TWO), ("--layer", "mid"), ("'mid'", "enc/forward, dec/forward"), id="unknown-layer"),
     pytest.param(_write(simple_model(_A, clip=5.0)), (), ("clip=5", "pre-activation", "cell state"), id="clip"),
@@ -380,8 +380,8 @@ BAD_INPUTS = [
     pytest.param(_write(_W_INPUT), (), ("input W", "graph input"), id="W-graph-input"),
     pytest.param(
         _write(simple_model(_A2, direction="bidirectional")),
-        (),
-        ("bidirectional weights", "--bidirectional", "--layer"),
+        ("--no-bidirectional",),
+        ("bidirectional weights", "bidirectional = false", "--layer"),
         id="bidirectional",
     ),
     pytest.param(_write(simple_model(_A, hidden_size=NH + 1)), (), ("hidden_size=7",), id="hidden-size"),

@@ -123,7 +123,7 @@ def test_weights_of_another_lstm_fail_with_the_sizes_not_an_internal_error(tmp_p
     assert invoke("build", "--config", ROOT / "examples/kws.toml", "-o", model, "--no-verify").exit_code == 0
     for weights, extra, why in (
         (ROOT / "examples/weights_tf1.npz", (), "num_units="),
-        (ROOT / "examples/stacked.weights.h5", ("--num-layers", "2"), "LSTM op(s)"),
+        (ROOT / "examples/stacked.weights.h5", (), "num_units="),  # its first layer (the model has one)
     ):
         result = invoke("verify", model, "--weights", weights, *extra, "--json")
         assert result.exit_code == 1, result.output
@@ -132,6 +132,9 @@ def test_weights_of_another_lstm_fail_with_the_sizes_not_an_internal_error(tmp_p
         assert any(why in d for d in doc["against_source"]["incompatible"])
     text = invoke("verify", model, "--weights", ROOT / "examples/weights_tf1.npz")
     assert text.exit_code == 1 and "its sizes differ: FAIL" in text.stdout and "internal error" not in text.output
+    # A stated layer count the model does not have: a FAIL naming the difference, before anything runs.
+    stated = invoke("verify", model, "--weights", ROOT / "examples/stacked.weights.h5", "--num-layers", "2", "--json")
+    assert stated.exit_code == 1 and "--num-layers 2 was stated, the model has 1" in json.loads(stated.stdout)["error"]
 
 
 def test_outputs_of_different_shapes_fail_with_the_reason_in_strict_json(tmp_path: Path) -> None:
@@ -144,9 +147,16 @@ def test_outputs_of_different_shapes_fail_with_the_reason_in_strict_json(tmp_pat
     np.savez(weights, kernel=rng.uniform(-0.3, 0.3, (12, 32)).astype(np.float32), bias=np.zeros(32, np.float32))
     model = tmp_path / "m.tflite"
     assert invoke("build", "--weights", weights, "-o", model, "-q").exit_code == 0
+    # A flag stating the last step is checked against the model first (it records every step): a FAIL.
     text = invoke("verify", model, "--weights", weights, "--last-step")
+    assert text.exit_code == 1 and "--last-step was stated, the model is --return-sequences" in text.output
+    # A source that itself states the last step (here the settings lstmgen export records) runs, and differs.
+    last = tmp_path / "last.npz"
+    with np.load(weights) as z:
+        np.savez(last, **dict(z), lstmgen_settings=np.array('{"return_sequences": false}'))
+    text = invoke("verify", model, "--weights", last)
     assert text.exit_code == 1 and "the outputs differ in shape" in text.output
-    result = invoke("verify", model, "--weights", weights, "--last-step", "--json")
+    result = invoke("verify", model, "--weights", last, "--json")
     assert result.exit_code == 1
 
     def refuse(constant: str) -> None:

@@ -347,11 +347,11 @@ BAD_FILES = [
     pytest.param("w.pt", _whole_module, [], ("torch.nn.modules.rnn.LSTM", "never unpickles", "state_dict()"),
                  id="whole-module-pt"),
     pytest.param("w.pt", _torchscript, [], ("TorchScript", "state_dict()"), id="torchscript-pt"),
-    pytest.param("w.pt", _two_layers, [],
-                 ("2 LSTM layers", "encoder.lstm.l0; encoder.lstm.l1", "--num-layers 2", "--layer"),
-                 id="ambiguous-layers"),
-    pytest.param("w.pt", _two_layers, ["--layer", "encoder.lstm"], ("2 LSTM layers", "encoder.lstm.l1", "--num-layers"),
-                 id="ambiguous-module"),
+    pytest.param("w.pt", _two_layers, ["--num-layers", "3"],
+                 ("only 2 LSTM layer(s)", "encoder.lstm.l0; encoder.lstm.l1", "--num-layers 3"),
+                 id="too-many-layers"),
+    pytest.param("w.pt", _two_layers, ["--layer", "encoder.lstm", "--num-layers", "3"],
+                 ("only 2 LSTM layer(s)", "encoder.lstm.l1", "--num-layers"), id="too-many-in-module"),
     pytest.param("w.pt", _two_layers, ["--layer", "decoder"], ("names no LSTM cell", "encoder.lstm.l0"),
                  id="unknown-layer"),
     pytest.param("w.pt", _gru, [], ("nn.GRU",), id="gru"),
@@ -394,6 +394,8 @@ def test_pt_without_torch_points_to_safetensors(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     msg = assert_user_error(invoke("build", "--weights", weights, "-o", out), "w.pt", "pip install torch")
     assert "safetensors.torch.save_file(model.state_dict(), 'w.safetensors')" in msg
+    if sys.platform.startswith("linux"):  # the CPU build: plain `pip install torch` pulls CUDA there
+        assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in msg
     assert_no_output(out)
 
 

@@ -70,11 +70,11 @@ def test_float64_is_converted_with_a_note(weights_npz) -> None:
         (lambda w: w.pop("forget_gate_bias"), "missing required key.*forget_gate_bias"),
         (lambda w: w.update(bogus=np.zeros(3, np.float32)), "unknown key.*bogus"),
         (lambda w: w.update(input_to_cell_weights=np.ones((6, 5), np.int32)), "dtype int32, expected float32"),
-        (lambda w: w.update(input_to_cell_weights=np.ones((6, 5), np.float16)), "dtype float16"),
+        (lambda w: w.update(input_to_cell_weights=np.ones((6, 5), np.complex64)), "dtype complex64"),
         (lambda w: w["output_gate_bias"].__setitem__(2, np.nan), "output_gate_bias' contains 1 NaN/Inf.*index \\[2\\]"),
         (lambda w: w["input_to_input_weights"].__setitem__((1, 1), np.inf), "NaN/Inf"),
     ],
-    ids=["missing", "unknown", "int", "float16", "nan", "inf"],
+    ids=["missing", "unknown", "int", "complex", "nan", "inf"],
 )
 def test_bad_tflite_weights(weights_npz, mutate, expect: str) -> None:
     w = random_tflite_weights()

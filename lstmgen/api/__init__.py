@@ -65,7 +65,8 @@ class BuildResult:
         """Write the model to `path` atomically (never partial; an existing file is replaced whole)."""
         from lstmgen.output import write_atomic
 
-        write_atomic(Path(path), self.data)
+        source = self.details.weights_source  # a weight file the model was built from may not be overwritten
+        write_atomic(Path(path), self.data, inputs={"weights": source if Path(source).is_file() else None})
         return Path(path)
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -429,8 +429,8 @@ def require_plotting() -> None:
         )
 
 
-def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
-    """Per-step max error vs tolerance for every output (needs matplotlib: pip install matplotlib)."""
+def plot_error(report: Mapping[str, Any], path: str | Path | BinaryIO) -> None:
+    """Per-step max error vs tolerance for every output, as PNG to a path or an open file (needs matplotlib)."""
     require_plotting()
     # A Figure of its own (no pyplot): the caller's matplotlib backend and open figures stay as they are.
     from matplotlib.figure import Figure
@@ -445,4 +445,4 @@ def plot_error(report: Mapping[str, Any], path: str | Path) -> None:
         ax.set_xlabel("time step")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(str(path))
+    fig.savefig(path if not isinstance(path, (str, Path)) else str(path), format="png")

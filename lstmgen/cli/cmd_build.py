@@ -70,7 +70,9 @@ from lstmgen.weights import FORMATS
     "--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: batch-major]."
 )
 @click.option("--dynamic-batch/--fixed-batch", default=None, help="Resizable batch axis (shape_signature -1).")
-@click.option("--num-layers", type=int, help="Stacked layers (with --weights: how many of the file's layers).")
+@click.option(
+    "--num-layers", type=int, help="Stacked layers (with --weights: how many of the file's layers [default: all])."
+)
 @click.option(
     "--bidirectional/--no-bidirectional",
     default=None,
@@ -191,24 +193,26 @@ def build_cmd(
 
     \b
     Examples:
+      # the files are in the repository's examples/ folder
       # random (glorot_uniform) weights, dynamic time axis
-      lstmgen build --num-units 64 --input-size 32 -o lstm.tflite
-      # a TF1 LSTMCell's variables; forget_bias 1.0 is folded into the forget-gate bias
-      lstmgen build --weights cell_tf1.npz --use-peepholes --cell-clip 3 -o lstm.tflite
+      lstmgen build --num-units 64 --input-size 32 -o random.tflite
+      # a TF1 LSTMCell's variables; forget_bias 1.0 (TF1's default) is folded into the forget-gate bias
+      lstmgen build --weights kws_tf1.npz --cell-clip 3 -o kws.tflite
       # everything from a config file, machine-readable report for CI
       lstmgen build --config cell.toml -o lstm.tflite --json > build-report.json
       # ... and a Markdown summary for a CI job (GitHub: append it to $GITHUB_STEP_SUMMARY)
       lstmgen build --config cell.toml -o lstm.tflite --summary-md summary.md
-      # a 2-layer bidirectional PyTorch LSTM (state_dict), batch-first input
-      lstmgen build --weights enc.pt --layer encoder.lstm --num-layers 2 --bidirectional -o enc.tflite
+      # a PyTorch state_dict (.pt, .safetensors or .npz): every layer and direction it holds; it does
+      # not record batch_first, and nn.LSTM's default is time-major [T,B,I]
+      lstmgen build --weights encoder.npz --time-major -o enc.tflite
       # full-integer int8 for a microcontroller, calibrated on representative inputs
-      lstmgen build --weights model.keras --time-steps 50 --quantize int8 \\
-          --calibration-data calib.npy --target micro -o mcu.tflite
+      lstmgen build --config kws.toml --quantize int8 --calibration-data calib.npy \\
+          --target micro -o lstm_int8.tflite
       # 16-bit activations (verified in TFLite Micro), for an Ethos-U NPU, checked by vela
-      lstmgen build --weights model.keras --time-steps 50 --quantize int16x8 \\
-          --calibration-data calib.npy --target ethos-u -o npu.tflite
-      # a big model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
-      lstmgen build --weights big.pt --time-steps 50 --form graph --quantize dynamic-int8 -o big.tflite
+      lstmgen build --config kws.toml --quantize int16x8 --calibration-data calib.npy \\
+          --target ethos-u -o npu.tflite
+      # a model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
+      lstmgen build --weights encoder.npz --time-steps 20 --form graph --quantize dynamic-int8 -o graph.tflite
     """
     options: dict[str, Any] = {}
     if config_file is not None:
@@ -243,18 +247,18 @@ def build_cmd(
             max_error=max_error,
         )
     if summary_md is not None:
-        _write_markdown(summary_md, result)
+        _write_markdown(summary_md, result, {**inputs, "-o": output})
     if as_json:
         click.echo(json_document({"ok": True, **result.to_dict()}))
     else:
         click.echo(_build_text(result))
 
 
-def _write_markdown(path: Path, result: BuildResult) -> None:
-    """--summary-md: the build's report as Markdown (a CI job summary), written atomically."""
+def _write_markdown(path: Path, result: BuildResult, inputs: dict[str, Path | str | None]) -> None:
+    """--summary-md: the build's report as Markdown (a CI job summary), written atomically, onto none of `inputs`."""
     from lstmgen.cli.summary_md import build_markdown
 
-    write_atomic(path, build_markdown(result.to_dict()).encode())
+    write_atomic(path, build_markdown(result.to_dict()).encode(), inputs=inputs)
 
 
 def _shape_lines(r: BuildResult) -> list[str]:

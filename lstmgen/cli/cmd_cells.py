@@ -87,9 +87,10 @@ def cells_cmd(weights: Path, weights_format: str, layer: str | None, as_json: bo
 
     \b
     Examples:
+      # the files are in the repository's examples/ folder
       lstmgen cells model.keras
-      lstmgen cells lstm.onnx --json | jq '.layers[][].name'
-      lstmgen cells checkpoint.pt --layer encoder.lstm
+      lstmgen cells model.onnx --json | jq '.layers[][].name'
+      lstmgen cells encoder.npz --layer lstm
     """
     fmt, rows, why, ordered = _rows(weights, weights_format, layer)
     layers = [[describe_cell(c, k if ordered else None) for c in row] for k, row in enumerate(rows)]

@@ -38,10 +38,11 @@ def embed_cmd(model: Path, output: Path, symbol: str | None, as_json: bool) -> N
 
     \b
     Examples:
-      lstmgen embed lstm_int8.tflite -o firmware/lstm_model.cc
-      lstmgen embed lstm_int8.tflite -o firmware/lstm_model.cc --name g_lstm_model
-      lstmgen build --config cell.toml --quantize int8 --calibration-data calib.npy \\
-          --target micro -o lstm_int8.tflite --embed firmware/lstm_model.cc
+      # the output folder must exist; models from the examples of lstmgen build --help
+      lstmgen embed lstm_int8.tflite -o lstm_model.cc
+      lstmgen embed lstm_int8.tflite -o lstm_model.cc --name g_lstm_model
+      lstmgen build --config kws.toml --quantize int8 --calibration-data calib.npy \\
+          --target micro -o lstm_int8.tflite --embed lstm_model.cc
     """
     result = embed(model, output, name=symbol)
     if as_json:

@@ -34,9 +34,12 @@ def export_cmd(
 
     \b
     Examples:
-      lstmgen export lstm.tflite --format torch -o state_dict.npz
-      lstmgen export converted.tflite --format keras -o keras_weights.npz
-      lstmgen export bilstm.tflite --format onnx --layer 0 -o node.npz
+      # models from the examples of lstmgen build --help
+      lstmgen export kws.tflite --format torch -o state_dict.npz
+      lstmgen export kws.tflite --format keras -o keras_weights.npz
+      lstmgen export enc.tflite --format onnx --layer 0 -o node.npz
+      # a default build of an export computes what the model did (settings it cannot hold are recorded)
+      lstmgen build --weights state_dict.npz -o again.tflite
     """
     result = export_weights(model, output, fmt, layer, forget_bias)
     if as_json:

@@ -36,9 +36,10 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_confi
 
     \b
     Examples:
+      # models from the examples of lstmgen build --help
       lstmgen inspect lstm.tflite
       lstmgen inspect lstm.tflite --json | jq .num_units
-      lstmgen inspect lstm.tflite --check micro
+      lstmgen inspect lstm_int8.tflite --check micro
       lstmgen inspect npu.tflite --check ethos-u
     """
     lm = read_lstm_model(model, head_ok=True)  # fused LSTM ops inside a converter's graph too

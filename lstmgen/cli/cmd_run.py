@@ -10,7 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
-from lstmgen.arrays import load_npy, load_npz, real_values
+from lstmgen.arrays import load_npy, load_npz
 from lstmgen.cli.common import EXIT_CODES_RUN, PATH, handle_errors, json_document, runtime_option
 from lstmgen.errors import LstmgenError
 from lstmgen.output import check_target, refuse_same, write_atomic
@@ -19,7 +19,7 @@ from lstmgen.runtimes import EMULATE_CHOICES
 
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:
-    state = {k: real_values(v, f"initial state {k!r} in", path) for k, v in load_npz(path, "initial state").items()}
+    state = load_npz(path, "initial state")
     unknown = sorted(k for k in state if not STATE_KEY.match(k))
     if unknown:
         raise LstmgenError(
@@ -90,16 +90,17 @@ def run_cmd(
 
     \b
     Examples:
-      lstmgen run lstm.tflite --input x.npy --output y.npy
-      lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
+      # models from the examples of lstmgen build --help
+      lstmgen run kws.tflite --input x.npy --output y.npy
+      lstmgen run kws.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
       # in TensorFlow Lite Micro (int16x8 models always run there; TFLM takes the stored input shape)
-      lstmgen run lstm_mcu.tflite --input x.npy --output y.npy --runtime micro
+      lstmgen run lstm_int8.tflite --input x.npy --output y.npy --runtime micro
       # an integer model without any interpreter (bit for bit what TFLM computes)
       lstmgen run lstm_int8.tflite --input x.npy --output y.npy --runtime emulate-tflm
-      # a converted Keras classifier, whole: y.npy holds the class probabilities
-      lstmgen run classifier.tflite --input x.npy --output y.npy
+      # a summary for scripts: shapes, runtime, notes
+      lstmgen run kws.tflite --input x.npy --output y.npy --json
     """
-    x = real_values(load_npy(input_path, "input"), "input", input_path)
+    x = load_npy(input_path, "input")
     state = _load_state(initial_state) if initial_state else {}
     inputs = {"MODEL": model, "--input": input_path, "--initial-state": initial_state}
     refuse_same({"--output": output_path, "--final-state": final_state})
@@ -119,7 +120,7 @@ def run_cmd(
     )
     buf = io.BytesIO()
     np.save(buf, y)
-    write_atomic(output_path, buf.getbuffer())
+    write_atomic(output_path, buf.getbuffer(), inputs=inputs)
     if final_state is not None:
         sbuf = io.BytesIO()
         if len(finals) == 1:
@@ -129,7 +130,7 @@ def run_cmd(
             for k, (h, c) in enumerate(finals):
                 arrays |= {f"h_{k}": h, f"c_{k}": c}
             np.savez(sbuf, **arrays)
-        write_atomic(final_state, sbuf.getbuffer())
+        write_atomic(final_state, sbuf.getbuffer(), inputs=inputs)
     if as_json:
         summary = {
             "ok": True,

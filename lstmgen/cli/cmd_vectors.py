@@ -41,7 +41,8 @@ def vectors_cmd(model: Path, output: Path, count: int, seed: int, symbol: str | 
 
     \b
     Examples:
-      lstmgen vectors lstm_int8.tflite -o firmware/
+      # lstm_int8.tflite from the examples of lstmgen build --help; -o names an existing folder
+      mkdir -p firmware && lstmgen vectors lstm_int8.tflite -o firmware/
       lstmgen embed lstm_int8.tflite -o firmware/lstm_model.cc
       lstmgen vectors lstm_int8.tflite -o firmware/ --name lstm_model -n 16
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +11,9 @@ from typing import Any
 import click
 import numpy as np
 
-from lstmgen.arrays import real_values
+from lstmgen import guard
 from lstmgen.check.tolerance import plot_error, require_plotting
-from lstmgen.check.verify import verify_model
+from lstmgen.check.verify import input_shape_for, verify_model
 from lstmgen.cli.common import (
     EXIT_CODES,
     PATH,
@@ -22,8 +23,9 @@ from lstmgen.cli.common import (
     runtime_option,
     verify_line,
 )
+from lstmgen.config import FILE_ONLY_KEYS, check_fields, check_keys, load_config_file
 from lstmgen.errors import LstmgenError, VerificationError
-from lstmgen.modelinfo import read_lstm_model
+from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.numerics.emulate.report import emulation_lines, emulation_verdict
 from lstmgen.output import check_target, refuse_same, write_atomic
 from lstmgen.progress import showing, task
@@ -31,8 +33,14 @@ from lstmgen.runtimes.micro import import_tflm
 from lstmgen.samples import read_samples
 from lstmgen.weights import FORMATS
 
-# The build's cell flags that describe the source LSTM (what the weight file does not state).
+# The build's cell flags: the source LSTM (what the weight file does not state) and the model's topology and
+# sizes, which the model records (a stated one is a cross-check: FAIL when the model differs).
 _CELL_FLAGS: list[Callable[[Any], Any]] = [
+    click.option(
+        "--num-units", type=int, help="Cross-check: the model's cells N (layer 0); the model gives it to a file that "
+        "records no sizes (a CudnnLSTM opaque_kernel)."
+    ),
+    click.option("--input-size", type=int, help="Cross-check: the model's input features I (as --num-units)."),
     click.option("--forget-bias", type=float, help="Added to the forget gate at run time [default: per format]."),
     click.option("--cell-clip", type=float, help="Cell-state clip of the source cell (0 = none)."),
     click.option("--proj-clip", type=float, help="Projection clip of the source cell (0 = none)."),
@@ -41,14 +49,32 @@ _CELL_FLAGS: list[Callable[[Any], Any]] = [
     click.option("--num-proj", type=int, help="Projection size P."),
     click.option("--cifg/--no-cifg", default=None, help="Coupled input-forget gate."),
     click.option("--layer-norm/--no-layer-norm", default=None, help="Layer-normalised gates."),
-    click.option("--num-units", type=int, help="Units, for a file that records no sizes (a CudnnLSTM opaque_kernel)."),
-    click.option("--input-size", type=int, help="Input size, for a file that records no sizes (an opaque_kernel)."),
-    click.option("--num-layers", type=int, help="How many of the file's layers the model stacks."),
+    click.option("--diagonal-recurrent/--full-recurrent", default=None, help="Rank-1 recurrent weights."),
+    click.option("--num-layers", type=int, help="Layers the model stacks [default: the model's]."),
     click.option("--bidirectional/--no-bidirectional", default=None, help="Forward + backward per layer."),
     click.option("--go-backwards/--no-go-backwards", default=None, help="A single layer over the reversed sequence."),
-    click.option("--return-sequences/--last-step", default=None, help="Every step, or only the last."),
-    click.option("--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I]."),
+    click.option(
+        "--return-sequences/--last-step", default=None, help="Every step, or only the last [default: the model's]."
+    ),
+    click.option(
+        "--time-major/--batch-major", default=None, help="Input layout [T,B,I] or [B,T,I] [default: the model's]."
+    ),
+    click.option("--dynamic-batch/--fixed-batch", default=None, help="Cross-check: a resizable batch axis."),
 ]
+# What the model records, checked against a stated flag before anything runs (a difference is a FAIL).
+_RECORDED: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    "num_units": lambda lm, topo: lm.lstms[0].num_units if lm.lstms else lm.metadata["hyperparameters"]["num_units"],
+    "input_size": lambda lm, topo: lm.input_size,
+    "num_layers": lambda lm, topo: topo["num_layers"],
+    "bidirectional": lambda lm, topo: topo["bidirectional"],
+    "go_backwards": lambda lm, topo: topo["go_backwards"],
+    "return_sequences": lambda lm, topo: topo["return_sequences"],
+    "time_major": lambda lm, topo: lm.time_major,
+    "dynamic_batch": lambda lm, topo: (lm.input.shape_signature or lm.input.shape)[1 if lm.time_major else 0] == -1,
+}
+# Keys of a build config that are not about the source cell nor the model's topology: verify ignores them.
+_BUILD_ONLY: tuple[str, ...] = ("init", "seed", "name", "dtype", "batch_size", "time_steps", "quantize", "form")
+_BUILD_ONLY += ("asymmetric_inputs", "io_type", "target", "calibration_data", "calibration")
 
 
 def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,8 +89,10 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random test input."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), help="Test batch size (resizes the model if it allows).")
-@click.option("--time-steps", type=click.IntRange(min=1), help="Test time steps (dynamic-time models only).")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 1 << 20), help="Test batch size (resizes the model if it allows)."
+)
+@click.option("--time-steps", type=click.IntRange(1, 1 << 20), help="Test time steps (dynamic-time models only).")
 @click.option("--micro", is_flag=True, help="Also run the model in TensorFlow Lite Micro (pip install tflite-micro).")
 @click.option(
     "--input",
@@ -86,6 +114,12 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--weights-format", type=click.Choice(FORMATS), default="auto", help="Layout of --weights.")
 @click.option("--layer", help="Which layer/scope/key prefix of --weights the model holds.")
+@click.option(
+    "--config",
+    "config_file",
+    type=PATH,
+    help="The build's TOML/JSON config: its weights and cell keys, as build reads them (options override it).",
+)
 @click.option(
     "--max-error",
     type=click.FloatRange(min=0, min_open=True),
@@ -110,6 +144,7 @@ def verify_cmd(
     weights: Path | None,
     weights_format: str,
     layer: str | None,
+    config_file: Path | None,
     max_error: float | None,
     **cell: Any,
 ) -> None:
@@ -126,17 +161,19 @@ def verify_cmd(
 
     \b
     Examples:
+      # models from the examples of lstmgen build --help
       lstmgen verify lstm.tflite
-      lstmgen verify lstm.tflite --runtime tflite-runtime --json > verify.json
+      lstmgen verify lstm.tflite --runtime litert --json > verify.json
       lstmgen verify lstm_int8.tflite --input calib.npy --report r.json --plot error.png
-      lstmgen verify lstm_micro.tflite --micro
-      lstmgen verify converted.tflite --weights model.keras            # TF converter output vs Keras
-      lstmgen verify lstm.tflite --weights cell_tf1.npz --cell-clip 3 --use-peepholes
-      lstmgen verify int8.tflite --weights enc.pt --input calib.npy --max-error 0.05
-      lstmgen verify cudnn.tflite --weights opaque.npz --num-units 64 --input-size 32   # a CudnnLSTM buffer
+      lstmgen verify lstm_int8.tflite --micro
+      # against the source weights: the build's config, or the file and the options it does not record
+      lstmgen verify lstm.tflite --config cell.toml
+      lstmgen verify kws.tflite --weights kws_tf1.npz --cell-clip 3
+      lstmgen verify enc.tflite --weights encoder.npz      # layers, directions, layout: from the model
+      lstmgen verify lstm_int8.tflite --config kws.toml --input calib.npy --max-error 0.05
     """
-    samples, reading = _inputs(model, input_path, max_samples)
-    inputs = {"MODEL": model, "--input": input_path}
+    weights, weights_format, layer, stated = _stated(config_file, weights, weights_format, layer, cell)
+    inputs = {"MODEL": model, "--input": input_path, "--weights": weights, "--config": config_file}
     refuse_same({"--report": report, "--plot": plot})
     for target in (report, plot):
         if target is not None:
@@ -147,10 +184,15 @@ def verify_cmd(
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
+    lm = read_lstm_model(model, head_ok=True, graph_ok=True)  # once: for the cross-checks and --input
+    if batch_size is not None or time_steps is not None:  # before anything of that size is allocated
+        _check_test_size(lm, batch_size, time_steps)
+    samples, reading = _inputs(lm, input_path, max_samples)
+    recorded = _cross_check(lm, stated)  # a stated topology or size the model does not have: FAIL now
     reference = None
     if weights is not None:
-        reference = _reference(weights, weights_format, layer, {k: v for k, v in cell.items() if v is not None})
-    elif max_error is not None or any(v is not None for v in cell.values()):
+        reference = _reference(weights, weights_format, layer, stated, recorded)
+    elif max_error is not None or any(v is not None and k not in _RECORDED for k, v in cell.items()):
         raise LstmgenError("--max-error and the cell flags describe the source LSTM: they need --weights FILE.")
     with showing(progress_sink(quiet or as_json)), task("verifying"):
         reports = [
@@ -175,7 +217,8 @@ def verify_cmd(
     if plot is not None:
         if not rep.quantization:
             raise LstmgenError(f"--plot draws quantization error over time; {model} is a float model.")
-        plot_error(rep.quantization[0], plot)
+        quant = rep.quantization[0]
+        write_atomic(plot, lambda fh: plot_error(quant, fh), inputs=inputs)
     payload = {"ok": rep.passed, **rep.to_dict()}
     if reading is not None:
         payload["samples"] = {"count": len(reports), "worst": worst, "reading": reading}
@@ -194,7 +237,7 @@ def verify_cmd(
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
-        write_atomic(report, json_document(payload).encode())
+        write_atomic(report, json_document(payload).encode(), inputs=inputs)
     if as_json:
         click.echo(json_document(payload))
     else:
@@ -220,16 +263,109 @@ def verify_cmd(
         sys.exit(VerificationError.exit_code)
 
 
-def _reference(weights: Path, weights_format: str, layer: str | None, options: dict[str, Any]) -> Any:
-    """The source reference for --weights, with the build's rules for what the file implies."""
+def _stated(
+    config_file: Path | None, weights: Path | None, weights_format: str, layer: str | None, cell: dict[str, Any]
+) -> tuple[Path | None, str, str | None, dict[str, Any]]:
+    """(weights, format, layer, stated cell options): --config's keys as build reads them, flags over them."""
+    options: dict[str, Any] = {}
+    if config_file is not None:
+        options = load_config_file(config_file)
+        check_keys(options, str(config_file))
+        if weights is None and options.get("weights"):
+            weights = Path(options["weights"])
+        if weights_format == "auto":
+            weights_format = options.get("weights_format") or "auto"
+        layer = layer or options.get("layer")
+        options = {k: v for k, v in options.items() if k not in (*FILE_ONLY_KEYS, *_BUILD_ONLY)}
+    options.update({k: v for k, v in cell.items() if v is not None})
+    check_fields(options)  # ranges, as build's (a --cell-clip 1e39 is bad input, not a crash)
+    return weights, weights_format, layer, options
+
+
+def _check_test_size(lm: LstmModel, batch_size: int | None, time_steps: int | None) -> None:
+    """A test run of --batch-size x --time-steps within the byte budget (the float64 references hold a few
+    arrays of the input and the gates per step), refused before any allocation."""
+    shape = input_shape_for(lm, batch_size, time_steps)
+    units = max((s.num_units for s in lm.lstms), default=_recorded(_RECORDED["num_units"], lm, {}) or lm.input_size)
+    width = lm.input_size + 4 * int(units)
+    need = math.prod(shape[:-1]) * width * 8 * 4
+    if need > guard.MODEL_SIZE_LIMIT:
+        raise LstmgenError(
+            f"--batch-size/--time-steps: a test run on input {shape} would hold about {need / 2**30:.3g} GiB of "
+            f"arrays, over the {guard.MODEL_SIZE_LIMIT / 2**30:.0f} GiB limit. Test with fewer rows or steps."
+        )
+
+
+def _cross_check(lm: LstmModel, stated: dict[str, Any]) -> dict[str, Any]:
+    """What the model records (topology, sizes); a stated value that differs is a FAIL naming each difference."""
+    from lstmgen.describe import topology
+
+    topo = topology(lm)
+    recorded = {key: _recorded(get, lm, topo) for key, get in _RECORDED.items()}
+    differ = [
+        _difference(key, stated[key], recorded[key])
+        for key in _RECORDED
+        if key in stated and recorded[key] is not None and stated[key] != recorded[key]
+    ]
+    if differ:
+        raise VerificationError(
+            f"{lm.path}: FAIL: the model is not the LSTM the options describe: {'; '.join(differ)}. Drop those "
+            "options (verify reads them from the model), or check that MODEL is the file you meant."
+        )
+    return recorded
+
+
+def _recorded(get: Callable[[Any, dict[str, Any]], Any], lm: LstmModel, topo: dict[str, Any]) -> Any:
+    """One recorded value; None where the graph does not say (an input of another rank, inside a larger graph)."""
+    try:
+        return get(lm, topo)
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+# Boolean options by their two spellings (as the build takes them).
+_SPELLED = {
+    "bidirectional": ("--bidirectional", "--no-bidirectional"),
+    "go_backwards": ("--go-backwards", "--no-go-backwards"),
+    "return_sequences": ("--return-sequences", "--last-step"),
+    "time_major": ("--time-major", "--batch-major"),
+    "dynamic_batch": ("--dynamic-batch", "--fixed-batch"),
+}
+
+
+def _difference(key: str, stated: Any, recorded: Any) -> str:
+    if key in _SPELLED:
+        yes, no = _SPELLED[key]
+        return f"{yes if stated else no} was stated, the model is {yes if recorded else no}"
+    return f"--{key.replace('_', '-')} {stated} was stated, the model has {recorded}"
+
+
+def _reference(
+    weights: Path, weights_format: str, layer: str | None, stated: dict[str, Any], recorded: dict[str, Any]
+) -> Any:
+    """The source reference for --weights, with the build's rules for what the file implies.
+
+    The layer count and the layout come from the model unless stated (a file may hold more layers than
+    the model stacks; a state_dict records neither layout nor last step); the cross-checks are not options
+    of the source (the file states its sizes).
+    """
     from lstmgen.errors import ConfigError
     from lstmgen.pipeline.resolve import load_stack, resolve, stated_sizes
     from lstmgen.pipeline.verify_gate import source_reference
     from lstmgen.weights import open as open_weights
 
-    # The loaded weights stay valid after the close.
-    with open_weights(weights, weights_format, stated_sizes(options)) as source:
+    options = {k: v for k, v in stated.items() if k not in ("num_units", "input_size", "dynamic_batch")}
+    # A file that records no sizes (a CudnnLSTM opaque buffer) is cut by the model's. The loaded weights stay
+    # valid after the close.
+    with open_weights(weights, weights_format, stated_sizes(recorded)) as source:
+        listed = len(source.cells(layer))
+        if "num_layers" not in options and recorded["num_layers"] is not None and recorded["num_layers"] <= listed:
+            options["num_layers"] = recorded["num_layers"]
         layers = load_stack(source, layer, options.get("num_layers"))
+    said = {k for cells in layers for c in cells for k in c.hyperparameters}
+    for key in ("return_sequences", "time_major"):  # unless the file states it (a Keras config does)
+        if key not in options and key not in said and recorded[key] is not None:
+            options[key] = recorded[key]
     config, layers, _, _ = resolve(options, layers)
     reference, why = source_reference(config, layers, options.get("forget_bias"))
     if reference is None:
@@ -237,15 +373,13 @@ def _reference(weights: Path, weights_format: str, layer: str | None, options: d
     return reference
 
 
-def _inputs(model: Path, path: Path | None, max_samples: int | None) -> tuple[list[np.ndarray | None], str | None]:
+def _inputs(lm: LstmModel, path: Path | None, max_samples: int | None) -> tuple[list[np.ndarray | None], str | None]:
     """The test inputs: seeded random data (None), or every sample of --input read as the model's inputs."""
     if path is None:
         if max_samples is not None:
             raise LstmgenError("--samples K counts the samples of --input; pass --input too.")
         return [None], None
-    lm = read_lstm_model(model, head_ok=True)
     samples, reading = read_samples(path, lm.input.shape, lm.input.shape_signature, lm.time_major, "input")
-    real_values(samples, "input", path)
     if samples.shape[0] == 0:
         raise LstmgenError(f"input {path} holds no samples (shape {list(samples.shape)}).")
     return list(samples[:max_samples] if max_samples else samples), reading

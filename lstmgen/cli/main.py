@@ -96,13 +96,15 @@ def main() -> None:
 
     \b
     Examples:
-      lstmgen build --num-units 64 --input-size 32 -o lstm.tflite
-      lstmgen build --weights model.keras -o lstm.tflite --json > report.json
+      # the files are in the repository's examples/ folder
+      lstmgen build --num-units 64 --input-size 32 -o random.tflite
+      lstmgen build --weights model.keras -o keras.tflite --json > report.json
       lstmgen cells model.keras
-      lstmgen verify converted.tflite --weights model.keras
-      lstmgen inspect lstm.tflite
-      lstmgen run lstm.tflite --input x.npy --output y.npy --chunk 10
-      lstmgen embed lstm_int8.tflite -o firmware/lstm_model.cc
+      lstmgen verify keras.tflite --weights model.keras
+      lstmgen inspect keras.tflite
+      lstmgen build --weights kws_tf1.npz --cell-clip 3 -o kws.tflite
+      lstmgen run kws.tflite --input x.npy --output y.npy --chunk 10
+      lstmgen export kws.tflite --format torch -o state_dict.npz
     """
 
 

@@ -40,6 +40,7 @@ class CellShape:
     cifg: bool = False
     layer_norm: bool = False
     diagonal: bool = False  # rank-1 recurrent weights: R h becomes r * h (IndyLSTM, op version 4)
+    activation: str | None = None  # this op's own (an ONNX direction's activations), else the config's
 
     @property
     def output_size(self) -> int:
@@ -232,7 +233,7 @@ class _Graph:
             OPTIONS_TABLE,
             (
                 # Always written explicitly: a missing table parses as activation NONE (silently wrong).
-                ("FusedActivationFunction", ACTIVATIONS[c.activation]),
+                ("FusedActivationFunction", ACTIVATIONS[shape.activation or c.activation]),
                 ("CellClip", float(c.cell_clip)),
                 ("ProjClip", float(c.proj_clip)),
                 ("TimeMajor", bool(c.time_major)),

@@ -32,7 +32,12 @@ def _layout_note(time_major: bool, source: str) -> str:
 
 # Settings that describe how the source model was fed, not its weights: an explicit option wins over
 # what the file implies (with a note), since the user decides the layout of the model they build.
-USER_CHOICES: dict[str, Callable[[bool, str], str]] = {"time_major": _layout_note}
+def _shape_note(key: str) -> Callable[[object, str], str]:
+    return lambda value, source: f"{key} {value} as requested, although {source} records another"
+
+
+USER_CHOICES: dict[str, Callable[[Any, str], str]] = {"time_major": _layout_note}
+USER_CHOICES |= {key: _shape_note(key) for key in ("batch_size", "time_steps", "dynamic_batch")}
 
 
 def _implied_flags(cell: CellWeights) -> dict[str, object]:
@@ -59,10 +64,10 @@ def _topology(opts: dict[str, Any], layers: list[list[CellWeights]]) -> None:
     """Settle num_layers/bidirectional/go_backwards from the cells' count and directions."""
     source = layers[0][0].source
     dirs = {len(cells) for cells in layers}
-    if dirs == {2} and not opts.get("bidirectional", False):
+    if dirs == {2} and opts.get("bidirectional") is False:  # stated false; unstated: the file's word
         raise ConfigError(
-            f"{source} holds a backward direction for every layer (bidirectional weights) but --bidirectional was "
-            "not given. Pass --bidirectional to build both directions, or pick one cell with --layer."
+            f"{source} holds a backward direction for every layer (bidirectional weights) but bidirectional = false "
+            "was given. Drop it to build both directions, or pick one cell with --layer."
         )
     if opts.get("bidirectional") and dirs != {2}:
         raise ConfigError(
@@ -115,7 +120,7 @@ def resolve(
                 continue
             if key in USER_CHOICES and key in opts:
                 if opts[key] != value:
-                    notes.append(USER_CHOICES[key](bool(opts[key]), first.source))
+                    notes.append(USER_CHOICES[key](opts[key] if key != "time_major" else bool(opts[key]), first.source))
                 continue
             if key in opts:
                 _check_conflict(key, opts[key], value, first.source)
@@ -125,7 +130,7 @@ def resolve(
             raise ConfigError(f"{key} is required when no --weights are given (e.g. --num-units 64 --input-size 32).")
     config = CellConfig(**opts)
     if layers:
-        shapes = _shapes_from_weights(config, layers)
+        shapes = _shapes_from_weights(config, layers, own_activation="activation" not in options)
     else:
         shapes = shapes_from_config(config)
         layers = [
@@ -135,7 +140,18 @@ def resolve(
     fb = opts.get("forget_bias", max(fb_defaults))
     config = CellConfig(**(opts | {"forget_bias": float(fb)}))
     notes.extend(_forget_bias_notes(float(fb), options.get("forget_bias") is not None, layers))
+    said = any("time_major" in c.hyperparameters for cells in layers for c in cells)
+    if layers[0][0].format in _UNRECORDED_LAYOUT and "time_major" not in opts and not said:
+        notes.append(_UNRECORDED_LAYOUT[layers[0][0].format])
     return config, layers, shapes, notes
+
+
+# Weight formats that do not record the input layout while their framework defaults to time-major: the
+# build says what it assumed (batch-major), and how to get the framework's default.
+_UNRECORDED_LAYOUT = {
+    "torch": "a PyTorch state_dict does not record batch_first: built batch-major [B,T,I]; nn.LSTM's default is "
+    "time-major (batch_first=False): pass --time-major for [T,B,I] input",
+}
 
 
 def _forget_bias_notes(fb: float, explicit: bool, layers: list[list[CellWeights]]) -> list[str]:
@@ -166,8 +182,14 @@ def _forget_bias_notes(fb: float, explicit: bool, layers: list[list[CellWeights]
     return notes
 
 
-def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) -> list[list[CellShape]]:
-    """Per-cell shapes from the arrays, checked for a consistent chain of layer sizes."""
+def _shapes_from_weights(
+    config: CellConfig, layers: list[list[CellWeights]], own_activation: bool = False
+) -> list[list[CellShape]]:
+    """Per-cell shapes from the arrays, checked for a consistent chain of layer sizes.
+
+    own_activation: a cell whose file states another activation than the config's (an ONNX bidirectional node
+    with activations per direction) keeps its own; each direction is its own op.
+    """
     shapes: list[list[CellShape]] = []
     width = config.input_size
     for k, cells in enumerate(layers):
@@ -189,6 +211,9 @@ def _shapes_from_weights(config: CellConfig, layers: list[list[CellWeights]]) ->
                 config.layer_norm,
                 config.diagonal_recurrent,
             )
+            act = cell.hyperparameters.get("activation")
+            if own_activation and isinstance(act, str) and act.lower() != config.activation:
+                shape = replace(shape, activation=act.lower())
             if shape.input_size != width:
                 raise ConfigError(
                     f"{cell.source}: inconsistent per-layer sizes: layer {k}{' backward' if d else ''} takes inputs of "
@@ -240,12 +265,7 @@ def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) 
     path = source.path
     listed = source.cells(layer)
     names = "; ".join(" + ".join(c or "(unnamed)" for c in cells) for cells in listed)
-    if num_layers is None and len(listed) > 1:
-        raise WeightFileError(
-            f"{path} holds {len(listed)} LSTM layers ({names}). Build the stack with --num-layers {len(listed)} "
-            "(or the first N layers with --num-layers N), or pick one cell with --layer NAME."
-        )
-    want = num_layers or 1
+    want = num_layers or len(listed)  # the file records its stack: all of it unless --num-layers says fewer
     if want > len(listed):
         raise WeightFileError(f"--num-layers {want}: {path} holds only {len(listed)} LSTM layer(s) ({names}).")
     if len(listed) == 1 and len(listed[0]) == 1:  # a single cell: read just it (also a selected one)
@@ -256,4 +276,11 @@ def load_stack(source: WeightSource, layer: str | None, num_layers: int | None) 
             # e.g. a Keras storage name: 'lstm_1' is the file's second LSTM group, here the layer 'lstm_5'
             cell = replace(cell, notes=(*cell.notes, f"--layer {layer} selected the cell {chosen!r}"))
         return [[cell]]
-    return source.load_layers(layer)[:want]
+    stack = source.load_layers(layer)[:want]
+    if num_layers is None and len(listed) > 1:
+        note = (
+            f"built all {len(listed)} LSTM layers {path} holds ({names}); --num-layers N builds the first N, "
+            "--layer NAME one cell"
+        )
+        stack[0][0] = replace(stack[0][0], notes=(*stack[0][0].notes, note))
+    return stack

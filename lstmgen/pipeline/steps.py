@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from lstmgen import guard
+from lstmgen.arrays import overflow_risk
 from lstmgen.config import CellConfig
-from lstmgen.errors import ConfigError
+from lstmgen.errors import ConfigError, WeightFileError
 from lstmgen.numerics.tables import INTEGER_MODES
 from lstmgen.output import write_atomic
 from lstmgen.pipeline.layout import layout
@@ -159,6 +160,7 @@ def build(
     tensors = [[c.tensors for c in cells] for cells in layers]
     write_layout = layout_graph if config.form == "graph" else layout
     record = write_layout(config, tensors, shapes, provenance, source=cell_weights.source)
+    _check_overflow(layers)  # after layout, whose checks have refused malformed arrays
     if config.form == "graph" and (copies := packed_copies_note(record)) is not None:
         notes.append(copies)
     _check_size(record, config)  # before the reference or quantization allocate anything of the model's size
@@ -204,7 +206,7 @@ def build(
         if embed is not None:  # from the verified bytes, before the model itself is renamed into place
             result.embed = write_firmware(tmp, embed, output, say)
 
-    write_atomic(Path(output), write, finish)
+    write_atomic(Path(output), write, finish, inputs=_inputs(weights, calibration_data))
     t3 = time.perf_counter()
     result.seconds = {
         "read": round(t1 - t0, 4),
@@ -294,6 +296,10 @@ def _quantize(
             f"--quantize {config.quantize} with diagonal recurrent weights: the quantized kernels' diagonal path "
             "is untested by lstmgen, so it is refused rather than risk a silently wrong model. Build it in float32."
         )
+    if config.target == "micro":
+        # What TFLM cannot run at all (a projection, layer norm, dynamic shapes) first, on the float graph: the
+        # quantizer's own advice names modes (dynamic-int8, float16) that --target micro refuses.
+        _check_target(record, config)
     say(f"quantizing ({config.quantize})")
     record = materialize(record)
     stats, samples = None, None
@@ -339,6 +345,20 @@ def _check_size(record: ModelRecord, config: CellConfig) -> None:
             f"--quantize {config.quantize} starts from the float32 model in memory, which would be "
             f"{float_size / 2**30:.2f} GiB, over the 2 GiB model-size limit. Reduce num_units/input_size/num_proj."
         )
+
+
+def _inputs(weights: object, calibration_data: str | Path | None) -> dict[str, str | Path | None]:
+    """The files a build reads (weights given as arrays are none): the output may be none of them."""
+    return {"--weights": weights if isinstance(weights, (str, Path)) else None, "--calibration-data": calibration_data}
+
+
+def _check_overflow(layers: list[list[CellWeights]]) -> None:
+    """Finite weights so large that the float32 kernel overflows are bad input, not a failed verification."""
+    for cells in layers:
+        for cell in cells:
+            risk = overflow_risk(cell.tensors, f"{cell.source}{f' ({cell.layer})' if cell.layer else ''}")
+            if risk:
+                raise WeightFileError(risk + ".")
 
 
 def _check_target(record: ModelRecord, config: CellConfig) -> None:

@@ -100,7 +100,8 @@ def cell_scale_exponent(cell_abs_max: float, cell_clip: float, op_index: int) ->
             f"int16 cell state of the integer kernel can hold at most |c| < {2.0 ** (15 - CELL_K_MIN):g} (scale "
             f"2^-{CELL_K_MIN}; the kernel's fixed-point tanh silently returns garbage beyond it). Set --cell-clip "
             f"to at most {2.0 ** (15 - CELL_K_MIN):g} (e.g. --cell-clip 8, which gives scale 2^-12, what TF's "
-            "converter ends up with for Keras LSTMs), or use --quantize dynamic-int8 / float16."
+            "converter ends up with for Keras LSTMs), or use --quantize dynamic-int8 / float16 (for --target micro, "
+            "which runs neither: float32, without --quantize)."
         )
     return min(k, CELL_K_MAX)
 

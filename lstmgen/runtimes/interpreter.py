@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen.arrays import free_shape
 from lstmgen.errors import LstmgenError, ModelFileError, RuntimeNotAvailable
 from lstmgen.numerics import affine
 from lstmgen.runtimes import INSTALL_HINTS, RUNTIME_ALIASES, RUNTIME_CHOICES, RUNTIMES
@@ -169,9 +170,10 @@ class Session:
             if want != have and s != -1:
                 what = {batch_axis: "batch", 1 - batch_axis: "time", 2: "feature"}[axis]
                 hint = {"time": " without --time-steps", "batch": " with --dynamic-batch"}.get(what, "")
+                shown = free_shape(current, signature, self.time_major)  # [1, T, 16] (T free), not a placeholder
                 raise ModelFileError(
                     f"{label} has {what} size {want} but the model fixes it to {have} (input shape "
-                    f"{list(current)}). Rebuild the model{hint} or pass input of shape {list(current)}."
+                    f"{shown}). Rebuild the model{hint} or pass input of shape {shown}."
                 )
         interp = self.interpreter
         with refused_by(self.runtime):

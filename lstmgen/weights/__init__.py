@@ -112,6 +112,7 @@ class WeightSource:
         self._file: WeightFile | None = None
         if arrays is not None:
             self._file = sized(arrays, str(path), sizes or {}) if sized else NpzFile(reader, arrays, str(path))
+        self.settings = dict(arrays.settings) if arrays is not None else {}  # what lstmgen export recorded
 
     @property
     def format(self) -> str:
@@ -174,6 +175,13 @@ class WeightSource:
         self.close()
 
     def _noted(self, weights: CellWeights) -> CellWeights:
+        if self.settings:  # the op settings lstmgen export recorded: stated, as a Keras layer's config is
+            shown = ", ".join(f"{k} {v}" for k, v in self.settings.items())
+            weights = replace(
+                weights,
+                hyperparameters={**self.settings, **weights.hyperparameters},
+                notes=(*weights.notes, f"op settings recorded by lstmgen export: {shown}"),
+            )
         return replace(weights, notes=(self.note, *weights.notes)) if self.note else weights
 
 
@@ -212,6 +220,7 @@ def open(path: str | Path, format: str = "auto", sizes: Mapping[str, object] | N
     keys = frozenset(arrays)
     found = detect.by_keys(keys)  # no reader is imported to tell them apart
     if len(found) != 1:
+        arrays.close()  # no handle outlives a refused file
         tried = "; ".join(f"{n}: {info.description}" for n, info in detect.FORMATS.items())
         what = "matches no known layout" if not found else "matches several layouts"
         raise WeightFileError(

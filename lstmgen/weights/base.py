@@ -194,7 +194,7 @@ def npz_file(reader: WeightReader, path: Path) -> NpzFile:
 
 
 def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> np.ndarray:
-    """Accept float32 (any byte order) as is, float64 with a note; refuse every other type and NaN/Inf."""
+    """Accept float32 (any byte order) as is, float64 and float16 with a note; refuse other types and NaN/Inf."""
     # Size from the shape, before any pass over the data: a stride-0 view can declare 1e12 elements.
     guard.declared_bytes(array.shape, array.dtype.itemsize, f"{source}: array '{name}'")
     if array.size == 0:
@@ -206,9 +206,13 @@ def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> n
     elif array.dtype.kind == "f" and array.dtype.itemsize == 8:
         notes.append(f"{name}: converted from float64 to float32")
         array = array.astype(np.float32)
+    elif array.dtype.kind == "f" and array.dtype.itemsize == 2:  # as the .pt/.safetensors readers do
+        notes.append(f"{name}: converted from float16 to float32 (exact)")
+        array = array.astype(np.float32)
     else:
         raise WeightFileError(
-            f"{source}: array '{name}' has dtype {array.dtype}, expected float32 (float64 is converted). "
+            f"{source}: array '{name}' has dtype {array.dtype}, expected float32 (float64 and float16 are "
+            "converted). "
             "Save the weights as floating point; quantized weights are produced by lstmgen, not read."
         )
     # A finite sum means every element is finite (a NaN or Inf element makes the sum NaN or Inf): one pass,

@@ -294,7 +294,7 @@ def _read_keras_zip(path: Path) -> tuple[io.IOBase, dict[str, Any] | None]:
         return weights, None
     try:
         config = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # closed on every path: a nested-too-deep config too
         weights.close()
         raise WeightFileError(
             f"{path}: config.json in the archive is not valid JSON ({exc}). Save the model again with Keras."

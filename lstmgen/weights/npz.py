@@ -16,6 +16,20 @@ from lstmgen import guard
 from lstmgen.errors import WeightFileError
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra field length
+# `lstmgen export` records the op settings a weight layout cannot hold (activation, clips, layout) under this
+# key, a JSON string, so that a default build of the exported file computes what the model did.
+SETTINGS_KEY = "lstmgen_settings"
+SETTINGS_TYPES: dict[str, type | tuple[type, ...]] = {
+    "batch_size": int,
+    "dynamic_batch": bool,
+    "time_steps": int,
+    "activation": str,
+    "cell_clip": (int, float),
+    "proj_clip": (int, float),
+    "time_major": bool,
+    "return_sequences": bool,
+    "go_backwards": bool,
+}
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -54,15 +68,23 @@ class NpzArrays(Mapping[str, np.ndarray]):
         self._check_head()
         self._members: dict[str, _Member] = {}
         self._views: dict[str, np.ndarray] = {}
+        self.settings: dict[str, object] = {}  # what lstmgen export recorded (SETTINGS_KEY), else empty
+        opened: zipfile.ZipFile | None = None
         try:
             with path.open("rb") as fh:
                 self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            self._zip = zipfile.ZipFile(path)
+            self._zip = opened = zipfile.ZipFile(path)
             self._scan()
-        except WeightFileError:
+            if SETTINGS_KEY in self._members:
+                self.settings = self._settings(self._members.pop(SETTINGS_KEY))
+        except BaseException as exc:
+            if opened is not None:  # no handle outlives a refused file
+                opened.close()
+            if isinstance(exc, (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error)) and not isinstance(
+                exc, WeightFileError
+            ):
+                raise _corrupt(path, exc) from None
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as exc:
-            raise _corrupt(path, exc) from None
 
     def _check_head(self) -> None:
         path = self.path
@@ -102,6 +124,25 @@ class NpzArrays(Mapping[str, np.ndarray]):
                 f"weights file {self.path} holds the key(s) {', '.join(dupes)} more than once, so it is ambiguous "
                 "which array to use. Re-save it with each key once."
             )
+
+    def _settings(self, m: _Member) -> dict[str, object]:
+        """The op settings lstmgen export recorded: a JSON object of SETTINGS_TYPES' keys and types."""
+        import json
+
+        value = self._load(m) if m.dtype.kind == "U" and m.shape == () and m.info.file_size < 4096 else None
+        try:
+            doc = json.loads(str(value)) if value is not None else None
+        except (ValueError, RecursionError):
+            doc = None
+        bad = not isinstance(doc, dict) or any(
+            k not in SETTINGS_TYPES or not isinstance(v, SETTINGS_TYPES[k]) for k, v in doc.items()
+        )
+        if bad or not isinstance(doc, dict):
+            raise WeightFileError(
+                f"weights file {self.path}: '{SETTINGS_KEY}' is not the op settings lstmgen export writes (a JSON "
+                f"object of {', '.join(SETTINGS_TYPES)}). Remove the key, or export the model again."
+            )
+        return doc
 
     def _member(self, info: zipfile.ZipInfo) -> _Member:
         with self._zip.open(info) as fh:

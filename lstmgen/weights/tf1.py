@@ -17,6 +17,9 @@ from lstmgen.weights.raw import SourceArrays
 from lstmgen.weights.tf_scopes import cell_class, layer_of, lstm_scopes, select_layers
 
 KEYS = TF1_KEYS
+# `lstmgen export --format tf1` records the forget bias its biases need (a scalar; TF1's own default is 1.0),
+# so a default build of the exported file computes what the model did.
+RECORDED_FORGET_BIAS = "forget_bias"
 PEEPHOLES = {
     "w_i_diag": "cell_to_input_weights",
     "w_f_diag": "cell_to_forget_weights",
@@ -70,6 +73,15 @@ class Tf1Reader(SingleCellNpzReader):
         return [""] if names is None else list(_scopes(names, arrays, source))
 
     def read(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None = None) -> CellWeights:
+        fb, arrays = _recorded(arrays, source)
+        weights = self._read_cell(arrays, source, layer)
+        if fb is None:
+            return weights
+        origin = replace(weights.origin, attrs={**weights.origin.attrs, "forget_bias": fb}) if weights.origin else None
+        note = f"forget_bias {fb:g} recorded in the file (lstmgen export): used instead of TF1's default 1.0"
+        return replace(weights, forget_bias_default=fb, origin=origin, notes=(*weights.notes, note))
+
+    def _read_cell(self, arrays: Mapping[str, np.ndarray], source: str, layer: str | None) -> CellWeights:
         names = _scoped(arrays)
         if names is None:
             single_cell(self.name, layer)
@@ -161,3 +173,17 @@ class Tf1Reader(SingleCellNpzReader):
             cell_class=cls.name if scope else None,
             forget_bias_why=cls.why if scope else None,
         )
+
+
+def _recorded(arrays: Mapping[str, np.ndarray], source: str) -> tuple[float | None, Mapping[str, np.ndarray]]:
+    """The forget bias the file records (a finite scalar under 'forget_bias'), and the other arrays."""
+    key = next((k for k in arrays if bare(k) == RECORDED_FORGET_BIAS), None)
+    if key is None:
+        return None, arrays
+    value = arrays[key]
+    if value.shape not in ((), (1,)) or value.dtype.kind != "f" or not np.isfinite(value).all():
+        raise WeightFileError(
+            f"{source}: '{key}' has shape {list(value.shape)} dtype {value.dtype}; expected one finite number (the "
+            "forget bias added at run time, as lstmgen export records it). Remove the key or save a scalar."
+        )
+    return float(value.reshape(())), {k: v for k, v in arrays.items() if k != key}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -160,6 +161,12 @@ def _shape(a: np.ndarray) -> list[int]:
     return [int(d) for d in a.shape]
 
 
+def _ignored(keys: list[str]) -> list[str]:
+    """A note naming the keys that are not nn.LSTM parameters (a head, an embedding): said, not dropped silently."""
+    others = [key for key in keys if _KEY.match(key) is None]
+    return [f"ignored {len(others)} key(s) that are not nn.LSTM parameters: {_key_list(others)}"] if others else []
+
+
 def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
     src, notes, k = sd.source, list(sd.notes), cell.keys  # loaders add conversion notes as arrays are read
     for needed in ("weight_ih", "weight_hh"):
@@ -227,6 +234,7 @@ def _read_cell(cell: _Cell, sd: _StateDict) -> CellWeights:
         notes.append(f"{cell.name}: no bias_ih/bias_hh (bias=False), gate biases are zero")
     for gate, b in split_gates(bias, "torch").items():
         tensors[f"{gate}_gate_bias"] = b
+    notes.extend(_ignored(sd.keys))
     if wr is not None:
         tensors["projection_weights"] = wr  # [proj, hidden], as TFLite; nn.LSTM's projection has no bias
     return CellWeights(
@@ -314,13 +322,23 @@ def _open_safetensors(path: Path) -> _StateDict:
     return _StateDict(str(path), st.keys(), get, release=st.release)
 
 
+# The CPU build on Linux: plain `pip install torch` there pulls the CUDA build (~3 GB of GPU libraries), which
+# reading a state_dict does not need. macOS and Windows wheels on PyPI are CPU builds already.
+_TORCH_INSTALL = (
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu (the CPU build; plain pip install torch "
+    "pulls ~3 GB of CUDA libraries on Linux)"
+    if sys.platform.startswith("linux")
+    else "pip install torch"
+)
+
+
 def _open_torch(path: Path) -> _StateDict:
     try:
         import torch
     except ImportError:
         raise WeightFileError(
             f"{path}: reading a PyTorch .pt/.pth file needs torch, which is not installed. Either "
-            "pip install torch, or where torch is available save the weights as safetensors - "
+            f"{_TORCH_INSTALL}, or where torch is available save the weights as safetensors - "
             "safetensors.torch.save_file(model.state_dict(), 'w.safetensors') - and pass that file "
             "(lstmgen reads it without torch or any other package)."
         ) from None

@@ -47,6 +47,13 @@ def _activation(name: str, alpha: float | None, beta: float | None) -> Fn:
     return table[name.lower()]
 
 
+# The node's (f, g, h) activations as the fused op's one activation (the gates are always sigmoid).
+_LSTMGEN_ACTIVATION: dict[tuple[str, ...], str] = {
+    ("sigmoid", "tanh", "tanh"): "tanh",
+    ("sigmoid", "relu", "relu"): "relu",
+}
+
+
 def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: Stated) -> Cell:
     d = int(attrs.get("direction_index", 0))  # type: ignore[call-overload]
     if attrs.get("input_forget", 0):
@@ -85,6 +92,9 @@ def onnx_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: 
     # The node's `layout` is not the model's: exporters put Transposes around a layout-0 node for a
     # batch-first graph. The graph's layout is a stated hyperparameter (the reader finds it).
     overrides: dict[str, object] = {}
+    own = _LSTMGEN_ACTIVATION.get(tuple(n.lower() for n in names[k0 : k0 + 3]))
+    if attrs.get("activations") and own is not None:
+        overrides["activation"] = own  # this direction's own: each direction is its own op
     backward = d == 1 or attrs.get("direction") == "reverse"
     features = frozenset({"peephole"} if peep is not None else set())
 

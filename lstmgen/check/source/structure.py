@@ -62,7 +62,7 @@ def differences(model: Any, op_indices: Sequence[int], cells: Sequence[Cell], st
         defaults = {"FusedActivationFunction": 0, "CellClip": 0.0, "ProjClip": 0.0, "TimeMajor": False}
         raw = {key: (op.options.get(key, d) if op.options is not None else d) for key, d in defaults.items()}
         want: dict[str, object] = {
-            "activation": ACTIVATION_CODES.get(stated.activation),
+            "activation": ACTIVATION_CODES.get(str(cell.overrides.get("activation", stated.activation))),
             "cell_clip": float(stated.cell_clip),
             "proj_clip": float(stated.proj_clip),
             "time_major": bool(stated.time_major),

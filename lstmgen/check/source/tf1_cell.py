@@ -55,8 +55,8 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
     proj = stored(arrays["projection/kernel"]) if "projection/kernel" in arrays else None
     diag = {g: f64(arrays[f"w_{g}_diag"]) for g in "ifo" if f"w_{g}_diag" in arrays}
     own = str(attrs.get("scope", "")).split("/")[-1]
-    default = CLASS_FORGET_BIAS.get(own, DEFAULT_FORGET_BIAS)
-    fb = default if stated.forget_bias is None else stated.forget_bias
+    default = float(attrs.get("forget_bias", CLASS_FORGET_BIAS.get(own, DEFAULT_FORGET_BIAS)))  # type: ignore[arg-type]
+    fb = default if stated.forget_bias is None else stated.forget_bias  # the file's record (lstmgen export) first
     cols = {g: slice(k * n, (k + 1) * n) for k, g in enumerate(GATES)}
 
     def step(x: Array, m_prev: Array, c_prev: Array) -> tuple[Array, Array]:

@@ -65,13 +65,21 @@ def _feed(t: TensorRecord, x: np.ndarray) -> np.ndarray:
     return np.clip(_codes(t, x), info.min, info.max).astype(np.int64)
 
 
+def _float_grid(model: ModelRecord, index: int) -> float:
+    """The grid a float tensor's values sit on: the scale of the integer tensor DEQUANTIZE reads it from."""
+    t = model.tensors[index]
+    src = next((model.tensors[o.inputs[0]] for o in model.operators if o.outputs and o.outputs[0] == index), None)
+    if src is None or src.quantization is None or len(src.quantization.scale) == 0:
+        raise LstmgenError(f"the float tensor {t.name!r} is not dequantized from an integer tensor: no grid to count "
+                           "steps on")  # fmt: skip
+    return float(src.quantization.scale[0])
+
+
 def _steps(model: ModelRecord, index: int, got_real: np.ndarray, emulated: np.ndarray) -> int:
     """Largest difference in steps of the tensor's grid (a float output: of the grid DEQUANTIZE reads)."""
     t = model.tensors[index]
     if t.dtype.kind == "f":
-        src = next(model.tensors[o.inputs[0]] for o in model.operators if o.outputs and o.outputs[0] == index)
-        assert src.quantization is not None
-        diff = np.abs(np.asarray(got_real, np.float64) - emulated) / src.quantization.scale[0]
+        diff = np.abs(np.asarray(got_real, np.float64) - emulated) / _float_grid(model, index)
     else:
         diff = np.abs(_codes(t, got_real) - emulated)
     return int(np.round(diff.max(initial=0.0)))
@@ -124,18 +132,26 @@ def emulation_report(
             model, {model.inputs[0]: _feed(model.tensors[model.inputs[0]], x)}, flavour,
             knobs=knobs, data_ops=DATA_OPS,
         )  # fmt: skip
+        worst = _worst_steps(model, y, em, finals)
     except LstmgenError as exc:
         out["skipped"] = str(exc)
         return out
+    allowed = allowed_lsb(model, label)
+    out |= {"max_lsb": worst, "allowed_lsb": allowed, "ok": worst <= allowed}
+    return out
+
+
+def _worst_steps(
+    model: ModelRecord, y: np.ndarray, em: Emulation, finals: list[tuple[np.ndarray, np.ndarray]] | None
+) -> int:
+    """The largest difference in grid steps over the output and every LSTM op's final h and c."""
     worst = _steps(model, model.outputs[0], y, em.values[model.outputs[0]])
     lstm_ops = [k for k, op in enumerate(model.operators) if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM]
     for k, (h, c) in zip(lstm_ops, finals or [], strict=False):
         op = model.operators[k]
         for index, real in ((op.inputs[18], h), (op.inputs[19], c)):
             worst = max(worst, _steps(model, index, real, em.final_states[k][0 if index == op.inputs[18] else 1]))
-    allowed = allowed_lsb(model, label)
-    out |= {"max_lsb": worst, "allowed_lsb": allowed, "ok": worst <= allowed}
-    return out
+    return worst
 
 
 def emulation_lines(reports: list[dict[str, Any]]) -> list[str]:
