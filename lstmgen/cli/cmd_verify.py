@@ -179,6 +179,8 @@ def verify_cmd(
         if target is not None:
             check_target(target, inputs)  # before verifying: an output may not name an input
     if plot is not None:
+        if plot.suffix.lower() != ".png":  # matplotlib picks the format by suffix: '.npy' was an internal error
+            raise LstmgenError(f"--plot {plot}: the plot is a PNG; give a path ending in .png, e.g. error.png.")
         require_plotting()  # before the (possibly long) verification, not after it
     if micro:
         import_tflm()
@@ -223,11 +225,15 @@ def verify_cmd(
     failure = None
     if not rep.passed:
         src = rep.against_source
-        failure = f"{model}: " + (
-            f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
-            if src is not None and not src.passed
-            else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
-        ) + emulation_verdict(rep.emulation)
+        failure = (
+            f"{model}: "
+            + (
+                f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
+                if src is not None and not src.passed
+                else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+            )
+            + emulation_verdict(rep.emulation)
+        )
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     if report is not None:
