@@ -1107,12 +1107,12 @@ def test_non_real_inputs_are_bad_input(tmp_path: Path, values: complex, needle: 
     """Red team: a NaN input made verify fail a right model (exit 1, 'max abs error nan'); a complex one
     was cast to float with its imaginary part dropped and passed; run and emulate ran both."""
     model = tmp_path / "m.tflite"
-    assert CliRunner().invoke(main, ["build", "--num-units", "4", "--input-size", "3", "--time-steps", "5",
-                                     "--no-verify", "-o", str(model)]).exit_code == 0  # fmt: skip
+    built = invoke("build", "--num-units", 4, "--input-size", 3, "--time-steps", 5, "--no-verify", "-o", model)
+    assert built.exit_code == 0
     x = np.zeros((1, 5, 3), np.complex128 if isinstance(values, complex) else np.float32)
     x[0, 2, 1] = values
     np.save(tmp_path / "x.npy", x)
     for args in (["verify", str(model)], ["run", str(model), "--output", str(tmp_path / "y.npy")]):
-        result = CliRunner().invoke(main, [*args, "--input", str(tmp_path / "x.npy")])
+        result = invoke(*args, "--input", tmp_path / "x.npy")
         assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "y.npy").exists()
