@@ -121,7 +121,9 @@ def layout_hint(label: str, shape: Sequence[int], model_shape: Sequence[int], si
 def require_finite(arr: np.ndarray, what: str) -> None:
     """Refuse NaN/Inf in a floating array (an input, a state), naming the first position: the model's output
     on them is NaN, which no check can judge."""
-    if arr.dtype.kind not in "fc" or arr.size == 0:
+    if arr.dtype.kind == "c":  # cast to float further on, the imaginary part silently dropped (red team)
+        raise LstmgenError(f"{what} holds {arr.dtype} values; expected real numbers. Save the data as numpy.float32.")
+    if arr.dtype.kind != "f" or arr.size == 0:
         return
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.sum(arr)):  # one pass, no temporary; only a non-finite sum needs the element check

@@ -162,6 +162,7 @@ def _feed_chunks(
         outputs.append(session.invoke(piece))
     return outputs
 
+
 def _check_states(
     lm: LstmModel, initial: list[tuple[np.ndarray | None, np.ndarray | None]], batch: int, state_label: str
 ) -> None:

@@ -1096,3 +1096,23 @@ def test_run_shape_errors_name_the_input_file(
 ) -> None:
     result, _ = _run(models[model], _x(*shape), tmp_path)
     assert_user_error(result, "x.npy")
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [(np.nan, "NaN/Inf"), (np.inf, "NaN/Inf"), (1j, "complex128")],
+    ids=["nan", "inf", "complex"],
+)
+def test_non_real_inputs_are_bad_input(tmp_path: Path, values: complex, needle: str) -> None:
+    """Red team: a NaN input made verify fail a right model (exit 1, 'max abs error nan'); a complex one
+    was cast to float with its imaginary part dropped and passed; run and emulate ran both."""
+    model = tmp_path / "m.tflite"
+    built = invoke("build", "--num-units", 4, "--input-size", 3, "--time-steps", 5, "--no-verify", "-o", model)
+    assert built.exit_code == 0
+    x = np.zeros((1, 5, 3), np.complex128 if isinstance(values, complex) else np.float32)
+    x[0, 2, 1] = values
+    np.save(tmp_path / "x.npy", x)
+    for args in (["verify", str(model)], ["run", str(model), "--output", str(tmp_path / "y.npy")]):
+        result = invoke(*args, "--input", tmp_path / "x.npy")
+        assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "y.npy").exists()

@@ -62,6 +62,7 @@ def test_the_handler_check_can_fail(tmp_path: Path) -> None:
 
 MAX_FUNCTION_LINES = 80
 
+
 def long_functions(folder: Path, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
     """'path:name' -> lines (def line to last line, nested functions included) of every function over `limit`."""
     found = {}

@@ -52,6 +52,14 @@ def test_proj_clip_needs_projection() -> None:
     assert CellConfig(**BASE, num_proj=3, proj_clip=0.5).output_size == 3
 
 
+@pytest.mark.parametrize("quantize", ["int8", "int16x8"])
+def test_integer_cells_are_tanh_cells(quantize: str) -> None:
+    # LiteRT's integer kernel applied tanh to a relu6 int8 build: verify failed it as "a bug in lstmgen"
+    with pytest.raises(ConfigError, match="computes tanh"):
+        CellConfig(num_units=4, input_size=3, activation="relu6", quantize=quantize)
+    CellConfig(num_units=4, input_size=3, activation="relu6", quantize="dynamic-int8")
+
+
 def test_sizes_and_activation_case() -> None:
     c = CellConfig(**BASE, activation="TANH")
     assert c.activation == "tanh" and c.output_size == 6 and c.state_size == {"c": 6, "h": 6}

@@ -156,6 +156,16 @@ def test_cli_export_json_and_refusal(tmp_path: Path) -> None:
     assert one.exit_code == 0, one.output
 
 
+
+def test_export_never_writes_over_its_model(tmp_path: Path) -> None:
+    """Red team: `export m.tflite -o m.tflite` exited 0 and left an .npz where the model was."""
+    model = tmp_path / "m.tflite"
+    build(model, SIZES, verify=False)
+    before = model.read_bytes()
+    bad = CliRunner().invoke(main, ["export", str(model), "--format", "tf1", "-o", str(model)])
+    assert bad.exit_code == 2 and "destroy the input" in bad.output, bad.output
+    assert model.read_bytes() == before
+
 HEADS = FIXTURES / "heads"  # TF's converter output: Keras LSTM(8) -> Dense(3, softmax), float and int8
 
 

@@ -17,7 +17,7 @@ from lstmgen.pipeline import layout_graph
 from lstmgen.runtimes.interpreter import resolve_runtime
 from lstmgen.tflite.reader import read_model
 from lstmgen.tflite.schema import BuiltinOperator as Op
-from tests.support import ROOT, invoke
+from tests.support import ROOT, invoke, random_tflite_weights
 
 EXAMPLES = ROOT / "examples"
 SMALL = {"num_units": 8, "input_size": 5, "time_steps": 4, "batch_size": 2, "form": "graph"}
@@ -55,6 +55,7 @@ def test_every_variant_passes_against_its_source(tmp_path: Path, extra: dict[str
     assert r.verification is not None and r.verification.passed
     src = r.verification.against_source
     assert src is not None and src.passed and src.checks
+    assert src.tensors and all(t.passed for t in src.tensors)  # every constant block matched the source's
     # the builtin kernels and LiteRT's default delegate (XNNPACK) are both run (tflite-runtime has no such switch)
     assert resolve_runtime() == "tflite-runtime" or any("XNNPACK" in c.name for c in r.verification.checks)
 
@@ -482,3 +483,52 @@ def test_inspect_describes_the_loop_form(tmp_path: Path) -> None:
     assert doc["time_steps"] is None and doc["loops"] == 2
     assert [(w["subgraph"], w["uses"]) for w in doc["weights"]] == [(0, 1), (0, 1), (2, 1), (4, 1)]
     jsonschema.validate(doc, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))
+
+
+def _graph_mutants() -> dict[str, Any]:
+    """One small defect each in a graph-form file's constants (red team: each exited 0 before the graph
+    form's constants were compared with the source's)."""
+
+    def const(m: Any, opcode: int, n: int, slot: int) -> int:
+        return int([op for op in m.operators if op.opcode == opcode][n].inputs[slot])
+
+    def edit(m: Any, k: int, fn: Any) -> Any:
+        from dataclasses import replace
+
+        tensors = list(m.tensors)
+        tensors[k] = replace(tensors[k], data=fn(np.array(tensors[k].data)))
+        return replace(m, tensors=tuple(tensors))
+
+    def bump(a: np.ndarray) -> np.ndarray:  # one element 3 codes (int8) or 3 float32 ulps up
+        flat = a.reshape(-1)
+        j = flat.size // 3
+        flat[j] = flat[j] + 3 if a.dtype.kind == "i" else np.nextafter(np.nextafter(np.nextafter(flat[j], 9), 9), 9)
+        return a
+
+    return {
+        "input weight +3 steps": lambda m: edit(m, const(m, Op.FULLY_CONNECTED, 0, 1), bump),
+        "recurrent weight +3 steps": lambda m: edit(m, const(m, Op.FULLY_CONNECTED, 1, 1), bump),
+        "gate bias x1.01": lambda m: edit(m, const(m, Op.FULLY_CONNECTED, 0, 2), lambda a: (a * 1.01).astype(a.dtype)),
+        "lower clip -3.3 (one-sided)": lambda m: edit(m, const(m, Op.MAXIMUM, 0, 1), lambda a: a * np.float32(1.1)),
+    }
+
+
+@pytest.mark.parametrize("quantize", ["none", "dynamic-int8"])
+@pytest.mark.parametrize("defect", list(_graph_mutants()))
+def test_graph_form_constants_are_checked_against_the_source(tmp_path: Path, quantize: str, defect: str) -> None:
+    from lstmgen.tflite.writer import serialize
+
+    weights = tmp_path / "w.npz"
+    np.savez(weights, **random_tflite_weights(8, 5, seed=4))
+    model = tmp_path / "g.tflite"
+    build(model, SMALL | {"quantize": quantize, "cell_clip": 3.0}, weights)
+    args = ("verify", model, "--weights", weights, "--cell-clip", "3")
+    right = invoke(*args)
+    assert right.exit_code == 0, right.output
+    assert "tensors: all 12" in right.output  # 4 input blocks, 4 recurrent, 4 biases
+    clean = model.read_bytes()
+    bad = bytes(serialize(_graph_mutants()[defect](read_model(clean))))
+    assert bad != clean
+    model.write_bytes(bad)
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output

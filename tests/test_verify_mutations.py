@@ -182,6 +182,20 @@ def one_element(slot: Slot, factor: float) -> FileMutation:
     return mutate
 
 
+def element_steps(slot: Slot, steps: int) -> FileMutation:
+    """One element `steps` codes (integer) or ulps of its own type (float) up: a bias stored as no writer would."""
+
+    def mutate(m: ModelRecord) -> ModelRecord:
+        k, _, data = _data(m, slot)
+        flat = data.reshape(-1)
+        j = flat.size // 2
+        for _ in range(steps):
+            flat[j] = np.nextafter(flat[j], np.inf) if data.dtype.kind == "f" else flat[j] + 1
+        return _set(m, k, data=data)
+
+    return mutate
+
+
 def drop(*slots: Slot) -> FileMutation:
     """Leave slots empty (-1), as a writer that forgot a feature would."""
 
@@ -202,6 +216,20 @@ def output_scale(factor: float) -> FileMutation:
         q = m.tensors[k].quantization
         assert q is not None
         return _set(m, k, quantization=replace(q, scale=tuple(float(s) * factor for s in q.scale)))
+
+    return mutate
+
+
+def grid_of(which: str, scale: float = 1.0, shift: int = 0) -> FileMutation:
+    """The LSTM's output (or its output state) on another grid; the integer kernels copy the state's codes
+    into the output, so the two must agree (a zero point one off shifts every output by one step)."""
+
+    def mutate(m: ModelRecord) -> ModelRecord:
+        op = _lstm(m)
+        k = op.outputs[0] if which == "output" else op.inputs[Slot.OUTPUT_STATE]
+        q = m.tensors[k].quantization
+        assert q is not None
+        return _set(m, k, quantization=replace(q, scale=(q.scale[0] * scale,), zero_point=(q.zero_point[0] + shift,)))
 
     return mutate
 
@@ -249,10 +277,14 @@ FILE_DEFECTS: dict[str, tuple[tuple[str, ...], FileMutation]] = {
         drop(Slot.CELL_TO_INPUT_WEIGHTS, Slot.CELL_TO_FORGET_WEIGHTS, Slot.CELL_TO_OUTPUT_WEIGHTS),
     ),
     "forget bias +0.02": (MODES, add_real(FB, 0.02)),
+    "one cell bias element 3 steps off (an unfolded bias)": (MODES, element_steps(Slot.CELL_GATE_BIAS, 3)),
     "one recurrent weight x1.3": (MODES, one_element(Slot.RECURRENT_TO_INPUT_WEIGHTS, 1.3)),
     "cell clip 0.3 the source does not have": (MODES, option("CellClip", 0.3)),
     "activation relu for tanh": (("none", "float16", "dynamic-int8"), option("FusedActivationFunction", 1)),
     "output grid x20 (a coarse output scale)": (("int8", "int16x8"), output_scale(20.0)),
+    "output zero point +1 (off the output state's grid)": (("int8", "int16x8"), grid_of("output", shift=1)),
+    "output state scale x1.02 (off the output's grid)": (("int8", "int16x8"), grid_of("state", scale=1.02)),
+    "cell activation sigmoid (code 6) in an integer cell": (("int8", "int16x8"), option("FusedActivationFunction", 6)),
     "weight zero point +3": (("dynamic-int8", "int8", "int16x8"), zero_point(Slot.INPUT_TO_CELL_WEIGHTS, 3)),
     "spoofed float16 label on a wrong forget bias": (("none",), spoof("float16", add_real(FB, 0.2))),
     "spoofed int8 label on a wrong float16 weight": (

@@ -18,6 +18,7 @@ import numpy as np
 from lstmgen.check.report import SourceReport
 from lstmgen.check.source import SourceModel
 from lstmgen.check.source.common import Cell
+from lstmgen.check.source.structure import ACTIVATION_CODES
 from lstmgen.numerics.float_bound import FLOAT_RUNS, Finals, float_bound
 from lstmgen.numerics.reference import Jitter
 from lstmgen.numerics.tables import FLOAT_ATOL, FLOAT_RTOL
@@ -178,7 +179,10 @@ def decide_options(
 ) -> None:
     """Clips that differ from the source's, decided on the source reference; this replaces the structural
     note about them. Our own builds (where any difference is already a structure error) are decided."""
-    if src.structure_is_error or src.incompatible:
+    if src.incompatible:
+        return
+    src.options += integer_failures(model, op_indices, str(source.stated.activation))
+    if src.structure_is_error:
         return
     failures, notes = check_options(model, op_indices, source, inputs, seed)
     src.options += failures
@@ -226,3 +230,36 @@ def check_options(
                 f"(max |{quantity}| {peaks[quantity]:.3g})"
             )
     return failures, notes
+
+
+def integer_failures(model: object, op_indices: Sequence[int], activation: str) -> list[str]:
+    """What an integer LSTM op's fields say that its kernels do not compute from: the output's grid, and
+    the cell activation (outputs alone miss both: every output one step off, or a TFLM-only change)."""
+    found: list[str] = []
+    for k, index in enumerate(op_indices):
+        op = model.operators[index]  # type: ignore[attr-defined]
+        tensors = model.tensors  # type: ignore[attr-defined]
+        if tensors[op.inputs[2]].dtype.kind == "f" or tensors[op.inputs[0]].dtype.kind == "f":
+            continue  # float and hybrid kernels read the output's own grid / apply the activation field
+        tag = f"LSTM op {k}" if len(op_indices) > 1 else "LSTM op"
+        out, state = _grid(tensors[op.outputs[0]]), _grid(tensors[op.inputs[18]])
+        if out != state:
+            found.append(
+                f"{tag}: the output's grid (scale, zero point) {out} is not the output state's {state}; "
+                "the integer kernels copy the hidden state's codes into the output, so every output is read on "
+                "the wrong grid. Give the output the output state's scale and zero point."
+            )
+        code = int(op.options.get("FusedActivationFunction", 0)) if op.options is not None else 0
+        want = ACTIVATION_CODES.get(activation)
+        if code != want:
+            found.append(
+                f"{tag}: cell activation code {code} in the file, the source's {activation} is {want}; LiteRT's "
+                "integer kernel applies tanh whatever the field says and TFLM's applies the field (tanh or "
+                "sigmoid), so the file does not compute one LSTM. Integer LSTMs are tanh cells."
+            )
+    return found
+
+
+def _grid(t: object) -> tuple[float, int] | None:
+    q = t.quantization  # type: ignore[attr-defined]
+    return (float(q.scale[0]), int(q.zero_point[0])) if q is not None and len(q.scale) else None

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lstmgen.check.against import Sample, quantized_vs_source
+from lstmgen.check.graph_tensors import check_graph_tensors, clip_failures
 from lstmgen.check.report import (
     Comparison,
     SourceReport,
@@ -128,6 +129,9 @@ def verify_graph_form(
     x_run = rng.standard_normal(shape).astype(np.float32) if x is None else np.asarray(x, np.float32)
     src = _source_report(source, mode, atol, rtol, max_error) if source is not None else None
     report.against_source = src
+    if src is not None and source is not None:  # the constants and clips, whatever the outputs show
+        src.tensors = check_graph_tensors(lm.model, source.cells_in_op_order())
+        src.options += clip_failures(lm.model, source.stated.cell_clip, source.stated.proj_clip)
     inputs = [("zero state", x_run)]
     clipped = source is not None and (source.stated.cell_clip > 0 or source.stated.proj_clip > 0)
     if clipped and mode == "none":  # quantized errors grow with the input: the float build checks the clip ops

@@ -228,6 +228,8 @@ def _preflight(report: Path | None, plot: Path | None, micro: bool, inputs: dict
         if target is not None:
             check_target(target, inputs)  # before verifying: an output may not name an input
     if plot is not None:
+        if plot.suffix.lower() != ".png":  # matplotlib picks the format by suffix: '.npy' was an internal error
+            raise LstmgenError(f"--plot {plot}: the plot is a PNG; give a path ending in .png, e.g. error.png.")
         require_plotting()
     if micro:
         import_tflm()
@@ -259,11 +261,15 @@ def _payload(
     failure = None
     if not rep.passed:
         src = rep.against_source
-        failure = f"{model}: " + (
-            f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
-            if src is not None and not src.passed
-            else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
-        ) + emulation_verdict(rep.emulation)
+        failure = (
+            f"{model}: "
+            + (
+                f"does not compute the source LSTM ({src.reference}: {src.failure_reason()})."
+                if src is not None and not src.passed
+                else f"the interpreter disagrees with the reference (max abs error {rep.max_abs_error:.3g})."
+            )
+            + emulation_verdict(rep.emulation)
+        )
         # The report is the one JSON document; as every failed run's, it says why and the exit status.
         payload |= {"error": failure, "exit_code": VerificationError.exit_code}
     return payload, failure
@@ -288,6 +294,7 @@ def _print_text(model: Path, rep: VerifyReport, count: int, worst: int, reading:
         click.echo(rep.against_source.summary())
     if reading is not None:
         click.echo(f"  {reading}; ran {count}, the worst is sample {worst} (shown)")
+
 
 def _stated(
     config_file: Path | None, weights: Path | None, weights_format: str, layer: str | None, cell: dict[str, Any]

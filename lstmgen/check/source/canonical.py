@@ -11,7 +11,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmgen.check.source.common import Array, Cell, Fn, SourceUnsupported, Stated, clip, f64, mm, relu, sigmoid
+from lstmgen.check.source.common import (
+    FORGET_ONLY,
+    Array,
+    Cell,
+    Fn,
+    SourceUnsupported,
+    Stated,
+    clip,
+    f64,
+    mm,
+    relu,
+    sigmoid,
+)
 
 ACTIVATIONS: dict[str, Fn] = {
     "tanh": np.tanh,
@@ -70,4 +82,6 @@ def canonical_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], sta
     features = {f for f, key in present.items() if key in a}
     features |= {"cifg"} if cifg else set()
     features |= {"diagonal"} if diagonal else set()
-    return Cell("tflite", n, p, step, input_size=i_size, features=frozenset(features), tensors=tensors)
+    return Cell(
+        "tflite", n, p, step, input_size=i_size, features=frozenset(features), tensors=tensors, folded=FORGET_ONLY
+    )

@@ -46,6 +46,9 @@ class Cell:
     backward: bool | None = None  # None: the file does not say; its place in the layer decides
     overrides: Mapping[str, object] = field(default_factory=dict)  # file-stated time_major, go_backwards, ...
     tensors: Tensors | None = None  # the source's arrays in the op's per-gate form (check/tensors.py)
+    # the biases a writer sums from several terms (b_ih + b_hh, cuDNN's two, a forget bias): each may carry a
+    # rounding per partial sum; None: every bias (the others must be the source's value rounded once)
+    folded: frozenset[str] | None = None
 
     def run(
         self, seq: Array, h0: Array | None, c0: Array | None, jitter: Jitter | None = None
@@ -63,6 +66,9 @@ class Cell:
             h, c = self.step(x_t, h, c)
             out.append(h)
         return np.stack(out) if out else np.zeros((0, batch, self.output_size)), h, c
+
+
+FORGET_ONLY = frozenset({"forget_gate_bias"})  # one bias array per gate: only a stated forget bias is added
 
 
 class CellFactory(Protocol):

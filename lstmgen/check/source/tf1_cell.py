@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lstmgen.check.source.common import (
+    FORGET_ONLY,
     Array,
     Cell,
     Fn,
@@ -87,4 +88,4 @@ def tf1_cell(arrays: Mapping[str, Array], attrs: Mapping[str, object], stated: S
         return out
 
     features = frozenset({"peephole"} if diag else set()) | frozenset({"projection"} if proj is not None else set())
-    return Cell("tf1", n, p, step, input_size=i_size, features=features, tensors=tensors)
+    return Cell("tf1", n, p, step, input_size=i_size, features=features, tensors=tensors, folded=FORGET_ONLY)

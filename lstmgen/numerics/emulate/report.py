@@ -187,7 +187,7 @@ def emulation_verdict(reports: list[dict[str, Any]]) -> str:
     if exact:
         return (
             f" {' and '.join(exact)} computed exactly what the file's integer tensors say (0 LSB against the "
-            "emulated kernel): the runtime is right, the file's quantization (scales, zero points, clips) is what "
-            "moves the output from the reference."
+            "emulated kernel): the runtime is right; what the file holds (its constants, scales, zero points or "
+            "options) is what differs from the reference."
         )
     return ""
