@@ -44,7 +44,7 @@ def _tight_steps(bound: np.ndarray | float, ref: np.ndarray) -> tuple[int | None
     b = np.asarray(bound, np.float64)
     long = [a for a in range(b.ndim) if b.shape[a] > 1]
     if b.ndim != 3 or ref.ndim != 3 or len(long) != 1 or b.shape[long[0]] != ref.shape[long[0]]:
-        return None, int(float(b.max(initial=0.0)) <= limit), 1
+        return None, int(float(np.max(b, initial=0.0)) <= limit), 1
     axis = long[0]
     per_step = b.reshape(-1)
     loose = np.flatnonzero(per_step > limit)

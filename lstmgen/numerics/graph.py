@@ -251,7 +251,8 @@ def _reshape(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray
 def _mean(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
     keep = bool(op.options.get("KeepDims", False)) if op.options is not None else False
     axes = tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]]))
-    return values[op.inputs[0]].mean(axis=axes, keepdims=keep)
+    x = values[op.inputs[0]]
+    return x.mean(axis=axes, keepdims=True) if keep else np.asarray(x.mean(axis=axes))  # Literal keepdims: numpy 2.5
 
 
 def _split(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> tuple[np.ndarray, ...]:
