@@ -106,7 +106,7 @@ test-tflite-runtime: $(TFL_BIN)/.installed
 test: lint test-main test-tflite-runtime test-wheel
 
 # The package as users get it: wheel and sdist built by setuptools' PEP 517 hooks (the test venv has
-# setuptools; nothing is downloaded to build), the wheel installed (not editable) into a fresh venv with
+# setuptools, from the test extra; nothing is downloaded to build), the wheel installed (not editable) into a fresh venv with
 # its default dependencies only, then tests/test_wheel.py runs the installed commands from outside the checkout.
 WHEEL_DIR  := build/dist
 WHEEL_VENV := .venv-wheel

@@ -502,7 +502,8 @@ def _graph_mutants() -> dict[str, Any]:
     def bump(a: np.ndarray) -> np.ndarray:  # one element 3 codes (int8) or 3 float32 ulps up
         flat = a.reshape(-1)
         j = flat.size // 3
-        flat[j] = flat[j] + 3 if a.dtype.kind == "i" else np.nextafter(np.nextafter(np.nextafter(flat[j], 9), 9), 9)
+        up = a.dtype.type(9)  # in the array's own type: numpy 1 would step a float32 in float64
+        flat[j] = flat[j] + 3 if a.dtype.kind == "i" else np.nextafter(np.nextafter(np.nextafter(flat[j], up), up), up)
         return a
 
     return {

@@ -190,7 +190,7 @@ def element_steps(slot: Slot, steps: int) -> FileMutation:
         flat = data.reshape(-1)
         j = flat.size // 2
         for _ in range(steps):
-            flat[j] = np.nextafter(flat[j], np.inf) if data.dtype.kind == "f" else flat[j] + 1
+            flat[j] = np.nextafter(flat[j], data.dtype.type(np.inf)) if data.dtype.kind == "f" else flat[j] + 1
         return _set(m, k, data=data)
 
     return mutate
