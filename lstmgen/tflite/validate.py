@@ -267,6 +267,10 @@ def _lstm(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problem
     # The integer kernel wants five intermediates; it reads the hidden-state one (#4) always and the four gate ones
     # only with layer norm (TF's converter leaves those unquantized otherwise).
     if x.dtype.kind == "i":
+        y = t[op.outputs[0]] if op.outputs and 0 <= op.outputs[0] < len(t) else None
+        if y is not None and (y.dtype != x.dtype or y.quantization is None):
+            problems.add(f"{where}: the output of an integer LSTM must be a quantized {x.dtype.name} tensor like its "
+                         f"input, found {y.dtype.name}{'' if y.quantization else ' without quantization'}")  # fmt: skip
         layer_norm = Slot.FORGET_LAYER_NORM_COEFFICIENTS in present
         read = op.intermediates if layer_norm else op.intermediates[4:]
         if len(op.intermediates) != 5 or any(t[j].quantization is None for j in read):

@@ -54,7 +54,8 @@ def allowed_lsb(model: ModelRecord, label: str) -> int:
 
 def _codes(t: TensorRecord, real: np.ndarray) -> np.ndarray:
     q = t.quantization
-    assert q is not None
+    if q is None or len(q.scale) == 0 or not np.isfinite(q.scale[0]) or q.scale[0] <= 0 or len(q.zero_point) == 0:
+        raise LstmgenError(f"the integer tensor {t.name!r} has no usable quantization (scale, zero point)")
     return np.round(np.asarray(real, np.float64) / q.scale[0]) + q.zero_point[0]
 
 
