@@ -282,6 +282,8 @@ def _read_keras_zip(path: Path) -> tuple[io.IOBase, dict[str, Any] | None]:
     except BaseException as exc:
         if weights is not None:
             weights.close()
+        # zipfile's own errors on a damaged archive: a bad or cut-off directory (BadZipFile, EOFError, OSError),
+        # ZIP64 it was not told to expect (LargeZipFile), a compression method it lacks (NotImplementedError)
         broken = (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, NotImplementedError)
         if isinstance(exc, broken) and not isinstance(exc, LstmgenError):
             raise WeightFileError(

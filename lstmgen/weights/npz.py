@@ -18,7 +18,8 @@ from lstmgen.errors import WeightFileError
 from lstmgen.weights.library_errors import raised_in
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra field length
-# What zipfile raises for a member it cannot open: an unknown compression method, an encrypted member.
+# What zipfile raises for a member it cannot open: an unknown compression method (NotImplementedError), an
+# encrypted member (RuntimeError); caught only where zipfile raised them (raised_in), so lstmgen's own stay bugs.
 _ZIP_REFUSALS = (NotImplementedError, RuntimeError)
 # `lstmgen export` records the op settings a weight layout cannot hold (activation, clips, layout) under this
 # key, a JSON string, so that a default build of the exported file computes what the model did.
