@@ -358,9 +358,9 @@ _SAME_TYPE_OPS = frozenset(
     {
         *(Op.ADD, Op.SUB, Op.MUL, Op.MINIMUM, Op.MAXIMUM, Op.LOGISTIC, Op.TANH, Op.RELU, Op.RELU6),
         *(Op.RELU_N1_TO_1, Op.RSQRT, Op.RESHAPE, Op.MEAN, Op.TRANSPOSE, Op.STRIDED_SLICE, Op.REVERSE_V2),
-        *(Op.CONCATENATION, Op.GATHER, Op.FULLY_CONNECTED),
+        *(Op.CONCATENATION, Op.GATHER),
     }
-)
+)  # not FULLY_CONNECTED: its kernel checks its output type itself, and takes int8 in, int16 out
 _QUANTIZED_TYPES = frozenset(np.dtype(d) for d in (np.int8, np.uint8, np.int16))
 # Output types by op where they do not follow the input: LiteRT's DEQUANTIZE always writes float32 (dequantize.cc
 # Prepare), QUANTIZE writes an integer grid, SHAPE int32/int64, LESS bool, and a float LSTM float32 (its kernel
