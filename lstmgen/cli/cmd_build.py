@@ -138,6 +138,14 @@ from lstmgen.weights import FORMATS
     "(float32, float16, dynamic-int8 with per-channel scales).",
 )
 @click.option(
+    "--state-io/--no-state-io",
+    default=None,
+    help="graph form: each layer's and direction's initial h and c become model inputs and its final h and c "
+    "model outputs (as an ONNX LSTM's initial_h/initial_c and Y_h/Y_c), so the caller streams by feeding each "
+    "invoke's final state into the next (lstmgen run --chunk does). Without it every invoke starts from zero. "
+    "The fused form carries its state in variable tensors and needs no option.",
+)
+@click.option(
     "--embed",
     "embed_path",
     type=PATH,
@@ -213,6 +221,8 @@ def build_cmd(
           --target ethos-u -o npu.tflite
       # a model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
       lstmgen build --weights encoder.npz --time-steps 20 --form graph --quantize dynamic-int8 -o graph.tflite
+      # ... streamable: initial and final h/c of every layer as extra inputs and outputs
+      lstmgen build --num-units 64 --input-size 32 --form graph --state-io -o stream.tflite
     """
     options, (file_weights, file_format, file_layer, file_calib, file_calibration) = _options(config_file, cell)
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)

@@ -117,6 +117,7 @@ def run_cmd(
         input_label=f"input {input_path}",
         state_label=f"initial state {initial_state}",
         notes=notes,
+        final_state=final_state is not None,
     )
     buf = io.BytesIO()
     np.save(buf, y)

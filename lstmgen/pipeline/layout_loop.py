@@ -16,7 +16,7 @@ import numpy as np
 
 from lstmgen.config import CellConfig
 from lstmgen.pipeline.layout import CellShape, Weights
-from lstmgen.pipeline.layout_graph import F32, I32, _Builder, _Cell, _step
+from lstmgen.pipeline.layout_graph import F32, I32, _Builder, _Cell, _step, initial_state
 from lstmgen.tflite.records import ModelRecord, OperatorRecord, Options, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 
@@ -88,11 +88,12 @@ class _Loop:
         b.tensors[proj] = _dynamic(b, proj)
         if backward:
             proj = _reverse_time(b, proj, f"{name}/projections_reversed")
+        h0, c0 = initial_state(b, self.cell.shape, name)  # state_io: model inputs, else zero constants
         init = [
             b.ints([0], scalar=True),
             steps,
-            b.const(f"{name}/h0", np.zeros((b.batch, self.p), np.float32)),
-            b.const(f"{name}/c0", np.zeros((b.batch, self.n), np.float32)),
+            b.const(f"{name}/h0", np.zeros((b.batch, self.p), np.float32)) if h0 is None else h0,
+            b.const(f"{name}/c0", np.zeros((b.batch, self.n), np.float32)) if c0 is None else c0,
             proj,
         ]
         if self.keep:  # a zero first row, dropped after the loop (a constant cannot have 0 rows)
@@ -103,6 +104,8 @@ class _Loop:
                          b.tensors[i].dtype, shape_signature=b.tensors[i].shape_signature) for i in init]  # fmt: skip
         opts = Options("WhileOptions", (("CondSubgraphIndex", k), ("BodySubgraphIndex", k + 1)))
         b.ops.append(OperatorRecord(Op.WHILE, 1, tuple(init), tuple(outs), opts))
+        if h0 is not None and c0 is not None:
+            b.states.append((h0, c0, outs[2], outs[3]))  # the loop's last h and c
         if not self.keep:
             return None, outs[2]
         begin, end, strides = b.ints([1, 0, 0]), b.ints([0, 0, 0]), b.ints([1, 1, 1])
