@@ -46,7 +46,7 @@ def _id(opts: dict[str, Any]) -> str:
 # sha256 of graph-form builds without --state-io, taken before the option existed (the same bytes then and now).
 PINNED = {
     "unrolled-float": "e564c74e6284d11e4fe419f66e2c74af3ea2d8b043a4e04313b228e7d2731541",
-    "unrolled-bidirectional-stacked-projection-hybrid": "d45c50a3551aa1bb4bed25a1bda131eafd255f9a753185bb2be964e14cb56aec",
+    "unrolled-bidi-stacked-proj-hybrid": "d45c50a3551aa1bb4bed25a1bda131eafd255f9a753185bb2be964e14cb56aec",
     "unrolled-last-step-peephole-clip-float16": "17ace11a477763d5b65d96d9ebc7a4e600936a494d155f369081314fe963eacb",
     "loop-float-stacked": "54ff6c6ae4583bb1e45b2ccdb53af9fae4360c85d920383c9d24e52049c9735e",
     "loop-go-backwards-last-step-projection": "a00a98f592ade32fa1ddff1229a90306d1b94142114c51501db041ac26afd16f",
@@ -54,7 +54,7 @@ PINNED = {
 PIN_BASE = {"num_units": 8, "input_size": 5, "seed": 3, "form": "graph", "batch_size": 2}
 PIN_CASES: dict[str, dict[str, Any]] = {
     "unrolled-float": {"time_steps": 4},
-    "unrolled-bidirectional-stacked-projection-hybrid": {
+    "unrolled-bidi-stacked-proj-hybrid": {
         "time_steps": 3, "num_layers": 2, "bidirectional": True, "num_proj": 4, "quantize": "dynamic-int8"
     },
     "unrolled-last-step-peephole-clip-float16": {
