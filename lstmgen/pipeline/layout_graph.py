@@ -27,6 +27,7 @@ I32 = np.dtype(np.int32)
 # they stay in cache (64 units, T=50: 3 MB, 0.7x the fused op's time); past it they lose to one shared copy
 # (256 units: 50 MB, 1.5-2x the fused op's time, shared 0.8x) and cost T x the memory (1024 units: 873 MB).
 SHARED_RECURRENT_BYTES = 8 * 2**20
+GATE_ORDER = ("input", "forget", "cell", "output")  # the row blocks of the stacked matrices (CIFG: no input)
 ACT_OPS: dict[str, int] = {"tanh": Op.TANH, "relu": Op.RELU, "relu6": Op.RELU6, "relu_n1_to_1": Op.RELU_N1_TO_1}
 _NO_OPTS: dict[int, Options] = {
     Op.ADD: Options("AddOptions", (("FusedActivationFunction", 0),)),
@@ -178,7 +179,7 @@ class _Cell:
     ) -> None:
         """main: where the input projection's weights and bias go (a WHILE loop's body holds the rest)."""
         self.shape = shape
-        self.gates = ("forget", "cell", "output") if shape.cifg else ("input", "forget", "cell", "output")
+        self.gates = tuple(g for g in GATE_ORDER if not (shape.cifg and g == "input"))
         arr = {k: _array(v) for k, v in w.items()}
         arr["forget_gate_bias"] = arr["forget_gate_bias"] + np.float32(forget_bias)  # TF adds it at run time
         stacked = {
