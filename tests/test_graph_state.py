@@ -302,3 +302,22 @@ def test_a_state_io_file_with_inconsistent_metadata_is_refused(tmp_path: Path) -
     r = invoke("run", tmp_path / "bad.tflite", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     assert_user_error(r, "state")
     assert os.path.exists(out)
+
+
+def test_inspect_lists_the_state_inputs_and_outputs(tmp_path: Path) -> None:
+    import jsonschema
+
+    from tests.support import ROOT
+
+    out = tmp_path / "g.tflite"
+    build(out, SMALL | {"num_layers": 2, "num_proj": 3}, verify=False)
+    r = invoke("inspect", out)
+    assert r.exit_code == 0 and "explicit (--state-io)" in r.output
+    assert "lstm/layer_1/initial_h [2, 3]" in r.output and "lstm/layer_1/final_c" in r.output
+    doc = json.loads(invoke("inspect", out, "--json").stdout)
+    assert [c["cell"] for c in doc["state_io"]] == ["lstm/layer_0", "lstm/layer_1"]
+    assert doc["state_io"][1]["initial_c"] == {"name": "lstm/layer_1/initial_c", "shape": [2, 8], "position": 4}
+    jsonschema.validate(doc, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))
+    build(out, {k: v for k, v in UNROLLED.items() if k != "state_io"}, verify=False)
+    doc = json.loads(invoke("inspect", out, "--json").stdout)
+    assert doc["state_io"] == [] and "--state-io" in doc["state"]

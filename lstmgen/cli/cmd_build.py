@@ -135,7 +135,8 @@ from lstmgen.weights import FORMATS
     type=click.Choice(FORMS),
     help="fused (default): one fused LSTM op per layer and direction (TFLite, TFLM, NPUs); graph: the cell "
     "unrolled over --time-steps into FULLY_CONNECTED/ADD/LOGISTIC/... ops that XNNPACK runs on every thread "
-    "(float32, float16, dynamic-int8 with per-channel scales).",
+    "(float32, float16, dynamic-int8 with per-channel scales). The fused op keeps its state between invokes; the "
+    "graph form starts each invoke from zero unless built with --state-io.",
 )
 @click.option(
     "--state-io/--no-state-io",
@@ -222,7 +223,7 @@ def build_cmd(
       # a model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
       lstmgen build --weights encoder.npz --time-steps 20 --form graph --quantize dynamic-int8 -o graph.tflite
       # ... streamable: initial and final h/c of every layer as extra inputs and outputs
-      lstmgen build --num-units 64 --input-size 32 --form graph --state-io -o stream.tflite
+      lstmgen build --weights kws_tf1.npz --cell-clip 3 --form graph --state-io -o stream.tflite
     """
     options, (file_weights, file_format, file_layer, file_calib, file_calibration) = _options(config_file, cell)
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)

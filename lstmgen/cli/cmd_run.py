@@ -54,13 +54,15 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
 @click.option(
     "--initial-state",
     type=PATH,
-    help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros); for several LSTM ops h_0, c_0, h_1, ... in op order.",
+    help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros); for several LSTM ops h_0, c_0, h_1, ... in op order "
+    "(a graph-form file: its cells, built with --state-io).",
 )
 @click.option("--final-state", type=PATH, help="Write the final state as .npz: 'c' and 'h' (one op) or c_0, h_0, ...")
 @click.option(
     "--chunk",
     type=click.IntRange(min=1),
-    help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
+    help="Feed N time steps per invoke, carrying the state (last chunk may be shorter): the fused form's state "
+    "tensors; a graph-form file built with --state-io gets each invoke's final h/c outputs as the next one's inputs.",
 )
 @runtime_option(
     "Interpreter; micro = TensorFlow Lite Micro (pip install 'lstmgen[micro]'), auto picks it for int16x8; "
@@ -88,11 +90,18 @@ def run_cmd(
     A model with other ops around its LSTM ops (TF's converter's classifier: LSTM -> Dense -> softmax)
     runs whole, input to its output, in one invoke (no --chunk); the states are its LSTM ops'.
 
+    Streaming: the fused form keeps h and c in state tensors between invokes. The graph form keeps none:
+    built with --state-io, each cell's initial h/c are model inputs and its final h/c outputs, which
+    --chunk feeds from one invoke to the next; without it, it runs from zero and refuses --chunk and
+    --initial-state.
+
     \b
     Examples:
       # models from the examples of lstmgen build --help
       lstmgen run kws.tflite --input x.npy --output y.npy
       lstmgen run kws.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
+      # the graph form streams with explicit state (lstmgen build --form graph --state-io)
+      lstmgen run stream.tflite --input x.npy --output y.npy --chunk 5 --initial-state s.npz
       # in TensorFlow Lite Micro (int16x8 models always run there; TFLM takes the stored input shape)
       lstmgen run lstm_int8.tflite --input x.npy --output y.npy --runtime micro
       # an integer model without any interpreter (bit for bit what TFLM computes)
