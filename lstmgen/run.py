@@ -11,6 +11,7 @@ from lstmgen.arrays import either_layout, layout_hint
 from lstmgen.check.verify import open_model_session
 from lstmgen.errors import LstmgenError
 from lstmgen.modelinfo import GRAPH_STATE_REFUSAL, LstmModel, read_lstm_model
+from lstmgen.runtimes import RUNTIME_CHOICES
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
 State = tuple[np.ndarray, np.ndarray]
@@ -67,6 +68,12 @@ def run_model_states(
     # a converter's head around the LSTM ops: the whole model runs; lstmgen's graph form: its state is explicit
     lm = read_lstm_model(path, head_ok=True, graph_ok=True)
     _check_graph_state(lm, initial, chunk, final_state)
+    if lm.form == "graph" and runtime not in RUNTIME_CHOICES:  # not micro, nor the integer emulation
+        raise LstmgenError(
+            f"--runtime {runtime}: {lm.path} is lstmgen's graph form, which runs in TFLite/LiteRT and their delegates; "
+            "TensorFlow Lite Micro and the integer-kernel emulation run the fused op. Use --runtime auto, or rebuild "
+            "with --form fused."
+        )
     notes = [] if notes is None else notes
     layout = "[time, batch, input]" if lm.time_major else "[batch, time, input]"
     _check_input(lm, x, input_label, layout, notes)

@@ -47,6 +47,19 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     ]
 
 
+def _write_state(path: Path, finals: list[tuple[np.ndarray, np.ndarray]], inputs: dict[str, Path | None]) -> None:
+    """--final-state: 'h', 'c' for one op (or cell), else h_0, c_0, h_1, ... in op order."""
+    sbuf = io.BytesIO()
+    if len(finals) == 1:
+        np.savez(sbuf, c=finals[0][1], h=finals[0][0])
+    else:
+        arrays: dict[str, Any] = {}
+        for k, (h, c) in enumerate(finals):
+            arrays |= {f"h_{k}": h, f"c_{k}": c}
+        np.savez(sbuf, **arrays)
+    write_atomic(path, sbuf.getbuffer(), inputs=inputs)
+
+
 @click.command("run", epilog=EXIT_CODES_RUN)
 @click.argument("model", type=PATH)
 @click.option("--input", "input_path", type=PATH, required=True, help="Input sequence .npy ([B,T,I] or [T,B,I]).")
@@ -132,15 +145,7 @@ def run_cmd(
     np.save(buf, y)
     write_atomic(output_path, buf.getbuffer(), inputs=inputs)
     if final_state is not None:
-        sbuf = io.BytesIO()
-        if len(finals) == 1:
-            np.savez(sbuf, c=finals[0][1], h=finals[0][0])
-        else:
-            arrays: dict[str, Any] = {}
-            for k, (h, c) in enumerate(finals):
-                arrays |= {f"h_{k}": h, f"c_{k}": c}
-            np.savez(sbuf, **arrays)
-        write_atomic(final_state, sbuf.getbuffer(), inputs=inputs)
+        _write_state(final_state, finals, inputs)
     if as_json:
         summary = {
             "ok": True,
