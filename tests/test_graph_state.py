@@ -321,3 +321,21 @@ def test_inspect_lists_the_state_inputs_and_outputs(tmp_path: Path) -> None:
     build(out, {k: v for k, v in UNROLLED.items() if k != "state_io"}, verify=False)
     doc = json.loads(invoke("inspect", out, "--json").stdout)
     assert doc["state_io"] == [] and "--state-io" in doc["state"]
+
+
+def test_state_io_is_a_checked_config_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="state_io = 'yes' is not allowed: expected true or false"):
+        build(tmp_path / "g.tflite", UNROLLED | {"state_io": "yes"})
+    (tmp_path / "c.toml").write_text('num_units = 4\ninput_size = 3\nform = "graph"\nstate_io = true\n')
+    r = invoke("build", "--config", tmp_path / "c.toml", "-o", tmp_path / "g.tflite", "--no-verify", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["hyperparameters"]["state_io"] is True
+
+
+@pytest.mark.runtime
+def test_run_refuses_tflm_and_the_emulation_for_the_graph_form(tmp_path: Path) -> None:
+    out = tmp_path / "g.tflite"
+    build(out, SMALL, verify=False)
+    np.save(tmp_path / "x.npy", _x(4))
+    for runtime in ("micro", "emulate"):
+        r = invoke("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--runtime", runtime)
+        assert_user_error(r, "graph form", "--form fused")

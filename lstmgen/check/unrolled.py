@@ -6,6 +6,9 @@ ADD, LOGISTIC, ...) in float64 on the file's own constants, and the interpreter'
 tolerance). The source (the weight file in its framework's equations) judges what the file computes: its
 output on the same input, and, when the cell clips, on inputs ten times larger, where the clips bind. The file
 is run twice: with the builtin kernels only, and as LiteRT loads it by default (XNNPACK), the way users run it.
+Built with --state-io (each cell's initial h/c model inputs, final h/c outputs), it is also run from a random
+initial state the checker draws and feeds, the same arrays, to the source's cells; every final h and c is
+compared as the output is.
 """
 
 from __future__ import annotations

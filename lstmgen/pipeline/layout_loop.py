@@ -3,8 +3,9 @@
 Per layer and direction: FULLY_CONNECTED over all T·B input rows at once (outside the loop), then a WHILE
 loop whose body takes step i's projection (GATHER), runs the cell once (layout_graph._step: the same ops as
 the unrolled form) and appends h to the sequence (CONCATENATION); its cond compares the step counter with T
-(LESS). The loop variables are (i, T, h, c, projections[, sequence]). The body holds the recurrent weights
-once, so XNNPACK packs one copy, whatever T is.
+(LESS). The loop variables are (i, T, h, c, projections[, sequence]); h and c start at zero, or with state_io
+at the cell's initial-state model inputs, and the loop's last h and c are its final-state outputs. The body
+holds the recurrent weights once, so XNNPACK packs one copy, whatever T is.
 """
 
 from __future__ import annotations
