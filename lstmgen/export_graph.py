@@ -228,14 +228,15 @@ def graph_cells(lm: LstmModel) -> list[GraphCell]:
             loops[id(body)] = op
             views.append(_View(body))
     chosen: dict[int, GraphCell] = {}
-    seen: set[int] = set()
+    seen: dict[int, list[str]] = {}  # input projection -> the gate roles its steps' SPLITs give
     for v in views:
         for split, acts in _gate_splits(v):
             pre = split.inputs[1]
             add = v.made_by(pre, Op.ADD)
             xs = add.inputs[0] if add is not None and v.made_by(add.inputs[1], Op.FULLY_CONNECTED) else pre
             fc_x = _input_projection(main, v, xs, loops)
-            seen.add(id(fc_x))
+            if seen.setdefault(id(fc_x), _roles(v, split, acts)) != _roles(v, split, acts):
+                raise _fail("two steps of one cell wire their gates to different row blocks")
             if id(fc_x) not in chosen and xs != pre:  # a step with a recurrent term names every weight
                 chosen[id(fc_x)] = _cell_arrays(main, v, split, acts, fc_x)
     if not seen or len(chosen) != len(seen):
