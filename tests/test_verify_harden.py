@@ -209,6 +209,8 @@ LAYOUTS = {
     "loop batch-major": {"batch_size": 3},
     "loop time-major": {"batch_size": 3, "time_major": True},
     "loop batch-major, batch 1": {"batch_size": 1},
+    "unrolled batch-major, --state-io": {"batch_size": 2, "time_steps": T, "state_io": True},
+    "loop time-major, --state-io": {"batch_size": 2, "time_major": True, "state_io": True},
     "stacked bidirectional (examples/encoder.npz)": {"batch_size": 2, "time_steps": T, "weights": "encoder"},
 }
 

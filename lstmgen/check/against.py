@@ -61,8 +61,9 @@ def source_bound(
         feeds = {i: np.concatenate([np.asarray(s.feeds[i]) for s in use], axis=axis) for i in use[0].feeds}
     else:
         feeds = use[0].feeds
-    ref = evaluate(model, feeds).values[out]
-    derived = derive_tolerance(model, feeds, {out: ref}, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True)
+    values = evaluate(model, feeds).values
+    ref = {i: values[i] for i in model.outputs}  # every output (the graph form's final states too): one is `out`
+    derived = derive_tolerance(model, feeds, ref, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True)
     return derived[out].per_step
 
 
