@@ -289,16 +289,19 @@ def _check_quantized(
     """Each runtime's output within the tolerance derived for the kernel; against the source, if any
     (the source is fed the input as given, the model the same on its input grid)."""
     x = inputs.x
+    constants = constant_values(lm.model)  # float64 once for every evaluation of the file's reference below
     for sess in sessions:
         sess.reset()
         y = sess.invoke(x)
         if report.mode in EXACT_MODES:  # the integer kernels are deterministic: 0 LSB against their emulation
             report.emulation.append(emulation_report(lm.model, sess.runtime, x, y, finals=sess.state()))
         tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""
-        kernel_check(report, lm.model, {lm.input_index: x}, lm.output_index, y, f"output ({report.mode}){tag}")
+        feeds = {lm.input_index: x}
+        kernel_check(report, lm.model, feeds, lm.output_index, y, f"output ({report.mode}){tag}", constants)
         if source is not None and report.against_source is not None:
             first = (inputs.source_x, x, y)
-            _quantized_against_source(lm, source, report.against_source, sess, first, inputs.more, tag, smoke)
+            src = report.against_source
+            _quantized_against_source(lm, source, src, sess, first, inputs.more, tag, smoke, constants)
 
 
 def _check_float(
@@ -440,6 +443,7 @@ def _quantized_against_source(
     more: np.ndarray | None,
     tag: str,
     smoke: bool,
+    constants: dict[int, np.ndarray],
 ) -> None:
     """What quantization cost: the model's output against the float source, per time step, on `first`
     ((input as given, the same on the model's grid, model output) already computed) plus up to
@@ -457,4 +461,7 @@ def _quantized_against_source(
     name = f"output vs float source{f' ({len(runs)} inputs)' if len(runs) > 1 else ''}{tag}"
     t_axis = 0 if lm.time_major else 1
     mode = model_mode(lm.model)
-    quantized_vs_source(src, name, lm.model, lm.output_index, samples, mode=mode, time_axis=t_axis, seed=0, smoke=smoke)
+    quantized_vs_source(
+        src, name, lm.model, lm.output_index, samples, mode=mode, time_axis=t_axis, seed=0, smoke=smoke,
+        constants=constants,
+    )  # fmt: skip
