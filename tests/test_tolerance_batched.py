@@ -44,7 +44,8 @@ def _feeds(model: ModelRecord) -> dict[int, np.ndarray]:
 
 
 @pytest.mark.parametrize(("mode", "kw"), PAIRS, ids=lambda v: v if isinstance(v, str) else ",".join(v) or "plain")
-def test_runs_side_by_side_equal_one_by_one(mode: str, kw: dict[str, Any]) -> None:
+def test_runs_side_by_side_equal_one_by_one(mode: str, kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Together: one pass, every step's input terms in one matmul; alone: the old path, step by step."""
     model = _model(mode, **kw)
     feeds = _feeds(model)
     groups = tol._run_groups(model, feeds, tol.RUNS, 3, weights=False)
@@ -55,9 +56,27 @@ def test_runs_side_by_side_equal_one_by_one(mode: str, kw: dict[str, Any]) -> No
     for out in model.outputs:
         blocks = np.split(together[out], tol.RUNS, axis=axis)
         for seed, block in zip(groups[0], blocks, strict=True):
-            alone = tol._noisy_evaluate(model, feeds, mode, range(seed, seed + 1))[out]
+            with monkeypatch.context() as m:
+                m.setattr(tol, "ROW_BUDGET", 0)  # no input terms computed ahead
+                alone = tol._noisy_evaluate(model, feeds, mode, range(seed, seed + 1))[out]
             assert block.shape == alone.shape
             np.testing.assert_allclose(block, alone, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(("mode", "kw"), PAIRS, ids=lambda v: v if isinstance(v, str) else ",".join(v) or "plain")
+def test_source_bound_runs_equal_the_step_by_step_path(
+    mode: str, kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """weights=True (each run draws whole weights, in place): the same numbers as drawn and used step by step."""
+    model = _model(mode, **kw)
+    feeds = _feeds(model)
+    fast = tol._noisy_evaluate(model, feeds, mode, range(4, 5), weights=True)
+    with monkeypatch.context() as m:
+        m.setattr(tol, "ROW_BUDGET", 0)
+        m.setattr(tol, "_rounded", lambda v, step, rng: v + (rng.random(v.shape) - 0.5) * step)  # the old draw
+        slow = tol._noisy_evaluate(model, feeds, mode, range(4, 5), weights=True)
+    for out in model.outputs:
+        np.testing.assert_allclose(fast[out], slow[out], rtol=1e-12, atol=1e-15)
 
 
 def test_the_comparison_catches_a_wrong_draw() -> None:

@@ -195,6 +195,27 @@ class _Noise:
         return self.rngs[0]
 
 
+def _rounded(v: np.ndarray, step: np.ndarray | float, rng: np.random.Generator) -> np.ndarray:
+    """v plus its rounding when written, as uniform noise of ± half its step: v + (u - 0.5) * step, the same
+    operations in place (no temporary copies of a large matrix)."""
+    noisy = rng.random(v.shape)
+    noisy -= 0.5
+    noisy *= step
+    noisy += v
+    return noisy
+
+
+def _input_terms(x: np.ndarray, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Each gate's input term x @ W.T for every step of x [T, B, I] at once (one matmul per gate instead of
+    one per step), or None when they would pass ROW_BUDGET (the steps then compute their own)."""
+    gates = [g for g in ("input", "forget", "cell", "output") if f"input_to_{g}_weights" in params]
+    rows = x.shape[0] * x.shape[1]
+    if 8 * rows * sum(params[f"input_to_{g}_weights"].shape[0] for g in gates) > ROW_BUDGET:
+        return None
+    flat = x.reshape(rows, x.shape[2])
+    return {g: (flat @ params[f"input_to_{g}_weights"].T).reshape(*x.shape[:2], -1) for g in gates}
+
+
 def _noisy_lstm(
     model: ModelRecord, k: int, values: dict[int, np.ndarray], mode: str, noise: _Noise, weights: bool
 ) -> np.ndarray:
@@ -204,11 +225,7 @@ def _noisy_lstm(
     op = model.operators[k]
     params = {key: values[i] for key, i in spec.weight_inputs.items()}
     if weights:
-        rng = noise.rng
-        params = {
-            key: v + (rng.random(v.shape) - 0.5) * weight_step(model, spec.weight_inputs[key], v)
-            for key, v in params.items()
-        }
+        params = {k: _rounded(v, weight_step(model, spec.weight_inputs[k], v), noise.rng) for k, v in params.items()}
     asym = bool(op.options.get("AsymmetricQuantizeInputs", False)) if op.options is not None else False
     x = values[op.inputs[Slot.INPUT]]
     x = x if spec.time_major else x.transpose(1, 0, 2)  # [T, B, I]
@@ -223,6 +240,7 @@ def _noisy_lstm(
         s_m = float(_quantization(model.tensors[op.intermediates[4]]).scale[0]) if proj is not None else 0.0
     u = noise
     want_m = proj is not None and mode != "float16"  # the only internal the noise needs: m before the projection
+    terms = _input_terms(x, params) if mode != "dynamic-int8" else None  # hybrid: x_t is rounded afresh each step
 
     outs = []
     on_step = step_hook()
@@ -245,8 +263,9 @@ def _noisy_lstm(
                     shape = (batch, spec.num_units)
                     step_params[key] = params[key] + u(Q3_12, shape) + u(Q3_12, shape)
         y, h, c = lstm_reference(
-            x_t[None], step_params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options()
-        )
+            x_t[None], step_params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options(),
+            input_terms=None if terms is None else {g: v[t : t + 1] for g, v in terms.items()},
+        )  # fmt: skip
         y = y[0]
         if rec is not None and proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) first
             m = rec["hidden"][0]

@@ -120,14 +120,18 @@ def _activation_input(cell: Cell, gate: str, terms: list[Array], pre: Array, sat
     return pre + bias  # the bias comes after layer norm
 
 
-def step(cell: Cell, x_t: Array, h: Array, c: Array, sat: Saturation = FLOAT) -> Step:
-    """One time step of the fused op (tflite-lstm-op.md §3): x_t [B, I], h [B, P], c [B, N] -> the new state."""
+def step(
+    cell: Cell, x_t: Array, h: Array, c: Array, sat: Saturation = FLOAT, x_terms: Mapping[str, Array] | None = None
+) -> Step:
+    """One time step of the fused op (tflite-lstm-op.md §3): x_t [B, I], h [B, P], c [B, N] -> the new state.
+    x_terms: each gate's x_t @ input_to_<gate>_weights.T, when the caller computed every step's at once."""
     p = cell.p
     gate_pre: dict[str, Array] = {}
 
     def gate(name: str, c_peep: Array | None, act: Callable[[Array], Array]) -> Array:
         r = p[f"recurrent_to_{name}_weights"]
-        terms = [x_t @ p[f"input_to_{name}_weights"].T, h * r if r.ndim == 1 else h @ r.T]  # rank 1: diagonal
+        x_term = x_t @ p[f"input_to_{name}_weights"].T if x_terms is None else x_terms[name]
+        terms = [x_term, h * r if r.ndim == 1 else h @ r.T]  # rank 1: diagonal
         if c_peep is not None and f"cell_to_{name}_weights" in p:
             terms.append(c_peep * p[f"cell_to_{name}_weights"])
         gate_pre[name] = sum(terms[1:], terms[0])
@@ -171,6 +175,7 @@ def lstm_reference(
     gate_bounds: Mapping[str, tuple[float, float]] | None = None,
     on_step: Callable[[], None] | None = None,
     jitter: Jitter | None = None,
+    input_terms: Mapping[str, Array] | None = None,
 ) -> tuple[Array, Array, Array]:
     """Run `step` over the sequence; returns (output, final h, final c) in float64.
 
@@ -182,6 +187,8 @@ def lstm_reference(
     the clip), 'hidden' (o * g(c), before projection) and 'output' (h) — what int8 calibration needs.
     on_step, if given, is called after every time step (progress of long sequences).
     jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see numerics/float_bound.py).
+    input_terms, if given, are each gate's x @ input_to_<gate>_weights.T for every step ([T, B, N], time-major),
+    computed by the caller in one matmul (the steps then skip theirs; not with jitter, which moves x_t).
     """
     cell = Cell.of(params, activation, cell_clip, proj_clip)
     sat = Saturation(gate_bounds, c_bounds, h_bounds)
@@ -195,10 +202,10 @@ def lstm_reference(
     h = np.zeros((batch, out_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, out_size)
     c = np.zeros((batch, n)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, n)
     outputs, seen = [], []
-    for x_t in seq:
+    for t, x_t in enumerate(seq):
         if jitter is not None:
             x_t, h, c = jitter(x_t, h, c)
-        out = step(cell, x_t, h, c, sat)
+        out = step(cell, x_t, h, c, sat, None if input_terms is None else {g: v[t] for g, v in input_terms.items()})
         h, c = out.h, out.c
         outputs.append(h)
         if record is not None:
