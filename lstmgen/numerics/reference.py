@@ -7,7 +7,7 @@ else; `lstm_reference` runs it over a sequence, with recording, jitter and progr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -40,6 +40,7 @@ CELL_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu6": relu6,
     "relu_n1_to_1": relu_n1_to_1,
 }
+TERMS_BYTES = 16 * 2**20  # input terms computed ahead of the steps, a block of steps at a time (_terms_ahead)
 LAYER_NORM_EPSILON = 1e-8  # added to the variance, as the kernel does
 
 
@@ -202,10 +203,12 @@ def lstm_reference(
     h = np.zeros((batch, out_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, out_size)
     c = np.zeros((batch, n)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, n)
     outputs, seen = [], []
+    ahead = _terms_ahead(cell, seq) if input_terms is None and jitter is None else None
     for t, x_t in enumerate(seq):
         if jitter is not None:
             x_t, h, c = jitter(x_t, h, c)
-        out = step(cell, x_t, h, c, sat, None if input_terms is None else {g: v[t] for g, v in input_terms.items()})
+        x_terms = {g: v[t] for g, v in input_terms.items()} if input_terms is not None else None
+        out = step(cell, x_t, h, c, sat, next(ahead) if ahead is not None else x_terms)
         h, c = out.h, out.c
         outputs.append(h)
         if record is not None:
@@ -217,6 +220,20 @@ def lstm_reference(
         record.update(_stacked(seen))
         record["output"] = y
     return (y if time_major else y.transpose(1, 0, 2)), h, c
+
+
+def _terms_ahead(cell: Cell, seq: Array) -> Iterator[dict[str, Array]]:
+    """Each step's input terms x_t @ input_to_<gate>_weights.T, computed for a block of steps at once (one
+    matmul per gate and block instead of one per step: x does not depend on the state), TERMS_BYTES a block."""
+    gates = [k[len("input_to_") : -len("_weights")] for k in cell.p if k.startswith("input_to_")]
+    per_step = 8 * seq.shape[1] * sum(cell.p[f"input_to_{g}_weights"].shape[0] for g in gates)
+    block = max(1, TERMS_BYTES // max(per_step, 1))
+    for start in range(0, seq.shape[0], block):
+        part = seq[start : start + block]
+        flat = part.reshape(-1, part.shape[2])
+        terms = {g: (flat @ cell.p[f"input_to_{g}_weights"].T).reshape(*part.shape[:2], -1) for g in gates}
+        for k in range(part.shape[0]):
+            yield {g: v[k] for g, v in terms.items()}
 
 
 def _stacked(steps: list[Step]) -> dict[str, Array]:
