@@ -457,6 +457,7 @@ def _quantized_against_source(
             sess.reset()
             runs.append((np.asarray(extra, np.float32), xq, sess.invoke(xq)))
     refs = _source_outputs(source, [xg for xg, _, _ in runs])  # one source pass for every input
+    source.release_pages()  # its widened copies are not needed by the bound below, which widens the file's
     samples = [Sample({lm.input_index: xm}, y, ref) for (_, xm, y), ref in zip(runs, refs, strict=True)]
     name = f"output vs float source{f' ({len(runs)} inputs)' if len(runs) > 1 else ''}{tag}"
     t_axis = 0 if lm.time_major else 1

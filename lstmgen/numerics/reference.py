@@ -40,7 +40,7 @@ CELL_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu6": relu6,
     "relu_n1_to_1": relu_n1_to_1,
 }
-TERMS_BYTES = 16 * 2**20  # input terms computed ahead of the steps, a block of steps at a time (_terms_ahead)
+TERMS_BYTES = 4 * 2**20  # input terms computed ahead of the steps, a block of steps at a time (_terms_ahead)
 LAYER_NORM_EPSILON = 1e-8  # added to the variance, as the kernel does
 
 
