@@ -111,3 +111,34 @@ def test_what_is_not_run_side_by_side() -> None:
     bidi = _model("int8", bidirectional=True)
     assert tol._row_axis(bidi, _feeds(bidi)) is None
     assert len(tol._run_groups(bidi, _feeds(bidi), tol.RUNS, 0, weights=False)) == tol.RUNS
+
+
+def test_second_runtime_reuses_the_source_side(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--target micro checks the file in LiteRT and TFLM on the same inputs: the source's outputs and the
+    bound are computed once, and both runtimes' comparisons are made."""
+    pytest.importorskip("tflite_micro")
+    from lstmgen.build import build
+    from lstmgen.check import against, verify
+
+    calls = {"outputs": 0, "bound": 0}
+    outputs, bound = verify._source_outputs, against.source_bound
+
+    def count(key: str, fn: Any) -> Any:
+        def wrapped(*a: Any, **k: Any) -> Any:
+            calls[key] += 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(verify, "_source_outputs", count("outputs", outputs))
+    monkeypatch.setattr(against, "source_bound", count("bound", bound))
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((6, 1, 5, 4)).astype(np.float32))
+    config = {"num_units": 8, "input_size": 4, "time_steps": 5, "quantize": "int8", "target": "micro"}
+    result = build(tmp_path / "m.tflite", config, calibration_data=calib)
+    assert result.verification is not None
+    src = result.verification.against_source
+    assert src is not None and src.passed
+    compared = [c.name for c in src.checks if c.name.startswith("output vs float source")]
+    assert len(compared) == 2, compared  # one per runtime
+    assert calls == {"outputs": 1, "bound": 1}
