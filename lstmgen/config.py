@@ -111,7 +111,7 @@ _GRAPH_REFUSALS: tuple[tuple[Callable[[Any], bool], str], ...] = (
 
 _NO_CLIP = "Use 0 (or leave it out) for no clipping; the op stores the clip as float32, so 3.4e38 is the largest."
 _FLAGS: tuple[str, ...] = ("use_peepholes", "time_major", "dynamic_batch", "bidirectional", "cifg", "layer_norm")
-_FLAGS += ("return_sequences", "go_backwards", "diagonal_recurrent", "asymmetric_inputs")
+_FLAGS += ("return_sequences", "go_backwards", "diagonal_recurrent", "asymmetric_inputs", "state_io")
 # Each field's own rule (type, range, choices). None is "not set" for the optional fields; the rules
 # between fields are CellConfig.__post_init__'s. check_fields runs these on options before any file is read.
 FIELD_CHECKS: dict[str, Callable[[Any], None]] = {
@@ -181,6 +181,7 @@ class CellConfig:
     io_type: str = "int8"
     target: str = "tflite"
     form: str = "fused"
+    state_io: bool = False  # graph form: each cell's initial h/c as model inputs, its final h/c as outputs
 
     def __post_init__(self) -> None:
         check_fields({f.name: getattr(self, f.name) for f in fields(self)})
@@ -221,6 +222,12 @@ class CellConfig:
             why = next((text for refused, text in _GRAPH_REFUSALS if refused(self)), None)
             if why is not None:
                 raise ConfigError(f"{why}.")
+        if self.state_io and self.form != "graph":
+            raise ConfigError(
+                "state_io = true is for form = 'graph': the fused form already carries every layer's h and c in "
+                "variable tensors between invokes (run --chunk streams it, run --initial-state sets them). Drop "
+                "--state-io, or add --form graph."
+            )
         if self.go_backwards and (self.bidirectional or self.num_layers > 1):
             raise ConfigError(
                 "go_backwards = true reverses a single unidirectional layer (Keras go_backwards); it cannot be "

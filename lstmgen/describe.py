@@ -169,10 +169,30 @@ _GRAPH_KEYS = (
     "go_backwards",
     "return_sequences",
 )
-GRAPH_FORM_STATE = (
-    "each invoke runs the whole sequence from the zero state and returns the output only "
-    "(no state tensors): stream with --form fused"
-)
+GRAPH_FORM_STATE = {
+    False: "each invoke runs the whole sequence from the zero state and returns the output only (no state "
+    "tensors): to stream, rebuild with --state-io (or --form fused)",
+    True: "explicit (--state-io): each cell's initial h and c are model inputs and its final h and c model "
+    "outputs; stream by feeding each invoke's final state into the next (lstmgen run --chunk does)",
+}
+
+
+def _graph_state_io(lm: LstmModel) -> list[dict[str, Any]]:
+    """Per cell (op order): its state inputs and outputs, with their positions among the model's."""
+    cells = lm.metadata.get("state_io", [])
+    out = []
+    for k, (quad, entry) in enumerate(zip(lm.state_io, cells, strict=True)):
+        tensors = {
+            f"{when}_{v}": {"name": t.name, "shape": list(t.shape), "position": pos}
+            for (when, v, pos), t in zip(
+                (("initial", "h", 1 + 2 * k), ("initial", "c", 2 + 2 * k), ("final", "h", 1 + 2 * k),
+                 ("final", "c", 2 + 2 * k)),
+                (lm.model.tensors[i] for i in quad),
+                strict=True,
+            )
+        }  # fmt: skip
+        out.append({"cell": entry.get("cell") if isinstance(entry, dict) else None, **tensors})
+    return out
 
 
 def _describe_graph_form(path: Path, lm: LstmModel) -> dict[str, Any]:
@@ -224,7 +244,8 @@ def _describe_graph_form(path: Path, lm: LstmModel) -> dict[str, Any]:
         "provenance": lm.metadata.get("provenance"),
         "signature": [s.key for s in model.signatures],
         "weights": list(weights.values()),
-        "state": GRAPH_FORM_STATE,
+        "state": GRAPH_FORM_STATE[bool(lm.state_io)],
+        "state_io": _graph_state_io(lm),
     }
 
 
@@ -255,6 +276,12 @@ def _format_graph_form(info: dict[str, Any]) -> str:
             f"; forget_bias (folded) = {info['forget_bias_folded']:g}" if info["forget_bias_folded"] is not None else ""
         ),
         f"  state: {info['state']}",
+        *(
+            f"    {c['cell']}: inputs {c['initial_h']['position']} {c['initial_h']['name']} {c['initial_h']['shape']}, "
+            f"{c['initial_c']['position']} {c['initial_c']['name']} {c['initial_c']['shape']}; outputs "
+            f"{c['final_h']['position']} {c['final_h']['name']}, {c['final_c']['position']} {c['final_c']['name']}"
+            for c in info.get("state_io", [])
+        ),
         "  FULLY_CONNECTED weights:",
     ]
     for w in info["weights"]:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from lstmgen.config import check_fields
-from lstmgen.errors import ConfigError
+from lstmgen.errors import ConfigError, ModelFileError
+from lstmgen.export_graph import graph_cells, graph_clips, stored_types
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.numerics.graph import real_value
 from lstmgen.numerics.tables import GATES
@@ -102,6 +103,40 @@ def model_layers(lm: LstmModel) -> tuple[list[list[Cell]], list[str]]:
             "they are the values the quantized model computes with, not the float weights it was made from"
         )
     return layers, notes
+
+
+def _fused_layers(lm: LstmModel) -> tuple[list[list[Cell]], list[str], Options]:
+    layers, notes = model_layers(lm)
+    return layers, notes, {s.op_index: (s.activation, s.cell_clip, s.proj_clip) for s in lm.lstms}
+
+
+def graph_layers(lm: LstmModel) -> tuple[list[list[Cell]], list[str], Options]:
+    """lstmgen's graph form as layers of cells: the gates by structure (export_graph), layers and directions as the
+    file states them (checked against the cells found), the clips from its MINIMUM ops."""
+    cells = graph_cells(lm)
+    hp = lm.metadata.get("hyperparameters", {})
+    per_layer = 2 if hp.get("bidirectional") else 1
+    if len(cells) != int(hp.get("num_layers", 1)) * per_layer:
+        raise ModelFileError(
+            f"{lm.path}: its metadata states {hp.get('num_layers', 1)} layer(s) of {per_layer} direction(s), but "
+            f"the graph holds {len(cells)} cell(s). Rebuild the file, or export the fused build of its source."
+        )
+    clips = graph_clips(lm)
+    backward = bool(hp.get("go_backwards"))
+    layers = [
+        [Cell(c.order, "backward" if d or backward else "forward", c.tensors, -1) for d, c in enumerate(row)]
+        for row in (cells[k : k + per_layer] for k in range(0, len(cells), per_layer))
+    ]
+    notes = [
+        "graph form: each gate's weights identified by the graph's structure (which SPLIT output feeds which "
+        "LOGISTIC/activation and what its result multiplies)"
+    ]
+    if kinds := stored_types(lm):
+        notes.append(
+            f"weights dequantized from {', '.join(sorted(kinds))} ((q - zero_point) * scale per output row, as "
+            "float32): they are the values the quantized model computes with, not the float weights it was made from"
+        )
+    return layers, notes, {c.order: (c.activation, *clips) for c in cells}
 
 
 # ------------------------------------------------------------------------------------ layouts
@@ -219,23 +254,26 @@ def _keyed(fmt: str, layers: list[list[Cell]]) -> dict[str, np.ndarray]:
     return out
 
 
-def _settings(lm: LstmModel, layers: list[list[Cell]], cells: list[Cell]) -> dict[str, object]:
+Options = dict[int, tuple[str, float, float]]  # a cell's op_index -> (activation, cell_clip, proj_clip)
+
+
+def _settings(lm: LstmModel, layers: list[list[Cell]], cells: list[Cell], options: Options) -> dict[str, object]:
     """The op settings a default build would not reproduce (batch 1, free time, tanh, no clips, batch-major,
     every step). Only the LSTM part: a converter's head is not exported, so its shapes are not recorded."""
-    spec = next(s for s in lm.lstms if s.op_index == cells[0].op_index)
+    activation, cell_clip, proj_clip = options[cells[0].op_index]
     shape, sig = lm.input.shape, lm.input.shape_signature or lm.input.shape
     b, t = (1, 0) if lm.time_major else (0, 1)
     found: dict[str, object] = {
         "batch_size": int(shape[b]),
         "dynamic_batch": sig[b] == -1,
         "time_steps": None if sig[t] == -1 else int(shape[t]),
-        "activation": spec.activation,
-        "cell_clip": spec.cell_clip,
-        "proj_clip": spec.proj_clip,
+        "activation": activation,
+        "cell_clip": cell_clip,
+        "proj_clip": proj_clip,
         "time_major": lm.time_major,
         "return_sequences": lm.output_has_time or bool(lm.head),
         # the whole model one backward cell (go_backwards), not one half of a bidirectional layer picked by --layer
-        "go_backwards": len(lm.lstms) == 1 and layers[0][0].direction == "backward",
+        "go_backwards": len(options) == 1 and layers[0][0].direction == "backward",
     }
     defaults: dict[str, object] = {"batch_size": 1, "dynamic_batch": False, "time_steps": None}
     defaults |= {"activation": "tanh", "cell_clip": 0.0, "proj_clip": 0.0, "time_major": False}
@@ -285,8 +323,9 @@ def export_weights(
         raise ConfigError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
     check_fields({"forget_bias": forget_bias})  # build's range: the result must stay a finite float32 bias
     check_target(Path(output), {"MODEL": model})  # before reading: -o may not be MODEL (nor a link to it)
-    lm = read_lstm_model(model, head_ok=True)  # a converter's head around the LSTM ops is left out, with a note
-    layers, notes = model_layers(lm)
+    # a converter's head around the LSTM ops is left out, with a note; the graph form's cells are found by structure
+    lm = read_lstm_model(model, head_ok=True, graph_ok=True)
+    layers, notes, options = graph_layers(lm) if lm.form == "graph" else _fused_layers(lm)
     if lm.head:
         names = [BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode)) for op in lm.model.operators]
         others = [f"{name} (op {k})" for k, name in enumerate(names) if name != "UNIDIRECTIONAL_SEQUENCE_LSTM"]
@@ -296,8 +335,7 @@ def export_weights(
         )
     layers = _select(layers, layer, str(model))
     cells = [c for row in layers for c in row]
-    specs = [s for s in lm.lstms if s.op_index in {c.op_index for c in cells}]
-    used = {f for c in cells for f in c.features} | {f"activation {s.activation}" for s in specs}
+    used = {f for c in cells for f in c.features} | {f"activation {options[c.op_index][0]}" for c in cells}
     used -= {"activation tanh"}
     missing = sorted(used - SUPPORTED[fmt])
     if missing:
@@ -332,7 +370,7 @@ def export_weights(
             "'forget_bias' key), which lstmgen build uses; in TF1 itself use LSTMCell(..., forget_bias=0.0)"
         )
     arrays = _keyed(fmt, layers)
-    settings = _settings(lm, layers, cells)
+    settings = _settings(lm, layers, cells, options)
     if settings:  # what the layout cannot hold, for a default build of the file to compute what the model did
         arrays[SETTINGS_KEY] = np.array(json.dumps(settings))
         shown = ", ".join(f"{k} {v}" for k, v in settings.items())

@@ -41,6 +41,9 @@ class LstmModel:
     head: tuple[int, ...] = ()
     mapping: mmap.mmap | None = field(default=None, repr=False, compare=False)  # the file, when read from one
     form: str = "fused"  # "graph": lstmgen's graph form (--form graph), no LSTM op (read with graph_ok=True)
+    # The graph form built with --state-io: (initial h, initial c, final h, final c) tensor indices per cell, in
+    # op order (model inputs 1, 2, ... and outputs 1, 2, ...); empty: every invoke starts from zero.
+    state_io: tuple[tuple[int, int, int, int], ...] = ()
 
     def release_pages(self) -> None:
         """Drop the mapped file's pages read so far from memory (the constants stay valid, read again on use)."""
@@ -76,6 +79,9 @@ class LstmModel:
     @property
     def has_reverse(self) -> bool:
         """A backward direction (bidirectional or go_backwards) needs the whole sequence at once."""
+        if self.form == "graph":  # the unrolled form reverses by step order, with no REVERSE_V2: its metadata says
+            hp = self.metadata.get("hyperparameters", {})
+            return bool(hp.get("bidirectional") or hp.get("go_backwards"))
         return any(op.opcode == Op.REVERSE_V2 for op in self.model.operators)
 
     @property
@@ -85,6 +91,12 @@ class LstmModel:
     def states(self) -> list[tuple[int, int]]:
         """(h, c) tensor indices of every LSTM op, in op order."""
         return [(s.h_index, s.c_index) for s in self.lstms]
+
+    def state_sizes(self) -> list[tuple[int, int]]:
+        """(h size, c size) of every state: each LSTM op's, or each graph-form cell's state inputs."""
+        if self.form == "graph":
+            return [(self.model.tensors[h].shape[-1], self.model.tensors[c].shape[-1]) for h, c, _, _ in self.state_io]
+        return [(s.output_size, s.num_units) for s in self.lstms]
 
 
 def read_lstm_model(path: str | Path, *, head_ok: bool = False, graph_ok: bool = False) -> LstmModel:
@@ -114,6 +126,39 @@ GRAPH_FORM_REFUSAL = (
     "LOGISTIC, ... ops, no fused LSTM op). `lstmgen verify` checks it (against the source with --weights); {what} "
     "needs the fused form. Rebuild with --form fused (the default) for this command."
 )
+GRAPH_STATE_REFUSAL = (
+    "{what}: {source} is lstmgen's graph form built without --state-io: it has one input and one output, and "
+    "every invoke starts from the zero state, so there is no state to set or carry. Rebuild it with --form graph "
+    "--state-io (each layer's initial h and c become model inputs, its final h and c model outputs), or with "
+    "--form fused (state in variable tensors)."
+)
+
+
+def _graph_state_io(
+    model: ModelRecord, metadata: dict[str, Any], source: str
+) -> tuple[tuple[int, int, int, int], ...]:
+    """The graph form's state inputs and outputs from its metadata, checked against the model's inputs/outputs:
+    positions 1..2n in order, float tensors of rank 2, each final state shaped as its initial one."""
+    entries = metadata.get("state_io", [])
+    found: list[tuple[int, int, int, int]] = []
+    ok = isinstance(entries, list) and len(model.inputs) == len(model.outputs) == 1 + 2 * len(entries)
+    for k, entry in enumerate(entries if ok else []):
+        want = [1 + 2 * k, 2 + 2 * k]
+        ok = isinstance(entry, dict) and entry.get("inputs") == want and entry.get("outputs") == want
+        if not ok:
+            break
+        quad = (model.inputs[want[0]], model.inputs[want[1]], model.outputs[want[0]], model.outputs[want[1]])
+        ts = [model.tensors[i] for i in quad]
+        ok = all(t.dtype.kind == "f" and len(t.shape) == 2 for t in ts) and ts[0].shape == ts[2].shape
+        ok = ok and ts[1].shape == ts[3].shape and len(set(quad)) == 4
+        found.append(quad)
+    if not ok:
+        raise ModelFileError(
+            f"{source}: a graph-form model has one input and one output, plus with --state-io an initial h and c "
+            "input and a final h and c output per cell as its metadata lists them; found "
+            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs that do not match. Rebuild the file."
+        )
+    return tuple(found)
 
 
 def is_graph_form(model: ModelRecord, metadata: dict[str, Any]) -> bool:
@@ -131,9 +176,8 @@ def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False, gr
     if not lstm_ops and is_graph_form(model, metadata):
         if not graph_ok:
             raise ModelFileError(GRAPH_FORM_REFUSAL.format(source=source, what="this command"))
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise ModelFileError(f"{source}: a graph-form model has one input and one output; found other counts.")
-        return LstmModel(source, model, (), metadata, form="graph")
+        quads = _graph_state_io(model, metadata, source)
+        return LstmModel(source, model, (), metadata, form="graph", state_io=quads)
     head = tuple(k for k, o in enumerate(model.operators) if o.opcode not in SUPPORTED_OPS)
     unsupported = sorted({names[k] for k in head})
     if not lstm_ops or (head and not head_ok):
@@ -196,6 +240,7 @@ _METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
     "quantization": dict,
     "provenance": dict,
     "generator": str,
+    "state_io": list,
 }
 _HYPER_TYPES: dict[str, type | tuple[type, ...]] = {
     "time_major": bool,

@@ -10,7 +10,8 @@ import numpy as np
 from lstmgen.arrays import either_layout, layout_hint
 from lstmgen.check.verify import open_model_session
 from lstmgen.errors import LstmgenError
-from lstmgen.modelinfo import LstmModel, read_lstm_model
+from lstmgen.modelinfo import GRAPH_STATE_REFUSAL, LstmModel, read_lstm_model
+from lstmgen.runtimes import RUNTIME_CHOICES
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
 
 State = tuple[np.ndarray, np.ndarray]
@@ -42,6 +43,7 @@ def run_model(
         runtime=runtime,
         input_label=input_label,
         state_label=state_label,
+        final_state=True,
     )
     h, c = finals[-1]
     return y, h, c
@@ -57,11 +59,21 @@ def run_model_states(
     input_label: str = "input",
     state_label: str = "initial state",
     notes: list[str] | None = None,
+    final_state: bool = False,
 ) -> tuple[np.ndarray, list[State]]:
-    """Like run_model, returning the final (h, c) of every LSTM op. Conversions made on the way are appended to
-    `notes` (float64 input, a quantized model fed floats)."""
+    """Like run_model, returning the final (h, c) of every LSTM op (or graph-form cell). Conversions made on the
+    way are appended to `notes` (float64 input, a quantized model fed floats). final_state=True: the caller
+    needs the final states (a graph-form file without state outputs is refused)."""
     path = Path(path)
-    lm = read_lstm_model(path, head_ok=True)  # a converter's head around the LSTM ops: the whole model runs
+    # a converter's head around the LSTM ops: the whole model runs; lstmgen's graph form: its state is explicit
+    lm = read_lstm_model(path, head_ok=True, graph_ok=True)
+    _check_graph_state(lm, initial, chunk, final_state)
+    if lm.form == "graph" and runtime not in RUNTIME_CHOICES:  # not micro, nor the integer emulation
+        raise LstmgenError(
+            f"--runtime {runtime}: {lm.path} is lstmgen's graph form, which runs in TFLite/LiteRT and their delegates; "
+            "TensorFlow Lite Micro and the integer-kernel emulation run the fused op. Use --runtime auto, or rebuild "
+            "with --form fused."
+        )
     notes = [] if notes is None else notes
     layout = "[time, batch, input]" if lm.time_major else "[batch, time, input]"
     _check_input(lm, x, input_label, layout, notes)
@@ -93,6 +105,18 @@ def run_model_states(
         off = cross_check(lm.model, session.runtime, x, y, finals)
         notes.extend([off] if off else [])
     return y.astype(np.float32), finals
+
+
+def _check_graph_state(
+    lm: LstmModel, initial: list[tuple[np.ndarray | None, np.ndarray | None]] | None, chunk: int | None, final: bool
+) -> None:
+    """A graph-form file built without --state-io has no state to set, carry or read: say how to get one."""
+    if lm.form != "graph" or lm.state_io:
+        return
+    given = (("--chunk", chunk is not None), ("--initial-state", bool(initial)), ("the final state", final))
+    asked = [what for what, wanted in given if wanted]
+    if asked:
+        raise LstmgenError(GRAPH_STATE_REFUSAL.format(what=" and ".join(asked), source=lm.path))
 
 
 def _check_input(lm: LstmModel, x: np.ndarray, input_label: str, layout: str, notes: list[str]) -> None:
@@ -167,13 +191,14 @@ def _check_states(
     lm: LstmModel, initial: list[tuple[np.ndarray | None, np.ndarray | None]], batch: int, state_label: str
 ) -> None:
     """(h0, c0) per LSTM op, each None or batch x size floats."""
-    if len(initial) > len(lm.lstms):
-        raise LstmgenError(f"{state_label}: gives states for {len(initial)} LSTM ops; {lm.path} has {len(lm.lstms)}.")
+    sizes = lm.state_sizes()
+    unit = "LSTM cell" if lm.form == "graph" else "LSTM op"  # graph form: its cells, in op order
+    if len(initial) > len(sizes):
+        raise LstmgenError(f"{state_label}: gives states for {len(initial)} {unit}s; {lm.path} has {len(sizes)}.")
     for k, (h0, c0) in enumerate(initial):
-        spec = lm.lstms[k]
-        for key, value, size in (("h", h0, spec.output_size), ("c", c0, spec.num_units)):
+        for key, value, size in (("h", h0, sizes[k][0]), ("c", c0, sizes[k][1])):
             if value is not None and (value.dtype.kind != "f" or value.size != batch * size):
-                which = f" of LSTM op {k}" if len(lm.lstms) > 1 else ""
+                which = f" of {unit} {k}" if len(sizes) > 1 else ""
                 raise LstmgenError(
                     f"{state_label}: '{key}'{which} has shape {list(value.shape)} ({value.dtype}), expected "
                     f"[{batch}, {size}] floats (batch {batch} from the input, {'output' if key == 'h' else 'cell'} "

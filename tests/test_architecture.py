@@ -42,7 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     | {"samples", "embed"},
     "build": {"pipeline"},  # the public entry point, re-exported
     "run": BASE | {"tflite", "numerics", "arrays", "output", "modelinfo", "runtimes", "check"},
-    "export": BASE | {"tflite", "numerics", "config", "output", "modelinfo", "weights"},
+    "export": BASE | {"tflite", "numerics", "config", "output", "modelinfo", "weights", "export_graph"},
+    "export_graph": BASE | {"tflite", "numerics", "modelinfo"},  # the graph form's weights, found by structure
     "describe": BASE | {"tflite", "numerics", "config", "modelinfo", "targets"},
     "cli": BASE
     | {"tflite", "numerics", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}

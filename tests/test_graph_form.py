@@ -169,17 +169,17 @@ def test_cli_refusal_exit_2(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--dynamic-batch" in r.output and "Traceback" not in r.output
 
 
-def test_other_commands_refuse_the_graph_form_clearly(tmp_path: Path) -> None:
+def test_run_and_export_take_the_graph_form(tmp_path: Path) -> None:
+    """run (from the zero state) and export work on the graph form; state options need --state-io
+    (tests/test_graph_state.py, tests/test_graph_export.py)."""
     out = tmp_path / "g.tflite"
     build(out, SMALL, verify=False)
     np.save(tmp_path / "x.npy", np.zeros((2, 4, 5), np.float32))
-    for args in (
-        ("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"),
-        ("export", out, "--format", "tflite", "-o", tmp_path / "e.npz"),
-    ):
-        r = invoke(*args)
-        assert r.exit_code == 2, (args, r.output)
-        assert "graph form" in r.output and "--form fused" in r.output
+    run = ("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert invoke(*run).exit_code == 0
+    r = invoke(*run, "--chunk", 4)
+    assert r.exit_code == 2 and "--state-io" in r.output
+    assert invoke("export", out, "--format", "tflite", "-o", tmp_path / "e.npz").exit_code == 0
 
 
 def test_inspect_describes_the_graph_form(tmp_path: Path) -> None:

@@ -68,9 +68,10 @@ def source_bound(
     else:
         feeds = use[0].feeds
     constants = constant_values(model) if constants is None else constants  # widened once for every run
-    ref = evaluate(model, feeds, constants=constants).values[out]
+    values = evaluate(model, feeds, constants=constants).values
+    ref = {i: values[i] for i in model.outputs}  # every output (the graph form's final states too): one is `out`
     derived = derive_tolerance(
-        model, feeds, {out: ref}, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True, constants=constants
+        model, feeds, ref, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True, constants=constants
     )
     return derived[out].per_step
 

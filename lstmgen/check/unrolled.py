@@ -6,6 +6,9 @@ ADD, LOGISTIC, ...) in float64 on the file's own constants, and the interpreter'
 tolerance). The source (the weight file in its framework's equations) judges what the file computes: its
 output on the same input, and, when the cell clips, on inputs ten times larger, where the clips bind. The file
 is run twice: with the builtin kernels only, and as LiteRT loads it by default (XNNPACK), the way users run it.
+Built with --state-io (each cell's initial h/c model inputs, final h/c outputs), it is also run from a random
+initial state the checker draws and feeds, the same arrays, to the source's cells; every final h and c is
+compared as the output is.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from lstmgen.check.report import (
     float_tolerance_text,
 )
 from lstmgen.check.source import SourceModel
+from lstmgen.check.source.model import States
 from lstmgen.check.tolerance import check as qcheck_report
 from lstmgen.check.tolerance import model_mode
 from lstmgen.errors import ModelFileError
 from lstmgen.modelinfo import LstmModel
-from lstmgen.numerics.float_bound import FLOAT_RUNS, float_bound
+from lstmgen.numerics.float_bound import FLOAT_RUNS, FloatBound, float_bound
 from lstmgen.numerics.graph import constant_values, evaluate
 from lstmgen.runtimes.interpreter import has_default_delegates, open_session
 from lstmgen.tflite.tables import BUILTIN_OPERATOR_NAMES
@@ -53,9 +57,17 @@ def scope_lines(lm: LstmModel) -> list[str]:
         f"checked: the graph form, all {kinds.total()} ops{where} ({ops}) evaluated op by op in float64 on the "
         "file's constants, against the interpreter's output (builtin kernels, and LiteRT's default XNNPACK "
         "delegate where the runtime has it)",
-        "state: each invoke starts from the zero state and returns the output only (no state tensors); streaming "
-        "needs the fused form",
+        _STATE_SCOPE[bool(lm.state_io)],
     ]
+
+
+_STATE_SCOPE = {
+    False: "state: each invoke starts from the zero state and returns the output only (built without --state-io); "
+    "streaming needs --state-io or the fused form",
+    True: "state: each cell's initial h and c are model inputs and its final h and c model outputs (--state-io): "
+    "run from the zero and a random initial state (the same states fed to the source), the final states compared "
+    "as the output",
+}
 
 
 def _fixed_shape(
@@ -87,6 +99,7 @@ def _sessions(lm: LstmModel, runtime: str, shape: list[int]) -> list[tuple[Any, 
         "input_index": lm.input_index,
         "output_index": lm.output_index,
         "states": [],
+        "state_io": lm.state_io,
         "time_major": lm.time_major,
     }
     builtin = open_session(lm.path, **kw)
@@ -132,23 +145,29 @@ def verify_graph_form(
     if src is not None and source is not None:  # the constants and clips, whatever the outputs show
         src.tensors = check_graph_tensors(lm.model, source.cells_in_op_order())
         src.options += clip_failures(lm.model, source.stated.cell_clip, source.stated.proj_clip)
-    inputs = [("zero state", x_run)]
+    runs = [(label, x_run, initial) for label, initial in _starts(lm, shape, rng)]
     clipped = source is not None and (source.stated.cell_clip > 0 or source.stated.proj_clip > 0)
     if clipped and mode == "none":  # quantized errors grow with the input: the float build checks the clip ops
-        inputs.append((f"inputs x{STRESS:g}, where the clips bind", (x_run * STRESS).astype(np.float32)))
+        runs.append((f"inputs x{STRESS:g}, where the clips bind", (x_run * STRESS).astype(np.float32), {}))
     constants = constant_values(lm.model)
     lm.release_pages()
-    for k, (label, xk) in enumerate(inputs):
-        y_ref = evaluate(lm.model, {lm.input_index: xk}, constants=constants).values[lm.output_index]
-        y_src = source.run(xk)[0] if source is not None else None
-        bound = _bound(source, xk, y_src, lm, seed + k, FLOAT_RUNS if float_runs is None else float_runs, mode)
-        report.float_bound = max(report.float_bound, float(np.max(bound, initial=0.0)))
+    for k, (label, xk, initial) in enumerate(runs):
+        feeds = _feeds(lm, xk, initial)
+        ev = evaluate(lm.model, feeds, constants=constants).values
+        refs = [ev[i] for i in lm.model.outputs]
+        del ev
+        y_src, finals_src = source.run(xk, initial) if source is not None else (None, [])
+        runs_k = FLOAT_RUNS if float_runs is None else float_runs
+        bound = _bound(source, xk, initial, (y_src, finals_src), lm, seed + k, runs_k, mode)
+        compared = _bounds(bound, 1 + 2 * len(lm.state_io))
+        report.float_bound = max(report.float_bound, *(float(np.max(b, initial=0.0)) for b in compared))
         for sess, tag in sessions:
-            sess.reset()
-            y = sess.invoke(xk)
-            _check_file(lm, report, label + tag, xk, y, y_ref, bound)
+            sess.reset(initial)
+            got = [sess.invoke(xk), *(v for hc in sess.state() for v in hc)]
+            _check_file(lm, report, label + tag, feeds, got, refs, bound)
             if src is not None and y_src is not None:
-                _check_source(lm, src, label + tag, (xk, y, y_src), bound, report)
+                want = [y_src, *(v for hc in finals_src for v in hc)][: len(got)]  # without state I/O: y only
+                _check_source(lm, src, label + tag, (feeds, got, want), bound, report)
     if mode != "none" and report.quantization:
         report.atol = max(max(o["tolerance"]["per_step"]) for q in report.quantization for o in q["outputs"])
         report.rtol = 0.0
@@ -157,31 +176,82 @@ def verify_graph_form(
     return report
 
 
+def _starts(lm: LstmModel, shape: list[int], rng: np.random.Generator) -> list[tuple[str, States]]:
+    """The zero state; with state I/O (--state-io) also a random (h, c) in [-1, 1] per cell, fed to the file's
+    state inputs and, the same arrays, to the source's cells: wrongly wired state inputs or outputs move the output
+    and the final states."""
+    if not lm.state_io:
+        return [("zero state", {})]
+    batch = shape[1 if lm.time_major else 0]
+    states = {
+        k: (rng.uniform(-1, 1, (batch, h)).astype(np.float32), rng.uniform(-1, 1, (batch, c)).astype(np.float32))
+        for k, (h, c) in enumerate(lm.state_sizes())
+    }
+    return [("zero state", {}), ("random initial state", states)]
+
+
+def _feeds(lm: LstmModel, x: np.ndarray, initial: States) -> dict[int, np.ndarray]:
+    """The model input and (state I/O) every cell's initial h and c (zero where `initial` has none)."""
+    feeds = {lm.input_index: x}
+    for k, (h_in, c_in, _, _) in enumerate(lm.state_io):
+        for index, value in zip((h_in, c_in), initial.get(k, (None, None)), strict=True):
+            shape = lm.model.tensors[index].shape
+            feeds[index] = np.zeros(shape, np.float32) if value is None else np.reshape(value, shape)
+    return feeds
+
+
+def _names(lm: LstmModel, label: str) -> list[str]:
+    """The compared outputs' names: the output, then (state I/O) each cell's final h and c."""
+    cells = [f" cell {k}" if len(lm.state_io) > 1 else "" for k in range(len(lm.state_io))]
+    return [f"output ({label})", *(f"final {v}{cell} ({label})" for cell in cells for v in "hc")]
+
+
 def _bound(
-    source: SourceModel | None, x: np.ndarray, y_src: np.ndarray | None, lm: LstmModel, seed: int, runs: int, mode: str
-) -> np.ndarray:
-    """The source's float32 sensitivity per time step (float models with a source), else 0 (the fixed floor)."""
+    source: SourceModel | None,
+    x: np.ndarray,
+    initial: States,
+    ref: tuple[np.ndarray | None, list[tuple[np.ndarray, np.ndarray]]],
+    lm: LstmModel,
+    seed: int,
+    runs: int,
+    mode: str,
+) -> FloatBound:
+    """The source's float32 sensitivity per time step and final state (float models with a source), else 0."""
+    y_src, finals = ref
     if source is None or y_src is None or mode != "none" or runs == 0:
-        return np.zeros(1)
-    _, finals = source.run(x)
+        return FloatBound(np.zeros(1), [(0.0, 0.0)] * len(finals))
     t_axis = 0 if lm.time_major else 1
-    return float_bound(partial(source.run, x, None), y_src, finals, t_axis, seed, runs).output
+    return float_bound(partial(source.run, x, initial), y_src, finals, t_axis, seed, runs)
+
+
+def _bounds(bound: FloatBound, n: int) -> list[np.ndarray | float]:
+    """Per compared output (the output, then each final h and c): its float32 bound."""
+    finals: list[np.ndarray | float] = [v for hc in bound.finals for v in hc]
+    return ([bound.output, *finals] + [0.0] * n)[:n]
 
 
 def _check_file(
-    lm: LstmModel, report: VerifyReport, label: str, x: np.ndarray, y: np.ndarray, y_ref: np.ndarray, bound: np.ndarray
+    lm: LstmModel,
+    report: VerifyReport,
+    label: str,
+    feeds: dict[int, np.ndarray],
+    got: list[np.ndarray],
+    refs: list[np.ndarray],
+    bound: FloatBound,
 ) -> None:
-    """The interpreter's output against the file's own graph evaluated op by op."""
+    """The interpreter's outputs (the output, final states) against the file's own graph evaluated op by op."""
+    names = _names(lm, label)
     if report.mode == "none":
-        report.checks.append(compare(f"output ({label})", y, y_ref, report.atol, report.rtol, bound))
+        for name, y, ref, b in zip(names, got, refs, _bounds(bound, len(got)), strict=True):
+            report.checks.append(compare(name, y, ref, report.atol, report.rtol, b))
         return
-    q = qcheck_report(lm.model, {lm.input_index: x}, {lm.output_index: y}, mode=report.mode, seed=report.seed)
+    actual = dict(zip(lm.model.outputs, got, strict=True))
+    q = qcheck_report(lm.model, feeds, actual, mode=report.mode, seed=report.seed)
     report.quantization.append(q)
-    out = q["outputs"][0]
-    rel = out["max_abs_error"] / max(float(np.abs(y).max(initial=0.0)), 1e-12)
-    report.checks.append(
-        Comparison(f"output ({report.mode}, {label})", out["max_abs_error"], rel, [out["worst_step"]], out["ok"])
-    )
+    for name, out, y in zip(names, q["outputs"], got, strict=True):
+        rel = out["max_abs_error"] / max(float(np.abs(y).max(initial=0.0)), 1e-12)
+        name = name.replace("(", f"({report.mode}, ", 1)
+        report.checks.append(Comparison(name, out["max_abs_error"], rel, [out["worst_step"]], out["ok"]))
 
 
 def _source_report(source: SourceModel, mode: str, atol: float, rtol: float, max_error: float | None) -> SourceReport:
@@ -198,20 +268,23 @@ def _check_source(
     lm: LstmModel,
     src: SourceReport,
     label: str,
-    run: tuple[np.ndarray, np.ndarray, np.ndarray],
-    bound: np.ndarray,
+    run: tuple[dict[int, np.ndarray], list[np.ndarray], list[np.ndarray]],
+    bound: FloatBound,
     report: VerifyReport,
 ) -> None:
-    """The output against the source: float within atol + rtol|ref| (or the bound); quantized within the
-    bound derived from the file's own quantization steps, or --max-error (check/against.py)."""
-    x, y, y_src = run
+    """The outputs (the output, final states) against the source: float within atol + rtol|ref| (or the bound);
+    quantized within the bound derived from the file's own quantization steps, or --max-error (check/against.py)."""
+    feeds, got, want = run
     atol, rtol, mode, seed = report.atol, report.rtol, report.mode, report.seed
     t_axis = 0 if lm.time_major else 1
+    names = _names(lm, label)
     if not src.quantized:
-        src.checks.append(compare(f"output ({label})", y, y_src, atol, rtol, bound))
+        for name, y, y_src, b in zip(names, got, want, _bounds(bound, len(got)), strict=True):
+            src.checks.append(compare(name, y, y_src, atol, rtol, b))
         if not src.structure:  # said once, from the first run that shows it
-            first_step_note(src, y, y_src, t_axis, atol, rtol)
+            first_step_note(src, got[0], want[0], t_axis, atol, rtol)
         return
-    sample = Sample({lm.input_index: x}, y, y_src)
-    quantized_vs_source(src, f"output vs float source ({label})", lm.model, lm.output_index, [sample],
-                        mode=mode, time_axis=t_axis, seed=seed)  # fmt: skip
+    for name, out, y, y_src in zip(names, lm.model.outputs, got, want, strict=True):
+        sample = Sample(feeds, y, y_src)
+        quantized_vs_source(src, name.replace("(", "vs float source (", 1), lm.model, out, [sample],
+                            mode=mode, time_axis=t_axis, seed=seed)  # fmt: skip

@@ -68,6 +68,7 @@ def open_model_session(lm: LstmModel, runtime: str) -> Any:
         states=lm.states(),
         time_major=lm.time_major,
         preserve_all_tensors=bool(lm.head),
+        state_io=lm.state_io,  # the graph form's explicit state (--state-io)
     )
 
 

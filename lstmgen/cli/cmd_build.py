@@ -135,7 +135,16 @@ from lstmgen.weights import FORMATS
     type=click.Choice(FORMS),
     help="fused (default): one fused LSTM op per layer and direction (TFLite, TFLM, NPUs); graph: the cell "
     "unrolled over --time-steps into FULLY_CONNECTED/ADD/LOGISTIC/... ops that XNNPACK runs on every thread "
-    "(float32, float16, dynamic-int8 with per-channel scales).",
+    "(float32, float16, dynamic-int8 with per-channel scales). The fused op keeps its state between invokes; the "
+    "graph form starts each invoke from zero unless built with --state-io.",
+)
+@click.option(
+    "--state-io/--no-state-io",
+    default=None,
+    help="graph form: each layer's and direction's initial h and c become model inputs and its final h and c "
+    "model outputs (as an ONNX LSTM's initial_h/initial_c and Y_h/Y_c), so the caller streams by feeding each "
+    "invoke's final state into the next (lstmgen run --chunk does). Without it every invoke starts from zero. "
+    "The fused form carries its state in variable tensors and needs no option.",
 )
 @click.option(
     "--embed",
@@ -213,6 +222,8 @@ def build_cmd(
           --target ethos-u -o npu.tflite
       # a model for LiteRT's default XNNPACK delegate: unrolled builtin ops, per-channel hybrid
       lstmgen build --weights encoder.npz --time-steps 20 --form graph --quantize dynamic-int8 -o graph.tflite
+      # ... streamable: initial and final h/c of every layer as extra inputs and outputs
+      lstmgen build --weights kws_tf1.npz --cell-clip 3 --form graph --state-io -o stream.tflite
     """
     options, (file_weights, file_format, file_layer, file_calib, file_calibration) = _options(config_file, cell)
     weights_path = weights if weights is not None else (Path(file_weights) if file_weights else None)

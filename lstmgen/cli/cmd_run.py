@@ -47,6 +47,19 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
     ]
 
 
+def _write_state(path: Path, finals: list[tuple[np.ndarray, np.ndarray]], inputs: dict[str, Path | None]) -> None:
+    """--final-state: 'h', 'c' for one op (or cell), else h_0, c_0, h_1, ... in op order."""
+    sbuf = io.BytesIO()
+    if len(finals) == 1:
+        np.savez(sbuf, c=finals[0][1], h=finals[0][0])
+    else:
+        arrays: dict[str, Any] = {}
+        for k, (h, c) in enumerate(finals):
+            arrays |= {f"h_{k}": h, f"c_{k}": c}
+        np.savez(sbuf, **arrays)
+    write_atomic(path, sbuf.getbuffer(), inputs=inputs)
+
+
 @click.command("run", epilog=EXIT_CODES_RUN)
 @click.argument("model", type=PATH)
 @click.option("--input", "input_path", type=PATH, required=True, help="Input sequence .npy ([B,T,I] or [T,B,I]).")
@@ -54,13 +67,15 @@ def _state_list(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray | None, n
 @click.option(
     "--initial-state",
     type=PATH,
-    help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros); for several LSTM ops h_0, c_0, h_1, ... in op order.",
+    help=".npz with 'h' [B,P] and/or 'c' [B,N] (default zeros); for several LSTM ops h_0, c_0, h_1, ... in op order "
+    "(a graph-form file: its cells, built with --state-io).",
 )
 @click.option("--final-state", type=PATH, help="Write the final state as .npz: 'c' and 'h' (one op) or c_0, h_0, ...")
 @click.option(
     "--chunk",
     type=click.IntRange(min=1),
-    help="Feed N time steps per invoke, carrying the state (last chunk may be shorter).",
+    help="Feed N time steps per invoke, carrying the state (last chunk may be shorter): the fused form's state "
+    "tensors; a graph-form file built with --state-io gets each invoke's final h/c outputs as the next one's inputs.",
 )
 @runtime_option(
     "Interpreter; micro = TensorFlow Lite Micro (pip install 'lstmgen[micro]'), auto picks it for int16x8; "
@@ -88,11 +103,18 @@ def run_cmd(
     A model with other ops around its LSTM ops (TF's converter's classifier: LSTM -> Dense -> softmax)
     runs whole, input to its output, in one invoke (no --chunk); the states are its LSTM ops'.
 
+    Streaming: the fused form keeps h and c in state tensors between invokes. The graph form keeps none:
+    built with --state-io, each cell's initial h/c are model inputs and its final h/c outputs, which
+    --chunk feeds from one invoke to the next; without it, it runs from zero and refuses --chunk and
+    --initial-state.
+
     \b
     Examples:
       # models from the examples of lstmgen build --help
       lstmgen run kws.tflite --input x.npy --output y.npy
       lstmgen run kws.tflite --input x.npy --output y.npy --chunk 10 --final-state s.npz
+      # the graph form streams with explicit state (lstmgen build --form graph --state-io)
+      lstmgen run stream.tflite --input x.npy --output y.npy --chunk 5 --initial-state s.npz
       # in TensorFlow Lite Micro (int16x8 models always run there; TFLM takes the stored input shape)
       lstmgen run lstm_int8.tflite --input x.npy --output y.npy --runtime micro
       # an integer model without any interpreter (bit for bit what TFLM computes)
@@ -117,20 +139,13 @@ def run_cmd(
         input_label=f"input {input_path}",
         state_label=f"initial state {initial_state}",
         notes=notes,
+        final_state=final_state is not None,
     )
     buf = io.BytesIO()
     np.save(buf, y)
     write_atomic(output_path, buf.getbuffer(), inputs=inputs)
     if final_state is not None:
-        sbuf = io.BytesIO()
-        if len(finals) == 1:
-            np.savez(sbuf, c=finals[0][1], h=finals[0][0])
-        else:
-            arrays: dict[str, Any] = {}
-            for k, (h, c) in enumerate(finals):
-                arrays |= {f"h_{k}": h, f"c_{k}": c}
-            np.savez(sbuf, **arrays)
-        write_atomic(final_state, sbuf.getbuffer(), inputs=inputs)
+        _write_state(final_state, finals, inputs)
     if as_json:
         summary = {
             "ok": True,

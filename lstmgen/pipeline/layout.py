@@ -134,6 +134,8 @@ def hyperparameters(config: CellConfig, shapes: Sequence[Sequence[CellShape]] = 
     d = config.to_dict()
     if d["form"] == "fused":
         del d["form"]  # the default form: files written before the option existed stay byte-identical
+    if not d["state_io"]:
+        del d["state_io"]  # likewise: graph-form files without state inputs/outputs keep their bytes
     d["output_size"] = config.output_size
     d["state_size"] = config.state_size
     if shapes:

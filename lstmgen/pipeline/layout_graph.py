@@ -4,8 +4,9 @@ Per layer and direction: ONE batched FULLY_CONNECTED projects the inputs of all 
 [G*N, I]^T, bias folded in unless layer norm needs it after the norm); per step, only the recurrent part
 runs: FULLY_CONNECTED on h, ADD, SPLIT into the G gates, LOGISTIC/activation, MUL, ADD (peepholes MUL+ADD,
 clips MINIMUM/MAXIMUM, layer norm MEAN/SUB/MUL/RSQRT, projection a FULLY_CONNECTED). Activations run
-time-major and flat ([T*B, width]) between layers, so a stack needs no transposes. Every invoke starts from
-the zero state (step 0 has no recurrent term); the model keeps no state between invokes.
+time-major and flat ([T*B, width]) between layers, so a stack needs no transposes. The model keeps no state
+between invokes: each starts from the zero state (step 0 has no recurrent term), or with state_io from each
+cell's initial h and c fed as model inputs, its final h and c returned as model outputs (graph_form.py wires them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ I32 = np.dtype(np.int32)
 # they stay in cache (64 units, T=50: 3 MB, 0.7x the fused op's time); past it they lose to one shared copy
 # (256 units: 50 MB, 1.5-2x the fused op's time, shared 0.8x) and cost T x the memory (1024 units: 873 MB).
 SHARED_RECURRENT_BYTES = 8 * 2**20
+GATE_ORDER = ("input", "forget", "cell", "output")  # the row blocks of the stacked matrices (CIFG: no input)
 ACT_OPS: dict[str, int] = {"tanh": Op.TANH, "relu": Op.RELU, "relu6": Op.RELU6, "relu_n1_to_1": Op.RELU_N1_TO_1}
 _NO_OPTS: dict[int, Options] = {
     Op.ADD: Options("AddOptions", (("FusedActivationFunction", 0),)),
@@ -62,6 +64,7 @@ class _Builder:
         self.batch = config.batch_size
         self.steps = int(config.time_steps or 1)
         self._consts: dict[tuple[str, Any], int] = {}
+        self.states: list[tuple[int, int, int, int]] = []  # state_io: (h in, c in, h out, c out) per cell, op order
 
     def tensor(self, name: str, shape: Sequence[int], dtype: np.dtype = F32, **kw: Any) -> int:
         self.tensors.append(TensorRecord(name, tuple(int(d) for d in shape), dtype, **kw))
@@ -176,7 +179,7 @@ class _Cell:
     ) -> None:
         """main: where the input projection's weights and bias go (a WHILE loop's body holds the rest)."""
         self.shape = shape
-        self.gates = ("forget", "cell", "output") if shape.cifg else ("input", "forget", "cell", "output")
+        self.gates = tuple(g for g in GATE_ORDER if not (shape.cifg and g == "input"))
         arr = {k: _array(v) for k, v in w.items()}
         arr["forget_gate_bias"] = arr["forget_gate_bias"] + np.float32(forget_bias)  # TF adds it at run time
         stacked = {
@@ -241,17 +244,27 @@ def _step(b: _Builder, cell: _Cell, xs: int, h: int | None, c: int | None, name:
     return h_new, c_new
 
 
+def initial_state(b: _Builder, shape: CellShape, name: str) -> tuple[int | None, int | None]:
+    """state_io: the cell's initial h [B, P] and c [B, N] as (future model input) tensors; else (None, None): zero."""
+    if not b.c.state_io:
+        return None, None
+    width = shape.num_proj or shape.num_units
+    return b.tensor(f"{name}/initial_h", (b.batch, width)), b.tensor(f"{name}/initial_c", (b.batch, shape.num_units))
+
+
 def _direction(b: _Builder, cell: _Cell, x2d: int, backward: bool, name: str) -> list[int]:
     """One direction over a flat time-major input [T*B, W]: h of every step, in processing order."""
     proj = b.fc(x2d, cell.w_x, cell.bias, f"{name}/input_projection", b.steps * b.batch)
     xs = b.split(proj, b.steps, 0, f"{name}/step_input")
     order = range(b.steps - 1, -1, -1) if backward else range(b.steps)
-    h: int | None = None
-    c: int | None = None
+    h0, c0 = initial_state(b, cell.shape, name)
+    h, c = h0, c0
     out = []
     for t in order:
         h, c = _step(b, cell, xs[t], h, c, f"{name}/t{t}")
         out.append(h)
+    if h0 is not None and c0 is not None and h is not None and c is not None:
+        b.states.append((h0, c0, h, c))  # the last processed step's h and c
     return out
 
 

@@ -3,8 +3,9 @@
 Per layer and direction: FULLY_CONNECTED over all T·B input rows at once (outside the loop), then a WHILE
 loop whose body takes step i's projection (GATHER), runs the cell once (layout_graph._step: the same ops as
 the unrolled form) and appends h to the sequence (CONCATENATION); its cond compares the step counter with T
-(LESS). The loop variables are (i, T, h, c, projections[, sequence]). The body holds the recurrent weights
-once, so XNNPACK packs one copy, whatever T is.
+(LESS). The loop variables are (i, T, h, c, projections[, sequence]); h and c start at zero, or with state_io
+at the cell's initial-state model inputs, and the loop's last h and c are its final-state outputs. The body
+holds the recurrent weights once, so XNNPACK packs one copy, whatever T is.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from lstmgen.config import CellConfig
 from lstmgen.pipeline.layout import CellShape, Weights
-from lstmgen.pipeline.layout_graph import F32, I32, _Builder, _Cell, _step
+from lstmgen.pipeline.layout_graph import F32, I32, _Builder, _Cell, _step, initial_state
 from lstmgen.tflite.records import ModelRecord, OperatorRecord, Options, TensorRecord
 from lstmgen.tflite.schema import BuiltinOperator as Op
 
@@ -88,11 +89,12 @@ class _Loop:
         b.tensors[proj] = _dynamic(b, proj)
         if backward:
             proj = _reverse_time(b, proj, f"{name}/projections_reversed")
+        h0, c0 = initial_state(b, self.cell.shape, name)  # state_io: model inputs, else zero constants
         init = [
             b.ints([0], scalar=True),
             steps,
-            b.const(f"{name}/h0", np.zeros((b.batch, self.p), np.float32)),
-            b.const(f"{name}/c0", np.zeros((b.batch, self.n), np.float32)),
+            b.const(f"{name}/h0", np.zeros((b.batch, self.p), np.float32)) if h0 is None else h0,
+            b.const(f"{name}/c0", np.zeros((b.batch, self.n), np.float32)) if c0 is None else c0,
             proj,
         ]
         if self.keep:  # a zero first row, dropped after the loop (a constant cannot have 0 rows)
@@ -103,6 +105,8 @@ class _Loop:
                          b.tensors[i].dtype, shape_signature=b.tensors[i].shape_signature) for i in init]  # fmt: skip
         opts = Options("WhileOptions", (("CondSubgraphIndex", k), ("BodySubgraphIndex", k + 1)))
         b.ops.append(OperatorRecord(Op.WHILE, 1, tuple(init), tuple(outs), opts))
+        if h0 is not None and c0 is not None:
+            b.states.append((h0, c0, outs[2], outs[3]))  # the loop's last h and c
         if not self.keep:
             return None, outs[2]
         begin, end, strides = b.ints([1, 0, 0]), b.ints([0, 0, 0]), b.ints([1, 1, 1])

@@ -142,6 +142,10 @@ class Session:
     states: list[tuple[int, int]]  # (h, c) tensor indices per LSTM op
     time_major: bool
     _details: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # The graph form with --state-io: (initial h, initial c, final h, final c) per cell. Its state is the model's
+    # own inputs and outputs: reset() sets what the next invoke feeds, invoke() keeps what it returned.
+    state_io: tuple[tuple[int, int, int, int], ...] = ()
+    _carried: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def detail(self, index: int) -> dict[str, Any]:
         if not self._details:
@@ -188,6 +192,12 @@ class Session:
 
     def reset(self, initial: dict[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None) -> None:
         """Zero every state (allocate_tensors alone does not), then load the given (h0, c0) per LSTM op."""
+        if self.state_io:
+            self._carried = []
+            for k, (h_in, c_in, _, _) in enumerate(self.state_io):
+                h0, c0 = (initial or {}).get(k, (None, None))
+                self._carried.append((self._start(h_in, h0), self._start(c_in, c0)))
+            return
         with refused_by(self.runtime):
             self.interpreter.reset_all_variables()
             for k, (h0, c0) in (initial or {}).items():
@@ -196,12 +206,23 @@ class Session:
                         detail = self.detail(idx)
                         self.interpreter.set_tensor(idx, to_tensor(np.reshape(value, self._shape(idx)), detail))
 
+    def _start(self, index: int, value: np.ndarray | None) -> np.ndarray:
+        shape = self._shape(index)
+        return np.zeros(shape, np.float32) if value is None else np.reshape(np.asarray(value, np.float32), shape)
+
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One invoke on real-valued x, continuing from the current state; returns the real output."""
+        if self.state_io and not self._carried:
+            self.reset()
         with refused_by(self.runtime):
             self.interpreter.set_tensor(self.input_index, to_tensor(x, self.detail(self.input_index)))
+            for (h_in, c_in, _, _), pair in zip(self.state_io, self._carried, strict=True):
+                for index, value in zip((h_in, c_in), pair, strict=True):
+                    self.interpreter.set_tensor(index, to_tensor(value, self.detail(index)))
             self.interpreter.invoke()
-            return from_tensor(self.interpreter.get_tensor(self.output_index), self.detail(self.output_index))
+            y = from_tensor(self.interpreter.get_tensor(self.output_index), self.detail(self.output_index))
+            self._carried = [(self.tensor(h), self.tensor(c)) for _, _, h, c in self.state_io]
+            return y
 
     def tensor(self, index: int) -> np.ndarray:
         """Any tensor's current real value (intermediates need preserve_all_tensors)."""
@@ -209,7 +230,9 @@ class Session:
             return from_tensor(self.interpreter.get_tensor(index), self.detail(index))
 
     def state(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Current (h, c) of every LSTM op, real-valued."""
+        """Current (h, c) of every LSTM op (graph form with state_io: of every cell, as its last invoke returned)."""
+        if self.state_io:
+            return list(self._carried)
         get = self.interpreter.get_tensor
         with refused_by(self.runtime):
             return [(from_tensor(get(h), self.detail(h)), from_tensor(get(c), self.detail(c))) for h, c in self.states]
@@ -225,6 +248,7 @@ def open_session(
     time_major: bool,
     preserve_all_tensors: bool = False,
     default_delegates: bool = False,
+    state_io: tuple[tuple[int, int, int, int], ...] = (),
 ) -> Session:
     """Load a model file with the builtin kernels only (no default delegates), allocated and reset.
 
@@ -253,4 +277,4 @@ def open_session(
         interp.reset_all_variables()
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{model_path}: the {name} interpreter refused the model: {exc}") from None
-    return Session(name, _version(name, mod), interp, input_index, output_index, states, time_major)
+    return Session(name, _version(name, mod), interp, input_index, output_index, states, time_major, state_io=state_io)
