@@ -42,6 +42,8 @@ def process_table(p: dict[str, Any]) -> str:
         "big_no_verify": f"`build --weights big.npz --no-verify` ({p['model_mb']} MB model)",
         "big_verify": "`build --weights big.npz` (verified)",
         "small_verify": "`build --num-units 64 --input-size 32` (verified)",
+        "int8_verify": "`build --quantize int8 --calibration-data` (1024 units, input 512, 100 x 50 steps, verified)",
+        "int8_small_verify": "the same int8 build at 64 units, input 32",
         "help": "`lstmgen --help`",
         "version": "`lstmgen --version`",
         "import_numpy": '`python -c "import numpy"`',

@@ -233,3 +233,37 @@ def test_step_is_the_whole_equation_set() -> None:
         for g, pre in out.gate_pre.items():
             assert np.array_equal(record[f"{g}_gate_pre"][k], pre)
     assert np.array_equal(h, h_end) and np.array_equal(c, c_end)
+
+
+@pytest.mark.parametrize("parts", [(), ("peephole", "proj"), ("cifg", "layer_norm")])
+def test_input_terms_ahead_equal_step_by_step(parts: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step's x_t @ W.T computed ahead in blocks (a block smaller than the sequence here) gives the
+    step-by-step products' results, recorded internals included."""
+    from lstmgen.numerics import reference
+
+    rng = np.random.default_rng(3)
+    n, i, p = 6, 4, 3
+    gates = ["forget", "cell", "output"] + ([] if "cifg" in parts else ["input"])
+    params = {f"input_to_{g}_weights": rng.standard_normal((n, i)) for g in gates}
+    params |= {f"recurrent_to_{g}_weights": rng.standard_normal((n, p if "proj" in parts else n)) for g in gates}
+    params |= {f"{g}_gate_bias": rng.standard_normal(n) for g in gates}
+    if "peephole" in parts:
+        params |= {f"cell_to_{g}_weights": rng.standard_normal(n) for g in ("forget", "output")}
+    if "proj" in parts:
+        params["projection_weights"] = rng.standard_normal((p, n))
+    if "layer_norm" in parts:
+        params |= {f"{g}_layer_norm_coefficients": rng.standard_normal(n) for g in gates}
+    x = rng.standard_normal((2, 9, i))
+
+    def run_with(terms_bytes: int) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        rec: dict[str, np.ndarray] = {}
+        with monkeypatch.context() as m:
+            m.setattr(reference, "TERMS_BYTES", terms_bytes)
+            return lstm_reference(x, params, record=rec), rec
+
+    (ahead, rec_a), (alone, rec_b) = run_with(8 * 2 * 4 * n * 4), run_with(0)  # blocks of 4 steps; one step
+    for a, b in zip(ahead, alone, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert rec_a.keys() == rec_b.keys()
+    for k in rec_a:
+        np.testing.assert_allclose(rec_a[k], rec_b[k], rtol=1e-12, atol=1e-14)

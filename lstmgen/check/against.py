@@ -7,14 +7,14 @@ user's --max-error when given. A --calibration random smoke build reports the er
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from lstmgen.check.report import Comparison, SourceReport
 from lstmgen.check.tolerance import derive_tolerance
-from lstmgen.numerics.graph import evaluate
+from lstmgen.numerics.graph import constant_values, evaluate
 from lstmgen.tflite.records import ModelRecord
 
 BOUND_SAMPLES = 4  # inputs the source bound is derived on (the largest per step of them applies to all)
@@ -47,7 +47,13 @@ def _per_step(err: np.ndarray, time_axis: int) -> np.ndarray:
 
 
 def source_bound(
-    model: ModelRecord, out: int, samples: Sequence[Sample], mode: str, time_axis: int, seed: int
+    model: ModelRecord,
+    out: int,
+    samples: Sequence[Sample],
+    mode: str,
+    time_axis: int,
+    seed: int,
+    constants: Mapping[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per time step: how far the file may be from the float source given its own quantization steps.
 
@@ -61,9 +67,12 @@ def source_bound(
         feeds = {i: np.concatenate([np.asarray(s.feeds[i]) for s in use], axis=axis) for i in use[0].feeds}
     else:
         feeds = use[0].feeds
-    values = evaluate(model, feeds).values
+    constants = constant_values(model) if constants is None else constants  # widened once for every run
+    values = evaluate(model, feeds, constants=constants).values
     ref = {i: values[i] for i in model.outputs}  # every output (the graph form's final states too): one is `out`
-    derived = derive_tolerance(model, feeds, ref, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True)
+    derived = derive_tolerance(
+        model, feeds, ref, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True, constants=constants
+    )
     return derived[out].per_step
 
 
@@ -102,9 +111,16 @@ def quantized_vs_source(
     time_axis: int,
     seed: int,
     smoke: bool = False,
-) -> None:
-    """Append one Comparison: the largest error over `samples`, per time step within the bound."""
-    bound = None if src.max_error is not None else source_bound(model, out, samples, mode, time_axis, seed)
+    constants: Mapping[int, np.ndarray] | None = None,
+    bound: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Append one Comparison: the largest error over `samples`, per time step within the bound; returns the
+    bound (None: --max-error). `constants`: the model's constant_values, when the caller widened them
+    already; `bound`: derived already on the same inputs (another runtime checking the same file)."""
+    if src.max_error is not None:
+        bound = None
+    elif bound is None:
+        bound = source_bound(model, out, samples, mode, time_axis, seed, constants)
     top, rel, worst, step, ok = -1.0, 0.0, [], None, True
     tight, total = 1 << 30, 0
     for k, s in enumerate(samples):
@@ -129,3 +145,4 @@ def quantized_vs_source(
         src.notes.append(SMOKE_NOTE)
         ok = True
     src.checks.append(Comparison(name, max(top, 0.0), rel, worst, ok, _scope(tight, total)))
+    return bound

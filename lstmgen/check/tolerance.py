@@ -23,6 +23,7 @@ from lstmgen.tflite.slots import Slot
 
 RUNS = 8  # Monte-Carlo trajectories per derivation
 SAFETY = 2.0  # multiplies the largest simulated deviation (the kernel's error is one more draw of it)
+ROW_BUDGET = 64 * 2**20  # bytes of float64 rows the noisy runs side by side may hold (_run_groups)
 MIN_INT8_LSB = 1  # the output is rounded to its grid and ties may break either way: never below 1 step
 INTEGER = tuple(m.activation for m in INTEGER_MODES.values())  # activation types of the full-integer modes
 # int16x8: the int16 sigmoid/tanh are approximations a few Q0.15 steps off; they enter h through
@@ -173,19 +174,58 @@ def _input_step(model: ModelRecord, index: int) -> float:
     return 0.0
 
 
+@dataclass
+class _Noise:
+    """Uniform rounding noise, one generator per Monte-Carlo run. Several runs go side by side on the batch
+    axis (equal blocks of rows, in order): each generator draws its own block exactly as it would alone."""
+
+    rngs: list[np.random.Generator]
+
+    def __call__(self, step: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
+        if len(self.rngs) == 1:
+            return (self.rngs[0].random(shape) - 0.5) * step
+        block = (shape[0] // len(self.rngs), *shape[1:])
+        return (np.concatenate([g.random(block) for g in self.rngs]) - 0.5) * step
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of a single run: whole-tensor draws (weights, inputs, graph ops) are never side by side."""
+        if len(self.rngs) != 1:
+            raise AssertionError("whole-tensor noise drawn for several runs side by side")
+        return self.rngs[0]
+
+
+def _rounded(v: np.ndarray, step: np.ndarray | float, rng: np.random.Generator) -> np.ndarray:
+    """v plus its rounding when written, as uniform noise of ± half its step: v + (u - 0.5) * step, the same
+    operations in place (no temporary copies of a large matrix)."""
+    noisy = rng.random(v.shape)
+    noisy -= 0.5
+    noisy *= step
+    noisy += v
+    return noisy
+
+
+def _input_terms(x: np.ndarray, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Each gate's input term x @ W.T for every step of x [T, B, I] at once (one matmul per gate instead of
+    one per step), or None when they would pass ROW_BUDGET (the steps then compute their own)."""
+    gates = [g for g in ("input", "forget", "cell", "output") if f"input_to_{g}_weights" in params]
+    rows = x.shape[0] * x.shape[1]
+    if 8 * rows * sum(params[f"input_to_{g}_weights"].shape[0] for g in gates) > ROW_BUDGET:
+        return None
+    flat = x.reshape(rows, x.shape[2])
+    return {g: (flat @ params[f"input_to_{g}_weights"].T).reshape(*x.shape[:2], -1) for g in gates}
+
+
 def _noisy_lstm(
-    model: ModelRecord, k: int, values: dict[int, np.ndarray], mode: str, rng: np.random.Generator, weights: bool
+    model: ModelRecord, k: int, values: dict[int, np.ndarray], mode: str, noise: _Noise, weights: bool
 ) -> np.ndarray:
     """One LSTM op, step by step, with the kernel's rounding injected as uniform noise of its step size
-    (weights=True: also each constant's own rounding when the file was written, ± half its step)."""
+    (weights=True, one run only: also each constant's own rounding when the file was written, ± half its step)."""
     spec = lstm_spec(model, k)
     op = model.operators[k]
     params = {key: values[i] for key, i in spec.weight_inputs.items()}
     if weights:
-        params = {
-            key: v + (rng.random(v.shape) - 0.5) * weight_step(model, spec.weight_inputs[key], v)
-            for key, v in params.items()
-        }
+        params = {k: _rounded(v, weight_step(model, spec.weight_inputs[k], v), noise.rng) for k, v in params.items()}
     asym = bool(op.options.get("AsymmetricQuantizeInputs", False)) if op.options is not None else False
     x = values[op.inputs[Slot.INPUT]]
     x = x if spec.time_major else x.transpose(1, 0, 2)  # [T, B, I]
@@ -198,21 +238,22 @@ def _noisy_lstm(
         s_out = float(_quantization(model.tensors[op.outputs[0]]).scale[0])
         s_c = float(_quantization(model.tensors[spec.c_index]).scale[0])
         s_m = float(_quantization(model.tensors[op.intermediates[4]]).scale[0]) if proj is not None else 0.0
-
-    def u(step: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
-        return (rng.random(shape) - 0.5) * step
+    u = noise
+    want_m = proj is not None and mode != "float16"  # the only internal the noise needs: m before the projection
+    terms = _input_terms(x, params) if mode != "dynamic-int8" else None  # hybrid: x_t is rounded afresh each step
 
     outs = []
     on_step = step_hook()
     for t in range(steps):
         if on_step is not None:
-            on_step()
+            for _ in noise.rngs:  # one progress step per run, as when they ran one by one
+                on_step()
         x_t = x[t]
         h_in = h
         if mode == "dynamic-int8":  # x_t and h_{t-1} are quantized per batch row before each matmul
             x_t = x_t + u(_row_step(x_t, asym), x_t.shape)
             h_in = h + u(_row_step(h, asym), h.shape)
-        rec: dict[str, np.ndarray] = {}
+        rec: dict[str, np.ndarray] | None = {} if want_m else None
         step_params = params
         if mode == "int16x8":  # each gate's input and recurrent FC round to Q3.12 before the sum: the dominant error
             step_params = dict(params)
@@ -222,10 +263,11 @@ def _noisy_lstm(
                     shape = (batch, spec.num_units)
                     step_params[key] = params[key] + u(Q3_12, shape) + u(Q3_12, shape)
         y, h, c = lstm_reference(
-            x_t[None], step_params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options()
-        )
+            x_t[None], step_params, time_major=True, h0=h_in, c0=c, record=rec, **spec.reference_options(),
+            input_terms=None if terms is None else {g: v[t : t + 1] for g, v in terms.items()},
+        )  # fmt: skip
         y = y[0]
-        if proj is not None and mode != "float16":  # m is rounded (hybrid: per row; int8: intermediate 4) first
+        if rec is not None and proj is not None:  # m is rounded (hybrid: per row; int8: intermediate 4) first
             m = rec["hidden"][0]
             step = _row_step(m, asym) if mode == "dynamic-int8" else s_m
             y = y + u(step, m.shape) @ proj.T
@@ -241,23 +283,59 @@ def _noisy_lstm(
     return out if spec.time_major else out.transpose(1, 0, 2)
 
 
+def _row_axis(model: ModelRecord, feeds: Mapping[int, np.ndarray]) -> int | None:
+    """The batch axis of a model of LSTM ops only, all of one layout, fed 3-D inputs (rows never mix); else None."""
+    ops = model.operators
+    if not ops or any(op.opcode != Op.UNIDIRECTIONAL_SEQUENCE_LSTM for op in ops):
+        return None
+    if any(np.ndim(x) != 3 for x in feeds.values()):
+        return None
+    majors = {bool(op.options.get("TimeMajor", False)) if op.options is not None else False for op in ops}
+    return (1 if majors.pop() else 0) if len(majors) == 1 else None
+
+
+def _run_groups(
+    model: ModelRecord, feeds: Mapping[int, np.ndarray], runs: int, seed: int, weights: bool
+) -> list[range]:
+    """The noisy runs' seeds, in groups run side by side on the batch axis (one pass over the weights per
+    group instead of per run): only the kernel's noise (weights=True draws whole weights per run), a model
+    of LSTM ops only, the group's float64 rows within ROW_BUDGET; else one run at a time."""
+    size = 1
+    if not weights and _row_axis(model, feeds) is not None:
+        specs = [lstm_spec(model, k) for k in range(len(model.operators))]
+        width = sum(s.output_size + s.num_units for s in specs)  # per row: each op's output and c
+        per_run = sum(8 * np.size(x) // max(np.shape(x)[-1], 1) * (np.shape(x)[-1] + width) for x in feeds.values())
+        size = max(1, min(runs, ROW_BUDGET // max(per_run, 1)))
+    return [range(seed + r, seed + min(r + size, runs)) for r in range(0, runs, size)]
+
+
 def _noisy_evaluate(
-    model: ModelRecord, feeds: Mapping[int, np.ndarray], mode: str, seed: int, weights: bool = False
+    model: ModelRecord,
+    feeds: Mapping[int, np.ndarray],
+    mode: str,
+    seeds: range,
+    weights: bool = False,
+    constants: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    values = constant_values(model)
-    values.update({i: np.asarray(x, np.float64) for i, x in feeds.items()})
+    """One noisy evaluation per seed; several seeds run side by side (_run_groups), the feeds repeated on the
+    batch axis, one block of rows per seed."""
+    noise = _Noise([np.random.default_rng(s) for s in seeds])
+    values = dict(constants) if constants is not None else constant_values(model)
+    axis = _row_axis(model, feeds) if len(seeds) > 1 else None
+    for i, x in feeds.items():
+        x64 = np.asarray(x, np.float64)
+        values[i] = x64 if axis is None else np.concatenate([x64] * len(seeds), axis=axis)
     if weights:  # against the source: the input as given was also rounded to the model's input grid
         for i, x in feeds.items():
-            values[i] = values[i] + (rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
-    return _noisy_ops(model, values, mode, rng, weights)
+            values[i] = values[i] + (noise.rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
+    return _noisy_ops(model, values, mode, noise, weights)
 
 
 def _noisy_ops(
     model: ModelRecord,
     values: dict[int, np.ndarray],
     mode: str,
-    rng: np.random.Generator,
+    noise: _Noise,
     weights: bool,
     fixed: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
@@ -265,12 +343,12 @@ def _noisy_ops(
     weights' own rounding drawn once for the whole loop."""
     fc_weights = {op.inputs[1] for op in model.operators if op.opcode == Op.FULLY_CONNECTED} if weights else set()
     for i in fc_weights & set(values):  # the graph form's constant weights, each rounded once when written
-        values[i] = values[i] + (rng.random(values[i].shape) - 0.5) * weight_step(model, i, values[i])
+        values[i] = values[i] + (noise.rng.random(values[i].shape) - 0.5) * weight_step(model, i, values[i])
     drawn: dict[int, dict[int, np.ndarray]] = {}  # per body: its weights as rounded when written
 
     def body(sub: ModelRecord, vals: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         kept = drawn.get(id(sub))
-        out = _noisy_ops(sub, {**vals, **(kept or {})}, mode, rng, weights and kept is None, kept)
+        out = _noisy_ops(sub, {**vals, **(kept or {})}, mode, noise, weights and kept is None, kept)
         if kept is None:  # the first iteration drew them: constants and float16 weights' DEQUANTIZE outputs
             dequantized = {o.outputs[0] for o in sub.operators if o.opcode == Op.DEQUANTIZE}
             drawn[id(sub)] = {i: out[i] for i in out if sub.tensors[i].data is not None or i in dequantized}
@@ -281,16 +359,16 @@ def _noisy_ops(
             values.update(zip(op.outputs, while_loop(model, op, values, body), strict=True))
             continue
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
-            values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, rng, weights)
+            values[op.outputs[0]] = _noisy_lstm(model, k, values, mode, noise, weights)
         elif (
             op.opcode == Op.FULLY_CONNECTED and mode == "dynamic-int8" and model.tensors[op.inputs[1]].dtype == np.int8
         ):
-            _noisy_hybrid_fc(model, k, values, rng)
+            _noisy_hybrid_fc(model, k, values, noise.rng)
         else:
             store_data_op(model, k, values)
             if op.opcode == Op.DEQUANTIZE and op.outputs[0] in fc_weights:  # float16 weights of the graph form
                 v = values[op.outputs[0]]
-                values[op.outputs[0]] = v + (rng.random(v.shape) - 0.5) * weight_step(model, op.outputs[0], v)
+                values[op.outputs[0]] = v + (noise.rng.random(v.shape) - 0.5) * weight_step(model, op.outputs[0], v)
             elif fixed and op.outputs[0] in fixed:  # a loop body's weights, as drawn in its first iteration
                 values[op.outputs[0]] = fixed[op.outputs[0]]
     return values
@@ -337,6 +415,7 @@ def derive_tolerance(
     seed: int = 0,
     safety: float = SAFETY,
     weights: bool = False,
+    constants: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, Tolerance]:
     """Tolerance per graph output for `model` on real-valued `feeds` against `reference` (graph.evaluate).
 
@@ -351,6 +430,7 @@ def derive_tolerance(
     4. Those roundings are injected as uniform noise of one step into `runs` re-evaluations; the
     tolerance is `safety` x the largest deviation seen up to each step (a running max, so it never
     shrinks over time), plus the float bound; int8 rounds up to whole output steps, at least 1.
+    `constants`: the model's constant_values, widened once for every run.
     """
     mode = mode or model_mode(model)
     time_axis = 0 if _time_major(model) else 1
@@ -360,11 +440,14 @@ def derive_tolerance(
             i: Tolerance(floor[i], "float32 arithmetic on the dequantized weights: 1e-5 + 1e-5|ref|")
             for i in model.outputs
         }
+    constants = constant_values(model) if constants is None else constants
     dev = {i: np.zeros_like(floor[i]) for i in model.outputs}
-    for r in range(runs):
-        noisy = _noisy_evaluate(model, feeds, mode, seed + r, weights)
+    for seeds in _run_groups(model, feeds, runs, seed, weights):
+        noisy = _noisy_evaluate(model, feeds, mode, seeds, weights, constants)
+        axis = _row_axis(model, feeds)
         for i in model.outputs:
-            dev[i] = np.maximum(dev[i], _per_step(np.abs(noisy[i] - reference[i]), time_axis))
+            for run in np.split(noisy[i], len(seeds), axis=axis) if len(seeds) > 1 and axis is not None else [noisy[i]]:
+                dev[i] = np.maximum(dev[i], _per_step(np.abs(run - reference[i]), time_axis))
     result = {}
     for i in model.outputs:
         tol = floor[i] + safety * np.maximum.accumulate(dev[i])
@@ -438,11 +521,14 @@ def check(
     mode: str | None = None,
     runs: int = RUNS,
     seed: int = 0,
+    constants: Mapping[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Reference (graph.evaluate on the quantized record, real-valued feeds) + tolerance + report."""
-    ref = evaluate(model, feeds).values
+    """Reference (graph.evaluate on the quantized record, real-valued feeds) + tolerance + report;
+    `constants`: the model's constant_values when the caller has them already."""
+    constants = constant_values(model) if constants is None else constants
+    ref = evaluate(model, feeds, constants=constants).values
     reference = {i: ref[i] for i in model.outputs}
-    tol = derive_tolerance(model, feeds, reference, mode=mode, runs=runs, seed=seed)
+    tol = derive_tolerance(model, feeds, reference, mode=mode, runs=runs, seed=seed, constants=constants)
     return error_report(model, actual, reference, tol, mode=mode)
 
 

@@ -7,7 +7,7 @@ else; `lstm_reference` runs it over a sequence, with recording, jitter and progr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -40,6 +40,7 @@ CELL_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu6": relu6,
     "relu_n1_to_1": relu_n1_to_1,
 }
+TERMS_BYTES = 4 * 2**20  # input terms computed ahead of the steps, a block of steps at a time (_terms_ahead)
 LAYER_NORM_EPSILON = 1e-8  # added to the variance, as the kernel does
 
 
@@ -120,14 +121,18 @@ def _activation_input(cell: Cell, gate: str, terms: list[Array], pre: Array, sat
     return pre + bias  # the bias comes after layer norm
 
 
-def step(cell: Cell, x_t: Array, h: Array, c: Array, sat: Saturation = FLOAT) -> Step:
-    """One time step of the fused op (tflite-lstm-op.md §3): x_t [B, I], h [B, P], c [B, N] -> the new state."""
+def step(
+    cell: Cell, x_t: Array, h: Array, c: Array, sat: Saturation = FLOAT, x_terms: Mapping[str, Array] | None = None
+) -> Step:
+    """One time step of the fused op (tflite-lstm-op.md §3): x_t [B, I], h [B, P], c [B, N] -> the new state.
+    x_terms: each gate's x_t @ input_to_<gate>_weights.T, when the caller computed every step's at once."""
     p = cell.p
     gate_pre: dict[str, Array] = {}
 
     def gate(name: str, c_peep: Array | None, act: Callable[[Array], Array]) -> Array:
         r = p[f"recurrent_to_{name}_weights"]
-        terms = [x_t @ p[f"input_to_{name}_weights"].T, h * r if r.ndim == 1 else h @ r.T]  # rank 1: diagonal
+        x_term = x_t @ p[f"input_to_{name}_weights"].T if x_terms is None else x_terms[name]
+        terms = [x_term, h * r if r.ndim == 1 else h @ r.T]  # rank 1: diagonal
         if c_peep is not None and f"cell_to_{name}_weights" in p:
             terms.append(c_peep * p[f"cell_to_{name}_weights"])
         gate_pre[name] = sum(terms[1:], terms[0])
@@ -171,6 +176,7 @@ def lstm_reference(
     gate_bounds: Mapping[str, tuple[float, float]] | None = None,
     on_step: Callable[[], None] | None = None,
     jitter: Jitter | None = None,
+    input_terms: Mapping[str, Array] | None = None,
 ) -> tuple[Array, Array, Array]:
     """Run `step` over the sequence; returns (output, final h, final c) in float64.
 
@@ -182,6 +188,8 @@ def lstm_reference(
     the clip), 'hidden' (o * g(c), before projection) and 'output' (h) — what int8 calibration needs.
     on_step, if given, is called after every time step (progress of long sequences).
     jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see numerics/float_bound.py).
+    input_terms, if given, are each gate's x @ input_to_<gate>_weights.T for every step ([T, B, N], time-major),
+    computed by the caller in one matmul (the steps then skip theirs; not with jitter, which moves x_t).
     """
     cell = Cell.of(params, activation, cell_clip, proj_clip)
     sat = Saturation(gate_bounds, c_bounds, h_bounds)
@@ -195,10 +203,12 @@ def lstm_reference(
     h = np.zeros((batch, out_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, out_size)
     c = np.zeros((batch, n)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, n)
     outputs, seen = [], []
-    for x_t in seq:
+    ahead = _terms_ahead(cell, seq) if input_terms is None and jitter is None else None
+    for t, x_t in enumerate(seq):
         if jitter is not None:
             x_t, h, c = jitter(x_t, h, c)
-        out = step(cell, x_t, h, c, sat)
+        x_terms = {g: v[t] for g, v in input_terms.items()} if input_terms is not None else None
+        out = step(cell, x_t, h, c, sat, next(ahead) if ahead is not None else x_terms)
         h, c = out.h, out.c
         outputs.append(h)
         if record is not None:
@@ -210,6 +220,20 @@ def lstm_reference(
         record.update(_stacked(seen))
         record["output"] = y
     return (y if time_major else y.transpose(1, 0, 2)), h, c
+
+
+def _terms_ahead(cell: Cell, seq: Array) -> Iterator[dict[str, Array]]:
+    """Each step's input terms x_t @ input_to_<gate>_weights.T, computed for a block of steps at once (one
+    matmul per gate and block instead of one per step: x does not depend on the state), TERMS_BYTES a block."""
+    gates = [k[len("input_to_") : -len("_weights")] for k in cell.p if k.startswith("input_to_")]
+    per_step = 8 * seq.shape[1] * sum(cell.p[f"input_to_{g}_weights"].shape[0] for g in gates)
+    block = max(1, TERMS_BYTES // max(per_step, 1))
+    for start in range(0, seq.shape[0], block):
+        part = seq[start : start + block]
+        flat = part.reshape(-1, part.shape[2])
+        terms = {g: (flat @ cell.p[f"input_to_{g}_weights"].T).reshape(*part.shape[:2], -1) for g in gates}
+        for k in range(part.shape[0]):
+            yield {g: v[k] for g, v in terms.items()}
 
 
 def _stacked(steps: list[Step]) -> dict[str, Array]:
