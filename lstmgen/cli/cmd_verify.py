@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 # sizes, which the model records (a stated one is a cross-check: FAIL when the model differs).
 _CELL_FLAGS: list[Callable[[Any], Any]] = [
     click.option(
-        "--num-units", type=int, help="Cross-check: the model's cells N (layer 0); the model gives it to a file that "
-        "records no sizes (a CudnnLSTM opaque_kernel)."
+        "--num-units",
+        type=int,
+        help="Cross-check: the model's cells N (layer 0); the model gives it to a file that "
+        "records no sizes (a CudnnLSTM opaque_kernel).",
     ),
     click.option("--input-size", type=int, help="Cross-check: the model's input features I (as --num-units)."),
     click.option("--forget-bias", type=float, help="Added to the forget gate at run time [default: per format]."),
@@ -93,9 +95,7 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random test input."
 )
-@click.option(
-    "--batch-size", type=click.IntRange(1, 1 << 20), help="Test batch size (resizes the model if it allows)."
-)
+@click.option("--batch-size", type=click.IntRange(1, 1 << 20), help="Test batch size (resizes the model if it allows).")
 @click.option("--time-steps", type=click.IntRange(1, 1 << 20), help="Test time steps (dynamic-time models only).")
 @click.option("--micro", is_flag=True, help="Also run the model in TensorFlow Lite Micro (pip install tflite-micro).")
 @click.option(
@@ -373,6 +373,9 @@ def _difference(key: str, stated: Any, recorded: Any) -> str:
     return f"--{key.replace('_', '-')} {stated} was stated, the model has {recorded}"
 
 
+_DIRECTION = {True: "over the reversed sequence (go_backwards)", False: "forward"}
+
+
 def _reference(
     weights: Path, weights_format: str, layer: str | None, stated: dict[str, Any], recorded: dict[str, Any]
 ) -> Any:
@@ -399,7 +402,16 @@ def _reference(
     for key in ("return_sequences", "time_major"):  # unless the file states it (a Keras config does)
         if key not in options and key not in said and recorded[key] is not None:
             options[key] = recorded[key]
+    backward = recorded["go_backwards"]
+    if backward and "go_backwards" not in options and "go_backwards" not in said:  # the model's word, as the layout
+        options["go_backwards"] = True
     config, layers, _, _ = resolve(options, layers)
+    if backward is not None and config.go_backwards != backward:
+        raise VerificationError(
+            f"{weights}: FAIL: the source's cell runs {_DIRECTION[config.go_backwards]}, the model records "
+            f"{_DIRECTION[backward]}: an export of the model would carry that direction. Check that MODEL is the "
+            "file you meant, or rebuild it from the source."
+        )
     reference, why = source_reference(config, layers, options.get("forget_bias"))
     if reference is None:
         raise ConfigError(f"{weights}: {why}; the model cannot be checked against it.")
