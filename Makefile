@@ -3,7 +3,8 @@
 #   make test    ruff, mypy + the whole suite in .venv-test (with the framework oracles), then the runtime tests again
 #                under tflite-runtime 2.14 where a wheel exists for this Python
 #   make test-fast  the suite without the tests marked slow, for the inner loop (`make test` runs everything)
-#   make bench   benchmarks/ (whole processes: wall time and peak memory)
+#   make bench   benchmarks/ (whole processes: wall time and peak memory); the comparison with onnx2tf and TF's
+#                converter runs only with LSTMGEN_PEER_PYTHON set to a venv holding them (bench_peers.py --help)
 #   make lint    ruff and mypy only
 #   make fuzz    10,000 mutated models through inspect/verify/run (counts crashes, internal errors, hangs),
 #                then 2,000 mutations of each weight-file kind through the readers (counts internal errors)
@@ -145,6 +146,9 @@ bench: $(TEST_BIN)/.installed
 	$(TEST_BIN)/python benchmarks/bench_quant.py --json > build/bench/quant.json
 	$(TEST_BIN)/python benchmarks/bench_process.py --output build/bench/process.json
 	$(TEST_BIN)/python benchmarks/bench_forms.py --json build/bench/forms.json
+	@# against onnx2tf and TF's converter: only with a peer venv (LSTMGEN_PEER_PYTHON=/path/bin/python), else skipped
+	rm -f build/bench/peers.json
+	$(TEST_BIN)/python benchmarks/bench_peers.py --json build/bench/peers.json
 	$(TEST_BIN)/python docs/update_numbers.py build/bench
 
 fuzz: $(TEST_BIN)/.installed

@@ -1,8 +1,8 @@
 """Rewrite the measured numbers in README.md and docs/measurements.md from `make bench`'s JSON output.
 
 Usage: python docs/update_numbers.py BENCH_DIR (holding build.json from benchmarks/bench_build.py --json,
-quant.json from benchmarks/bench_quant.py --json, process.json from benchmarks/bench_process.py and
-forms.json from benchmarks/bench_forms.py).
+quant.json from benchmarks/bench_quant.py --json, process.json from benchmarks/bench_process.py,
+forms.json from benchmarks/bench_forms.py and peers.json from benchmarks/bench_peers.py).
 Each `<!-- bench:NAME -->...<!-- /bench:NAME -->` region is replaced; a region whose numbers are missing
 is left as it is.
 """
@@ -162,6 +162,83 @@ def forms_detail(f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PEER_FORMS = ("fused", "graph", "loop", "onnx2tf")
+
+
+def peers_table(p: dict[str, Any]) -> str:
+    """benchmarks/bench_peers.py: invoke times against onnx2tf, hybrid and int8 error, int8 build cost."""
+    m, v = p["machine"], p["versions"]
+    lines = [
+        f"`benchmarks/bench_peers.py` ({p['date']}, {m['cpus']}-core machine, load {m['load_before'][0]:.1f} before, "
+        f"{m['load_after'][0]:.1f} after; lstmgen's LiteRT {v['litert']}; peers: onnx2tf {v['peer']['onnx2tf']}, "
+        f"TensorFlow {v['peer']['tensorflow']}, tf-keras {v['peer']['tf-keras']}; T = {p['steps']}, batch 1). "
+        f"Invoke time with XNNPACK (LiteRT's default), median of {p['rounds']} paired rounds of 20 invokes; "
+        "ratios are medians of per-round ratios:",
+        "",
+        "| units (input) | weights | threads | fused | graph unrolled | graph loop | onnx2tf | unrolled / onnx2tf "
+        "| loop / onnx2tf | peak RSS fused / unrolled / loop / onnx2tf |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in p["rows"]:
+        rss = " / ".join(f"{r[f'{f}_rss_mb']:.0f}" for f in PEER_FORMS)
+        lines.append(
+            f"| {r['units']} ({r['input']}) | {'hybrid' if r['mode'] == 'dynamic-int8' else r['mode']} | "
+            f"{r['threads']} | "
+            + " | ".join(f"{r[f'{f}_ms']:.3g} ms" for f in PEER_FORMS)
+            + f" | {_ratio(r['graph_over_onnx2tf'])} | {_ratio(r['loop_over_onnx2tf'])} | {rss} MB |"
+        )
+    return "\n".join([*lines, "", *_peers_errors(p), "", *_peers_builds(p)])
+
+
+def _peers_errors(p: dict[str, Any]) -> list[str]:
+    checks = "; ".join(
+        f"{u} units: Keras {c['keras_float_max_abs_error']:.2g}, onnx2tf {c['onnx2tf_float_max_abs_error']:.2g}"
+        for u, c in p["peer_float_check"].items()
+    )
+    names = [f"dynamic-int8_{f}" for f in PEER_FORMS] + ["int8_lstmgen", "int8_tf"]
+    lines = [
+        "Error against the float64 reference of the float weights (8 sequences; max / mean abs). The peers' float "
+        f"models compute the same LSTM (max abs error of their float32 outputs: {checks}).",
+        "",
+        "| units | kernels | hybrid fused | hybrid unrolled | hybrid loop | hybrid onnx2tf | int8 lstmgen | int8 TF |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for units, errs in p["accuracy"].items():
+        for kernels in ("xnnpack", "builtin"):
+            cells = [errs[f"{n} {kernels}"] for n in names]
+            lines.append(
+                f"| {units} | {'XNNPACK' if kernels == 'xnnpack' else 'builtin'} | "
+                + " | ".join(f"{e['max_abs_error']:.3g} / {e['mean_abs_error']:.3g}" for e in cells)
+                + " |"
+            )
+    return lines
+
+
+def _peers_builds(p: dict[str, Any]) -> list[str]:
+    names = {
+        "lstmgen": "`lstmgen build --quantize int8 --calibration-data` (verified)",
+        "lstmgen --no-verify": "the same with `--no-verify`",
+        "tf": "TF's converter (tf.keras LSTM)",
+    }
+    lines = [
+        f"Full-integer int8 builds from the same `.npz` and the same {p['builds'][0]['calibration_sequences']} "
+        "calibration sequences, whole processes, alternating (wall and CPU time: medians; TF / this: median of the "
+        "per-round wall-time ratios; peak RSS: the largest). TF's converter: `Optimize.DEFAULT`, representative "
+        "dataset, int8 ops and input/output; it verifies nothing:",
+        "",
+        "| units (input) | build | wall | runs | CPU | peak RSS | TF / this |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in p["builds"]:
+        for name, r in b["builders"].items():
+            lines.append(
+                f"| {b['units']} ({b['input']}) | {names.get(name, name)} | {r['wall_s']:.3g} s | "
+                f"{', '.join(f'{w:.3g}' for w in r['walls_s'])} | {r['cpu_s']:.3g} s | {r['rss_mb']} MB | "
+                f"{r['tf_over_this']:.2g}x |"
+            )
+    return lines
+
+
 REGIONS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "forms": ("forms.json", forms_table),
     "forms_detail": ("forms.json", forms_detail),
@@ -169,6 +246,7 @@ REGIONS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "process": ("process.json", process_table),
     "build": ("build.json", build_table),
     "quant": ("quant.json", quant_table),
+    "peers": ("peers.json", peers_table),
 }
 
 
