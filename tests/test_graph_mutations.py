@@ -190,4 +190,46 @@ def test_a_wrong_direction_label_fails(tmp_path: Path, backward: bool) -> None:
     bad = _write(tmp_path / "g.tflite", tmp_path, _metadata(said, lie))
     r = invoke("verify", bad, *source)
     assert r.exit_code == 1, r.output
-    assert ("the model records forward" if backward else "does not compute the source") in r.output
+    assert ("go_backwards True in the source, False in the model" if backward else "does not compute") in r.output
+
+
+def _bypass(opcode: int, nth: int) -> Mutation:
+    """The nth `opcode` op of the main graph removed, its consumers reading its input (one step's clip dropped)."""
+
+    def mutate(m: ModelRecord) -> ModelRecord:
+        k = [k for k, o in enumerate(m.operators) if o.opcode == opcode][nth]
+        op = m.operators[k]
+        src = next(i for i in op.inputs if m.tensors[i].data is None)
+        ops = [replace(o, inputs=tuple(src if i == op.outputs[0] else i for i in o.inputs)) for o in m.operators]
+        return replace(m, operators=(*ops[:k], *ops[k + 1 :]))
+
+    return mutate
+
+
+@pytest.mark.parametrize("opcode", [Op.MINIMUM, Op.MAXIMUM], ids=["upper", "lower"])
+def test_one_unrolled_step_without_its_clip_fails(tmp_path: Path, opcode: int) -> None:
+    """The stress input (x10) did not reach the clip at step 3, so the outputs passed the file: each stated clip
+    must be applied at every cell step the file computes (here 6)."""
+    r = invoke("build", *SOURCE, "--form", "graph", "--time-steps", 6, "-o", tmp_path / "g.tflite")
+    assert r.exit_code == 0, r.output
+    r = invoke("verify", _write(tmp_path / "g.tflite", tmp_path, _bypass(opcode, 3)), *SOURCE)
+    assert r.exit_code == 1, r.output
+    assert "ops clip c, the source's cell_clip 3 applies at each of the 6 cell steps" in r.output
+
+
+def test_a_wrong_layer_label_fails(tmp_path: Path) -> None:
+    """A bidirectional layer labelled as 2 stacked forward layers: verify passed (the source, a TF1 .npz with fw/bw
+    cells, was bidirectional like the graph) while `export` wrote 2 forward layers, a different LSTM."""
+    r = invoke("build", "--num-units", 4, "--input-size", 3, "--time-steps", 3, "--bidirectional", "--form", "graph",
+               "--no-verify", "-o", tmp_path / "g.tflite")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = invoke("export", tmp_path / "g.tflite", "--format", "tf1", "-o", tmp_path / "w.npz")
+    assert r.exit_code == 0, r.output
+    source = ("--weights", tmp_path / "w.npz")
+    assert invoke("verify", tmp_path / "g.tflite", *source).exit_code == 0
+    lie = _metadata(b'"bidirectional": true', b'"bidirectional": false')
+    relabel = _metadata(b'"num_layers": 1', b'"num_layers": 2')
+    bad = _write(tmp_path / "g.tflite", tmp_path, lambda m: relabel(lie(m)))
+    r = invoke("verify", bad, *source)
+    assert r.exit_code == 1, r.output
+    assert "num_layers 1 in the source, 2 in the model; bidirectional True in the source, False" in r.output

@@ -11,6 +11,7 @@ MINIMUM/MAXIMUM constant is a clip: it must be +/- a stated clip when the source
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -128,30 +129,43 @@ def _clipped_by_projection(graph: Any, op: Any, producers: dict[int, Any]) -> bo
     return op is not None and op.opcode == Op.FULLY_CONNECTED
 
 
-def clip_failures(model: Any, cell_clip: float, proj_clip: float) -> list[str]:
+def clip_failures(model: Any, cell_clip: float, proj_clip: float, cell_steps: int) -> list[str]:
     """Each MINIMUM (+clip) and MAXIMUM (-clip) constant against the source's clip for what it clips (c or the
-    projection), where the source states one; a stated cell clip no op applies fails too."""
+    projection), where the source states one; and, per stated clip, one MINIMUM and one MAXIMUM for each of the
+    `cell_steps` cell steps the file computes (cells x T unrolled, one per cell in a WHILE body): a step whose
+    clip was dropped passed when the stress input did not reach the clip at that step."""
     found: list[str] = []
-    cell_ops = 0
+    counts: Counter[tuple[bool, int]] = Counter()
+    clips = {True: (float(proj_clip), "proj_clip", "the projection"), False: (float(cell_clip), "cell_clip", "c")}
     for g, graph in enumerate((model, *model.subgraphs)):  # a WHILE loop's body clips too
         producers = {o: p for p in graph.operators for o in p.outputs}
         for k, op in enumerate(graph.operators):
             if op.opcode not in (Op.MINIMUM, Op.MAXIMUM):
                 continue
             proj = _clipped_by_projection(graph, op, producers)
-            cell_ops += not proj
-            clip, what = (float(proj_clip), "proj_clip") if proj else (float(cell_clip), "cell_clip")
-            if clip <= 0:
-                continue  # a clip the source lacks: the outputs decide (the stress input reaches it)
-            sign, name = (1.0, "MINIMUM") if op.opcode == Op.MINIMUM else (-1.0, "MAXIMUM")
-            for index in (i for i in op.inputs if _is_const(graph, i)):
-                values = np.asarray(_stored(graph, index).data, np.float64).reshape(-1)
-                if any(abs(v - sign * clip) > 1e-6 * max(1.0, clip) for v in values):
-                    found.append(
-                        f"{f'subgraph {g} ' if g else ''}op {k} {name} clips {'the projection' if proj else 'c'} at "
-                        f"{values.tolist()[:4]}, the source's {what} is {sign * clip:g}: a clip other than the "
-                        "source's (one-sided, or another value) changes the cell where it binds"
-                    )
-    if cell_clip > 0 and cell_ops == 0:
-        found.append(f"no MINIMUM/MAXIMUM clips c, the source's cell_clip is {cell_clip:g}: the file never clips c")
+            counts[proj, op.opcode] += 1
+            clip, what, of = clips[proj]
+            if clip > 0:  # else a clip the source lacks: the outputs decide (the stress input reaches it)
+                found += _clip_value(graph, op, f"{f'subgraph {g} ' if g else ''}op {k}", clip, what, of)
+    for proj, (clip, what, of) in clips.items():
+        for opcode, name in ((Op.MINIMUM, "MINIMUM"), (Op.MAXIMUM, "MAXIMUM")):
+            if clip > 0 and counts[proj, opcode] != cell_steps:
+                found.append(
+                    f"{counts[proj, opcode]} {name} ops clip {of}, the source's {what} {clip:g} applies at each of "
+                    f"the {cell_steps} cell steps the file computes: a step without its clip differs where it binds"
+                )
+    return found
+
+
+def _clip_value(graph: Any, op: Any, where: str, clip: float, what: str, of: str) -> list[str]:
+    """A MINIMUM's constant must be +clip, a MAXIMUM's -clip."""
+    sign, name = (1.0, "MINIMUM") if op.opcode == Op.MINIMUM else (-1.0, "MAXIMUM")
+    found = []
+    for index in (i for i in op.inputs if _is_const(graph, i)):
+        values = np.asarray(_stored(graph, index).data, np.float64).reshape(-1)
+        if any(abs(v - sign * clip) > 1e-6 * max(1.0, clip) for v in values):
+            found.append(
+                f"{where} {name} clips {of} at {values.tolist()[:4]}, the source's {what} is {sign * clip:g}: a clip "
+                "other than the source's (one-sided, or another value) changes the cell where it binds"
+            )
     return found

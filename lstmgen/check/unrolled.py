@@ -160,7 +160,8 @@ def verify_graph_form(
     report.against_source = src
     if src is not None and source is not None:  # the constants and clips, whatever the outputs show
         src.tensors = check_graph_tensors(lm.model, source.cells_in_op_order())
-        src.options += clip_failures(lm.model, source.stated.cell_clip, source.stated.proj_clip)
+        cell_steps = len(source.cells_in_op_order()) * (1 if lm.model.subgraphs else shape[0 if lm.time_major else 1])
+        src.options += clip_failures(lm.model, source.stated.cell_clip, source.stated.proj_clip, cell_steps)
     runs = [(label, x_run, initial) for label, initial in _starts(lm, shape, rng)]
     clipped = source is not None and (source.stated.cell_clip > 0 or source.stated.proj_clip > 0)
     if clipped and mode == "none":  # quantized errors grow with the input: the float build checks the clip ops

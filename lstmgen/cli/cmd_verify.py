@@ -184,6 +184,7 @@ def verify_cmd(
         _check_test_size(lm, batch_size, time_steps)
     samples, reading = _inputs(lm, input_path, max_samples)
     recorded = _cross_check(lm, stated)  # a stated topology or size the model does not have: FAIL now
+    recorded["form"] = lm.form
     reference = _source(weights, weights_format, layer, stated, recorded, max_error, cell)
     with showing(progress_sink(quiet or as_json)), task("verifying"):
         check = partial(verify_model, model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps)
@@ -373,7 +374,9 @@ def _difference(key: str, stated: Any, recorded: Any) -> str:
     return f"--{key.replace('_', '-')} {stated} was stated, the model has {recorded}"
 
 
-_DIRECTION = {True: "over the reversed sequence (go_backwards)", False: "forward"}
+# What the source's resolved topology must share with the model's record (lstmgen's graph form records its layers and
+# directions in metadata only, which `export` follows; a fused model's are its ops).
+_TOPOLOGY = {False: ("go_backwards",), True: ("go_backwards", "num_layers", "bidirectional")}
 
 
 def _reference(
@@ -406,11 +409,16 @@ def _reference(
     if backward and "go_backwards" not in options and "go_backwards" not in said:  # the model's word, as the layout
         options["go_backwards"] = True
     config, layers, _, _ = resolve(options, layers)
-    if backward is not None and config.go_backwards != backward:
+    differ = [
+        f"{key} {getattr(config, key)} in the source, {recorded[key]} in the model"
+        for key in _TOPOLOGY[recorded.get("form") == "graph"]
+        if recorded[key] is not None and getattr(config, key) != recorded[key]
+    ]
+    if differ:
         raise VerificationError(
-            f"{weights}: FAIL: the source's cell runs {_DIRECTION[config.go_backwards]}, the model records "
-            f"{_DIRECTION[backward]}: an export of the model would carry that direction. Check that MODEL is the "
-            "file you meant, or rebuild it from the source."
+            f"{weights}: FAIL: the source's topology is not the one the model records ({'; '.join(differ)}): an "
+            "export of the model would carry the model's. Check that MODEL is the file you meant, or rebuild it "
+            "from the source."
         )
     reference, why = source_reference(config, layers, options.get("forget_bias"))
     if reference is None:
