@@ -68,8 +68,9 @@ class LstmModel:
 
     @property
     def time_major(self) -> bool:
-        if not self.lstms:  # the graph form: its metadata says
-            return bool(self.metadata.get("hyperparameters", {}).get("time_major", False))
+        if not self.lstms:  # the graph form: its graph says (read_lstm_model refused metadata saying otherwise)
+            axis = graph_time_axis(self.model)
+            return axis == 0 if axis is not None else _stated_time_major(self.metadata)
         return self.lstms[0].time_major
 
     @property
@@ -186,6 +187,52 @@ def is_graph_form(model: ModelRecord, metadata: dict[str, Any]) -> bool:
     return metadata.get("form") == "graph" and Op.UNIDIRECTIONAL_SEQUENCE_LSTM not in ops and ops <= known
 
 
+def _stated_time_major(metadata: dict[str, Any]) -> bool:
+    return bool(metadata.get("hyperparameters", {}).get("time_major", False))
+
+
+_LAYOUTS = {0: "time-major [T, B, I]", 1: "batch-major [B, T, I]"}
+
+
+def graph_time_axis(model: ModelRecord) -> int | None:
+    """The graph form's time axis as its graph reads the input (None: it cannot tell, e.g. one step of batch 1).
+
+    A loop's input is dynamic along time alone (the batch is fixed). An unrolled graph transposes a batch-major
+    input of batch > 1 to time-major before the input projection, and splits that projection into one piece per
+    step: fed as it is, the input's outer axis is time unless it is 1 and the inner one has the steps."""
+    x = model.tensors[model.inputs[0]]
+    sig = list(x.shape_signature or ())
+    if sig.count(-1) == 1:
+        return sig.index(-1)
+    users = [op for op in model.operators if model.inputs[0] in op.inputs]
+    if len(x.shape) != 3:
+        return None
+    if any(op.opcode == Op.TRANSPOSE for op in users):
+        return 1
+    projected = {op.outputs[0] for op in users if op.opcode == Op.FULLY_CONNECTED}
+    steps = {len(op.outputs) for op in model.operators if op.opcode == Op.SPLIT and op.inputs[-1] in projected}
+    if len(steps) != 1:
+        return None
+    (t,) = steps
+    outer, inner = int(x.shape[0]), int(x.shape[1])
+    if outer == t and (inner != t or t > 1):
+        return 0
+    return 1 if inner == t and outer == 1 and t > 1 else None
+
+
+def _check_graph_layout(model: ModelRecord, metadata: dict[str, Any], source: str) -> None:
+    """The graph form's metadata must state the layout its graph reads (run, verify and the checks use it)."""
+    axis = graph_time_axis(model)
+    stated = 0 if _stated_time_major(metadata) else 1
+    if axis is not None and axis != stated:
+        raise ModelFileError(
+            f"{source}: its lstmgen metadata says the input is {_LAYOUTS[stated]}, but its graph reads it "
+            f"{_LAYOUTS[axis]} (input shape {list(model.tensors[model.inputs[0]].shape)}): the metadata was edited "
+            "or the file is damaged, and whatever feeds it by the metadata feeds it wrongly. Rebuild it (lstmgen "
+            "build --form graph ...)."
+        )
+
+
 def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False, graph_ok: bool = False) -> LstmModel:
     check_model(model, source)  # before anything indexes the graph or an interpreter loads it
     names = [BUILTIN_OPERATOR_NAMES.get(o.opcode, str(o.opcode)) for o in model.operators]
@@ -195,6 +242,7 @@ def describe_graph(model: ModelRecord, source: str, *, head_ok: bool = False, gr
         if not graph_ok:
             raise ModelFileError(GRAPH_FORM_REFUSAL.format(source=source, what="this command"))
         quads = _graph_state_io(model, metadata, source)
+        _check_graph_layout(model, metadata, source)
         return LstmModel(source, model, (), metadata, form="graph", state_io=quads)
     head = tuple(k for k, o in enumerate(model.operators) if o.opcode not in SUPPORTED_OPS)
     unsupported = sorted({names[k] for k in head})

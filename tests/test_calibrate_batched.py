@@ -115,7 +115,8 @@ def test_source_outputs_run_together_equal_one_by_one(stated: dict[str, Any], la
     width = cells[0][0].tensors["input_to_forget_weights"].shape[1]
     shape = (9, 2, width) if stated.get("time_major") else (2, 9, width)
     xs = [np.random.default_rng(k).standard_normal(shape) for k in range(5)]
-    together = _source_outputs(source, xs)
+    together, steps = _source_outputs(source, xs)
+    assert steps == [9]  # one pass of 9 steps per cell (check/state_range.py maps its trace by these)
     for x, y in zip(xs, together, strict=True):
         alone, _ = source.run(x)
         assert y.shape == alone.shape

@@ -429,3 +429,41 @@ def test_cli_builds_forward_half(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "weights: onnx" in result.stdout and "time-major" in result.stdout
     assert out.exists()
+
+
+def _folded_w(tmp_path: Path, node: onnx.NodeProto, extra: dict[str, np.ndarray]) -> Path:
+    """A model whose W is `node`'s output (folded by lstmgen.weights.onnx_fold)."""
+    arrays = lstm_arrays(seed=15)
+    inits = {"R": arrays["R"], "B": arrays["B"], **extra}
+    return save(make_model([node, lstm_node(inputs=["X", "W", "R", "B"])], inits), tmp_path / "fold.onnx")
+
+
+def test_folding_the_files_bad_values_is_bad_input(tmp_path: Path) -> None:
+    """numpy refusing the file's values (an index out of range) and a node without what its op needs (Concat
+    without axis, Gather with one input): exit 2, naming the node."""
+    w = lstm_arrays(seed=15)["W"]
+    gather = helper.make_node("Gather", ["W0", "idx"], ["W"], name="pick")
+    with pytest.raises(WeightFileError, match="the Gather node 'pick' cannot be evaluated"):
+        load_weights(_folded_w(tmp_path, gather, {"W0": w, "idx": np.array([5], np.int64)}))
+    concat = helper.make_node("Concat", ["W0"], ["W"], name="cat")
+    with pytest.raises(WeightFileError, match="the Concat node 'cat' has no 'axis' attribute"):
+        load_weights(_folded_w(tmp_path, concat, {"W0": w}))
+    lone = helper.make_node("Gather", ["W0"], ["W"], name="lone")
+    with pytest.raises(WeightFileError, match="the Gather node 'lone' has 1 input"):
+        load_weights(_folded_w(tmp_path, lone, {"W0": w}))
+
+
+@pytest.mark.parametrize("error", [IndexError, KeyError])
+def test_folding_bug_in_lstmgen_is_not_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """An IndexError or KeyError of lstmgen's own folding code (not numpy's, not onnx's) is a bug: exit 70."""
+    import lstmgen.weights.onnx_fold
+
+    def bug(a: Any, x: list[Any]) -> np.ndarray:
+        raise error("injected")
+
+    monkeypatch.setitem(lstmgen.weights.onnx_fold._OPS, "Identity", bug)
+    path = _folded_w(tmp_path, helper.make_node("Identity", ["W0"], ["W"]), {"W0": lstm_arrays(seed=15)["W"]})
+    result = CliRunner().invoke(main, ["build", "--weights", str(path), "-o", str(tmp_path / "m.tflite")])
+    assert result.exit_code == 70, result.output

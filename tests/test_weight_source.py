@@ -108,3 +108,31 @@ def test_a_bug_in_a_reader_is_an_internal_error(
     assert result.exit_code == 70, result.output
     assert "internal error: AttributeError" in result.output and "re-save" not in result.output.lower()
     assert not out.exists()
+
+
+@pytest.mark.parametrize("error", [NotImplementedError, EOFError, OSError])
+def test_a_zipfile_error_class_raised_by_lstmgen_is_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """_read_keras_zip turns zipfile's errors on a damaged .keras into exit 2, but the same classes raised by
+    lstmgen's own code are bugs (exit 70), not "save it again"."""
+    from support import ROOT, invoke
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise error("injected")
+
+    monkeypatch.setattr("lstmgen.guard.zip_member_size", bug)
+    keras = ROOT / "examples/classifier.keras"
+    result = invoke("build", "--weights", keras, "-o", tmp_path / "m.tflite", "--no-verify")
+    assert result.exit_code == 70, result.output
+    assert f"internal error: {error.__name__}" in result.output
+
+
+def test_a_truncated_keras_archive_is_still_bad_input(tmp_path: Path) -> None:
+    from support import ROOT, invoke
+
+    cut = tmp_path / "cut.keras"
+    data = (ROOT / "examples/classifier.keras").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    result = invoke("build", "--weights", cut, "-o", tmp_path / "m.tflite", "--no-verify")
+    assert result.exit_code == 2 and "not a readable .keras archive" in result.output, result.output

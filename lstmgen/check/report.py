@@ -99,6 +99,9 @@ class SourceReport:
     tensors: list[TensorCheck] = field(default_factory=list)  # each LSTM constant against the source's array
     options: list[str] = field(default_factory=list)  # options that change the source's numbers (each a FAIL)
     notes: list[str] = field(default_factory=list)  # what the inputs tested, options that never bind, ...
+    # an integer cell state the source's goes beyond on the compared inputs (check/cell_range.py): the cause
+    # of a failure against the source, a warning on a pass
+    saturated: list[str] = field(default_factory=list)
 
     @property
     def max_abs_error(self) -> float:
@@ -130,7 +133,7 @@ class SourceReport:
             return f"a constant tensor differs from the source's: {bad.describe(self.ops)}"
         if self.options:
             return "; ".join(self.options)
-        return f"max abs error {self.max_abs_error:.3g}"
+        return f"max abs error {self.max_abs_error:.3g}" + "".join(f"; {d}" for d in self.saturated)
 
     @property
     def ops(self) -> int:
@@ -174,6 +177,7 @@ class SourceReport:
             lines += [f"    {d}" for d in self.incompatible]
         lines.append(self.tensor_line())
         lines += [f"    error: {d}" for d in self.options]
+        lines += [f"    {'warning' if self.passed else 'cause'}: {d}" for d in self.saturated]
         kind = "error" if self.structure_is_error else "note"
         lines += [f"    {kind}: {d}" for d in self.structure]
         lines += [f"    note: {d}" for d in self.notes]
@@ -198,6 +202,7 @@ class SourceReport:
             "tensors": [t.to_dict() for t in self.tensors],
             "options": list(self.options),
             "notes": list(self.notes),
+            "saturated": list(self.saturated),
         }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen.check import state_range
 from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.compare import float_triple, kernel_check, starts
 from lstmgen.check.options import TestInput, decide_options, stress_scale
@@ -148,7 +149,9 @@ def check_ops(
                     emulated = emulation_report(sub, report.runtime, run.x, run.y, finals=[run.final])
                     report.emulation.append(emulated | {"op": run.spec.op_index})
                 if src is not None and cell is not None:
-                    sample = Sample({op.inputs[0]: run.x}, run.y, cell(None)[0])
+                    traces: state_range.Traces = {}
+                    y_src = _cell_run(state_range.traced_cell(cells[k], 0, traces), run)(None)[0]
+                    sample = Sample({op.inputs[0]: run.x}, run.y, y_src)
                     name = f"{run.tag}output vs float source"
                     quantized_vs_source(
                         src,
@@ -161,6 +164,8 @@ def check_ops(
                         seed=report.seed,
                         smoke=smoke,
                     )
+                    if not s:  # from the zero state: where the source's cell state goes, not where it was put
+                        _judge_state_range(src, sub, run, traces)
                 continue
             seed = report.seed + s * len(lm.lstms) + k
             source_ref = cell(None) if cell is not None else None
@@ -200,6 +205,16 @@ def _check_float_op(
     finals = [(run.final, finals_ref[0])]
     float_triple(report.checks, run.label, (run.y, y_ref), finals, bound, report.atol, report.rtol, prefix=run.tag)
     return bound
+
+
+def _judge_state_range(src: SourceReport, sub: ModelRecord, run: _OpRun, traces: state_range.Traces) -> None:
+    """The op's integer states against its source cell's reach on the op's input (check/state_range.py): named
+    as the cause of a failure against the source."""
+    if src.checks[-1].passed:  # the cause of a failure only (a pass is not changed by a saturation)
+        return
+    found = state_range.saturations(state_range.state_limits(sub, [0]), traces, [run.x.shape[run.time_axis]])
+    src.saturated += [s.describe(f"LSTM op {run.spec.op_index}'s", "the op's input") for s in found]
+    src.saturated += [state_range.ADVICE] if found else []
 
 
 def _cell_run(cell: Any, run: _OpRun) -> Run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check import subgraph, unrolled
+from lstmgen.check import state_range, subgraph, unrolled
 from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.compare import Start, finish, float_triple, kernel_check, starts
 from lstmgen.check.options import TestInput, decide_options, input_notes, stress_scale
@@ -96,14 +97,21 @@ def _input_grid(lm: LstmModel) -> Any:
     return None
 
 
+def reach_in_sigmas(n: int) -> float:
+    """How many sigmas n normal draws reach (about sqrt(2 ln n)), at least 3."""
+    return max(3.0, math.sqrt(2 * math.log(max(n, 2))))
+
+
 def draw_input(lm: LstmModel, shape: list[int], rng: np.random.Generator) -> np.ndarray:
-    """Seeded test input. For an int8 input: normal over the calibrated range (the input grid spans it,
-    about ±3 sigma of the calibration data), so the test stays where int8 was calibrated to work."""
+    """Seeded test input. For an int8 input: normal over the calibrated range (the input grid spans the
+    calibration data's extremes), its own extremes at the range's ends as the calibration data's were (sigma =
+    half the range / reach_in_sigmas(n values); it was range / 6, wider than calibration for n > 90: a right
+    512-unit model, calibrated on 8 sequences of 50 steps, saturated its output grid on it and failed)."""
     grid = _input_grid(lm)
     if grid is None:
         return rng.standard_normal(shape).astype(np.float32)
     lo, hi = affine.real_range(grid.dtype, grid.quantization.scale[0], grid.quantization.zero_point[0])
-    x = rng.normal((lo + hi) / 2, (hi - lo) / 6, shape)
+    x = rng.normal((lo + hi) / 2, (hi - lo) / 2 / reach_in_sigmas(math.prod(shape)), shape)
     return quantize_real(x, grid).astype(np.float32)  # both sides see exactly the values on the grid
 
 
@@ -189,7 +197,7 @@ def verify_model(
         report.scope = subgraph.scope_lines(lm)
         subgraph.check_ops(lm, session, x, rng, report, source, n_runs, smoke, stress=x_given is None)
     else:
-        inputs = _Inputs(x, x_given, source_inputs, rng)
+        inputs = _Inputs(x, x_given, source_inputs, rng, plausible=not strict_structure)
         _check_whole(lm, path, [session], inputs, report, source, micro, n_runs, smoke)
     finish(report)
     return report
@@ -212,6 +220,7 @@ class _Inputs:
     given: np.ndarray | None
     more: np.ndarray | None
     rng: np.random.Generator
+    plausible: bool = False  # also trace the source's cell state on inputs drawn like x (not in a build)
 
     @property
     def source_x(self) -> np.ndarray:
@@ -299,7 +308,9 @@ def _check_quantized(
         kernel_check(report, lm.model, {lm.input_index: x}, lm.output_index, y, f"output ({report.mode}){tag}")
         if source is not None and report.against_source is not None:
             first = (inputs.source_x, x, y)
-            _quantized_against_source(lm, source, report.against_source, sess, first, inputs.more, tag, smoke)
+            traced = _quantized_against_source(lm, source, report.against_source, sess, first, inputs.more, tag, smoke)
+            if sess is sessions[0]:
+                _judge_state_range(lm, source, report.against_source, traced, inputs)
 
 
 def _check_float(
@@ -421,15 +432,76 @@ def _source_report(
     return src
 
 
-def _source_outputs(source: SourceModel, xs: list[np.ndarray]) -> list[np.ndarray]:
+def _source_outputs(source: SourceModel, xs: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
     """The source's output on each input, all run at once side by side on the batch axis (its rows are
     independent): one float64 pass instead of one per input (1024 units, T=50, 32 inputs: a verified int8
-    build's verification 41-44 s -> 18-19 s under load)."""
+    build's verification 41-44 s -> 18-19 s under load); and the time steps of each pass its cells ran."""
+    t_axis = 0 if source.setting("time_major") else 1
     if len(xs) < 2 or len({x.shape for x in xs}) != 1:
-        return [source.run(x)[0] for x in xs]
-    b_axis = 1 if source.setting("time_major") else 0
-    y, _ = source.run(np.concatenate(xs, axis=b_axis))
-    return np.split(y, len(xs), axis=b_axis if y.ndim == 3 else 0)
+        return [source.run(x)[0] for x in xs], [int(np.shape(x)[t_axis]) for x in xs]
+    y, _ = source.run(np.concatenate(xs, axis=1 - t_axis))
+    return np.split(y, len(xs), axis=1 - t_axis if y.ndim == 3 else 0), [int(np.shape(xs[0])[t_axis])]
+
+
+@dataclass
+class _Traced:
+    """The source's cell-state trace over the compared inputs (check/state_range.py) and what they were."""
+
+    traces: state_range.Traces
+    steps: list[int]
+    backward: frozenset[int]
+    on: str
+
+
+def _tag(op: int, ops: int) -> str:
+    return f"LSTM op {op}'s" if ops > 1 else "the LSTM's"
+
+
+def _judge_state_range(lm: LstmModel, source: SourceModel, src: SourceReport, traced: _Traced, inputs: _Inputs) -> None:
+    """The integer cell state's range against the source's reach: on the compared inputs, the cause of a
+    failure (a warning on a pass); else, in verify, on PLAUSIBLE_DRAWS inputs drawn like the test input."""
+    limits = state_range.state_limits(lm.model, [s.op_index for s in lm.lstms])
+    if not any(limits):
+        return
+    if not src.checks[-1].passed:  # the cause, when it is a saturation (not on a pass: a wider test input than
+        # the calibration data goes beyond the output's calibrated grid without changing the verdict)
+        found = state_range.saturations(limits, traced.traces, traced.steps, traced.backward)
+        src.saturated += [s.describe(_tag(s.op, len(limits)), traced.on) for s in found]
+        src.saturated += [state_range.ADVICE] if found else []
+    elif inputs.plausible:
+        _plausible_saturation(lm, source, src, limits, inputs)
+
+
+def _plausible_saturation(
+    lm: LstmModel, source: SourceModel, src: SourceReport, limits: list[list[state_range.Limit]], inputs: _Inputs
+) -> None:
+    """A warning per cell state that the source's leaves on too many of PLAUSIBLE_DRAWS inputs drawn like the
+    calibration data (normal, their extremes at the file's input range, which that data set). The hidden state
+    is not judged on them: its grid spans the calibrated range exactly, the cell state's has headroom."""
+    grid = _input_grid(lm)
+    cells = [[lim for lim in op if lim.symbol == "c"] for op in limits]
+    if grid is None or not any(cells):
+        return
+    t_axis = 0 if lm.time_major else 1
+    shape = list(inputs.x.shape)
+    shape[1 - t_axis] = state_range.PLAUSIBLE_DRAWS
+    lo, hi = affine.real_range(grid.dtype, grid.quantization.scale[0], grid.quantization.zero_point[0])
+    sigma = (hi - lo) / 2 / reach_in_sigmas(math.prod(shape))  # their extremes at the range's ends
+    rng = np.random.default_rng(inputs.rng.integers(2**31))
+    xs = quantize_real(rng.normal((lo + hi) / 2, sigma, shape), grid).astype(np.float32)
+    traces: state_range.Traces = {}
+    model, backward = state_range.traced_model(source, traces)
+    model.run(xs)
+    shares = {(op, lim.symbol): share for op, lim, share in state_range.beyond_share(cells, traces)}
+    on = f"{state_range.PLAUSIBLE_DRAWS} inputs drawn like calibration data (normal over the file's input range)"
+    for s in state_range.saturations(cells, traces, [shape[t_axis]], backward):
+        share = shares[(s.op, "c")]
+        if share >= state_range.TOO_MANY:
+            src.notes.append(
+                f"warning: {s.describe(_tag(s.op, len(limits)), on)}, and leaves it on {share:.0%} of them (a "
+                f"range set on such data is left by few fresh inputs); the test input did not go there: "
+                f"{state_range.ADVICE}"
+            )
 
 
 def _quantized_against_source(
@@ -441,7 +513,7 @@ def _quantized_against_source(
     more: np.ndarray | None,
     tag: str,
     smoke: bool,
-) -> None:
+) -> _Traced:
     """What quantization cost: the model's output against the float source, per time step, on `first`
     ((input as given, the same on the model's grid, model output) already computed) plus up to
     MAX_SOURCE_SAMPLES - 1 further inputs from `more`. The source runs on the inputs as given: input
@@ -453,9 +525,13 @@ def _quantized_against_source(
             xq = quantize_real(extra, grid).astype(np.float32)
             sess.reset()
             runs.append((np.asarray(extra, np.float32), xq, sess.invoke(xq)))
-    refs = _source_outputs(source, [xg for xg, _, _ in runs])  # one source pass for every input
+    traces: state_range.Traces = {}
+    traced, backward = state_range.traced_model(source, traces)
+    refs, steps = _source_outputs(traced, [xg for xg, _, _ in runs])  # one source pass for every input
     samples = [Sample({lm.input_index: xm}, y, ref) for (_, xm, y), ref in zip(runs, refs, strict=True)]
     name = f"output vs float source{f' ({len(runs)} inputs)' if len(runs) > 1 else ''}{tag}"
     t_axis = 0 if lm.time_major else 1
     mode = model_mode(lm.model)
     quantized_vs_source(src, name, lm.model, lm.output_index, samples, mode=mode, time_axis=t_axis, seed=0, smoke=smoke)
+    on = "the test input" if len(runs) == 1 else f"the {len(runs)} inputs compared"
+    return _Traced(traces, steps, backward, on)

@@ -79,7 +79,7 @@ def source_failure(report: VerifyReport) -> str:
     steps = f" ({src.error_in_output_steps:.3g} output steps)" if src.error_in_output_steps is not None else ""
     return (
         f"the model does not compute the source LSTM ({src.reference}): max abs error {src.max_abs_error:.3g}"
-        f"{steps} exceeds {src.tolerance}. "
+        f"{steps} exceeds {src.tolerance}{''.join(f'; {d}' for d in src.saturated)}. "
     )
 
 

@@ -8,6 +8,7 @@ quantization parameters). A corrupt file is refused with every problem listed, n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,6 +193,8 @@ def _operator(model: ModelRecord, k: int, op: OperatorRecord, problems: _Problem
     if rule is None:  # lstmgen refuses these ops later; never let an absent input through meanwhile
         if -1 in op.inputs:
             problems.add(f"{where} has an absent (-1) input")
+        elif op.opcode == Op.SPLIT and len(op.inputs) == 2:
+            _output_types(model, where, op, problems)
         return
     if (rule.inputs and len(op.inputs) not in rule.inputs) or not op.inputs:
         problems.add(f"{where} has {len(op.inputs)} inputs; its kernel takes {' or '.join(map(str, rule.inputs))}")
@@ -211,6 +214,7 @@ def _operator(model: ModelRecord, k: int, op: OperatorRecord, problems: _Problem
     check = _OP_CHECKS.get(op.opcode)
     if check is not None:
         check(model, where, op, problems)
+    _output_types(model, where, op, problems)
 
 
 def _lstm(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
@@ -344,6 +348,48 @@ def _while(model: ModelRecord, where: str, op: OperatorRecord, problems: _Proble
                 f"{where}: subgraph {k} takes {len(sg.inputs)} inputs and gives {len(sg.outputs)} outputs; the loop "
                 f"needs {n} and {outputs} (and no loop inside)"
             )
+
+
+_F32, _I32, _I64 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)
+# Ops whose kernel computes in its first data input's type; several (ADD, SUB, MINIMUM, MAXIMUM, GATHER, SPLIT)
+# set the output's type at Prepare without checking the file's, so a file declaring another type runs, yet
+# lies to every reader that takes the declared type (TFLite Micro, NPU compilers, the caller's own code).
+_SAME_TYPE_OPS = frozenset(
+    {
+        *(Op.ADD, Op.SUB, Op.MUL, Op.MINIMUM, Op.MAXIMUM, Op.LOGISTIC, Op.TANH, Op.RELU, Op.RELU6),
+        *(Op.RELU_N1_TO_1, Op.RSQRT, Op.RESHAPE, Op.MEAN, Op.TRANSPOSE, Op.STRIDED_SLICE, Op.REVERSE_V2),
+        *(Op.CONCATENATION, Op.GATHER),
+    }
+)  # not FULLY_CONNECTED: its kernel checks its output type itself, and takes int8 in, int16 out
+_QUANTIZED_TYPES = frozenset(np.dtype(d) for d in (np.int8, np.uint8, np.int16))
+# Output types by op where they do not follow the input: LiteRT's DEQUANTIZE always writes float32 (dequantize.cc
+# Prepare), QUANTIZE writes an integer grid, SHAPE int32/int64, LESS bool, and a float LSTM float32 (its kernel
+# sizes the output by the declared type but writes floats into it).
+_FIXED_OUTPUT_TYPES: dict[int, Callable[[np.dtype], frozenset[np.dtype]]] = {
+    Op.DEQUANTIZE: lambda _x: frozenset({_F32}),
+    Op.QUANTIZE: lambda _x: _QUANTIZED_TYPES,
+    Op.SHAPE: lambda _x: frozenset({_I32, _I64}),
+    Op.LESS: lambda _x: frozenset({np.dtype(np.bool_)}),
+    Op.UNIDIRECTIONAL_SEQUENCE_LSTM: lambda x: frozenset({_F32} if x.kind == "f" else _QUANTIZED_TYPES),
+}
+
+
+def _output_types(model: ModelRecord, where: str, op: OperatorRecord, problems: _Problems) -> None:
+    """Each output's declared type is the one its kernel writes (see _SAME_TYPE_OPS, _FIXED_OUTPUT_TYPES)."""
+    t = model.tensors
+    first = t[op.inputs[1 if op.opcode == Op.SPLIT else 0]].dtype  # SPLIT's first input is its axis
+    if op.opcode in _SAME_TYPE_OPS or op.opcode == Op.SPLIT:
+        want = [frozenset({first})] * len(op.outputs)
+    elif op.opcode == Op.WHILE:  # the loop's state flows through: output k has input k's type
+        want = [frozenset({t[i].dtype}) for i in op.inputs]
+    elif op.opcode in _FIXED_OUTPUT_TYPES:
+        want = [_FIXED_OUTPUT_TYPES[op.opcode](first)] * len(op.outputs)
+    else:
+        return
+    for k, (i, allowed) in enumerate(zip(op.outputs, want, strict=True)):
+        if t[i].dtype not in allowed:
+            names = " or ".join(sorted(d.name for d in allowed))
+            problems.add(f"{where}: output {k} is declared {t[i].dtype.name}; the kernel writes {names}")
 
 
 _OP_CHECKS = {

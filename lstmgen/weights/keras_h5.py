@@ -23,6 +23,7 @@ from lstmgen.weights.keras_cells import (
     _shape,
 )
 from lstmgen.weights.keras_topology import _attach_configs, _listed
+from lstmgen.weights.library_errors import raised_in
 from lstmgen.weights.zipped import stored_member
 
 
@@ -283,9 +284,12 @@ def _read_keras_zip(path: Path) -> tuple[io.IOBase, dict[str, Any] | None]:
         if weights is not None:
             weights.close()
         # zipfile's own errors on a damaged archive: a bad or cut-off directory (BadZipFile, EOFError, OSError),
-        # ZIP64 it was not told to expect (LargeZipFile), a compression method it lacks (NotImplementedError)
+        # ZIP64 it was not told to expect (LargeZipFile), a compression method it lacks (NotImplementedError);
+        # zipped.stored_member raises BadZipFile (and its I/O OSError) for a damaged member. Only where those two
+        # raised them: the same classes from lstmgen's other code are bugs (exit 70).
         broken = (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, NotImplementedError)
-        if isinstance(exc, broken) and not isinstance(exc, LstmgenError):
+        damaged = raised_in(exc, "zipfile") or raised_in(exc, "lstmgen.weights.zipped")
+        if isinstance(exc, broken) and damaged and not isinstance(exc, LstmgenError):
             raise WeightFileError(
                 f"{path} is not a readable .keras archive ({exc}): it is truncated or corrupt. Expected the zip "
                 "file that Keras 3 model.save('x.keras') writes; save it again."

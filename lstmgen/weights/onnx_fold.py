@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen.weights.library_errors import raised_in
+
 
 class Unfoldable(Exception):
     """A value that depends on data fed at run time (the message says which node or input)."""
@@ -60,8 +62,10 @@ def _squeeze(a: Mapping[str, Any], x: list[Value]) -> np.ndarray:
 def _reshape(a: Mapping[str, Any], x: list[Value]) -> np.ndarray:
     shape = [int(s) for s in np.asarray(x[1]).ravel()]
     if not a.get("allowzero", 0):
-        shape = [x[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
-    return np.asarray(x[0]).reshape(shape)
+        if any(s == 0 and i >= np.ndim(x[0]) for i, s in enumerate(shape)):
+            raise Unfoldable(f"shape {shape} copies (0) a dimension the rank-{np.ndim(x[0])} input lacks")
+        shape = [np.shape(x[0])[i] if s == 0 else s for i, s in enumerate(shape)]
+    return np.reshape(x[0], shape)
 
 
 def _slice(a: Mapping[str, Any], x: list[Value]) -> np.ndarray:
@@ -74,6 +78,11 @@ def _slice(a: Mapping[str, Any], x: list[Value]) -> np.ndarray:
         starts, ends = np.asarray(a["starts"]), np.asarray(a["ends"])
         axes = np.asarray(a.get("axes", range(len(starts))))
         steps = np.ones(len(starts), np.int64)
+    rank = data.ndim
+    if not len(starts) == len(ends) == len(axes) == len(steps) or not all(-rank <= int(ax) < rank for ax in axes):
+        raise Unfoldable(f"starts, ends, axes and steps {starts}, {ends}, {axes}, {steps} for a rank-{rank} input")
+    if not all(int(st) for st in steps):
+        raise Unfoldable("a step is 0")
     index = [slice(None)] * data.ndim
     for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
         index[int(ax)] = slice(*slice(int(s), int(e), int(st)).indices(data.shape[int(ax)]))
@@ -118,7 +127,7 @@ _OPS: dict[str, Callable[[Mapping[str, Any], list[Value]], np.ndarray]] = {
     "Expand": _expand,
     "Transpose": lambda a, x: np.transpose(x[0], a.get("perm")),
     "Tile": lambda a, x: np.tile(x[0], [int(r) for r in np.asarray(x[1]).ravel()]),
-    "Flatten": lambda a, x: np.asarray(x[0]).reshape(int(np.prod(np.shape(x[0])[: int(a.get("axis", 1))])), -1),
+    "Flatten": lambda a, x: np.reshape(x[0], (int(np.prod(np.shape(x[0])[: int(a.get("axis", 1))])), -1)),
     "Add": lambda a, x: np.asarray(np.add(x[0], x[1])),
     "Sub": lambda a, x: np.asarray(np.subtract(x[0], x[1])),
     "Mul": lambda a, x: np.asarray(np.multiply(x[0], x[1])),
@@ -126,6 +135,27 @@ _OPS: dict[str, Callable[[Mapping[str, Any], list[Value]], np.ndarray]] = {
     "Neg": lambda a, x: np.asarray(np.negative(x[0])),
     "Size": lambda a, x: np.asarray(np.size(x[0]), np.int64),
 }
+
+
+# The inputs each op cannot do without (the rest are optional), and the attributes: checked before folding, so
+# the helpers above index only what is there (an IndexError or KeyError of theirs is a bug in lstmgen).
+_ARITY = {"Gather": 2, "CastLike": 2, "Reshape": 2, "Expand": 2, "Tile": 2, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2}
+_REQUIRED_ATTRIBUTES = {"Concat": ("axis",), "Cast": ("to",)}
+
+
+def _malformed(op: str, attrs: Mapping[str, Any], inputs: list[Value]) -> str | None:
+    """What a node lacks that its op needs (None: nothing)."""
+    need = _ARITY.get(op, 1)
+    if op == "Slice" and len(inputs) == 1:
+        missing = [k for k in ("starts", "ends") if k not in attrs]
+        if missing:
+            return f"has no {' or '.join(missing)} (neither as inputs nor attributes)"
+    elif op == "Slice":
+        need = 3
+    if len(inputs) < need or any(v is None for v in inputs[:need]):
+        return f"has {sum(v is not None for v in inputs)} input(s); it needs {need}"
+    missing = [k for k in _REQUIRED_ATTRIBUTES.get(op, ()) if k not in attrs]
+    return f"has no '{missing[0]}' attribute" if missing else None
 
 
 class Folder:
@@ -202,9 +232,17 @@ class Folder:
             if op in _ZERO_KEEPING and all(self._all_zero(v) for v in zeros_in if v is not None):
                 return ZEROS
             raise Unfoldable(f"'{name}' has a run-time shape ({where})")
+        problem = _malformed(op, attrs, inputs)
+        if problem is not None:
+            raise Unfoldable(f"{where} {problem}")
         try:
             return self.ops[op](attrs, inputs)
-        except (ValueError, IndexError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            # numpy refusing the file's values (shapes, axes, dtypes: from its C code too, so any frame for
+            # ValueError/TypeError, AxisError among them), an index numpy or onnx looks up (np.take, a type
+            # number); an IndexError or KeyError of lstmgen's own code is a bug (exit 70)
+            if isinstance(exc, (IndexError, KeyError)) and not (raised_in(exc, "numpy") or raised_in(exc, "onnx")):
+                raise
             raise Unfoldable(f"{where} cannot be evaluated ({exc})") from None
 
     @staticmethod
