@@ -144,7 +144,7 @@ def test_a_mislabelled_file_is_refused(loop: Path, tmp_path: Path, name: str) ->
     verifies, or a file whose names cross h and c passes while every caller feeds c as h. The metadata's layout
     must be the graph's, or verify runs the wrong axis."""
     bad = _write(loop, tmp_path, REFUSED[name])
-    says = "signature" if "signature" in name else "time axis"
+    says = "signature" if "signature" in name else "time-major"
     assert_user_error(invoke("verify", bad, *SOURCE), says)
     if "signature" in name:
         assert_user_error(invoke("inspect", bad), says)
