@@ -110,6 +110,10 @@ def _fused_layers(lm: LstmModel) -> tuple[list[list[Cell]], list[str], Options]:
     return layers, notes, {s.op_index: (s.activation, s.cell_clip, s.proj_clip) for s in lm.lstms}
 
 
+# How the graph form's stored weight types become float32 (float16 has no scale or zero point).
+_WIDENED = {"int8": "int8 ((q - zero_point) * scale per output row)", "float16": "float16 (each value exactly)"}
+
+
 def graph_layers(lm: LstmModel) -> tuple[list[list[Cell]], list[str], Options]:
     """lstmgen's graph form as layers of cells: the gates by structure (export_graph), layers and directions as the
     file states them (checked against the cells found), the clips from its MINIMUM ops."""
@@ -132,9 +136,10 @@ def graph_layers(lm: LstmModel) -> tuple[list[list[Cell]], list[str], Options]:
         "LOGISTIC/activation and what its result multiplies)"
     ]
     if kinds := stored_types(lm):
+        how = " and ".join(_WIDENED[k] for k in sorted(kinds))
         notes.append(
-            f"weights dequantized from {', '.join(sorted(kinds))} ((q - zero_point) * scale per output row, as "
-            "float32): they are the values the quantized model computes with, not the float weights it was made from"
+            f"weights dequantized from {how} to float32: they are the values the quantized model computes with, not "
+            "the float weights it was made from"
         )
     return layers, notes, {c.order: (c.activation, *clips) for c in cells}
 

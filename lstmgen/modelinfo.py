@@ -135,9 +135,7 @@ GRAPH_STATE_REFUSAL = (
 )
 
 
-def _graph_state_io(
-    model: ModelRecord, metadata: dict[str, Any], source: str
-) -> tuple[tuple[int, int, int, int], ...]:
+def _graph_state_io(model: ModelRecord, metadata: dict[str, Any], source: str) -> tuple[tuple[int, int, int, int], ...]:
     """The graph form's state inputs and outputs from its metadata, checked against the model's inputs/outputs:
     positions 1..2n in order, float tensors of rank 2, each final state shaped as its initial one."""
     entries = metadata.get("state_io", [])
@@ -159,7 +157,27 @@ def _graph_state_io(
             "input and a final h and c output per cell as its metadata lists them; found "
             f"{len(model.inputs)} inputs and {len(model.outputs)} outputs that do not match. Rebuild the file."
         )
+    wrong = _signature_mismatch(model, len(found))
+    if wrong:
+        raise ModelFileError(
+            f"{source}: its signature {wrong}, while the model's inputs and outputs (what lstmgen runs and verifies) "
+            "are the input, then initial_h_K and initial_c_K per cell, and the output, then final_h_K and "
+            "final_c_K: a caller using the signature's names would feed or read the wrong tensors. Rebuild the file."
+        )
     return tuple(found)
+
+
+def _signature_mismatch(model: ModelRecord, cells: int) -> str:
+    """Where a signature's state keys name other tensors than the model's state positions ('' when none does):
+    callers stream through the signature's names (initial_h_K, final_c_K, ...), lstmgen through the positions."""
+    for s in model.signatures:
+        for side, tensors, prefix in (("inputs", model.inputs, "initial"), ("outputs", model.outputs, "final")):
+            got = dict(getattr(s, side))
+            want = {f"{prefix}_{v}_{k}": tensors[1 + 2 * k + j] for k in range(cells) for j, v in enumerate("hc")}
+            keys = [key for key, index in want.items() if got.get(key) != index]
+            if keys or sorted(got.values()) != sorted(tensors):
+                return f"'{s.key}' maps its {side} {sorted(got.items())} otherwise (at {', '.join(keys) or 'the set'})"
+    return ""
 
 
 def is_graph_form(model: ModelRecord, metadata: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ MINIMUM/MAXIMUM constant is a clip: it must be +/- a stated clip when the source
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -68,22 +69,41 @@ def _blocks(t: Any, label: str, cands: Candidates) -> list[TensorCheck]:
     return best
 
 
+def _role(cands: Candidates, adds: bool) -> Candidates:
+    """The source arrays a constant may stand for: biases for what is added (a FULLY_CONNECTED bias, an ADD's
+    constant), the others (weights, peepholes, layer-norm coefficients) for what multiplies. Else a layer-norm
+    coefficient one ulp off a ones vector passed as the forget bias of 1.0 (closest, within a bias's allowance)."""
+    picked = {s: [(n, a) for n, a in pool if n.endswith("bias") == adds] for s, pool in cands.items()}
+    return {s: pool for s, pool in picked.items() if pool}
+
+
 def _is_const(model: Any, index: int) -> bool:
     return index >= 0 and _stored(model, index).data is not None
 
 
 def check_graph_tensors(model: Any, cells: Sequence[Cell]) -> list[TensorCheck]:
-    """Each FULLY_CONNECTED weight and bias and each MUL/ADD constant vector, in blocks, against the source."""
+    """Each FULLY_CONNECTED weight and bias and each MUL/ADD constant vector, in blocks, against the source: in
+    the main graph and in every subgraph (a WHILE loop's body holds the recurrent weights, peepholes, layer norm)."""
     cands = _candidates(cells)
+    found: list[TensorCheck] = []
+    for g, graph in enumerate((model, *model.subgraphs)):
+        found += _graph_constants(graph, f"subgraph {g} " if g else "", cands)
+    return found
+
+
+def _graph_constants(model: Any, where: str, cands: Candidates) -> list[TensorCheck]:
+    """One subgraph's constants (labelled `where`) against the source's arrays."""
     vectors: Candidates = {s: v for s, v in cands.items() if len(s) == 1}
     found: list[TensorCheck] = []
     seen: set[int] = set()  # a constant several ops share (one recurrent matrix for every step): once
     for k, op in enumerate(model.operators):
         if op.opcode == Op.FULLY_CONNECTED:
-            slots = [(i, f"op {k} FULLY_CONNECTED {'weights' if n == 1 else 'bias'}") for n, i in enumerate(op.inputs)]
+            slots = [
+                (i, f"{where}op {k} FULLY_CONNECTED {'weights' if n == 1 else 'bias'}") for n, i in enumerate(op.inputs)
+            ]
             slots = slots[1:]
         elif op.opcode in (Op.MUL, Op.ADD):  # peepholes, layer-norm coefficients, biases added after it
-            slots = [(i, f"op {k} {'MUL' if op.opcode == Op.MUL else 'ADD'} constant") for i in op.inputs]
+            slots = [(i, f"{where}op {k} {'MUL' if op.opcode == Op.MUL else 'ADD'} constant") for i in op.inputs]
         else:
             continue
         for index, label in slots:
@@ -96,31 +116,56 @@ def check_graph_tensors(model: Any, cells: Sequence[Cell]) -> list[TensorCheck]:
             data = np.asarray(t.data)
             if data.ndim > 1 and label.endswith("constant"):  # a [1, N] vector broadcast over the batch
                 t = replace(t, data=data.reshape(-1), shape=(data.size,))
-            flat = t
-            found += _blocks(flat, label, vectors if flat.data.ndim == 1 else cands)
+            adds = label.endswith(("bias", "ADD constant"))
+            found += _blocks(t, label, _role(vectors if t.data.ndim == 1 else cands, adds))
     return found
 
 
-def clip_failures(model: Any, cell_clip: float, proj_clip: float) -> list[str]:
-    """MINIMUM (+clip) and MAXIMUM (-clip) constants other than the stated clips (when the source states one)."""
-    stated = [c for c in (float(cell_clip), float(proj_clip)) if c > 0]
-    if not stated:
-        return []  # a clip the source lacks: the outputs decide (the stress input reaches it)
+def _clipped_by_projection(graph: Any, op: Any, producers: dict[int, Any]) -> bool:
+    """Whether a MINIMUM/MAXIMUM clips a FULLY_CONNECTED's output (the projection: proj_clip), through the other
+    clip op of its pair; anything else it clips is c (cell_clip)."""
+    while op is not None and op.opcode in (Op.MINIMUM, Op.MAXIMUM):
+        op = next((producers.get(i) for i in op.inputs if not _is_const(graph, i)), None)
+    return op is not None and op.opcode == Op.FULLY_CONNECTED
+
+
+def clip_failures(model: Any, cell_clip: float, proj_clip: float, cell_steps: int) -> list[str]:
+    """Each MINIMUM (+clip) and MAXIMUM (-clip) constant against the source's clip for what it clips (c or the
+    projection), where the source states one; and, per stated clip, one MINIMUM and one MAXIMUM for each of the
+    `cell_steps` cell steps the file computes (cells x T unrolled, one per cell in a WHILE body): a step whose
+    clip was dropped passed when the stress input did not reach the clip at that step."""
     found: list[str] = []
-    for k, op in enumerate(model.operators):
-        if op.opcode not in (Op.MINIMUM, Op.MAXIMUM):
-            continue
-        sign = 1.0 if op.opcode == Op.MINIMUM else -1.0
-        for index in op.inputs:
-            if not _is_const(model, index):
+    counts: Counter[tuple[bool, int]] = Counter()
+    clips = {True: (float(proj_clip), "proj_clip", "the projection"), False: (float(cell_clip), "cell_clip", "c")}
+    for g, graph in enumerate((model, *model.subgraphs)):  # a WHILE loop's body clips too
+        producers = {o: p for p in graph.operators for o in p.outputs}
+        for k, op in enumerate(graph.operators):
+            if op.opcode not in (Op.MINIMUM, Op.MAXIMUM):
                 continue
-            values = np.asarray(_stored(model, index).data, np.float64).reshape(-1)
-            ok = all(any(abs(v - sign * c) <= 1e-6 * max(1.0, c) for c in stated) for v in values)
-            if not ok:
-                name = "MINIMUM" if sign > 0 else "MAXIMUM"
-                want = " or ".join(f"{sign * c:g}" for c in stated)
+            proj = _clipped_by_projection(graph, op, producers)
+            counts[proj, op.opcode] += 1
+            clip, what, of = clips[proj]
+            if clip > 0:  # else a clip the source lacks: the outputs decide (the stress input reaches it)
+                found += _clip_value(graph, op, f"{f'subgraph {g} ' if g else ''}op {k}", clip, what, of)
+    for proj, (clip, what, of) in clips.items():
+        for opcode, name in ((Op.MINIMUM, "MINIMUM"), (Op.MAXIMUM, "MAXIMUM")):
+            if clip > 0 and counts[proj, opcode] != cell_steps:
                 found.append(
-                    f"op {k} {name} clips at {values.tolist()[:4]}, the source's clip is {want}: a clip other "
-                    "than the source's (one-sided, or another value) changes the cell where it binds"
+                    f"{counts[proj, opcode]} {name} ops clip {of}, the source's {what} {clip:g} applies at each of "
+                    f"the {cell_steps} cell steps the file computes: a step without its clip differs where it binds"
                 )
+    return found
+
+
+def _clip_value(graph: Any, op: Any, where: str, clip: float, what: str, of: str) -> list[str]:
+    """A MINIMUM's constant must be +clip, a MAXIMUM's -clip."""
+    sign, name = (1.0, "MINIMUM") if op.opcode == Op.MINIMUM else (-1.0, "MAXIMUM")
+    found = []
+    for index in (i for i in op.inputs if _is_const(graph, i)):
+        values = np.asarray(_stored(graph, index).data, np.float64).reshape(-1)
+        if any(abs(v - sign * clip) > 1e-6 * max(1.0, clip) for v in values):
+            found.append(
+                f"{where} {name} clips {of} at {values.tolist()[:4]}, the source's {what} is {sign * clip:g}: a clip "
+                "other than the source's (one-sided, or another value) changes the cell where it binds"
+            )
     return found

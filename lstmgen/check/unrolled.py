@@ -77,6 +77,7 @@ def _fixed_shape(
     batch or time must match; a looping model is run over time_steps, x's steps or default_steps."""
     shape = [int(d) for d in lm.input.shape]
     t_axis, b_axis = (0, 1) if lm.time_major else (1, 0)
+    _check_time_axis(lm, t_axis)
     if (lm.input.shape_signature or shape)[t_axis] == -1:
         shape[t_axis] = int(np.shape(x)[t_axis]) if x is not None and np.ndim(x) == 3 else time_steps or default_steps
     asked = {t_axis: time_steps, b_axis: batch_size}
@@ -90,6 +91,21 @@ def _fixed_shape(
                 f"({list(np.shape(x)) if x is not None else want}). Verify it at its own shape, or rebuild it."
             )
     return shape
+
+
+def _check_time_axis(lm: LstmModel, t_axis: int) -> None:
+    """The metadata's layout and time_steps must be the input's: a WHILE loop's one free axis is time, an unrolled
+    file's time axis has time_steps. Else a batch-major file labelled time-major was run over 1 step and passed."""
+    sig = list(lm.input.shape_signature or lm.input.shape)
+    steps = lm.metadata.get("hyperparameters", {}).get("time_steps")
+    free = [axis for axis, d in enumerate(sig) if d == -1]
+    if (free == [t_axis]) if steps is None else (not free and len(sig) == 3 and sig[t_axis] == steps):
+        return
+    layout = "time-major" if lm.time_major else "batch-major"
+    raise ModelFileError(
+        f"{lm.path}: its metadata says {layout} with time_steps {steps}, but its input's shape is {sig} (-1: free): "
+        "the time axis the metadata names is not the one the graph loops over or unrolls. Rebuild the file."
+    )
 
 
 def _sessions(lm: LstmModel, runtime: str, shape: list[int]) -> list[tuple[Any, str]]:
@@ -144,7 +160,8 @@ def verify_graph_form(
     report.against_source = src
     if src is not None and source is not None:  # the constants and clips, whatever the outputs show
         src.tensors = check_graph_tensors(lm.model, source.cells_in_op_order())
-        src.options += clip_failures(lm.model, source.stated.cell_clip, source.stated.proj_clip)
+        cell_steps = len(source.cells_in_op_order()) * (1 if lm.model.subgraphs else shape[0 if lm.time_major else 1])
+        src.options += clip_failures(lm.model, source.stated.cell_clip, source.stated.proj_clip, cell_steps)
     runs = [(label, x_run, initial) for label, initial in _starts(lm, shape, rng)]
     clipped = source is not None and (source.stated.cell_clip > 0 or source.stated.proj_clip > 0)
     if clipped and mode == "none":  # quantized errors grow with the input: the float build checks the clip ops

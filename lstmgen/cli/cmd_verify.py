@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 # sizes, which the model records (a stated one is a cross-check: FAIL when the model differs).
 _CELL_FLAGS: list[Callable[[Any], Any]] = [
     click.option(
-        "--num-units", type=int, help="Cross-check: the model's cells N (layer 0); the model gives it to a file that "
-        "records no sizes (a CudnnLSTM opaque_kernel)."
+        "--num-units",
+        type=int,
+        help="Cross-check: the model's cells N (layer 0); the model gives it to a file that "
+        "records no sizes (a CudnnLSTM opaque_kernel).",
     ),
     click.option("--input-size", type=int, help="Cross-check: the model's input features I (as --num-units)."),
     click.option("--forget-bias", type=float, help="Added to the forget gate at run time [default: per format]."),
@@ -93,9 +95,7 @@ def _cell_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random test input."
 )
-@click.option(
-    "--batch-size", type=click.IntRange(1, 1 << 20), help="Test batch size (resizes the model if it allows)."
-)
+@click.option("--batch-size", type=click.IntRange(1, 1 << 20), help="Test batch size (resizes the model if it allows).")
 @click.option("--time-steps", type=click.IntRange(1, 1 << 20), help="Test time steps (dynamic-time models only).")
 @click.option("--micro", is_flag=True, help="Also run the model in TensorFlow Lite Micro (pip install tflite-micro).")
 @click.option(
@@ -184,6 +184,7 @@ def verify_cmd(
         _check_test_size(lm, batch_size, time_steps)
     samples, reading = _inputs(lm, input_path, max_samples)
     recorded = _cross_check(lm, stated)  # a stated topology or size the model does not have: FAIL now
+    recorded["form"] = lm.form
     reference = _source(weights, weights_format, layer, stated, recorded, max_error, cell)
     with showing(progress_sink(quiet or as_json)), task("verifying"):
         check = partial(verify_model, model, runtime=runtime, seed=seed, batch_size=batch_size, time_steps=time_steps)
@@ -373,6 +374,11 @@ def _difference(key: str, stated: Any, recorded: Any) -> str:
     return f"--{key.replace('_', '-')} {stated} was stated, the model has {recorded}"
 
 
+# What the source's resolved topology must share with the model's record (lstmgen's graph form records its layers and
+# directions in metadata only, which `export` follows; a fused model's are its ops).
+_TOPOLOGY = {False: ("go_backwards",), True: ("go_backwards", "num_layers", "bidirectional")}
+
+
 def _reference(
     weights: Path, weights_format: str, layer: str | None, stated: dict[str, Any], recorded: dict[str, Any]
 ) -> Any:
@@ -399,7 +405,21 @@ def _reference(
     for key in ("return_sequences", "time_major"):  # unless the file states it (a Keras config does)
         if key not in options and key not in said and recorded[key] is not None:
             options[key] = recorded[key]
+    backward = recorded["go_backwards"]
+    if backward and "go_backwards" not in options and "go_backwards" not in said:  # the model's word, as the layout
+        options["go_backwards"] = True
     config, layers, _, _ = resolve(options, layers)
+    differ = [
+        f"{key} {getattr(config, key)} in the source, {recorded[key]} in the model"
+        for key in _TOPOLOGY[recorded.get("form") == "graph"]
+        if recorded[key] is not None and getattr(config, key) != recorded[key]
+    ]
+    if differ:
+        raise VerificationError(
+            f"{weights}: FAIL: the source's topology is not the one the model records ({'; '.join(differ)}): an "
+            "export of the model would carry the model's. Check that MODEL is the file you meant, or rebuild it "
+            "from the source."
+        )
     reference, why = source_reference(config, layers, options.get("forget_bias"))
     if reference is None:
         raise ConfigError(f"{weights}: {why}; the model cannot be checked against it.")
