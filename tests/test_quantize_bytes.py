@@ -2,7 +2,8 @@
 
 The hashes were taken before quant/quantize.py's integer path was split into one-job functions, and
 retaken when the metadata's provenance lost the weight file's name and the build notes (issue 21: only
-that metadata buffer changed, every weight buffer compared equal). If a
+that metadata buffer changed, every weight buffer compared equal), and again when the calibration
+metadata lost the calibration file's path (the same data under another name now builds the same bytes). If a
 change to the written bytes is intended (layout, metadata, serialization or quantization), check
 the new files with `lstmgen verify`, then print the new hashes with
 `python tests/test_quantize_bytes.py` and paste them below.
@@ -36,12 +37,12 @@ CASES: dict[str, dict[str, Any]] = {
     "float16-bidirectional-layer-norm": {"bidirectional": True, "layer_norm": True},
 }
 PINNED = {
-    "int8-peephole-projection-clips": "d53ea946c6169c128081edf20884a4da5bca180e7960445f83068f4fc40c3b4c",
-    "int8-cifg-layer-norm-float-io": "8a470f72ac6d5f4fcade3741b8f791c75ac83e9cb9f7014322c05061e0bb6b04",
-    "int8-bidirectional-stacked-last-step": "00fe02c4b48439e333712dc45b053dacea1e5383fe46aa9909eac18002731df4",
-    "int8-projection-go-backwards": "71493edbdfda776b7679000314cd946cf38c936ea0fdae54a2e58621f1a08249",
-    "int16x8-stacked-float-io": "8fad37e17ab4579efd8d4562999fd21a97fa21959375bd3a3657555298baf222",
-    "int16x8-bidirectional": "b9ebc606903b44a1b120453f587ede5c6d227946355275ab8c1a310634d7ad94",
+    "int8-peephole-projection-clips": "f68e3fc9cbb610cd527fb2c01ffefa683f4d1e86d2face9747c2884067ced1b9",
+    "int8-cifg-layer-norm-float-io": "07a4c77f3fff1c4085ac78d2c3e7a57a6cb0ffad2dcfde64e66c72350fe46855",
+    "int8-bidirectional-stacked-last-step": "e25273cc13b6a17663137e4877730be095ea7ee541ece9b3e2031c8daa2264b2",
+    "int8-projection-go-backwards": "858b95804e65d705002547f19402407147b7c9a26bf68a40ef356542fe421266",
+    "int16x8-stacked-float-io": "5614cb44cff845f1fb51ff8e7602b8666814ab88c3a9315130a3f519ddf311a3",
+    "int16x8-bidirectional": "e32c6f8d0bf3235f778d74c0163d330e7b566a3f2c0bf650276df102f7166796",
     "dynamic-int8-projection": "82646689bd83f97cbbf817f43f712b1b752c77666dabb961431082344912f153",
     "dynamic-int8-peephole-symmetric": "ed7bb776e4f3cd23b9a5b18d63a8fbfae6a51188e86c5b7fd0331826d6d71351",
     "float16-bidirectional-layer-norm": "92ddc6e83f044095dd1d06a327ff8f7ce38135c0af3eda07c5324478a72dabe7",
@@ -76,6 +77,16 @@ def fixed_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", list(CASES))
 def test_quantized_bytes_are_pinned(name: str, fixed_version: Path) -> None:
     assert build_case(name, Path(".")) == PINNED[name], f"{name}: the written bytes changed (see the module doc)"
+
+
+def test_the_calibration_file_s_name_is_not_written(fixed_version: Path) -> None:
+    """The same data under another name and folder builds the same bytes (a CI job and a laptop agree)."""
+    first = build_case("int8-projection-go-backwards", Path("."))
+    (fixed_version / "elsewhere").mkdir()
+    os.chdir(fixed_version / "elsewhere")
+    assert build_case("int8-projection-go-backwards", Path(".")) == first
+    name = "int8-projection-go-backwards.tflite"
+    assert b"calib.npy" not in (fixed_version / name).read_bytes()
 
 
 if __name__ == "__main__":  # print the current hashes (run from the repository root)
