@@ -229,16 +229,11 @@ def _last_json(text: str) -> Any:
 
 def run_timed(argv: list[str], env: dict[str, str]) -> dict[str, float]:
     """Wall time (fork to exit), CPU time (user + system: moves less than wall when others share the machine)
-    and peak RSS of one whole process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"build failed: {' '.join(argv)}\n{err.decode()[-4000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+    and peak RSS of one whole process (bench_process.py's child runner)."""
+    from bench_process import run
+
+    wall, rss_mb, cpu = run(argv, env)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss_mb}
 
 
 def bench_builds(tmp: Path, units: int, peer: str, rounds: int) -> dict[str, Any]:

@@ -27,16 +27,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 MB = 2**20
 
 
-def run(argv: Sequence[str]) -> tuple[float, float, float]:
+def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MiB, CPU seconds) of one child process; fails loudly if the child fails."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=CHILD_ENV)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or CHILD_ENV)
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
