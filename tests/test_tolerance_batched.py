@@ -142,3 +142,24 @@ def test_second_runtime_reuses_the_source_side(tmp_path: Any, monkeypatch: pytes
     compared = [c.name for c in src.checks if c.name.startswith("output vs float source")]
     assert len(compared) == 2, compared  # one per runtime
     assert calls == {"outputs": 1, "bound": 1}
+
+
+def test_a_group_whose_output_does_not_hold_its_rows_runs_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model fuzzer's find: a mutated file whose output shape does not follow its input's split a group's
+    output unevenly (ValueError, exit 70). Such a group now runs one run at a time and still gets a verdict."""
+    model = _model("dynamic-int8")
+    feeds = _feeds(model)
+    out = model.outputs[0]
+    evaluate = tol._noisy_evaluate
+    calls: list[int] = []
+
+    def uneven(*args: Any, **kw: Any) -> dict[int, np.ndarray]:
+        values = evaluate(*args, **kw)
+        calls.append(len(args[3]))
+        return {out: values[out][:-1]} if len(args[3]) > 1 else values  # one row short: rows mix, as in the file
+
+    monkeypatch.setattr(tol, "_noisy_evaluate", uneven)
+    reference = {out: evaluate(model, feeds, "dynamic-int8", range(0, 1))[out]}
+    runs = tol._runs(model, feeds, "dynamic-int8", range(3, 3 + tol.RUNS), False, tol.constant_values(model), reference)
+    assert len(runs) == tol.RUNS and calls == [tol.RUNS] + [1] * tol.RUNS
+    assert all(r[out].shape == reference[out].shape for r in runs)
