@@ -49,7 +49,7 @@ def _per_step(err: np.ndarray, time_axis: int) -> np.ndarray:
 def source_bound(
     model: ModelRecord,
     out: int,
-    samples: Sequence[Sample],
+    inputs: Sequence[Mapping[int, np.ndarray]],
     mode: str,
     time_axis: int,
     seed: int,
@@ -57,16 +57,17 @@ def source_bound(
 ) -> np.ndarray:
     """Per time step: how far the file may be from the float source given its own quantization steps.
 
-    The first BOUND_SAMPLES inputs run as one batch (one clean and RUNS noisy evaluations in all): the
-    per-step maximum over the batch is the maximum over the samples."""
-    use = list(samples[:BOUND_SAMPLES])
+    `inputs`: the feeds of the compared inputs (the file's inputs on its grid; the outputs are not needed).
+    The first BOUND_SAMPLES run as one batch (one clean and RUNS noisy evaluations in all): the per-step
+    maximum over the batch is the maximum over the samples."""
+    use = list(inputs[:BOUND_SAMPLES])
     if not use:
         return np.zeros(1)
     axis = 1 - time_axis
-    if len(use) > 1 and all(np.ndim(v) == 3 for s in use for v in s.feeds.values()):
-        feeds = {i: np.concatenate([np.asarray(s.feeds[i]) for s in use], axis=axis) for i in use[0].feeds}
+    if len(use) > 1 and all(np.ndim(v) == 3 for s in use for v in s.values()):
+        feeds = {i: np.concatenate([np.asarray(s[i]) for s in use], axis=axis) for i in use[0]}
     else:
-        feeds = use[0].feeds
+        feeds = dict(use[0])
     constants = constant_values(model) if constants is None else constants  # widened once for every run
     values = evaluate(model, feeds, constants=constants).values
     ref = {i: values[i] for i in model.outputs}  # every output (the graph form's final states too): one is `out`
@@ -120,7 +121,7 @@ def quantized_vs_source(
     if src.max_error is not None:
         bound = None
     elif bound is None:
-        bound = source_bound(model, out, samples, mode, time_axis, seed, constants)
+        bound = source_bound(model, out, [s.feeds for s in samples], mode, time_axis, seed, constants)
     top, rel, worst, step, ok = -1.0, 0.0, [], None, True
     tight, total = 1 << 30, 0
     for k, s in enumerate(samples):

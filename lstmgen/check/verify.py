@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmgen.check import state_range, subgraph, unrolled
+from lstmgen.check import against, state_range, subgraph, unrolled
 from lstmgen.check.against import Sample, quantized_vs_source
 from lstmgen.check.compare import Start, finish, float_triple, kernel_check, starts
 from lstmgen.check.options import TestInput, decide_options, input_notes, stress_scale
@@ -300,20 +301,48 @@ def _check_quantized(
     (the source is fed the input as given, the model the same on its input grid)."""
     x = inputs.x
     side = _SourceSide(constant_values(lm.model))  # float64 once for every evaluation of the file's reference
+    compare = source is not None and report.against_source is not None
+    extras = _further_inputs(lm, inputs.more) if compare else []
     for sess in sessions:
         sess.reset()
         y = sess.invoke(x)
-        if report.mode in EXACT_MODES:  # the integer kernels are deterministic: 0 LSB against their emulation
-            report.emulation.append(emulation_report(lm.model, sess.runtime, x, y, finals=sess.state()))
+        finals = sess.state() if report.mode in EXACT_MODES else None
         tag = f" [{sess.runtime}]" if len(sessions) > 1 else ""
-        feeds = {lm.input_index: x}
-        kernel_check(report, lm.model, feeds, lm.output_index, y, f"output ({report.mode}){tag}", side.constants)
-        if source is not None and report.against_source is not None:
-            first = (inputs.source_x, x, y)
-            src = report.against_source
-            traced = _quantized_against_source(lm, source, src, sess, first, inputs.more, tag, smoke, side)
-            if sess is sessions[0]:
-                _judge_state_range(lm, source, src, traced, inputs)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The further inputs run in the runtime (its invoke releases the GIL) while this thread checks the
+            # kernel and computes the source's side: 1024 units, int8, 31 invokes of 45 ms hidden behind them.
+            later = pool.submit(_invoke_each, sess, [xq for _, xq in extras])
+            if finals is not None:  # the integer kernels are deterministic: 0 LSB against their emulation
+                report.emulation.append(emulation_report(lm.model, sess.runtime, x, y, finals=finals))
+            feeds = {lm.input_index: x}
+            kernel_check(report, lm.model, feeds, lm.output_index, y, f"output ({report.mode}){tag}", side.constants)
+            if source is not None and report.against_source is not None:
+                src = report.against_source
+                runs = [(inputs.source_x, x), *extras]
+                traced = _quantized_against_source(lm, source, src, runs, (y, later), tag, smoke, side)
+                if sess is sessions[0]:
+                    _judge_state_range(lm, source, src, traced, inputs)
+
+
+def _further_inputs(lm: LstmModel, more: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to MAX_SOURCE_SAMPLES - 1 further inputs compared with the source, each as given and on the file's
+    input grid (the source runs on the inputs as given: input clipping is part of the cost)."""
+    if more is None:
+        return []
+    grid = _input_grid(lm) or lm.input
+    return [
+        (np.asarray(extra, np.float32), quantize_real(extra, grid).astype(np.float32))
+        for extra in more[1:MAX_SOURCE_SAMPLES]
+    ]
+
+
+def _invoke_each(sess: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """The runtime's output on each input, each from the zero state."""
+    out = []
+    for xq in xs:
+        sess.reset()
+        out.append(sess.invoke(xq))
+    return out
 
 
 def _check_float(
@@ -522,36 +551,31 @@ def _quantized_against_source(
     lm: LstmModel,
     source: SourceModel,
     src: SourceReport,
-    sess: Any,
-    first: tuple[np.ndarray, np.ndarray, np.ndarray],
-    more: np.ndarray | None,
+    runs: list[tuple[np.ndarray, np.ndarray]],
+    outputs: tuple[np.ndarray, Future[list[np.ndarray]]],
     tag: str,
     smoke: bool,
     side: _SourceSide,
 ) -> _Traced:
-    """What quantization cost: the model's output against the float source, per time step, on `first`
-    ((input as given, the same on the model's grid, model output) already computed) plus up to
-    MAX_SOURCE_SAMPLES - 1 further inputs from `more`. The source runs on the inputs as given: input
-    clipping is part of the cost. The bound: check/against.py."""
-    runs = [first]
-    if more is not None:
-        grid = _input_grid(lm) or lm.input
-        for extra in more[1:MAX_SOURCE_SAMPLES]:
-            xq = quantize_real(extra, grid).astype(np.float32)
-            sess.reset()
-            runs.append((np.asarray(extra, np.float32), xq, sess.invoke(xq)))
+    """What quantization cost: the model's output against the float source, per time step, on `runs` (each
+    input as given and on the model's grid; the first's output, then the others' still running). The source's
+    outputs and the bound (check/against.py) need only the inputs: they are computed while the runtime runs."""
     if side.traced is None:  # the first runtime: one traced source pass for every input
         traces: state_range.Traces = {}
         traced, backward = state_range.traced_model(source, traces)
-        refs, steps = _source_outputs(traced, [xg for xg, _, _ in runs])
+        refs, steps = _source_outputs(traced, [xg for xg, _ in runs])
         on = "the test input" if len(runs) == 1 else f"the {len(runs)} inputs compared"
         side.refs, side.traced = refs, _Traced(traces, steps, backward, on)
         source.release_pages()  # its widened copies are not needed by the bound below, which widens the file's
-    refs = side.refs if side.refs is not None else []
-    samples = [Sample({lm.input_index: xm}, y, ref) for (_, xm, y), ref in zip(runs, refs, strict=True)]
-    name = f"output vs float source{f' ({len(runs)} inputs)' if len(runs) > 1 else ''}{tag}"
     t_axis = 0 if lm.time_major else 1
     mode = model_mode(lm.model)
+    if side.bound is None and src.max_error is None:
+        feeds = [{lm.input_index: xm} for _, xm in runs]
+        side.bound = against.source_bound(lm.model, lm.output_index, feeds, mode, t_axis, 0, side.constants)
+    ys = [outputs[0], *outputs[1].result()]
+    refs = side.refs if side.refs is not None else []
+    samples = [Sample({lm.input_index: xm}, y, ref) for (_, xm), y, ref in zip(runs, ys, refs, strict=True)]
+    name = f"output vs float source{f' ({len(runs)} inputs)' if len(runs) > 1 else ''}{tag}"
     side.bound = quantized_vs_source(
         src, name, lm.model, lm.output_index, samples, mode=mode, time_axis=t_axis, seed=0, smoke=smoke,
         constants=side.constants, bound=side.bound,
