@@ -72,16 +72,19 @@ def test_batched_ranges_and_bytes_equal_the_per_sample_path(
 
 
 def test_samples_are_evaluated_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[int, ...]] = []
+    """The float32 screening pass runs every sample in one evaluation, float64 the picked ones in another."""
+    calls: list[tuple[tuple[int, ...], str]] = []
     real = cal.evaluate
-    monkeypatch.setattr(
-        cal,
-        "evaluate",
-        lambda model, feeds, **kw: calls.append(next(iter(feeds.values())).shape) or real(model, feeds, **kw),
-    )
+
+    def spy(model: ModelRecord, feeds: Any, **kw: Any) -> Any:
+        calls.append((next(iter(feeds.values())).shape, np.dtype(kw["precision"]).name))
+        return real(model, feeds, **kw)
+
+    monkeypatch.setattr(cal, "evaluate", spy)
     rec = _record(batch_size=2)
-    cal.calibrate(rec, np.zeros((9, 2, 7, 8)))
-    assert calls == [(18, 7, 8)]
+    cal.calibrate(rec, np.random.default_rng(0).standard_normal((60, 2, 7, 8)))
+    assert len(calls) == 2 and calls[0] == ((120, 7, 8), "float32"), calls
+    assert calls[1][1] == "float64" and calls[1][0][0] <= 60 and calls[1][0][1:] == (7, 8), calls
 
 
 def test_the_comparison_catches_a_wrong_batching(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from lstmgen.errors import ModelFileError
 from lstmgen.numerics import affine
@@ -147,6 +148,7 @@ def _lstm(
     ev: Evaluation,
     trace: Trace | None,
     jitter: Jitter | None = None,
+    precision: DTypeLike = np.float64,
 ) -> np.ndarray:
     spec = lstm_spec(model, op_index)
     op = model.operators[op_index]
@@ -163,6 +165,7 @@ def _lstm(
         record=record,
         on_step=step_hook(),
         jitter=jitter,
+        precision=precision,
         **spec.reference_options(),
     )
     if trace is not None and record is not None:
@@ -374,19 +377,21 @@ def evaluate(
     trace: Trace | None = None,
     constants: Mapping[int, np.ndarray] | None = None,
     jitter: Jitter | None = None,
+    precision: DTypeLike = np.float64,
 ) -> Evaluation:
     """Run the graph on `feeds` (tensor index -> real input). `states` maps an LSTM op index to (h0, c0).
 
     `constants` are the model's constant_values (widened once and shared by several evaluations).
     `jitter` perturbs every LSTM step's (x_t, h, c) (see lstm_reference).
+    `precision`: the LSTM ops' and the feeds' float type (np.float32: a screening pass, quant/calibrate.py).
     """
     values = dict(constants if constants is not None else constant_values(model))
     for i, x in feeds.items():
-        values[i] = np.asarray(x, np.float64)
+        values[i] = np.asarray(x, precision)
     ev = Evaluation(values)
     for k, op in enumerate(model.operators):
         if op.opcode == Op.UNIDIRECTIONAL_SEQUENCE_LSTM:
-            values[op.outputs[0]] = _lstm(model, k, values, states or {}, ev, trace, jitter)
+            values[op.outputs[0]] = _lstm(model, k, values, states or {}, ev, trace, jitter, precision)
         else:
             store_data_op(model, k, values)
     return ev

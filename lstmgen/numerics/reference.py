@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 Array = np.ndarray
 # (x_t, h, c) -> perturbed (x_t, h, c), applied before every step: float32 rounding injected into the float64 run
@@ -73,8 +74,15 @@ class Cell:
     proj_clip: float = 0.0
 
     @classmethod
-    def of(cls, params: Mapping[str, Array], activation: str, cell_clip: float, proj_clip: float) -> Cell:
-        p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    def of(
+        cls,
+        params: Mapping[str, Array],
+        activation: str,
+        cell_clip: float,
+        proj_clip: float,
+        precision: DTypeLike = np.float64,
+    ) -> Cell:
+        p = {k: np.asarray(v, dtype=precision) for k, v in params.items()}
         return cls(p, CELL_ACTIVATIONS[activation], cell_clip, proj_clip)
 
 
@@ -177,8 +185,9 @@ def lstm_reference(
     on_step: Callable[[], None] | None = None,
     jitter: Jitter | None = None,
     input_terms: Mapping[str, Array] | None = None,
+    precision: DTypeLike = np.float64,
 ) -> tuple[Array, Array, Array]:
-    """Run `step` over the sequence; returns (output, final h, final c) in float64.
+    """Run `step` over the sequence; returns (output, final h, final c) in float64 (or `precision`).
 
     params uses the op's input names (input_to_forget_weights [N, I], ...; see Cell). h_bounds, c_bounds
     and gate_bounds model an integer kernel's saturation (see Saturation).
@@ -190,18 +199,19 @@ def lstm_reference(
     jitter, if given, perturbs (x_t, h, c) before every step (float sensitivity, see numerics/float_bound.py).
     input_terms, if given, are each gate's x @ input_to_<gate>_weights.T for every step ([T, B, N], time-major),
     computed by the caller in one matmul (the steps then skip theirs; not with jitter, which moves x_t).
+    precision: np.float32 runs every array in float32 (calibration's screening pass, quant/calibrate.py).
     """
-    cell = Cell.of(params, activation, cell_clip, proj_clip)
+    cell = Cell.of(params, activation, cell_clip, proj_clip, precision)
     sat = Saturation(gate_bounds, c_bounds, h_bounds)
-    seq = np.asarray(x, dtype=np.float64)
+    seq = np.asarray(x, dtype=precision)
     if not time_major:
         seq = seq.transpose(1, 0, 2)  # -> [T, B, I]
     batch = seq.shape[1]
     n = cell.p["input_to_forget_weights"].shape[0]
     r_out = cell.p["recurrent_to_output_weights"]
     out_size = r_out.shape[1] if r_out.ndim == 2 else r_out.shape[0]
-    h = np.zeros((batch, out_size)) if h0 is None else np.asarray(h0, np.float64).reshape(batch, out_size)
-    c = np.zeros((batch, n)) if c0 is None else np.asarray(c0, np.float64).reshape(batch, n)
+    h = np.zeros((batch, out_size), precision) if h0 is None else np.asarray(h0, precision).reshape(batch, out_size)
+    c = np.zeros((batch, n), precision) if c0 is None else np.asarray(c0, precision).reshape(batch, n)
     outputs, seen = [], []
     ahead = _terms_ahead(cell, seq) if input_terms is None and jitter is None else None
     for t, x_t in enumerate(seq):
