@@ -285,7 +285,14 @@ def test_layer_norm_gate_intermediates(tmp_path: Path, layer_norm_model: tuple[P
     assert np.array_equal(_outputs(same), y)
     bad = _mutated(tmp_path, model, _intermediate(k, scale=1 / 16))
     assert not np.array_equal(_outputs(bad), y)
-    # seed 1: on seed 0's test input the derived bound of this (right) model is too loose from the first step
-    # (a layer-norm int8 limitation of check/against.py, left as it is): the right model passes on seed 1
-    assert invoke("verify", model, "--weights", weights, "--seed", 1).exit_code == 0
-    assert invoke("verify", bad, "--weights", weights, "--seed", 1).exit_code == 1
+    assert invoke("verify", model, "--weights", weights).exit_code == 0
+    assert invoke("verify", bad, "--weights", weights).exit_code == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_right_layer_norm_model_passes_on_every_seed(layer_norm_model: tuple[Path, Path], seed: int) -> None:
+    """On seed 0 the bound's random draw of the input's rounding hit layer norm's sensitive direction at the
+    first step (4 output steps, x4: 16 steps, 0.1005, beyond the 0.1 cut: nothing compared, FAIL). The runs
+    now take that rounding exactly (check/tolerance.py _within_grid): every seed passes."""
+    model, weights = layer_norm_model
+    assert invoke("verify", model, "--weights", weights, "--seed", seed).exit_code == 0

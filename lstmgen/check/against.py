@@ -38,6 +38,7 @@ class Sample:
     feeds: dict[int, np.ndarray]
     y: np.ndarray
     y_src: np.ndarray
+    given: dict[int, np.ndarray] | None = None  # the inputs as the source got them (None: not known here)
 
 
 def _per_step(err: np.ndarray, time_axis: int) -> np.ndarray:
@@ -54,27 +55,34 @@ def source_bound(
     time_axis: int,
     seed: int,
     constants: Mapping[int, np.ndarray] | None = None,
+    given: Sequence[Mapping[int, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Per time step: how far the file may be from the float source given its own quantization steps.
 
-    `inputs`: the feeds of the compared inputs (the file's inputs on its grid; the outputs are not needed).
-    The first BOUND_SAMPLES run as one batch (one clean and RUNS noisy evaluations in all): the per-step
-    maximum over the batch is the maximum over the samples."""
+    `inputs`: the feeds of the compared inputs (the file's inputs on its grid; the outputs are not needed);
+    `given`: the same inputs as the source got them, when known (the runs then take the rounding from one to
+    the other exactly; else they draw it). The first BOUND_SAMPLES run as one batch (one clean and RUNS noisy
+    evaluations in all): the per-step maximum over the batch is the maximum over the samples."""
     use = list(inputs[:BOUND_SAMPLES])
     if not use:
         return np.zeros(1)
-    axis = 1 - time_axis
-    if len(use) > 1 and all(np.ndim(v) == 3 for s in use for v in s.values()):
-        feeds = {i: np.concatenate([np.asarray(s[i]) for s in use], axis=axis) for i in use[0]}
-    else:
-        feeds = dict(use[0])
+    exact = list(given[: len(use)]) if given is not None and len(given) >= len(use) else None
+    feeds, as_given = _batch(use, 1 - time_axis), _batch(exact, 1 - time_axis) if exact is not None else None
     constants = constant_values(model) if constants is None else constants  # widened once for every run
     values = evaluate(model, feeds, constants=constants).values
     ref = {i: values[i] for i in model.outputs}  # every output (the graph form's final states too): one is `out`
     derived = derive_tolerance(
-        model, feeds, ref, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True, constants=constants
-    )
+        model, feeds, ref, mode=mode, seed=seed, safety=SOURCE_SAFETY, weights=True, constants=constants,
+        given=as_given,
+    )  # fmt: skip
     return derived[out].per_step
+
+
+def _batch(inputs: Sequence[Mapping[int, np.ndarray]], axis: int) -> dict[int, np.ndarray]:
+    """Several inputs as one batch along `axis` (3-D inputs; else the first alone)."""
+    if len(inputs) > 1 and all(np.ndim(v) == 3 for s in inputs for v in s.values()):
+        return {i: np.concatenate([np.asarray(s[i]) for s in inputs], axis=axis) for i in inputs[0]}
+    return dict(inputs[0])
 
 
 def _limits(steps: np.ndarray, bound: np.ndarray | None, max_error: float | None, y_src: np.ndarray) -> np.ndarray:
@@ -121,7 +129,8 @@ def quantized_vs_source(
     if src.max_error is not None:
         bound = None
     elif bound is None:
-        bound = source_bound(model, out, [s.feeds for s in samples], mode, time_axis, seed, constants)
+        given = [s.given for s in samples if s.given is not None]
+        bound = source_bound(model, out, [s.feeds for s in samples], mode, time_axis, seed, constants, given)
     top, rel, worst, step, ok = -1.0, 0.0, [], None, True
     tight, total = 1 << 30, 0
     for k, s in enumerate(samples):

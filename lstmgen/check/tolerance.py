@@ -162,16 +162,31 @@ def weight_step(model: ModelRecord, index: int, value: np.ndarray) -> np.ndarray
     return 0.0
 
 
-def _input_step(model: ModelRecord, index: int) -> float:
-    """The grid a graph input is rounded to: its own (integer input) or a QUANTIZE's right after it."""
+def _input_grid(model: ModelRecord, index: int) -> TensorRecord | None:
+    """The integer tensor a graph input is rounded to: itself (integer input) or a QUANTIZE's right after it."""
     t = model.tensors[index]
     if t.dtype in INTEGER and t.quantization is not None:
-        return float(t.quantization.scale[0])
+        return t
     for op in model.operators:
         if op.opcode == Op.QUANTIZE and op.inputs[0] == index:
-            q = model.tensors[op.outputs[0]].quantization
-            return float(q.scale[0]) if q is not None else 0.0
-    return 0.0
+            q = model.tensors[op.outputs[0]]
+            return q if q.quantization is not None else None
+    return None
+
+
+def _input_step(model: ModelRecord, index: int) -> float:
+    """The step of the grid a graph input is rounded to (0: none)."""
+    grid = _input_grid(model, index)
+    return float(grid.quantization.scale[0]) if grid is not None and grid.quantization is not None else 0.0
+
+
+def _within_grid(model: ModelRecord, index: int, x: np.ndarray) -> np.ndarray:
+    """x as given, clipped to the real range of the input's grid (the clipping stays an error to be found)."""
+    grid = _input_grid(model, index)
+    if grid is None or grid.quantization is None:
+        return np.asarray(x, np.float64)
+    q = grid.quantization
+    return np.clip(np.asarray(x, np.float64), *affine.real_range(grid.dtype, q.scale[0], q.zero_point[0]))
 
 
 @dataclass
@@ -316,18 +331,22 @@ def _noisy_evaluate(
     seeds: range,
     weights: bool = False,
     constants: Mapping[int, np.ndarray] | None = None,
+    given: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
     """One noisy evaluation per seed; several seeds run side by side (_run_groups), the feeds repeated on the
-    batch axis, one block of rows per seed."""
+    batch axis, one block of rows per seed. `given` (weights=True): the inputs as the source got them."""
     noise = _Noise([np.random.default_rng(s) for s in seeds])
     values = dict(constants) if constants is not None else constant_values(model)
     axis = _row_axis(model, feeds) if len(seeds) > 1 else None
     for i, x in feeds.items():
         x64 = np.asarray(x, np.float64)
         values[i] = x64 if axis is None else np.concatenate([x64] * len(seeds), axis=axis)
-    if weights:  # against the source: the input as given was also rounded to the model's input grid
+    if weights:  # against the source: the source ran on the input as given, the file on its grid
         for i, x in feeds.items():
-            values[i] = values[i] + (noise.rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
+            if given is not None and i in given:  # that rounding exactly, not a draw of it (layer norm amplifies
+                values[i] = _within_grid(model, i, given[i])  # some draws by 4x on a small cell's first step)
+            else:
+                values[i] = values[i] + (noise.rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
     return _noisy_ops(model, values, mode, noise, weights)
 
 
@@ -413,11 +432,12 @@ def _runs(
     weights: bool,
     constants: Mapping[int, np.ndarray],
     reference: Mapping[int, np.ndarray],
+    given: Mapping[int, np.ndarray] | None = None,
 ) -> list[dict[int, np.ndarray]]:
     """Each run's outputs: a group run side by side, cut back into its runs on the batch axis; one at a time
     where an output does not hold the group's rows as whole copies of the reference's (a file whose output
     shape does not follow its input's: it must still get a verdict, not a crash)."""
-    noisy = _noisy_evaluate(model, feeds, mode, seeds, weights, constants)
+    noisy = _noisy_evaluate(model, feeds, mode, seeds, weights, constants, given)
     axis = _row_axis(model, feeds)
     if len(seeds) == 1 or axis is None:
         return [noisy]
@@ -426,7 +446,7 @@ def _runs(
            for i in model.outputs):  # fmt: skip
         cut = {i: np.split(noisy[i], n, axis=axis) for i in model.outputs}
         return [{i: cut[i][r] for i in model.outputs} for r in range(n)]
-    return [_noisy_evaluate(model, feeds, mode, range(r, r + 1), weights, constants) for r in seeds]
+    return [_noisy_evaluate(model, feeds, mode, range(r, r + 1), weights, constants, given) for r in seeds]
 
 
 def derive_tolerance(
@@ -440,6 +460,7 @@ def derive_tolerance(
     safety: float = SAFETY,
     weights: bool = False,
     constants: Mapping[int, np.ndarray] | None = None,
+    given: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, Tolerance]:
     """Tolerance per graph output for `model` on real-valued `feeds` against `reference` (graph.evaluate).
 
@@ -454,7 +475,8 @@ def derive_tolerance(
     4. Those roundings are injected as uniform noise of one step into `runs` re-evaluations; the
     tolerance is `safety` x the largest deviation seen up to each step (a running max, so it never
     shrinks over time), plus the float bound; int8 rounds up to whole output steps, at least 1.
-    `constants`: the model's constant_values, widened once for every run.
+    `constants`: the model's constant_values, widened once for every run. `given` (weights=True): the inputs
+    as the source got them; the file's are their rounding to its input grid, which the runs then take exactly.
     """
     mode = mode or model_mode(model)
     time_axis = 0 if _time_major(model) else 1
@@ -467,7 +489,7 @@ def derive_tolerance(
     constants = constant_values(model) if constants is None else constants
     dev = {i: np.zeros_like(floor[i]) for i in model.outputs}
     for seeds in _run_groups(model, feeds, runs, seed, weights):
-        for run in _runs(model, feeds, mode, seeds, weights, constants, reference):
+        for run in _runs(model, feeds, mode, seeds, weights, constants, reference, given):
             for i in model.outputs:
                 dev[i] = np.maximum(dev[i], _per_step(np.abs(run[i] - reference[i]), time_axis))
     result = {}

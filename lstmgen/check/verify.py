@@ -571,7 +571,8 @@ def _quantized_against_source(
     mode = model_mode(lm.model)
     if side.bound is None and src.max_error is None:
         feeds = [{lm.input_index: xm} for _, xm in runs]
-        side.bound = against.source_bound(lm.model, lm.output_index, feeds, mode, t_axis, 0, side.constants)
+        given = [{lm.input_index: np.asarray(xg)} for xg, _ in runs]
+        side.bound = against.source_bound(lm.model, lm.output_index, feeds, mode, t_axis, 0, side.constants, given)
     ys = [outputs[0], *outputs[1].result()]
     refs = side.refs if side.refs is not None else []
     samples = [Sample({lm.input_index: xm}, y, ref) for (_, xm), y, ref in zip(runs, ys, refs, strict=True)]
