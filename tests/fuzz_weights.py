@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import select
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHILD_SECONDS = 600.0  # one child reads up to --count mutations of one base file; more is a hang
+MUTATION_SECONDS = 30.0  # one mutation read in a child (it prints a line each); longer without a line is a hang
 # Base files (one per parser), relative to the repository; torch's two formats are written at run time.
 BASES: tuple[str, ...] = (
     "examples/classifier.keras",
@@ -129,6 +130,24 @@ def _child(base: Path, count: int, seed: int, start: int, folder: Path) -> None:
         print(k, result, detail, flush=True)
 
 
+def _watched(cmd: list[str]) -> tuple[str, int | None]:
+    """Run a child that prints one line per mutation; kill it when a line takes over MUTATION_SECONDS (a hang
+    inside a parser: the exit code is then None). Returns its stdout and exit code."""
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        assert proc.stdout is not None
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], MUTATION_SECONDS)
+            if not ready:
+                proc.kill()
+                proc.wait()
+                return "".join(lines), None
+            line = proc.stdout.readline()
+            if not line:
+                return "".join(lines), proc.wait()
+            lines.append(line)
+
+
 def run_in_children(count: int, seed: int, folder: Path, keep: Path | None) -> Outcome:
     """Each base in a child process: a parser that crashes the process (a signal) is counted, and the run goes on."""
     outcome = Outcome()
@@ -139,12 +158,8 @@ def run_in_children(count: int, seed: int, folder: Path, keep: Path | None) -> O
         while start < count:
             args = ["--child", str(base), "--start", str(start), "--count", str(count), "--seed", str(seed)]
             cmd = [sys.executable, __file__, *args, "--folder", str(folder)]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_SECONDS)
-                stdout, code, what = proc.stdout, proc.returncode, f"crashed: exit {proc.returncode}"
-            except subprocess.TimeoutExpired as timeout:
-                out = timeout.stdout or b""
-                stdout, code, what = (out.decode() if isinstance(out, bytes) else out), -1, "hung"
+            stdout, code = _watched(cmd)
+            what = "hung" if code is None else f"crashed: exit {code}"
             lines = [ln.split(" ", 2) for ln in stdout.splitlines()]
             for _, result, *detail in lines:
                 outcome.counts[result] += 1

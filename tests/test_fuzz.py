@@ -66,3 +66,21 @@ def test_a_parser_error_is_a_refusal_but_the_same_class_from_lstmgen_is_a_bug() 
         zipfile.ZipFile(__file__)
     with pytest.raises(KeyError), parser_errors("zipfile", errors, "w.zip", "Save it again."):
         {}["lstmgen's own bug"]
+
+
+def test_the_weight_harness_ends_a_hang_per_mutation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser stuck inside one mutation (libhdf5 has hung on damaged attributes) is killed once that mutation
+    takes MUTATION_SECONDS without its line, not when the whole child's time runs out; a crash keeps its code."""
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fuzz_weights
+
+    monkeypatch.setattr(fuzz_weights, "MUTATION_SECONDS", 1.0)
+    hang = [sys.executable, "-c", "import time; print('0 ok', flush=True); time.sleep(60)"]
+    began = time.monotonic()
+    out, code = fuzz_weights._watched(hang)
+    assert (out, code) == ("0 ok\n", None) and time.monotonic() - began < 30
+    crash = [sys.executable, "-c", "import os, signal; print('0 ok', flush=True); os.kill(os.getpid(), signal.SIGSEGV)"]
+    assert fuzz_weights._watched(crash) == ("0 ok\n", -11)
