@@ -87,6 +87,8 @@ class NpzArrays(Mapping[str, np.ndarray]):
                 opened.close()
             broken = (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error, tokenize.TokenError)
             refused = isinstance(exc, _ZIP_REFUSALS) and raised_in(exc, "zipfile")
+            # numpy reads a damaged header's dtype through ast.literal_eval, which raises SyntaxError
+            refused = refused or (isinstance(exc, SyntaxError) and raised_in(exc, "ast"))
             if (isinstance(exc, broken) or refused) and not isinstance(exc, WeightFileError):
                 raise _corrupt(path, exc) from None
             raise
