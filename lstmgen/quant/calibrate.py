@@ -205,23 +205,14 @@ def _extremes(model: ModelRecord, arr: np.ndarray, time_major: bool, precision: 
     return {key: (np.concatenate(los), np.concatenate(his)) for key, (los, his) in found.items()}
 
 
-def _near(v: np.ndarray, margin: float) -> np.ndarray:
-    """The samples whose highest value comes within `margin` of the top one. When several reach the top
-    exactly, it is a clip or a saturation (relu's 0, cell_clip), which float64 reaches at the same number:
-    two of them stand for all."""
-    top = v.max()
-    ties = np.flatnonzero(v == top)
-    if len(ties) > 1:
-        return np.isin(np.arange(len(v)), ties[:2])
-    return np.asarray(v >= top - margin)
-
-
 def _candidates(screen: Extremes) -> np.ndarray:
     """The samples whose float32 extremes come within SCREEN_MARGIN of the reach of any quantity's range."""
     pick = np.zeros(len(next(iter(screen.values()))[0]), bool)
     for lo, hi in screen.values():
         margin = SCREEN_MARGIN * max(float(np.abs(lo).max()), float(np.abs(hi).max()), 1e-30)
-        pick |= _near(hi, margin) | _near(-lo, margin)
+        # no shortcut for ties at the top: float32 ties where float64 does not (a sigmoid at 1.0, inputs
+        # closer than float32's step), so every sample within the margin runs
+        pick |= (hi >= hi.max() - margin) | (lo <= lo.min() + margin)
     return np.flatnonzero(pick)
 
 
