@@ -10,6 +10,7 @@ the interpreter is imported once per batch). Outcomes are counted: exit 0/1/2 ar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -265,8 +266,10 @@ def _run_batch(items: list[tuple[str, str]], x: Path, outcome: Outcome) -> None:
         lines: queue.Queue[str | None] = queue.Queue()
         pump = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
         pump.start()
-        proc.stdin.write("".join(json.dumps(i) + "\n" for i in items))
-        proc.stdin.close()
+        # fed from a thread: a child stuck on one file stops reading, and a write that blocks here would keep
+        # the timeout below from ever firing (a 14-million-step model ran for 9 minutes that way)
+        feed = "".join(json.dumps(i) + "\n" for i in items)
+        threading.Thread(target=_feed, args=(proc.stdin, feed), daemon=True).start()
         done = 0
         current: tuple[str, str] | None = None
         timeout = 60 + PER_FILE_SECONDS  # the first answer includes the imports
@@ -296,6 +299,14 @@ def _run_batch(items: list[tuple[str, str]], x: Path, outcome: Outcome) -> None:
             current = items[0]
         outcome.add(current[0], current[1], "hang" if hung else ("crash" if rc < 0 else _classify(rc)))
         items = items[1:]
+
+
+def _feed(stream: Any, text: str) -> None:
+    with contextlib.suppress(OSError):  # BrokenPipeError: the child was killed mid-feed
+        try:
+            stream.write(text)
+        finally:
+            stream.close()
 
 
 def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:

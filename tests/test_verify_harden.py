@@ -296,3 +296,20 @@ def test_a_right_layer_norm_model_passes_on_every_seed(layer_norm_model: tuple[P
     now take that rounding exactly (check/tolerance.py _within_grid): every seed passes."""
     model, weights = layer_norm_model
     assert invoke("verify", model, "--weights", weights, "--seed", seed).exit_code == 0
+
+
+def test_a_declared_input_too_long_to_test_is_refused_before_allocating(tmp_path: Path) -> None:
+    """The model fuzzer's find (seed 11): an input shape edited to 14,221,315 steps made verify hold 4 GB and run
+    on for minutes. The size check that guarded --batch-size/--time-steps now guards the file's own shape."""
+    model = tmp_path / "m.tflite"
+    build(model, {"num_units": 4, "input_size": 3, "time_steps": 5, "return_sequences": False}, verify=False)
+
+    def longer(m: ModelRecord) -> ModelRecord:
+        i = m.inputs[0]
+        tensors = list(m.tensors)
+        tensors[i] = replace(tensors[i], shape=(1, 14_221_315, 3), shape_signature=None)
+        return replace(m, tensors=tuple(tensors))
+
+    result = invoke("verify", _mutated(tmp_path, model, longer))
+    assert result.exit_code == 2, result.output
+    assert "[1, 14221315, 3]" in result.stderr and "GiB" in result.stderr
