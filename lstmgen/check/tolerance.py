@@ -343,10 +343,12 @@ def _noisy_evaluate(
         values[i] = x64 if axis is None else np.concatenate([x64] * len(seeds), axis=axis)
     if weights:  # against the source: the source ran on the input as given, the file on its grid
         for i, x in feeds.items():
+            # drawn whether used or not, so that every later draw (the weights') is the one it always was
+            drawn = (noise.rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
             if given is not None and i in given:  # that rounding exactly, not a draw of it (layer norm amplifies
                 values[i] = _within_grid(model, i, given[i])  # some draws by 4x on a small cell's first step)
             else:
-                values[i] = values[i] + (noise.rng.random(np.shape(x)) - 0.5) * _input_step(model, i)
+                values[i] = values[i] + drawn
     return _noisy_ops(model, values, mode, noise, weights)
 
 
