@@ -1,12 +1,17 @@
-"""Hostile-input guards: regular files only, capped reads, declared sizes checked before reading, contained HDF5."""
+"""Hostile-input guards: regular files only, capped reads, declared sizes checked before reading, contained HDF5,
+and parsers that may crash or loop first run in a forked child."""
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import math
 import os
+import signal
 import stat
-from collections.abc import Iterable, Iterator
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -295,3 +300,43 @@ def _h5_dataset(ds: Any, path: str, where: str, h5py: Any) -> int:
             )
     shape = ds.shape or ()
     return declared_bytes(shape, ds.dtype.itemsize, f"{where}: dataset {path}")
+
+
+# ------------------------------------------------------------------------------------------ child processes
+
+
+def in_child(work: Callable[[], None], seconds: float) -> str:
+    """Run `work()` in a forked child first: "ok", "raised" (it raised: the caller's own run reports it),
+    "hung" (no end within `seconds`: killed) or the name of the signal that killed it ("SIGSEGV").
+    "" where fork is unavailable or unsafe (not Linux): nothing ran. The child never returns into the
+    caller and runs no atexit handlers; its output goes nowhere."""
+    if not sys.platform.startswith("linux"):
+        return ""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            faulthandler.disable()  # a crash here is the expected outcome, not news for the user's terminal
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            work()
+        except BaseException:
+            code = 3
+        os._exit(code)
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "hung"
+        time.sleep(0.002)
+    if os.WIFSIGNALED(status):
+        return signal.Signals(os.WTERMSIG(status)).name
+    return "ok" if os.WEXITSTATUS(status) == 0 else "raised"

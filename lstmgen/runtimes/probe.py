@@ -8,12 +8,6 @@ step; if the child dies by a signal, the model is refused with exit 2.
 
 from __future__ import annotations
 
-import contextlib
-import faulthandler
-import os
-import signal
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,37 +23,12 @@ def probe(path: str | Path, what: str, load_and_step: Callable[[], None]) -> Non
     Skipped for files this process is writing (their checks ran on records it built itself) and
     where fork is unavailable or unsafe (not Linux).
     """
-    if guard.is_own(path) or not sys.platform.startswith("linux"):
+    if guard.is_own(path):
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the caller, never runs atexit handlers
-        code = 0
-        try:
-            faulthandler.disable()  # a crash here is the expected outcome, not news for the user's terminal
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            load_and_step()
-        except BaseException:  # a clean refusal by the interpreter: the parent reports it itself
-            code = 3
-        os._exit(code)
-    deadline = time.monotonic() + PROBE_SECONDS
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:  # a stuck child (e.g. a lock held at fork): do not judge the model
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return
-        time.sleep(0.002)
-    if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
+    outcome = guard.in_child(load_and_step, PROBE_SECONDS)
+    if outcome.startswith("SIG"):  # "hung" is not judged: a lock held at fork can stall a sound model's child
         raise ModelFileError(
-            f"{path}: the {what} interpreter crashed ({sig}) on this model in a test process, although lstmgen's "
+            f"{path}: the {what} interpreter crashed ({outcome}) on this model in a test process, although lstmgen's "
             "checks passed it. The file is corrupt or crafted (or uses something lstmgen does not check); it is "
             "refused. Rebuild it, or report it to lstmgen if it comes from a converter."
         )

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen import guard
+from lstmgen.errors import WeightFileError
 from lstmgen.weights import keras_cells, keras_convert, keras_h5, keras_npz, keras_topology
 from lstmgen.weights.base import CellWeights, FrameworkReader, WeightFile, npz_file
 from lstmgen.weights.detect import HDF5_OFFSETS, HDF5_SIGNATURE
@@ -55,6 +57,35 @@ def _h5_errors(where: str) -> contextlib.AbstractContextManager[None]:
     return parser_errors("h5py", (OSError, RuntimeError, KeyError, ValueError, TypeError), where, advice)
 
 
+H5_SECONDS = 20.0  # the test parse's time limit, plus a second per 50 MB of file (a sound file: well under 1 s)
+
+
+def _parsed_in_child(path: Path) -> None:
+    """libhdf5 crashes (SIGSEGV) or loops on some damaged files, which no check ahead of it can rule out (the
+    weight fuzzer finds both): a forked child opens the file and reads every LSTM cell's arrays first; a crash
+    or a hang there refuses the file (exit 2). What the child raises, this process's own parse reports."""
+    seconds = H5_SECONDS + path.stat().st_size / 50e6
+    outcome = guard.in_child(lambda: _read_cells(path), seconds)
+    if outcome == "hung" or outcome.startswith("SIG"):
+        what = f"crashed ({outcome})" if outcome != "hung" else f"did not finish in {seconds:.0f} s"
+        raise WeightFileError(
+            f"{path}: the HDF5 library {what} reading this file in a test process. The file is damaged (libhdf5 "
+            "fails this way on some corrupt files), so it is refused. Save it again with Keras "
+            "(model.save_weights('x.weights.h5') or model.save('x.keras'))."
+        )
+
+
+def _read_cells(path: Path) -> None:
+    h5, handle, cells, source = keras_h5._open_cells(path)
+    try:
+        for cell in cells:
+            keras_convert._to_weights(cell, source, [])
+    finally:
+        h5.close()
+        if handle is not None:
+            handle.close()
+
+
 class KerasFile:
     """A .weights.h5, full-model .h5 or .keras file, open from the first use to `close()`.
 
@@ -63,6 +94,7 @@ class KerasFile:
     """
 
     def __init__(self, path: Path) -> None:
+        _parsed_in_child(path)
         with _h5_errors(str(path)):
             self._h5, self._handle, self._cells, self.source = keras_h5._open_cells(path)
 
