@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import faulthandler
 import hashlib
-import os
 import re
 import sys
 import textwrap
@@ -15,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmgen import guard
 from lstmgen.errors import ConfigError, ModelFileError
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.output import check_target, write_atomic
@@ -75,6 +74,7 @@ CMSIS_NN_NOTE = (
 MARGIN_FRACTION = 0.25
 MARGIN_MIN = 1024
 _MEASURE_ARENA = 64 * 1024 * 1024  # generous arena for the measurement run
+FIT_SECONDS = 60.0  # one load and invoke of a model in TFLM (a child past it counts as not fitting)
 _BYTES_PER_LINE = 12
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CXX_KEYWORDS_TEXT = """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
@@ -156,22 +156,7 @@ def measure_arena(data: bytes, source: str, path: Path | None = None) -> tuple[i
 def _fits(load_and_invoke: Callable[[int], object], size: int) -> bool:
     """Does TFLM load and invoke the model in `size` bytes? Tried in a forked child: too small an arena can
     crash TFLM (SIGSEGV after a failed temporary allocation in Prepare) instead of raising."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            faulthandler.disable()  # a crash is an expected answer here (pytest's handler writes to a saved fd)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            load_and_invoke(size)
-        except BaseException:
-            code = 3
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    return guard.in_child(lambda: load_and_invoke(size), FIT_SECONDS) == "ok"  # Linux only: see measure_arena
 
 
 def _smallest_arena(load_and_invoke: Callable[[int], object], recorded: int) -> int:

@@ -305,7 +305,7 @@ def _h5_dataset(ds: Any, path: str, where: str, h5py: Any) -> int:
 # ------------------------------------------------------------------------------------------ child processes
 
 
-def in_child(work: Callable[[], None], seconds: float) -> str:
+def in_child(work: Callable[[], object], seconds: float) -> str:
     """Run `work()` in a forked child first: "ok", "raised" (it raised: the caller's own run reports it),
     "hung" (no end within `seconds`: killed) or the name of the signal that killed it ("SIGSEGV").
     "" where fork is unavailable or unsafe (not Linux): nothing ran. The child never returns into the
