@@ -266,3 +266,54 @@ def stored_types(lm: LstmModel) -> set[str]:
     """The types of the weights other than float32 (int8 per channel, float16): the export dequantizes them."""
     kinds = {np.dtype(t.dtype) for g in (lm.model, *lm.model.subgraphs) for t in g.tensors if t.data is not None}
     return {d.name for d in kinds if d in (np.dtype(np.int8), np.dtype(np.float16))}
+
+
+def _facts(cell: GraphCell) -> dict[str, object]:
+    """What a cell's arrays say of it, in the metadata's words."""
+    t = cell.tensors
+    n, i = t["input_to_forget_weights"].shape
+    proj = t.get("projection_weights")
+    return {
+        "num_units": int(n),
+        "input_size": int(i),
+        "num_proj": int(proj.shape[0]) if proj is not None else None,
+        "use_peepholes": "cell_to_forget_weights" in t,
+        "layer_norm": "forget_layer_norm_coefficients" in t,
+        "cifg": "input_to_input_weights" not in t,
+    }
+
+
+def label_differences(lm: LstmModel) -> list[str]:
+    """What a graph-form file's metadata says of its cells and clips that its graph does not do (inspect
+    prints the metadata: a label edited to lie would be shown as fact), each as 'what: metadata X, graph Y'."""
+    hp = lm.metadata.get("hyperparameters", {})
+    layers = hp.get("layers")
+    said = [c for layer in layers for c in layer if isinstance(c, dict)] if isinstance(layers, list) else []
+    try:
+        found = [_facts(c) for c in graph_cells(lm)]
+    except GraphExportError:  # cells not found by structure: export refuses such a file, inspect still shows it
+        return []
+    out = [f"cells: metadata {len(said)}, graph {len(found)}"] if said and len(said) != len(found) else []
+    for k, (s, f) in enumerate(zip(said, found, strict=False)):
+        where = f"cell {k} " if len(found) > 1 else ""
+        out += [
+            f"{where}{key}: metadata {s[key]!r}, graph {value!r}"
+            for key, value in f.items()
+            if key in s and s[key] != value
+        ]
+    for key, value in zip(("cell_clip", "proj_clip"), graph_clips(lm), strict=True):
+        stated = hp.get(key)
+        if isinstance(stated, (int, float)) and np.float32(stated) != np.float32(value):
+            out.append(f"{key}: metadata {stated:g}, graph {value:g}")
+    return out
+
+
+def check_labels(lm: LstmModel, source: str) -> None:
+    """Refuse a graph-form file whose metadata describes another cell than its graph computes (exit 2)."""
+    found = label_differences(lm)
+    if found:
+        raise ModelFileError(
+            f"{source}: its lstmgen metadata describes another cell than its graph computes ({'; '.join(found)}): "
+            "the metadata was edited or the file is damaged, and inspect, verify and export would report the "
+            "label, not the model. Rebuild it (lstmgen build --form graph)."
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -84,12 +85,29 @@ def _signature_swap(side: str, a: str, b: str) -> Mutation:
     return mutate
 
 
+def _labelled(mutate: Mutation, key: str, value: float) -> Mutation:
+    """The mutation with the metadata's hyperparameter `key` changed to match it: a consistent lie, which only
+    the comparison with the source can catch (a label that differs from the graph is refused first)."""
+
+    def both(m: ModelRecord) -> ModelRecord:
+        m = mutate(m)
+        meta = dict(m.metadata)
+        doc = json.loads(meta["lstmgen"])
+        doc["hyperparameters"][key] = value
+        meta["lstmgen"] = json.dumps(doc).encode()
+        return replace(m, metadata=tuple(meta.items()))
+
+    return both
+
+
 # each passed verify against the source before the check that catches it (found by the red team)
 FAILS: dict[str, tuple[Mutation, str]] = {
     "recurrent weight in the loop body 1 ulp off": (
         _body_const(Op.FULLY_CONNECTED, 1, _one_ulp), "subgraph 2 op 1 FULLY_CONNECTED weights"
     ),
-    "cell clip in the loop body 3 -> 3.001": (_body_const(Op.MINIMUM, 1, _set(3.001)), "MINIMUM clips c at [3.0009"),
+    "cell clip in the loop body 3 -> 3.001": (
+        _labelled(_body_const(Op.MINIMUM, 1, _set(3.001)), "cell_clip", 3.001), "MINIMUM clips c at [3.0009"
+    ),
     "negative cell clip in the loop body removed": (_body_const(Op.MAXIMUM, 1, _set(-1e30)), "MAXIMUM clips c at"),
 }  # fmt: skip
 LN_FAILS: dict[str, tuple[Mutation, str]] = {
@@ -98,8 +116,13 @@ LN_FAILS: dict[str, tuple[Mutation, str]] = {
         _body_const(Op.MUL, 1, _one_ulp, "forget_layer_norm"), "layer_norm_coefficients: off by 1.19e-07 = 1 steps"
     ),
     # the cell clip set to the stated proj_clip: any stated clip was accepted for any clip op
-    "cell clip 2 -> the proj clip 1.5": (_body_const(Op.MINIMUM, 1, _set(1.5), "const_2"), "clips c at [1.5]"),
-    "proj clip 1.5 -> 1.5001": (_body_const(Op.MINIMUM, 1, _set(1.5001), "const_1.5"), "clips the projection at"),
+    "cell clip 2 -> the proj clip 1.5": (
+        _labelled(_body_const(Op.MINIMUM, 1, _set(1.5), "const_2"), "cell_clip", 1.5), "clips c at [1.5]"
+    ),
+    "proj clip 1.5 -> 1.5001": (
+        _labelled(_body_const(Op.MINIMUM, 1, _set(1.5001), "const_1.5"), "proj_clip", 1.5001),
+        "clips the projection at",
+    ),
 }  # fmt: skip
 
 
@@ -111,8 +134,23 @@ def _time_major_label(m: ModelRecord) -> ModelRecord:
     return replace(m, metadata=tuple(meta.items()))
 
 
+def _cell_clip_label(m: ModelRecord) -> ModelRecord:
+    """The metadata says cell_clip 5; the graph clips at 3: inspect printed the label as the model's."""
+    return _labelled(lambda r: r, "cell_clip", 5.0)(m)
+
+
+def _units_label(m: ModelRecord) -> ModelRecord:
+    meta = dict(m.metadata)
+    doc = json.loads(meta["lstmgen"])
+    doc["hyperparameters"]["layers"][0][0]["num_units"] += 1
+    meta["lstmgen"] = json.dumps(doc).encode()
+    return replace(m, metadata=tuple(meta.items()))
+
+
 REFUSED: dict[str, Mutation] = {
     "metadata says time-major, the graph is batch-major": _time_major_label,
+    "metadata says cell_clip 5, the graph clips at 3": _cell_clip_label,
+    "metadata says one unit more than the graph has": _units_label,
     "signature final_h_0 and final_c_0 swapped": _signature_swap("outputs", "final_h_0", "final_c_0"),
     "signature initial_h_0 and initial_c_0 swapped": _signature_swap("inputs", "initial_h_0", "initial_c_0"),
 }
@@ -144,10 +182,12 @@ def test_a_mislabelled_file_is_refused(loop: Path, tmp_path: Path, name: str) ->
     verifies, or a file whose names cross h and c passes while every caller feeds c as h. The metadata's layout
     must be the graph's, or verify runs the wrong axis."""
     bad = _write(loop, tmp_path, REFUSED[name])
-    says = "signature" if "signature" in name else "time-major"
-    assert_user_error(invoke("verify", bad, *SOURCE), says)
-    if "signature" in name:
-        assert_user_error(invoke("inspect", bad), says)
+    says = {"signature": "signature", "time-major": "time-major", "cell_clip": "cell_clip: metadata 5, graph 3"}
+    says |= {"unit": "num_units: metadata"}
+    said = next(v for k, v in says.items() if k in name)
+    assert_user_error(invoke("verify", bad, *SOURCE), said)
+    if "time-major" not in name:
+        assert_user_error(invoke("inspect", bad), said)
 
 
 @pytest.mark.parametrize("name", list(LN_FAILS))

@@ -11,6 +11,7 @@ import click
 from lstmgen.cli.common import EXIT_CODES_CHECK, PATH, handle_errors, json_document
 from lstmgen.config import TARGETS
 from lstmgen.describe import describe, format_text
+from lstmgen.export_graph import check_labels
 from lstmgen.modelinfo import read_lstm_model
 from lstmgen.targets import ACCELERATORS
 from lstmgen.targets.rules import find_problems
@@ -43,6 +44,8 @@ def inspect_cmd(model: Path, as_json: bool, check: str | None, accelerator_confi
       lstmgen inspect npu.tflite --check ethos-u
     """
     lm = read_lstm_model(model, head_ok=True, graph_ok=True)  # fused LSTM ops in a larger graph; the graph form
+    if lm.form == "graph":
+        check_labels(lm, str(model))  # a label that lies is refused before it is shown
     info = describe(model, lm)
     problems = None
     vela = None

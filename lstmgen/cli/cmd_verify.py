@@ -26,6 +26,7 @@ from lstmgen.cli.common import (
 )
 from lstmgen.config import FILE_ONLY_KEYS, check_fields, check_keys, load_config_file
 from lstmgen.errors import LstmgenError, VerificationError
+from lstmgen.export_graph import check_labels
 from lstmgen.modelinfo import LstmModel, read_lstm_model
 from lstmgen.numerics.emulate.report import emulation_lines, emulation_verdict
 from lstmgen.output import check_target, refuse_same, write_atomic
@@ -180,6 +181,8 @@ def verify_cmd(
     inputs = {"MODEL": model, "--input": input_path, "--weights": weights, "--config": config_file}
     _preflight(report, plot, micro, inputs)
     lm = read_lstm_model(model, head_ok=True, graph_ok=True)  # once: for the cross-checks and --input
+    if lm.form == "graph":
+        check_labels(lm, str(model))  # a label that lies is refused before it is shown
     _check_test_size(lm, batch_size, time_steps)  # before anything of that size is allocated
     samples, reading = _inputs(lm, input_path, max_samples)
     recorded = _cross_check(lm, stated)  # a stated topology or size the model does not have: FAIL now
