@@ -171,5 +171,5 @@ def overflow_risk(tensors: Mapping[str, object], where: str) -> str | None:
         f"{where}: the {name} weights sum to {worst:.3g} in magnitude, so on inputs of magnitude 1 its "
         f"pre-activation can exceed float32's largest value ({_F32_MAX:.3g}) and the TFLite kernel computes "
         "Inf and NaN. These weights are finite but unusable in float32; check the training run or the export "
-        "(weights of an LSTM are typically below 10)"
+        "(weights of an LSTM are typically below 10), or whether the file is damaged (save it again)"
     )

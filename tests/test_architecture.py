@@ -47,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "describe": BASE | {"tflite", "numerics", "config", "modelinfo", "targets"},
     "cli": BASE
     | {"tflite", "numerics", "config", "arrays", "output", "weights", "modelinfo", "runtimes", "targets", "quant"}
-    | {"check", "pipeline", "build", "run", "describe", "embed", "export", "samples", "vectors"},
+    | {"check", "pipeline", "build", "run", "describe", "embed", "export", "export_graph", "samples", "vectors"},
     # The public API (lstmgen.api): on top, beside the CLI, whose build summary it prints.
     "api": BASE | {"build", "run", "describe", "export", "config", "output", "pipeline", "weights", "check"}
     | {"cli", "modelinfo"},

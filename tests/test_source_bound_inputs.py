@@ -62,3 +62,20 @@ def test_within_grid_clips_to_the_grid_only() -> None:
     model.operators = []  # type: ignore[attr-defined]
     got = tol._within_grid(model, 0, np.array([[-20.0, 0.123, 20.0]]))  # type: ignore[arg-type]
     np.testing.assert_allclose(got, [[-12.8, 0.123, 12.7]], rtol=1e-15)  # not rounded: the runs take x as given
+
+
+def test_the_reported_error_is_the_compared_steps_one() -> None:
+    """A fresh user saw 'compared over steps 1-5 of 16' beside 'worst at time step 15': the error and its step
+    are now those of the compared steps, and the scope names the largest beyond them."""
+    from lstmgen.check.against import Sample, quantized_vs_source
+    from lstmgen.check.report import SourceReport
+
+    y_src = np.full((1, 4, 2), 0.5)
+    y = y_src + np.array([0.005, 0.001, 0.2, 0.3])[None, :, None]
+    src = SourceReport("test", True, "")
+    bound = np.array([0.01, 0.01, 0.5, 0.5])  # loose from step 3: compared over steps 1-2
+    quantized_vs_source(src, "out", None, 0, [Sample({}, y, y_src)], mode="int8", time_axis=1, seed=0, bound=bound)  # type: ignore[arg-type]
+    check = src.checks[-1]
+    assert check.passed and check.max_abs_error == pytest.approx(0.005) and src.worst_time_step == 0
+    assert "steps 1-2 of 4" in check.scope and "largest error is 0.3, at time step 3" in check.scope
+    assert "up to 0.01" in src.tolerance

@@ -131,28 +131,44 @@ def quantized_vs_source(
     elif bound is None:
         given = [s.given for s in samples if s.given is not None]
         bound = source_bound(model, out, [s.feeds for s in samples], mode, time_axis, seed, constants, given)
-    top, rel, worst, step, ok = -1.0, 0.0, [], None, True
-    tight, total = 1 << 30, 0
-    for k, s in enumerate(samples):
+    ok, tight, total, errors = True, 1 << 30, 0, []
+    for s in samples:
         err = np.abs(np.asarray(s.y, np.float64).reshape(s.y_src.shape) - s.y_src)
         steps = _per_step(err, time_axis)
         limit = _limits(steps, bound, src.max_error, s.y_src)
         tight, total = min(tight, limit.size), steps.size
         ok = ok and bool(np.all(steps[: limit.size] <= limit))
-        if float(err.max(initial=0.0)) > top:
-            top = float(err.max(initial=0.0))
-            rel = top / max(float(np.abs(s.y_src).max(initial=0.0)), 1e-12)
-            worst = ([k] if len(samples) > 1 else []) + [
-                int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)
-            ]
-            step = int(np.argmax(steps)) if err.ndim == 3 else None
+        errors.append((err, float(np.abs(s.y_src).max(initial=0.0))))
+    top, rel, worst, step = _worst(errors, tight if 0 < tight < total else total, time_axis)
+    beyond = _worst(errors, total, time_axis) if 0 < tight < total else None
     src.worst_time_step = step
     src.samples = len(samples)
-    if bound is not None:
-        src.tolerance = f"{mode} vs float source: derived from the file's quantization steps, up to {bound.max():.3g}"
+    if bound is not None:  # its largest over the compared steps (the later ones are the scope note's)
+        shown = bound[:tight] if bound.size == total and 0 < tight < total else bound
+        src.tolerance = f"{mode} vs float source: derived from the file's quantization steps, up to {shown.max():.3g}"
     ok = ok and (tight > 0 or not total)  # a bound too coarse from the first step proves nothing: no pass
     if smoke:
         src.notes.append(SMOKE_NOTE)
         ok = True
-    src.checks.append(Comparison(name, max(top, 0.0), rel, worst, ok, _scope(tight, total)))
+    scope = _scope(tight, total)
+    if beyond is not None and beyond[0] > top and beyond[3] is not None:  # the numbers above are the compared steps'
+        scope += f"; beyond them the largest error is {beyond[0]:.3g}, at time step {beyond[3]}"
+    src.checks.append(Comparison(name, max(top, 0.0), rel, worst, ok, scope))
     return bound
+
+
+def _worst(
+    errors: list[tuple[np.ndarray, float]], steps: int, time_axis: int
+) -> tuple[float, float, list[int], int | None]:
+    """The largest error over the first `steps` time steps of every sample's: (error, relative to that sample's
+    largest source value, its index ([sample, ...] with several samples), its time step)."""
+    top, rel, worst, step = -1.0, 0.0, [], None
+    for k, (err, reach) in enumerate(errors):
+        part = np.take(err, range(steps), axis=time_axis) if err.ndim == 3 else err
+        if part.size and float(part.max()) > top:
+            top = float(part.max())
+            rel = top / max(reach, 1e-12)
+            where = [int(i) for i in np.unravel_index(int(np.argmax(part)), part.shape)]
+            worst = ([k] if len(errors) > 1 else []) + where
+            step = where[time_axis] if err.ndim == 3 else None
+    return top, rel, worst, step

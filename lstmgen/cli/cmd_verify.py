@@ -295,6 +295,11 @@ def _print_text(model: Path, rep: VerifyReport, count: int, worst: int, reading:
         click.echo(f"  note: {note}")
     if rep.against_source is not None:
         click.echo(rep.against_source.summary())
+    else:  # PASS above is the interpreter's against the file's own graph: say what it does not show
+        click.echo(
+            "  not compared with a source: this shows the interpreter computes what the file says, not that the "
+            "file holds your LSTM; add --weights W (your weight file) for that"
+        )
     if reading is not None:
         click.echo(f"  {reading}; ran {count}, the worst is sample {worst} (shown)")
 

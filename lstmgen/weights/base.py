@@ -232,7 +232,8 @@ def as_float32(name: str, array: np.ndarray, source: str, notes: list[str]) -> n
         where = tuple(int(i) for i in bad[0])
         raise WeightFileError(
             f"{source}: array '{name}' contains {len(bad)} NaN/Inf value(s), first at index {list(where)} "
-            f"({array[where]}). Weights must be finite; check the training run or the export."
+            f"({array[where]}). Weights must be finite; check the training run or the export (or the file is "
+            "damaged: save it again)."
         )
     return array
 
