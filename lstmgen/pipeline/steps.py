@@ -350,7 +350,8 @@ _GRAPH_NOTES = {
     "float16": "float16 graph form: FULLY_CONNECTED weights stored in float16, each behind a DEQUANTIZE",
     "dynamic-int8": "dynamic-int8 graph form: FULLY_CONNECTED weights in int8 with one scale per output row "
     "(per channel); the kernels quantize each input row on the fly. FULLY_CONNECTED version 12 needs a TFLite "
-    "runtime >= 2.17.0 (ai-edge-litert; tflite-runtime 2.14 refuses it); --form fused runs from 2.3.0",
+    "runtime >= 2.17.0 in TensorFlow's release numbers (ai-edge-litert numbers its own releases: its 2.3.0 "
+    "runs it; tflite-runtime 2.14 refuses it); --form fused runs from 2.3.0",
 }
 
 
