@@ -271,6 +271,10 @@ def stored_types(lm: LstmModel) -> set[str]:
 def _facts(cell: GraphCell) -> dict[str, object]:
     """What a cell's arrays say of it, in the metadata's words."""
     t = cell.tensors
+    matrices = {k: t[k] for k in ("input_to_forget_weights", "projection_weights") if k in t}
+    bent = {k: list(np.shape(v)) for k, v in matrices.items() if np.ndim(v) != 2}
+    if bent:  # a damaged graph: no cell the metadata could describe
+        return {"weights": ", ".join(f"{k} of shape {shape}" for k, shape in bent.items())}
     n, i = t["input_to_forget_weights"].shape
     proj = t.get("projection_weights")
     return {
@@ -301,6 +305,7 @@ def label_differences(lm: LstmModel) -> list[str]:
             for key, value in f.items()
             if key in s and s[key] != value
         ]
+        out += [f"{where}{f['weights']} in the graph"] if "weights" in f else []
     for key, value in zip(("cell_clip", "proj_clip"), graph_clips(lm), strict=True):
         stated = hp.get(key)
         if isinstance(stated, (int, float)) and np.float32(stated) != np.float32(value):

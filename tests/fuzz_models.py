@@ -50,6 +50,22 @@ BASES: dict[str, tuple[str, ...]] = {
         "--io-type",
         "float32",
     ),
+    # the graph form (no fused op: ordinary ops the checker evaluates one by one), unrolled, looped, streaming
+    "graph": ("--num-units", "4", "--input-size", "3", "--form", "graph", "--time-steps", "3", "--cell-clip", "3"),
+    "graph_loop": ("--num-units", "4", "--input-size", "3", "--form", "graph", "--use-peepholes", "--num-proj", "2"),
+    "graph_state": ("--num-units", "3", "--input-size", "2", "--form", "graph", "--state-io", "--num-layers", "2"),
+    "graph_hybrid": (
+        "--num-units",
+        "4",
+        "--input-size",
+        "3",
+        "--form",
+        "graph",
+        "--quantize",
+        "dynamic-int8",
+        "--time-steps",
+        "3",
+    ),
 }
 PER_FILE_SECONDS = 20.0  # a hang: no answer for this long (tiny models answer in milliseconds)
 

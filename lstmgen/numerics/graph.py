@@ -7,6 +7,7 @@ reference.py, so the same evaluator checks float, float16, hybrid and int8 model
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,13 +175,40 @@ def _lstm(
     return y
 
 
+def _inconsistent(op: OperatorRecord, what: str) -> ModelFileError:
+    """An op whose inputs do not allow it (a file edited or damaged past what the model checker reads)."""
+    name = BUILTIN_OPERATOR_NAMES.get(op.opcode, str(op.opcode))
+    return ModelFileError(f"a {name} op cannot be computed: {what}. The file is damaged or was edited; rebuild it.")
+
+
+def _ints(op: OperatorRecord, v: Any, what: str) -> list[int]:
+    """An op's integer parameter tensor (a shape, axes, slice bounds) as ints: whole, finite numbers only."""
+    flat = np.asarray(v, np.float64).reshape(-1)
+    if not np.all(np.isfinite(flat)) or np.any(flat != np.round(flat)) or np.any(np.abs(flat) > 2**62):
+        raise _inconsistent(op, f"{what} {flat.tolist()[:8]} are not whole numbers")
+    return [int(a) for a in flat]
+
+
+def _axes(op: OperatorRecord, axes: Any, ndim: int) -> tuple[int, ...]:
+    found = tuple(_ints(op, axes, "axes"))
+    if any(not -ndim <= a < ndim for a in found):
+        raise _inconsistent(op, f"axis {list(found)} of a {ndim}-D input")
+    return found
+
+
 def _reverse(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
-    return np.flip(values[op.inputs[0]], axis=tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]])))
+    x = values[op.inputs[0]]
+    return np.flip(x, axis=_axes(op, values[op.inputs[1]], x.ndim))
 
 
 def _concatenation(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
     axis = int(op.options.get("Axis", 0)) if op.options is not None else 0
-    return np.concatenate([values[i] for i in op.inputs], axis=axis)
+    parts = [values[i] for i in op.inputs]
+    a = _axes(op, axis, parts[0].ndim)[0] % parts[0].ndim
+    if any(p.ndim != parts[0].ndim or np.delete(p.shape, a).tolist() != np.delete(parts[0].shape, a).tolist()
+           for p in parts):  # fmt: skip
+        raise _inconsistent(op, f"inputs of shapes {[list(p.shape) for p in parts]} along axis {axis}")
+    return np.concatenate(parts, axis=a)
 
 
 def _real_valued(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
@@ -190,7 +218,11 @@ def _real_valued(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.nda
 
 def _strided_slice(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
     x = values[op.inputs[0]]
-    begin, end, strides = (values[i].astype(np.int64) for i in op.inputs[1:4])
+    begin, end, strides = (np.asarray(_ints(op, values[i], "slice bounds"), np.int64) for i in op.inputs[1:4])
+    if min(begin.size, end.size, strides.size) < x.ndim or not np.all(strides[: x.ndim]):
+        raise _inconsistent(
+            op, f"begin/end/strides {begin.tolist()}/{end.tolist()}/{strides.tolist()} for a {x.ndim}-D input"
+        )
     opts = op.options
     get = (lambda k: int(opts.get(k, 0))) if opts is not None else (lambda k: 0)
     bm, em, sm = get("BeginMask"), get("EndMask"), get("ShrinkAxisMask")
@@ -199,6 +231,8 @@ def _strided_slice(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.n
     index: list[Any] = []
     for axis in range(x.ndim):
         if sm >> axis & 1:
+            if not -x.shape[axis] <= int(begin[axis]) < x.shape[axis]:
+                raise _inconsistent(op, f"index {int(begin[axis])} on an axis of {x.shape[axis]}")
             index.append(int(begin[axis]))
             continue
         start = None if bm >> axis & 1 else int(begin[axis])
@@ -227,16 +261,28 @@ def _fused(op: OperatorRecord, v: np.ndarray) -> np.ndarray:
 def _fully_connected(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
     """x [..., K] flattened to rows, times W^T [K, N] (+ bias): [rows, N] (KeepNumDims keeps x's leading dims)."""
     x, w = values[op.inputs[0]], values[op.inputs[1]]
+    bias = values[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    if w.ndim != 2 or x.size % max(w.shape[1], 1) or (bias is not None and bias.shape not in ((w.shape[0],), (1,))):
+        shapes = [list(np.shape(v)) for v in (x, w, bias) if v is not None]
+        raise _inconsistent(op, f"input, weights and bias of shapes {shapes}")
     y = x.reshape(-1, w.shape[1]) @ w.T
-    if len(op.inputs) > 2 and op.inputs[2] >= 0:
-        y = y + values[op.inputs[2]]
+    if bias is not None:
+        y = y + bias
     if op.options is not None and op.options.get("KeepNumDims", False):
         y = y.reshape(*x.shape[:-1], w.shape[0])
     return _fused(op, y)
 
 
 def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
-    return lambda op, values: _fused(op, fn(values[op.inputs[0]], values[op.inputs[1]]))
+    def run(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
+        a, b = values[op.inputs[0]], values[op.inputs[1]]
+        try:
+            np.broadcast_shapes(np.shape(a), np.shape(b))
+        except ValueError:
+            raise _inconsistent(op, f"inputs of shapes {list(np.shape(a))} and {list(np.shape(b))}") from None
+        return _fused(op, fn(a, b))
+
+    return run
 
 
 def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
@@ -245,27 +291,41 @@ def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
 
 def _reshape(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
     if len(op.inputs) > 1 and op.inputs[1] >= 0:
-        shape = [int(d) for d in np.atleast_1d(values[op.inputs[1]])]
+        given = np.asarray(values[op.inputs[1]])
+        if given.ndim > 1:
+            raise _inconsistent(op, f"a new shape given as a tensor of shape {list(given.shape)}")
+        shape = _ints(op, given, "new shape")
     else:
-        shape = [int(d) for d in (op.options.get("NewShape", []) if op.options is not None else [])]
-    return values[op.inputs[0]].reshape(shape)
+        shape = _ints(op, op.options.get("NewShape", []) if op.options is not None else [], "new shape")
+    x = values[op.inputs[0]]
+    known = math.prod(d for d in shape if d != -1)
+    free = shape.count(-1)
+    if free > 1 or any(d < -1 for d in shape) or (x.size != known if not free else not known or x.size % known):
+        raise _inconsistent(op, f"{x.size} values reshaped to {shape}")
+    return x.reshape(shape)
 
 
 def _mean(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
     keep = bool(op.options.get("KeepDims", False)) if op.options is not None else False
-    axes = tuple(int(a) for a in np.atleast_1d(values[op.inputs[1]]))
     x = values[op.inputs[0]]
+    axes = _axes(op, values[op.inputs[1]], x.ndim)
     return x.mean(axis=axes, keepdims=True) if keep else np.asarray(x.mean(axis=axes))  # Literal keepdims: numpy 2.5
 
 
 def _split(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> tuple[np.ndarray, ...]:
     """SPLIT(axis, x) into len(outputs) equal parts."""
-    axis = int(np.asarray(values[op.inputs[0]]).reshape(-1)[0])
-    return tuple(np.split(values[op.inputs[1]], len(op.outputs), axis=axis))
+    x = values[op.inputs[1]]
+    axis = _axes(op, np.asarray(values[op.inputs[0]]).reshape(-1)[:1], x.ndim)[0]
+    if x.shape[axis] % len(op.outputs):
+        raise _inconsistent(op, f"an axis of {x.shape[axis]} into {len(op.outputs)} equal parts")
+    return tuple(np.split(x, len(op.outputs), axis=axis))
 
 
 def _transpose(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
-    return np.transpose(values[op.inputs[0]], [int(p) for p in values[op.inputs[1]]])
+    x, perm = values[op.inputs[0]], _ints(op, values[op.inputs[1]], "permutation")
+    if sorted(perm) != list(range(x.ndim)):
+        raise _inconsistent(op, f"permutation {perm} of a {x.ndim}-D input")
+    return np.transpose(x, perm)
 
 
 def _gather(op: OperatorRecord, values: Mapping[int, np.ndarray]) -> np.ndarray:
