@@ -101,4 +101,7 @@ def read_samples(
         reading = f"{len(parts)} arrays ({parts[0][1].partition(' ')[0]}, ...), each {tails.pop()}"
     else:
         reading = "; ".join(r for _, r in parts)
+    kinds = sorted({str(a.dtype) for a in arrays if a.dtype.kind in "iub"})
+    if kinds:  # taken as the real values they hold: raw int16 audio is not scaled to [-1, 1]
+        reading += f"; {'/'.join(kinds)} values taken as real numbers as they are (no scaling)"
     return samples, f"{what}: {reading} ({samples.shape[0]} sample(s) in all)"

@@ -110,3 +110,14 @@ def test_verify_input_runs_every_sample_and_reports_the_worst(tmp_path: Path, mo
     bad = runner.invoke(main, ["verify", str(model), "--input", str(path), "--json"])
     assert bad.exit_code == 1 and json.loads(bad.stdout)["samples"]["worst"] == 3
     assert len(calls) == 5 and all(np.array_equal(c[0], s) for c, s in zip(calls, np.load(path), strict=True))
+
+
+def test_integer_samples_are_read_as_they_are_and_say_so(tmp_path: Path) -> None:
+    """A fresh user's int64 calibration data was converted without a word; raw int16 audio is often meant scaled."""
+    path = tmp_path / "ints.npy"
+    np.save(path, np.arange(24, dtype=np.int16).reshape(2, 1, 4, 3))
+    samples, reading = read_samples(path, (1, 4, 3), None, False, "calibration data")
+    assert samples.shape == (2, 1, 4, 3) and float(samples.max()) == 23.0
+    assert "int16 values taken as real numbers as they are (no scaling)" in reading
+    np.save(path, np.zeros((2, 1, 4, 3), np.float32))
+    assert "no scaling" not in read_samples(path, (1, 4, 3), None, False, "calibration data")[1]

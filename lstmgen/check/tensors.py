@@ -54,7 +54,7 @@ class TensorCheck:
             return f"{where}{self.name}: {self.shape_error}"
         return (
             f"{where}{self.name}: off by {self.max_abs_error:.3g} = {self.steps:.3g} steps of {self.step:.2g} "
-            f"({self.dtype}; allowed {self.allowed:g})"
+            f"({self.dtype}; allowed {self.allowed:g} steps)"
         )
 
     def to_dict(self) -> dict[str, Any]:
