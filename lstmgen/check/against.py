@@ -38,7 +38,6 @@ class Sample:
     feeds: dict[int, np.ndarray]
     y: np.ndarray
     y_src: np.ndarray
-    given: dict[int, np.ndarray] | None = None  # the inputs as the source got them (None: not known here)
 
 
 def _per_step(err: np.ndarray, time_axis: int) -> np.ndarray:
@@ -129,8 +128,7 @@ def quantized_vs_source(
     if src.max_error is not None:
         bound = None
     elif bound is None:
-        given = [s.given for s in samples if s.given is not None]
-        bound = source_bound(model, out, [s.feeds for s in samples], mode, time_axis, seed, constants, given)
+        bound = source_bound(model, out, [s.feeds for s in samples], mode, time_axis, seed, constants)
     ok, tight, total, errors = True, 1 << 30, 0, []
     for s in samples:
         err = np.abs(np.asarray(s.y, np.float64).reshape(s.y_src.shape) - s.y_src)
